@@ -1,0 +1,1 @@
+"""Data formats: decoders to one in-memory ``Dataset`` and encoders back, shared by training and serving."""

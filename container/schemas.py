@@ -1,0 +1,119 @@
+"""The hyperparameter tables of each algorithm: the one source of truth for train, docs and the wrapper.
+
+FM names, defaults and ranges follow SageMaker's built-in Factorization Machines; WALS names follow
+TensorFlow's ``WALSMatrixFactorization``. Stdlib only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from container.errors import HyperparameterError
+from container.hyperparameters import Param, Schema, make_schema, parse_hyperparameters
+
+ALGORITHMS = ("fm", "wals")
+_ALGORITHM = Param(
+    "algorithm", str, "Which model to train: fm (Factorization Machines, the default) or wals.",
+    default="fm", choices=ALGORITHMS,
+)
+_INIT_METHODS = ("normal", "uniform", "constant")
+
+
+def _group(prefix: str, lr: float, wd: float, sigma: float) -> tuple[Param, ...]:
+    what = {"bias": "the bias w0", "linear": "the linear weights w", "factors": "the factors V"}[prefix]
+    tune = (1e-8, 512.0, "Logarithmic")
+    return (
+        Param(f"{prefix}_lr", float, f"Learning rate of {what}.", default=lr, low=0, tune=tune),
+        Param(f"{prefix}_wd", float, f"L2 weight decay of {what}.", default=wd, low=0, tune=tune),
+        Param(f"{prefix}_init_method", str, f"Initialization of {what}.", default="normal",
+              choices=_INIT_METHODS),
+        Param(f"{prefix}_init_sigma", float, f"Standard deviation of {what} when init_method=normal.",
+              default=sigma, low=0, tune=tune),
+        Param(f"{prefix}_init_scale", float, f"Range [-s, s] of {what} when init_method=uniform.",
+              low=0, tune=tune),
+        Param(f"{prefix}_init_value", float, f"Value of {what} when init_method=constant.", tune=tune),
+    )
+
+
+_COMMON_RUNTIME = (
+    Param("seed", int, "Random seed; a given seed and num_threads give the same model.", default=0, low=0),
+    Param("num_threads", int, "Threads to train with; 0 means the cores usable in the container.",
+          default=0, low=0),
+    Param("early_stopping_patience", int,
+          "Stop after this many epochs without improvement of the test metric (needs a test channel); "
+          "0 disables early stopping.", default=0, low=0),
+    Param("early_stopping_tolerance", float,
+          "Smallest relative improvement of the test metric that counts as improvement.", default=0.0, low=0),
+)
+
+FM_SCHEMA: Schema = make_schema(
+    _ALGORITHM,
+    Param("feature_dim", int, "Number of features (columns) of the input.", required=True, low=0, low_open=True),
+    Param("num_factors", int, "Dimension k of the factor vectors.", required=True, low=0, low_open=True),
+    Param("predictor_type", str, "binary_classifier (log loss, score is a probability) or regressor.",
+          required=True, choices=("binary_classifier", "regressor")),
+    Param("epochs", int, "Passes over the training data.", default=1, low=0, low_open=True,
+          tune=(1, 1000, "Linear")),
+    Param("mini_batch_size", int, "Rows per optimizer step.", default=1000, low=0, low_open=True,
+          tune=(100, 10000, "Linear")),
+    Param("clip_gradient", float, "Clip each gradient element to [-c, c].", low=0, low_open=True),
+    Param("eps", float, "Epsilon of the Adam/AdaGrad denominators.", low=0, low_open=True),
+    Param("rescale_grad", float, "Multiply gradients by this (default 1 / rows in the batch).",
+          low=0, low_open=True),
+    *_group("bias", 0.1, 0.01, 0.01),
+    *_group("linear", 0.001, 0.001, 0.01),
+    *_group("factors", 0.0001, 0.00001, 0.001),
+    Param("use_bias", bool, "Learn the global bias w0.", default=True),
+    Param("use_linear", bool, "Learn the linear weights w.", default=True),
+    Param("optimizer", str, "Optimizer: adam (as the built-in), sgd, adagrad or ftrl.", default="adam",
+          choices=("adam", "sgd", "adagrad", "ftrl")),
+    Param("positive_class_weight", float, "Loss weight of label 1 rows (binary_classifier only).",
+          default=1.0, low=0, low_open=True),
+    *_COMMON_RUNTIME,
+)
+
+WALS_SCHEMA: Schema = make_schema(
+    _ALGORITHM,
+    Param("num_rows", int, "Number of rows of the matrix; inferred from the data when unset.",
+          low=0, low_open=True),
+    Param("num_cols", int, "Number of columns of the matrix; inferred from the data when unset.",
+          low=0, low_open=True),
+    Param("embedding_dimension", int, "Dimension of the row and column factors.", required=True,
+          low=0, low_open=True, tune=(2, 512, "Logarithmic")),
+    Param("unobserved_weight", float, "Weight w0 of every unobserved entry.", default=0.1, low=0,
+          tune=(1e-4, 10.0, "Logarithmic")),
+    Param("regularization_coeff", float, "L2 coefficient lambda of the factors (lambda*I is always added).",
+          default=0.01, low=0, tune=(1e-6, 100.0, "Logarithmic")),
+    Param("row_init", str, "Row factor initialization: random, or model (from the model channel).",
+          default="random", choices=("random", "model")),
+    Param("col_init", str, "Column factor initialization: random, or model (from the model channel).",
+          default="random", choices=("random", "model")),
+    Param("row_weights", float, "Scalar row weight (per-row vectors come from a row_weights channel).",
+          default=1.0, low=0),
+    Param("col_weights", float, "Scalar column weight (per-column vectors come from a col_weights channel).",
+          default=1.0, low=0),
+    Param("max_sweeps", int, "Sweeps (one row pass plus one column pass each).", default=10, low=0,
+          low_open=True, tune=(1, 100, "Linear")),
+    Param("solver", str, "Per-row solve: cholesky (exact) or cg (conjugate gradient).", default="cholesky",
+          choices=("cholesky", "cg")),
+    Param("cg_steps", int, "Conjugate-gradient steps per row when solver=cg.", default=3, low=0, low_open=True),
+    Param("alpha", float, "Implicit-feedback confidence 1 + alpha*value; unset means TF's explicit objective.",
+          low=0, low_open=True, tune=(0.1, 100.0, "Logarithmic")),
+    Param("eval_k", int, "Cut-off k of precision@k, MAP@k and NDCG@k on the test channel.", default=10,
+          low=0, low_open=True),
+    *_COMMON_RUNTIME,
+)
+
+SCHEMAS: dict[str, Schema] = {"fm": FM_SCHEMA, "wals": WALS_SCHEMA}
+
+
+def parse_for_algorithm(raw: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Pick the schema from ``raw['algorithm']`` (default ``fm``) and parse everything against it."""
+    try:
+        algorithm = _ALGORITHM.parse(raw.get("algorithm", "fm"))
+    except (ValueError, TypeError):
+        raise HyperparameterError(
+            [f"algorithm={raw.get('algorithm')!r} is not valid: expected {_ALGORITHM.allowed()}"]
+        ) from None
+    return algorithm, parse_hyperparameters(raw, SCHEMAS[algorithm])
