@@ -1,0 +1,91 @@
+"""The ``train`` entry point: contract -> hyperparameters -> channels -> fit -> artifact, or a failure file.
+
+A user error (``ClientError``: bad hyperparameter, bad data, missing channel, diverged training, a model that
+cannot fit in memory) writes its one-line reason first in ``output/failure`` and exits 1. Any other exception
+is our bug: ``output/failure`` gets the reason and the traceback, exit 2. Success exits 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import traceback
+
+from container import metrics_log
+from container.config import read_hyperparameters, read_input_data_config, read_resource_config
+from container.errors import ClientError
+from container.paths import SageMakerPaths
+from container.schemas import parse_for_algorithm
+
+log = logging.getLogger("train")
+
+EXIT_OK, EXIT_CLIENT_ERROR, EXIT_INTERNAL_ERROR = 0, 1, 2
+
+
+def configure_logging() -> None:
+    """Log lines like the built-in: ``[MM/DD/YYYY HH:MM:SS INFO <thread>] message`` on stdout."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("[%(asctime)s %(levelname)s %(thread)d] %(message)s",
+                                           datefmt="%m/%d/%Y %H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+
+
+def write_failure(paths: SageMakerPaths, text: str) -> None:
+    """Write ``output/failure`` unless an earlier writer already explained the failure."""
+    paths.output_dir.mkdir(parents=True, exist_ok=True)
+    if not paths.failure_file.exists():
+        paths.failure_file.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+
+
+def run(paths: SageMakerPaths) -> None:
+    """Train the algorithm the hyperparameters select; raises ClientError for anything the user must fix."""
+    started = time.monotonic()
+    raw = read_hyperparameters(paths)
+    log.info("Hyperparameters from %s: %s", paths.hyperparameters_file, raw)
+    algorithm, hyperparameters = parse_for_algorithm(raw)
+    log.info("Final configuration (%s): %s", algorithm, hyperparameters)
+    channels = read_input_data_config(paths)
+    resources = read_resource_config(paths)
+    if len(resources.hosts) > 1:
+        log.warning("Distributed training is not supported: host %s trains on its own data only (hosts: %s)",
+                    resources.current_host, resources.hosts)
+    if algorithm == "fm":
+        from container.fm_training import train_fm
+
+        train_fm(paths, hyperparameters, channels, resources.current_host)
+    else:
+        from container.wals_training import train_wals
+
+        train_wals(paths, hyperparameters, channels, resources.current_host)
+    log.info("Training finished in %.1f s; model written to %s", time.monotonic() - started, paths.model_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run training under ``$SAGEMAKER_BASE_DIR`` and return the process exit code."""
+    del argv  # SageMaker passes "train"; there are no options.
+    configure_logging()
+    paths = SageMakerPaths.from_env()
+    try:
+        run(paths)
+    except ClientError as err:
+        reason = " ".join(str(err).split())
+        log.error("Training failed: %s", reason)
+        write_failure(paths, reason)
+        return EXIT_CLIENT_ERROR
+    except MemoryError:
+        reason = ("Out of memory while training: use fewer num_factors, a smaller feature_dim or an instance "
+                  "with more memory.")
+        log.error(reason)
+        write_failure(paths, reason)
+        return EXIT_CLIENT_ERROR
+    except Exception as err:  # our bug: keep the traceback for whoever reads the failure reason
+        trace = traceback.format_exc()
+        log.error("Internal error: %s\n%s", err, trace)
+        write_failure(paths, f"Internal error: {type(err).__name__}: {err}\n{trace}")
+        return EXIT_INTERNAL_ERROR
+    return EXIT_OK
+
+
