@@ -95,3 +95,12 @@ def test_every_param_documented_and_default_valid():
             if param.default is not None:
                 assert param.parse(param.default) == param.default
     assert "feature_dim" in FM_SCHEMA and "embedding_dimension" in WALS_SCHEMA
+
+
+def test_reference_page_is_generated_from_the_schema():
+    from pathlib import Path
+
+    from container.schema_docs import render
+
+    page = Path(__file__).resolve().parents[2] / "docs" / "hyperparameters.md"
+    assert page.read_text() == render(), "run: python -m container.schema_docs > docs/hyperparameters.md"

@@ -1,0 +1,38 @@
+"""Render the hyperparameter tables as Markdown (``python -m container.schema_docs > docs/hyperparameters.md``)."""
+
+from __future__ import annotations
+
+from container.hyperparameters import Param
+from container.schemas import SCHEMAS
+
+TITLES = {"fm": "Factorization Machines (`algorithm=fm`, the default)",
+          "wals": "WALS matrix factorization (`algorithm=wals`)"}
+
+
+def _cell(param: Param) -> list[str]:
+    default = "required" if param.required else ("unset" if param.default is None else f"`{param.default}`")
+    tune = "" if param.tune is None else f"{param.tune[0]:g} to {param.tune[1]:g} ({param.tune[2]})"
+    return [f"`{param.name}`", param.kind.__name__, default, param.allowed(), tune, param.description]
+
+
+def render() -> str:
+    """The whole hyperparameter reference page."""
+    out = [
+        "# Hyperparameters",
+        "",
+        "Generated from `container/schemas.py` by `python -m container.schema_docs`; do not edit by hand.",
+        "",
+        "Values may arrive as strings (`\"64\"`, `\"2.0\"`, `\"1e-05\"`, `\"True\"`) as SageMaker sends them. "
+        "Keys starting with `sagemaker_` or `_tuning_` are ignored; any other unknown key, a wrong type or a "
+        "value out of range fails the job with every problem listed in `output/failure`.",
+    ]
+    for algorithm, schema in SCHEMAS.items():
+        out += ["", f"## {TITLES[algorithm]}", "",
+                "| name | type | default | allowed | tuning range | description |",
+                "|---|---|---|---|---|---|"]
+        out += ["| " + " | ".join(_cell(p)) + " |" for p in schema.values()]
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    print(render(), end="")

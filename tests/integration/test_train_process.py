@@ -1,0 +1,158 @@
+"""`train` as a local process under SAGEMAKER_BASE_DIR: success, and every user error -> failure file, exit 1."""
+
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sagemaker.amazon.common import write_numpy_to_dense_tensor, write_spmatrix_to_sparse_tensor
+
+from container import metrics_log
+
+ROOT = Path(__file__).resolve().parents[2]
+FM_HP = {"feature_dim": "8", "num_factors": "4", "predictor_type": "binary_classifier", "epochs": "3",
+         "mini_batch_size": "50"}
+
+
+def _dense(features, labels):
+    buf = io.BytesIO()
+    write_numpy_to_dense_tensor(buf, np.asarray(features, np.float32), np.asarray(labels, np.float32))
+    return buf.getvalue()
+
+
+def _job(base: Path, hp=None, channels=None, config=None):
+    (base / "input/config").mkdir(parents=True, exist_ok=True)
+    (base / "input/config/hyperparameters.json").write_text(json.dumps(FM_HP if hp is None else hp))
+    if config is not None:
+        (base / "input/config/inputdataconfig.json").write_text(json.dumps(config))
+    for channel, files in (channels or {}).items():
+        (base / "input/data" / channel).mkdir(parents=True, exist_ok=True)
+        for name, payload in files.items():
+            (base / "input/data" / channel / name).write_bytes(payload)
+    return base
+
+
+def _train(base: Path):
+    proc = subprocess.run([sys.executable, str(ROOT / "train")], env={"SAGEMAKER_BASE_DIR": str(base),
+                          "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=300)
+    failure = base / "output/failure"
+    return proc, failure.read_text() if failure.exists() else None
+
+
+def _classification_data(rows=400, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.random((rows, 8), dtype=np.float32)
+    y = (x[:, 0] + x[:, 1] * x[:, 2] > 0.75).astype(np.float32)
+    return x, y
+
+
+def test_success_writes_model_and_metric_lines(tmp_path):
+    x, y = _classification_data()
+    base = _job(tmp_path, channels={"train": {"part0": _dense(x[:300], y[:300])},
+                                    "test": {"part0": _dense(x[300:], y[300:])}})
+    proc, failure = _train(base)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert failure is None
+    assert (base / "model/model.json").is_file() and (base / "model/model.npz").is_file()
+    parsed = metrics_log.parse_log(proc.stdout)
+    assert len(parsed["train:binary_classification_cross_entropy:epoch"]) == 3
+    assert 0.0 <= parsed["test:binary_classification_accuracy"][0] <= 1.0
+    assert "#progress_metric: host=algo-1, completed 100.0 % of epochs" in proc.stdout
+    assert re.search(r"\[\d\d/\d\d/\d{4} \d\d:\d\d:\d\d INFO \d+\] #quality_metric", proc.stdout)
+
+
+def test_broken_hyperparameters_json(tmp_path):
+    base = _job(tmp_path)
+    (base / "input/config/hyperparameters.json").write_text('{"feature_dim": ')
+    proc, failure = _train(base)
+    assert proc.returncode == 1
+    assert failure.splitlines()[0].startswith(f"{base}/input/config/hyperparameters.json is not valid JSON")
+
+
+def test_invalid_hyperparameters_all_listed(tmp_path):
+    x, y = _classification_data(50)
+    base = _job(tmp_path, hp={**FM_HP, "num_factors": "0", "epochs": "many", "learning_rate": "0.1"},
+                channels={"train": {"a": _dense(x, y)}})
+    proc, failure = _train(base)
+    assert proc.returncode == 1
+    first = failure.splitlines()[0]
+    assert "num_factors='0'" in first and "epochs='many'" in first and "'learning_rate'" in first
+    assert not (base / "model/model.json").exists()
+
+
+def test_missing_train_channel(tmp_path):
+    x, y = _classification_data(50)
+    base = _job(tmp_path, channels={"test": {"a": _dense(x, y)}},
+                config={"test": {"TrainingInputMode": "File"}})
+    proc, failure = _train(base)
+    assert proc.returncode == 1
+    assert "'train' channel is required" in failure.splitlines()[0]
+
+
+def test_truncated_record_names_the_file(tmp_path):
+    x, y = _classification_data(50)
+    base = _job(tmp_path, channels={"train": {"part-7": _dense(x, y)[:-9]}})
+    proc, failure = _train(base)
+    assert proc.returncode == 1
+    assert "part-7" in failure.splitlines()[0]
+
+
+def test_key_beyond_feature_dim(tmp_path):
+    buf = io.BytesIO()
+    write_spmatrix_to_sparse_tensor(buf, sp.csr_matrix(np.eye(10, dtype=np.float32)), np.ones(10, np.float32))
+    base = _job(tmp_path, channels={"train": {"wide": buf.getvalue()}})
+    proc, failure = _train(base)
+    assert proc.returncode == 1
+    assert "wide" in failure and "8" in failure.splitlines()[0]
+
+
+def test_classifier_label_outside_zero_one(tmp_path):
+    x, y = _classification_data(50)
+    y[17] = 2.0
+    base = _job(tmp_path, channels={"train": {"a": _dense(x, y)}})
+    proc, failure = _train(base)
+    assert proc.returncode == 1
+    assert "row 17" in failure and "labels 0 or 1" in failure
+
+
+def test_divergence_is_a_clear_user_error_and_leaves_no_model(tmp_path):
+    x, y = _classification_data(200)
+    hp = {**FM_HP, "predictor_type": "regressor", "optimizer": "sgd", "bias_lr": "1e30", "linear_lr": "1e30",
+          "factors_lr": "1e30", "epochs": "5"}
+    base = _job(tmp_path, hp=hp, channels={"train": {"a": _dense(x * 1e3, y * 1e6)}})
+    proc, failure = _train(base)
+    assert proc.returncode == 1, proc.stdout
+    assert "learning rate" in failure.splitlines()[0].lower()
+    assert not (base / "model/model.json").exists()
+
+
+def test_warm_start_continues_and_rejects_a_shape_mismatch(tmp_path):
+    x, y = _classification_data()
+    first = _job(tmp_path / "first", channels={"train": {"a": _dense(x, y)}})
+    assert _train(first)[0].returncode == 0
+    second = _job(tmp_path / "second", channels={"train": {"a": _dense(x, y)}})
+    shutil.copytree(first / "model", second / "input/data/model")
+    proc, _ = _train(second)
+    assert proc.returncode == 0 and "Warm start" in proc.stdout
+    third = _job(tmp_path / "third", hp={**FM_HP, "num_factors": "6"}, channels={"train": {"a": _dense(x, y)}})
+    shutil.copytree(first / "model", third / "input/data/model")
+    proc, failure = _train(third)
+    assert proc.returncode == 1
+    assert "warm start" in failure.lower()
+
+
+@pytest.mark.parametrize("content_type,body", [
+    ("text/csv", b"1,0.5,0,0,0,0,0,0,1\n0,0,0,0,0,0,0,0,0\n" * 40),
+    ("text/libsvm", b"1 0:0.5 7:1\n0 3:1\n" * 40),
+])
+def test_text_training_formats(tmp_path, content_type, body):
+    base = _job(tmp_path, channels={"train": {"data": body}},
+                config={"train": {"ContentType": content_type, "TrainingInputMode": "File"}})
+    proc, failure = _train(base)
+    assert proc.returncode == 0, failure
