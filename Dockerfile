@@ -1,0 +1,55 @@
+# SageMaker-compatible Factorization Machines / WALS image.
+#   docker run IMAGE train    (reads /opt/ml/input, writes /opt/ml/model and /opt/ml/output)
+#   docker run IMAGE serve    (gunicorn on :8080, GET /ping, POST /invocations)
+#
+# Real users build from the public Python image:
+#   docker build -t fm-wals:latest .
+# Machines that cannot pull from a registry build from a local Debian base (make base-image):
+#   docker build --network host --build-arg BASE_IMAGE=fm-wals-base:bookworm -t fm-wals:latest .
+# Both bases are Debian bookworm with Python 3.11; everything below works on either.
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+FROM ${BASE_IMAGE}
+
+LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true \
+      org.opencontainers.image.title="fm-wals" \
+      org.opencontainers.image.description="SageMaker-compatible Factorization Machines and WALS (train + serve)" \
+      org.opencontainers.image.licenses="Apache-2.0"
+
+# /opt/venv: Debian's python3 refuses `pip install` into the system (PEP 668) and may have no `python`;
+# a venv gives `python`, `pip` and `gunicorn` on PATH on both bases.
+# NUMBA_CACHE_DIR holds the kernels compiled at build time (see docs/image.md for the CPU-model choice).
+ENV PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
+    PYTHONPATH=/opt/program \
+    NUMBA_CACHE_DIR=/opt/numba-cache
+
+# Runtime dependencies only (requirements.txt), in their own layer so code changes don't reinstall them.
+# In the same RUN (so no layer keeps them): drop the libraries' test suites (~65 MB) and pip/setuptools
+# (~22 MB), which the running image never uses. Bytecode stays: it makes the first import faster.
+COPY requirements.txt /opt/program/requirements.txt
+RUN python3 -m venv /opt/venv \
+ && pip install --no-cache-dir -r /opt/program/requirements.txt \
+ && find /opt/venv/lib -depth -type d -name tests -path '*/site-packages/*' -exec rm -rf {} + \
+ && python -m pip uninstall -y -q pip setuptools \
+ && rm -rf /root/.cache /tmp/*
+
+# The program. `train` and `serve` are what SageMaker runs as the container command (no ENTRYPOINT, no
+# shell left running): train is a Python script, serve execs gunicorn, so each is PID 1 and gets SIGTERM.
+COPY algorithm /opt/program/algorithm
+COPY container /opt/program/container
+COPY serve /opt/program/serve
+COPY train serve.sh /opt/program/
+RUN chmod 0755 /opt/program/train /opt/program/serve.sh \
+ && ln -sf /opt/program/train /usr/local/bin/train \
+ && ln -sf /opt/program/serve.sh /usr/local/bin/serve \
+ && python -m compileall -q /opt/program \
+ && mkdir -p "$NUMBA_CACHE_DIR" \
+ && cd /opt/program && python -m container.warmup \
+ && rm -rf /opt/ml /tmp/* /root/.cache
+
+WORKDIR /opt/program
+EXPOSE 8080
+CMD ["serve"]

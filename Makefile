@@ -1,0 +1,75 @@
+# Build, test, run and publish the FM/WALS SageMaker image. `make help` lists the targets.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+VENV_STAMP := $(VENV)/.installed
+IMAGE ?= fm-wals:latest
+LOCAL_BASE_IMAGE ?= fm-wals-base:bookworm
+# Empty: the public python:3.11-slim-bookworm when pullable, else $(LOCAL_BASE_IMAGE) (make base-image).
+BASE_IMAGE ?=
+MODE ?= docker
+FILE ?= local_test/requests/digits.json
+CONTENT_TYPE ?= application/json
+ACCEPT ?= application/json
+
+export IMAGE LOCAL_BASE_IMAGE BASE_IMAGE
+
+.PHONY: help venv lint test docker-engine base-image image push local-train local-serve local-predict \
+        demo bench sample-data clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+venv: $(VENV_STAMP) ## create .venv from requirements-dev.txt (instant when up to date)
+
+$(VENV_STAMP): requirements.txt requirements-dev.txt
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q -r requirements-dev.txt
+	touch $@
+
+lint: venv ## ruff check + mypy (settings in pyproject.toml)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+docker-engine: ## install Debian's Docker engine if missing and start dockerd if not running
+	scripts/install_docker.sh
+
+base-image: docker-engine ## local Debian bookworm + python3 base (debootstrap); skipped when it exists
+	scripts/make_base_image.sh $(LOCAL_BASE_IMAGE)
+
+image: docker-engine ## build $(IMAGE) (public base when pullable, else the local base)
+	scripts/build_image.sh
+
+# The README's test command: works on a fresh machine as root (installs and starts the engine itself).
+test: venv docker-engine image lint ## engine + images + lint + the whole pytest suite (Docker tests required)
+	REQUIRE_DOCKER=1 $(VENV)/bin/python -m pytest
+
+push: docker-engine ## build and push to ECR (AWS_ACCOUNT_ID, AWS_REGION, ECR_REPOSITORY, TAG) or REGISTRY=host:port/name
+	scripts/push_image.sh
+
+local-train: ## train on local_test/test_dir (MODE=docker|process)
+	MODE=$(MODE) local_test/train_local.sh
+
+local-serve: ## serve local_test/test_dir/model on :8080 (MODE=docker|process, PORT)
+	MODE=$(MODE) local_test/serve_local.sh
+
+local-predict: ## POST FILE with CONTENT_TYPE/ACCEPT to the running server
+	local_test/predict.sh $(FILE) $(CONTENT_TYPE) $(ACCEPT)
+
+demo: venv ## train on the bundled sample and serve a prediction (Docker if available, else local processes)
+	scripts/demo.sh
+
+bench: venv ## run every bench/bench_*.py (see docs/benchmarks.md)
+	@for script in bench/bench_*.py; do \
+	    module=$${script%.py}; module=$${module//\//.}; \
+	    echo "== $$module"; $(VENV)/bin/python -m $$module; \
+	done
+
+sample-data: venv ## regenerate the bundled sample data set and request files under local_test/
+	$(VENV)/bin/python scripts/make_sample_data.py
+
+clean: ## remove local_test outputs and caches (keeps .venv and images)
+	rm -rf local_test/test_dir/model local_test/test_dir/output .pytest_cache .mypy_cache .ruff_cache

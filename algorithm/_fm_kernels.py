@@ -1,0 +1,423 @@
+"""numba kernels of the second-order Factorization Machine: score rows, train one epoch.
+
+Model (libFM's O(k·nnz) form, per row x):
+    z = w0 + Σ_i w_i x_i + ½ Σ_f [(Σ_i V_if x_i)² − Σ_i V_if² x_i²]
+The per-factor sums s_f = Σ_i V_if x_i of the forward pass are reused for the gradient
+∂z/∂V_if = x_i (s_f − V_if x_i) (libFM ``fm_SGD``). The loss derivative ``dl`` (z − y for squared loss,
+sigmoid(z) − y for log loss) times the row weight is the per-row multiplier, so the score code is
+loss-agnostic. Features, weights and optimizer state are float32, ``indices``/``indptr`` int64; sums over
+many rows (the loss, the bias gradient) are float64. The epoch loop, shuffling and metrics stay in Python
+(``algorithm.fm``); one call here runs every mini-batch of one epoch.
+
+Training layout ("packed table"): row i of the float32 table ``P`` (feature_dim, (1 + k)·(1 + s)) holds
+[w_i, V_i0 … V_ik-1] followed by the s optimizer-state copies of those 1 + k numbers (Adam: m then v). A
+feature the batch touches is then one contiguous run of memory for the forward pass, the gradient and the
+update, instead of six scattered arrays: rare features cost one cache miss, not six. ``pack``/``unpack``
+convert. The bias w0 and its state live in ``bias`` (1 + s,).
+
+Threads and determinism (per-thread gradient buffers, not Hogwild):
+    A mini-batch is cut into T contiguous row chunks, one per thread. Thread t accumulates the gradient of
+    its chunk in its own compact buffer: one slot per distinct feature it touches (``slot_of[t, feature]``
+    maps a feature to its slot, -1 when untouched). In the update pass each feature is owned by one thread
+    (the first thread that touched it, counting cyclically from feature mod T, which spreads the work). The
+    owner sums the slots of all threads in increasing thread order and applies the optimizer step. No
+    weight is written by two threads and every sum runs in a fixed order, so the model depends only on the
+    seed (row order) and T, never on scheduling. T = 1 uses the serial kernel (no parallel region). The maps
+    cost 4 bytes per feature per thread.
+
+Sparse (lazy) updates, like MXNet's ``lazy_update`` for row_sparse gradients:
+    only the ``w`` entries and ``V`` rows of features present in the batch are updated, weight decay
+    included; optimizer state of untouched rows does not decay. Adam's bias correction uses the global step
+    count (one step per mini-batch), as MXNet does. The bias w0 is updated every batch.
+
+Optimizer steps follow MXNet's update rules with g = rescale · gradient:
+    adam     g += wd·w; clip; m = β1 m + (1−β1) g; v = β2 v + (1−β2) g²; w −= lr_t m / (√v + eps),
+             lr_t = lr √(1−β2^t) / (1−β1^t)
+    sgd      clip; w −= lr (g + wd·w)
+    adagrad  clip; h += g²; w −= lr (g / √(h + eps) + wd·w)
+    ftrl     clip; z += g − (√(n + g²) − √n) w / lr; n += g²;
+             w = (sign(z) λ1 − z) / ((β + √n) / lr + wd) if |z| > λ1 else 0
+A learning rate of 0 freezes its group.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+# Fastmath without nnan/ninf, so NaN and inf still propagate and divergence is caught (stumpy's choice).
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+
+ADAM, SGD, ADAGRAD, FTRL = 0, 1, 2, 3
+OPTIMIZER_CODES = {"adam": ADAM, "sgd": SGD, "adagrad": ADAGRAD, "ftrl": FTRL}
+STATE_ARRAYS = {"adam": 2, "sgd": 0, "adagrad": 1, "ftrl": 2}  # optimizer state copies of the model
+DEFAULT_EPS = {"adam": 1e-8, "sgd": 0.0, "adagrad": 1e-7, "ftrl": 0.0}
+
+REGRESSION, LOGISTIC = 0, 1
+
+ADAM_BETA1, ADAM_BETA2 = 0.9, 0.999
+FTRL_LAMBDA1, FTRL_BETA = 0.01, 1.0
+
+# Layout of the float64 ``hp`` vector: learning rate and weight decay of bias, linear, factors; then eps,
+# clip (inf = off) and rescale (<= 0 means 1 / rows in the batch).
+BIAS, LINEAR, FACTORS = 0, 1, 2
+HP_LR, HP_WD, HP_EPS, HP_CLIP, HP_RESCALE = 0, 3, 6, 7, 8
+HP_SIZE = 9
+
+
+# Software prefetch distances, in rows of the mini-batch chunk: a row's indptr entry is fetched
+# 2·PREFETCH_ROWS rows ahead, its indices/data/label PREFETCH_ROWS ahead, its parameter rows PREFETCH_PARAMS
+# ahead. Random row order and rare features make the epoch memory-latency bound; this hides most of it.
+PREFETCH_ROWS, PREFETCH_PARAMS = 8, 3
+LINE_FLOATS = 16  # float32 values per 64-byte cache line
+
+
+@intrinsic
+def _prefetch(typingctx, array, index):
+    """Hint the CPU to load the cache line of ``array[index]`` (1-D); no effect on results."""
+    signature = types.void(array, index)
+
+    def codegen(context, builder, sig, args):
+        array_type = sig.args[0]
+        view = context.make_array(array_type)(context, builder, args[0])
+        item = cgutils.get_item_pointer(context, builder, array_type, view, [args[1]], wraparound=False)
+        pointer = builder.bitcast(item, ir.IntType(8).as_pointer())
+        i32 = ir.IntType(32)
+        function = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [pointer.type, i32, i32, i32]), "llvm.prefetch.p0")
+        # read access, high temporal locality, data cache
+        builder.call(function, [pointer, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return signature, codegen
+
+
+# --------------------------------------------------------------------------------------------- layout
+
+
+def pack(w: np.ndarray, V: np.ndarray, n_state: int) -> np.ndarray:
+    """The packed training table of (w, V) with ``n_state`` zeroed optimizer-state copies."""
+    d, k = V.shape
+    table = np.zeros((d, (1 + k) * (1 + n_state)), dtype=np.float32)
+    table[:, 0] = w
+    table[:, 1:1 + k] = V
+    return table
+
+
+def unpack(table: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Contiguous copies of (w, V) from a packed training table."""
+    return np.ascontiguousarray(table[:, 0]), np.ascontiguousarray(table[:, 1:1 + k])
+
+
+# --------------------------------------------------------------------------------------------- scoring
+
+
+@njit(fastmath=FASTMATH, cache=True, inline="always")
+def _sigmoid(z):
+    if z >= 0.0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _score_range(data, indices, indptr, w0, w, V, logistic, out, r0, r1):
+    k = V.shape[1]
+    s = np.empty(k, np.float32)
+    q = np.empty(k, np.float32)
+    for r in range(r0, r1):
+        s[:] = 0.0
+        q[:] = 0.0
+        lin = np.float32(0.0)
+        for p in range(indptr[r], indptr[r + 1]):
+            i = indices[p]
+            x = data[p]
+            lin += w[i] * x
+            for f in range(k):
+                vx = V[i, f] * x
+                s[f] += vx
+                q[f] += vx * vx
+        pair = np.float32(0.0)
+        for f in range(k):
+            pair += s[f] * s[f] - q[f]
+        z = w0[0] + lin + np.float32(0.5) * pair
+        out[r] = _sigmoid(z) if logistic else z
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def score_serial(data, indices, indptr, w0, w, V, logistic, out):
+    """Write the score of every CSR row into ``out`` (sigmoid applied when ``logistic``); one thread."""
+    _score_range(data, indices, indptr, w0, w, V, logistic, out, 0, out.size)
+
+
+@njit(fastmath=FASTMATH, cache=True, parallel=True)
+def score_parallel(data, indices, indptr, w0, w, V, logistic, out, n_chunks):
+    """``score_serial`` over ``n_chunks`` contiguous row chunks in parallel (same results)."""
+    n = out.size
+    chunk = (n + n_chunks - 1) // n_chunks
+    for c in prange(n_chunks):
+        r0 = min(c * chunk, n)
+        _score_range(data, indices, indptr, w0, w, V, logistic, out, r0, min(r0 + chunk, n))
+
+
+# ------------------------------------------------------------------------------------ optimizer steps
+
+
+@njit(fastmath=FASTMATH, cache=True, inline="always")
+def _step(opt, row, lo, hi, block, grad, g0, coef, scale, wd, eps, clip, lr):
+    """One optimizer step on ``row[lo:hi]`` with gradient ``grad[g0:g0 + hi - lo]``; the optimizer state of
+    ``row[j]`` is ``row[j + block]`` (and ``row[j + 2·block]``). ``coef`` is lr_t for Adam, else lr."""
+    if opt == ADAM:
+        for j in range(lo, hi):
+            g = min(max(grad[g0 + j - lo] * scale + wd * row[j], -clip), clip)
+            m = np.float32(ADAM_BETA1) * row[j + block] + np.float32(1.0 - ADAM_BETA1) * g
+            v = np.float32(ADAM_BETA2) * row[j + 2 * block] + np.float32(1.0 - ADAM_BETA2) * g * g
+            row[j + block] = m
+            row[j + 2 * block] = v
+            row[j] -= coef * m / (math.sqrt(v) + eps)
+    elif opt == SGD:
+        for j in range(lo, hi):
+            g = min(max(grad[g0 + j - lo] * scale, -clip), clip)
+            row[j] -= coef * (g + wd * row[j])
+    elif opt == ADAGRAD:
+        for j in range(lo, hi):
+            g = min(max(grad[g0 + j - lo] * scale, -clip), clip)
+            h = row[j + block] + g * g
+            row[j + block] = h
+            row[j] -= coef * (g / math.sqrt(h + eps) + wd * row[j])
+    else:
+        for j in range(lo, hi):
+            g = min(max(grad[g0 + j - lo] * scale, -clip), clip)
+            n = row[j + 2 * block]
+            n_new = n + g * g
+            z = row[j + block] + g - (math.sqrt(n_new) - math.sqrt(n)) * row[j] / lr
+            row[j + block] = z
+            row[j + 2 * block] = n_new
+            if abs(z) > FTRL_LAMBDA1:
+                row[j] = (math.copysign(FTRL_LAMBDA1, z) - z) / ((FTRL_BETA + math.sqrt(n_new)) / lr + wd)
+            else:
+                row[j] = 0.0
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _group_coefficients(opt, hp, t):
+    """Per-group step coefficient for step t: Adam's bias-corrected lr_t, else the lr."""
+    coef = np.empty(3, np.float32)
+    correction = math.sqrt(1.0 - ADAM_BETA2**t) / (1.0 - ADAM_BETA1**t) if opt == ADAM else 1.0
+    for group in range(3):
+        coef[group] = hp[HP_LR + group] * correction
+    return coef
+
+
+# ------------------------------------------------------------------------------------------- training
+
+
+@njit(fastmath=FASTMATH, cache=True, inline="always")
+def _chunk(t, T, b0, b1):
+    size = (b1 - b0 + T - 1) // T
+    return min(b0 + t * size, b1), min(b0 + (t + 1) * size, b1)
+
+
+@njit(fastmath=FASTMATH, cache=True, inline="always")
+def _prefetch_rows(r, r1, X, y, row_weight, order, flat, stride, k, slots, row_scores):
+    """Prefetch what rows r + PREFETCH_PARAMS ... r + 2·PREFETCH_ROWS of the chunk will read."""
+    data, indices, indptr = X
+    if r + 2 * PREFETCH_ROWS < r1:
+        _prefetch(indptr, order[r + 2 * PREFETCH_ROWS])
+    if r + PREFETCH_ROWS < r1:
+        row = order[r + PREFETCH_ROWS]
+        start, end = indptr[row], indptr[row + 1]
+        for p in range(start, end, LINE_FLOATS // 2):
+            _prefetch(indices, p)
+        for p in range(start, end, LINE_FLOATS):
+            _prefetch(data, p)
+        _prefetch(y, row)
+        _prefetch(row_weight, row)
+        _prefetch(row_scores, row)
+    if r + PREFETCH_PARAMS < r1:
+        row = order[r + PREFETCH_PARAMS]
+        for p in range(indptr[row], indptr[row + 1]):
+            i = indices[p]
+            _prefetch(slots, i)
+            for c in range(0, 1 + k, LINE_FLOATS):
+                _prefetch(flat, i * stride + c)
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _rows_pass(t, T, b0, b1, X, y, row_weight, order, bias, P, k, loss_kind, buffers, row_scores):
+    """Forward + backward of thread t's chunk of batch rows ``order[b0:b1]`` into thread t's buffers."""
+    data, indices, indptr = X
+    slot_of, slot_feature, n_slots, G, G0, S, Q, loss = buffers
+    s = S[t]
+    q = Q[t]
+    gt = G[t]
+    slots = slot_of[t]
+    features = slot_feature[t]
+    for j in range(n_slots[t]):  # forget the previous batch's slots
+        slots[features[j]] = -1
+    n = 0
+    g0 = 0.0
+    thread_loss = 0.0
+    w0 = bias[0]
+    flat = P.reshape(P.size)
+    stride = P.shape[1]
+    r0, r1 = _chunk(t, T, b0, b1)
+    for r in range(r0, r1):
+        _prefetch_rows(r, r1, X, y, row_weight, order, flat, stride, k, slots, row_scores)
+        row = order[r]
+        start = indptr[row]
+        end = indptr[row + 1]
+        s[:] = 0.0
+        q[:] = 0.0
+        lin = np.float32(0.0)
+        for p in range(start, end):
+            x = data[p]
+            param = P[indices[p]]
+            lin += param[0] * x
+            for f in range(k):
+                vx = param[1 + f] * x
+                s[f] += vx
+                q[f] += vx * vx
+        pair = np.float32(0.0)
+        for f in range(k):
+            pair += s[f] * s[f] - q[f]
+        z = float(w0 + lin + np.float32(0.5) * pair)
+        label = float(y[row])
+        weight = float(row_weight[row])
+        if loss_kind == LOGISTIC:
+            score = _sigmoid(z)
+            dl = score - label
+            thread_loss += weight * (math.log1p(math.exp(-abs(z))) + max(z, 0.0) - label * z)
+        else:
+            score = z
+            dl = z - label
+            thread_loss += weight * dl * dl
+        row_scores[row] = score
+        mult = np.float32(weight * dl)
+        g0 += float(mult)
+        for p in range(start, end):
+            i = indices[p]
+            x = data[p]
+            slot = slots[i]
+            if slot < 0:
+                slot = n
+                n += 1
+                slots[i] = slot
+                features[slot] = i
+                gt[slot, :] = 0.0
+            param = P[i]
+            grad = gt[slot]
+            mx = mult * x
+            grad[0] += mx
+            for f in range(k):
+                grad[1 + f] += mx * (s[f] - param[1 + f] * x)
+    n_slots[t] = n
+    G0[t] = g0
+    loss[t] += thread_loss
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _update_pass(t, T, P, k, opt, hp, coef, scale, train_linear, buffers):
+    """Apply the optimizer to the features thread t owns (see the module docstring)."""
+    slot_of, slot_feature, n_slots, G, _, S, _, _ = buffers
+    gt = G[t]
+    total = S[t]  # reused as the k + 1 gradient sum (S has k + 1 columns)
+    block = 1 + k
+    scale32 = np.float32(scale)
+    eps = np.float32(hp[HP_EPS])
+    clip = np.float32(hp[HP_CLIP])
+    wd_linear = np.float32(hp[HP_WD + LINEAR])
+    wd_factors = np.float32(hp[HP_WD + FACTORS])
+    lr_linear = np.float32(hp[HP_LR + LINEAR])
+    lr_factors = np.float32(hp[HP_LR + FACTORS])
+    for j in range(n_slots[t]):
+        i = slot_feature[t, j]
+        owner = -1
+        for step in range(T):
+            u = (i + step) % T
+            if u == t or slot_of[u, i] >= 0:
+                owner = u
+                break
+        if owner != t:
+            continue
+        grad = gt[j]
+        if T > 1:
+            grad = total
+            grad[:] = 0.0
+            for u in range(T):
+                su = slot_of[u, i]
+                if su >= 0:
+                    for f in range(block):
+                        grad[f] += G[u, su, f]
+        row = P[i]
+        if train_linear and lr_linear > 0.0:
+            _step(opt, row, 0, 1, block, grad, 0, coef[LINEAR], scale32, wd_linear, eps, clip, lr_linear)
+        if lr_factors > 0.0:
+            _step(opt, row, 1, block, block, grad, 1, coef[FACTORS], scale32, wd_factors, eps, clip,
+                  lr_factors)
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _bias_step(T, bias, opt, hp, coef, scale, buffers):
+    lr = np.float32(hp[HP_LR + BIAS])
+    if lr <= 0.0:
+        return
+    G0 = buffers[4]
+    total = 0.0
+    for t in range(T):
+        total += G0[t]
+    grad = np.full(1, total, np.float32)
+    _step(opt, bias, 0, 1, 1, grad, 0, coef[BIAS], np.float32(scale), np.float32(hp[HP_WD + BIAS]),
+          np.float32(hp[HP_EPS]), np.float32(hp[HP_CLIP]), lr)
+
+
+@njit(fastmath=FASTMATH, cache=True, inline="always")
+def _batch_scale(hp, b0, b1):
+    return hp[HP_RESCALE] if hp[HP_RESCALE] > 0.0 else 1.0 / (b1 - b0)
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def train_epoch_serial(X, y, row_weight, order, batch_size, bias, P, k, opt, loss_kind, hp, train_bias,
+                       train_linear, step, buffers, row_scores):
+    """One epoch over ``order`` in mini-batches on one thread; returns the optimizer step count after it.
+
+    ``X`` = (data, indices, indptr); ``bias`` = [w0, state...] and ``P`` (the packed table, see
+    ``pack``) are updated in place; ``buffers`` come from ``algorithm.fm`` (T = 1). Adds the weighted loss
+    to ``buffers[-1]`` and writes each row's score (probability for log loss) to ``row_scores``.
+    """
+    n = order.size
+    for b0 in range(0, n, batch_size):
+        b1 = min(b0 + batch_size, n)
+        step += 1
+        scale = _batch_scale(hp, b0, b1)
+        coef = _group_coefficients(opt, hp, step)
+        _rows_pass(0, 1, b0, b1, X, y, row_weight, order, bias, P, k, loss_kind, buffers, row_scores)
+        _update_pass(0, 1, P, k, opt, hp, coef, scale, train_linear, buffers)
+        if train_bias:
+            _bias_step(1, bias, opt, hp, coef, scale, buffers)
+    return step
+
+
+@njit(fastmath=FASTMATH, cache=True, parallel=True)
+def train_epoch_parallel(X, y, row_weight, order, batch_size, bias, P, k, opt, loss_kind, hp, train_bias,
+                         train_linear, step, buffers, row_scores):
+    """``train_epoch_serial`` with T = ``len(buffers[2])`` row chunks per batch on numba threads."""
+    n = order.size
+    T = buffers[2].size
+    for b0 in range(0, n, batch_size):
+        b1 = min(b0 + batch_size, n)
+        step += 1
+        scale = _batch_scale(hp, b0, b1)
+        coef = _group_coefficients(opt, hp, step)
+        for t in prange(T):
+            _rows_pass(t, T, b0, b1, X, y, row_weight, order, bias, P, k, loss_kind, buffers, row_scores)
+        for t in prange(T):
+            _update_pass(t, T, P, k, opt, hp, coef, scale, train_linear, buffers)
+        if train_bias:
+            _bias_step(T, bias, opt, hp, coef, scale, buffers)
+    return step

@@ -1,0 +1,90 @@
+"""Slow float64 NumPy twins of the WALS kernels (``algorithm._wals_kernels``) and the dense objective, for the
+parity tests only. Arguments mirror the kernels: ``entries`` is an ``Entries`` (CSR of one side with targets
+t_ij and extra weights e_ij = w_ij − w0), ``Y`` the other side's factors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from algorithm._wals_kernels import Entries
+
+
+def gramian(Y: np.ndarray, w0: float, regularization: float) -> np.ndarray:
+    """G = w0 YᵀY + λI."""
+    Y = Y.astype(np.float64)
+    return w0 * Y.T @ Y + regularization * np.eye(Y.shape[1])
+
+
+def row_system(entries: Entries, row: int, Y: np.ndarray, w0: float, regularization: float
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(A, b) of row ``row``: A = G + Σ e_ij y_j y_jᵀ, b = Σ (w0 + e_ij) t_ij y_j."""
+    A = gramian(Y, w0, regularization)
+    b = np.zeros(Y.shape[1])
+    for e in range(entries.indptr[row], entries.indptr[row + 1]):
+        y = Y[entries.indices[e]].astype(np.float64)
+        A += float(entries.extra[e]) * np.outer(y, y)
+        b += (w0 + float(entries.extra[e])) * float(entries.target[e]) * y
+    return A, b
+
+
+def solve_cholesky(entries: Entries, Y: np.ndarray, w0: float, regularization: float) -> np.ndarray:
+    """Exact solve of every row's normal equations (least-norm solution when A is singular)."""
+    X = np.zeros((entries.n_rows, Y.shape[1]))
+    for row in range(entries.n_rows):
+        if entries.indptr[row] == entries.indptr[row + 1]:
+            continue
+        A, b = row_system(entries, row, Y, w0, regularization)
+        X[row] = np.linalg.lstsq(A, b, rcond=None)[0]
+    return X
+
+
+def solve_cg(entries: Entries, Y: np.ndarray, X0: np.ndarray, w0: float, regularization: float,
+             cg_steps: int, tolerance: float = 1e-20) -> np.ndarray:
+    """``cg_steps`` conjugate-gradient steps per row from ``X0`` (implicit's least_squares_cg, literally)."""
+    X = X0.astype(np.float64)
+    for row in range(entries.n_rows):
+        if entries.indptr[row] == entries.indptr[row + 1]:
+            X[row] = 0.0
+            continue
+        A, b = row_system(entries, row, Y, w0, regularization)
+        x = X[row]
+        r = b - A @ x
+        p = r.copy()
+        rs_old = r @ r
+        if rs_old < tolerance:
+            continue
+        for _ in range(cg_steps):
+            Ap = A @ p
+            curvature = p @ Ap
+            if curvature <= 0:
+                break
+            step = rs_old / curvature
+            x += step * p
+            r -= step * Ap
+            rs_new = r @ r
+            if rs_new < tolerance:
+                break
+            p = r + (rs_new / rs_old) * p
+            rs_old = rs_new
+    return X
+
+
+def row_losses(entries: Entries, X: np.ndarray, Y: np.ndarray, w0: float) -> np.ndarray:
+    """Per row: Σ_{j∈obs(i)} [w_ij (t_ij − x_i·y_j)² − w0 (x_i·y_j)²]."""
+    out = np.zeros(entries.n_rows)
+    for row in range(entries.n_rows):
+        for e in range(entries.indptr[row], entries.indptr[row + 1]):
+            prediction = float(X[row].astype(np.float64) @ Y[entries.indices[e]].astype(np.float64))
+            weight = w0 + float(entries.extra[e])
+            out[row] += weight * (float(entries.target[e]) - prediction) ** 2 - w0 * prediction**2
+    return out
+
+
+def dense_objective(targets: np.ndarray, weights: np.ndarray, U: np.ndarray, V: np.ndarray,
+                    regularization: float) -> tuple[float, float]:
+    """(unregularized loss Σ_ij W_ij (T_ij − u_i·v_j)², regularization λ(|U|² + |V|²)) over the full dense
+    matrices: W_ij = w0 on unobserved entries (where T_ij = 0)."""
+    P = U.astype(np.float64) @ V.astype(np.float64).T
+    loss = float((weights * (targets - P) ** 2).sum())
+    return loss, regularization * float((U.astype(np.float64) ** 2).sum() + (V.astype(np.float64) ** 2).sum())

@@ -1,0 +1,537 @@
+"""``FactorizationMachines``: the estimator around the numba kernels (parameters, epoch loop, early stopping,
+prediction), following scikit-learn conventions.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+
+from algorithm import _fm_kernels as kernels
+from algorithm._threads import numba_threads
+from algorithm.metrics import STOPPING_METRIC, train_metrics
+
+OnEpoch = Callable[[int, dict[str, float], "dict[str, float] | None", float], None]
+
+PREDICTOR_TYPES = ("binary_classifier", "regressor")
+OPTIMIZERS = tuple(kernels.OPTIMIZER_CODES)
+INIT_METHODS = ("normal", "uniform", "constant")
+GROUPS = ("bias", "linear", "factors")
+# predict_scores uses the parallel kernel from this many nonzeros on (serving sends small requests).
+PARALLEL_SCORING_NNZ = 200_000
+
+SCORING_FORMULA = (
+    "z = w0[0] + sum_i w[i]*x[i] + 0.5*sum_f((sum_i V[i,f]*x[i])**2 - sum_i V[i,f]**2*x[i]**2); "
+    "score = 1/(1+exp(-z)) for binary_classifier (predicted_label = 1.0 if score >= 0.5 else 0.0), "
+    "score = z for regressor"
+)
+
+
+class DivergedError(ValueError):
+    """The training loss became NaN or infinite."""
+
+
+class NotFittedError(ValueError, AttributeError):
+    """The model is used before ``fit`` (or loading)."""
+
+
+class Rows(NamedTuple):
+    """Rows in CSR form as the kernels take them: float32 data, int64 indices and indptr."""
+
+    data: np.ndarray
+    indices: np.ndarray
+    indptr: np.ndarray
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.indptr) - 1
+
+    @property
+    def nnz(self) -> int:
+        return len(self.data)
+
+
+def as_rows(X: Any, feature_dim: int, what: str = "X") -> Rows:
+    """``X`` (an object with data/indices/indptr/n_cols such as ``Dataset``, a scipy sparse matrix or a dense
+    2-D array) as ``Rows``, without copying arrays that already have the right dtype and layout.
+
+    Sparse input is never densified; a dense array becomes CSR (zeros dropped).
+    """
+    if all(hasattr(X, name) for name in ("data", "indices", "indptr", "n_cols")):
+        data, indices, indptr = X.data, X.indices, X.indptr
+    else:
+        if sp.issparse(X):
+            csr = X.tocsr()
+        else:
+            dense = np.asarray(X, dtype=np.float32)
+            if dense.ndim != 2:
+                raise ValueError(f"{what} must be 2-D (rows x features), got shape {dense.shape}")
+            csr = sp.csr_matrix(dense)
+        if not csr.has_canonical_format:
+            csr = csr.copy()
+            csr.sum_duplicates()
+        data, indices, indptr = csr.data, csr.indices, csr.indptr
+    rows = Rows(np.ascontiguousarray(data, dtype=np.float32), np.ascontiguousarray(indices, dtype=np.int64),
+                np.ascontiguousarray(indptr, dtype=np.int64))
+    end = rows.indptr[-1] if rows.indptr.ndim == 1 and rows.indptr.size else None
+    if end != rows.nnz or rows.indices.size != rows.nnz:
+        raise ValueError(f"{what} is not valid CSR: indptr ends at {end} with {rows.nnz} values and "
+                         f"{rows.indices.size} indices")
+    if rows.nnz:
+        low, high = int(rows.indices.min()), int(rows.indices.max())
+        if low < 0 or high >= feature_dim:
+            bad = high if high >= feature_dim else low
+            raise ValueError(f"{what} has feature index {bad}, outside [0, feature_dim={feature_dim})")
+    return rows
+
+
+def _as_vector(values: Any, n: int, what: str) -> np.ndarray:
+    vector = np.ascontiguousarray(values, dtype=np.float32)
+    if vector.shape != (n,):
+        raise ValueError(f"{what} must have one value per row: shape ({n},), got {vector.shape}")
+    bad = np.flatnonzero(~np.isfinite(vector))
+    if bad.size:
+        raise ValueError(f"{what} of row {bad[0]} is {vector[bad[0]]}; every value must be finite")
+    return vector
+
+
+def _as_labels(y: Any, n: int, predictor_type: str, what: str = "y") -> np.ndarray:
+    labels = _as_vector(y, n, what)
+    if predictor_type == "binary_classifier":
+        bad = np.flatnonzero((labels != 0) & (labels != 1))
+        if bad.size:
+            raise ValueError(f"{what} of row {bad[0]} is {labels[bad[0]]:g}; "
+                             "predictor_type=binary_classifier needs labels 0 or 1")
+    return labels
+
+
+def _init_array(rng: np.random.Generator, shape: tuple[int, ...], method: str, sigma: float,
+                scale: float | None, value: float | None) -> np.ndarray:
+    if method == "normal":
+        return (rng.standard_normal(shape, dtype=np.float32) * np.float32(sigma)).astype(np.float32)
+    if method == "uniform":
+        bound = math.sqrt(3.0) * sigma if scale is None else scale
+        return rng.uniform(-bound, bound, shape).astype(np.float32)
+    return np.full(shape, 0.0 if value is None else value, dtype=np.float32)
+
+
+def _training_buffers(n_threads: int, rows: Rows, batch_size: int, feature_dim: int, num_factors: int
+                      ) -> tuple[np.ndarray, ...]:
+    """Per-thread scratch of the training kernels (see ``_fm_kernels``): feature->slot maps, slot features,
+    slot counts, [linear, factors] gradients per slot, bias gradients, per-factor sums (k + 1 wide: reused
+    as a gradient sum) and squares, loss sums."""
+    lengths = np.diff(rows.indptr)
+    chunk = -(-min(batch_size, rows.n_rows) // n_threads)  # rows per thread per batch
+    n = lengths.size
+    longest = np.partition(lengths, n - chunk)[n - chunk:] if chunk < n else lengths
+    slots = int(max(1, min(feature_dim, longest.sum())))
+    T, k = n_threads, num_factors
+    return (
+        np.full((T, feature_dim), -1, dtype=np.int32), np.zeros((T, slots), dtype=np.int64),
+        np.zeros(T, dtype=np.int64), np.zeros((T, slots, 1 + k), dtype=np.float32),
+        np.zeros(T, dtype=np.float64), np.zeros((T, 1 + k), dtype=np.float32),
+        np.zeros((T, k), dtype=np.float32), np.zeros(T, dtype=np.float64),
+    )
+
+
+class FactorizationMachines:
+    """Second-order Factorization Machine trained with mini-batch Adam (or SGD, AdaGrad, FTRL), like
+    SageMaker's built-in FM; the parameters are the built-in's hyperparameters (``FM_SCHEMA`` in
+    ``container.schemas``).
+
+    Initialization per group (bias, linear, factors): ``normal`` draws N(0, init_sigma²); ``uniform`` draws
+    from [-init_scale, init_scale], and an unset init_scale means sqrt(3)·init_sigma (the same variance as
+    ``normal``); ``constant`` uses init_value, unset meaning 0. ``use_bias=False``/``use_linear=False`` pin
+    w0/w at 0. Unset ``eps`` is 1e-8 for Adam and 1e-7 for AdaGrad; unset ``rescale_grad`` is 1 / rows in the
+    batch; unset ``clip_gradient`` means no clipping. A learning rate of 0 freezes its group. FTRL uses
+    MXNet's λ1 = 0.01 and β = 1.
+
+    With ``eval_set`` and ``early_stopping_patience`` > 0, training stops after that many epochs without a
+    relative improvement of more than ``early_stopping_tolerance`` in the test metric (rmse, or
+    binary_classification_cross_entropy), and the weights of the best epoch are kept. Epochs count from 0.
+
+    Fitted state: ``w0_`` (shape (1,)), ``w_`` (feature_dim,), ``V_`` (feature_dim, num_factors), all float32;
+    ``best_epoch_`` (the epoch whose weights the model holds), ``best_score_`` (its test metric, None without
+    eval_set), ``n_epochs_`` (epochs run), ``n_threads_``, ``n_features_in_``.
+
+    ``num_threads`` (0: numba's current thread count) is also the number of row chunks each mini-batch is cut
+    into, so a given ``seed`` and ``n_threads_`` give the same model on any machine; numba runs the chunks
+    on at most ``NUMBA_NUM_THREADS`` threads.
+    """
+
+    def __init__(
+        self, *, feature_dim: int, num_factors: int, predictor_type: str, epochs: int = 1,
+        mini_batch_size: int = 1000, clip_gradient: float | None = None, eps: float | None = None,
+        rescale_grad: float | None = None,
+        bias_lr: float = 0.1, bias_wd: float = 0.01, bias_init_method: str = "normal",
+        bias_init_sigma: float = 0.01, bias_init_scale: float | None = None,
+        bias_init_value: float | None = None,
+        linear_lr: float = 0.001, linear_wd: float = 0.001, linear_init_method: str = "normal",
+        linear_init_sigma: float = 0.01, linear_init_scale: float | None = None,
+        linear_init_value: float | None = None,
+        factors_lr: float = 0.0001, factors_wd: float = 0.00001, factors_init_method: str = "normal",
+        factors_init_sigma: float = 0.001, factors_init_scale: float | None = None,
+        factors_init_value: float | None = None,
+        use_bias: bool = True, use_linear: bool = True, optimizer: str = "adam",
+        positive_class_weight: float = 1.0, seed: int = 0, num_threads: int = 0,
+        early_stopping_patience: int = 0, early_stopping_tolerance: float = 0.0,
+    ) -> None:
+        self.feature_dim = feature_dim
+        self.num_factors = num_factors
+        self.predictor_type = predictor_type
+        self.epochs = epochs
+        self.mini_batch_size = mini_batch_size
+        self.clip_gradient = clip_gradient
+        self.eps = eps
+        self.rescale_grad = rescale_grad
+        self.bias_lr = bias_lr
+        self.bias_wd = bias_wd
+        self.bias_init_method = bias_init_method
+        self.bias_init_sigma = bias_init_sigma
+        self.bias_init_scale = bias_init_scale
+        self.bias_init_value = bias_init_value
+        self.linear_lr = linear_lr
+        self.linear_wd = linear_wd
+        self.linear_init_method = linear_init_method
+        self.linear_init_sigma = linear_init_sigma
+        self.linear_init_scale = linear_init_scale
+        self.linear_init_value = linear_init_value
+        self.factors_lr = factors_lr
+        self.factors_wd = factors_wd
+        self.factors_init_method = factors_init_method
+        self.factors_init_sigma = factors_init_sigma
+        self.factors_init_scale = factors_init_scale
+        self.factors_init_value = factors_init_value
+        self.use_bias = use_bias
+        self.use_linear = use_linear
+        self.optimizer = optimizer
+        self.positive_class_weight = positive_class_weight
+        self.seed = seed
+        self.num_threads = num_threads
+        self.early_stopping_patience = early_stopping_patience
+        self.early_stopping_tolerance = early_stopping_tolerance
+
+    # ------------------------------------------------------------------------------- parameters
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        signature = inspect.signature(cls.__init__)
+        return [name for name in signature.parameters if name != "self"]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor parameters (scikit-learn convention)."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> FactorizationMachines:
+        """Set constructor parameters (scikit-learn convention)."""
+        valid = self._param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(f"Invalid parameter {name!r} for FactorizationMachines; valid: {valid}")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        return (f"FactorizationMachines(feature_dim={self.feature_dim}, num_factors={self.num_factors}, "
+                f"predictor_type={self.predictor_type!r}, optimizer={self.optimizer!r})")
+
+    def _check_params(self) -> None:
+        problems: list[str] = []
+
+        def check(name: str, ok: bool, allowed: str) -> None:
+            if not ok:
+                problems.append(f"The {name!r} parameter of FactorizationMachines must be {allowed}. "
+                                f"Got {getattr(self, name)!r} instead.")
+
+        def is_int(v: Any) -> bool:
+            return isinstance(v, int | np.integer) and not isinstance(v, bool)
+
+        def is_number(v: Any) -> bool:
+            return isinstance(v, int | float | np.number) and not isinstance(v, bool) and math.isfinite(v)
+
+        for name in ("feature_dim", "num_factors", "epochs", "mini_batch_size"):
+            check(name, is_int(getattr(self, name)) and getattr(self, name) > 0, "an int > 0")
+        for name in ("seed", "num_threads", "early_stopping_patience"):
+            check(name, is_int(getattr(self, name)) and getattr(self, name) >= 0, "an int >= 0")
+        for name in ("clip_gradient", "eps", "rescale_grad"):
+            value = getattr(self, name)
+            check(name, value is None or (is_number(value) and value > 0), "None or a float > 0")
+        weight = self.positive_class_weight
+        check("positive_class_weight", is_number(weight) and weight > 0, "a float > 0")
+        check("early_stopping_tolerance",
+              is_number(self.early_stopping_tolerance) and self.early_stopping_tolerance >= 0, "a float >= 0")
+        check("predictor_type", self.predictor_type in PREDICTOR_TYPES, f"one of {PREDICTOR_TYPES}")
+        check("optimizer", self.optimizer in OPTIMIZERS, f"one of {OPTIMIZERS}")
+        check("use_bias", isinstance(self.use_bias, bool | np.bool_), "a bool")
+        check("use_linear", isinstance(self.use_linear, bool | np.bool_), "a bool")
+        for group in GROUPS:
+            for suffix in ("lr", "wd", "init_sigma"):
+                value = getattr(self, f"{group}_{suffix}")
+                check(f"{group}_{suffix}", is_number(value) and value >= 0, "a float >= 0")
+            scale = getattr(self, f"{group}_init_scale")
+            check(f"{group}_init_scale", scale is None or (is_number(scale) and scale >= 0),
+                  "None or a float >= 0")
+            value = getattr(self, f"{group}_init_value")
+            check(f"{group}_init_value", value is None or is_number(value), "None or a float")
+            check(f"{group}_init_method", getattr(self, f"{group}_init_method") in INIT_METHODS,
+                  f"one of {INIT_METHODS}")
+        if problems:
+            raise ValueError("\n".join(problems))
+
+    # ------------------------------------------------------------------------------- memory, init
+
+    @staticmethod
+    def state_bytes(feature_dim: int, num_factors: int, optimizer: str, n_threads: int = 1) -> int:
+        """Bytes of the model (w0, w, V float32), its optimizer state and the per-thread feature->slot maps
+        training needs (4 bytes per feature per thread)."""
+        if optimizer not in kernels.STATE_ARRAYS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+        floats = 1 + feature_dim + feature_dim * num_factors
+        return 4 * floats * (1 + kernels.STATE_ARRAYS[optimizer]) + 4 * feature_dim * max(1, n_threads)
+
+    def warm_start_from(
+        self, source: FactorizationMachines | Mapping[str, np.ndarray]
+    ) -> FactorizationMachines:
+        """Start the next ``fit`` from the weights of a fitted model or of arrays {"w0", "w", "V"} (optimizer
+        state starts fresh). Raises ValueError when the shapes differ from this model's."""
+        if isinstance(source, FactorizationMachines):
+            source._check_fitted()
+            arrays = source.artifact_arrays()
+        else:
+            arrays = dict(source)
+        expected = {"w0": (1,), "w": (self.feature_dim,), "V": (self.feature_dim, self.num_factors)}
+        got = {name: np.shape(arrays[name]) if name in arrays else None for name in expected}
+        if got != expected:
+            raise ValueError(
+                f"Cannot warm start: the earlier model has w0 {got['w0']}, w {got['w']}, V {got['V']} but "
+                f"this model (feature_dim={self.feature_dim}, num_factors={self.num_factors}) needs "
+                f"w0 {expected['w0']}, w {expected['w']}, V {expected['V']}")
+        self._warm_start = tuple(np.array(arrays[name], dtype=np.float32, order="C") for name in expected)
+        return self
+
+    def _initial_weights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        warm = getattr(self, "_warm_start", None)
+        if warm is not None:
+            w0, w, V = (array.copy() for array in warm)
+        else:
+            rng = np.random.default_rng([self.seed, 0])
+            d, k = self.feature_dim, self.num_factors
+            shapes = {"bias": (1,), "linear": (d,), "factors": (d, k)}
+            w0, w, V = (
+                _init_array(rng, shapes[group], getattr(self, f"{group}_init_method"),
+                            getattr(self, f"{group}_init_sigma"), getattr(self, f"{group}_init_scale"),
+                            getattr(self, f"{group}_init_value"))
+                for group in GROUPS
+            )
+        if not self.use_bias:
+            w0[:] = 0.0
+        if not self.use_linear:
+            w[:] = 0.0
+        return w0, w, V
+
+    def _hyperparameter_vector(self) -> np.ndarray:
+        hp = np.zeros(kernels.HP_SIZE)
+        for code, group in zip((kernels.BIAS, kernels.LINEAR, kernels.FACTORS), GROUPS, strict=True):
+            hp[kernels.HP_LR + code] = getattr(self, f"{group}_lr")
+            hp[kernels.HP_WD + code] = getattr(self, f"{group}_wd")
+        hp[kernels.HP_EPS] = kernels.DEFAULT_EPS[self.optimizer] if self.eps is None else self.eps
+        hp[kernels.HP_CLIP] = math.inf if self.clip_gradient is None else self.clip_gradient
+        hp[kernels.HP_RESCALE] = 0.0 if self.rescale_grad is None else self.rescale_grad
+        return hp
+
+    # ------------------------------------------------------------------------------- training
+
+    def fit(self, X: Any, y: Any, sample_weight: Any = None, eval_set: tuple[Any, Any] | None = None,
+            on_epoch: OnEpoch | None = None) -> FactorizationMachines:
+        """Train for ``epochs`` passes over the rows of ``X`` (shuffled each epoch from ``seed``).
+
+        ``eval_set=(X_test, y_test)`` is scored after every epoch (and drives early stopping);
+        ``on_epoch(epoch, train_metrics, test_metrics_or_None, seconds)`` is called after each epoch with the
+        built-in's metric names (train metrics are those of the scores seen while training, as the built-in
+        reports them; ``seconds`` is the training time of the epoch). Raises ``DivergedError`` when the loss
+        becomes NaN or infinite.
+        """
+        self._check_params()
+        d, k = self.feature_dim, self.num_factors
+        rows = as_rows(X, d)
+        if rows.n_rows == 0:
+            raise ValueError("X has no rows")
+        bad = np.flatnonzero(~np.isfinite(rows.data))
+        if bad.size:
+            raise ValueError(f"X has a non-finite value ({rows.data[bad[0]]}) at nonzero {bad[0]}")
+        y = _as_labels(y, rows.n_rows, self.predictor_type)
+        weights = None if sample_weight is None else _as_vector(sample_weight, rows.n_rows, "sample_weight")
+        if weights is not None and (weights < 0).any():
+            raise ValueError("sample_weight must be >= 0")
+        row_weight = np.ones(rows.n_rows, dtype=np.float32) if weights is None else weights.copy()
+        if self.predictor_type == "binary_classifier" and self.positive_class_weight != 1.0:
+            row_weight[y == 1] *= np.float32(self.positive_class_weight)
+        evaluation = None
+        if eval_set is not None:
+            eval_rows = as_rows(eval_set[0], d, "eval_set X")
+            eval_y = _as_labels(eval_set[1], eval_rows.n_rows, self.predictor_type, "eval_set y")
+            evaluation = (eval_rows, eval_y)
+
+        w0, w, V = self._initial_weights()
+        n_state = kernels.STATE_ARRAYS[self.optimizer]
+        bias = np.zeros(1 + n_state, dtype=np.float32)
+        bias[0] = w0[0]
+        table = kernels.pack(w, V, n_state)
+        del w, V
+        hp = self._hyperparameter_vector()
+        rng = np.random.default_rng([self.seed, 1])
+        row_scores = np.zeros(rows.n_rows, dtype=np.float32)
+        logistic = self.predictor_type == "binary_classifier"
+        stopping_metric = STOPPING_METRIC[self.predictor_type]
+        early_stopping = evaluation is not None and self.early_stopping_patience > 0
+        best_score, best_epoch, best_weights, stale = math.inf, -1, None, 0
+
+        n_threads = self.num_threads or numba.get_num_threads()
+        with numba_threads(n_threads):
+            buffers = _training_buffers(n_threads, rows, self.mini_batch_size, d, k)
+            train_epoch = kernels.train_epoch_serial if n_threads == 1 else kernels.train_epoch_parallel
+            step = 0
+            epoch = -1
+            for epoch in range(self.epochs):
+                started = time.perf_counter()
+                order = rng.permutation(rows.n_rows)
+                buffers[-1][:] = 0.0
+                step = train_epoch(
+                    (rows.data, rows.indices, rows.indptr), y, row_weight, order, self.mini_batch_size, bias,
+                    table, k, kernels.OPTIMIZER_CODES[self.optimizer],
+                    kernels.LOGISTIC if logistic else kernels.REGRESSION, hp, self.use_bias, self.use_linear,
+                    step, buffers, row_scores)
+                seconds = time.perf_counter() - started
+                loss = float(buffers[-1].sum())
+                if not math.isfinite(loss):
+                    raise DivergedError(self._divergence_message(epoch, f"the training loss became {loss}"))
+                test = None
+                if evaluation is not None:
+                    eval_rows, eval_y = evaluation
+                    weights_now = (bias[:1].copy(), *kernels.unpack(table, k))
+                    test = train_metrics(self.predictor_type, eval_y,
+                                         _score(eval_rows, *weights_now, logistic, n_threads))
+                    score = test[stopping_metric]
+                    if _improves(score, best_score, self.early_stopping_tolerance):
+                        best_score, best_epoch, stale = score, epoch, 0
+                        if early_stopping:
+                            best_weights = weights_now
+                    else:
+                        stale += 1
+                if on_epoch is not None:
+                    on_epoch(epoch, train_metrics(self.predictor_type, y, row_scores, weights), test, seconds)
+                if early_stopping and stale >= self.early_stopping_patience:
+                    break
+        if best_weights is not None:
+            w0, w, V = best_weights
+        else:
+            w0, (w, V), best_epoch = bias[:1].copy(), kernels.unpack(table, k), epoch
+        del table
+        for name, array in (("w0", w0), ("w", w), ("V", V)):
+            if not np.isfinite(array).all():
+                raise DivergedError(self._divergence_message(epoch, f"{name} has non-finite values"))
+        self.w0_, self.w_, self.V_ = w0, w, V
+        self.best_epoch_ = best_epoch
+        self.best_score_ = None if evaluation is None else (best_score if early_stopping else score)
+        self.n_epochs_ = epoch + 1
+        self.n_threads_ = n_threads
+        self.n_features_in_ = d
+        return self
+
+    def _divergence_message(self, epoch: int, what: str) -> str:
+        return (f"Training diverged in epoch {epoch}: {what}. Lower the learning rates "
+                f"(bias_lr={self.bias_lr}, linear_lr={self.linear_lr}, factors_lr={self.factors_lr}), set "
+                "clip_gradient (e.g. 1.0) or scale the features to a smaller range.")
+
+    # ------------------------------------------------------------------------------- prediction
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "V_"):
+            raise NotFittedError("FactorizationMachines is not fitted yet: call fit() or load an artifact")
+
+    def predict_scores(self, X: Any) -> np.ndarray:
+        """float32 score per row: the probability of label 1 (binary_classifier) or the prediction
+        (regressor)."""
+        self._check_fitted()
+        rows = as_rows(X, self.feature_dim)
+        threads = 1 if rows.nnz < PARALLEL_SCORING_NNZ else numba.get_num_threads()
+        return _score(rows, self.w0_, self.w_, self.V_, self.predictor_type == "binary_classifier", threads)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predicted labels 0.0/1.0 (score >= 0.5) for binary_classifier, the scores for regressor."""
+        scores = self.predict_scores(X)
+        if self.predictor_type == "binary_classifier":
+            return (scores >= 0.5).astype(np.float32)
+        return scores
+
+    # ------------------------------------------------------------------------------- artifact hooks
+
+    def artifact_arrays(self) -> dict[str, np.ndarray]:
+        """The arrays ``algorithm.artifact`` stores, in checksum order."""
+        self._check_fitted()
+        return {"w0": self.w0_, "w": self.w_, "V": self.V_}
+
+    def artifact_meta(self) -> dict[str, Any]:
+        """The JSON metadata ``algorithm.artifact`` stores with the arrays."""
+        self._check_fitted()
+        return {
+            "algorithm": "fm",
+            "predictor_type": self.predictor_type,
+            "feature_dim": self.feature_dim,
+            "num_factors": self.num_factors,
+            "hyperparameters": _json_params(self.get_params()),
+            "best_epoch": self.best_epoch_,
+            "epochs_run": self.n_epochs_,
+            "n_threads": self.n_threads_,
+            "scoring": SCORING_FORMULA,
+        }
+
+    @classmethod
+    def from_artifact(
+        cls, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]
+    ) -> FactorizationMachines:
+        """Rebuild a fitted model from ``artifact_meta()``/``artifact_arrays()`` output."""
+        names = set(cls._param_names())
+        model = cls(**{name: value for name, value in meta["hyperparameters"].items() if name in names})
+        d, k = model.feature_dim, model.num_factors
+        expected = {"w0": (1,), "w": (d,), "V": (d, k)}
+        for name, shape in expected.items():
+            if name not in arrays or arrays[name].shape != shape:
+                got = arrays[name].shape if name in arrays else "missing"
+                raise ValueError(f"array {name!r} has shape {got}, expected {shape}")
+        model.w0_, model.w_, model.V_ = (
+            np.ascontiguousarray(arrays[name], dtype=np.float32) for name in expected)
+        model.best_epoch_ = int(meta.get("best_epoch", -1))
+        model.best_score_ = None
+        model.n_epochs_ = int(meta.get("epochs_run", 0))
+        model.n_threads_ = int(meta.get("n_threads", 0))
+        model.n_features_in_ = d
+        return model
+
+
+def _json_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Parameters as plain JSON types (numpy scalars become Python numbers)."""
+    return {name: value.item() if isinstance(value, np.generic) else value for name, value in params.items()}
+
+
+def _improves(score: float, best: float, tolerance: float) -> bool:
+    """Whether ``score`` beats ``best`` (lower is better) by more than ``tolerance`` relative to it."""
+    return score < best - tolerance * abs(best) if math.isfinite(best) else score < best
+
+
+def _score(rows: Rows, w0: np.ndarray, w: np.ndarray, V: np.ndarray, logistic: bool,
+           n_threads: int) -> np.ndarray:
+    out = np.empty(rows.n_rows, dtype=np.float32)
+    if n_threads > 1 and rows.n_rows > 1:
+        kernels.score_parallel(rows.data, rows.indices, rows.indptr, w0, w, V, logistic, out,
+                               min(n_threads, rows.n_rows))
+    else:
+        kernels.score_serial(rows.data, rows.indices, rows.indptr, w0, w, V, logistic, out)
+    return out

@@ -1,0 +1,590 @@
+"""``WALS``: weighted alternating least squares matrix factorization with the vocabulary of TensorFlow's
+``WALSMatrixFactorization``, implicit-feedback ALS (Hu, Koren, Volinsky; implicit's
+``AlternatingLeastSquares``) as the ``alpha`` setting of the same solver, and scikit-learn conventions.
+Formulas: docs/wals.md.
+
+Explicit form (``alpha=None``, TF's objective), for the matrix A with observed entries obs:
+    Σ_{(i,j)∈obs} w_ij (a_ij − u_i·v_j)² + w0 Σ_{(i,j)∉obs} (u_i·v_j)² + λ (|U|² + |V|²),
+    w_ij = w0 + r_i c_j   (w0 = unobserved_weight, r = row_weights, c = col_weights, λ = regularization_coeff)
+Implicit form (``alpha`` set): target p_ij = 1 where a_ij > 0 (else 0) and w_ij = w0 + α r_i c_j a_ij; with
+w0 = 1 and unit row/column weights this is implicit's ALS with confidence 1 + α·a_ij.
+
+The input is a scipy sparse matrix; every stored entry is observed (a stored 0 too, as in TF's SparseTensor;
+under the implicit form a stored 0 weighs exactly like an unobserved entry), and duplicate (row, column)
+entries are summed (scipy's rule).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeAlias
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+
+from algorithm import _wals_kernels as kernels
+from algorithm._threads import numba_threads
+from algorithm._wals_kernels import SOLVERS, Entries
+from algorithm.metrics import rmse
+from algorithm.ranking_metrics import BLOCK_VALUES, ranking_metrics, top_k
+
+OnEpoch = Callable[[int, dict[str, float], "dict[str, float] | None", float], None]
+Sparse: TypeAlias = sp.spmatrix | sp.sparray
+
+INIT_METHODS = ("random", "model")
+WEIGHT_NAMES = ("row_weights", "col_weights")
+# predict scores serially below this many pairs (serving sends small requests).
+PARALLEL_SCORING_PAIRS = 100_000
+# Gramians for the training loss are summed in float64 over chunks of this many factor rows.
+GRAM_CHUNK = 65_536
+SCORING_FORMULA = "score(i, j) = dot(row_factors[i], col_factors[j])"
+
+
+class DivergedError(ValueError):
+    """The training loss or the factors became NaN or infinite."""
+
+
+class NotFittedError(ValueError, AttributeError):
+    """The model is used before ``fit`` (or loading)."""
+
+
+def _as_csr(matrix: Any, what: str) -> sp.csr_matrix:
+    """``matrix`` as canonical float32 CSR (duplicates summed), never modifying the caller's matrix."""
+    if not sp.issparse(matrix):
+        raise TypeError(f"{what} must be a scipy sparse matrix (rows x columns), got {type(matrix).__name__}")
+    csr = sp.csr_matrix(matrix, dtype=np.float32)
+    if not csr.has_canonical_format:
+        csr = csr.copy()
+        csr.sum_duplicates()
+    bad = np.flatnonzero(~np.isfinite(csr.data))
+    if bad.size:
+        raise ValueError(f"{what} has a non-finite value ({csr.data[bad[0]]}) at nonzero {bad[0]}")
+    return csr
+
+
+def _weight_vector(value: Any, n: int, what: str) -> np.ndarray:
+    """A scalar or per-item weight as a float32 vector of length ``n`` (each weight finite and >= 0)."""
+    vector = np.ascontiguousarray(np.broadcast_to(np.asarray(value, dtype=np.float32), (n,))) \
+        if np.ndim(value) == 0 else np.ascontiguousarray(value, dtype=np.float32)
+    if vector.shape != (n,):
+        raise ValueError(f"{what} must be a scalar or have one value per item: shape ({n},), "
+                         f"got {vector.shape}")
+    if not (np.isfinite(vector) & (vector >= 0)).all():
+        raise ValueError(f"{what} must be finite and >= 0")
+    return vector
+
+
+def _entries(csr: sp.csr_matrix, row_weights: np.ndarray, col_weights: np.ndarray,
+             alpha: float | None) -> Entries:
+    """Targets t_ij and extra weights e_ij = w_ij − w0 of the stored entries of ``csr`` (module docstring)."""
+    rows = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))
+    product = row_weights[rows] * col_weights[csr.indices]
+    if alpha is None:
+        target, extra = csr.data.copy(), product
+    else:
+        target = (csr.data > 0).astype(np.float32)
+        extra = (np.float32(alpha) * product * csr.data).astype(np.float32)
+    return Entries(csr.indptr.astype(np.int64), csr.indices.astype(np.int64),
+                   np.ascontiguousarray(target, dtype=np.float32),
+                   np.ascontiguousarray(extra, dtype=np.float32))
+
+
+def _transpose(entries: Entries, n_other: int) -> Entries:
+    """The same entries seen from the other side (columns as rows), rows sorted within each column."""
+    nnz = entries.indices.size
+    order = sp.csr_matrix((np.arange(nnz, dtype=np.int64), entries.indices, entries.indptr),
+                          shape=(entries.n_rows, n_other)).tocsc()
+    perm = order.data
+    return Entries(order.indptr.astype(np.int64), order.indices.astype(np.int64),
+                   entries.target[perm], entries.extra[perm])
+
+
+def _gram64(F: np.ndarray) -> np.ndarray:
+    """FᵀF summed in float64, chunk by chunk."""
+    total = np.zeros((F.shape[1], F.shape[1]))
+    for start in range(0, F.shape[0], GRAM_CHUNK):
+        chunk = F[start:start + GRAM_CHUNK].astype(np.float64)
+        total += chunk.T @ chunk
+    return total
+
+
+def _improves(score: float, best: float, tolerance: float) -> bool:
+    """Whether ``score`` beats ``best`` (lower is better) by more than ``tolerance`` relative to it."""
+    return score < best - tolerance * abs(best) if math.isfinite(best) else score < best
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if np.ndim(value) > 0:
+        return None  # per-item weights travel as arrays
+    return value
+
+
+class WALS:
+    """Weighted alternating least squares: A ≈ U Vᵀ with row factors U (num_rows × embedding_dimension) and
+    column factors V, the parameters being ``WALS_SCHEMA``'s (TF's names; see the module docstring and
+    docs/wals.md for the objective and the weights).
+
+    Each sweep re-solves every row factor against the fixed column factors, then every column factor against
+    the new row factors (``solver``: ``cholesky`` exact, ``cg`` ``cg_steps`` conjugate-gradient steps
+    warm-started from the current factors). ``row_weights``/``col_weights`` are scalars or float arrays with
+    one weight per row/column. ``row_init``/``col_init`` = ``random`` draws N(0, 1) factors from ``seed`` (as
+    TF); ``model`` takes them from ``fit``'s ``init_row_factors``/``init_col_factors``.
+    ``num_rows``/``num_cols`` (optional) declare a larger matrix than the data spans: the extra rows/columns
+    have no entries and get zero factors.
+
+    With ``eval_set`` each sweep reports test metrics: ``rmse`` (explicit form) or ``precision_at_k``,
+    ``map_at_k``, ``ndcg_at_k``, ``auc`` at k = ``eval_k`` (implicit form, training entries excluded from the
+    candidates; definitions in ``algorithm.ranking_metrics``). With ``early_stopping_patience`` > 0 training
+    stops after that many sweeps without a relative improvement of more than ``early_stopping_tolerance`` in
+    rmse (lower is better) or ndcg_at_k (higher is better), and the factors of the best sweep are kept.
+    Without ``eval_set`` early stopping is off. Sweeps count from 0.
+
+    Fitted state: ``row_factors_``, ``col_factors_`` (float32, C-contiguous), ``row_weights_``,
+    ``col_weights_`` (float32 vectors), ``best_sweep_`` (the sweep whose factors the model holds),
+    ``best_score_`` (its test metric, None without eval_set), ``n_sweeps_``, ``n_threads_``.
+    ``num_threads`` = 0 means numba's current thread count; the factors do not depend on it.
+    """
+
+    def __init__(
+        self, *, num_rows: int | None = None, num_cols: int | None = None, embedding_dimension: int,
+        unobserved_weight: float = 0.1, regularization_coeff: float = 0.01, row_init: str = "random",
+        col_init: str = "random", row_weights: float | np.ndarray = 1.0,
+        col_weights: float | np.ndarray = 1.0, max_sweeps: int = 10, solver: str = "cholesky",
+        cg_steps: int = 3, alpha: float | None = None, eval_k: int = 10, seed: int = 0, num_threads: int = 0,
+        early_stopping_patience: int = 0, early_stopping_tolerance: float = 0.0,
+    ) -> None:
+        self.num_rows = num_rows
+        self.num_cols = num_cols
+        self.embedding_dimension = embedding_dimension
+        self.unobserved_weight = unobserved_weight
+        self.regularization_coeff = regularization_coeff
+        self.row_init = row_init
+        self.col_init = col_init
+        self.row_weights = row_weights
+        self.col_weights = col_weights
+        self.max_sweeps = max_sweeps
+        self.solver = solver
+        self.cg_steps = cg_steps
+        self.alpha = alpha
+        self.eval_k = eval_k
+        self.seed = seed
+        self.num_threads = num_threads
+        self.early_stopping_patience = early_stopping_patience
+        self.early_stopping_tolerance = early_stopping_tolerance
+
+    # ------------------------------------------------------------------------------- parameters
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        return [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor parameters (scikit-learn convention)."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params: Any) -> WALS:
+        """Set constructor parameters (scikit-learn convention)."""
+        valid = self._param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(f"Invalid parameter {name!r} for WALS; valid: {valid}")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        form = "explicit" if self.alpha is None else f"implicit, alpha={self.alpha}"
+        return (f"WALS(embedding_dimension={self.embedding_dimension}, solver={self.solver!r}, "
+                f"max_sweeps={self.max_sweeps}, {form})")
+
+    def _check_params(self) -> None:
+        problems: list[str] = []
+
+        def check(name: str, ok: bool, allowed: str) -> None:
+            if not ok:
+                problems.append(f"The {name!r} parameter of WALS must be {allowed}. "
+                                f"Got {getattr(self, name)!r} instead.")
+
+        def is_int(v: Any) -> bool:
+            return isinstance(v, int | np.integer) and not isinstance(v, bool)
+
+        def is_number(v: Any) -> bool:
+            return isinstance(v, int | float | np.number) and not isinstance(v, bool) and math.isfinite(v)
+
+        for name in ("embedding_dimension", "max_sweeps", "cg_steps", "eval_k"):
+            check(name, is_int(getattr(self, name)) and getattr(self, name) > 0, "an int > 0")
+        for name in ("seed", "num_threads", "early_stopping_patience"):
+            check(name, is_int(getattr(self, name)) and getattr(self, name) >= 0, "an int >= 0")
+        for name in ("num_rows", "num_cols"):
+            value = getattr(self, name)
+            check(name, value is None or (is_int(value) and value > 0), "None or an int > 0")
+        for name in ("unobserved_weight", "regularization_coeff", "early_stopping_tolerance"):
+            check(name, is_number(getattr(self, name)) and getattr(self, name) >= 0, "a float >= 0")
+        for name in WEIGHT_NAMES:
+            value = getattr(self, name)
+            check(name, np.ndim(value) > 0 or (is_number(value) and value >= 0),
+                  "a float >= 0 or an array with one weight per item")
+        check("alpha", self.alpha is None or (is_number(self.alpha) and self.alpha > 0),
+              "None or a float > 0")
+        for name in ("row_init", "col_init"):
+            check(name, getattr(self, name) in INIT_METHODS, f"one of {INIT_METHODS}")
+        check("solver", self.solver in SOLVERS, f"one of {SOLVERS}")
+        if problems:
+            raise ValueError("\n".join(problems))
+
+    # ------------------------------------------------------------------------------- training
+
+    def _shape(self, data_shape: tuple[int, int]) -> tuple[int, int]:
+        shape = []
+        for axis, (name, declared) in enumerate((("num_rows", self.num_rows), ("num_cols", self.num_cols))):
+            if declared is not None and declared < data_shape[axis]:
+                raise ValueError(f"{name}={declared} but the matrix has {data_shape[axis]}")
+            shape.append(data_shape[axis] if declared is None else declared)
+        return shape[0], shape[1]
+
+    def _initial_factors(self, n: int, m: int, init_row_factors: Any, init_col_factors: Any
+                         ) -> tuple[np.ndarray, np.ndarray]:
+        k = self.embedding_dimension
+        out = []
+        for stream, (side, method, given, count) in enumerate((
+                ("row", self.row_init, init_row_factors, n), ("col", self.col_init, init_col_factors, m))):
+            if method == "model" and given is None:
+                raise ValueError(f"{side}_init='model' needs init_{side}_factors")
+            if method == "random" and given is not None:
+                raise ValueError(f"init_{side}_factors was given but {side}_init='random'; "
+                                 f"set {side}_init='model'")
+            if given is None:
+                rng = np.random.default_rng([self.seed, stream])
+                out.append(rng.standard_normal((count, k), dtype=np.float32))
+                continue
+            factors = np.array(given, dtype=np.float32, order="C")
+            if factors.shape != (count, k):
+                raise ValueError(f"init_{side}_factors has shape {factors.shape}, expected ({count}, {k})")
+            if not np.isfinite(factors).all():
+                raise ValueError(f"init_{side}_factors must be finite")
+            out.append(factors)
+        return out[0], out[1]
+
+    def fit(self, R: Sparse, eval_set: Sparse | None = None, on_epoch: OnEpoch | None = None,
+            init_row_factors: np.ndarray | None = None, init_col_factors: np.ndarray | None = None) -> WALS:
+        """Factorize the sparse matrix ``R`` (rows x columns) in ``max_sweeps`` sweeps.
+
+        ``eval_set``: held-out entries, a sparse matrix of the same shape, scored after every sweep (and
+        driving early stopping). ``on_epoch(sweep, train, test_or_None, seconds)`` is called after each sweep
+        with train metrics ``loss`` (the objective, regularization included) and ``rwse`` (TF's root weighted
+        squared error), the test metrics, and the seconds the two half-sweeps took. Raises ``DivergedError``
+        when the loss or the factors become non-finite.
+        """
+        self._check_params()
+        csr = _as_csr(R, "R")
+        n, m = self._shape(csr.shape)
+        if (n, m) != csr.shape:
+            csr.resize((n, m))
+        if self.alpha is not None and (csr.data < 0).any():
+            raise ValueError("The implicit form (alpha set) needs values >= 0: a value is a confidence count")
+        test = None
+        if eval_set is not None:
+            test = _as_csr(eval_set, "eval_set")
+            if test.shape != (n, m):
+                raise ValueError(f"eval_set has shape {test.shape}, expected ({n}, {m}) like the training "
+                                 "matrix")
+        row_weights = _weight_vector(self.row_weights, n, "row_weights")
+        col_weights = _weight_vector(self.col_weights, m, "col_weights")
+        rows = _entries(csr, row_weights, col_weights, self.alpha)
+        cols = _transpose(rows, m)
+        U, V = self._initial_factors(n, m, init_row_factors, init_col_factors)
+        w0, lam = float(self.unobserved_weight), float(self.regularization_coeff)
+        sum_weights = w0 * n * m + float(rows.extra.sum(dtype=np.float64))
+        implicit = self.alpha is not None
+        stopping_metric = "ndcg_at_k" if implicit else "rmse"
+        sign = -1.0 if implicit else 1.0  # compare as "lower is better"
+        early_stopping = test is not None and self.early_stopping_patience > 0
+        best, best_sweep, best_factors, stale, score = math.inf, -1, None, 0, math.nan
+        n_threads = self.num_threads or numba.get_num_threads()
+        with numba_threads(n_threads) as workers:
+            sweep = -1
+            for sweep in range(self.max_sweeps):
+                started = time.perf_counter()
+                kernels.solve(rows, V, U, w0, lam, self.solver, self.cg_steps, workers)
+                kernels.solve(cols, U, V, w0, lam, self.solver, self.cg_steps, workers)
+                seconds = time.perf_counter() - started
+                train = self._train_metrics(rows, U, V, sum_weights, workers)
+                if not math.isfinite(train["loss"]):
+                    raise DivergedError(self._divergence_message(sweep, f"the loss became {train['loss']}"))
+                metrics = None
+                if test is not None:
+                    metrics = self._test_metrics(test, csr, U, V, workers)
+                    score = metrics[stopping_metric]
+                    if _improves(sign * score, best, self.early_stopping_tolerance):
+                        best, best_sweep, stale = sign * score, sweep, 0
+                        if early_stopping:
+                            best_factors = (U.copy(), V.copy())
+                    else:
+                        stale += 1
+                if on_epoch is not None:
+                    on_epoch(sweep, train, metrics, seconds)
+                if early_stopping and stale >= self.early_stopping_patience:
+                    break
+        if best_factors is not None:
+            U, V = best_factors
+        else:
+            best_sweep = sweep
+        for name, factors in (("row factors", U), ("column factors", V)):
+            if not np.isfinite(factors).all():
+                raise DivergedError(self._divergence_message(sweep, f"the {name} have non-finite values"))
+        self.row_factors_, self.col_factors_ = U, V
+        self.row_weights_, self.col_weights_ = row_weights, col_weights
+        self.best_sweep_ = best_sweep
+        self.best_score_ = None if test is None else (
+            sign * best if early_stopping and math.isfinite(best) else score)
+        self.n_sweeps_ = sweep + 1
+        self.n_threads_ = n_threads
+        return self
+
+    def _train_metrics(self, rows: Entries, U: np.ndarray, V: np.ndarray, sum_weights: float,
+                       workers: int) -> dict[str, float]:
+        """loss = Σ_all w_ij (t_ij − u_i·v_j)² + λ(|U|² + |V|²) and rwse = sqrt(unregularized / Σ_all w_ij),
+        the dense part computed as w0·trace(UᵀU VᵀV) (TF's reformulation)."""
+        w0, lam = float(self.unobserved_weight), float(self.regularization_coeff)
+        gram_u, gram_v = _gram64(U), _gram64(V)
+        sparse_part = float(kernels.row_losses(rows, U, V, w0, workers).sum())
+        unregularized = sparse_part + w0 * float((gram_u * gram_v).sum())
+        regularization = lam * float(np.trace(gram_u) + np.trace(gram_v))
+        rwse = math.sqrt(max(unregularized, 0.0) / sum_weights) if sum_weights > 0 else math.nan
+        return {"loss": unregularized + regularization, "rwse": rwse}
+
+    def _test_metrics(self, test: sp.csr_matrix, train: sp.csr_matrix, U: np.ndarray, V: np.ndarray,
+                      workers: int) -> dict[str, float]:
+        if self.alpha is None:
+            coo = test.tocoo()
+            predictions = kernels.pair_scores(coo.row, coo.col, U, V, workers)
+            return {"rmse": rmse(coo.data, predictions)}
+        return ranking_metrics(U, V, test, self.eval_k, exclude=train)
+
+    def _divergence_message(self, sweep: int, what: str) -> str:
+        return (f"Training diverged in sweep {sweep}: {what}. Raise regularization_coeff "
+                f"(now {self.regularization_coeff}) or scale the values (and alpha) to a smaller range.")
+
+    # ------------------------------------------------------------------------------- scoring
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "col_factors_"):
+            raise NotFittedError("WALS is not fitted yet: call fit() or load an artifact")
+
+    @staticmethod
+    def _ids(values: Any, count: int, what: str) -> np.ndarray:
+        ids = np.asarray(values)
+        if ids.dtype.kind not in "iu":
+            raise ValueError(f"{what} ids must be integers, got {ids.dtype}")
+        ids = ids.astype(np.int64).ravel()
+        bad = ids[(ids < 0) | (ids >= count)]
+        if bad.size:
+            raise ValueError(f"{what} id {bad[0]} is outside [0, {count})")
+        return ids
+
+    def predict(self, rows: Any, cols: Any) -> np.ndarray:
+        """float32 scores ``row_factors_[rows[i]] · col_factors_[cols[i]]`` of (row, column) pairs."""
+        self._check_fitted()
+        r = self._ids(rows, self.row_factors_.shape[0], "row")
+        c = self._ids(cols, self.col_factors_.shape[0], "column")
+        if r.size != c.size:
+            raise ValueError(f"rows has {r.size} ids but cols has {c.size}")
+        workers = 1 if r.size < PARALLEL_SCORING_PAIRS else numba.get_num_threads()
+        return kernels.pair_scores(r, c, self.row_factors_, self.col_factors_, workers)
+
+    def recommend(self, row_or_rows: int | Sequence[int] | np.ndarray, k: int = 10,
+                  exclude_seen: Sparse | None = None, include: Sequence[int] | np.ndarray | None = None,
+                  exclude: Sequence[int] | np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` best columns by score for a row id (1-D results) or a list of row ids (2-D, a row each).
+
+        ``exclude_seen``: sparse matrix with one row per queried row (shape (len(rows), num_cols)), whose
+        stored columns are left out for that row (pass ``R[rows]`` to filter training items); ``include``:
+        only these columns are candidates; ``exclude``: these columns never are. Returns (column ids int64,
+        scores float32), best first, ties by lower id; slots beyond a row's candidates hold -1 and -inf."""
+        self._check_fitted()
+        single = np.ndim(row_or_rows) == 0
+        rows = self._ids(row_or_rows, self.row_factors_.shape[0], "row")
+        ids, scores = self.recommend_from_factors(self.row_factors_[rows], k, exclude_seen, include, exclude)
+        return (ids[0], scores[0]) if single else (ids, scores)
+
+    def recommend_from_factors(
+        self, factors: np.ndarray, k: int = 10, exclude_seen: Sparse | None = None,
+        include: Sequence[int] | np.ndarray | None = None, exclude: Sequence[int] | np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``recommend`` for row factors given directly (n × embedding_dimension), e.g. from ``project_rows``:
+        the fold-in path for rows the model was not trained on. Always 2-D results."""
+        self._check_fitted()
+        queries = np.ascontiguousarray(np.atleast_2d(factors), dtype=np.float32)
+        n_cols, dim = self.col_factors_.shape
+        if queries.ndim != 2 or queries.shape[1] != dim:
+            raise ValueError(f"factors must have {dim} columns, got shape {np.shape(factors)}")
+        if not isinstance(k, int | np.integer) or k < 1:
+            raise ValueError(f"k must be an int >= 1, got {k!r}")
+        candidates = (np.arange(n_cols) if include is None
+                      else np.unique(self._ids(include, n_cols, "include")))
+        if exclude is not None:
+            candidates = np.setdiff1d(candidates, self._ids(exclude, n_cols, "exclude"))
+        n = queries.shape[0]
+        seen = None
+        if exclude_seen is not None:
+            seen = _as_csr(exclude_seen, "exclude_seen")
+            if seen.shape != (n, n_cols):
+                raise ValueError(f"exclude_seen has shape {seen.shape}; it needs one row per queried row: "
+                                 f"({n}, {n_cols}) (pass R[rows], not the whole training matrix)")
+        width = min(int(k), candidates.size)
+        ids = np.full((n, int(k)), -1, dtype=np.int64)
+        scores = np.full((n, int(k)), -np.inf, dtype=np.float32)
+        if width == 0:
+            return ids, scores
+        position = np.full(n_cols, -1, dtype=np.int64)
+        position[candidates] = np.arange(candidates.size)
+        V_t = np.ascontiguousarray(self.col_factors_[candidates]).T
+        block = max(1, BLOCK_VALUES // candidates.size)
+        for start in range(0, n, block):
+            stop = min(n, start + block)
+            block_scores = queries[start:stop] @ V_t
+            if seen is not None:
+                part = seen[start:stop]
+                where = position[part.indices]
+                keep = where >= 0
+                block_rows = np.repeat(np.arange(stop - start), np.diff(part.indptr))
+                block_scores[block_rows[keep], where[keep]] = -np.inf
+            found, values = top_k(block_scores, width)
+            ids[start:stop, :width] = np.where(found >= 0, candidates[np.maximum(found, 0)], -1)
+            scores[start:stop, :width] = values
+        return ids, scores
+
+    def similar_cols(self, col: int, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` columns most similar to ``col`` by cosine similarity of their factors (``col`` itself
+        left out; a zero factor has similarity 0 to everything). Returns (column ids int64, similarities
+        float32)."""
+        self._check_fitted()
+        j = int(self._ids(col, self.col_factors_.shape[0], "column")[0])
+        V = self.col_factors_
+        norms = np.linalg.norm(V, axis=1)
+        safe = np.where(norms > 0, norms, 1.0).astype(np.float32)
+        query = V[j] / safe[j]
+        scores = ((V @ query) / safe)[None, :]
+        scores[0, j] = -np.inf
+        ids, values = top_k(scores, min(int(k), V.shape[0] - 1) or 1)
+        return ids[0], values[0]
+
+    def top_rows_for_col(self, col: int, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` rows with the highest score for column ``col``: (row ids int64, scores float32)."""
+        self._check_fitted()
+        j = int(self._ids(col, self.col_factors_.shape[0], "column")[0])
+        scores = (self.row_factors_ @ self.col_factors_[j])[None, :]
+        ids, values = top_k(scores, min(int(k), self.row_factors_.shape[0]))
+        return ids[0], values[0]
+
+    # ------------------------------------------------------------------------------- projection (fold-in)
+
+    def _project(self, csr: sp.csr_matrix, weights: Any, other: np.ndarray, other_weights: np.ndarray
+                 ) -> np.ndarray:
+        own = _weight_vector(1.0 if weights is None else weights, csr.shape[0], "weights")
+        entries = _entries(csr, own, other_weights, self.alpha)
+        factors = np.zeros((csr.shape[0], other.shape[1]), dtype=np.float32)
+        kernels.solve(entries, other, factors, float(self.unobserved_weight),
+                      float(self.regularization_coeff), "cholesky", 1,
+                      min(numba.get_num_threads(), max(1, csr.shape[0])))
+        return factors
+
+    def project_rows(self, R_new: Sparse, weights: float | np.ndarray | None = None) -> np.ndarray:
+        """Row factors of new rows (n_new × num_cols sparse, same column ids) from their observed entries,
+        solved exactly against the fixed column factors: one training half-sweep (TF's project_row_factors).
+
+        ``weights``: the new rows' row weights, a scalar or one per row; None means 1.0 (as TF)."""
+        self._check_fitted()
+        csr = _as_csr(R_new, "R_new")
+        if csr.shape[1] != self.col_factors_.shape[0]:
+            raise ValueError(f"R_new has {csr.shape[1]} columns, the model has {self.col_factors_.shape[0]}")
+        if self.alpha is not None and (csr.data < 0).any():
+            raise ValueError("The implicit form (alpha set) needs values >= 0")
+        return self._project(csr, weights, self.col_factors_, self.col_weights_)
+
+    def project_cols(self, C_new: Sparse, weights: float | np.ndarray | None = None) -> np.ndarray:
+        """Column factors of new columns given as a num_rows × n_new sparse matrix (the new columns in the
+        matrix's own orientation), solved exactly against the fixed row factors (TF's project_col_factors).
+
+        ``weights``: the new columns' column weights, a scalar or one per column; None means 1.0 (as TF)."""
+        self._check_fitted()
+        csr = _as_csr(C_new, "C_new")
+        if csr.shape[0] != self.row_factors_.shape[0]:
+            raise ValueError(f"C_new has {csr.shape[0]} rows, the model has {self.row_factors_.shape[0]}")
+        if self.alpha is not None and (csr.data < 0).any():
+            raise ValueError("The implicit form (alpha set) needs values >= 0")
+        return self._project(csr.T.tocsr(), weights, self.row_factors_, self.row_weights_)
+
+    # ------------------------------------------------------------------------------- artifact hooks
+
+    def artifact_arrays(self) -> dict[str, np.ndarray]:
+        """The arrays ``algorithm.artifact`` stores: the factors, and per-item weights if they are vectors."""
+        self._check_fitted()
+        arrays = {"row_factors": self.row_factors_, "col_factors": self.col_factors_}
+        for name in WEIGHT_NAMES:
+            if np.ndim(getattr(self, name)) > 0:
+                arrays[name] = getattr(self, f"{name}_")
+        return arrays
+
+    def artifact_meta(self) -> dict[str, Any]:
+        """The JSON metadata ``algorithm.artifact`` stores with the arrays (vector weights appear as null in
+        ``hyperparameters`` and as arrays of the same name)."""
+        self._check_fitted()
+        return {
+            "algorithm": "wals",
+            "num_rows": int(self.row_factors_.shape[0]),
+            "num_cols": int(self.col_factors_.shape[0]),
+            "embedding_dimension": int(self.row_factors_.shape[1]),
+            "feedback": "explicit" if self.alpha is None else "implicit",
+            "hyperparameters": {name: _json_value(value) for name, value in self.get_params().items()},
+            "best_sweep": self.best_sweep_,
+            "sweeps_run": self.n_sweeps_,
+            "n_threads": self.n_threads_,
+            "scoring": SCORING_FORMULA,
+        }
+
+    @classmethod
+    def from_artifact(cls, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> WALS:
+        """Rebuild a fitted model from ``artifact_meta()``/``artifact_arrays()`` output."""
+        names = set(cls._param_names())
+        params = {name: value for name, value in meta["hyperparameters"].items() if name in names}
+        for name in WEIGHT_NAMES:
+            if params.get(name) is None:
+                params[name] = np.asarray(arrays[name], dtype=np.float32)
+        model = cls(**params)
+        n, m, k = int(meta["num_rows"]), int(meta["num_cols"]), int(meta["embedding_dimension"])
+        for name, shape in (("row_factors", (n, k)), ("col_factors", (m, k))):
+            if name not in arrays or arrays[name].shape != shape:
+                got = arrays[name].shape if name in arrays else "missing"
+                raise ValueError(f"array {name!r} has shape {got}, expected {shape}")
+        model.row_factors_ = np.ascontiguousarray(arrays["row_factors"], dtype=np.float32)
+        model.col_factors_ = np.ascontiguousarray(arrays["col_factors"], dtype=np.float32)
+        model.row_weights_ = _weight_vector(params["row_weights"], n, "row_weights")
+        model.col_weights_ = _weight_vector(params["col_weights"], m, "col_weights")
+        model.best_sweep_ = int(meta.get("best_sweep", -1))
+        model.best_score_ = None
+        model.n_sweeps_ = int(meta.get("sweeps_run", 0))
+        model.n_threads_ = int(meta.get("n_threads", 0))
+        return model
+
+
+def warm_up() -> None:
+    """Compile (or load from the numba cache) every WALS kernel signature, through the public API on a tiny
+    matrix: both solvers, both forms, test metrics, scoring, recommendation and projection."""
+    R = sp.csr_matrix(np.array([[1.0, 0.0, 2.0], [0.0, 3.0, 0.0], [1.0, 1.0, 0.0]], dtype=np.float32))
+    held_out = sp.csr_matrix(np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], dtype=np.float32))
+    for alpha in (None, 1.0):
+        for solver in SOLVERS:
+            model = WALS(embedding_dimension=2, max_sweeps=1, solver=solver, alpha=alpha, eval_k=2).fit(
+                R, eval_set=held_out)
+            model.predict([0, 1], [2, 0])
+            model.recommend([0, 1], 2, exclude_seen=R[[0, 1]], include=[0, 1, 2], exclude=[1])
+            model.similar_cols(0, 1)
+            model.top_rows_for_col(0, 1)
+            model.project_rows(R[:1])
+            model.project_cols(R[:, :1])

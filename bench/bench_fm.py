@@ -1,0 +1,468 @@
+"""FM training benchmark: our ``algorithm.fm.FactorizationMachines`` against xLearn, myfm and a numpy/scipy
+SGD floor, interleaved per configuration, one subprocess per run (so peak RSS is per run).
+
+    .venv/bin/python -m bench.bench_fm --dataset all                      # the full comparison
+    .venv/bin/python -m bench.bench_fm --dataset ctr --rows 100000 --k 8 --threads 2 --epochs 3
+
+Prints one line per run as it finishes, then a table (medians; ratios = anchor seconds / our Adam seconds at
+the same dataset, k and threads) and PASS/MISS per goal. Results go to ``bench/results/fm_<time>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS_DIR = REPO / "bench" / "results"
+SAGEMAKER_ROWS_PER_S = 105_000  # the built-in's logged throughput on a multi-core instance
+OUR_OPTIMIZERS = ("adam", "sgd", "adagrad", "ftrl")
+DIGITS = {"k": 10, "mini_batch_size": 100, "epochs": 100}
+
+# Goals (seconds per epoch at the full data set size; scaled by rows when --rows subsamples).
+EPOCH_GOALS = {("ctr", 8, 2): 0.6, ("ctr", 32, 2): 1.2, ("ctr", 8, 1): 1.3, ("ctr", 32, 1): 2.5,
+               ("ratings", 8, 1): 0.05}
+CTR_AUC_GOAL, CTR_LOGLOSS_GOAL, RATINGS_RMSE_GOAL, DIGITS_ACCURACY_GOAL = 0.767, 0.478, 0.805, 0.98
+ADAM_VS_FASTEST_GOAL, MEMORY_GOAL, QUALITY_EPOCHS = 1.5, 1.5, 10
+
+LEGEND = """\
+ratio   = this row's median epoch seconds / our Adam's at the same data, k and threads (> 1: we are faster)
+JIT s   = our warm-up fit on 256 rows before the data is loaded (numba compiling, or loading its cache)
+1st s   = first timed epoch; epoch s = median of the other epochs (myfm: per sampler iteration, "it")
+rows/s  = training rows / epoch s; the SageMaker built-in logs ~{sagemaker:,} rows/s on a multi-core instance
+used MB = peak RSS - RSS after imports (and our warm-up); need MB = data + model + optimizer state"""
+
+# Not measured here: quoted from the issue's calibration runs on sets of the same shape.
+QUOTED = {
+    "ctr": "libFM: not on PyPI, not measured. Issue calibration on a CTR set like this one: xLearn AUC "
+           "0.738 / logloss 0.490 (defaults), 0.767 / 0.478 (tuned); myfm Gibbs 0.783 / 0.459.",
+    "ratings": "libFM: not on PyPI, not measured. Issue calibration on MovieLens-1M: libFM SGD RMSE 0.806, "
+               "xLearn 0.816, myfm Gibbs (k=16) 0.791.",
+}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# worker: one run in its own process
+
+
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def _reset_peak() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
+        return True
+    except OSError:
+        return False
+
+
+def _quality_per_epoch(task: str, test: dict[str, float] | None) -> dict[str, float]:
+    if not test:
+        return {}
+    if task == "binary_classifier":
+        return {"auc": test.get("auc", math.nan),
+                "logloss": test.get("binary_classification_cross_entropy", math.nan),
+                "accuracy": test.get("binary_classification_accuracy", math.nan)}
+    return {"rmse": test.get("rmse", math.nan)}
+
+
+def warm_up_ours(data: Any, k: int, threads: int, optimizer: str) -> float:
+    """Fit on the first 256 rows once, so that numba compiles (or loads its cache) before the timed run;
+    returns the seconds it took (the JIT cost a cold process pays once)."""
+    from algorithm.fm import FactorizationMachines
+
+    small = data.subsample(256)
+    t0 = time.perf_counter()
+    FactorizationMachines(feature_dim=data.feature_dim, num_factors=k, predictor_type=data.task, epochs=1,
+                          mini_batch_size=64, optimizer=optimizer, num_threads=threads).fit(
+        small.train, small.train.labels, eval_set=(small.test, small.test.labels))
+    return time.perf_counter() - t0
+
+
+def run_ours(data: Any, k: int, threads: int, epochs: int, optimizer: str, seed: int,
+             mini_batch_size: int = 1000) -> Any:
+    """Our FM with the built-in's default learning rates for ``optimizer``; times from ``on_epoch``."""
+    from algorithm.fm import FactorizationMachines
+    from bench.fm_anchors import RunResult, held_out_metrics
+
+    seconds: list[float] = []
+    per_epoch: list[dict[str, float]] = []
+
+    def on_epoch(epoch: int, train: dict[str, float], test: dict[str, float] | None, secs: float) -> None:
+        seconds.append(secs)
+        per_epoch.append(_quality_per_epoch(data.task, test))
+
+    model = FactorizationMachines(feature_dim=data.feature_dim, num_factors=k, predictor_type=data.task,
+                                  epochs=epochs, mini_batch_size=mini_batch_size, optimizer=optimizer,
+                                  num_threads=threads, seed=seed)
+    model.fit(data.train, data.train.labels, eval_set=(data.test, data.test.labels), on_epoch=on_epoch)
+    score = model.predict_scores(data.test)
+    state = (FactorizationMachines.state_bytes(data.feature_dim, k, optimizer, threads)
+             if hasattr(FactorizationMachines, "state_bytes")
+             else 4 * (1 + data.feature_dim * (k + 1)) * (1 + {"adam": 2, "sgd": 0}.get(optimizer, 1)))
+    quality = held_out_metrics(data.task, data.test.labels, score)
+    return RunResult("ours", data.name, k, threads, optimizer, seconds, quality, per_epoch, data.train.n_rows,
+                     state, f"mini_batch_size={mini_batch_size}; built-in default learning rates; epoch "
+                     "time excludes the per-epoch test scoring")
+
+
+def worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run one configuration and return its result with memory figures (called in a fresh process)."""
+    import numpy as np
+
+    from bench import fm_anchors, fm_data
+
+    trainer, k, threads = spec["trainer"], spec["k"], spec["threads"]
+    __import__({"ours": "algorithm.fm", "xlearn": "xlearn", "myfm": "myfm"}.get(trainer, "scipy.sparse"))
+    rss_import = _status_kb("VmRSS")
+    warm_up_seconds = 0.0
+    if trainer == "ours":  # JIT (or numba cache loading) before the data, so its memory is not counted
+        warm_up_seconds = warm_up_ours(fm_data.load("digits"), k, threads, spec["variant"])
+    rss_base = _status_kb("VmRSS")
+    data = fm_data.load(spec["dataset"], seed=spec["seed"], rows=spec["rows"])
+    data = fm_data.BenchData(data.name, data.task, _own(data.train, np), _own(data.test, np), data.meta)
+    rss_loaded = _status_kb("VmRSS")
+    peak_reset = _reset_peak()
+    t0 = time.perf_counter()
+    if trainer == "ours":
+        result = run_ours(data, k, threads, spec["epochs"], spec["variant"], spec["seed"],
+                          spec.get("mini_batch_size", 1000))
+    elif trainer == "xlearn":
+        result = fm_anchors.run_xlearn(data, k, threads, spec["epochs"], tuned=spec["variant"] == "tuned")
+    elif trainer == "myfm":
+        result = fm_anchors.run_myfm(data, k, spec["epochs"], method=spec["variant"], seed=spec["seed"])
+    elif trainer == "numpy":
+        result = fm_anchors.run_numpy(data, k, threads, spec["epochs"], seed=spec["seed"],
+                                      batch=spec.get("mini_batch_size", 1000))
+    else:
+        raise ValueError(f"unknown trainer {trainer!r}")
+    wall = time.perf_counter() - t0
+    peak = _status_kb("VmHWM") if peak_reset else _peak_rusage_kb()
+    out = result.to_dict()
+    data_bytes = data.train.nbytes + data.test.nbytes
+    out.update(wall_seconds=wall, warm_up_seconds=warm_up_seconds, rss_import_mb=rss_import / 1024,
+               rss_base_mb=rss_base / 1024, rss_loaded_mb=rss_loaded / 1024, peak_mb=peak / 1024,
+               data_mb=data_bytes / 2**20, state_mb=result.state_bytes / 2**20,
+               peak_since_load_only=peak_reset)
+    return out
+
+
+def _own(ds: Any, np: Any) -> Any:
+    """The set with its views copied, so that a subsample does not keep the full arrays alive."""
+    from bench.fm_data import SparseSet
+
+    def own(a: Any) -> Any:
+        return a if a.base is None else np.array(a)
+
+    return SparseSet(own(ds.data), own(ds.indices), own(ds.indptr), ds.n_cols, own(ds.labels))
+
+
+def _peak_rusage_kb() -> int:
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# driver
+
+
+def _launch(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+    env = dict(os.environ)
+    threads = str(spec["threads"])
+    env.update(OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads,
+               NUMBA_NUM_THREADS=threads)
+    env.setdefault("USER", "bench")  # xLearn crashes without it
+    with tempfile.TemporaryDirectory() as tmp:
+        out_path = Path(tmp) / "result.json"
+        cmd = [sys.executable, "-m", "bench.bench_fm", "--worker", json.dumps(spec), "--result",
+               str(out_path)]
+        try:
+            proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return {**spec, "error": f"timed out after {timeout:.0f} s"}
+        if proc.returncode != 0 or not out_path.exists():
+            tail = (proc.stderr or proc.stdout)[-1500:]
+            return {**spec, "error": f"exit {proc.returncode}: {tail}"}
+        return json.loads(out_path.read_text())
+
+
+def _myfm_iters(text: str) -> dict[str, int]:
+    out = {"ctr": 3, "ratings": 30, "digits": 30}
+    for part in filter(None, text.split(",")):
+        name, _, value = part.partition("=")
+        out[name.strip()] = int(value)
+    return out
+
+
+def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The runs, ours and the anchors interleaved within each (dataset, k, threads) configuration."""
+    datasets = ["ctr", "ratings", "digits"] if args.dataset == "all" else [args.dataset]
+    anchors = [a for a in args.anchors.split(",") if a]
+    myfm_iters = _myfm_iters(args.myfm_iters)
+    runs: list[dict[str, Any]] = []
+    for name in datasets:
+        configs = [(DIGITS["k"], 1)] if name == "digits" else [(k, t) for k in args.k for t in args.threads]
+        rows = None if name == "digits" else args.rows
+        for rep in range(args.repeat):
+            for k, threads in configs:
+                base = {"dataset": name, "k": k, "threads": threads, "rows": rows, "seed": args.seed,
+                        "repeat": rep}
+                epochs = DIGITS["epochs"] if name == "digits" else args.epochs
+                batch = {"mini_batch_size": DIGITS["mini_batch_size"]} if name == "digits" else {}
+                ours = [dict(base, trainer="ours", variant=o, epochs=epochs, **batch)
+                        for o in args.optimizers]
+                others: list[dict[str, Any]] = []
+                if "xlearn" in anchors:
+                    variants = ["tuned"] if name != "digits" else []
+                    if (k, threads) == (configs[0][0], max(t for _, t in configs)) or name == "digits":
+                        variants.insert(0, "defaults")
+                    others += [dict(base, trainer="xlearn", variant=v, epochs=epochs) for v in variants]
+                if "numpy" in anchors and threads == 1:
+                    others.append(dict(base, trainer="numpy", variant="sgd",
+                                       epochs=min(epochs, args.floor_epochs) if name != "digits" else epochs,
+                                       **batch))
+                if "myfm" in anchors and threads == 1 and (name != "ctr" or k == configs[0][0]):
+                    others += [dict(base, trainer="myfm", variant=m, epochs=myfm_iters[name])
+                               for m in args.myfm_methods.split(",") if m]
+                # interleave: ours, anchor, ours, anchor, ...
+                merged: list[dict[str, Any]] = []
+                while ours or others:
+                    if ours:
+                        merged.append(ours.pop(0))
+                    if others:
+                        merged.append(others.pop(0))
+                runs += merged
+    return runs
+
+
+def prepare(runs: list[dict[str, Any]]) -> None:
+    """Generate and cache the data sets (and xLearn's text files) before any timed run."""
+    from bench import fm_anchors, fm_data
+
+    sets: dict[tuple, bool] = {}
+    for r in runs:
+        key = (r["dataset"], r["seed"], r["rows"])
+        sets[key] = sets.get(key, False) or r["trainer"] == "xlearn"
+    for (name, seed, rows), xlearn in sets.items():
+        t0 = time.perf_counter()
+        data = fm_data.load(name, seed=seed, rows=rows)
+        if xlearn:
+            fm_anchors.xlearn_files(data)
+        facts = {k: v for k, v in data.meta.items() if k.startswith(("bayes", "click", "rating_m"))}
+        print(f"# data {name}: {data.train.n_rows} train / {data.test.n_rows} test rows, "
+              f"feature_dim {data.feature_dim}, ready in {time.perf_counter() - t0:.1f} s; "
+              f"{json.dumps(facts)}", flush=True)
+
+
+def _median(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else math.nan
+
+
+def _steady(r: dict[str, Any]) -> list[float]:
+    secs = r.get("epoch_seconds") or []
+    return secs[1:] if len(secs) > 1 else secs
+
+
+def _quality_text(r: dict[str, Any]) -> str:
+    m = r.get("metrics", {})
+    if "auc" in m:
+        return f"AUC {m['auc']:.4f} LL {m['logloss']:.4f}" + (
+            f" acc {m['accuracy']:.4f}" if r["dataset"] == "digits" else "")
+    if "rmse" in m:
+        return f"RMSE {m['rmse']:.4f}"
+    return "-"
+
+
+def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (dataset, k, threads, trainer, variant): medians over epochs and repeats."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for r in results:
+        if "error" in r:
+            continue
+        groups.setdefault((r["dataset"], r["k"], r["threads"], r["trainer"], r["variant"]), []).append(r)
+    rows = []
+    for (name, k, threads, trainer, variant), rs in groups.items():
+        steady = _median([_median(_steady(r)) for r in rs])
+        first = _median([r["epoch_seconds"][0] for r in rs if r["epoch_seconds"]])
+        n = rs[0]["train_rows"]
+        rows.append({"dataset": name, "k": k, "threads": threads, "trainer": trainer, "variant": variant,
+                     "first_s": first, "epoch_s": steady, "rows_per_s": n / steady if steady else math.nan,
+                     "epochs": len(rs[0]["epoch_seconds"]), "quality": _quality_text(rs[-1]),
+                     "metrics": rs[-1]["metrics"], "epoch_metrics": rs[-1]["epoch_metrics"],
+                     "peak_mb": max(r["peak_mb"] for r in rs),
+                     "used_mb": max(r["peak_mb"] - r["rss_base_mb"] for r in rs),
+                     "runtime_mb": max(r["rss_base_mb"] for r in rs),
+                     "warm_up_s": _median([r.get("warm_up_seconds", 0.0) for r in rs]),
+                     "expected_mb": rs[0]["data_mb"] + rs[0]["state_mb"], "train_rows": n, "runs": len(rs)})
+    return rows
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    ours_adam = {(r["dataset"], r["k"], r["threads"]): r["epoch_s"] for r in rows
+                 if r["trainer"] == "ours" and r["variant"] == "adam"}
+    head = (f"{'data':8}{'k':>3}{'thr':>4} {'trainer':7}{'variant':9}{'JIT s':>6}{'1st s':>8}{'epoch s':>9}"
+            f"{'rows/s':>10}{'/core':>9}{'ratio':>7}  {'held-out quality':29}{'peak MB':>8}{'used MB':>8}"
+            f"{'need MB':>8}")
+    print("\n" + head + "\n" + "-" * len(head))
+    for r in sorted(rows, key=lambda r: (r["dataset"], r["k"], r["threads"], r["trainer"] != "ours",
+                                         r["trainer"], r["variant"])):
+        base = ours_adam.get((r["dataset"], r["k"], r["threads"]))
+        ratio = r["epoch_s"] / base if base else math.nan
+        unit = "it" if r["trainer"] == "myfm" else ""
+        jit = f"{r['warm_up_s']:6.2f}" if r["trainer"] == "ours" else f"{'-':>6}"
+        print(f"{r['dataset']:8}{r['k']:>3}{r['threads']:>4} {r['trainer']:7}{r['variant'][:8]:9}{jit}"
+              f"{r['first_s']:>8.3f}{r['epoch_s']:>8.3f}{unit:1}{r['rows_per_s']:>10,.0f}"
+              f"{r['rows_per_s'] / r['threads']:>9,.0f}{ratio:>7.2f}  {r['quality']:29}"
+              f"{r['peak_mb']:>8.0f}{r['used_mb']:>8.0f}{r['expected_mb']:>8.0f}")
+    print(LEGEND.format(sagemaker=SAGEMAKER_ROWS_PER_S))
+
+
+def _best_epoch_quality(r: dict[str, Any], limit: int = QUALITY_EPOCHS) -> dict[str, float]:
+    per = [m for m in r["epoch_metrics"][:limit] if m]
+    if not per:
+        return r["metrics"]
+    if "logloss" in per[0]:
+        return min(per, key=lambda m: m["logloss"])
+    return min(per, key=lambda m: m["rmse"])
+
+
+def goals(rows: list[dict[str, Any]], full_rows: dict[str, int]) -> list[tuple[str, str, str]]:
+    """(goal, PASS/MISS/n/a, measured) for each goal of the issue."""
+    ours = {(r["dataset"], r["k"], r["threads"], r["variant"]): r for r in rows if r["trainer"] == "ours"}
+    out: list[tuple[str, str, str]] = []
+
+    def verdict(ok: bool | None) -> str:
+        return "n/a" if ok is None else ("PASS" if ok else "MISS")
+
+    for (name, k, threads), limit in EPOCH_GOALS.items():
+        r = ours.get((name, k, threads, "adam"))
+        label = f"{name} k={k} {threads} thread{'s' if threads > 1 else ''}: Adam epoch <= {limit} s"
+        if r is None:
+            out.append((label, "n/a", "not run"))
+            continue
+        scale = r["train_rows"] / full_rows.get(name, r["train_rows"])
+        scaled = limit * scale
+        note = f" (goal scaled to {r['train_rows']:,} rows: {scaled:.3f} s)" if scale < 1 else ""
+        out.append((label, verdict(r["epoch_s"] <= scaled), f"{r['epoch_s']:.3f} s{note}"))
+    for key, r in sorted(ours.items()):
+        name, k, threads, optimizer = key
+        if name == "ctr":
+            q = _best_epoch_quality(r)
+            ok = q.get("auc", 0) >= CTR_AUC_GOAL and q.get("logloss", 9) <= CTR_LOGLOSS_GOAL
+            out.append((f"ctr k={k} thr={threads} {optimizer}: AUC >= {CTR_AUC_GOAL} and logloss <= "
+                        f"{CTR_LOGLOSS_GOAL} within {QUALITY_EPOCHS} epochs", verdict(ok),
+                        f"best epoch AUC {q.get('auc', math.nan):.4f} "
+                        f"logloss {q.get('logloss', math.nan):.4f}"))
+        elif name == "ratings":
+            q = _best_epoch_quality(r)
+            out.append((f"ratings k={k} thr={threads} {optimizer}: RMSE <= {RATINGS_RMSE_GOAL} within "
+                        f"{QUALITY_EPOCHS} epochs", verdict(q.get("rmse", 9) <= RATINGS_RMSE_GOAL),
+                        f"best epoch RMSE {q.get('rmse', math.nan):.4f}"))
+        elif name == "digits":
+            acc = r["metrics"].get("accuracy", 0)
+            out.append((f"digits 'is it a 0' {optimizer}: accuracy >= {DIGITS_ACCURACY_GOAL}",
+                        verdict(acc >= DIGITS_ACCURACY_GOAL),
+                        f"accuracy {acc:.4f} after {r['epochs']} epochs"))
+    for (name, k, threads) in sorted({key[:3] for key in ours}):
+        if name == "digits":
+            continue
+        rs = [r for key, r in ours.items() if key[:3] == (name, k, threads)]
+        adam = next((r for r in rs if r["variant"] == "adam"), None)
+        fastest = min(rs, key=lambda r: r["epoch_s"])
+        if adam and len(rs) > 1:
+            ratio = adam["epoch_s"] / fastest["epoch_s"]
+            out.append((f"{name} k={k} thr={threads}: Adam epoch <= {ADAM_VS_FASTEST_GOAL}x the fastest "
+                        "optimizer's",
+                        verdict(ratio <= ADAM_VS_FASTEST_GOAL),
+                        f"{ratio:.2f}x ({fastest['variant']} {fastest['epoch_s']:.3f} s)"))
+        for r in rs:
+            ratio = r["used_mb"] / r["expected_mb"]
+            out.append((f"{name} k={k} thr={threads} {r['variant']}: peak memory <= {MEMORY_GOAL}x "
+                        "data+model+state", verdict(ratio <= MEMORY_GOAL),
+                        f"{r['used_mb']:.0f} MB used / {r['expected_mb']:.0f} MB = {ratio:.2f}x"))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The benchmark CLI (see the module docstring)."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", choices=("ctr", "ratings", "digits", "all"), default="all")
+    p.add_argument("--k", type=int, nargs="+", default=[8, 32], help="num_factors values")
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--epochs", type=int, default=10, help="epochs for ours and xLearn (digits: 100)")
+    p.add_argument("--repeat", type=int, default=1, help="runs per configuration (medians over them)")
+    p.add_argument("--rows", type=int, default=None, help="subsample the training rows (quick runs)")
+    p.add_argument("--anchors", default="xlearn,myfm,numpy", help="comma list of xlearn, myfm, numpy")
+    p.add_argument("--optimizers", nargs="+", default=list(OUR_OPTIMIZERS), choices=OUR_OPTIMIZERS)
+    p.add_argument("--floor-epochs", type=int, default=2, help="epochs of the numpy floor (timing only)")
+    p.add_argument("--myfm-iters", default="", help="e.g. ctr=3,ratings=30 (defaults: ctr 3, others 30)")
+    p.add_argument("--myfm-methods", default="gibbs,vb", help="comma list of gibbs, vb")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--timeout", type=float, default=1200.0, help="seconds per run")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--result", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+
+    if args.worker:
+        Path(args.result).write_text(json.dumps(worker(json.loads(args.worker))))
+        return 0
+
+    runs = plan(args)
+    print(f"# {len(runs)} runs: " + " ".join(sys.argv[1:]), flush=True)
+    if args.dry_run:
+        for r in runs:
+            print(json.dumps(r))
+        return 0
+    prepare(runs)
+    results = []
+    started = time.perf_counter()
+    for i, spec in enumerate(runs, 1):
+        r = _launch(spec, args.timeout)
+        results.append(r)
+        tag = f"[{i}/{len(runs)}] {spec['dataset']} k={spec['k']} thr={spec['threads']} {spec['trainer']}/" \
+              f"{spec['variant']}"
+        if "error" in r:
+            print(f"{tag}: ERROR {r['error']}", flush=True)
+            continue
+        secs = r["epoch_seconds"]
+        print(f"{tag}: first {secs[0] if secs else math.nan:.3f} s, median {_median(_steady(r)):.3f} s "
+              f"over {len(secs)}, {_quality_text(r)}, peak {r['peak_mb']:.0f} MB, "
+              f"wall {r['wall_seconds']:.1f} s", flush=True)
+    rows = summarize(results)
+    print_table(rows)
+    for name in {r["dataset"] for r in runs}:
+        if name in QUOTED:
+            print(QUOTED[name])
+    from bench.fm_data import CTR_ROWS, ML_RATINGS
+
+    full = {"ctr": round(CTR_ROWS * 0.9), "ratings": ML_RATINGS - ML_RATINGS // 10}
+    print("\nGoals:")
+    for label, verdict, measured in goals(rows, full):
+        print(f"  {verdict:5} {label}: {measured}")
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"fm_{time.strftime('%Y%m%d_%H%M%S')}.json"
+    path.write_text(json.dumps({"argv": sys.argv[1:], "runs": results, "summary": rows}, indent=1))
+    print(f"\n# {len(runs)} runs in {time.perf_counter() - started:.0f} s; "
+          f"results in {path.relative_to(REPO)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,63 @@
+"""A thin client for the fm-wals image with the SageMaker Python SDK's interface: estimators, predictors,
+batch transform and hyperparameter tuning, run locally (``instance_type='local_process'`` or ``'local'``)
+or on Amazon SageMaker (``'ml.*'``).
+
+Importing this package loads neither numba nor Flask; the RecordIO helpers
+(``write_numpy_to_dense_tensor``, ``write_spmatrix_to_sparse_tensor``, ``read_records``) load the
+container's encoder on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fmwals.algorithms import WALS, FactorizationMachines
+from fmwals.errors import (
+    BackendUnavailableError,
+    EndpointError,
+    FmwalsError,
+    InvalidHyperparameterError,
+    JobFailedError,
+)
+from fmwals.estimator import Estimator
+from fmwals.inputs import RecordSet, TrainingInput, s3_input
+from fmwals.model import Model
+from fmwals.predictor import FactorizationMachinesPredictor, Predictor
+from fmwals.session import Session
+from fmwals.training_job import TrainingJobAnalytics
+from fmwals.transformer import Transformer
+from fmwals.wals_predictor import WALSPredictor
+
+__all__ = [
+    "WALS",
+    "BackendUnavailableError",
+    "EndpointError",
+    "Estimator",
+    "FactorizationMachines",
+    "FactorizationMachinesPredictor",
+    "FmwalsError",
+    "InvalidHyperparameterError",
+    "JobFailedError",
+    "Model",
+    "Predictor",
+    "RecordSet",
+    "Session",
+    "TrainingInput",
+    "TrainingJobAnalytics",
+    "Transformer",
+    "WALSPredictor",
+    "read_records",
+    "s3_input",
+    "write_numpy_to_dense_tensor",
+    "write_spmatrix_to_sparse_tensor",
+]
+
+_RECORDIO = ("write_numpy_to_dense_tensor", "write_spmatrix_to_sparse_tensor", "read_records")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _RECORDIO:
+        from container.formats import recordio
+
+        return getattr(recordio, name)
+    raise AttributeError(f"module 'fmwals' has no attribute {name!r}")

@@ -1,0 +1,58 @@
+"""What the local back end needs from something that runs the container's entry points."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class Running(Protocol):
+    """A started ``train``: its output lines, and the means to stop it."""
+
+    def lines(self) -> Iterator[str]:
+        """stdout and stderr, line by line, until the process ends."""
+        ...
+
+    def terminate(self) -> None:
+        """Ask it to stop (SIGTERM)."""
+        ...
+
+    def kill(self) -> None:
+        """Stop it now (SIGKILL)."""
+        ...
+
+    def wait(self) -> int:
+        """Its exit code, once it has ended."""
+        ...
+
+
+class Engine(Protocol):
+    """Runs ``train`` and ``serve`` with a /opt/ml tree: as subprocesses, or in Docker containers."""
+
+    instance_type: str
+
+    def check(self, image: str) -> None:
+        """Raise ``BackendUnavailableError`` (saying what to do) if jobs cannot start here."""
+        ...
+
+    def start_training(
+        self, image: str, opt_ml: Path, channels: dict[str, Path], env: dict[str, str], name: str
+    ) -> Running:
+        """Run ``train`` on ``opt_ml``; ``channels`` maps File-mode channel names to local files or dirs."""
+        ...
+
+    def start_serving(
+        self, image: str, opt_ml: Path, port: int, env: dict[str, str], name: str, log_path: Path
+    ) -> dict[str, Any]:
+        """Start ``serve`` on ``port`` with the model in ``opt_ml/model``; returns its handle as record
+        fields."""
+        ...
+
+    def serving_problem(self, record: dict[str, Any]) -> str | None:
+        """``None`` while the server runs, else why it does not (with where to look)."""
+        ...
+
+    def stop_serving(self, record: dict[str, Any]) -> None: ...
+
+    def serving_log(self, record: dict[str, Any]) -> str: ...

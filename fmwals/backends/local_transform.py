@@ -1,0 +1,103 @@
+"""Batch transform on the local back ends: a temporary endpoint, each input file split and batched as
+SageMaker does, one ``<file>.out`` per input file under the output path.
+
+- ``SplitType`` None sends a file whole; ``Line`` splits at newlines; ``RecordIO`` at RecordIO records.
+- ``MultiRecord`` (the default) packs records into requests of at most ``MaxPayloadInMB`` (default 6);
+  ``SingleRecord`` sends one record per request.
+- ``AssembleWith=Line`` appends a newline to each response; otherwise responses are concatenated.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from fmwals import jobs
+from fmwals.backends.pipe import channel_files
+from fmwals.inputs import is_local, local_path
+from fmwals.session import Session, download
+
+if TYPE_CHECKING:
+    from fmwals.backends.local import LocalBackend
+
+DEFAULT_MAX_PAYLOAD_MB = 6
+RECORDIO_MAGIC = 0xCED7230A
+
+
+def split_records(body: bytes, split_type: str | None) -> Iterator[bytes]:
+    """The records of one input file, each with its own framing (newline, RecordIO header and padding)."""
+    if split_type in (None, "None"):
+        yield body
+    elif split_type == "Line":
+        yield from (line for line in body.splitlines(keepends=True) if line.strip())
+    elif split_type == "RecordIO":
+        offset = 0
+        while offset < len(body):
+            magic, header = struct.unpack_from("<II", body, offset)
+            if magic != RECORDIO_MAGIC:
+                raise ValueError(f"not RecordIO at byte {offset}: split_type='RecordIO' needs framed records")
+            length = header & ((1 << 29) - 1)
+            end = offset + 8 + length + (-length % 4)
+            yield body[offset:end]
+            offset = end
+    else:
+        raise ValueError(f"split_type={split_type!r}: expected None, 'Line' or 'RecordIO'")
+
+
+def batches(records: Iterator[bytes], strategy: str, max_payload_bytes: int) -> Iterator[bytes]:
+    """Requests: one record each (SingleRecord), or as many as fit in ``max_payload_bytes`` (MultiRecord)."""
+    pending: list[bytes] = []
+    size = 0
+    for record in records:
+        if strategy == "SingleRecord":
+            yield record
+            continue
+        if pending and size + len(record) > max_payload_bytes:
+            yield b"".join(pending)
+            pending, size = [], 0
+        pending.append(record)
+        size += len(record)
+    if pending:
+        yield b"".join(pending)
+
+
+def run(backend: LocalBackend, request: dict[str, Any], image: str, model_data: str) -> None:
+    """Run the transform job ``request`` (CreateTransformJob's shape) to its end, recording its status."""
+    name = request["TransformJobName"]
+    job_dir = jobs.entity_dir("transform", name)
+    transform_input, output = request["TransformInput"], request["TransformOutput"]
+    out_dir = local_path(output["S3OutputPath"]) if output.get("S3OutputPath") else job_dir / "output"
+    jobs.update("transform", name, TransformOutput={**output, "S3OutputPath": f"file://{out_dir}"})
+    uri = transform_input["DataSource"]["S3DataSource"]["S3Uri"]
+    source = local_path(uri) if is_local(uri) else download(Session().s3_client, uri, job_dir / "input")
+    endpoint = f"{name[:50]}-transform"
+    backend.create_endpoint(
+        endpoint,
+        image,
+        model_data,
+        request["TransformResources"]["InstanceType"],
+        1,
+        request.get("Environment", {}),
+        None,
+        None,
+    )
+    try:
+        content_type = transform_input.get("ContentType", "application/x-recordio-protobuf")
+        accept = output.get("Accept", content_type)
+        max_payload = int(request.get("MaxPayloadInMB", DEFAULT_MAX_PAYLOAD_MB)) << 20
+        for path in channel_files(source):
+            body = path.read_bytes()
+            if transform_input.get("CompressionType") == "Gzip":
+                body = gzip.decompress(body)
+            records = split_records(body, transform_input.get("SplitType"))
+            relative = path.name if source.is_file() else str(path.relative_to(source))
+            target = out_dir / f"{relative}.out"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "wb") as out:
+                for payload in batches(records, request.get("BatchStrategy", "MultiRecord"), max_payload):
+                    response, _ = backend.invoke_endpoint(endpoint, payload, content_type, accept)
+                    out.write(response + (b"\n" if output.get("AssembleWith") == "Line" else b""))
+    finally:
+        backend.delete_endpoint(endpoint)

@@ -1,0 +1,101 @@
+"""A trained model (an image plus ``model_data``) that can be deployed to an endpoint or run as a batch
+transform, on the back end its ``instance_type`` selects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fmwals import jobs
+from fmwals.backends import backend_for
+from fmwals.predictor import Predictor
+from fmwals.transformer import Transformer
+
+
+class Model:
+    """``model_data`` is a ``model.tar.gz`` or model directory: a local path, ``file://`` or ``s3://``."""
+
+    def __init__(
+        self,
+        image_uri: str | None = None,
+        model_data: str | None = None,
+        role: str | None = None,
+        predictor_cls: type[Predictor] | None = None,
+        env: dict[str, str] | None = None,
+        name: str | None = None,
+        sagemaker_session: Any = None,
+        image: str | None = None,
+    ) -> None:
+        from fmwals.estimator import default_image
+
+        self.image_uri = image_uri or image or default_image()
+        if model_data is None:
+            raise ValueError("Model needs model_data (a model.tar.gz or a model directory)")
+        self.model_data = model_data
+        self.role = role
+        self.predictor_cls = predictor_cls or Predictor
+        self.env = dict(env or {})
+        self.name = name
+        self.sagemaker_session = sagemaker_session
+        self.endpoint_name: str | None = None
+
+    def deploy(
+        self,
+        initial_instance_count: int = 1,
+        instance_type: str | None = None,
+        serializer: Any = None,
+        deserializer: Any = None,
+        endpoint_name: str | None = None,
+        wait: bool = True,
+        port: int | None = None,
+        **kwargs: Any,
+    ) -> Predictor:
+        """Start an endpoint serving this model and return a predictor for it.
+
+        ``port`` (local back ends only) fixes the host port; by default a free one is used.
+        """
+        if instance_type is None:
+            raise ValueError("deploy needs instance_type: 'local_process', 'local' or an 'ml.*' type")
+        backend = backend_for(instance_type, self.sagemaker_session)
+        name = endpoint_name or self.name or jobs.unique_name(self.image_uri.rsplit("/", 1)[-1].split(":")[0])
+        backend.create_endpoint(
+            name,
+            self.image_uri,
+            self.model_data,
+            instance_type,
+            initial_instance_count,
+            self.env,
+            self.role,
+            port,
+        )
+        self.endpoint_name = name
+        predictor_kwargs = {
+            k: v for k, v in (("serializer", serializer), ("deserializer", deserializer)) if v is not None
+        }
+        return self.predictor_cls(name, sagemaker_session=self.sagemaker_session, **predictor_kwargs)
+
+    def transformer(
+        self,
+        instance_count: int,
+        instance_type: str,
+        strategy: str | None = None,
+        assemble_with: str | None = None,
+        output_path: str | None = None,
+        accept: str | None = None,
+        env: dict[str, str] | None = None,
+        max_concurrent_transforms: int | None = None,
+        max_payload: int | None = None,
+        **kwargs: Any,
+    ) -> Transformer:
+        """A batch transformer running this model."""
+        return Transformer(
+            self,
+            instance_count,
+            instance_type,
+            strategy=strategy,
+            assemble_with=assemble_with,
+            output_path=output_path,
+            accept=accept,
+            env=env,
+            max_concurrent_transforms=max_concurrent_transforms,
+            max_payload=max_payload,
+        )

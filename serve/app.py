@@ -1,0 +1,134 @@
+"""The Flask app: ``GET /ping``, ``POST /invocations``, ``GET /execution-parameters``, errors as JSON.
+
+- ``/ping`` answers 200 with an empty body once the servable is warm (it warms it if no gunicorn hook has).
+- ``/invocations`` picks the decoder from Content-Type (parameters ignored; 415 if unsupported), the encoder
+  from Accept (q-values honoured, ``*/*`` or absent means ``SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT``; 406 if
+  nothing matches), refuses bodies above ``SAGEMAKER_MAX_PAYLOAD_IN_MB`` (413) and empty ones (400), and
+  replies with the chosen type as Content-Type. A worker's threads run invocations concurrently when each
+  worker has one numba thread (the default: workers = CPUs), as scoring is then serial; with more numba
+  threads per worker a lock lets one invocation run at a time, since numba's workqueue threading layer
+  aborts on concurrent parallel regions.
+- ``/execution-parameters`` offers ``MaxConcurrentTransforms`` (one per worker, within SageMaker's
+  ``MaxConcurrentTransforms x MaxPayloadInMB <= 100``) and ``MaxPayloadInMB``, and leaves ``BatchStrategy``
+  out: the platform's documented spelling ``MULTI_RECORD`` breaks SDK local mode, which copies it verbatim
+  and accepts only ``MultiRecord``/``SingleRecord``; both strategies work, so the job's choice stands.
+
+Client mistakes (``ClientError``) become 400 with ``{"error": "<reason>"}``; anything else is logged with
+its traceback and answered 500 with a short message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Sequence
+from typing import ContextManager
+
+import numba
+
+import orjson
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
+
+from container.errors import ClientError, UnsupportedFormatError
+from container.formats.registry import JSON, media_type
+from serve.model_store import Servable
+from serve.settings import ServeSettings
+
+log = logging.getLogger(__name__)
+
+def choose_accept(header: str | None, supported: Sequence[str], default: str) -> str | None:
+    """The response media type for an Accept header: by descending q-value, then header order, the first
+    supported type; ``*/*`` (or no header) means ``default``. ``None`` when nothing is acceptable."""
+    if not header or not header.strip():
+        return default
+    ranked = []
+    for position, item in enumerate(header.split(",")):
+        name, *params = item.split(";")
+        quality = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if quality > 0:
+            ranked.append((-quality, position, name.strip().lower()))
+    for _, _, name in sorted(ranked):
+        if name == "*/*":
+            return default
+        if name in supported:
+            return name
+    return None
+
+
+def _error(status: int, message: str) -> Response:
+    return Response(orjson.dumps({"error": message}), status=status, content_type=JSON)
+
+
+def create_app(servable: Servable, settings: ServeSettings) -> Flask:
+    """The WSGI app serving ``servable``; fails fast if the default Accept is one it cannot produce."""
+    if settings.default_accept not in servable.accepts:
+        raise ValueError(
+            f"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT {settings.default_accept!r} is not one of "
+            f"{', '.join(servable.accepts)}"
+        )
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_payload_bytes
+    invocation_lock: ContextManager[object] = (
+        threading.Lock() if numba.config.NUMBA_NUM_THREADS > 1 else contextlib.nullcontext()
+    )
+    execution_parameters = orjson.dumps({
+        "MaxConcurrentTransforms": settings.max_concurrent_transforms,
+        "MaxPayloadInMB": settings.max_payload_mb,
+    })
+
+    @app.get("/ping")
+    def ping() -> Response:
+        if not servable.warm:
+            servable.warm_up()
+        return Response(status=200)
+
+    @app.get("/execution-parameters")
+    def execution_parameters_route() -> Response:
+        return Response(execution_parameters, content_type=JSON)
+
+    @app.post("/invocations")
+    def invocations() -> Response:
+        content_type = media_type(request.headers.get("Content-Type", ""))
+        if content_type not in servable.content_types:
+            raise UnsupportedFormatError(content_type or "(none)", list(servable.content_types))
+        accept = choose_accept(request.headers.get("Accept"), servable.accepts, settings.default_accept)
+        if accept is None:
+            return _error(406, f"Unsupported Accept {request.headers.get('Accept')!r}; supported: "
+                          f"{', '.join(servable.accepts)}")
+        body = request.get_data(cache=False)
+        if not body:
+            return _error(400, "empty request body: expected at least one record")
+        with invocation_lock:
+            result = servable.invoke(body, content_type, accept)
+        return Response(result, content_type=accept)
+
+    @app.errorhandler(UnsupportedFormatError)
+    def unsupported(error: UnsupportedFormatError) -> Response:
+        return _error(415, str(error))
+
+    @app.errorhandler(ClientError)
+    def client_error(error: ClientError) -> Response:
+        return _error(400, str(error))
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Response:
+        if error.code == 413:
+            return _error(413, f"request body larger than the {settings.max_payload_mb} MB limit "
+                          "(SAGEMAKER_MAX_PAYLOAD_IN_MB)")
+        return _error(error.code or 500, error.description or error.name)
+
+    @app.errorhandler(Exception)
+    def internal_error(error: Exception) -> Response:
+        log.exception("invocation failed")
+        return _error(500, f"internal error ({type(error).__name__}); see the endpoint's logs")
+
+    return app

@@ -1,0 +1,46 @@
+"""gunicorn settings (``gunicorn -c serve/gunicorn_conf.py serve.wsgi:app``), from SAGEMAKER_* variables.
+
+- bind ``0.0.0.0:$SAGEMAKER_BIND_TO_PORT`` (default 8080).
+- workers ``$SAGEMAKER_MODEL_SERVER_WORKERS`` (default: usable CPUs, affinity and cgroup quota).
+- ``gthread`` workers with 2 threads: the app lets one invocation run at a time per worker, so the second
+  thread answers /ping while a long request runs (SageMaker gives /ping 2 s); with sync workers a ping waits
+  until some worker finishes its request.
+- numba threads per worker = usable CPUs // workers (at least 1), exported as ``NUMBA_NUM_THREADS`` before
+  numba is imported, so it is every thread's default (``numba.set_num_threads`` is per thread and would
+  not reach gthread's request threads); workers x threads <= CPUs.
+- ``preload_app``: the master loads the model once and forks; the arrays are shared copy-on-write (they are
+  never written), so N workers cost one model in memory instead of N (measured in docs/benchmarks.md,
+  "Serving"). Loading runs no numba code; each worker warms the kernels after fork in ``post_worker_init``
+  (numba's thread pool must not be started before fork), before it accepts a connection.
+- timeout ``$SAGEMAKER_MODEL_SERVER_TIMEOUT`` (default 60 s): gunicorn restarts a worker silent for that
+  long; graceful_timeout 25 s, below the 30 s between SageMaker's SIGTERM and SIGKILL, lets in-flight
+  requests finish.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from serve.settings import ServeSettings
+
+_settings = ServeSettings.from_env()
+os.environ.setdefault("NUMBA_NUM_THREADS", str(_settings.numba_threads))  # before anything imports numba
+
+bind = f"0.0.0.0:{os.environ.get('SAGEMAKER_BIND_TO_PORT') or 8080}"
+workers = _settings.workers
+worker_class = "gthread"
+threads = 2
+timeout = int(os.environ.get("SAGEMAKER_MODEL_SERVER_TIMEOUT") or 60)
+graceful_timeout = 25
+preload_app = True
+worker_tmp_dir = "/dev/shm"
+control_socket_disable = True  # no runtime control interface (gunicorn >= 24 writes ~/.gunicorn/*.ctl)
+
+
+def post_worker_init(worker: Any) -> None:
+    """Compile and run every kernel of the request path in this worker before it serves."""
+    from serve.wsgi import servable
+
+    servable.warm_up()
+    worker.log.info("worker %s warm (numba threads %s)", worker.pid, os.environ["NUMBA_NUM_THREADS"])

@@ -1,0 +1,116 @@
+"""The model a worker serves, adapted to HTTP bodies: decode -> predict -> encode.
+
+``load(model_dir)`` reads the artifact and wraps it in the ``Servable`` of its kind; the HTTP layer only
+sees the protocol, so another model kind (WALS) plugs in with its own class and one line in ``_SERVABLES``.
+Loading runs no numba code (safe in the gunicorn master before fork); ``warm_up`` runs every request path
+on a one-row input and must run in the worker, after fork.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import scipy.sparse as sp
+
+from algorithm import artifact
+from algorithm.fm import PARALLEL_SCORING_NNZ, FactorizationMachines
+from container.errors import DataError
+from container.formats import responses
+from container.formats.dataset import Dataset
+from container.formats.recordio import write_spmatrix_to_sparse_tensor
+from container.formats.registry import CSV, JSON, JSONLINES, LIBSVM, RECORDIO, decode
+
+REQUEST_SOURCE = "request body"
+
+
+class Servable(Protocol):
+    """A loaded model as the HTTP layer sees it."""
+
+    content_types: tuple[str, ...]  # request media types it decodes
+    accepts: tuple[str, ...]  # response media types it encodes
+    warm: bool  # every kernel of the request path has run once
+
+    def warm_up(self) -> None: ...
+
+    def invoke(self, body: bytes, content_type: str, accept: str) -> bytes:
+        """The response body for a request body; raises ``ClientError`` subclasses for the client's mistakes."""
+        ...
+
+
+class FMServable:
+    """Factorization Machines: one score per input row (and a predicted label for the binary classifier)."""
+
+    content_types = (JSON, JSONLINES, RECORDIO, CSV, LIBSVM)
+    accepts = tuple(responses.ENCODERS)
+
+    def __init__(self, model: FactorizationMachines) -> None:
+        self.model = model
+        self.classifier = model.predictor_type == "binary_classifier"
+        self.warm = False
+
+    def predict(self, X: Dataset) -> dict[str, np.ndarray]:
+        """The response columns: ``score`` (a probability for the classifier) and ``predicted_label``."""
+        scores = self.model.predict_scores(X)
+        if self.classifier:
+            return {"score": scores, "predicted_label": (scores >= 0.5).astype(np.float32)}
+        return {"score": scores}
+
+    def invoke(self, body: bytes, content_type: str, accept: str) -> bytes:
+        X = decode(content_type, body, source=REQUEST_SOURCE, feature_dim=self.model.feature_dim)
+        _check_finite(X)
+        return responses.encode(accept, self.predict(X))
+
+    def warm_up(self) -> None:
+        """Run every decoder, scoring kernel (serial, and parallel in case numba has threads) and encoder
+        once, so that no request pays for compilation."""
+        d = self.model.feature_dim
+        for content_type, body in _one_row_bodies(d).items():
+            for accept in self.accepts:
+                self.invoke(body, content_type, accept)
+        n = PARALLEL_SCORING_NNZ
+        self.predict(Dataset(np.ones(n, np.float32), np.zeros(n, np.int64), np.array([0, n // 2, n]), d))
+        self.warm = True
+
+
+def _one_row_bodies(feature_dim: int) -> dict[str, bytes]:
+    """A one-row request (feature 0 = 1.0) in every request format."""
+    recordio = io.BytesIO()
+    write_spmatrix_to_sparse_tensor(recordio, sp.csr_matrix(([1.0], ([0], [0])), shape=(1, feature_dim),
+                                                            dtype=np.float32))
+    sparse = b'{"data":{"features":{"keys":[0],"shape":[%d],"values":[1.0]}}}' % feature_dim
+    return {
+        JSON: b'{"instances":[%s]}' % sparse,
+        JSONLINES: sparse,
+        RECORDIO: recordio.getvalue(),
+        CSV: b"1" + b",0" * (feature_dim - 1),
+        LIBSVM: b"0:1",
+    }
+
+
+def _check_finite(X: Dataset) -> None:
+    """Reject NaN and infinities, naming the first offending row and feature."""
+    if np.isfinite(X.data).all():
+        return
+    position = int(np.flatnonzero(~np.isfinite(X.data))[0])
+    row = int(np.searchsorted(X.indptr, position, side="right")) - 1
+    raise DataError(
+        f"{REQUEST_SOURCE}: row {row}, feature {int(X.indices[position])}: expected a finite number, "
+        f"received {X.data[position]}"
+    )
+
+
+_SERVABLES: dict[type, type[Any]] = {FactorizationMachines: FMServable}
+
+
+def load(model_dir: Path) -> Servable:
+    """The servable of the artifact in ``model_dir`` (model.json + model.npz, or a model.tar.gz there)."""
+    model = artifact.load(model_dir)
+    try:
+        servable_class = _SERVABLES[type(model)]
+    except KeyError:
+        raise TypeError(f"no serving support for {type(model).__name__} models") from None
+    servable: Servable = servable_class(model)
+    return servable

@@ -1,0 +1,67 @@
+"""The serving knobs SageMaker (or the inference-toolkit conventions) pass as environment variables.
+
+Only the standard library and ``container.resources``: gunicorn's config reads these before numba is
+imported (``NUMBA_NUM_THREADS`` must be set first).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from container.resources import usable_cpus
+
+MB = 1024 * 1024
+DEFAULT_ACCEPT = "application/json"
+MAX_PAYLOAD_LIMIT_MB = 100  # SageMaker's ceiling for MaxPayloadInMB
+MAX_TRANSFORM_MEGABYTES = 100  # SageMaker: MaxConcurrentTransforms x MaxPayloadInMB <= 100
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    workers: int
+    cpus: int
+    default_accept: str = DEFAULT_ACCEPT
+    max_payload_mb: int = 6
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> ServeSettings:
+        """Settings from ``SAGEMAKER_MODEL_SERVER_WORKERS`` (default: usable CPUs),
+        ``SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT`` (parameters dropped) and ``SAGEMAKER_MAX_PAYLOAD_IN_MB``
+        (1-100, default 6); ``ValueError`` naming the variable when one is malformed."""
+        cpus = usable_cpus()
+        accept = environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "").split(";")[0].strip().lower()
+        return cls(
+            workers=_int_env(environ, "SAGEMAKER_MODEL_SERVER_WORKERS", cpus, 1, 1024),
+            cpus=cpus,
+            default_accept=accept or DEFAULT_ACCEPT,
+            max_payload_mb=_int_env(environ, "SAGEMAKER_MAX_PAYLOAD_IN_MB", 6, 1, MAX_PAYLOAD_LIMIT_MB),
+        )
+
+    @property
+    def numba_threads(self) -> int:
+        """numba threads per worker so that workers x threads <= usable CPUs (at least 1)."""
+        return max(1, self.cpus // self.workers)
+
+    @property
+    def max_payload_bytes(self) -> int:
+        return self.max_payload_mb * MB
+
+    @property
+    def max_concurrent_transforms(self) -> int:
+        """One batch-transform request per worker, within SageMaker's 100 MB x concurrency budget."""
+        return max(1, min(self.workers, MAX_TRANSFORM_MEGABYTES // self.max_payload_mb))
+
+
+def _int_env(environ: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    text = environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {text!r}") from None
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high}, got {value}")
+    return value

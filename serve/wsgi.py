@@ -1,0 +1,10 @@
+"""``app`` for gunicorn: the model under ``$SAGEMAKER_BASE_DIR/model`` (default /opt/ml/model) served by Flask."""
+
+from __future__ import annotations
+
+from container.paths import SageMakerPaths
+from serve import model_store
+from serve.app import ServeSettings, create_app
+
+servable = model_store.load(SageMakerPaths.from_env().model_dir)
+app = create_app(servable, ServeSettings.from_env())

@@ -1,0 +1,253 @@
+"""The ``local_process`` back end end to end: the repo's real ``train`` and ``serve.sh`` as subprocesses,
+real HTTP, job records on disk read back from other processes."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sagemaker.deserializers import JSONDeserializer as SdkJSONDeserializer
+from sagemaker.serializers import CSVSerializer as SdkCSVSerializer
+
+from container.formats.recordio import write_numpy_to_dense_tensor
+from fmwals import (
+    BackendUnavailableError,
+    EndpointError,
+    Estimator,
+    FactorizationMachines,
+    JobFailedError,
+    Model,
+    TrainingInput,
+    jobs,
+)
+from fmwals.serializers import (
+    CSVSerializer,
+    JSONLinesSerializer,
+    PredictionsDeserializer,
+    RecordDeserializer,
+    RecordSerializer,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+FM_ARGS = {
+    "num_factors": 4,
+    "predictor_type": "binary_classifier",
+    "epochs": 8,
+    "bias_lr": 0.05,
+    "linear_lr": 0.05,
+    "factors_lr": 0.01,
+}
+
+
+def _fm(**kwargs):
+    return FactorizationMachines("role", 1, "local_process", **{**FM_ARGS, **kwargs})
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, digits):
+    """One trained job shared by the module (its own FMWALS_HOME, kept for the module's tests)."""
+    home = tmp_path_factory.mktemp("shared-home")
+    previous = os.environ.get("FMWALS_HOME")
+    os.environ["FMWALS_HOME"] = str(home)
+    try:
+        x, y, xt, yt = digits
+        fm = _fm()
+        fm.fit([fm.record_set(x, y), fm.record_set(xt, yt, channel="test")], mini_batch_size=100, logs=False)
+    finally:
+        if previous is None:
+            del os.environ["FMWALS_HOME"]
+        else:
+            os.environ["FMWALS_HOME"] = previous
+    return home, fm.latest_training_job.name
+
+
+@pytest.fixture
+def shared_home(trained, monkeypatch):
+    home, name = trained
+    monkeypatch.setenv("FMWALS_HOME", str(home))
+    return name
+
+
+def test_fit_writes_a_model_and_per_epoch_metrics(shared_home):
+    fm = FactorizationMachines.attach(shared_home)
+    assert fm.model_data.startswith("file://") and fm.model_data.endswith("/model.tar.gz")
+    assert Path(fm.model_data.removeprefix("file://")).is_file()
+    metrics = fm.training_job_analytics.metrics()
+    assert len(metrics["test:binary_classification_accuracy:epoch"]) == 8
+    assert metrics["test:binary_classification_accuracy"][0] > 0.95
+    table = fm.training_job_analytics.dataframe()
+    assert set(table.columns) == {"metric_name", "epoch", "value"}
+
+
+def test_attach_and_model_data_from_another_process(shared_home):
+    code = (
+        f"from fmwals import Estimator; e = Estimator.attach({shared_home!r}); print(e.model_data); "
+        "print(e.hyperparameters()['num_factors'])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    model_data, factors = out.stdout.split()
+    assert model_data == FactorizationMachines.attach(shared_home).model_data and factors == "4"
+
+
+def test_deploy_predict_every_format_and_delete(shared_home, digits):
+    _, _, xt, yt = digits
+    fm = FactorizationMachines.attach(shared_home)
+    predictor = fm.deploy(1, "local_process")
+    default = predictor.predict(xt[:50])
+    assert set(default[0]) == {"score", "predicted_label"}
+    accuracy = np.mean([r["predicted_label"] == label for r, label in zip(default, yt[:50], strict=True)])
+    assert accuracy > 0.9
+    assert predictor.predict(sp.csr_matrix(xt[:50])) == default
+    assert predictor.predict(xt[:2].tolist()) == default[:2]
+    for serializer, accept in (
+        (CSVSerializer(), "text/csv"),
+        (JSONLinesSerializer(), "application/jsonlines"),
+        (RecordSerializer(), "application/x-recordio-protobuf"),
+    ):
+        predictor.serializer, predictor.deserializer = serializer, PredictionsDeserializer(accept)
+        answer = predictor.predict(xt[:5])
+        assert [r["predicted_label"] for r in answer] == [r["predicted_label"] for r in default[:5]]
+        assert np.allclose([r["score"] for r in answer], [r["score"] for r in default[:5]], atol=1e-6)
+    predictor.serializer, predictor.deserializer = RecordSerializer(), RecordDeserializer()
+    records = predictor.predict(xt[:2])
+    assert records[0].label["score"].float32_tensor.values[0] == pytest.approx(default[0]["score"])
+    predictor.serializer, predictor.deserializer = SdkCSVSerializer(), SdkJSONDeserializer()  # the SDK's own
+    assert predictor.predict(xt[:1])["predictions"][0]["score"] == pytest.approx(default[0]["score"])
+    with pytest.raises(EndpointError, match="answered 415"):
+        predictor.predict(xt[:1], initial_args={"ContentType": "image/png"})
+    fm.delete_endpoint()
+    with pytest.raises(EndpointError, match="does not exist"):
+        predictor.predict(xt[:1])
+
+
+def test_model_from_model_data_with_the_generic_predictor(shared_home, digits):
+    _, _, xt, _ = digits
+    model_data = FactorizationMachines.attach(shared_home).model_data
+    predictor = Model(model_data=model_data).deploy(1, "local_process", endpoint_name="by-model")
+    assert set(predictor.predict(xt[:1])["predictions"][0]) == {"score", "predicted_label"}
+    predictor.delete_endpoint()
+
+
+def test_port_in_use_and_stopped_server_say_what_to_do(shared_home, digits):
+    _, _, xt, _ = digits
+    fm = FactorizationMachines.attach(shared_home)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(BackendUnavailableError, match=f"Port {port} is already in use"):
+            fm.deploy(1, "local_process", port=port)
+    predictor = fm.deploy(1, "local_process", endpoint_name="doomed")
+    os.killpg(jobs.read("endpoints", "doomed")["Pid"], signal.SIGKILL)
+    time.sleep(0.5)
+    with pytest.raises(EndpointError, match=r"is not running: its server process .* has exited"):
+        predictor.predict(xt[:1])
+    predictor.delete_endpoint()
+
+
+def test_batch_transform_splits_lines_and_records(shared_home, digits, tmp_path):
+    _, _, xt, _ = digits
+    fm = FactorizationMachines.attach(shared_home)
+    (tmp_path / "csv").mkdir()
+    np.savetxt(tmp_path / "csv" / "rows.csv", xt[:30], delimiter=",", fmt="%.6g")
+    transformer = fm.transformer(
+        1,
+        "local_process",
+        assemble_with="Line",
+        accept="text/csv",
+        output_path=str(tmp_path / "out-csv"),
+        max_payload=1,
+    )
+    transformer.transform(str(tmp_path / "csv"), content_type="text/csv", split_type="Line")
+    lines = (tmp_path / "out-csv" / "rows.csv.out").read_text().splitlines()
+    assert len([line for line in lines if line]) == 30
+    (tmp_path / "pbr").mkdir()
+    with open(tmp_path / "pbr" / "rows.pbr", "wb") as f:
+        write_numpy_to_dense_tensor(f, xt[:7])
+    transformer = fm.transformer(
+        1,
+        "local_process",
+        strategy="SingleRecord",
+        assemble_with="Line",
+        accept="application/jsonlines",
+        output_path=str(tmp_path / "out-pbr"),
+    )
+    transformer.transform(
+        str(tmp_path / "pbr"), content_type="application/x-recordio-protobuf", split_type="RecordIO"
+    )
+    out = (tmp_path / "out-pbr" / "rows.pbr.out").read_text().splitlines()
+    assert len(out) == 7 and set(json.loads(out[0])) == {"score", "predicted_label"}
+
+
+def test_failed_job_raises_the_container_failure_text(digits):
+    x, y, _, _ = digits
+    fm = _fm()
+    bad = y.copy()
+    bad[3] = 2.0
+    with pytest.raises(JobFailedError) as caught:
+        fm.fit(fm.record_set(x[:100], bad[:100]), logs=False)
+    failure = (
+        Path(jobs.entity_dir("jobs", caught.value.job_name) / "opt_ml/output/failure").read_text().strip()
+    )
+    assert caught.value.status == "Failed" and failure in caught.value.reason
+
+
+def test_max_run_stops_the_job_and_wait_false_then_attach(digits):
+    x, y, _, _ = digits
+    many = np.tile(x, (20, 1)), np.tile(y, 20)
+    fm = _fm(epochs=1000, max_run=3)
+    started = time.monotonic()
+    fm.fit(fm.record_set(*many), mini_batch_size=10, wait=False)
+    name = fm.latest_training_job.name
+    assert jobs.read("jobs", name)["TrainingJobStatus"] == "InProgress"
+    with pytest.raises(JobFailedError, match="MaxRuntimeExceeded: training ran longer than max_run=3 s"):
+        Estimator.attach(name, logs=False)
+    assert time.monotonic() - started < 60
+    assert jobs.read("jobs", name)["TrainingJobStatus"] == "Stopped"
+
+
+def test_stop_a_running_job(digits):
+    x, y, _, _ = digits
+    fm = _fm(epochs=1000)
+    fm.fit(fm.record_set(np.tile(x, (20, 1)), np.tile(y, 20)), mini_batch_size=10, wait=False)
+    time.sleep(2)
+    fm.latest_training_job.stop()
+    with pytest.raises(JobFailedError, match="Stopped by request"):
+        fm.latest_training_job.wait(logs=False)
+
+
+def test_pipe_mode_feeds_fifos_each_epoch(digits, tmp_path):
+    x, y, xt, yt = digits
+    fm = _fm(epochs=3, input_mode="Pipe")
+    fm.fit([fm.record_set(x, y), fm.record_set(xt, yt, channel="test")], logs=False)
+    log = fm.latest_training_job.log()
+    assert (
+        "FIFO" in log
+        and len(fm.training_job_analytics.metrics()["train:binary_classification_accuracy:epoch"]) == 3
+    )
+
+
+def test_csv_channel_by_path_and_training_input(digits, tmp_path):
+    x, y, _, _ = digits
+    (tmp_path / "csv").mkdir()
+    np.savetxt(tmp_path / "csv" / "train.csv", np.column_stack([y[:300], x[:300]]), delimiter=",", fmt="%.6g")
+    fm = _fm(epochs=2, feature_dim=64)
+    fm.fit({"train": TrainingInput(f"file://{tmp_path / 'csv'}", content_type="text/csv")}, logs=False)
+    assert fm.model_data is not None
+    with pytest.raises(FileNotFoundError, match=r"channel 'train': .*missing does not exist"):
+        fm.fit(str(tmp_path / "missing"))
+    buffer = io.BytesIO()
+    write_numpy_to_dense_tensor(buffer, x[:50], y[:50])
+    (tmp_path / "one.pbr").write_bytes(buffer.getvalue())
+    fm.fit(str(tmp_path / "one.pbr"), logs=False)  # a single file is a channel too
+    assert fm.latest_training_job.describe()["TrainingJobStatus"] == "Completed"

@@ -1,0 +1,111 @@
+"""Hyperparameter tuning on the local_process back end: real training jobs, really in parallel, objective
+and per-epoch metrics read from their logs, early stopping, analytics, attach, warm start, deploy."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+
+import pytest
+
+from fmwals import FactorizationMachines
+from fmwals.parameter import CategoricalParameter, ContinuousParameter, IntegerParameter
+from fmwals.tuner import HyperparameterTuner, WarmStartTypes
+
+OBJECTIVE = "test:binary_classification_accuracy"
+
+
+def _fm(**kwargs):
+    return FactorizationMachines(
+        "role",
+        1,
+        "local_process",
+        num_factors=4,
+        predictor_type="binary_classifier",
+        mini_batch_size=100,
+        **kwargs,
+    )
+
+
+@pytest.fixture
+def channels(digits):
+    x, y, xt, yt = digits
+    fm = _fm()
+    return [fm.record_set(x, y), fm.record_set(xt, yt, channel="test")]
+
+
+def _overlap(rows):
+    spans = sorted(
+        (dt.datetime.fromisoformat(r["TrainingStartTime"]), dt.datetime.fromisoformat(r["TrainingEndTime"]))
+        for r in rows
+    )
+    return any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans))
+
+
+@pytest.mark.slow
+def test_eight_jobs_two_at_a_time_then_deploy_the_best(channels, digits):
+    _, _, xt, yt = digits
+    tuner = HyperparameterTuner(
+        _fm(epochs=3),
+        OBJECTIVE,
+        {"linear_lr": ContinuousParameter(1e-4, 0.3, "Logarithmic"), "num_factors": IntegerParameter(2, 8)},
+        max_jobs=8,
+        max_parallel_jobs=2,
+        random_seed=0,
+    )
+    tuner.fit(channels)
+    table = tuner.analytics()
+    assert len(table) == 8 and set(table["TrainingJobStatus"]) == {"Completed"}
+    assert table["FinalObjectiveValue"].max() > 0.95
+    assert _overlap(tuner.training_job_summaries())  # two jobs really ran at once
+    best = tuner.best_training_job()
+    assert (
+        table.set_index("TrainingJobName").loc[best, "FinalObjectiveValue"]
+        == table["FinalObjectiveValue"].max()
+    )
+    attached = HyperparameterTuner.attach(tuner.latest_tuning_job)
+    assert attached.best_training_job() == best and len(attached.analytics()) == 8
+    predictor = tuner.deploy(1, "local_process")
+    answer = predictor.predict(xt[:20])
+    assert sum(r["predicted_label"] == label for r, label in zip(answer, yt[:20], strict=True)) >= 18
+    tuner.delete_endpoint()
+
+
+@pytest.mark.slow
+def test_early_stopping_stops_jobs_that_are_clearly_behind(channels):
+    space = {
+        "linear_lr": CategoricalParameter(["0.3", "1e-07"]),
+        "factors_lr": CategoricalParameter(["0.05", "1e-07"]),
+        "bias_lr": CategoricalParameter(["0.1", "1e-07"]),
+    }
+    tuner = HyperparameterTuner(
+        _fm(epochs=40, mini_batch_size=50),
+        OBJECTIVE,
+        space,
+        strategy="Grid",
+        max_parallel_jobs=1,
+        early_stopping_type="Auto",
+        random_seed=3,
+    )
+    tuner.fit(channels)
+    table = tuner.analytics()
+    assert len(table) == 8  # the grid's size
+    stopped = table[table["TrainingJobStatus"] == "Stopped"]
+    assert len(stopped) >= 1 and set(stopped["linear_lr"]) == {"1e-07"}
+    warm = tuner.identical_dataset_and_algorithm_tuner()
+    assert warm.warm_start_config.warm_start_type == WarmStartTypes.IDENTICAL_DATA_AND_ALGORITHM
+
+
+@pytest.mark.slow
+def test_hyperband_and_warm_start(channels):
+    ranges = {"linear_lr": ContinuousParameter(1e-4, 0.3, "Logarithmic")}
+    parent = HyperparameterTuner(
+        _fm(epochs=4), OBJECTIVE, ranges, strategy="Hyperband", max_jobs=4, max_parallel_jobs=2, random_seed=1
+    )
+    parent.fit(channels)
+    assert len(parent.analytics()) == 4
+    child = parent.transfer_learning_tuner()
+    child.max_jobs = 2
+    child.fit(channels)
+    assert len(child.analytics()) == 2 and child._local_job.study.trials[0].value is not None
+    assert len(child._local_job.study.trials) >= 2 + 1  # the parent's finished trials were added first

@@ -1,0 +1,1 @@
+"""Tests that build and run the real image with a real Docker engine (marker ``docker``)."""

@@ -1,0 +1,110 @@
+"""Small wrappers around the docker CLI for the container tests."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def docker(*args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run ``docker ARGS``; on failure (with check) the error shows the command's output."""
+    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=False)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"docker {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
+def run_train(image: str, opt_ml: Path, *, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """``docker run --rm -v OPT_ML:/opt/ml IMAGE train`` (never raises on a non-zero exit)."""
+    return docker("run", "--rm", "-v", f"{opt_ml}:/opt/ml", image, "train", timeout=timeout, check=False)
+
+
+def http(
+    method: str,
+    url: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 30,
+) -> tuple[int, dict[str, str], bytes]:
+    """(status, headers, body) of one HTTP request; HTTP errors are returned, not raised."""
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+class ServeContainer:
+    """``docker run -d -p 127.0.0.1:PORT:8080 -v MODEL:/opt/ml/model IMAGE serve``, ready at /ping 200."""
+
+    def __init__(
+        self,
+        image: str,
+        model_dir: Path,
+        *,
+        container_port: int = 8080,
+        env: dict[str, str] | None = None,
+        ready_timeout: float = 240,
+    ) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env_args = [arg for key, value in (env or {}).items() for arg in ("-e", f"{key}={value}")]
+        self.id = docker(
+            "run",
+            "-d",
+            "-p",
+            f"127.0.0.1:{self.port}:{container_port}",
+            "-v",
+            f"{model_dir}:/opt/ml/model",
+            *env_args,
+            image,
+            "serve",
+        ).stdout.strip()
+        try:
+            self._wait_ready(ready_timeout)
+        except BaseException:
+            self.remove()
+            raise
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = docker("inspect", "--format", "{{.State.Running}}", self.id, check=False).stdout.strip()
+            if state != "true":
+                raise AssertionError(f"serve container exited before answering /ping:\n{self.logs()}")
+            try:
+                if http("GET", self.url + "/ping", timeout=2)[0] == 200:
+                    return
+            except (OSError, urllib.error.URLError):
+                pass
+            time.sleep(0.5)
+        raise AssertionError(f"/ping did not answer 200 within {timeout:.0f} s:\n{self.logs()}")
+
+    def logs(self) -> str:
+        result = docker("logs", self.id, check=False)
+        return (result.stdout + result.stderr)[-5000:]
+
+    def stop(self, grace: int = 30) -> float:
+        """``docker stop -t GRACE``; returns the seconds it took."""
+        started = time.monotonic()
+        docker("stop", "-t", str(grace), self.id, timeout=grace + 60)
+        return time.monotonic() - started
+
+    def exit_code(self) -> int:
+        return int(docker("inspect", "--format", "{{.State.ExitCode}}", self.id).stdout.strip())
+
+    def remove(self) -> None:
+        docker("rm", "-f", self.id, check=False)

@@ -1,0 +1,121 @@
+"""algorithm.artifact: round trip, integrity checks, tarballs, plain numpy access, atomic writes."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from algorithm import artifact
+from algorithm.fm import FactorizationMachines
+
+
+@pytest.fixture(scope="module")
+def fitted() -> tuple[FactorizationMachines, sp.csr_matrix]:
+    X = sp.random(200, 40, density=0.1, format="csr", random_state=0, dtype=np.float32)
+    y = (np.arange(200) % 2).astype(np.float32)
+    model = FactorizationMachines(feature_dim=40, num_factors=3, predictor_type="binary_classifier", epochs=2,
+                                  mini_batch_size=50, num_threads=1)
+    return model.fit(X, y), X
+
+
+def test_round_trip_gives_identical_scores(tmp_path: Path, fitted) -> None:
+    model, X = fitted
+    artifact.save(tmp_path, model, extra_meta={"training_seconds": 1.5})
+    loaded = artifact.load(tmp_path)
+    assert isinstance(loaded, FactorizationMachines)
+    np.testing.assert_array_equal(loaded.predict_scores(X), model.predict_scores(X))
+    assert loaded.get_params() == model.get_params()
+    assert loaded.best_epoch_ == model.best_epoch_
+    meta = json.loads((tmp_path / "model.json").read_text())
+    assert meta["format_version"] == 1 and meta["algorithm"] == "fm" and meta["training_seconds"] == 1.5
+    assert meta["arrays"]["V"] == {"shape": [40, 3], "dtype": "float32"}
+    assert meta["checksum"]["over"] == ["w0", "w", "V"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.json", "model.npz"]  # no temp files left
+
+
+def test_plain_numpy_can_read_the_arrays(tmp_path: Path, fitted) -> None:
+    model, _ = fitted
+    artifact.save(tmp_path, model)
+    with np.load(tmp_path / "model.npz", allow_pickle=False) as npz:
+        assert npz["w0"].shape == (1,) and npz["w"].shape == (40,) and npz["V"].shape == (40, 3)
+        assert npz["V"].dtype == np.float32
+        np.testing.assert_array_equal(npz["V"], model.V_)
+
+
+def test_corrupted_arrays_fail_the_checksum(tmp_path: Path, fitted) -> None:
+    model, _ = fitted
+    artifact.save(tmp_path, model)
+    meta = json.loads((tmp_path / "model.json").read_text())
+    meta["checksum"]["sha256"] = "0" * 64
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(artifact.ArtifactError, match="Checksum mismatch"):
+        artifact.load(tmp_path)
+
+
+def test_npz_from_another_save_is_rejected(tmp_path: Path, fitted) -> None:
+    model, X = fitted
+    artifact.save(tmp_path / "a", model)
+    other = FactorizationMachines(**model.get_params()).set_params(seed=7)
+    artifact.save(tmp_path / "b", other.fit(X, np.ones(X.shape[0], np.float32)))
+    (tmp_path / "a" / "model.npz").write_bytes((tmp_path / "b" / "model.npz").read_bytes())
+    with pytest.raises(artifact.ArtifactError, match="Checksum mismatch"):
+        artifact.load(tmp_path / "a")
+
+
+def test_tarball_as_left_by_sdk_local_mode(tmp_path: Path, fitted) -> None:
+    model, X = fitted
+    artifact.save(tmp_path / "model", model)
+    serving = tmp_path / "serving"
+    serving.mkdir()
+    with tarfile.open(serving / "model.tar.gz", "w:gz") as tar:
+        for name in ("model.json", "model.npz"):
+            tar.add(tmp_path / "model" / name, arcname=f"./{name}")
+    np.testing.assert_array_equal(artifact.load(serving).predict_scores(X), model.predict_scores(X))
+    np.testing.assert_array_equal(artifact.load(serving / "model.tar.gz").V_, model.V_)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda meta: meta.update(format_version=2), "format_version 2"),
+        (lambda meta: meta.update(algorithm="xgboost"), "algorithm 'xgboost'"),
+        (lambda meta: meta["arrays"]["V"].update(shape=[3, 40]), "array 'V'"),
+    ],
+)
+def test_bad_metadata_is_a_clear_error(tmp_path: Path, fitted, change, message: str) -> None:
+    model, _ = fitted
+    artifact.save(tmp_path, model)
+    meta = json.loads((tmp_path / "model.json").read_text())
+    change(meta)
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(artifact.ArtifactError, match=message):
+        artifact.load(tmp_path)
+
+
+def test_missing_or_garbage_files(tmp_path: Path) -> None:
+    with pytest.raises(artifact.ArtifactError, match="No model"):
+        artifact.load(tmp_path)
+    (tmp_path / "model.json").write_text("{not json")
+    with pytest.raises(artifact.ArtifactError, match=r"Cannot read .*model\.npz"):
+        artifact.load(tmp_path)
+    (tmp_path / "model.npz").write_bytes(b"garbage")
+    with pytest.raises(artifact.ArtifactError, match="not valid JSON"):
+        artifact.load(tmp_path)
+    (tmp_path / "model.json").write_text(json.dumps({"format_version": 1}))
+    with pytest.raises(artifact.ArtifactError, match=r"model\.npz .* cannot be read"):
+        artifact.load(tmp_path)
+    (tmp_path / "model.tar.gz").write_bytes(b"garbage")
+    with pytest.raises(artifact.ArtifactError, match="Cannot read"):
+        artifact.load(tmp_path / "model.tar.gz")
+
+
+def test_extra_meta_cannot_override_artifact_keys(tmp_path: Path, fitted) -> None:
+    model, _ = fitted
+    with pytest.raises(ValueError, match="checksum"):
+        artifact.save(tmp_path, model, extra_meta={"checksum": "x"})
+    assert not list(tmp_path.iterdir())

@@ -1,0 +1,115 @@
+"""The numba FM kernels against their NumPy twins in ``algorithm._reference`` (float32 tolerance)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from algorithm import _fm_kernels as kernels
+from algorithm import _reference as reference
+from algorithm.fm import Rows, _training_buffers
+
+N_ROWS, FEATURE_DIM, K = 70, 30, 5
+
+
+def _rows(seed: int = 2, n: int = N_ROWS, d: int = FEATURE_DIM) -> Rows:
+    X = sp.random(n, d, density=0.15, format="csr", random_state=seed, dtype=np.float32)
+    X.data[X.indptr[3]:X.indptr[4]] = 0.0  # an empty row
+    X.eliminate_zeros()
+    return Rows(X.data.astype(np.float32), X.indices.astype(np.int64), X.indptr.astype(np.int64))
+
+
+def _model(rng: np.random.Generator, d: int = FEATURE_DIM, k: int = K) -> tuple[np.ndarray, ...]:
+    return (rng.normal(0, 0.1, 1).astype(np.float32), rng.normal(0, 0.1, d).astype(np.float32),
+            rng.normal(0, 0.1, (d, k)).astype(np.float32))
+
+
+@pytest.mark.parametrize("logistic", [False, True])
+def test_scores_match_reference(logistic: bool) -> None:
+    rng = np.random.default_rng(0)
+    rows = _rows()
+    w0, w, V = _model(rng)
+    expected = reference.score_rows(*rows, w0, w, V, logistic)
+    serial = np.empty(rows.n_rows, np.float32)
+    kernels.score_serial(*rows, w0, w, V, logistic, serial)
+    parallel = np.empty(rows.n_rows, np.float32)
+    kernels.score_parallel(*rows, w0, w, V, logistic, parallel, 3)
+    np.testing.assert_allclose(serial, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(parallel, serial)
+
+
+def _hyperparameters(opt: int, clip: float = np.inf, rescale: float = 0.0) -> np.ndarray:
+    hp = np.zeros(kernels.HP_SIZE)
+    hp[kernels.HP_LR:kernels.HP_LR + 3] = [0.05, 0.02, 0.03]
+    hp[kernels.HP_WD:kernels.HP_WD + 3] = [0.01, 0.001, 0.0001]
+    hp[kernels.HP_EPS] = 1e-7 if opt == kernels.ADAGRAD else 1e-8
+    hp[kernels.HP_CLIP] = clip
+    hp[kernels.HP_RESCALE] = rescale
+    return hp
+
+
+def _run_both(opt: int, loss_kind: int, n_threads: int, hp: np.ndarray, train_bias: bool = True,
+              train_linear: bool = True, batch_size: int = 16, epochs: int = 2) -> None:
+    rng = np.random.default_rng(opt * 10 + loss_kind)
+    rows = _rows()
+    n, d = rows.n_rows, FEATURE_DIM
+    y = ((rng.random(n) < 0.5) if loss_kind == kernels.LOGISTIC else rng.normal(size=n)).astype(np.float32)
+    row_weight = (rng.random(n) + 0.5).astype(np.float32)
+    model = _model(rng)
+    n_state = {kernels.ADAM: 2, kernels.SGD: 0, kernels.ADAGRAD: 1, kernels.FTRL: 2}[opt]
+    state = (np.zeros((n_state, 1), np.float32), np.zeros((n_state, d), np.float32),
+             np.zeros((n_state, d, K), np.float32))
+    ref_model = tuple(a.astype(np.float64) for a in model)
+    ref_state = tuple(a.astype(np.float64) for a in state)
+    buffers = _training_buffers(n_threads, rows, batch_size, d, K)
+    train_epoch = kernels.train_epoch_serial if n_threads == 1 else kernels.train_epoch_parallel
+    step = ref_step = 0
+    for _ in range(epochs):
+        order = rng.permutation(n)
+        ref_step, ref_loss, ref_scores = reference.train_epoch(
+            tuple(rows), y, row_weight, order, batch_size, ref_model, ref_state, opt, loss_kind, hp,
+            train_bias, train_linear, ref_step)
+        buffers[-1][:] = 0.0
+        scores = np.zeros(n, np.float32)
+        step = train_epoch(tuple(rows), y, row_weight, order, batch_size, model, state, opt, loss_kind, hp,
+                           train_bias, train_linear, step, buffers, scores)
+        assert step == ref_step
+        np.testing.assert_allclose(buffers[-1].sum(), ref_loss, rtol=1e-5)
+        np.testing.assert_allclose(scores, ref_scores, rtol=1e-5, atol=1e-6)
+    for got, want in zip(model, ref_model, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-5)
+
+
+@pytest.mark.parametrize("n_threads", [1, 3])
+@pytest.mark.parametrize("loss_kind", [kernels.REGRESSION, kernels.LOGISTIC])
+@pytest.mark.parametrize("opt", [kernels.ADAM, kernels.SGD, kernels.ADAGRAD, kernels.FTRL])
+def test_training_epoch_matches_reference(opt: int, loss_kind: int, n_threads: int) -> None:
+    _run_both(opt, loss_kind, n_threads, _hyperparameters(opt))
+
+
+@pytest.mark.parametrize("opt", [kernels.ADAM, kernels.SGD])
+def test_clip_rescale_and_frozen_groups_match_reference(opt: int) -> None:
+    hp = _hyperparameters(opt, clip=0.05, rescale=0.01)
+    hp[kernels.HP_LR + kernels.LINEAR] = 0.0  # frozen group
+    _run_both(opt, kernels.LOGISTIC, 2, hp, train_bias=False)
+    _run_both(opt, kernels.REGRESSION, 1, hp, train_linear=False, batch_size=70)
+
+
+def test_lazy_update_leaves_untouched_rows_alone() -> None:
+    rng = np.random.default_rng(5)
+    rows = _rows()
+    used = np.unique(rows.indices)
+    unused = np.setdiff1d(np.arange(FEATURE_DIM + 4), used)
+    w0, w, V = _model(rng, FEATURE_DIM + 4)
+    before = (w.copy(), V.copy())
+    d = FEATURE_DIM + 4
+    state = (np.zeros((2, 1), np.float32), np.zeros((2, d), np.float32), np.zeros((2, d, K), np.float32))
+    buffers = _training_buffers(2, rows, 8, d, K)
+    ones = np.ones(rows.n_rows, np.float32)
+    hp = _hyperparameters(kernels.ADAM)
+    kernels.train_epoch_parallel(tuple(rows), ones, ones, np.arange(rows.n_rows), 8, (w0, w, V), state,
+                                 kernels.ADAM, kernels.LOGISTIC, hp, True, True, 0, buffers, ones.copy())
+    np.testing.assert_array_equal(w[unused], before[0][unused])
+    np.testing.assert_array_equal(V[unused], before[1][unused])
+    assert not np.array_equal(V[used], before[1][used])
