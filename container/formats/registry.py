@@ -1,0 +1,56 @@
+"""Content types and the one table from content type to decoder."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from container.errors import UnsupportedFormatError
+from container.formats.csv import decode_csv
+from container.formats.dataset import Dataset
+from container.formats.json_requests import decode_json, decode_jsonlines
+from container.formats.libsvm import decode_libsvm
+from container.formats.recordio import decode_recordio
+
+JSON = "application/json"
+JSONLINES = "application/jsonlines"
+CSV = "text/csv"
+LIBSVM = "text/libsvm"
+RECORDIO = "application/x-recordio-protobuf"
+
+ALIASES = {
+    "application/x-libsvm": LIBSVM,
+    "text/x-libsvm": LIBSVM,
+    "application/json-lines": JSONLINES,
+    "application/x-jsonlines": JSONLINES,
+    "application/jsonl": JSONLINES,
+}
+
+Decoder = Callable[..., Dataset]
+DECODERS: dict[str, Decoder] = {
+    JSON: decode_json,
+    JSONLINES: decode_jsonlines,
+    CSV: decode_csv,
+    LIBSVM: decode_libsvm,
+    RECORDIO: decode_recordio,
+}
+
+
+def media_type(header: str | None) -> str:
+    """The bare media type of a Content-Type/Accept entry: lower-case, parameters and aliases resolved."""
+    bare = (header or "").split(";", 1)[0].strip().lower()
+    return ALIASES.get(bare, bare)
+
+
+def decode(
+    content_type: str | None,
+    body: bytes | memoryview,
+    *,
+    source: str,
+    feature_dim: int | None = None,
+    with_labels: bool = False,
+) -> Dataset:
+    """Decode ``body`` by its content type; UnsupportedFormatError for a type no decoder handles."""
+    decoder = DECODERS.get(media_type(content_type))
+    if decoder is None:
+        raise UnsupportedFormatError(content_type or "(none)", list(DECODERS))
+    return decoder(body, source=source, feature_dim=feature_dim, with_labels=with_labels)
