@@ -149,6 +149,13 @@ def frame_records(payloads: Iterable[bytes]) -> bytes:
     return bytes(out)
 
 
+def iter_payloads(body: bytes | memoryview, *, source: str) -> Iterator[bytes]:
+    """The payload of each framed record (multi-part records joined without magic), e.g. to unwrap
+    Pipe mode's ``RecordWrapperType=RecordIO``, where each payload is a whole S3 object."""
+    for _, _, parts in _frames(memoryview(body).cast("B"), True, source):
+        yield b"".join(parts)
+
+
 def warm_up() -> None:
     """Compile (or load from cache) every RecordIO kernel on tiny inputs."""
     for array in (np.eye(2, dtype=np.float32), np.eye(2), np.eye(2, dtype=int)):

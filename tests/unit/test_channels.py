@@ -92,3 +92,20 @@ def test_pipe_mode_waits_for_a_late_fifo_then_gives_up(paths):
     paths.input_data.mkdir(parents=True)
     with pytest.raises(ChannelError, match="did not appear"):
         read_channel(paths, ChannelConfig("train", input_mode="Pipe"), feature_dim=2, pipe_wait_seconds=0.2)
+
+
+def test_pipe_mode_record_wrapper_unwraps_each_s3_object(paths):
+    from container.formats.recordio import frame_records
+
+    paths.input_data.mkdir(parents=True)
+    objects = [_recordio([[1, 2]], [0]), _recordio([[3, 4]], [1])]
+    fifo = paths.pipe_path("train", 0)
+    os.mkfifo(fifo)
+    writer = _feed_fifo(fifo, None)
+    writer.stdin.write(frame_records(objects))
+    writer.stdin.close()
+    config = ChannelConfig("train", input_mode="Pipe", record_wrapper="RecordIO")
+    data = read_channel(paths, config, feature_dim=2)
+    assert writer.wait(timeout=10) == 0
+    np.testing.assert_array_equal(data.to_scipy().toarray(), [[1, 2], [3, 4]])
+    np.testing.assert_array_equal(data.labels, [0, 1])
