@@ -9,17 +9,19 @@ computed once per half-sweep; each row adds corrections from its own observed en
 costs O(nnz·k²) for cholesky and O(nnz·k·cg_steps) for cg (the implicit-ALS trick of Hu, Koren, Volinsky).
 
 Every array is float32 (factors, targets, weights; accumulators too, like implicit's sdot/sposv) with int64
-``indptr``/``indices``. Each kernel is a serial body over rows worker, worker + n_workers, ... (scratch
-allocated once per worker) plus a ``prange`` wrapper over the workers; ``n_workers`` = 1 calls the body
-directly, with no parallel region (serving-sized calls). Each row's solve reads only that row's inputs, so
-results do not depend on the worker count or on scheduling: a given seed gives the same factors on any number
-of threads.
+``indptr``/``indices``. Each kernel is a serial body over rows (or row blocks) worker, worker + n_workers, ...
+(scratch allocated once per worker) plus a ``prange`` wrapper over the workers; ``n_workers`` = 1 calls the
+body directly, with no parallel region (serving-sized calls). A row's result depends only on its own inputs
+(and, for cg, on its block, which depends only on indptr), so a given seed gives the same factors on any
+number of threads.
 
-``solve_cholesky`` builds the k×k system (lower triangle, four entries per pass over it) and factorizes it in
-place; a pivot that is not positive (only possible with regularization 0) drops that direction, so empty
-or degenerate rows get finite factors instead of an error. The cg solver runs ``cg_steps`` conjugate-gradient
-steps warm-started from the current factors, the algorithm of implicit's ``least_squares_cg`` (Takács et
-al.). A row with no observed entries has the exact solution 0 under both solvers.
+cholesky builds each row's k×k system (lower triangle, four entries per pass over it) and factorizes it in
+place (left-looking, four rows per pass); a pivot that is not positive (only possible with regularization 0)
+drops that direction, so degenerate rows get finite factors instead of an error. cg runs ``cg_steps``
+conjugate-gradient steps warm-started from the current factors, the algorithm of implicit's
+``least_squares_cg`` (Takács et al.), on blocks of consecutive rows: a block's y_j are gathered once and
+reused by every step, and the G products of the block's rows are one small matrix product (BLAS) per step.
+A row with no observed entries has the exact solution 0 under both solvers.
 """
 
 from __future__ import annotations
@@ -34,8 +36,11 @@ FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 SOLVERS = ("cholesky", "cg")
 # cg stops on a row once its squared residual norm is below this (implicit's threshold).
 CG_TOLERANCE = 1e-20
-# cg keeps a gathered copy of a row's y_j (reused by every step) for rows with at most this many entries.
-CG_GATHER_LIMIT = 4096
+# cg works on blocks of up to CG_BLOCK_ROWS consecutive rows holding at most CG_BLOCK_ENTRIES entries (a
+# longer row is a block of its own); a block's y_j are gathered once if they number at most CG_GATHER_LIMIT.
+CG_BLOCK_ROWS = 64
+CG_BLOCK_ENTRIES = 2048
+CG_GATHER_LIMIT = 8192
 # A Cholesky pivot at most this fraction of its diagonal entry counts as zero (semidefinite system).
 PIVOT_FLOOR = 1e-6
 
@@ -171,81 +176,151 @@ def _cholesky_parallel(indptr: np.ndarray, indices: np.ndarray, target: np.ndarr
         _cholesky_rows(indptr, indices, target, extra, w0, Y, G, X, worker, n_workers)
 
 
+@njit(cache=True)
+def _row_blocks(indptr: np.ndarray, max_rows: int, max_entries: int) -> np.ndarray:
+    """Starts of blocks of consecutive rows (plus the end): a block closes at ``max_rows`` rows or before its
+    entries would exceed ``max_entries`` (a longer row forms a block of its own). Depends on indptr only."""
+    n = indptr.size - 1
+    starts = np.zeros(n + 2, dtype=np.int64)
+    if n == 0:
+        return starts[:1]
+    count = 0
+    first = 0
+    for row in range(n):
+        if row - first >= max_rows or (row > first and indptr[row + 1] - indptr[first] > max_entries):
+            count += 1
+            starts[count] = row
+            first = row
+    count += 1
+    starts[count] = n
+    return starts[:count + 1]
+
+
 @njit(fastmath=FASTMATH, cache=True)
-def _add_sparse_product(Ap: np.ndarray, p: np.ndarray, gathered: np.ndarray, use_gathered: bool,
-                        Y: np.ndarray, indices: np.ndarray, extra: np.ndarray, start: int, end: int,
-                        k: int) -> None:
-    """Ap += Σ e_ij (y_j·p) y_j over entries [start, end), reading y_j from ``gathered`` if it holds them."""
-    for e in range(start, end):
-        y = gathered[e - start] if use_gathered else Y[indices[e]]
-        d = _dot(y, p, k) * extra[e]
+def _add_sparse_product(out: np.ndarray, p: np.ndarray, source: np.ndarray, rows_of: np.ndarray, first: int,
+                        extra: np.ndarray, target: np.ndarray, start: int, m: int, w0: np.float32,
+                        residual: bool, k: int) -> None:
+    """For the m entries start, start + 1, ... with y_q = source[rows_of[first + q]], four per pass over out:
+    out += Σ e_q (y_q·p) y_q, or, if ``residual``, out += Σ ((w0 + e_q) t_q − e_q (y_q·p)) y_q."""
+    q = 0
+    while q + 4 <= m:
+        y0, y1 = source[rows_of[first + q]], source[rows_of[first + q + 1]]
+        y2, y3 = source[rows_of[first + q + 2]], source[rows_of[first + q + 3]]
+        d0 = d1 = d2 = d3 = np.float32(0.0)
         for a in range(k):
-            Ap[a] += d * y[a]
+            pa = p[a]
+            d0 += y0[a] * pa
+            d1 += y1[a] * pa
+            d2 += y2[a] * pa
+            d3 += y3[a] * pa
+        e = start + q
+        if residual:
+            d0 = (w0 + extra[e]) * target[e] - extra[e] * d0
+            d1 = (w0 + extra[e + 1]) * target[e + 1] - extra[e + 1] * d1
+            d2 = (w0 + extra[e + 2]) * target[e + 2] - extra[e + 2] * d2
+            d3 = (w0 + extra[e + 3]) * target[e + 3] - extra[e + 3] * d3
+        else:
+            d0 *= extra[e]
+            d1 *= extra[e + 1]
+            d2 *= extra[e + 2]
+            d3 *= extra[e + 3]
+        for a in range(k):
+            out[a] += d0 * y0[a] + d1 * y1[a] + d2 * y2[a] + d3 * y3[a]
+        q += 4
+    for rest in range(q, m):
+        y = source[rows_of[first + rest]]
+        e = start + rest
+        d = _dot(y, p, k)
+        d = (w0 + extra[e]) * target[e] - extra[e] * d if residual else extra[e] * d
+        for a in range(k):
+            out[a] += d * y[a]
 
 
 @njit(fastmath=FASTMATH, cache=True)
 def _cg_rows(indptr: np.ndarray, indices: np.ndarray, target: np.ndarray, extra: np.ndarray, w0: float,
-             Y: np.ndarray, G: np.ndarray, X: np.ndarray, cg_steps: int, worker: int, n_workers: int) -> None:
-    """``cg_steps`` conjugate-gradient steps, from the current X, on rows worker, worker + n_workers, ..."""
-    n, k = X.shape
+             Y: np.ndarray, G: np.ndarray, X: np.ndarray, cg_steps: int, blocks: np.ndarray, worker: int,
+             n_workers: int) -> None:
+    """``cg_steps`` conjugate-gradient steps from the current X, on row blocks worker, worker + n_workers, …
+
+    Per block: its rows' y_j are gathered once into contiguous scratch (unless they exceed CG_GATHER_LIMIT),
+    the G products of all its rows are one matrix product per step, and each row keeps its own CG scalars
+    (a row is done once its squared residual is below CG_TOLERANCE or its curvature is not positive)."""
+    k = X.shape[1]
     w0_32 = np.float32(w0)
     tolerance = np.float32(CG_TOLERANCE)
-    longest = 0
-    for row in range(worker, n, n_workers):
-        longest = max(longest, indptr[row + 1] - indptr[row])
-    capacity = min(longest, CG_GATHER_LIMIT)
-    x = np.empty(k, dtype=np.float32)
-    r = np.empty(k, dtype=np.float32)
-    p = np.empty(k, dtype=np.float32)
-    Ap = np.empty(k, dtype=np.float32)
+    n_blocks = blocks.size - 1
+    height, capacity = 0, 1
+    for b in range(worker, n_blocks, n_workers):
+        height = max(height, blocks[b + 1] - blocks[b])
+        capacity = max(capacity, min(CG_GATHER_LIMIT, indptr[blocks[b + 1]] - indptr[blocks[b]]))
+    R = np.empty((height, k), dtype=np.float32)
+    P = np.empty((height, k), dtype=np.float32)
+    AP = np.empty((height, k), dtype=np.float32)
+    rs = np.empty(height, dtype=np.float32)
     gathered = np.empty((capacity, k), dtype=np.float32)
-    for row in range(worker, n, n_workers):
-        start, end = indptr[row], indptr[row + 1]
-        if start == end:
-            X[row, :] = 0.0
-            continue
-        use_gathered = end - start <= capacity
-        x[:] = X[row]
-        for a in range(k):  # r = b − A x
-            r[a] = -_dot(G[a], x, k)
-        for e in range(start, end):
-            y = Y[indices[e]]
-            if use_gathered:
-                gathered[e - start, :] = y
-            ex = extra[e]
-            coefficient = (w0_32 + ex) * target[e] - ex * _dot(y, x, k)
+    local = np.arange(capacity)
+    for b in range(worker, n_blocks, n_workers):
+        first_row, end_row = blocks[b], blocks[b + 1]
+        h = end_row - first_row
+        base = indptr[first_row]
+        use_gathered = indptr[end_row] - base <= capacity
+        if use_gathered:
+            for e in range(base, indptr[end_row]):
+                gathered[e - base, :] = Y[indices[e]]
+        source = gathered if use_gathered else Y
+        rows_of = local if use_gathered else indices
+        shift = base if use_gathered else 0
+        Xb = X[first_row:end_row]
+        np.dot(Xb, G, R[:h])
+        for i in range(h):  # r = b − A x = −G x + Σ ((w0 + e) t − e (y·x)) y;  p = r
+            start, end = indptr[first_row + i], indptr[first_row + i + 1]
+            if start == end:
+                Xb[i, :] = 0.0
+                P[i, :] = 0.0
+                rs[i] = 0.0
+                continue
+            r = R[i]
             for a in range(k):
-                r[a] += coefficient * y[a]
-        rs_old = _dot(r, r, k)
-        if rs_old < tolerance:
-            continue
-        p[:] = r
+                r[a] = -r[a]
+            _add_sparse_product(r, Xb[i], source, rows_of, start - shift, extra, target, start, end - start,
+                                w0_32, True, k)
+            P[i, :] = r
+            rs_old = _dot(r, r, k)
+            rs[i] = rs_old if rs_old >= tolerance else np.float32(0.0)
         for _ in range(cg_steps):
-            for a in range(k):
-                Ap[a] = _dot(G[a], p, k)
-            _add_sparse_product(Ap, p, gathered, use_gathered, Y, indices, extra, start, end, k)
-            curvature = _dot(p, Ap, k)
-            if curvature <= 0.0:
-                break
-            step = rs_old / curvature
-            for a in range(k):
-                x[a] += step * p[a]
-                r[a] -= step * Ap[a]
-            rs_new = _dot(r, r, k)
-            if rs_new < tolerance:
-                break
-            beta = rs_new / rs_old
-            for a in range(k):
-                p[a] = r[a] + beta * p[a]
-            rs_old = rs_new
-        X[row, :] = x
+            np.dot(P[:h], G, AP[:h])
+            for i in range(h):
+                rs_old = rs[i]
+                if rs_old == 0.0:
+                    continue
+                start, end = indptr[first_row + i], indptr[first_row + i + 1]
+                x, r, p, Ap = Xb[i], R[i], P[i], AP[i]
+                _add_sparse_product(Ap, p, source, rows_of, start - shift, extra, target, start, end - start,
+                                    w0_32, False, k)
+                curvature = _dot(p, Ap, k)
+                if curvature <= 0.0:
+                    rs[i] = 0.0
+                    continue
+                step = rs_old / curvature
+                for a in range(k):
+                    x[a] += step * p[a]
+                    r[a] -= step * Ap[a]
+                rs_new = _dot(r, r, k)
+                if rs_new < tolerance:
+                    rs[i] = 0.0
+                    continue
+                beta = rs_new / rs_old
+                for a in range(k):
+                    p[a] = r[a] + beta * p[a]
+                rs[i] = rs_new
 
 
 @njit(fastmath=FASTMATH, cache=True, parallel=True)
 def _cg_parallel(indptr: np.ndarray, indices: np.ndarray, target: np.ndarray, extra: np.ndarray, w0: float,
-                 Y: np.ndarray, G: np.ndarray, X: np.ndarray, cg_steps: int, n_workers: int) -> None:
+                 Y: np.ndarray, G: np.ndarray, X: np.ndarray, cg_steps: int, blocks: np.ndarray,
+                 n_workers: int) -> None:
     for worker in prange(n_workers):
-        _cg_rows(indptr, indices, target, extra, w0, Y, G, X, cg_steps, worker, n_workers)
+        _cg_rows(indptr, indices, target, extra, w0, Y, G, X, cg_steps, blocks, worker, n_workers)
 
 
 # ----------------------------------------------------------------------------------------- loss, scores
@@ -338,10 +413,12 @@ def solve(entries: Entries, other: np.ndarray, factors: np.ndarray, unobserved_w
             _cholesky_parallel(*args, n_workers)
         else:
             _cholesky_rows(*args, 0, 1)
-    elif n_workers > 1:
-        _cg_parallel(*args, int(cg_steps), n_workers)
     else:
-        _cg_rows(*args, int(cg_steps), 0, 1)
+        blocks = _row_blocks(entries.indptr, CG_BLOCK_ROWS, CG_BLOCK_ENTRIES)
+        if n_workers > 1:
+            _cg_parallel(*args, int(cg_steps), blocks, n_workers)
+        else:
+            _cg_rows(*args, int(cg_steps), blocks, 0, 1)
 
 
 def row_losses(entries: Entries, X: np.ndarray, Y: np.ndarray, unobserved_weight: float,

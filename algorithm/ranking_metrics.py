@@ -183,13 +183,14 @@ def _structure(matrix: sp.spmatrix | sp.sparray, positive_only: bool) -> sp.csr_
 
 
 def ranking_metrics(row_factors: np.ndarray, col_factors: np.ndarray, test: sp.spmatrix | sp.sparray, k: int,
-                    exclude: sp.spmatrix | sp.sparray | None = None) -> dict[str, float]:
+                    exclude: sp.spmatrix | sp.sparray | None = None,
+                    n_workers: int | None = None) -> dict[str, float]:
     """Mean precision@k, MAP@k, NDCG@k and AUC over the rows with held-out entries (module docstring), the
     score of (i, j) being ``row_factors[i] · col_factors[j]``.
 
     ``test`` (n_rows × n_cols): held-out entries, relevant where the value is > 0. ``exclude`` (same shape,
     optional): entries removed from the candidates (the training matrix), whatever their value. Metrics are
-    NaN when no row has a relevant entry."""
+    NaN when no row has a relevant entry. ``n_workers``: numba workers (default: numba's thread count)."""
     n_rows, n_cols = row_factors.shape[0], col_factors.shape[0]
     for name, matrix in (("test", test), ("exclude", exclude)):
         if matrix is not None and matrix.shape != (n_rows, n_cols):
@@ -204,7 +205,7 @@ def ranking_metrics(row_factors: np.ndarray, col_factors: np.ndarray, test: sp.s
     rows = np.flatnonzero(np.diff(relevant.indptr))
     if rows.size == 0:
         return dict.fromkeys(METRIC_NAMES, math.nan)
-    n_workers = numba.get_num_threads()
+    workers = n_workers or numba.get_num_threads()
     V_t = np.ascontiguousarray(col_factors, dtype=np.float32).T
     per_row = np.empty((rows.size, 4), dtype=np.float64)
     block = max(1, BLOCK_VALUES // max(1, n_cols))
@@ -217,8 +218,8 @@ def ranking_metrics(row_factors: np.ndarray, col_factors: np.ndarray, test: sp.s
         rel = relevant[chunk]
         args = (scores, rel.indptr.astype(np.int64), rel.indices.astype(np.int64), int(k),
                 per_row[start:start + chunk.size])
-        if n_workers > 1:
-            _metrics_parallel(*args, n_workers)
+        if workers > 1:
+            _metrics_parallel(*args, workers)
         else:
             _metric_rows(*args, 0, 1)
     means = [float(per_row[:, i].mean()) for i in range(3)]

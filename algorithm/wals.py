@@ -574,17 +574,26 @@ class WALS:
 
 
 def warm_up() -> None:
-    """Compile (or load from the numba cache) every WALS kernel signature, through the public API on a tiny
-    matrix: both solvers, both forms, test metrics, scoring, recommendation and projection."""
+    """Compile (or load from the numba cache) every WALS kernel signature: the public API on a tiny matrix
+    (both solvers, both forms, test metrics, scoring, recommendation, projection) on one thread, then the
+    parallel variant of each kernel, whatever the machine's thread count."""
     R = sp.csr_matrix(np.array([[1.0, 0.0, 2.0], [0.0, 3.0, 0.0], [1.0, 1.0, 0.0]], dtype=np.float32))
     held_out = sp.csr_matrix(np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], dtype=np.float32))
     for alpha in (None, 1.0):
         for solver in SOLVERS:
-            model = WALS(embedding_dimension=2, max_sweeps=1, solver=solver, alpha=alpha, eval_k=2).fit(
-                R, eval_set=held_out)
+            model = WALS(embedding_dimension=2, max_sweeps=1, solver=solver, alpha=alpha, eval_k=2,
+                         num_threads=1).fit(R, eval_set=held_out)
             model.predict([0, 1], [2, 0])
             model.recommend([0, 1], 2, exclude_seen=R[[0, 1]], include=[0, 1, 2], exclude=[1])
             model.similar_cols(0, 1)
             model.top_rows_for_col(0, 1)
             model.project_rows(R[:1])
             model.project_cols(R[:, :1])
+    entries = _entries(R, np.ones(3, np.float32), np.ones(3, np.float32), None)
+    U, V = model.row_factors_.copy(), model.col_factors_.copy()
+    for solver in SOLVERS:
+        kernels.solve(entries, V, U, 0.1, 0.1, solver, 1, 2)
+    kernels.row_losses(entries, U, V, 0.1, 2)
+    kernels.pair_scores(np.arange(3), np.arange(3), U, V, 2)
+    top_k(U @ V.T, 2, n_workers=2)
+    ranking_metrics(U, V, held_out, 2, exclude=R, n_workers=2)

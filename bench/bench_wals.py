@@ -78,6 +78,7 @@ def implicit_benchmark(args: argparse.Namespace) -> list[dict[str, Any]]:
     floor = ranking_metrics(np.ones((train.shape[0], 1), np.float32), popularity, test, 10, exclude=train)
     print(f"popularity ranking: precision@10 {floor['precision_at_k']:.4f} ndcg@10 {floor['ndcg_at_k']:.4f}")
     results = []
+    turn = 0  # which model goes first alternates from run to run
     for solver in args.solvers:
         for factors in args.factors:
             rng = np.random.default_rng([args.seed, factors])
@@ -86,8 +87,9 @@ def implicit_benchmark(args: argparse.Namespace) -> list[dict[str, Any]]:
             for threads in args.threads:
                 timings: dict[str, list[float]] = {"ours": [], "implicit": []}
                 models: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-                for repeat in range(args.repeat):
-                    order = ("ours", "implicit") if repeat % 2 == 0 else ("implicit", "ours")
+                for _ in range(args.repeat):
+                    order = ("ours", "implicit") if turn % 2 == 0 else ("implicit", "ours")
+                    turn += 1
                     for name in order:
                         runner = run_ours if name == "ours" else run_implicit
                         seconds, model = runner(train, solver, factors, threads, args.sweeps, args.alpha,

@@ -10,12 +10,12 @@ log = logging.getLogger(__name__)
 
 def warm_up() -> None:
     """Run each kernel on tiny inputs: decoders, FM and WALS training and scoring."""
-    from algorithm import _wals_kernels
+    from algorithm import wals
     from algorithm import warmup as algorithm_warmup
     from container.formats import recordio
 
     for name, step in (("recordio", recordio.warm_up), ("fm", algorithm_warmup.warm_up),
-                       ("wals", _wals_kernels.warm_up)):
+                       ("wals", wals.warm_up)):
         started = time.monotonic()
         step()
         log.info("warmed %s kernels in %.1f s", name, time.monotonic() - started)

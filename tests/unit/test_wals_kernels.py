@@ -100,15 +100,26 @@ def test_singular_systems_give_finite_solutions_of_the_normal_equations() -> Non
 
 @pytest.mark.parametrize("solver", kernels.SOLVERS)
 def test_results_do_not_depend_on_the_worker_count(solver: str) -> None:
-    entries = _entries(seed=16)
+    n = 5 * kernels.CG_BLOCK_ROWS + 7  # several cg blocks
+    entries = _entries(seed=16, n=n)
     Y = _factors(17, N_OTHER)
     results = []
     for workers in (1, 2, 3):
-        X = _factors(18, N_ROWS)
+        X = _factors(18, n)
         kernels.solve(entries, Y, X, 0.1, 0.05, solver, 3, workers)
         results.append(X)
     np.testing.assert_array_equal(results[0], results[1])
     np.testing.assert_array_equal(results[0], results[2])
+    if solver == "cg":
+        expected = reference.solve_cg(entries, Y, _factors(18, n), 0.1, 0.05, 3)
+        assert np.abs(results[0] - expected).max() <= 2e-4 * _scale(expected)
+
+
+def test_row_blocks() -> None:
+    indptr = np.array([0, 1, 3, 3, 10, 11, 12, 13], dtype=np.int64)  # lengths 1, 2, 0, 7, 1, 1, 1
+    np.testing.assert_array_equal(kernels._row_blocks(indptr, 3, 4), [0, 3, 4, 7])
+    np.testing.assert_array_equal(kernels._row_blocks(indptr, 2, 100), [0, 2, 4, 6, 7])
+    np.testing.assert_array_equal(kernels._row_blocks(np.zeros(1, dtype=np.int64), 3, 4), [0])
 
 
 def test_cg_rows_longer_than_the_gather_limit() -> None:
