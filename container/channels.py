@@ -14,7 +14,7 @@ from pathlib import Path
 
 from container.config import ChannelConfig
 from container.errors import ChannelError, DataError
-from container.formats import registry
+from container.formats.registry import decode
 from container.formats.dataset import Dataset, concatenate
 from container.paths import SageMakerPaths
 
@@ -67,7 +67,7 @@ def _decode(body: bytes, config: ChannelConfig, source: str, feature_dim: int | 
         chunk = _maybe_gunzip(chunk, source)
         if chunk.strip():
             parts.append(
-                registry.decode(config.content_type, chunk, source=source, feature_dim=feature_dim,
+                decode(config.content_type, chunk, source=source, feature_dim=feature_dim,
                                 with_labels=True)
             )
     return parts

@@ -12,7 +12,6 @@ import sys
 import time
 import traceback
 
-from container import metrics_log
 from container.config import read_hyperparameters, read_input_data_config, read_resource_config
 from container.errors import ClientError
 from container.paths import SageMakerPaths

@@ -76,7 +76,7 @@ def concatenate(parts: Sequence[Dataset], n_cols: int | None = None) -> Dataset:
     if len(parts) == 1 and n_cols in (None, parts[0].n_cols):
         return parts[0]
     offsets = np.cumsum([0] + [p.nnz for p in parts[:-1]])
-    indptr = np.concatenate([parts[0].indptr[:1]] + [p.indptr[1:] + off for p, off in zip(parts, offsets)])
+    indptr = np.concatenate([parts[0].indptr[:1]] + [p.indptr[1:] + off for p, off in zip(parts, offsets, strict=True)])
 
     def stack(name: str) -> np.ndarray | None:
         arrays = [getattr(p, name) for p in parts]

@@ -23,7 +23,7 @@ def _numbers(value: Any, dtype: type, source: str, where: str) -> np.ndarray:
     if not isinstance(value, list):
         raise DataError(f"{source}: {where} must be a list of numbers, got {type(value).__name__}")
     try:
-        array = np.array(value, dtype=dtype)
+        array: np.ndarray = np.array(value, dtype=dtype)
     except (ValueError, TypeError, OverflowError):
         raise DataError(f"{source}: {where} must be a list of numbers") from None
     if array.ndim != 1:
@@ -38,9 +38,8 @@ def _instance(item: Any, source: str, where: str, feature_dim: int | None) -> tu
     if isinstance(item, list):
         values = _numbers(item, np.float32, source, where)
         check_finite(values, source, where)
-        n_cols = check_width(len(values), feature_dim, source, where)
-        keys = np.flatnonzero(values)
-        return keys.astype(np.int64), values[keys], n_cols
+        nonzero = np.flatnonzero(values)
+        return nonzero.astype(np.int64), values[nonzero], check_width(len(values), feature_dim, source, where)
     if not isinstance(item, dict):
         raise DataError(f"{source}: {where} must be an object or a list of numbers")
     if "features" in item:

@@ -55,7 +55,7 @@ def test_corrupt_gzip_names_the_file(paths):
     train = paths.channel_dir("train")
     train.mkdir(parents=True)
     (train / "bad.gz").write_bytes(gzip.compress(b"1,2\n")[:12])
-    with pytest.raises(DataError, match="bad.gz"):
+    with pytest.raises(DataError, match=r"bad\.gz"):
         read_channel(paths, ChannelConfig("train", content_type="text/csv"), feature_dim=1)
 
 

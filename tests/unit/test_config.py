@@ -54,7 +54,7 @@ def test_reads_what_sagemaker_writes(tmp_path):
 def test_broken_json_names_the_file(tmp_path):
     paths = SageMakerPaths(tmp_path)
     _write(paths, "hyperparameters.json", '{"epochs": ')
-    with pytest.raises(ClientError, match="hyperparameters.json is not valid JSON"):
+    with pytest.raises(ClientError, match=r"hyperparameters\.json is not valid JSON"):
         read_hyperparameters(paths)
     _write(paths, "hyperparameters.json", "[1, 2]")
     with pytest.raises(ClientError, match="must hold a JSON object"):
