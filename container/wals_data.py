@@ -1,0 +1,157 @@
+"""WALS channels to matrices: ``train`` triplets -> the training matrix and its id maps; ``test`` triplets ->
+a held-out matrix over the same ids; ``row_weights``/``col_weights`` -> per-row/per-column weight vectors.
+
+Content types: ``text/csv`` or ``application/x-recordio-protobuf`` (``container.formats.triplets``) for
+train and test, ``text/csv`` (``id,weight``) for the weight channels. File mode reads every file of the
+channel, Pipe mode the FIFO of epoch 0; gzip is undone either way.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from container.channels import _maybe_gunzip, _read_pipe, _unwrap, channel_files
+from container.config import ChannelConfig
+from container.errors import ChannelError, ClientError, DataError, UnsupportedFormatError
+from container.formats import triplets
+from container.formats.registry import CSV, RECORDIO, media_type
+from container.paths import SageMakerPaths
+from container.wals_model import IdMap
+
+log = logging.getLogger("train.wals")
+
+PIPE_WAIT_SECONDS = 600.0
+
+
+@dataclass(frozen=True)
+class Matrices:
+    """The training matrix (rows x cols, float32 CSR, duplicates summed), its id maps, the test matrix."""
+
+    train: sp.csr_matrix
+    row_ids: IdMap
+    col_ids: IdMap
+    test: sp.csr_matrix | None
+
+
+def _bodies(paths: SageMakerPaths, config: ChannelConfig) -> Iterator[tuple[str, bytes]]:
+    """(source, body) of every object of a channel, gunzipped and unwrapped."""
+    if config.input_mode.lower() == "pipe":
+        fifo = paths.pipe_path(config.name, 0)
+        sources = [(str(fifo), _read_pipe(fifo, PIPE_WAIT_SECONDS))]
+    else:
+        directory = paths.channel_dir(config.name)
+        sources = [(str(f), f.read_bytes()) for f in (channel_files(directory) if directory.is_dir() else [])]
+    for source, body in sources:
+        for chunk in _unwrap(_maybe_gunzip(body, source), config, source):
+            chunk = _maybe_gunzip(chunk, source)
+            if chunk.strip():
+                yield source, chunk
+
+
+def _content_type(config: ChannelConfig, allowed: tuple[str, ...]) -> str:
+    content_type = media_type(config.content_type)
+    if content_type not in allowed:
+        raise UnsupportedFormatError(f"{config.content_type} (channel {config.name!r})", list(allowed))
+    return content_type
+
+
+def read_triplets(paths: SageMakerPaths, config: ChannelConfig, hp: dict[str, Any]) -> triplets.Triplets:
+    """Every entry of a train or test channel; ChannelError when it holds none."""
+    content_type = _content_type(config, (CSV, RECORDIO))
+    num_rows, num_cols = hp["num_rows"], hp["num_cols"]
+    nonnegative = config.name == "train" and hp["alpha"] is not None
+    if content_type == RECORDIO and num_rows is None:
+        raise ClientError(f"Channel {config.name!r} is RecordIO-protobuf in the one-hot layout "
+                          "[row, num_rows + col]: set the num_rows hyperparameter to read it")
+    decode = triplets.decode_triplets_csv if content_type == CSV else triplets.decode_triplets_recordio
+    parts = [decode(body, source=source, num_rows=num_rows, num_cols=num_cols, nonnegative_values=nonnegative)
+             for source, body in _bodies(paths, config)]
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        raise ChannelError(f"Channel {config.name!r} has no entries ({config.input_mode} mode, looked in "
+                           f"{paths.channel_dir(config.name)}); expected {triplets.FIELDS} lines or RecordIO")
+    return triplets.concatenate(parts)
+
+
+def _entry_values(data: triplets.Triplets, alpha: float | None) -> np.ndarray:
+    """Values with the per-entry weights applied: the implicit form multiplies each count by its weight; the
+    explicit form has no per-entry weight, so weights other than 1 are refused."""
+    if data.weights is None or bool((data.weights == 1).all()):
+        return data.values
+    if alpha is None:
+        raise ClientError("The train channel has per-entry weights other than 1 (the 4th CSV field or "
+                          "label['weight']); they scale the counts of the implicit form (set alpha), while "
+                          "the explicit form weighs entries by row_weights x col_weights only")
+    return (data.values * data.weights).astype(np.float32)
+
+
+def _id_map(ids: np.ndarray, declared: int | None, n_ids: int | None = None) -> tuple[IdMap, np.ndarray]:
+    if declared is not None:  # the ids are matrix indices, checked against the declared size
+        return IdMap.range(declared), ids.astype(np.int64)
+    if ids.dtype.kind in "iu" and n_ids is not None:  # RecordIO with num_cols inferred: indices too
+        return IdMap.range(n_ids), ids.astype(np.int64)
+    return IdMap.from_ids(ids)
+
+
+def build_matrices(train: triplets.Triplets, test: triplets.Triplets | None, hp: dict[str, Any]) -> Matrices:
+    """The training matrix over the ids seen in ``train`` (or 0..num_rows-1 / 0..num_cols-1 when declared),
+    and ``test`` over the same ids, its entries with ids unseen in training dropped (count logged)."""
+    row_ids, rows = _id_map(train.rows, hp["num_rows"])
+    col_ids, cols = _id_map(train.cols, hp["num_cols"],
+                            int(train.cols.max()) + 1 if train.cols.dtype.kind in "iu" else None)
+    shape = (len(row_ids), len(col_ids))
+    matrix = sp.csr_matrix((_entry_values(train, hp["alpha"]), (rows, cols)), shape=shape, dtype=np.float32)
+    matrix.sum_duplicates()
+    log.info("train: %d entries (%d distinct), %d rows x %d columns (%s row ids, %s column ids)", len(train),
+             matrix.nnz, shape[0], shape[1], row_ids.kind, col_ids.kind)
+    held_out = None
+    if test is not None:
+        test_rows, test_cols = row_ids.index(test.rows), col_ids.index(test.cols)
+        known = (test_rows >= 0) & (test_cols >= 0)
+        dropped = int((~known).sum())
+        if dropped:
+            log.warning("test: dropped %d of %d entries whose ids the training data does not have "
+                        "(%d unknown row ids, %d unknown column ids)", dropped, len(test),
+                        np.unique(test.rows[test_rows < 0]).size, np.unique(test.cols[test_cols < 0]).size)
+        if not known.any():
+            raise DataError(f"Channel 'test': none of its {len(test)} entries has a row id and a column id "
+                            "seen in training")
+        held_out = sp.csr_matrix((test.values[known], (test_rows[known], test_cols[known])), shape=shape,
+                                 dtype=np.float32)
+        held_out.sum_duplicates()
+        log.info("test: %d entries (%d distinct)", int(known.sum()), held_out.nnz)
+    return Matrices(matrix, row_ids, col_ids, held_out)
+
+
+def read_weights(paths: SageMakerPaths, config: ChannelConfig, ids: IdMap, default: float,
+                 declared: int | None) -> np.ndarray:
+    """The weight vector of one side from its ``row_weights``/``col_weights`` channel (``id,weight`` CSV):
+    ids the channel leaves out get ``default``; ids the training data does not have are dropped (logged)."""
+    _content_type(config, (CSV,))
+    what = "row" if config.name == "row_weights" else "col"
+    parts = [triplets.decode_id_weights_csv(body, source=source, what=what, declared=declared)
+             for source, body in _bodies(paths, config)]
+    if not parts:
+        raise ChannelError(f"Channel {config.name!r} has no data (looked in "
+                           f"{paths.channel_dir(config.name)})")
+    given = np.concatenate([p[0] for p in parts])
+    weights = np.concatenate([p[1] for p in parts])
+    index = ids.index(given)
+    unique, counts = np.unique(index[index >= 0], return_counts=True)
+    if (counts > 1).any():
+        twice = ids.to_list(unique[counts > 1][:1])[0]
+        raise DataError(f"Channel {config.name!r}: {what} id {twice!r} has more than one weight")
+    if (index < 0).any():
+        log.warning("%s: dropped %d weight(s) of ids the training data does not have", config.name,
+                    int((index < 0).sum()))
+    vector = np.full(len(ids), default, dtype=np.float32)
+    vector[index[index >= 0]] = weights[index >= 0]
+    log.info("%s: %d of %d weights from the channel, the others %g", config.name, int((index >= 0).sum()),
+             len(ids), default)
+    return vector

@@ -1,0 +1,154 @@
+"""WALS training job: read the channels, check the data, fit with metric lines, save factors + id maps."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from algorithm import artifact
+from algorithm.wals import WALS, DivergedError
+from container import metrics_log, wals_data, wals_model
+from container.channels import channel_present
+from container.config import ChannelConfig
+from container.errors import ChannelError, ClientError
+from container.paths import SageMakerPaths
+from container.resources import memory_limit_bytes, usable_cpus
+from container.wals_model import IdMap, WALSModel
+
+log = logging.getLogger("train.wals")
+
+MODEL_CHANNEL = "model"
+SIDES = ("row", "col")
+
+
+def _config(channels: dict[str, ChannelConfig], name: str) -> ChannelConfig:
+    return channels.get(name, ChannelConfig(name))
+
+
+def _check_empty_lines(train: sp.csr_matrix, ids: tuple[IdMap, IdMap], hp: dict[str, Any]) -> None:
+    """With w0 = 0 and lambda = 0 a row (column) without entries has an all-zero system: refuse it."""
+    if hp["unobserved_weight"] > 0 or hp["regularization_coeff"] > 0:
+        return
+    counts = (np.diff(train.indptr), np.bincount(train.indices, minlength=train.shape[1]))
+    for side, count, id_map in zip(("row", "column"), counts, ids, strict=True):
+        empty = np.flatnonzero(count == 0)
+        if empty.size:
+            raise ClientError(
+                f"unobserved_weight=0 and regularization_coeff=0 leave the factors of a {side} without "
+                f"entries undetermined, and {empty.size} {side}(s) have none (first: {side} id "
+                f"{id_map.to_list(empty[:1])[0]!r}); set regularization_coeff > 0"
+            )
+
+
+def _check_memory(shape: tuple[int, int], nnz: int, k: int) -> None:
+    """Factors (and the best sweep's copy) plus the entries in both orientations must fit."""
+    need = 2 * 4 * k * (shape[0] + shape[1]) + 2 * nnz * (8 + 4 + 4) + 8 * (shape[0] + shape[1])
+    limit = memory_limit_bytes()
+    gib = 2.0**30
+    log.info("Model and entries need about %.3f GiB; memory limit %s", need / gib,
+             "none" if limit is None else f"{limit / gib:.2f} GiB")
+    if limit is not None and need > 0.9 * limit:
+        raise ClientError(f"WALS needs about {need / gib:.2f} GiB ({shape[0]} rows, {shape[1]} columns, "
+                          f"{nnz} entries, embedding_dimension={k}), more than the {limit / gib:.2f} GiB "
+                          "available: lower embedding_dimension or use an instance with more memory")
+
+
+def _initial_factors(paths: SageMakerPaths, hp: dict[str, Any], ids: tuple[IdMap, IdMap]
+                     ) -> dict[str, np.ndarray]:
+    """``init_row_factors``/``init_col_factors`` for row_init/col_init=model: the earlier model's factors of
+    the ids it shares with this data; the other ids get N(0, 1) draws as with random init."""
+    wanted = [side for side in SIDES if hp[f"{side}_init"] == "model"]
+    directory = paths.channel_dir(MODEL_CHANNEL)
+    has_model = directory.is_dir() and any(directory.iterdir())
+    if not wanted:
+        if has_model:
+            log.warning("The %r channel is ignored: row_init and col_init are 'random'", MODEL_CHANNEL)
+        return {}
+    if not has_model:
+        raise ChannelError(f"row_init/col_init=model needs an earlier WALS model in the {MODEL_CHANNEL!r} "
+                           f"channel ({directory} is empty or missing)")
+    try:
+        previous = wals_model.load(directory)
+    except artifact.ArtifactError as err:
+        raise ClientError(f"Cannot start from the {MODEL_CHANNEL!r} channel ({directory}): {err}") from None
+    k = hp["embedding_dimension"]
+    old = {"row": (previous.row_ids, previous.wals.row_factors_), "col": (previous.col_ids,
+                                                                         previous.wals.col_factors_)}
+    if old["row"][1].shape[1] != k:
+        raise ClientError(f"The model in the {MODEL_CHANNEL!r} channel has embedding_dimension "
+                          f"{old['row'][1].shape[1]}, this job {k}")
+    init = {}
+    for stream, (side, new_ids) in enumerate(zip(SIDES, ids, strict=True)):
+        if side not in wanted:
+            continue
+        old_ids, old_factors = old[side]
+        factors = np.random.default_rng([hp["seed"], stream]).standard_normal((len(new_ids), k), np.float32)
+        position = old_ids.index(new_ids.ids)
+        matched = position >= 0
+        factors[matched] = old_factors[position[matched]]
+        log.info("%s_init=model: %d of %d %s factors from %s, the others random", side, int(matched.sum()),
+                 len(new_ids), side, directory)
+        init[f"init_{side}_factors"] = factors
+    return init
+
+
+def train_wals(paths: SageMakerPaths, hp: dict[str, Any], channels: dict[str, ChannelConfig],
+               host: str) -> None:
+    """Fit WALS on the ``train`` channel (``test``, ``row_weights``, ``col_weights``, ``model`` optional) and
+    write the model with its id maps to ``model/``."""
+    if not channel_present(paths, channels, "train"):
+        raise ChannelError(
+            f"The 'train' channel is required but the job has none (channels: {sorted(channels) or 'none'}; "
+            f"looked in {paths.channel_dir('train')})"
+        )
+    train = wals_data.read_triplets(paths, _config(channels, "train"), hp)
+    test = (wals_data.read_triplets(paths, _config(channels, "test"), hp)
+            if channel_present(paths, channels, "test") else None)
+    data = wals_data.build_matrices(train, test, hp)
+    del train, test
+    ids = (data.row_ids, data.col_ids)
+    params = {k: v for k, v in hp.items() if k not in ("algorithm", "num_rows", "num_cols")}
+    for side, id_map in zip(SIDES, ids, strict=True):
+        name = f"{side}_weights"
+        if channel_present(paths, channels, name):
+            params[name] = wals_data.read_weights(paths, _config(channels, name), id_map, hp[name],
+                                                  hp[f"num_{side}s"])
+    _check_empty_lines(data.train, ids, hp)
+    _check_memory(data.train.shape, data.train.nnz, hp["embedding_dimension"])
+    if params["num_threads"] == 0:
+        params["num_threads"] = usable_cpus()
+    log.info("Training with %d thread(s)", params["num_threads"])
+    model = WALS(**params)
+    init = _initial_factors(paths, hp, ids)
+
+    sweeps, history = hp["max_sweeps"], []
+
+    def on_epoch(sweep: int, train_m: dict[str, float], test_m: dict[str, float] | None,
+                 seconds: float) -> None:
+        history.append((train_m, test_m))
+        lines = metrics_log.epoch_lines(host, sweep, "train", train_m)
+        if test_m:
+            lines += metrics_log.epoch_lines(host, sweep, "test", test_m)
+        lines.append(metrics_log.progress_line(host, sweep + 1, sweeps))
+        lines.append(metrics_log.throughput_line(host, data.train.nnz / max(seconds, 1e-9)))
+        for line in lines:
+            log.info(line)
+
+    started = time.monotonic()
+    try:
+        model.fit(data.train, eval_set=data.test, on_epoch=on_epoch, **init)
+    except DivergedError as err:
+        raise ClientError(str(err)) from None
+    log.info("Fitted %d sweep(s) in %.2f s; the model holds sweep %d", model.n_sweeps_,
+             time.monotonic() - started, model.best_sweep_)
+    train_m, test_m = history[model.best_sweep_]
+    for line in metrics_log.final_lines(host, "train", train_m):
+        log.info(line)
+    for line in metrics_log.final_lines(host, "test", test_m or {}):
+        log.info(line)
+    artifact.save(Path(paths.model_dir), WALSModel(model, data.row_ids, data.col_ids, data.train))
