@@ -9,13 +9,13 @@ import os
 import stat
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from container.config import ChannelConfig
 from container.errors import ChannelError, DataError
-from container.formats.registry import decode
 from container.formats.dataset import Dataset, concatenate
+from container.formats.registry import decode
 from container.paths import SageMakerPaths
 
 log = logging.getLogger(__name__)
@@ -61,18 +61,6 @@ def _unwrap(body: bytes, config: ChannelConfig, source: str) -> Iterator[bytes]:
         yield bytes(payload)
 
 
-def _decode(body: bytes, config: ChannelConfig, source: str, feature_dim: int | None) -> list[Dataset]:
-    parts = []
-    for chunk in _unwrap(_maybe_gunzip(body, source), config, source):
-        chunk = _maybe_gunzip(chunk, source)
-        if chunk.strip():
-            parts.append(
-                decode(config.content_type, chunk, source=source, feature_dim=feature_dim,
-                                with_labels=True)
-            )
-    return parts
-
-
 def _read_pipe(path: Path, wait_seconds: float) -> bytes:
     deadline = time.monotonic() + wait_seconds
     while not path.exists():
@@ -85,11 +73,36 @@ def _read_pipe(path: Path, wait_seconds: float) -> bytes:
         return fifo.read()
 
 
-def _missing(channel: str, where: Path, mode: str) -> ChannelError:
+def channel_bodies(
+    paths: SageMakerPaths, config: ChannelConfig, *, epoch: int = 0, pipe_wait_seconds: float = PIPE_WAIT_SECONDS
+) -> Iterator[tuple[str, bytes]]:
+    """(source, body) of every non-empty object of a channel, gunzipped and unwrapped: the files of File mode
+    in order, or the FIFO of ``epoch`` in Pipe mode."""
+    if config.input_mode.lower() == "pipe":
+        fifo = paths.pipe_path(config.name, epoch)
+        log.info("Reading channel %r from FIFO %s", config.name, fifo)
+        sources: Iterable[tuple[str, bytes]] = [(str(fifo), _read_pipe(fifo, pipe_wait_seconds))]
+    else:
+        directory = paths.channel_dir(config.name)
+        files = channel_files(directory) if directory.is_dir() else []
+        log.info("Reading channel %r: %d file(s) under %s as %s", config.name, len(files), directory,
+                 config.content_type)
+        sources = ((str(f), f.read_bytes()) for f in files)
+    for source, body in sources:
+        for chunk in _unwrap(_maybe_gunzip(body, source), config, source):
+            chunk = _maybe_gunzip(chunk, source)
+            if chunk.strip():
+                yield source, chunk
+
+
+def missing_channel_error(paths: SageMakerPaths, config: ChannelConfig) -> ChannelError:
+    """The failure reason for a channel with no data: where we looked and the usual causes."""
+    pipe = config.input_mode.lower() == "pipe"
+    where = paths.pipe_path(config.name, 0) if pipe else paths.channel_dir(config.name)
     return ChannelError(
-        f"Channel {channel!r} has no data ({mode} mode, looked in {where}). Usual causes: the S3 prefix is "
-        f"empty or misspelt, the channel is named differently in the job (expected {channel!r}), or the "
-        "files are hidden (names starting with '.')."
+        f"Channel {config.name!r} has no data ({'Pipe' if pipe else 'File'} mode, looked in {where}). Usual "
+        f"causes: the S3 prefix is empty or misspelt, the channel is named differently in the job (expected "
+        f"{config.name!r}), or the files are hidden (names starting with '.')."
     )
 
 
@@ -101,22 +114,14 @@ def read_channel(
     epoch: int = 0,
     pipe_wait_seconds: float = PIPE_WAIT_SECONDS,
 ) -> Dataset:
-    """All rows of one channel as a single Dataset (Pipe mode reads the FIFO of ``epoch``)."""
-    if config.input_mode.lower() == "pipe":
-        fifo = paths.pipe_path(config.name, epoch)
-        log.info("Reading channel %r from FIFO %s", config.name, fifo)
-        parts = _decode(_read_pipe(fifo, pipe_wait_seconds), config, str(fifo), feature_dim)
-        where, mode = fifo, "Pipe"
-    else:
-        directory = paths.channel_dir(config.name)
-        files = channel_files(directory) if directory.is_dir() else []
-        log.info("Reading channel %r: %d file(s) under %s as %s", config.name, len(files), directory,
-                 config.content_type)
-        parts = [part for f in files for part in _decode(f.read_bytes(), config, str(f), feature_dim)]
-        where, mode = directory, "File"
+    """All rows of one channel as a single Dataset, decoded by the channel's content type."""
+    parts = [
+        decode(config.content_type, body, source=source, feature_dim=feature_dim, with_labels=True)
+        for source, body in channel_bodies(paths, config, epoch=epoch, pipe_wait_seconds=pipe_wait_seconds)
+    ]
     parts = [p for p in parts if p.n_rows]
     if not parts:
-        raise _missing(config.name, where, mode)
+        raise missing_channel_error(paths, config)
     return concatenate(parts, n_cols=feature_dim)
 
 

@@ -9,14 +9,13 @@ channel, Pipe mode the FIFO of epoch 0; gzip is undone either way.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from container.channels import _maybe_gunzip, _read_pipe, _unwrap, channel_files
+from container.channels import channel_bodies
 from container.config import ChannelConfig
 from container.errors import ChannelError, ClientError, DataError, UnsupportedFormatError
 from container.formats import triplets
@@ -26,7 +25,6 @@ from container.wals_model import IdMap
 
 log = logging.getLogger("train.wals")
 
-PIPE_WAIT_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -37,21 +35,6 @@ class Matrices:
     row_ids: IdMap
     col_ids: IdMap
     test: sp.csr_matrix | None
-
-
-def _bodies(paths: SageMakerPaths, config: ChannelConfig) -> Iterator[tuple[str, bytes]]:
-    """(source, body) of every object of a channel, gunzipped and unwrapped."""
-    if config.input_mode.lower() == "pipe":
-        fifo = paths.pipe_path(config.name, 0)
-        sources = [(str(fifo), _read_pipe(fifo, PIPE_WAIT_SECONDS))]
-    else:
-        directory = paths.channel_dir(config.name)
-        sources = [(str(f), f.read_bytes()) for f in (channel_files(directory) if directory.is_dir() else [])]
-    for source, body in sources:
-        for chunk in _unwrap(_maybe_gunzip(body, source), config, source):
-            chunk = _maybe_gunzip(chunk, source)
-            if chunk.strip():
-                yield source, chunk
 
 
 def _content_type(config: ChannelConfig, allowed: tuple[str, ...]) -> str:
@@ -71,7 +54,7 @@ def read_triplets(paths: SageMakerPaths, config: ChannelConfig, hp: dict[str, An
                           "[row, num_rows + col]: set the num_rows hyperparameter to read it")
     decode = triplets.decode_triplets_csv if content_type == CSV else triplets.decode_triplets_recordio
     parts = [decode(body, source=source, num_rows=num_rows, num_cols=num_cols, nonnegative_values=nonnegative)
-             for source, body in _bodies(paths, config)]
+             for source, body in channel_bodies(paths, config)]
     parts = [p for p in parts if len(p)]
     if not parts:
         raise ChannelError(f"Channel {config.name!r} has no entries ({config.input_mode} mode, looked in "
@@ -136,7 +119,7 @@ def read_weights(paths: SageMakerPaths, config: ChannelConfig, ids: IdMap, defau
     _content_type(config, (CSV,))
     what = "row" if config.name == "row_weights" else "col"
     parts = [triplets.decode_id_weights_csv(body, source=source, what=what, declared=declared)
-             for source, body in _bodies(paths, config)]
+             for source, body in channel_bodies(paths, config)]
     if not parts:
         raise ChannelError(f"Channel {config.name!r} has no data (looked in "
                            f"{paths.channel_dir(config.name)})")
