@@ -17,13 +17,20 @@ convert. The bias w0 and its state live in ``bias`` (1 + s,).
 
 Threads and determinism (per-thread gradient buffers, not Hogwild):
     A mini-batch is cut into T contiguous row chunks, one per thread. Thread t accumulates the gradient of
-    its chunk in its own compact buffer: one slot per distinct feature it touches (``slot_of[t, feature]``
-    maps a feature to its slot, -1 when untouched). In the update pass each feature is owned by one thread
-    (the first thread that touched it, counting cyclically from feature mod T, which spreads the work). The
+    its chunk in its own compact buffer: one slot per distinct feature it touches. ``slot_of[t, feature]``
+    maps a feature to its slot as a sparse set (valid only when ``slot_feature[t, slot]`` points back), so
+    the map is never reset between batches. In the update pass each feature is owned by one thread (the
+    first thread that touched it, counting cyclically from feature mod T, which spreads the work). The
     owner sums the slots of all threads in increasing thread order and applies the optimizer step. No
     weight is written by two threads and every sum runs in a fixed order, so the model depends only on the
     seed (row order) and T, never on scheduling. T = 1 uses the serial kernel (no parallel region). The maps
-    cost 4 bytes per feature per thread.
+    cost 4 bytes per feature per thread. Each batch has two parallel regions (rows, then updates): cheap on
+    dedicated cores, but on an oversubscribed machine every region waits for a descheduled thread, and one
+    thread can then be faster than two.
+
+Memory latency: rows are visited in random order and rare features miss the cache, so the epoch is
+latency-bound; the kernels issue software prefetches (``_prefetch``) a few rows / slots ahead. Small
+helpers are inlined at the numba IR level: a call with exploded array arguments costs more than the work.
 
 Sparse (lazy) updates, like MXNet's ``lazy_update`` for row_sparse gradients:
     only the ``w`` entries and ``V`` rows of features present in the batch are updated, weight decay
@@ -43,6 +50,8 @@ A learning rate of 0 freezes its group.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import cast
 
 import numpy as np
 from llvmlite import ir
@@ -70,16 +79,16 @@ HP_LR, HP_WD, HP_EPS, HP_CLIP, HP_RESCALE = 0, 3, 6, 7, 8
 HP_SIZE = 9
 
 
-# Software prefetch distances, in rows of the mini-batch chunk: a row's indptr entry is fetched
-# 2·PREFETCH_ROWS rows ahead, its indices/data/label PREFETCH_ROWS ahead, its parameter rows PREFETCH_PARAMS
-# ahead. Random row order and rare features make the epoch memory-latency bound; this hides most of it.
-PREFETCH_ROWS, PREFETCH_PARAMS = 8, 3
+# Software prefetch distances: a row's indptr entry is fetched 2·PREFETCH_ROWS rows ahead, its
+# indices/data/label PREFETCH_ROWS ahead, its parameter rows PREFETCH_PARAMS ahead; the update pass fetches
+# the optimizer state of the feature PREFETCH_SLOTS slots ahead.
+PREFETCH_ROWS, PREFETCH_PARAMS, PREFETCH_SLOTS = 8, 3, 8
 LINE_FLOATS = 16  # float32 values per 64-byte cache line
 
 
-@intrinsic
-def _prefetch(typingctx, array, index):
-    """Hint the CPU to load the cache line of ``array[index]`` (1-D); no effect on results."""
+def _prefetch_intrinsic(typingctx, array, index):
+    """``_prefetch(array, index)``: hint the CPU to load the cache line of ``array[index]`` (1-D); no effect
+    on results."""
     signature = types.void(array, index)
 
     def codegen(context, builder, sig, args):
@@ -95,6 +104,9 @@ def _prefetch(typingctx, array, index):
         return context.get_dummy_value()
 
     return signature, codegen
+
+
+_prefetch = cast(Callable[[np.ndarray, int], None], intrinsic(_prefetch_intrinsic))
 
 
 # --------------------------------------------------------------------------------------------- layout
@@ -130,7 +142,14 @@ def _score_range(data, indices, indptr, w0, w, V, logistic, out, r0, r1):
     k = V.shape[1]
     s = np.empty(k, np.float32)
     q = np.empty(k, np.float32)
+    flat = V.reshape(V.size)
     for r in range(r0, r1):
+        if r + PREFETCH_PARAMS < r1:
+            for p in range(indptr[r + PREFETCH_PARAMS], indptr[r + PREFETCH_PARAMS + 1]):
+                i = indices[p]
+                _prefetch(w, i)
+                for c in range(0, k, LINE_FLOATS):
+                    _prefetch(flat, i * k + c)
         s[:] = 0.0
         q[:] = 0.0
         lin = np.float32(0.0)
@@ -246,6 +265,7 @@ def _prefetch_rows(r, r1, X, y, row_weight, order, flat, stride, k, slots, row_s
             _prefetch(slots, i)
             for c in range(0, 1 + k, LINE_FLOATS):
                 _prefetch(flat, i * stride + c)
+            _prefetch(flat, i * stride + k)  # [w, V] may straddle a line boundary
 
 
 @njit(fastmath=FASTMATH, cache=True)
@@ -258,8 +278,6 @@ def _rows_pass(t, T, b0, b1, X, y, row_weight, order, bias, P, k, loss_kind, buf
     gt = G[t]
     slots = slot_of[t]
     features = slot_feature[t]
-    for j in range(n_slots[t]):  # forget the previous batch's slots
-        slots[features[j]] = -1
     n = 0
     g0 = 0.0
     thread_loss = 0.0
@@ -304,7 +322,7 @@ def _rows_pass(t, T, b0, b1, X, y, row_weight, order, bias, P, k, loss_kind, buf
             i = indices[p]
             x = data[p]
             slot = slots[i]
-            if slot < 0:
+            if slot >= n or features[slot] != i:  # not yet touched in this batch
                 slot = n
                 n += 1
                 slots[i] = slot
@@ -321,10 +339,19 @@ def _rows_pass(t, T, b0, b1, X, y, row_weight, order, bias, P, k, loss_kind, buf
     loss[t] += thread_loss
 
 
+@njit(fastmath=FASTMATH, cache=True, inline="always")
+def _slot(buffers, t, i):
+    """Thread t's gradient slot of feature i in the current batch, or -1 (a sparse set: entries left over
+    from earlier batches are recognised as stale, so the map is never reset)."""
+    slot_of, slot_feature, n_slots = buffers[0], buffers[1], buffers[2]
+    slot = slot_of[t, i]
+    return slot if slot < n_slots[t] and slot_feature[t, slot] == i else -1
+
+
 @njit(fastmath=FASTMATH, cache=True)
 def _update_pass(t, T, P, k, opt, hp, coef, scale, train_linear, buffers):
     """Apply the optimizer to the features thread t owns (see the module docstring)."""
-    slot_of, slot_feature, n_slots, G, _, S, _, _ = buffers
+    _, slot_feature, n_slots, G, _, S, _, _ = buffers
     gt = G[t]
     total = S[t]  # reused as the k + 1 gradient sum (S has k + 1 columns)
     block = 1 + k
@@ -335,12 +362,20 @@ def _update_pass(t, T, P, k, opt, hp, coef, scale, train_linear, buffers):
     wd_factors = np.float32(hp[HP_WD + FACTORS])
     lr_linear = np.float32(hp[HP_LR + LINEAR])
     lr_factors = np.float32(hp[HP_LR + FACTORS])
-    for j in range(n_slots[t]):
+    flat = P.reshape(P.size)
+    stride = P.shape[1]
+    count = n_slots[t]
+    for j in range(count):
+        if j + PREFETCH_SLOTS < count:  # the optimizer state of rare features is not in cache yet
+            ahead = slot_feature[t, j + PREFETCH_SLOTS] * stride
+            for c in range(block, stride, LINE_FLOATS):
+                _prefetch(flat, ahead + c)
+            _prefetch(flat, ahead + stride - 1)
         i = slot_feature[t, j]
-        owner = -1
+        owner = t
         for step in range(T):
             u = (i + step) % T
-            if u == t or slot_of[u, i] >= 0:
+            if u == t or _slot(buffers, u, i) >= 0:
                 owner = u
                 break
         if owner != t:
@@ -350,7 +385,7 @@ def _update_pass(t, T, P, k, opt, hp, coef, scale, train_linear, buffers):
             grad = total
             grad[:] = 0.0
             for u in range(T):
-                su = slot_of[u, i]
+                su = _slot(buffers, u, i)
                 if su >= 0:
                     for f in range(block):
                         grad[f] += G[u, su, f]

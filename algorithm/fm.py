@@ -8,6 +8,7 @@ import inspect
 import math
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numba
@@ -134,7 +135,7 @@ def _training_buffers(n_threads: int, rows: Rows, batch_size: int, feature_dim: 
     slots = int(max(1, min(feature_dim, longest.sum())))
     T, k = n_threads, num_factors
     return (
-        np.full((T, feature_dim), -1, dtype=np.int32), np.zeros((T, slots), dtype=np.int64),
+        np.zeros((T, feature_dim), dtype=np.int32), np.zeros((T, slots), dtype=np.int64),
         np.zeros(T, dtype=np.int64), np.zeros((T, slots, 1 + k), dtype=np.float32),
         np.zeros(T, dtype=np.float64), np.zeros((T, 1 + k), dtype=np.float32),
         np.zeros((T, k), dtype=np.float32), np.zeros(T, dtype=np.float64),
@@ -151,7 +152,9 @@ class FactorizationMachines:
     ``normal``); ``constant`` uses init_value, unset meaning 0. ``use_bias=False``/``use_linear=False`` pin
     w0/w at 0. Unset ``eps`` is 1e-8 for Adam and 1e-7 for AdaGrad; unset ``rescale_grad`` is 1 / rows in the
     batch; unset ``clip_gradient`` means no clipping. A learning rate of 0 freezes its group. FTRL uses
-    MXNet's λ1 = 0.01 and β = 1.
+    MXNet's λ1 = 0.01 and β = 1. All four optimizers share one kernel (a branch per update), so each costs
+    no more than Adam; the default learning rates are the built-in's, tuned for Adam's normalized steps:
+    SGD needs far larger ones (0.5 for every group works on CTR-like data with the mean batch gradient).
 
     With ``eval_set`` and ``early_stopping_patience`` > 0, training stops after that many epochs without a
     relative improvement of more than ``early_stopping_tolerance`` in the test metric (rmse, or
@@ -360,19 +363,7 @@ class FactorizationMachines:
         """
         self._check_params()
         d, k = self.feature_dim, self.num_factors
-        rows = as_rows(X, d)
-        if rows.n_rows == 0:
-            raise ValueError("X has no rows")
-        bad = np.flatnonzero(~np.isfinite(rows.data))
-        if bad.size:
-            raise ValueError(f"X has a non-finite value ({rows.data[bad[0]]}) at nonzero {bad[0]}")
-        y = _as_labels(y, rows.n_rows, self.predictor_type)
-        weights = None if sample_weight is None else _as_vector(sample_weight, rows.n_rows, "sample_weight")
-        if weights is not None and (weights < 0).any():
-            raise ValueError("sample_weight must be >= 0")
-        row_weight = np.ones(rows.n_rows, dtype=np.float32) if weights is None else weights.copy()
-        if self.predictor_type == "binary_classifier" and self.positive_class_weight != 1.0:
-            row_weight[y == 1] *= np.float32(self.positive_class_weight)
+        rows, y, weights, row_weight = self._training_rows(X, y, sample_weight)
         evaluation = None
         if eval_set is not None:
             eval_rows = as_rows(eval_set[0], d, "eval_set X")
@@ -389,10 +380,8 @@ class FactorizationMachines:
         rng = np.random.default_rng([self.seed, 1])
         row_scores = np.zeros(rows.n_rows, dtype=np.float32)
         logistic = self.predictor_type == "binary_classifier"
-        stopping_metric = STOPPING_METRIC[self.predictor_type]
         early_stopping = evaluation is not None and self.early_stopping_patience > 0
-        best_score, best_epoch, best_weights, stale = math.inf, -1, None, 0
-
+        best = _BestEpoch(self.early_stopping_tolerance, keep_weights=early_stopping)
         n_threads = self.num_threads or numba.get_num_threads()
         with numba_threads(n_threads):
             buffers = _training_buffers(n_threads, rows, self.mini_batch_size, d, k)
@@ -414,23 +403,16 @@ class FactorizationMachines:
                     raise DivergedError(self._divergence_message(epoch, f"the training loss became {loss}"))
                 test = None
                 if evaluation is not None:
-                    eval_rows, eval_y = evaluation
                     weights_now = (bias[:1].copy(), *kernels.unpack(table, k))
-                    test = train_metrics(self.predictor_type, eval_y,
-                                         _score(eval_rows, *weights_now, logistic, n_threads))
-                    score = test[stopping_metric]
-                    if _improves(score, best_score, self.early_stopping_tolerance):
-                        best_score, best_epoch, stale = score, epoch, 0
-                        if early_stopping:
-                            best_weights = weights_now
-                    else:
-                        stale += 1
+                    test = train_metrics(self.predictor_type, evaluation[1],
+                                         _score(evaluation[0], *weights_now, logistic, n_threads))
+                    best.update(epoch, test[STOPPING_METRIC[self.predictor_type]], weights_now)
                 if on_epoch is not None:
                     on_epoch(epoch, train_metrics(self.predictor_type, y, row_scores, weights), test, seconds)
-                if early_stopping and stale >= self.early_stopping_patience:
+                if early_stopping and best.stale >= self.early_stopping_patience:
                     break
-        if best_weights is not None:
-            w0, w, V = best_weights
+        if best.weights is not None:
+            (w0, w, V), best_epoch = best.weights, best.epoch
         else:
             w0, (w, V), best_epoch = bias[:1].copy(), kernels.unpack(table, k), epoch
         del table
@@ -439,11 +421,30 @@ class FactorizationMachines:
                 raise DivergedError(self._divergence_message(epoch, f"{name} has non-finite values"))
         self.w0_, self.w_, self.V_ = w0, w, V
         self.best_epoch_ = best_epoch
-        self.best_score_ = None if evaluation is None else (best_score if early_stopping else score)
+        self.best_score_ = None if evaluation is None else (best.score if early_stopping else best.last)
         self.n_epochs_ = epoch + 1
         self.n_threads_ = n_threads
         self.n_features_in_ = d
         return self
+
+    def _training_rows(self, X: Any, y: Any, sample_weight: Any
+                       ) -> tuple[Rows, np.ndarray, np.ndarray | None, np.ndarray]:
+        """Validated rows, labels, sample weights (or None) and per-row loss weights (sample weight times
+        positive_class_weight on label-1 rows)."""
+        rows = as_rows(X, self.feature_dim)
+        if rows.n_rows == 0:
+            raise ValueError("X has no rows")
+        bad = np.flatnonzero(~np.isfinite(rows.data))
+        if bad.size:
+            raise ValueError(f"X has a non-finite value ({rows.data[bad[0]]}) at nonzero {bad[0]}")
+        labels = _as_labels(y, rows.n_rows, self.predictor_type)
+        weights = None if sample_weight is None else _as_vector(sample_weight, rows.n_rows, "sample_weight")
+        if weights is not None and (weights < 0).any():
+            raise ValueError("sample_weight must be >= 0")
+        row_weight = np.ones(rows.n_rows, dtype=np.float32) if weights is None else weights.copy()
+        if self.predictor_type == "binary_classifier" and self.positive_class_weight != 1.0:
+            row_weight[labels == 1] *= np.float32(self.positive_class_weight)
+        return rows, labels, weights, row_weight
 
     def _divergence_message(self, epoch: int, what: str) -> str:
         return (f"Training diverged in epoch {epoch}: {what}. Lower the learning rates "
@@ -521,9 +522,28 @@ def _json_params(params: Mapping[str, Any]) -> dict[str, Any]:
     return {name: value.item() if isinstance(value, np.generic) else value for name, value in params.items()}
 
 
-def _improves(score: float, best: float, tolerance: float) -> bool:
-    """Whether ``score`` beats ``best`` (lower is better) by more than ``tolerance`` relative to it."""
-    return score < best - tolerance * abs(best) if math.isfinite(best) else score < best
+@dataclass
+class _BestEpoch:
+    """Early-stopping bookkeeping over the test metric (lower is better)."""
+
+    tolerance: float
+    keep_weights: bool
+    score: float = math.inf
+    last: float = math.nan
+    epoch: int = -1
+    stale: int = 0
+    weights: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def update(self, epoch: int, score: float, weights: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+        """Record epoch ``epoch``'s score; an improvement is more than ``tolerance`` relative to the best."""
+        self.last = score
+        bar = self.score - self.tolerance * abs(self.score) if math.isfinite(self.score) else self.score
+        if score < bar:
+            self.score, self.epoch, self.stale = score, epoch, 0
+            if self.keep_weights:
+                self.weights = weights
+        else:
+            self.stale += 1
 
 
 def _score(rows: Rows, w0: np.ndarray, w: np.ndarray, V: np.ndarray, logistic: bool,

@@ -20,7 +20,10 @@ def _rows(seed: int = 2, n: int = N_ROWS, d: int = FEATURE_DIM) -> Rows:
     return Rows(X.data.astype(np.float32), X.indices.astype(np.int64), X.indptr.astype(np.int64))
 
 
-def _model(rng: np.random.Generator, d: int = FEATURE_DIM, k: int = K) -> tuple[np.ndarray, ...]:
+Model = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def _model(rng: np.random.Generator, d: int = FEATURE_DIM, k: int = K) -> Model:
     return (rng.normal(0, 0.1, 1).astype(np.float32), rng.normal(0, 0.1, d).astype(np.float32),
             rng.normal(0, 0.1, (d, k)).astype(np.float32))
 
@@ -56,12 +59,13 @@ def _run_both(opt: int, loss_kind: int, n_threads: int, hp: np.ndarray, train_bi
     n, d = rows.n_rows, FEATURE_DIM
     y = ((rng.random(n) < 0.5) if loss_kind == kernels.LOGISTIC else rng.normal(size=n)).astype(np.float32)
     row_weight = (rng.random(n) + 0.5).astype(np.float32)
-    model = _model(rng)
+    w0, w, V = _model(rng)
     n_state = {kernels.ADAM: 2, kernels.SGD: 0, kernels.ADAGRAD: 1, kernels.FTRL: 2}[opt]
-    state = (np.zeros((n_state, 1), np.float32), np.zeros((n_state, d), np.float32),
-             np.zeros((n_state, d, K), np.float32))
-    ref_model = tuple(a.astype(np.float64) for a in model)
-    ref_state = tuple(a.astype(np.float64) for a in state)
+    bias = np.zeros(1 + n_state, np.float32)
+    bias[0] = w0[0]
+    table = kernels.pack(w, V, n_state)
+    ref_model = tuple(a.astype(np.float64) for a in (w0, w, V))
+    ref_state = (np.zeros((n_state, 1)), np.zeros((n_state, d)), np.zeros((n_state, d, K)))
     buffers = _training_buffers(n_threads, rows, batch_size, d, K)
     train_epoch = kernels.train_epoch_serial if n_threads == 1 else kernels.train_epoch_parallel
     step = ref_step = 0
@@ -72,12 +76,12 @@ def _run_both(opt: int, loss_kind: int, n_threads: int, hp: np.ndarray, train_bi
             train_bias, train_linear, ref_step)
         buffers[-1][:] = 0.0
         scores = np.zeros(n, np.float32)
-        step = train_epoch(tuple(rows), y, row_weight, order, batch_size, model, state, opt, loss_kind, hp,
+        step = train_epoch(tuple(rows), y, row_weight, order, batch_size, bias, table, K, opt, loss_kind, hp,
                            train_bias, train_linear, step, buffers, scores)
         assert step == ref_step
         np.testing.assert_allclose(buffers[-1].sum(), ref_loss, rtol=1e-5)
         np.testing.assert_allclose(scores, ref_scores, rtol=1e-5, atol=1e-6)
-    for got, want in zip(model, ref_model, strict=True):
+    for got, want in zip((bias[:1], *kernels.unpack(table, K)), ref_model, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-5)
 
 
@@ -101,15 +105,29 @@ def test_lazy_update_leaves_untouched_rows_alone() -> None:
     rows = _rows()
     used = np.unique(rows.indices)
     unused = np.setdiff1d(np.arange(FEATURE_DIM + 4), used)
-    w0, w, V = _model(rng, FEATURE_DIM + 4)
-    before = (w.copy(), V.copy())
     d = FEATURE_DIM + 4
-    state = (np.zeros((2, 1), np.float32), np.zeros((2, d), np.float32), np.zeros((2, d, K), np.float32))
+    _, w, V = _model(rng, d)
+    table = kernels.pack(w, V, 2)
     buffers = _training_buffers(2, rows, 8, d, K)
     ones = np.ones(rows.n_rows, np.float32)
     hp = _hyperparameters(kernels.ADAM)
-    kernels.train_epoch_parallel(tuple(rows), ones, ones, np.arange(rows.n_rows), 8, (w0, w, V), state,
-                                 kernels.ADAM, kernels.LOGISTIC, hp, True, True, 0, buffers, ones.copy())
-    np.testing.assert_array_equal(w[unused], before[0][unused])
-    np.testing.assert_array_equal(V[unused], before[1][unused])
-    assert not np.array_equal(V[used], before[1][used])
+    kernels.train_epoch_parallel(tuple(rows), ones, ones, np.arange(rows.n_rows), 8, np.zeros(3, np.float32),
+                                 table, K, kernels.ADAM, kernels.LOGISTIC, hp, True, True, 0, buffers,
+                                 ones.copy())
+    after = kernels.unpack(table, K)
+    before = (w, V)
+    np.testing.assert_array_equal(after[0][unused], before[0][unused])
+    np.testing.assert_array_equal(after[1][unused], before[1][unused])
+    assert not np.array_equal(after[1][used], before[1][used])
+    assert not table[unused, 1 + K:].any()  # no optimizer state either
+
+
+@pytest.mark.slow
+def test_warm_up_compiles_writable_and_read_only_variants() -> None:
+    from algorithm.warmup import warm_up
+
+    warm_up()
+    read_only = [sig for sig in kernels.score_serial.signatures if not sig[0].mutable]
+    assert read_only and len(kernels.score_serial.signatures) >= 2
+    assert kernels.train_epoch_serial.signatures and kernels.train_epoch_parallel.signatures
+    assert kernels.score_parallel.signatures
