@@ -22,20 +22,26 @@ from fmwals.errors import (
 from fmwals.estimator import Estimator
 from fmwals.inputs import RecordSet, TrainingInput, s3_input
 from fmwals.model import Model
+from fmwals.parameter import CategoricalParameter, ContinuousParameter, IntegerParameter, preset_ranges
 from fmwals.predictor import FactorizationMachinesPredictor, Predictor
 from fmwals.session import Session
 from fmwals.training_job import TrainingJobAnalytics
 from fmwals.transformer import Transformer
+from fmwals.tuner import HyperparameterTuner, WarmStartConfig, WarmStartTypes
 from fmwals.wals_predictor import WALSPredictor
 
 __all__ = [
     "WALS",
     "BackendUnavailableError",
+    "CategoricalParameter",
+    "ContinuousParameter",
     "EndpointError",
     "Estimator",
     "FactorizationMachines",
     "FactorizationMachinesPredictor",
     "FmwalsError",
+    "HyperparameterTuner",
+    "IntegerParameter",
     "InvalidHyperparameterError",
     "JobFailedError",
     "Model",
@@ -46,6 +52,9 @@ __all__ = [
     "TrainingJobAnalytics",
     "Transformer",
     "WALSPredictor",
+    "WarmStartConfig",
+    "WarmStartTypes",
+    "preset_ranges",
     "read_records",
     "s3_input",
     "write_numpy_to_dense_tensor",

@@ -16,7 +16,6 @@ AUTO_LOG_RATIO = 100.0  # Auto scaling samples on a log scale when max/min spans
 class ParameterRange:
     """A numeric range ``[min_value, max_value]`` searched on ``scaling_type``'s scale."""
 
-    __name__: ClassVar[str] = "Continuous"
     kind: ClassVar[type] = float
 
     def __init__(self, min_value: float, max_value: float, scaling_type: str = "Auto") -> None:
@@ -80,8 +79,6 @@ class IntegerParameter(ParameterRange):
 
 class CategoricalParameter:
     """A hyperparameter taking one of ``values`` (sent as strings, as the SDK does)."""
-
-    __name__: ClassVar[str] = "Categorical"
 
     def __init__(self, values: Any) -> None:
         items = values if isinstance(values, (list, tuple)) else [values]

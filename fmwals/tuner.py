@@ -211,7 +211,7 @@ class HyperparameterTuner:
                 },
             }
         )
-        base = self.base_tuning_job_name or self.estimator._base_name()
+        base = self.base_tuning_job_name or self.estimator.algorithm
         name = jobs.check_name(job_name) if job_name else jobs.unique_name(base, TUNING_JOB_NAME_MAX_LENGTH)
         if self._local:
             from fmwals.tuning_local import LocalTuningJob

@@ -9,6 +9,7 @@ per-epoch objective is behind the median of earlier jobs at the same epoch is st
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import threading
@@ -29,17 +30,11 @@ TPE_STARTUP_TRIALS = 3  # random trials before TPE models the objective (small b
 TERMINAL = ("Completed", "Failed", "Stopped")
 
 
-def _sampler(strategy: str, ranges: dict[str, Range], seed: int | None) -> Any:
+def _sampler(strategy: str, seed: int | None) -> Any:
     import optuna
 
-    if strategy == "Random":
+    if strategy in ("Random", "Grid"):  # Grid: every combination is enqueued, in order (see ``grid``)
         return optuna.samplers.RandomSampler(seed=seed)
-    if strategy == "Grid":
-        space = {
-            n: [int(v) for v in grid_values(r)] if isinstance(r, IntegerParameter) else grid_values(r)
-            for n, r in ranges.items()
-        }
-        return optuna.samplers.GridSampler(space, seed=seed)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=TPE_STARTUP_TRIALS)
 
 
@@ -53,11 +48,13 @@ def _pruner(strategy: str, early_stopping: str) -> Any:
     return optuna.pruners.NopPruner()
 
 
-def grid_size(ranges: dict[str, Range]) -> int:
-    size = 1
-    for parameter in ranges.values():
-        size *= len(grid_values(parameter))
-    return size
+def grid(ranges: dict[str, Range]) -> list[dict[str, Any]]:
+    """Every combination of the ranges' values, the first range varying slowest."""
+    values = [
+        [int(v) for v in grid_values(r)] if isinstance(r, IntegerParameter) else grid_values(r)
+        for r in ranges.values()
+    ]
+    return [dict(zip(ranges, combination, strict=True)) for combination in itertools.product(*values)]
 
 
 class LocalTuningJob:
@@ -77,15 +74,15 @@ class LocalTuningJob:
         )
         self.study = optuna.create_study(
             direction=direction,
-            sampler=_sampler(tuner.strategy, tuner.hyperparameter_ranges_, tuner.random_seed),
+            sampler=_sampler(tuner.strategy, tuner.random_seed),
             pruner=_pruner(tuner.strategy, tuner.early_stopping_type),
         )
         self.max_jobs = tuner.max_jobs
         if tuner.strategy == "Grid":
-            self.max_jobs = min(
-                self.max_jobs or grid_size(tuner.hyperparameter_ranges_),
-                grid_size(tuner.hyperparameter_ranges_),
-            )
+            points = grid(tuner.hyperparameter_ranges_)
+            for params in points:
+                self.study.enqueue_trial(params)
+            self.max_jobs = min(self.max_jobs or len(points), len(points))
         self.counter = itertools.count()
         self._warm_start()
         jobs.write(
@@ -108,7 +105,6 @@ class LocalTuningJob:
         config = self.tuner.warm_start_config
         if config is None:
             return
-        distributions: dict[str, Any] = {}
         for parent in sorted(config.parents):
             for summary in jobs.read("tuning", parent).get("TrainingJobs", []):
                 value = summary.get("FinalHyperParameterTuningJobObjectiveMetric", {}).get("Value")
@@ -116,27 +112,29 @@ class LocalTuningJob:
                     continue
                 params = summary.get("OptunaParams", {})
                 probe = optuna.trial.FixedTrial(params)
-                try:
+                # A parent trial outside today's ranges (TransferLearning may change them) is left out.
+                with contextlib.suppress(ValueError, KeyError, AttributeError):
                     for name, parameter in self.tuner.hyperparameter_ranges_.items():
                         parameter.suggest(probe, name)
-                    distributions = probe.distributions
                     self.study.add_trial(
-                        optuna.trial.create_trial(params=params, distributions=distributions, value=value)
+                        optuna.trial.create_trial(
+                            params=params, distributions=probe.distributions, value=value
+                        )
                     )
-                except (ValueError, KeyError, AttributeError):
-                    continue  # outside today's ranges (TransferLearning may change them)
 
     def _run(self) -> None:
         with ThreadPoolExecutor(self.tuner.max_parallel_jobs, thread_name_prefix=self.name) as pool:
-            for _ in range(self.tuner.max_parallel_jobs):
-                pool.submit(self._worker)
-        status = "Stopped" if self.stop_requested.is_set() else "Completed"
+            workers = [pool.submit(self._worker) for _ in range(self.tuner.max_parallel_jobs)]
+        errors = [f"{type(e).__name__}: {e}" for e in (w.exception() for w in workers) if e is not None]
+        status = "Failed" if errors else "Stopped" if self.stop_requested.is_set() else "Completed"
+        fields: dict[str, Any] = {"FailureReason": "; ".join(errors)} if errors else {}
         jobs.update(
             "tuning",
             self.name,
             HyperParameterTuningJobStatus=status,
             HyperParameterTuningEndTime=jobs.now(),
             BestTrainingJob=self._best(),
+            **fields,
         )
 
     def _worker(self) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tarfile
@@ -23,6 +22,7 @@ from typing import Any
 from fmwals import jobs
 from fmwals.backends import LOCAL_PROCESS, processes
 from fmwals.backends.engine import Engine
+from fmwals.backends.supervisor import STOP_MARKER
 from fmwals.errors import BackendUnavailableError, EndpointError
 from fmwals.inputs import RecordSet, TrainingInput, is_local, local_path
 from fmwals.session import Session, download
@@ -171,9 +171,8 @@ class LocalBackend:
             raise
 
     def stop_training_job(self, name: str) -> None:
-        pid = jobs.read("jobs", name).get("SupervisorPid")
-        if pid and processes.alive(int(pid)):
-            os.kill(int(pid), signal.SIGTERM)
+        """Ask the job's supervisor to stop it (a marker file it watches: safe at any stage)."""
+        (jobs.entity_dir("jobs", name) / STOP_MARKER).touch()
 
     def training_log(self, name: str) -> str:
         return (jobs.entity_dir("jobs", name) / "log.txt").read_text(errors="replace")

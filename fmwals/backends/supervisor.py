@@ -16,6 +16,7 @@ import signal
 import sys
 import tarfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,8 @@ from fmwals.session import Session, download, upload
 HOST = "algo-1"
 STOP_GRACE_SECONDS = float(os.environ.get("FMWALS_STOP_GRACE_SECONDS", "20"))
 FAILURE_TAIL_LINES = 20
+STOP_MARKER = "stop-requested"  # created in the job directory by stop_training_job
+STOP_POLL_SECONDS = 0.2
 
 
 def write_config(opt_ml: Path, record: dict[str, Any]) -> None:
@@ -67,10 +70,8 @@ def channel_sources(job_dir: Path, record: dict[str, Any]) -> dict[str, tuple[Pa
     sources = {}
     for channel in record.get("InputDataConfig", []):
         name, uri = channel["ChannelName"], channel["DataSource"]["S3DataSource"]["S3Uri"]
-        if is_local(uri):
-            source = local_path(uri)
-        else:
-            source = download(Session().s3_client, uri, job_dir / "downloads" / name)
+        downloads = job_dir / "downloads" / name
+        source = local_path(uri) if is_local(uri) else download(Session().s3_client, uri, downloads)
         sources[name] = (source, channel.get("InputMode", default_mode))
     return sources
 
@@ -130,8 +131,15 @@ class _Supervisor:
                 killer.daemon = True
                 killer.start()
 
+    def _watch_stop_marker(self) -> None:
+        marker = self.job_dir / STOP_MARKER
+        while not marker.exists():
+            time.sleep(STOP_POLL_SECONDS)
+        self.request_stop("Stopped", "Stopped by request")
+
     def run(self) -> None:
         signal.signal(signal.SIGTERM, lambda *_: self.request_stop("Stopped", "Stopped by request"))
+        threading.Thread(target=self._watch_stop_marker, daemon=True).start()
         opt_ml = self.job_dir / "opt_ml"
         write_config(opt_ml, self.record)
         jobs.update("jobs", self.name, SecondaryStatus="Downloading")

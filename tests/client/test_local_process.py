@@ -21,6 +21,7 @@ from sagemaker.serializers import CSVSerializer as SdkCSVSerializer
 
 from container.formats.recordio import write_numpy_to_dense_tensor
 from fmwals import (
+    WALS,
     BackendUnavailableError,
     EndpointError,
     Estimator,
@@ -28,6 +29,7 @@ from fmwals import (
     JobFailedError,
     Model,
     TrainingInput,
+    WALSPredictor,
     jobs,
 )
 from fmwals.serializers import (
@@ -251,3 +253,23 @@ def test_csv_channel_by_path_and_training_input(digits, tmp_path):
     (tmp_path / "one.pbr").write_bytes(buffer.getvalue())
     fm.fit(str(tmp_path / "one.pbr"), logs=False)  # a single file is a channel too
     assert fm.latest_training_job.describe()["TrainingJobStatus"] == "Completed"
+
+
+def test_wals_trains_and_serves_every_query():
+    rng = np.random.default_rng(0)
+    rows, cols = rng.integers(0, 60, 500), rng.integers(0, 40, 500)
+    matrix = sp.csr_matrix((np.ones(500, np.float32), (rows, cols)), shape=(60, 40))
+    wals = WALS(embedding_dimension=4, max_sweeps=3, alpha=10.0, role="role", instance_type="local_process")
+    wals.fit({"train": wals.record_set(matrix)}, logs=False)
+    assert len(wals.training_job_analytics.metrics()["train:loss:epoch"]) == 3
+    predictor = wals.deploy(1, "local_process")
+    assert isinstance(predictor, WALSPredictor)
+    first, _ = predictor.recommend([0, 1], k=3)
+    assert len(first["cols"]) == 3 and not set(first["cols"]) & set(matrix[0].indices.tolist())
+    assert len(predictor.fold_in({"cols": [1, 2], "values": [1.0, 3.0]}, k=3)[0]["cols"]) == 3
+    score = predictor.score(0, first["cols"][0])[0]["score"]
+    assert score == pytest.approx(first["scores"][0], rel=1e-5)
+    assert predictor.recommend("nobody")[0] == {"error": "unknown row id 'nobody'"}
+    assert len(predictor.similar_cols(0, k=2)[0]["cols"]) == 2
+    assert len(predictor.top_rows_for_col([0, 1], k=2)) == 2
+    wals.delete_endpoint()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import time
 
 import pytest
 
@@ -16,15 +17,8 @@ OBJECTIVE = "test:binary_classification_accuracy"
 
 
 def _fm(**kwargs):
-    return FactorizationMachines(
-        "role",
-        1,
-        "local_process",
-        num_factors=4,
-        predictor_type="binary_classifier",
-        mini_batch_size=100,
-        **kwargs,
-    )
+    arguments = {"num_factors": 4, "predictor_type": "binary_classifier", "mini_batch_size": 100, **kwargs}
+    return FactorizationMachines("role", 1, "local_process", **arguments)
 
 
 @pytest.fixture
@@ -73,25 +67,26 @@ def test_eight_jobs_two_at_a_time_then_deploy_the_best(channels, digits):
 
 @pytest.mark.slow
 def test_early_stopping_stops_jobs_that_are_clearly_behind(channels):
+    # Grid order is the ranges' product: two good jobs (linear_lr 0.3) finish first, two at once; the two
+    # hopeless ones (linear_lr 1e-07) that follow are behind the finished jobs' median from epoch 1 on.
     space = {
         "linear_lr": CategoricalParameter(["0.3", "1e-07"]),
-        "factors_lr": CategoricalParameter(["0.05", "1e-07"]),
         "bias_lr": CategoricalParameter(["0.1", "1e-07"]),
     }
     tuner = HyperparameterTuner(
-        _fm(epochs=40, mini_batch_size=50),
+        _fm(epochs=20, mini_batch_size=50),
         OBJECTIVE,
         space,
         strategy="Grid",
-        max_parallel_jobs=1,
+        max_parallel_jobs=2,
         early_stopping_type="Auto",
-        random_seed=3,
     )
     tuner.fit(channels)
     table = tuner.analytics()
-    assert len(table) == 8  # the grid's size
-    stopped = table[table["TrainingJobStatus"] == "Stopped"]
-    assert len(stopped) >= 1 and set(stopped["linear_lr"]) == {"1e-07"}
+    assert list(table["linear_lr"]) == ["0.3", "0.3", "1e-07", "1e-07"]  # the whole grid, in order
+    assert list(table["TrainingJobStatus"]) == ["Completed", "Completed", "Stopped", "Stopped"]
+    assert tuner.describe()["HyperParameterTuningJobStatus"] == "Completed"
+    assert tuner.best_training_job() in set(table["TrainingJobName"][:2])
     warm = tuner.identical_dataset_and_algorithm_tuner()
     assert warm.warm_start_config.warm_start_type == WarmStartTypes.IDENTICAL_DATA_AND_ALGORITHM
 
@@ -109,3 +104,21 @@ def test_hyperband_and_warm_start(channels):
     child.fit(channels)
     assert len(child.analytics()) == 2 and child._local_job.study.trials[0].value is not None
     assert len(child._local_job.study.trials) >= 2 + 1  # the parent's finished trials were added first
+
+
+@pytest.mark.slow
+def test_stop_tuning_job_stops_running_jobs_and_launches_no_more(channels):
+    tuner = HyperparameterTuner(
+        _fm(epochs=300, mini_batch_size=10),
+        OBJECTIVE,
+        {"linear_lr": ContinuousParameter(1e-3, 0.3)},
+        strategy="Random",
+        max_jobs=4,
+    )
+    tuner.fit(channels, wait=False)
+    while not tuner.training_job_summaries():
+        time.sleep(0.2)
+    tuner.stop_tuning_job()
+    tuner.wait()
+    assert tuner.describe()["HyperParameterTuningJobStatus"] == "Stopped"
+    assert list(tuner.analytics()["TrainingJobStatus"]) == ["Stopped"]
