@@ -1,83 +1,72 @@
 """JSON (``application/json``) and JSON Lines (``application/jsonlines``) request bodies.
 
-Instances may be dense ``{"features": [...]}``, ``{"data": {"features": {"values": [...]}}}`` or sparse
-``{"data": {"features": {"keys": [...], "shape": [d], "values": [...]}}}`` (an optional ``configuration`` is
-ignored). A JSON body is ``{"instances": [...]}``, a bare list of rows ``[[...], [...]]`` (what the SDK's
-JSONSerializer sends for a 2-D array), or one flat row ``[...]``. A JSON Lines body has one instance (or one
-bare row) per line. Errors name the instance and field, e.g. ``instances[3].data.features.keys``.
+An instance is dense ``{"features": [...]}`` or ``{"data": {"features": {"values": [...]}}}``, sparse
+``{"data": {"features": {"keys": [...], "shape": [d], "values": [...]}}}`` (``shape`` may be left out when
+feature_dim is known; ``shape`` alone is an all-zero row), or a bare list of numbers. Other members, such as
+``configuration``, are ignored. A JSON body is ``{"instances": [...]}``, a bare list of rows ``[[...], ...]``
+(what the SDK's JSONSerializer sends for a 2-D array) or one flat row ``[...]``. A JSON Lines body has one
+instance (or bare row) per line. JSON booleans count as 0/1, as numpy reads them.
+
+Tensor rules are those of RecordIO: sparse keys must be < the shape's product and < feature_dim; dense rows
+must have feature_dim values (or, without it, all the same count); explicit zeros of dense rows are dropped.
+Errors name the instance and field, e.g. ``instances[3].data.features.keys[2]=5000 >= feature_dim 2000``.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import numpy as np
 import orjson
 
 from container.errors import DataError
-from container.formats._rows import check_finite, check_keys, check_width, sparse_rows
+from container.formats._text import to_float32
 from container.formats.dataset import Dataset
 
-
-def _numbers(value: Any, dtype: type, source: str, where: str) -> np.ndarray:
-    if not isinstance(value, list):
-        raise DataError(f"{source}: {where} must be a list of numbers, got {type(value).__name__}")
-    try:
-        array: np.ndarray = np.array(value, dtype=dtype)
-    except (ValueError, TypeError, OverflowError):
-        raise DataError(f"{source}: {where} must be a list of numbers") from None
-    if array.ndim != 1:
-        raise DataError(f"{source}: {where} must be a flat list of numbers")
-    if dtype is np.int64 and not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        raise DataError(f"{source}: {where} must hold whole numbers")
-    return array
+_MAX_WIDTH = 1 << 62
 
 
-def _instance(item: Any, source: str, where: str, feature_dim: int | None) -> tuple[np.ndarray, np.ndarray, int]:
-    """(keys, values, n_cols) of one instance."""
-    if isinstance(item, list):
-        values = _numbers(item, np.float32, source, where)
-        check_finite(values, source, where)
-        nonzero = np.flatnonzero(values)
-        return nonzero.astype(np.int64), values[nonzero], check_width(len(values), feature_dim, source, where)
-    if not isinstance(item, dict):
-        raise DataError(f"{source}: {where} must be an object or a list of numbers")
-    if "features" in item:
-        return _instance(item["features"], source, f"{where}.features", feature_dim)
-    features = item.get("data", {}).get("features") if isinstance(item.get("data"), dict) else None
-    if not isinstance(features, dict):
-        raise DataError(f"{source}: {where} needs 'features' or 'data.features'")
-    where = f"{where}.data.features"
-    if "keys" not in features:
-        return _instance(features.get("values"), source, f"{where}.values", feature_dim)
-    keys = _numbers(features["keys"], np.int64, source, f"{where}.keys")
-    values = _numbers(features.get("values"), np.float32, source, f"{where}.values")
-    if len(keys) != len(values):
-        raise DataError(f"{source}: {where} has {len(keys)} keys but {len(values)} values")
-    check_finite(values, source, f"{where}.values")
-    n_cols = feature_dim
-    if "shape" in features:
-        shape = _numbers(features["shape"], np.int64, source, f"{where}.shape")
-        if len(shape) != 1 or shape[0] <= 0:
-            raise DataError(f"{source}: {where}.shape must be [number_of_features]")
-        if feature_dim is not None and shape[0] != feature_dim:
-            raise DataError(f"{source}: {where}.shape is [{shape[0]}], expected [{feature_dim}] (feature_dim)")
-        n_cols = int(shape[0])
-    if n_cols is None:
-        raise DataError(f"{source}: {where} has keys but no shape")
-    check_keys(keys, n_cols, source, f"{where}.keys")
-    return keys, values, n_cols
+def decode_json(
+    body: bytes | memoryview, *, source: str, feature_dim: int | None = None, with_labels: bool = False
+) -> Dataset:
+    """Decode a JSON request body to a Dataset; see the module docstring."""
+    _no_labels(source, with_labels)
+    doc = _load(body, source, "the body ")
+    rows = _Rows(source)
+    if isinstance(doc, dict):
+        instances = doc.get("instances")
+        if not isinstance(instances, list):
+            raise DataError(f"{source}: a JSON object body needs an 'instances' list")
+        for i, item in enumerate(instances):
+            rows.add(item, f"instances[{i}]")
+    elif isinstance(doc, list) and doc and not isinstance(doc[0], (list, dict)):
+        rows.add(doc, "row")
+    elif isinstance(doc, list):
+        for i, item in enumerate(doc):
+            rows.add(item, f"rows[{i}]")
+    else:
+        raise DataError(f"{source}: the JSON body must be an object with 'instances' or a list of rows")
+    return rows.dataset(feature_dim)
 
 
-def _dataset(items: list[Any], source: str, prefix: str, feature_dim: int | None) -> Dataset:
-    keys, values, widths = [], [], []
-    for i, item in enumerate(items):
-        k, v, n = _instance(item, source, f"{prefix}[{i}]", feature_dim)
-        keys.append(k)
-        values.append(v)
-        widths.append(n)
-    n_cols = feature_dim if feature_dim is not None else max(widths, default=0)
-    return sparse_rows(keys, values, n_cols)
+def decode_jsonlines(
+    body: bytes | memoryview, *, source: str, feature_dim: int | None = None, with_labels: bool = False
+) -> Dataset:
+    """Decode a JSON Lines body (one instance or bare row per non-blank line) to a Dataset."""
+    _no_labels(source, with_labels)
+    rows = _Rows(source)
+    for number, line in enumerate(bytes(body).split(b"\n"), 1):
+        if line.strip():
+            rows.add(_load(line, source, f"line {number} "), f"line {number}")
+    return rows.dataset(feature_dim)
+
+
+def _no_labels(source: str, with_labels: bool) -> None:
+    if with_labels:
+        raise DataError(f"{source}: JSON and JSON Lines bodies carry no labels; training needs RecordIO-protobuf")
 
 
 def _load(text: bytes | memoryview, source: str, where: str) -> Any:
@@ -87,30 +76,155 @@ def _load(text: bytes | memoryview, source: str, where: str) -> Any:
         raise DataError(f"{source}: {where}is not valid JSON: {err}") from None
 
 
-def decode_json(
-    body: bytes | memoryview, *, source: str, feature_dim: int | None = None, with_labels: bool = False
-) -> Dataset:
-    """A JSON request body to a Dataset (``with_labels`` is not supported by this request format)."""
-    del with_labels
-    doc = _load(bytes(body), source, "")
-    if isinstance(doc, dict):
-        if "instances" not in doc:
-            raise DataError(f"{source}: a JSON object body needs an 'instances' list")
-        if not isinstance(doc["instances"], list):
-            raise DataError(f"{source}: 'instances' must be a list")
-        return _dataset(doc["instances"], source, "instances", feature_dim)
-    if isinstance(doc, list):
-        if doc and not isinstance(doc[0], (list, dict)):
-            return _dataset([doc], source, "row", feature_dim)
-        return _dataset(doc, source, "rows", feature_dim)
-    raise DataError(f"{source}: the JSON body must be an object with 'instances' or a list of rows")
+def _at(base: str, member: str) -> str:
+    """The path of ``member`` inside the instance at ``base`` (``instances[3]`` or ``line 4``)."""
+    return f"{base}: {member}" if base.startswith("line ") else f"{base}.{member}"
 
 
-def decode_jsonlines(
-    body: bytes | memoryview, *, source: str, feature_dim: int | None = None, with_labels: bool = False
-) -> Dataset:
-    """A JSON Lines body (one instance or bare row per non-blank line) to a Dataset."""
-    del with_labels
-    items = [_load(line, source, f"line {n} ")
-             for n, line in enumerate(bytes(body).splitlines(), start=1) if line.strip()]
-    return _dataset(items, source, "lines", feature_dim)
+@dataclass
+class _Rows:
+    """Instances as raw lists, converted to arrays in bulk by ``dataset``."""
+
+    source: str
+    values: list[list[Any]] = field(default_factory=list)
+    keys: list[list[Any]] = field(default_factory=list)  # [] for rows without keys
+    widths: list[int] = field(default_factory=list)  # the shape's product, -1 without a shape
+    values_paths: list[str] = field(default_factory=list)
+    tensor_paths: list[str] = field(default_factory=list)
+
+    def add(self, item: Any, path: str) -> None:
+        """Record one instance (a row list or an instance object)."""
+        keys: Any = []
+        shape: Any = None
+        tensor_path = path
+        if isinstance(item, list):
+            values, values_path = item, path
+        elif isinstance(item, dict) and "features" in item:
+            values, values_path = item["features"], _at(path, "features")
+        elif isinstance(item, dict) and isinstance(item.get("data"), dict) and "features" in item["data"]:
+            tensor, tensor_path = item["data"]["features"], _at(path, "data.features")
+            if not isinstance(tensor, dict):
+                raise self.error(f"{tensor_path} must be an object with values (and keys, shape)")
+            values, values_path = tensor.get("values", []), f"{tensor_path}.values"
+            keys, shape = tensor.get("keys", []), tensor.get("shape")
+        elif isinstance(item, dict):
+            raise self.error(f"{path} needs 'features' or 'data.features'")
+        else:
+            raise self.error(f"{path} must be an object or a list of numbers")
+        for name, member in (("values", values), ("keys", keys)):
+            if not isinstance(member, list):
+                shown = values_path if name == "values" else f"{tensor_path}.keys"
+                raise self.error(f"{shown} must be a list of numbers, got {type(member).__name__}")
+        self.values.append(values)
+        self.keys.append(keys)
+        self.widths.append(-1 if shape is None else self._width(shape, f"{tensor_path}.shape"))
+        self.values_paths.append(values_path)
+        self.tensor_paths.append(tensor_path)
+
+    def _width(self, shape: Any, path: str) -> int:
+        if not (isinstance(shape, list) and shape and all(type(d) is int and d >= 0 for d in shape)):
+            raise self.error(f"{path} must be a list of non-negative whole numbers, e.g. [feature_dim]")
+        width = math.prod(shape)
+        if width > _MAX_WIDTH:
+            raise self.error(f"{path} holds more than 2**62 elements")
+        return width
+
+    def error(self, message: str) -> DataError:
+        return DataError(f"{self.source}: {message}")
+
+    def dataset(self, feature_dim: int | None) -> Dataset:
+        """Check every row against the tensor rules and build the CSR arrays."""
+        n_values = np.array([len(v) for v in self.values], np.int64)
+        n_keys = np.array([len(k) for k in self.keys], np.int64)
+        widths = np.array(self.widths, np.int64)
+        sparse = n_keys > 0
+        if (bad := np.flatnonzero(sparse & (n_keys != n_values))).size:
+            i = bad[0]
+            raise self.error(f"{self.tensor_paths[i]} has {n_keys[i]} keys but {n_values[i]} values")
+        if feature_dim is None and (bad := np.flatnonzero(sparse & (widths < 0))).size:
+            raise self.error(f"{self.tensor_paths[bad[0]]} has keys but no shape (and feature_dim is unknown)")
+        all_zero = ~sparse & (n_values == 0) & (widths >= 0)
+        dense = ~sparse & ~all_zero
+        if (bad := np.flatnonzero(dense & (widths >= 0) & (widths != n_values))).size:
+            i = bad[0]
+            raise self.error(f"{self.tensor_paths[i]} has {n_values[i]} values but its shape holds {widths[i]}")
+        self._check_dense_widths(n_values, dense, feature_dim)
+        values = self._numbers(self.values, "values")
+        if (bad := np.flatnonzero(~np.isfinite(values))).size:
+            row, j = self._locate(n_values, int(bad[0]))
+            raise self.error(f"{self.values_paths[row]}[{j}] is NaN or infinity as float32")
+        keys = self._keys(n_keys, widths, feature_dim)
+        value_is_sparse = np.repeat(sparse, n_values)
+        starts = np.concatenate([[0], np.cumsum(n_values)])
+        columns = np.arange(len(values), dtype=np.int64) - np.repeat(starts[:-1], n_values)
+        columns[value_is_sparse] = keys
+        keep = value_is_sparse | (values != 0)
+        kept = np.concatenate([[0], np.cumsum(keep)])
+        row_widths = np.where(dense, n_values, widths)
+        n_cols = feature_dim if feature_dim is not None else int(row_widths.max(initial=0))
+        return Dataset(data=values[keep], indices=columns[keep], indptr=kept[starts], n_cols=n_cols)
+
+    def _check_dense_widths(self, n_values: np.ndarray, dense: np.ndarray, feature_dim: int | None) -> None:
+        rows = np.flatnonzero(dense)
+        if not rows.size:
+            return
+        expected = n_values[rows[0]] if feature_dim is None else feature_dim
+        wrong = rows[n_values[rows] != expected]
+        if wrong.size:
+            i = wrong[0]
+            if feature_dim is not None:
+                raise self.error(
+                    f"{self.values_paths[i]} has {n_values[i]} feature values, expected feature_dim={feature_dim}"
+                )
+            raise self.error(
+                f"{self.values_paths[i]} has {n_values[i]} values but {self.values_paths[rows[0]]} has {expected}"
+            )
+
+    def _keys(self, n_keys: np.ndarray, widths: np.ndarray, feature_dim: int | None) -> np.ndarray:
+        keys = self._numbers(self.keys, "keys")
+        if keys.size and keys.dtype.kind not in "iu":
+            row = next(i for i, k in enumerate(self.keys) if not all(type(v) is int for v in k))
+            raise self.error(f"{self.tensor_paths[row]}.keys must hold whole numbers below 2**63")
+        declared = np.repeat(np.where(widths >= 0, widths, _MAX_WIDTH), n_keys)
+        limit = np.minimum(declared, _MAX_WIDTH if feature_dim is None else feature_dim)
+        if (bad := np.flatnonzero((keys < 0) | (keys >= limit))).size:
+            row, j = self._locate(n_keys, int(bad[0]))
+            key = int(keys[bad[0]])
+            why = (
+                "is negative"
+                if key < 0
+                else (f">= shape {declared[bad[0]]}" if key >= declared[bad[0]] else f">= feature_dim {feature_dim}")
+            )
+            raise self.error(f"{self.tensor_paths[row]}.keys[{j}]={key} {why}")
+        return keys.astype(np.int64)
+
+    def _numbers(self, lists: list[list[Any]], name: str) -> np.ndarray:
+        """All the lists' numbers in one array (float32 values, keys as numpy reads them); names the first
+        item that is not a number."""
+        flat = list(chain.from_iterable(lists))
+        try:
+            array = np.array(flat)
+        except (ValueError, TypeError):
+            array = np.empty(0, object)
+        if not flat:
+            array = np.empty(0, np.int64)
+        elif array.dtype.kind not in "biuf" or array.shape != (len(flat),):
+            row, j = self._first_non_number(lists)
+            path = self.values_paths[row] if name == "values" else f"{self.tensor_paths[row]}.keys"
+            raise self.error(f"{path} must be a list of numbers; {path}[{j}] is {lists[row][j]!r:.40}")
+        return to_float32(array.astype(np.float64)) if name == "values" else array
+
+    @staticmethod
+    def _first_non_number(lists: list[list[Any]]) -> tuple[int, int]:
+        for row, items in enumerate(lists):
+            for j, item in enumerate(items):
+                if not isinstance(item, (int, float)) or (isinstance(item, int) and not -(2**63) <= item < 2**64):
+                    return row, j
+        raise AssertionError("no offending item")
+
+    @staticmethod
+    def _locate(counts: np.ndarray, position: int) -> tuple[int, int]:
+        """(row, index in row) of a position in the concatenated lists."""
+        ends = np.cumsum(counts)
+        row = int(np.searchsorted(ends, position, "right"))
+        return row, position - int(ends[row] - counts[row])

@@ -1,66 +1,103 @@
-"""libsvm / svmlight (``text/libsvm``): ``[label] index:value ...`` per line, sparse.
+"""libsvm / svmlight (``text/libsvm``): ``[label] index:value index:value ...`` per line, sparse.
 
-Indices are taken as written: 0-based, as scikit-learn's ``dump_svmlight_file`` writes by default. With
-``with_labels`` (training) the first token of every line is the label. Without it (serving) a first token
-that has no ``:`` is a label and is ignored, so the training file itself can be sent for prediction.
-``# comments`` are stripped and ``qid:`` tokens are ignored.
+Indices are taken as written, 0-based, as scikit-learn's ``dump_svmlight_file`` writes by default (pairs are
+kept in their order, duplicates included). With ``with_labels`` (training) the first token of every line
+is the label. Without it (serving) a first token with no ``:`` is a label and is ignored, so a training
+file can be sent for prediction as it is. ``# comments`` are stripped, ``qid:`` tokens ignored and blank
+lines skipped. All numbers are parsed in one numpy call; errors name the 1-based line.
 """
 
 from __future__ import annotations
 
+import codecs
+
 import numpy as np
 
 from container.errors import DataError
-from container.formats._rows import check_finite, check_keys, sparse_rows
-from container.formats.csv import _text
+from container.formats._text import is_number, parse_floats, to_float32
 from container.formats.dataset import Dataset
 
-
-def _parse_line(tokens: list[str], source: str, number: int) -> tuple[np.ndarray, np.ndarray]:
-    pairs = [t.split(":", 1) for t in tokens if not t.startswith("qid:")]
-    try:
-        keys = np.array([p[0] for p in pairs], dtype=np.int64)
-        values = np.array([p[1] for p in pairs], dtype=np.float32)
-    except (ValueError, IndexError):
-        for token in tokens:
-            index, _, value = token.partition(":")
-            try:
-                int(index), float(value)
-            except ValueError:
-                raise DataError(f"{source}: line {number}: {token[:40]!r} is not index:value") from None
-        raise DataError(f"{source}: line {number}: malformed index:value pairs") from None
-    return keys, values
+_NOT_SEPARATORS = bytes(b for b in range(256) if b not in b": ")
+_MAX_INDEX = 2**53  # float64 holds every integer below this exactly
 
 
 def decode_libsvm(
     body: bytes | memoryview, *, source: str, feature_dim: int | None = None, with_labels: bool = False
 ) -> Dataset:
-    """Sparse libsvm rows to a Dataset; errors name the line."""
-    keys, values, labels = [], [], []
-    for number, line in enumerate(_text(body, source).splitlines(), start=1):
-        tokens = line.split("#", 1)[0].split()
+    """Decode libsvm rows to a Dataset; see the module docstring."""
+    text = bytes(body).removeprefix(codecs.BOM_UTF8)
+    has_comments = b"#" in text
+    labels: list[bytes] = []
+    pairs: list[bytes] = []
+    counts: list[int] = []
+    numbers: list[int] = []
+    for number, line in enumerate(text.split(b"\n"), 1):
+        tokens = (line.split(b"#", 1)[0] if has_comments else line).split()
         if not tokens:
             continue
-        if with_labels or ":" not in tokens[0]:
-            label = tokens.pop(0)
-            if with_labels:
-                try:
-                    labels.append(float(label))
-                except ValueError:
-                    raise DataError(f"{source}: line {number}: label {label[:40]!r} is not a number") from None
-        elif with_labels:
-            raise DataError(f"{source}: line {number} has no label before its index:value pairs")
-        row_keys, row_values = _parse_line(tokens, source, number)
-        check_finite(row_values, source, f"line {number}")
-        if feature_dim is not None:
-            check_keys(row_keys, feature_dim, source, f"line {number}")
-        elif row_keys.size and row_keys.min() < 0:
-            raise DataError(f"{source}: line {number}: negative index {int(row_keys.min())}")
-        keys.append(row_keys)
-        values.append(row_values)
-    label_array = np.array(labels, np.float32) if with_labels else None
-    if label_array is not None:
-        check_finite(label_array, source, "a label")
-    n_cols = feature_dim if feature_dim is not None else max((int(k.max()) + 1 for k in keys if k.size),
-                                                                default=0)
-    return sparse_rows(keys, values, n_cols, label_array)
+        if with_labels:
+            labels.append(tokens.pop(0))
+        elif b":" not in tokens[0]:
+            tokens.pop(0)
+        if b"qid:" in line:
+            tokens = [t for t in tokens if not t.startswith(b"qid:")]
+        pairs += tokens
+        counts.append(len(tokens))
+        numbers.append(number)
+    indptr = np.zeros(len(counts) + 1, np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    joined = b" ".join(pairs)
+    parsed = None
+    if joined.translate(None, _NOT_SEPARATORS) == b": " * (len(pairs) - 1) + b":" * bool(pairs):
+        parsed = parse_floats(joined.replace(b":", b" "), 2 * len(pairs), " ")
+    if parsed is None:
+        raise _first_bad_pair(source, pairs, indptr, numbers)
+    columns, values = parsed[0::2], to_float32(parsed[1::2])
+
+    def line_of(position: int) -> int:
+        return numbers[int(np.searchsorted(indptr, position, "right")) - 1]
+
+    bad = np.flatnonzero((columns < 0) | (columns >= _MAX_INDEX) | (columns != np.floor(columns)))
+    if bad.size:
+        raise DataError(f"{source}: line {line_of(bad[0])}: {_shown(pairs[bad[0]])} is not index:value")
+    if feature_dim is not None and (bad := np.flatnonzero(columns >= feature_dim)).size:
+        row = int(np.searchsorted(indptr, bad[0], "right")) - 1
+        raise DataError(
+            f"{source}: line {numbers[row]} key[{bad[0] - indptr[row]}]={int(columns[bad[0]])} is outside "
+            f"[0, {feature_dim}) (feature_dim {feature_dim})"
+        )
+    if (bad := np.flatnonzero(~np.isfinite(values))).size:
+        raise DataError(f"{source}: line {line_of(bad[0])} holds NaN or infinity")
+    n_cols = feature_dim if feature_dim is not None else int(columns.max(initial=-1)) + 1
+    return Dataset(
+        data=values,
+        indices=columns.astype(np.int64),
+        indptr=indptr,
+        n_cols=n_cols,
+        labels=_labels(source, labels, numbers) if with_labels else None,
+    )
+
+
+def _labels(source: str, tokens: list[bytes], numbers: list[int]) -> np.ndarray:
+    parsed = parse_floats(b" ".join(tokens), len(tokens), " ")
+    if parsed is None:
+        row = next(i for i, token in enumerate(tokens) if not is_number(token))
+        raise DataError(f"{source}: line {numbers[row]}: label {_shown(tokens[row])} is not a number")
+    labels = to_float32(parsed)
+    if (bad := np.flatnonzero(~np.isfinite(labels))).size:
+        raise DataError(f"{source}: line {numbers[bad[0]]} holds NaN or infinity in the label")
+    return labels
+
+
+def _first_bad_pair(source: str, pairs: list[bytes], indptr: np.ndarray, numbers: list[int]) -> DataError:
+    """The error for the first token that is not ``index:value``."""
+    for position, token in enumerate(pairs):
+        index, colon, value = token.partition(b":")
+        if not (colon and is_number(index) and is_number(value)):
+            row = int(np.searchsorted(indptr, position, "right")) - 1
+            return DataError(f"{source}: line {numbers[row]}: {_shown(token)} is not index:value")
+    return DataError(f"{source}: cannot parse the index:value pairs")
+
+
+def _shown(token: bytes) -> str:
+    return repr(token[:40].decode("utf-8", "replace"))

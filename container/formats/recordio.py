@@ -41,7 +41,6 @@ from container.formats.record_pb2 import Record
 
 MAGIC = k.MAGIC
 MAGIC_BYTES = struct.pack("<I", MAGIC)  # b"\x0a\x23\xd7\xce"
-MAX_PART_LENGTH = k.LENGTH_MASK
 
 # Framing faults found only on the protobuf-library path (multi-part records).
 _BAD_CFLAG = 100  # a: cflag
@@ -282,7 +281,7 @@ def _parse(parts: list[bytes]) -> Record | None:
     return None
 
 
-class _Fault(Exception):
+class _RecordError(Exception):
     """A record-level problem: a status code and its details, located by the caller."""
 
     def __init__(self, code: int, a: int = 0, b: int = 0, c: int = 0) -> None:
@@ -291,16 +290,16 @@ class _Fault(Exception):
 
 
 def _tensor(container: Any, key: str, which: int) -> tuple[int, np.ndarray, list[int], list[int]]:
-    """(kind, float32 values, keys, shape) of ``container[key]``; _Fault if absent or Bytes."""
+    """(kind, float32 values, keys, shape) of ``container[key]``; _RecordError if absent or Bytes."""
     if key not in container:
-        raise _Fault(k.NO_TENSOR, which)
+        raise _RecordError(k.NO_TENSOR, which)
     value = container[key]
     field = value.WhichOneof("value")
     if field is None:
-        raise _Fault(k.NO_TENSOR, which)
+        raise _RecordError(k.NO_TENSOR, which)
     kind = _TENSOR_FIELDS[field]
     if kind == k.BYTES:
-        raise _Fault(k.BYTES_TENSOR, which)
+        raise _RecordError(k.BYTES_TENSOR, which)
     tensor = getattr(value, field)
     with np.errstate(over="ignore"):
         values = np.array(tensor.values, dtype=np.float64).astype(np.float32)
@@ -310,9 +309,9 @@ def _tensor(container: Any, key: str, which: int) -> tuple[int, np.ndarray, list
 def _scalar(container: Any, key: str, which: int) -> float:
     _, values, keys, _ = _tensor(container, key, which)
     if len(values) != 1 or keys:
-        raise _Fault(k.NOT_SCALAR, which, len(values), len(keys))
+        raise _RecordError(k.NOT_SCALAR, which, len(values), len(keys))
     if not np.isfinite(values[0]):
-        raise _Fault(k.NOT_FINITE, which)
+        raise _RecordError(k.NOT_FINITE, which)
     return float(values[0])
 
 
@@ -329,38 +328,38 @@ class _RowReader:
         _, values, keys, shape = _tensor(record.features, "values", k.FEATURES)
         declared = math.prod(shape) if shape else -1
         if declared > k.MAX_WIDTH:
-            raise _Fault(k.SHAPE_TOO_LARGE)
+            raise _RecordError(k.SHAPE_TOO_LARGE)
         dim = self.feature_dim
         if keys:
             if len(keys) != len(values):
-                raise _Fault(k.KEYS_VALUES_MISMATCH, len(keys), len(values))
+                raise _RecordError(k.KEYS_VALUES_MISMATCH, len(keys), len(values))
             if not shape and dim is None:
-                raise _Fault(k.NO_SHAPE)
+                raise _RecordError(k.NO_SHAPE)
             for key in keys:
                 if shape and key >= declared:
-                    raise _Fault(k.KEY_GE_SHAPE, key, declared)
+                    raise _RecordError(k.KEY_GE_SHAPE, key, declared)
                 if dim is not None and key >= dim:
-                    raise _Fault(k.KEY_GE_DIM, key, dim)
+                    raise _RecordError(k.KEY_GE_DIM, key, dim)
             columns = np.array(keys, dtype=np.int64)
             bad = np.flatnonzero(~np.isfinite(values))
             if bad.size:
-                raise _Fault(k.FEATURE_NOT_FINITE, int(columns[bad[0]]))
+                raise _RecordError(k.FEATURE_NOT_FINITE, int(columns[bad[0]]))
             width = declared if dim is None or shape else dim
         elif not len(values) and shape:
             columns, width = np.empty(0, np.int64), declared
         else:
             width = len(values)
             if shape and declared != width:
-                raise _Fault(k.DENSE_SHAPE_MISMATCH, width, declared)
+                raise _RecordError(k.DENSE_SHAPE_MISMATCH, width, declared)
             if dim is not None and width != dim:
-                raise _Fault(k.DENSE_WIDTH_DIM, width, dim)
+                raise _RecordError(k.DENSE_WIDTH_DIM, width, dim)
             if self.dense_width < 0:
                 self.dense_width, self.dense_record = width, index
             elif width != self.dense_width:
-                raise _Fault(k.RAGGED, width, self.dense_width, self.dense_record)
+                raise _RecordError(k.RAGGED, width, self.dense_width, self.dense_record)
             bad = np.flatnonzero(~np.isfinite(values))
             if bad.size:
-                raise _Fault(k.FEATURE_NOT_FINITE, int(bad[0]))
+                raise _RecordError(k.FEATURE_NOT_FINITE, int(bad[0]))
             columns = np.flatnonzero(values).astype(np.int64)
             values = values[columns]
         if dim is None:
@@ -387,9 +386,9 @@ def _decode_with_protobuf(
                     any_weight = True
                     weight = _scalar(record.label, "weight", k.WEIGHT)
                     if weight < 0:
-                        raise _Fault(k.NEGATIVE_WEIGHT)
+                        raise _RecordError(k.NEGATIVE_WEIGHT)
                 weights.append(weight)
-        except _Fault as fault:
+        except _RecordError as fault:
             raise _error(source, framed, fault.details[0], index, offset, *fault.details[1:]) from None
         data.append(values)
         indices.append(columns)

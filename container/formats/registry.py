@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Protocol
 
 from container.errors import UnsupportedFormatError
 from container.formats.csv import decode_csv
@@ -17,6 +17,8 @@ CSV = "text/csv"
 LIBSVM = "text/libsvm"
 RECORDIO = "application/x-recordio-protobuf"
 
+# Other names users send for the same formats (RecordIO-protobuf has none: application/x-recordio is
+# plain RecordIO, a different format).
 ALIASES = {
     "application/x-libsvm": LIBSVM,
     "text/x-libsvm": LIBSVM,
@@ -25,7 +27,13 @@ ALIASES = {
     "application/jsonl": JSONLINES,
 }
 
-Decoder = Callable[..., Dataset]
+
+class Decoder(Protocol):
+    def __call__(
+        self, body: bytes | memoryview, *, source: str, feature_dim: int | None = None, with_labels: bool = False
+    ) -> Dataset: ...
+
+
 DECODERS: dict[str, Decoder] = {
     JSON: decode_json,
     JSONLINES: decode_jsonlines,
@@ -36,7 +44,8 @@ DECODERS: dict[str, Decoder] = {
 
 
 def media_type(header: str | None) -> str:
-    """The bare media type of a Content-Type/Accept entry: lower-case, parameters and aliases resolved."""
+    """The bare media type of a Content-Type (or one Accept entry): lower-case, parameters such as
+    ``; charset=utf-8`` stripped, aliases resolved to the names above; "" for a missing header."""
     bare = (header or "").split(";", 1)[0].strip().lower()
     return ALIASES.get(bare, bare)
 

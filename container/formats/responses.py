@@ -32,7 +32,7 @@ Columns = Mapping[str, np.ndarray]
 
 
 def encode(accept: str, columns: Columns) -> bytes:
-    """The body for media type ``accept`` (parameters already stripped); ``UnsupportedFormatError`` if unknown."""
+    """The body for media type ``accept`` (no parameters); ``UnsupportedFormatError`` if none matches."""
     try:
         encoder = ENCODERS[accept]
     except KeyError:
@@ -64,8 +64,9 @@ def encode_recordio(columns: Columns) -> bytes:
     """
     template, offsets = _record_template(tuple(columns))
     records = np.tile(np.frombuffer(template, dtype=np.uint8), (_n_rows(columns), 1))
-    for offset, values in zip(offsets, columns.values()):
-        records[:, offset : offset + 4] = np.ascontiguousarray(values, dtype="<f4").view(np.uint8).reshape(-1, 4)
+    for offset, values in zip(offsets, columns.values(), strict=True):
+        floats = np.ascontiguousarray(values, dtype="<f4")
+        records[:, offset : offset + 4] = floats.view(np.uint8).reshape(-1, 4)
     return records.tobytes()
 
 
@@ -104,8 +105,8 @@ def _rows(columns: Columns, separators: list[bytes]) -> Iterable[bytes]:
     """Per row, the columns' numbers with ``separators[i]`` between column ``i`` and ``i + 1``."""
     numbers = [_numbers(values) for values in columns.values()]
     rows: Iterable[bytes] = numbers[0]
-    for separator, column in zip(separators, numbers[1:]):
-        rows = map(separator.join, zip(rows, column))
+    for separator, column in zip(separators, numbers[1:], strict=True):
+        rows = map(separator.join, zip(rows, column, strict=True))
     return rows
 
 
