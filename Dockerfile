@@ -16,7 +16,7 @@ LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true \
       org.opencontainers.image.licenses="Apache-2.0"
 
 # /opt/venv: Debian's python3 refuses `pip install` into the system (PEP 668) and may have no `python`;
-# a venv gives `python`, `pip` and `gunicorn` on PATH on both bases.
+# a venv gives `python` and `gunicorn` on PATH on both bases (its pip is removed once the install is done).
 # NUMBA_CACHE_DIR holds the kernels compiled at build time (see docs/image.md for the CPU-model choice).
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \

@@ -30,9 +30,8 @@ $(VENV_STAMP): requirements.txt requirements-dev.txt
 	$(VENV)/bin/python -m pip install -q -r requirements-dev.txt
 	touch $@
 
-lint: venv ## ruff check + mypy (settings in pyproject.toml)
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy
+lint: venv ## ruff check + mypy (settings in pyproject.toml); both run, either failing fails
+	status=0; $(VENV)/bin/ruff check . || status=1; $(VENV)/bin/mypy || status=1; exit $$status
 
 docker-engine: ## install Debian's Docker engine if missing and start dockerd if not running
 	scripts/install_docker.sh
@@ -44,8 +43,12 @@ image: docker-engine ## build $(IMAGE) (public base when pullable, else the loca
 	scripts/build_image.sh
 
 # The README's test command: works on a fresh machine as root (installs and starts the engine itself).
-test: venv docker-engine image lint ## engine + images + lint + the whole pytest suite (Docker tests required)
-	REQUIRE_DOCKER=1 $(VENV)/bin/python -m pytest
+# Lint and pytest both run (for a full report) and either failing fails the target.
+test: venv docker-engine image ## engine + images + lint + the whole pytest suite (Docker tests required)
+	status=0; \
+	$(MAKE) --no-print-directory lint || status=1; \
+	REQUIRE_DOCKER=1 $(VENV)/bin/python -m pytest --continue-on-collection-errors || status=1; \
+	exit $$status
 
 push: docker-engine ## build and push to ECR (AWS_ACCOUNT_ID, AWS_REGION, ECR_REPOSITORY, TAG) or REGISTRY=host:port/name
 	scripts/push_image.sh

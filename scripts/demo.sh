@@ -2,14 +2,19 @@
 # make demo: train FM on the bundled sample (digits, "is it a 0?") and serve one prediction request.
 # In Docker when an engine answers (the image is built first), else as local processes from .venv.
 #
-#   scripts/demo.sh                 # MODE=docker|process to force one; IMAGE=fm-wals:latest
+#   scripts/demo.sh      # MODE=docker|process forces one; IMAGE=fm-wals:latest; TEST_DIR=local_test/test_dir
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 IMAGE="${IMAGE:-fm-wals:latest}"
+TEST_DIR="$(cd "${TEST_DIR:-$repo/local_test/test_dir}" && pwd)"
+export TEST_DIR
 mode="${MODE:-}"
+why=""
 if [ -z "$mode" ]; then
-    if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then mode=docker; else mode=process; fi
+    if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then mode=docker; else
+        mode=process; why=" (no Docker engine answers)"
+    fi
 fi
 export MODE="$mode" IMAGE
 
@@ -19,12 +24,12 @@ if [ "$mode" = docker ]; then
     say "building $IMAGE"
     "$repo/scripts/build_image.sh"
 else
-    say "no Docker engine: running train and serve as local processes from .venv"
+    say "running train and serve as local processes from .venv$why"
 fi
 
-say "training ($mode) on local_test/test_dir: $(tr -d '\n ' <"$repo/local_test/test_dir/input/config/hyperparameters.json")"
+say "training ($mode) on $TEST_DIR: $(tr -d '\n ' <"$TEST_DIR/input/config/hyperparameters.json")"
 "$repo/local_test/train_local.sh"
-ls -l "$repo/local_test/test_dir/model"
+ls -l "$TEST_DIR/model"
 
 port="${PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}"
 export PORT="$port" CONTAINER_NAME="fm-wals-demo-$$"
@@ -33,9 +38,11 @@ say "serving ($mode) on http://localhost:$port (log: $log)"
 "$repo/local_test/serve_local.sh" >"$log" 2>&1 &
 server=$!
 cleanup() {
+    local status=$?
     kill -TERM "$server" 2>/dev/null || true
     wait "$server" 2>/dev/null || true
     if [ "$mode" = docker ]; then docker rm -f "$CONTAINER_NAME" >/dev/null 2>&1 || true; fi
+    if [ "$status" -eq 0 ]; then rm -f "$log"; fi  # keep the server log when something failed
 }
 trap cleanup EXIT
 

@@ -10,6 +10,7 @@ set -euo pipefail
 
 DOCKERD_LOG="${DOCKERD_LOG:-/var/log/dockerd.log}"
 DOCKERD_WAIT="${DOCKERD_WAIT:-90}"   # seconds to wait for the engine to answer
+DOCKERD_PIDFILE="${DOCKERD_PIDFILE:-/var/run/docker.pid}"
 
 log() { printf '[install_docker] %s\n' "$*" >&2; }
 die() { printf '[install_docker] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -62,30 +63,32 @@ fi
 
 # 3. Start dockerd in the background (no systemd on CI machines).
 command -v dockerd >/dev/null 2>&1 || die "dockerd not found after installing docker.io"
-if [ -S /var/run/docker.sock ] && pgrep -x dockerd >/dev/null 2>&1; then
-    log "dockerd is running but not answering yet; waiting"
+pid_alive() { [ -n "${1:-}" ] && [ -e "/proc/$1" ]; }
+daemon_pid=""
+[ -f "$DOCKERD_PIDFILE" ] && daemon_pid="$(cat "$DOCKERD_PIDFILE" 2>/dev/null || true)"
+if pid_alive "$daemon_pid"; then
+    log "dockerd (pid $daemon_pid) is running but not answering yet; waiting"
 else
     # A dead daemon leaves its pid files behind; dockerd refuses to start over them.
-    for pidfile in /var/run/docker.pid /run/docker/containerd/containerd.pid; do
-        if [ -f "$pidfile" ] && ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    for pidfile in "$DOCKERD_PIDFILE" /run/docker/containerd/containerd.pid; do
+        if [ -f "$pidfile" ] && ! pid_alive "$(cat "$pidfile" 2>/dev/null || true)"; then
             as_root rm -f "$pidfile"
         fi
     done
     log "starting dockerd (log: $DOCKERD_LOG)"
     as_root mkdir -p "$(dirname "$DOCKERD_LOG")"
     # setsid + nohup: the daemon outlives this script and the make/CI step that ran it.
-    as_root sh -c "setsid nohup dockerd >>'$DOCKERD_LOG' 2>&1 < /dev/null &"
+    daemon_pid="$(as_root sh -c "setsid nohup dockerd --pidfile '$DOCKERD_PIDFILE' >>'$DOCKERD_LOG' 2>&1 </dev/null & echo \$!")"
 fi
 
-# 4. Wait until it answers.
+# 4. Wait until it answers (or the daemon dies).
 for _ in $(seq 1 "$DOCKERD_WAIT"); do
     if docker info >/dev/null 2>&1; then
         log "Docker engine is up ($(docker version --format '{{.Server.Version}}' 2>/dev/null || echo '?'))"
         exit 0
     fi
-    if ! pgrep -x dockerd >/dev/null 2>&1; then
-        sleep 1
-        pgrep -x dockerd >/dev/null 2>&1 || break
+    if ! pid_alive "$daemon_pid" && ! pid_alive "$(cat "$DOCKERD_PIDFILE" 2>/dev/null || true)"; then
+        log "dockerd exited"; break
     fi
     sleep 1
 done

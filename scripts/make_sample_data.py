@@ -37,9 +37,7 @@ def write_recordio(path: Path, features: np.ndarray, labels: np.ndarray | None) 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=Path(__file__).resolve().parent.parent / "local_test")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -59,15 +57,11 @@ def main() -> None:
     requests.mkdir(parents=True, exist_ok=True)
     rows = x_test[:N_REQUEST_ROWS]
     as_lists = [[round(float(v), 4) for v in row] for row in rows]
-    (requests / "digits.json").write_text(
-        json.dumps({"instances": [{"features": row} for row in as_lists]}) + "\n"
-    )
+    (requests / "digits.json").write_text(json.dumps({"instances": [{"features": row} for row in as_lists]}) + "\n")
     (requests / "digits.jsonl").write_text("".join(json.dumps({"features": row}) + "\n" for row in as_lists))
     (requests / "digits.csv").write_text("".join(",".join(f"{v:g}" for v in row) + "\n" for row in as_lists))
     write_recordio(requests / "digits.pbr", rows, None)
-    (requests / "expected_labels.json").write_text(
-        json.dumps([float(v) for v in y_test[:N_REQUEST_ROWS]]) + "\n"
-    )
+    (requests / "expected_labels.json").write_text(json.dumps([float(v) for v in y_test[:N_REQUEST_ROWS]]) + "\n")
 
     print(
         f"train: {len(y_train)} rows ({int(y_train.sum())} zeros), test: {len(y_test)} rows "

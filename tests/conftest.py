@@ -86,9 +86,7 @@ def docker_image() -> str:
             check=False,
         )
         if build.returncode != 0:
-            pytest.fail(
-                f"building {image} failed:\n{build.stdout[-3000:]}\n{build.stderr[-3000:]}", pytrace=False
-            )
+            pytest.fail(f"building {image} failed:\n{build.stdout[-3000:]}\n{build.stderr[-3000:]}", pytrace=False)
     return image
 
 

@@ -20,15 +20,26 @@ def docker(*args: str, timeout: float = 600, check: bool = True) -> subprocess.C
     """Run ``docker ARGS``; on failure (with check) the error shows the command's output."""
     result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=False)
     if check and result.returncode != 0:
-        raise AssertionError(
-            f"docker {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
-        )
+        raise AssertionError(f"docker {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
     return result
 
 
-def run_train(image: str, opt_ml: Path, *, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+def env_args(env: dict[str, str] | None) -> list[str]:
+    return [arg for key, value in (env or {}).items() for arg in ("-e", f"{key}={value}")]
+
+
+def run_train(
+    image: str, opt_ml: Path, *, env: dict[str, str] | None = None, timeout: float = 900
+) -> subprocess.CompletedProcess[str]:
     """``docker run --rm -v OPT_ML:/opt/ml IMAGE train`` (never raises on a non-zero exit)."""
-    return docker("run", "--rm", "-v", f"{opt_ml}:/opt/ml", image, "train", timeout=timeout, check=False)
+    return docker(
+        "run", "--rm", "-v", f"{opt_ml}:/opt/ml", *env_args(env), image, "train", timeout=timeout, check=False
+    )
+
+
+def compiled_kernels(output: str) -> list[str]:
+    """Lines numba prints under NUMBA_DEBUG_CACHE=1 for each kernel it had to compile (not in the cache)."""
+    return [line for line in output.splitlines() if line.startswith("[cache] data saved")]
 
 
 def http(
@@ -61,7 +72,6 @@ class ServeContainer:
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env_args = [arg for key, value in (env or {}).items() for arg in ("-e", f"{key}={value}")]
         self.id = docker(
             "run",
             "-d",
@@ -69,7 +79,7 @@ class ServeContainer:
             f"127.0.0.1:{self.port}:{container_port}",
             "-v",
             f"{model_dir}:/opt/ml/model",
-            *env_args,
+            *env_args(env),
             image,
             "serve",
         ).stdout.strip()
@@ -93,9 +103,11 @@ class ServeContainer:
             time.sleep(0.5)
         raise AssertionError(f"/ping did not answer 200 within {timeout:.0f} s:\n{self.logs()}")
 
-    def logs(self) -> str:
+    def logs(self, tail: int | None = 5000) -> str:
+        """The container's output (the last ``tail`` characters; all of it with None)."""
         result = docker("logs", self.id, check=False)
-        return (result.stdout + result.stderr)[-5000:]
+        output = result.stdout + result.stderr
+        return output if tail is None else output[-tail:]
 
     def stop(self, grace: int = 30) -> float:
         """``docker stop -t GRACE``; returns the seconds it took."""

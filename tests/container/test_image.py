@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.container.helpers import docker
+from tests.container.helpers import compiled_kernels, docker
 
 pytestmark = pytest.mark.docker
 
@@ -78,7 +78,7 @@ def test_numba_kernels_load_from_the_cache_baked_in_at_build(docker_image: str) 
         timeout=900,
     )
     output = result.stdout + result.stderr
-    compiled = [line for line in output.splitlines() if line.startswith("[cache] data saved")]
+    compiled = compiled_kernels(output)
     loaded = [line for line in output.splitlines() if line.startswith("[cache] data loaded")]
     assert loaded, output[-3000:]
     assert not compiled, f"{len(compiled)} kernels were compiled at run time:\n" + "\n".join(compiled[:10])

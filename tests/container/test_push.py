@@ -33,13 +33,16 @@ esac
 """
 
 
-@pytest.fixture
-def registry(tmp_path: Path) -> Iterator[str]:
-    """A docker-registry on a free loopback port, with its storage under tmp_path; yields host:port."""
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A docker-registry on a free loopback port, with its own storage; yields host:port.
+
+    One per module: the second push can then mount the layers the first one uploaded.
+    """
     if shutil.which("docker-registry") is None:
         skip_or_fail("docker-registry is not installed (make docker-engine installs it)")
     port = free_port()
-    state = tmp_path / "registry"
+    state = tmp_path_factory.mktemp("registry")
     subprocess.run(
         [str(ROOT / "scripts" / "start_registry.sh"), str(port), str(state)],
         check=True,
@@ -88,9 +91,7 @@ def test_push_to_a_registry_then_pull_back_and_run(docker_image: str, registry: 
         docker("rmi", target, check=False)
 
 
-def test_push_to_ecr_creates_the_repository_and_logs_in(
-    docker_image: str, registry: str, tmp_path: Path
-) -> None:
+def test_push_to_ecr_creates_the_repository_and_logs_in(docker_image: str, registry: str, tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake_aws = bin_dir / "aws"

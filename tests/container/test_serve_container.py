@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REQUESTS_DIR, SAMPLE_DIR
-from tests.container.helpers import ServeContainer, http, run_train
+from tests.container.helpers import ServeContainer, compiled_kernels, http, run_train
 
 pytestmark = pytest.mark.docker
 
@@ -80,10 +80,21 @@ def test_invocations_recordio_answers_sdk_readable_records(server: ServeContaine
     assert all(0.0 <= r.label["score"].float32_tensor.values[0] <= 1.0 for r in records)
 
 
+def test_serving_compiles_no_kernel_at_run_time(docker_image: str, trained_model: Path) -> None:
+    container = ServeContainer(docker_image, trained_model, env={"NUMBA_DEBUG_CACHE": "1"})
+    try:
+        for name, content_type in (("digits.json", "application/json"), ("digits.pbr", RECORDIO)):
+            body = (REQUESTS_DIR / name).read_bytes()
+            status, _, response = http("POST", container.url + "/invocations", body, {"Content-Type": content_type})
+            assert status == 200, response
+        compiled = compiled_kernels(container.logs(tail=None))
+        assert not compiled, "kernels compiled at run time (missing from the warmup):\n" + "\n".join(compiled)
+    finally:
+        container.remove()
+
+
 def test_serve_listens_on_sagemaker_bind_to_port(docker_image: str, trained_model: Path) -> None:
-    container = ServeContainer(
-        docker_image, trained_model, container_port=9090, env={"SAGEMAKER_BIND_TO_PORT": "9090"}
-    )
+    container = ServeContainer(docker_image, trained_model, container_port=9090, env={"SAGEMAKER_BIND_TO_PORT": "9090"})
     try:
         assert http("GET", container.url + "/ping")[0] == 200
     finally:

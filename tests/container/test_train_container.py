@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.container.helpers import docker, run_train
+from tests.container.helpers import compiled_kernels, docker, run_train
 
 pytestmark = pytest.mark.docker
 
@@ -23,9 +23,7 @@ def failure_reason(opt_ml: Path) -> str:
 
 def assert_user_error(result: subprocess.CompletedProcess[str]) -> None:
     """Exit 1 is a user error (bad input); 2 would be an internal error, 0 a silent acceptance."""
-    assert result.returncode == 1, (
-        f"exit {result.returncode}:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
-    )
+    assert result.returncode == 1, f"exit {result.returncode}:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
 
 
 def write_json(path: Path, value: object) -> None:
@@ -42,6 +40,14 @@ def test_training_on_the_sample_writes_the_model(docker_image: str, sample_opt_m
     assert "#quality_metric" in result.stdout + result.stderr
 
 
+def test_training_compiles_no_kernel_at_run_time(docker_image: str, sample_opt_ml: Path) -> None:
+    # Every kernel training uses must come from the cache `python -m container.warmup` filled at build.
+    result = run_train(docker_image, sample_opt_ml, env={"NUMBA_DEBUG_CACHE": "1"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    compiled = compiled_kernels(result.stdout + result.stderr)
+    assert not compiled, "kernels compiled at run time (missing from container.warmup):\n" + "\n".join(compiled)
+
+
 def test_broken_hyperparameters_json_fails_with_the_reason(docker_image: str, sample_opt_ml: Path) -> None:
     (sample_opt_ml / "input" / "config" / "hyperparameters.json").write_text('{"feature_dim": "64",')
     result = run_train(docker_image, sample_opt_ml)
@@ -50,9 +56,7 @@ def test_broken_hyperparameters_json_fails_with_the_reason(docker_image: str, sa
     assert not (sample_opt_ml / "model" / "model.json").exists()
 
 
-def test_invalid_hyperparameter_values_fail_with_every_problem_named(
-    docker_image: str, sample_opt_ml: Path
-) -> None:
+def test_invalid_hyperparameter_values_fail_with_every_problem_named(docker_image: str, sample_opt_ml: Path) -> None:
     hyperparameters = sample_opt_ml / "input" / "config" / "hyperparameters.json"
     values = json.loads(hyperparameters.read_text())
     values.update(num_factors="-3", predictor_type="ranker")
