@@ -18,13 +18,15 @@ LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true \
 # /opt/venv: Debian's python3 refuses `pip install` into the system (PEP 668) and may have no `python`;
 # a venv gives `python` and `gunicorn` on PATH on both bases (its pip is removed once the install is done).
 # NUMBA_CACHE_DIR holds the kernels compiled at build time (see docs/image.md for the CPU-model choice).
+# OPENBLAS_NUM_THREADS=1: WALS's cg solver calls BLAS from inside numba's threads; nested BLAS threads oversubscribe.
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/opt/program \
-    NUMBA_CACHE_DIR=/opt/numba-cache
+    NUMBA_CACHE_DIR=/opt/numba-cache \
+    OPENBLAS_NUM_THREADS=1
 
 # Runtime dependencies only (requirements.txt), in their own layer so code changes don't reinstall them.
 # In the same RUN (so no layer keeps them): drop the libraries' test suites (~65 MB) and pip/setuptools
