@@ -47,3 +47,12 @@ def test_schema_and_metric_modules_are_stdlib_only():
         names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
         assert {n.split(".")[0] for n in names} <= allowed, (module, names)
+
+
+def test_client_imports_neither_numba_nor_flask():
+    import subprocess
+    import sys
+
+    code = ("import sys, fmwals; heavy = {'numba', 'flask', 'gunicorn'} & set(sys.modules); "
+            "assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)
