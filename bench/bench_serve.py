@@ -8,7 +8,8 @@ nonzeros.
     .venv/bin/python -m bench.bench_serve [--seconds 5] [--rounds 3] [--skip-memory]
 
 Client: ``wrk`` 4.1 (Debian package; ``apt-get install wrk``), one thread, keep-alive connections; the
-"50% of saturation" run paces each connection with wrk's ``delay()`` hook (closed loop with think time).
+"50% of saturation" run paces 8 connections with wrk's ``delay()`` hook (closed loop with think time,
+calibrated to the target rate; the achieved rate is printed).
 Large requests and /ping timings use ``requests`` from Python.
 
 Sections: (1) in-process decode + predict + encode rows/s for 1,000-row requests (``FMServable.invoke``);
@@ -73,8 +74,8 @@ def make_model(base_dir: Path, seed: int = 0) -> None:
 
     rng = np.random.default_rng(seed)
     params = {"feature_dim": FEATURE_DIM, "num_factors": NUM_FACTORS, "predictor_type": "binary_classifier"}
-    arrays = {
-        "w0": np.float32([0.1]),
+    arrays: dict[str, np.ndarray] = {
+        "w0": np.array([0.1], dtype=np.float32),
         "w": rng.normal(0, 0.1, FEATURE_DIM).astype(np.float32),
         "V": rng.normal(0, 0.05, (FEATURE_DIM, NUM_FACTORS)).astype(np.float32),
     }
@@ -104,7 +105,7 @@ def request_bodies(X: sp.csr_matrix) -> dict[str, tuple[str, str, bytes]]:
         "jsonlines": ("application/jsonlines", "application/jsonlines",
                       "\n".join(json.dumps(s) for s in sparse).encode()),
         "libsvm": ("text/libsvm", "text/csv",
-                   "\n".join(" ".join(f"{j}:{x:g}" for j, x in zip(k, v)) for k, v in rows).encode()),
+                   "\n".join(" ".join(f"{j}:{x:g}" for j, x in zip(k, v, strict=True)) for k, v in rows).encode()),
         "recordio": (RECORDIO, RECORDIO, recordio.getvalue()),
     }
 
@@ -113,11 +114,12 @@ def request_bodies(X: sp.csr_matrix) -> dict[str, tuple[str, str, bytes]]:
 
 
 def bench_handler(base_dir: Path, repeats: int = 30) -> None:
+    from algorithm import artifact
     from container.formats import responses
     from container.formats.registry import decode
-    from serve import model_store
+    from serve.model_store import FMServable
 
-    servable = model_store.load(base_dir / "model")
+    servable = FMServable(artifact.load(base_dir / "model"))
     servable.warm_up()
     n_rows = 1000
     print(f"\n(1) handler path, {n_rows}-row requests, {NNZ_PER_ROW} nnz/row, k={NUM_FACTORS}, "
@@ -135,7 +137,7 @@ def bench_handler(base_dir: Path, repeats: int = 30) -> None:
             t3 = time.perf_counter()
             servable.invoke(body, content_type, accept)
             t4 = time.perf_counter()
-            for key, dt in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+            for key, dt in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
                 times[key].append(dt)
         med = {key: statistics.median(values) for key, values in times.items()}
         print(f"    {name:<10} {med['decode'] * 1e3:9.2f} {med['predict'] * 1e3:10.2f} {med['encode'] * 1e3:9.2f} "
@@ -175,16 +177,19 @@ def server(args: list[str], env: dict[str, str] | None = None) -> Iterator[str]:
         process.wait(timeout=60)
 
 
-def ours(base_dir: Path, extra: list[str] | None = None, env: dict[str, str] | None = None):
+def ours(base_dir: Path, extra: list[str] | None = None,
+         env: dict[str, str] | None = None) -> contextlib.AbstractContextManager[str]:
+    """Our server, as serve.sh starts it (plus ``extra`` gunicorn flags)."""
     return server(["-c", "serve/gunicorn_conf.py", *(extra or []), "serve.wsgi:app"],
                   {"SAGEMAKER_BASE_DIR": str(base_dir), **(env or {})})
 
 
-def floor():
+def floor() -> contextlib.AbstractContextManager[str]:
+    """The floor app with our worker count, worker class and threads."""
     return server(["-w", str(WORKERS), "-k", "gthread", "--threads", "2", "bench.bench_serve:floor_app"])
 
 
-def wrk(url: str, script: Path, connections: int, seconds: float) -> dict[str, float]:
+def wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str, float]:
     """Requests/s and latency percentiles (ms) from one wrk run."""
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
                           url + "/invocations"], capture_output=True, text=True, check=True).stdout
@@ -197,6 +202,7 @@ def wrk(url: str, script: Path, connections: int, seconds: float) -> dict[str, f
 
 
 def wrk_script(directory: Path, body: bytes, delay_ms: float | None = None) -> Path:
+    """A wrk script POSTing ``body`` as JSON; with ``delay_ms`` each connection pauses between requests."""
     path = directory / f"post-{delay_ms}.lua"
     lua = [f"wrk.method = 'POST'\nwrk.body = {json.dumps(body.decode())}",
            "wrk.headers['Content-Type'] = 'application/json'", "wrk.headers['Accept'] = 'application/json'"]
@@ -209,7 +215,7 @@ def wrk_script(directory: Path, body: bytes, delay_ms: float | None = None) -> P
 # --- (2)-(3) single-row throughput and latency --------------------------------------------------------------
 
 
-def bench_single_row(base_dir: Path, scratch: Path, seconds: float, rounds: int) -> None:
+def bench_single_row(base_dir: Path, scratch: Path, seconds: int, rounds: int) -> None:
     body = request_bodies(sparse_rows(1))["json"][2]
     script = wrk_script(scratch, body)
     connections = 2 * WORKERS
@@ -225,14 +231,17 @@ def bench_single_row(base_dir: Path, scratch: Path, seconds: float, rounds: int)
             print(f"    round {r}: ours {ours_rps:8.0f}  floor {floor_rps:8.0f}  ratio {ratios[-1]:.2f}")
         print(f"    median ratio ours/floor: {statistics.median(ratios):.2f}")
         target = statistics.median(saturation) / 2
-        per_connection_ms = 1e3 * WORKERS / target
-        paced = wrk_script(scratch, body, delay_ms=per_connection_ms)
-        print(f"\n(3) single-row latency at ~50% of saturation ({target:.0f} req/s target, {WORKERS} connections, "
-              f"delay {per_connection_ms:.2f} ms)")
+        paced_connections = 4 * WORKERS
+        period_ms = 1e3 * paced_connections / target
+        calibration = wrk(ours_url, wrk_script(scratch, body, period_ms), paced_connections, 2)
+        delay_ms = max(0.0, period_ms - calibration["p50"])  # each connection: one request per period
+        paced = wrk_script(scratch, body, delay_ms)
+        print(f"\n(3) single-row latency at ~50% of saturation ({target:.0f} req/s target; {paced_connections} "
+              f"connections, each waiting {delay_ms:.2f} ms after a response)")
         for r in range(rounds):
-            result = wrk(ours_url, paced, WORKERS, seconds)
-            print(f"    round {r}: {result['rps']:7.0f} req/s  p50 {result['p50']:.2f} ms  p90 {result['p90']:.2f} ms  "
-                  f"p99 {result['p99']:.2f} ms")
+            result = wrk(ours_url, paced, paced_connections, seconds)
+            print(f"    round {r}: {result['rps']:7.0f} req/s  p50 {result['p50']:.2f} ms  "
+                  f"p90 {result['p90']:.2f} ms  p99 {result['p99']:.2f} ms")
 
 
 # --- (4) 1,000-row requests over HTTP ------------------------------------------------------------------------
@@ -259,23 +268,23 @@ def bench_large_requests(base_dir: Path, repeats: int = 40) -> None:
 # --- (5) /ping while every worker is busy ------------------------------------------------------------------
 
 
+def _timed_post(url: str, body: bytes, headers: dict[str, str], seconds: list[float]) -> None:
+    started = time.perf_counter()
+    requests.post(url + "/invocations", data=body, headers=headers).raise_for_status()
+    seconds.append(time.perf_counter() - started)
+
+
 def bench_ping_under_load(base_dir: Path) -> None:
     rows = 200_000
     content_type, accept, body = request_bodies(sparse_rows(rows))["recordio"]
     print(f"\n(5) /ping latency while {WORKERS} long requests run ({rows:,}-row RecordIO, "
           f"{len(body) / 2**20:.0f} MB each, one per worker)")
     env = {"SAGEMAKER_MAX_PAYLOAD_IN_MB": "100"}
-    for label, extra in (("gthread x2 (ours)", []), ("sync", ["-k", "sync"])):
+    for label, extra in (("gthread x2 (ours)", []), ("sync", ["-k", "sync", "--threads", "1"])):
         with ours(base_dir, extra, env) as url:
             done: list[float] = []
-
-            def long_request() -> None:
-                t0 = time.perf_counter()
-                requests.post(url + "/invocations", data=body,
-                              headers={"Content-Type": content_type, "Accept": accept}).raise_for_status()
-                done.append(time.perf_counter() - t0)
-
-            threads = [threading.Thread(target=long_request) for _ in range(WORKERS)]
+            headers = {"Content-Type": content_type, "Accept": accept}
+            threads = [threading.Thread(target=_timed_post, args=(url, body, headers, done)) for _ in range(WORKERS)]
             for thread in threads:
                 thread.start()
             time.sleep(0.3)
@@ -324,7 +333,7 @@ def bench_memory(base_dir: Path, scratch: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-memory", action="store_true")
     args = parser.parse_args()

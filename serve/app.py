@@ -23,24 +23,27 @@ import contextlib
 import logging
 import threading
 from collections.abc import Sequence
-from typing import ContextManager
+from typing import Any
 
 import numba
-
 import orjson
 from flask import Flask, Response, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from container.errors import ClientError, UnsupportedFormatError
 from container.formats.registry import JSON, media_type
 from serve.model_store import Servable
-from serve.settings import ServeSettings
+from serve.settings import MB, ServeSettings
 
 log = logging.getLogger(__name__)
 
+
 def choose_accept(header: str | None, supported: Sequence[str], default: str) -> str | None:
     """The response media type for an Accept header: by descending q-value, then header order, the first
-    supported type; ``*/*`` (or no header) means ``default``. ``None`` when nothing is acceptable."""
+    supported type (aliases resolved); ``*/*`` (or no header) means ``default``. ``None`` when nothing is
+    acceptable."""
+    if header in supported:
+        return header
     if not header or not header.strip():
         return default
     ranked = []
@@ -55,7 +58,7 @@ def choose_accept(header: str | None, supported: Sequence[str], default: str) ->
                 except ValueError:
                     quality = 0.0
         if quality > 0:
-            ranked.append((-quality, position, name.strip().lower()))
+            ranked.append((-quality, position, media_type(name)))
     for _, _, name in sorted(ranked):
         if name == "*/*":
             return default
@@ -68,17 +71,38 @@ def _error(status: int, message: str) -> Response:
     return Response(orjson.dumps({"error": message}), status=status, content_type=JSON)
 
 
+def _read_body(environ: dict[str, Any], limit: int) -> bytes:
+    """The request body; ``RequestEntityTooLarge`` (413) when it is longer than ``limit``, with or without a
+    Content-Length (Werkzeug's ``MAX_CONTENT_LENGTH`` silently truncates a chunked body at the limit).
+
+    A refused body is read to its end and dropped, so the client sees the 413 rather than a reset
+    connection, and the kept-alive connection stays usable.
+    """
+    stream = environ["wsgi.input"]
+    length = environ.get("CONTENT_LENGTH")  # gunicorn has validated it; absent for chunked transfer
+    if not length:
+        body: bytes | None = stream.read(limit + 1)
+    else:
+        body = stream.read(int(length)) if int(length) <= limit else None
+    if body is None or len(body) > limit:
+        while stream.read(MB):
+            pass
+        raise RequestEntityTooLarge()
+    return body
+
+
 def create_app(servable: Servable, settings: ServeSettings) -> Flask:
     """The WSGI app serving ``servable``; fails fast if the default Accept is one it cannot produce."""
-    if settings.default_accept not in servable.accepts:
+    default_accept = media_type(settings.default_accept)
+    if default_accept not in servable.accepts:
         raise ValueError(
             f"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT {settings.default_accept!r} is not one of "
             f"{', '.join(servable.accepts)}"
         )
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_payload_bytes
-    invocation_lock: ContextManager[object] = (
-        threading.Lock() if numba.config.NUMBA_NUM_THREADS > 1 else contextlib.nullcontext()
+    parallel_scoring = numba.config.NUMBA_NUM_THREADS > 1  # type: ignore[attr-defined]
+    invocation_lock: contextlib.AbstractContextManager[object] = (
+        threading.Lock() if parallel_scoring else contextlib.nullcontext()
     )
     execution_parameters = orjson.dumps({
         "MaxConcurrentTransforms": settings.max_concurrent_transforms,
@@ -97,14 +121,15 @@ def create_app(servable: Servable, settings: ServeSettings) -> Flask:
 
     @app.post("/invocations")
     def invocations() -> Response:
-        content_type = media_type(request.headers.get("Content-Type", ""))
+        environ = request.environ  # plain dict lookups: each ``request.headers`` access costs microseconds
+        content_type = media_type(environ.get("CONTENT_TYPE"))
         if content_type not in servable.content_types:
             raise UnsupportedFormatError(content_type or "(none)", list(servable.content_types))
-        accept = choose_accept(request.headers.get("Accept"), servable.accepts, settings.default_accept)
+        accept = choose_accept(environ.get("HTTP_ACCEPT"), servable.accepts, default_accept)
         if accept is None:
-            return _error(406, f"Unsupported Accept {request.headers.get('Accept')!r}; supported: "
+            return _error(406, f"Unsupported Accept {environ.get('HTTP_ACCEPT')!r}; supported: "
                           f"{', '.join(servable.accepts)}")
-        body = request.get_data(cache=False)
+        body = _read_body(environ, settings.max_payload_bytes)
         if not body:
             return _error(400, "empty request body: expected at least one record")
         with invocation_lock:

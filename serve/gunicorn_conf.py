@@ -2,16 +2,21 @@
 
 - bind ``0.0.0.0:$SAGEMAKER_BIND_TO_PORT`` (default 8080).
 - workers ``$SAGEMAKER_MODEL_SERVER_WORKERS`` (default: usable CPUs, affinity and cgroup quota).
-- ``gthread`` workers with 2 threads: the app lets one invocation run at a time per worker, so the second
-  thread answers /ping while a long request runs (SageMaker gives /ping 2 s); with sync workers a ping waits
-  until some worker finishes its request.
+- ``gthread`` workers with 2 threads. While one thread serves a long invocation, the other answers /ping
+  (SageMaker gives /ping 2 s). With sync workers, a ping waits until some worker finishes its request.
+  Measured with every worker busy with a 60 MB request: ping median 3 ms with gthread, against 3-4.6 s with
+  sync workers (docs/benchmarks.md, "Serving"). A ping still waits when the other thread is inside one long
+  call that holds the GIL (a numba kernel, ``orjson.loads`` of a big body), or when both threads of every
+  worker are busy with invocations. gthread also keeps connections alive; sync workers close the connection
+  after every response.
 - numba threads per worker = usable CPUs // workers (at least 1), exported as ``NUMBA_NUM_THREADS`` before
   numba is imported, so it is every thread's default (``numba.set_num_threads`` is per thread and would
   not reach gthread's request threads); workers x threads <= CPUs.
-- ``preload_app``: the master loads the model once and forks; the arrays are shared copy-on-write (they are
-  never written), so N workers cost one model in memory instead of N (measured in docs/benchmarks.md,
-  "Serving"). Loading runs no numba code; each worker warms the kernels after fork in ``post_worker_init``
-  (numba's thread pool must not be started before fork), before it accepts a connection.
+- ``preload_app``: the master loads the model once and forks. The arrays are never written, so they stay
+  shared copy-on-write, and N workers cost one model in memory instead of N. Measured with 2 workers and a
+  256 MB model: total PSS 465-477 MB with preload, 694-1169 MB when each worker loads its own copy
+  (docs/benchmarks.md, "Serving"). Loading runs no numba code. Each worker warms the kernels after fork, in
+  ``post_worker_init``, before it accepts a connection (numba's thread pool must not start before fork).
 - timeout ``$SAGEMAKER_MODEL_SERVER_TIMEOUT`` (default 60 s): gunicorn restarts a worker silent for that
   long; graceful_timeout 25 s, below the 30 s between SageMaker's SIGTERM and SIGKILL, lets in-flight
   requests finish.

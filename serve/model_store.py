@@ -2,8 +2,8 @@
 
 ``load(model_dir)`` reads the artifact and wraps it in the ``Servable`` of its kind; the HTTP layer only
 sees the protocol, so another model kind (WALS) plugs in with its own class and one line in ``_SERVABLES``.
-Loading runs no numba code (safe in the gunicorn master before fork); ``warm_up`` runs every request path
-on a one-row input and must run in the worker, after fork.
+Loading runs no numba code, so it is safe in the gunicorn master before fork. ``warm_up`` runs every
+decoder, scoring kernel and encoder once, and must run in the worker, after fork.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from typing import Any, Protocol
 import numpy as np
 import scipy.sparse as sp
 
-from algorithm import artifact
 from algorithm.fm import PARALLEL_SCORING_NNZ, FactorizationMachines
-from container.errors import DataError
 from container.formats import responses
 from container.formats.dataset import Dataset
 from container.formats.recordio import write_spmatrix_to_sparse_tensor
 from container.formats.registry import CSV, JSON, JSONLINES, LIBSVM, RECORDIO, decode
+from container.wals_model import WALSModel, load_servable
+from serve.wals_servable import WALSServable
 
 REQUEST_SOURCE = "request body"
 
@@ -36,7 +36,7 @@ class Servable(Protocol):
     def warm_up(self) -> None: ...
 
     def invoke(self, body: bytes, content_type: str, accept: str) -> bytes:
-        """The response body for a request body; raises ``ClientError`` subclasses for the client's mistakes."""
+        """The response body for a request body; ``ClientError`` subclasses for the client's mistakes."""
         ...
 
 
@@ -60,7 +60,6 @@ class FMServable:
 
     def invoke(self, body: bytes, content_type: str, accept: str) -> bytes:
         X = decode(content_type, body, source=REQUEST_SOURCE, feature_dim=self.model.feature_dim)
-        _check_finite(X)
         return responses.encode(accept, self.predict(X))
 
     def warm_up(self) -> None:
@@ -68,10 +67,12 @@ class FMServable:
         once, so that no request pays for compilation."""
         d = self.model.feature_dim
         for content_type, body in _one_row_bodies(d).items():
-            for accept in self.accepts:
-                self.invoke(body, content_type, accept)
+            self.invoke(body, content_type, JSON)
         n = PARALLEL_SCORING_NNZ
-        self.predict(Dataset(np.ones(n, np.float32), np.zeros(n, np.int64), np.array([0, n // 2, n]), d))
+        big = Dataset(np.ones(n, np.float32), np.zeros(n, np.int64), np.array([0, n // 2, n]), d)
+        columns = self.predict(big)
+        for accept in self.accepts:
+            responses.encode(accept, columns)
         self.warm = True
 
 
@@ -90,24 +91,12 @@ def _one_row_bodies(feature_dim: int) -> dict[str, bytes]:
     }
 
 
-def _check_finite(X: Dataset) -> None:
-    """Reject NaN and infinities, naming the first offending row and feature."""
-    if np.isfinite(X.data).all():
-        return
-    position = int(np.flatnonzero(~np.isfinite(X.data))[0])
-    row = int(np.searchsorted(X.indptr, position, side="right")) - 1
-    raise DataError(
-        f"{REQUEST_SOURCE}: row {row}, feature {int(X.indices[position])}: expected a finite number, "
-        f"received {X.data[position]}"
-    )
-
-
-_SERVABLES: dict[type, type[Any]] = {FactorizationMachines: FMServable}
+_SERVABLES: dict[type, type[Any]] = {FactorizationMachines: FMServable, WALSModel: WALSServable}
 
 
 def load(model_dir: Path) -> Servable:
     """The servable of the artifact in ``model_dir`` (model.json + model.npz, or a model.tar.gz there)."""
-    model = artifact.load(model_dir)
+    model = load_servable(model_dir)
     try:
         servable_class = _SERVABLES[type(model)]
     except KeyError:

@@ -28,10 +28,10 @@ class ServeSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ServeSettings:
         """Settings from ``SAGEMAKER_MODEL_SERVER_WORKERS`` (default: usable CPUs),
-        ``SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT`` (parameters dropped) and ``SAGEMAKER_MAX_PAYLOAD_IN_MB``
+        ``SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT`` and ``SAGEMAKER_MAX_PAYLOAD_IN_MB``
         (1-100, default 6); ``ValueError`` naming the variable when one is malformed."""
         cpus = usable_cpus()
-        accept = environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "").split(";")[0].strip().lower()
+        accept = environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "").strip()
         return cls(
             workers=_int_env(environ, "SAGEMAKER_MODEL_SERVER_WORKERS", cpus, 1, 1024),
             cpus=cpus,

@@ -1,4 +1,4 @@
-"""``app`` for gunicorn: the model under ``$SAGEMAKER_BASE_DIR/model`` (default /opt/ml/model) served by Flask."""
+"""``app`` for gunicorn: the model in ``$SAGEMAKER_BASE_DIR/model`` (default /opt/ml/model) behind Flask."""
 
 from __future__ import annotations
 

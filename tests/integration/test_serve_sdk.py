@@ -7,7 +7,12 @@ import io
 import numpy as np
 import pytest
 from sagemaker.amazon.factorization_machines import FactorizationMachinesPredictor
-from sagemaker.deserializers import CSVDeserializer, JSONDeserializer, JSONLinesDeserializer, RecordDeserializer
+from sagemaker.deserializers import (
+    CSVDeserializer,
+    JSONDeserializer,
+    JSONLinesDeserializer,
+    RecordDeserializer,
+)
 from sagemaker.serializers import CSVSerializer, JSONLinesSerializer, JSONSerializer, RecordSerializer
 
 from tests.integration.test_serve_http import (  # noqa: F401  (module-scoped server fixtures)
@@ -26,6 +31,7 @@ def call(server, serializer, deserializer, data):
     return deserializer.deserialize(io.BytesIO(response.content), response.headers["Content-Type"])
 
 
+@pytest.mark.filterwarnings("ignore:FactorizationMachinesPredictor is part of the SageMaker Python SDK v2")
 def test_fm_predictor_defaults_are_record_serializer_and_deserializer():
     predictor = FactorizationMachinesPredictor("unused-endpoint", sagemaker_session=object())
     assert isinstance(predictor.serializer, RecordSerializer)
