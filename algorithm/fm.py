@@ -472,6 +472,13 @@ class FactorizationMachines:
             return (scores >= 0.5).astype(np.float32)
         return scores
 
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities ``[P(0), P(1)]`` per row (binary_classifier only), as scikit-learn's."""
+        if self.predictor_type != "binary_classifier":
+            raise AttributeError("predict_proba is only available for predictor_type='binary_classifier'")
+        p = self.predict_scores(X)
+        return np.column_stack([1.0 - p, p]).astype(np.float32)
+
     # ------------------------------------------------------------------------------- artifact hooks
 
     def artifact_arrays(self) -> dict[str, np.ndarray]:

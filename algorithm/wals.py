@@ -522,6 +522,22 @@ class WALS:
 
     # ------------------------------------------------------------------------------- artifact hooks
 
+    def get_row_factors(self) -> np.ndarray:
+        """The row factors (TF's ``get_row_factors``), shape (num_rows, embedding_dimension)."""
+        self._check_fitted()
+        return self.row_factors_
+
+    def get_col_factors(self) -> np.ndarray:
+        """The column factors (TF's ``get_col_factors``), shape (num_cols, embedding_dimension)."""
+        self._check_fitted()
+        return self.col_factors_
+
+    def get_projections(self, entries: Sparse, project_row: bool = True,
+                        weights: float | np.ndarray | None = None) -> np.ndarray:
+        """TF's ``get_projections``: factors of new rows (``project_row``) or new columns folded in from
+        their observed entries against the fixed other side."""
+        return self.project_rows(entries, weights) if project_row else self.project_cols(entries, weights)
+
     def artifact_arrays(self) -> dict[str, np.ndarray]:
         """The arrays ``algorithm.artifact`` stores: the factors, and per-item weights if they are vectors."""
         self._check_fitted()

@@ -223,3 +223,20 @@ def test_digits_is_it_a_zero_with_builtin_defaults() -> None:
                                   epochs=100, mini_batch_size=100, num_threads=1)
     model.fit(X_train, y_train)
     assert (model.predict(X_test) == y_test).mean() >= 0.98
+
+
+def test_predict_proba_is_sklearn_shaped():
+    from algorithm.fm import FactorizationMachines
+
+    rng = np.random.default_rng(0)
+    X = rng.random((60, 5)).astype(np.float32)
+    y = (X[:, 0] > 0.5).astype(np.float32)
+    model = FactorizationMachines(feature_dim=5, num_factors=2, predictor_type="binary_classifier",
+                                  epochs=2).fit(X, y)
+    proba = model.predict_proba(X)
+    assert proba.shape == (60, 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(proba[:, 1], model.predict_scores(X))
+    regressor = FactorizationMachines(feature_dim=5, num_factors=2, predictor_type="regressor").fit(X, y)
+    with pytest.raises(AttributeError, match="binary_classifier"):
+        regressor.predict_proba(X)

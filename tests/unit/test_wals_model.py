@@ -373,3 +373,18 @@ def test_artifact_round_trip(tmp_path, weights: str) -> None:
 
 def test_warm_up_runs() -> None:
     warm_up()
+
+
+def test_tf_style_accessors_and_projections():
+    import scipy.sparse as sp
+
+    from algorithm.wals import WALS
+
+    rng = np.random.default_rng(3)
+    R = sp.random(30, 20, density=0.2, random_state=4, format="csr", dtype=np.float32)
+    model = WALS(embedding_dimension=4, max_sweeps=3, seed=1).fit(R)
+    assert model.get_row_factors() is model.row_factors_ and model.get_col_factors().shape == (20, 4)
+    new_rows = sp.csr_matrix(rng.random((2, 20)).astype(np.float32) * (rng.random((2, 20)) > 0.7))
+    np.testing.assert_array_equal(model.get_projections(new_rows), model.project_rows(new_rows))
+    new_cols = sp.csr_matrix(R[:, :3])
+    np.testing.assert_array_equal(model.get_projections(new_cols, project_row=False), model.project_cols(new_cols))
