@@ -4,7 +4,6 @@ prediction), following scikit-learn conventions.
 
 from __future__ import annotations
 
-import inspect
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -17,6 +16,14 @@ import scipy.sparse as sp
 
 from algorithm import _fm_kernels as kernels
 from algorithm._threads import numba_threads
+from algorithm.base import (
+    DivergedError,
+    Estimator,
+    NotFittedError,
+    ParamProblems,
+    is_int,
+    is_number,
+)
 from algorithm.metrics import STOPPING_METRIC, train_metrics
 
 OnEpoch = Callable[[int, dict[str, float], "dict[str, float] | None", float], None]
@@ -33,14 +40,6 @@ SCORING_FORMULA = (
     "score = 1/(1+exp(-z)) for binary_classifier (predicted_label = 1.0 if score >= 0.5 else 0.0), "
     "score = z for regressor"
 )
-
-
-class DivergedError(ValueError):
-    """The training loss became NaN or infinite."""
-
-
-class NotFittedError(ValueError, AttributeError):
-    """The model is used before ``fit`` (or loading)."""
 
 
 class Rows(NamedTuple):
@@ -142,7 +141,7 @@ def _training_buffers(n_threads: int, rows: Rows, batch_size: int, feature_dim: 
     )
 
 
-class FactorizationMachines:
+class FactorizationMachines(Estimator):
     """Second-order Factorization Machine trained with mini-batch Adam (or SGD, AdaGrad, FTRL), like
     SageMaker's built-in FM; the parameters are the built-in's hyperparameters (``FM_SCHEMA`` in
     ``container.schemas``).
@@ -223,42 +222,13 @@ class FactorizationMachines:
 
     # ------------------------------------------------------------------------------- parameters
 
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        signature = inspect.signature(cls.__init__)
-        return [name for name in signature.parameters if name != "self"]
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """The constructor parameters (scikit-learn convention)."""
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params: Any) -> FactorizationMachines:
-        """Set constructor parameters (scikit-learn convention)."""
-        valid = self._param_names()
-        for name, value in params.items():
-            if name not in valid:
-                raise ValueError(f"Invalid parameter {name!r} for FactorizationMachines; valid: {valid}")
-            setattr(self, name, value)
-        return self
-
     def __repr__(self) -> str:
         return (f"FactorizationMachines(feature_dim={self.feature_dim}, num_factors={self.num_factors}, "
                 f"predictor_type={self.predictor_type!r}, optimizer={self.optimizer!r})")
 
     def _check_params(self) -> None:
-        problems: list[str] = []
-
-        def check(name: str, ok: bool, allowed: str) -> None:
-            if not ok:
-                problems.append(f"The {name!r} parameter of FactorizationMachines must be {allowed}. "
-                                f"Got {getattr(self, name)!r} instead.")
-
-        def is_int(v: Any) -> bool:
-            return isinstance(v, int | np.integer) and not isinstance(v, bool)
-
-        def is_number(v: Any) -> bool:
-            return isinstance(v, int | float | np.number) and not isinstance(v, bool) and math.isfinite(v)
-
+        problems = ParamProblems(self)
+        check = problems.check
         for name in ("feature_dim", "num_factors", "epochs", "mini_batch_size"):
             check(name, is_int(getattr(self, name)) and getattr(self, name) > 0, "an int > 0")
         for name in ("seed", "num_threads", "early_stopping_patience"):
@@ -285,8 +255,7 @@ class FactorizationMachines:
             check(f"{group}_init_value", value is None or is_number(value), "None or a float")
             check(f"{group}_init_method", getattr(self, f"{group}_init_method") in INIT_METHODS,
                   f"one of {INIT_METHODS}")
-        if problems:
-            raise ValueError("\n".join(problems))
+        problems.raise_any()
 
     # ------------------------------------------------------------------------------- memory, init
 

@@ -16,7 +16,6 @@ entries are summed (scipy's rule).
 
 from __future__ import annotations
 
-import inspect
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -29,6 +28,15 @@ import scipy.sparse as sp
 from algorithm import _wals_kernels as kernels
 from algorithm._threads import numba_threads
 from algorithm._wals_kernels import SOLVERS, Entries
+from algorithm.base import (
+    DivergedError,
+    Estimator,
+    NotFittedError,
+    ParamProblems,
+    improves,
+    is_int,
+    is_number,
+)
 from algorithm.metrics import rmse
 from algorithm.ranking_metrics import BLOCK_VALUES, ranking_metrics, top_k
 
@@ -42,14 +50,6 @@ PARALLEL_SCORING_PAIRS = 100_000
 # Gramians for the training loss are summed in float64 over chunks of this many factor rows.
 GRAM_CHUNK = 65_536
 SCORING_FORMULA = "score(i, j) = dot(row_factors[i], col_factors[j])"
-
-
-class DivergedError(ValueError):
-    """The training loss or the factors became NaN or infinite."""
-
-
-class NotFittedError(ValueError, AttributeError):
-    """The model is used before ``fit`` (or loading)."""
 
 
 def _as_csr(matrix: Any, what: str) -> sp.csr_matrix:
@@ -112,10 +112,6 @@ def _gram64(F: np.ndarray) -> np.ndarray:
     return total
 
 
-def _improves(score: float, best: float, tolerance: float) -> bool:
-    """Whether ``score`` beats ``best`` (lower is better) by more than ``tolerance`` relative to it."""
-    return score < best - tolerance * abs(best) if math.isfinite(best) else score < best
-
 
 def _json_value(value: Any) -> Any:
     if isinstance(value, np.generic):
@@ -125,7 +121,7 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-class WALS:
+class WALS(Estimator):
     """Weighted alternating least squares: A ≈ U Vᵀ with row factors U (num_rows × embedding_dimension) and
     column factors V, the parameters being ``WALS_SCHEMA``'s (TF's names; see the module docstring and
     docs/wals.md for the objective and the weights).
@@ -180,42 +176,14 @@ class WALS:
 
     # ------------------------------------------------------------------------------- parameters
 
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        return [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """The constructor parameters (scikit-learn convention)."""
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params: Any) -> WALS:
-        """Set constructor parameters (scikit-learn convention)."""
-        valid = self._param_names()
-        for name, value in params.items():
-            if name not in valid:
-                raise ValueError(f"Invalid parameter {name!r} for WALS; valid: {valid}")
-            setattr(self, name, value)
-        return self
-
     def __repr__(self) -> str:
         form = "explicit" if self.alpha is None else f"implicit, alpha={self.alpha}"
         return (f"WALS(embedding_dimension={self.embedding_dimension}, solver={self.solver!r}, "
                 f"max_sweeps={self.max_sweeps}, {form})")
 
     def _check_params(self) -> None:
-        problems: list[str] = []
-
-        def check(name: str, ok: bool, allowed: str) -> None:
-            if not ok:
-                problems.append(f"The {name!r} parameter of WALS must be {allowed}. "
-                                f"Got {getattr(self, name)!r} instead.")
-
-        def is_int(v: Any) -> bool:
-            return isinstance(v, int | np.integer) and not isinstance(v, bool)
-
-        def is_number(v: Any) -> bool:
-            return isinstance(v, int | float | np.number) and not isinstance(v, bool) and math.isfinite(v)
-
+        problems = ParamProblems(self)
+        check = problems.check
         for name in ("embedding_dimension", "max_sweeps", "cg_steps", "eval_k"):
             check(name, is_int(getattr(self, name)) and getattr(self, name) > 0, "an int > 0")
         for name in ("seed", "num_threads", "early_stopping_patience"):
@@ -234,8 +202,7 @@ class WALS:
         for name in ("row_init", "col_init"):
             check(name, getattr(self, name) in INIT_METHODS, f"one of {INIT_METHODS}")
         check("solver", self.solver in SOLVERS, f"one of {SOLVERS}")
-        if problems:
-            raise ValueError("\n".join(problems))
+        problems.raise_any()
 
     # ------------------------------------------------------------------------------- training
 
@@ -320,7 +287,7 @@ class WALS:
                 if test is not None:
                     metrics = self._test_metrics(test, csr, U, V, workers)
                     score = metrics[stopping_metric]
-                    if _improves(sign * score, best, self.early_stopping_tolerance):
+                    if improves(sign * score, best, self.early_stopping_tolerance):
                         best, best_sweep, stale = sign * score, sweep, 0
                         if early_stopping:
                             best_factors = (U.copy(), V.copy())

@@ -235,7 +235,7 @@ def test_early_stopping_keeps_the_best_sweep(monkeypatch: pytest.MonkeyPatch, al
 
 
 def test_early_stopping_tolerance() -> None:
-    from algorithm.wals import _improves
+    from algorithm.base import improves as _improves
 
     assert _improves(0.95, 1.0, 0.01) and not _improves(0.995, 1.0, 0.01)
 
