@@ -38,6 +38,7 @@ LEGEND = """\
 ratio   = this row's median epoch seconds / our Adam's at the same data, k and threads (> 1: we are faster)
 JIT s   = our warm-up fit on 256 rows before the data is loaded (numba compiling, or loading its cache)
 1st s   = first timed epoch; epoch s = median of the other epochs (myfm: per sampler iteration, "it")
+quality = held-out, at the epoch (@n) of lowest test logloss/RMSE among the first 10 (myfm, digits: final)
 rows/s  = training rows / epoch s; the SageMaker built-in logs ~{sagemaker:,} rows/s on a multi-core instance
 used MB = peak RSS - RSS after imports (and our warm-up); need MB = data + model + optimizer state"""
 
@@ -155,7 +156,8 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     peak = _status_kb("VmHWM") if peak_reset else _peak_rusage_kb()
     out = result.to_dict()
     data_bytes = data.train.nbytes + data.test.nbytes
-    out.update(wall_seconds=wall, warm_up_seconds=warm_up_seconds, rss_import_mb=rss_import / 1024,
+    out.update(load_avg_1min=os.getloadavg()[0], wall_seconds=wall, warm_up_seconds=warm_up_seconds,
+               rss_import_mb=rss_import / 1024,
                rss_base_mb=rss_base / 1024, rss_loaded_mb=rss_loaded / 1024, peak_mb=peak / 1024,
                data_mb=data_bytes / 2**20, state_mb=result.state_bytes / 2**20,
                peak_since_load_only=peak_reset)
@@ -182,11 +184,12 @@ def _peak_rusage_kb() -> int:
 # driver
 
 
-def _launch(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+def _launch(spec: dict[str, Any], timeout: float, extra_env: dict[str, str] | None = None) -> dict[str, Any]:
     env = dict(os.environ)
     threads = str(spec["threads"])
     env.update(OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads,
                NUMBA_NUM_THREADS=threads)
+    env.update(extra_env or {})
     env.setdefault("USER", "bench")  # xLearn crashes without it
     with tempfile.TemporaryDirectory() as tmp:
         out_path = Path(tmp) / "result.json"
@@ -226,7 +229,7 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
                 epochs = DIGITS["epochs"] if name == "digits" else args.epochs
                 batch = {"mini_batch_size": DIGITS["mini_batch_size"]} if name == "digits" else {}
                 ours = [dict(base, trainer="ours", variant=o, epochs=epochs, **batch)
-                        for o in args.optimizers]
+                        for o in ([] if args.skip_ours else args.optimizers)]
                 others: list[dict[str, Any]] = []
                 if "xlearn" in anchors:
                     variants = ["tuned"] if name != "digits" else []
@@ -238,8 +241,9 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
                                        epochs=min(epochs, args.floor_epochs) if name != "digits" else epochs,
                                        **batch))
                 if "myfm" in anchors and threads == 1 and (name != "ctr" or k == configs[0][0]):
+                    methods = args.myfm_methods or ("gibbs" if name == "ctr" else "gibbs,vb")
                     others += [dict(base, trainer="myfm", variant=m, epochs=myfm_iters[name])
-                               for m in args.myfm_methods.split(",") if m]
+                               for m in methods.split(",") if m]
                 # interleave: ours, anchor, ours, anchor, ...
                 merged: list[dict[str, Any]] = []
                 while ours or others:
@@ -279,13 +283,16 @@ def _steady(r: dict[str, Any]) -> list[float]:
     return secs[1:] if len(secs) > 1 else secs
 
 
-def _quality_text(r: dict[str, Any]) -> str:
-    m = r.get("metrics", {})
+def _quality_text(r: dict[str, Any], best: bool = False) -> str:
+    """Held-out quality after the last epoch, or (``best``) at the best of the first 10 epochs ("@epoch")."""
+    m, at = (_best_epoch_quality(r), _best_epoch(r)) if best and r["dataset"] != "digits" else (
+        r.get("metrics", {}), None)
+    where = f" @{at + 1}" if at is not None else ""
     if "auc" in m:
         return f"AUC {m['auc']:.4f} LL {m['logloss']:.4f}" + (
-            f" acc {m['accuracy']:.4f}" if r["dataset"] == "digits" else "")
+            f" acc {m['accuracy']:.4f}" if r["dataset"] == "digits" else "") + where
     if "rmse" in m:
-        return f"RMSE {m['rmse']:.4f}"
+        return f"RMSE {m['rmse']:.4f}{where}"
     return "-"
 
 
@@ -303,7 +310,7 @@ def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         n = rs[0]["train_rows"]
         rows.append({"dataset": name, "k": k, "threads": threads, "trainer": trainer, "variant": variant,
                      "first_s": first, "epoch_s": steady, "rows_per_s": n / steady if steady else math.nan,
-                     "epochs": len(rs[0]["epoch_seconds"]), "quality": _quality_text(rs[-1]),
+                     "epochs": len(rs[0]["epoch_seconds"]), "quality": _quality_text(rs[-1], best=True),
                      "metrics": rs[-1]["metrics"], "epoch_metrics": rs[-1]["epoch_metrics"],
                      "peak_mb": max(r["peak_mb"] for r in rs),
                      "used_mb": max(r["peak_mb"] - r["rss_base_mb"] for r in rs),
@@ -317,8 +324,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
     ours_adam = {(r["dataset"], r["k"], r["threads"]): r["epoch_s"] for r in rows
                  if r["trainer"] == "ours" and r["variant"] == "adam"}
     head = (f"{'data':8}{'k':>3}{'thr':>4} {'trainer':7}{'variant':9}{'JIT s':>6}{'1st s':>8}{'epoch s':>9}"
-            f"{'rows/s':>10}{'/core':>9}{'ratio':>7}  {'held-out quality':29}{'peak MB':>8}{'used MB':>8}"
-            f"{'need MB':>8}")
+            f"{'rows/s':>11}{'/core':>10}{'ratio':>7}  {'held-out quality (best epoch)':33}{'peak MB':>8}"
+            f"{'used MB':>8}{'need MB':>8}")
     print("\n" + head + "\n" + "-" * len(head))
     for r in sorted(rows, key=lambda r: (r["dataset"], r["k"], r["threads"], r["trainer"] != "ours",
                                          r["trainer"], r["variant"])):
@@ -327,19 +334,23 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         unit = "it" if r["trainer"] == "myfm" else ""
         jit = f"{r['warm_up_s']:6.2f}" if r["trainer"] == "ours" else f"{'-':>6}"
         print(f"{r['dataset']:8}{r['k']:>3}{r['threads']:>4} {r['trainer']:7}{r['variant'][:8]:9}{jit}"
-              f"{r['first_s']:>8.3f}{r['epoch_s']:>8.3f}{unit:1}{r['rows_per_s']:>10,.0f}"
-              f"{r['rows_per_s'] / r['threads']:>9,.0f}{ratio:>7.2f}  {r['quality']:29}"
+              f"{r['first_s']:>8.3f}{r['epoch_s']:>8.3f}{unit:1}{r['rows_per_s']:>11,.0f}"
+              f"{r['rows_per_s'] / r['threads']:>10,.0f}{ratio:>7.2f}  {r['quality']:33}"
               f"{r['peak_mb']:>8.0f}{r['used_mb']:>8.0f}{r['expected_mb']:>8.0f}")
     print(LEGEND.format(sagemaker=SAGEMAKER_ROWS_PER_S))
 
 
+def _best_epoch(r: dict[str, Any], limit: int = QUALITY_EPOCHS) -> int | None:
+    """Index of the epoch with the lowest test logloss (or RMSE) among the first ``limit``; None without
+    per-epoch metrics."""
+    per = [(m.get("logloss", m.get("rmse", math.inf)), i) for i, m in enumerate(r["epoch_metrics"][:limit])
+           if m]
+    return min(per)[1] if per else None
+
+
 def _best_epoch_quality(r: dict[str, Any], limit: int = QUALITY_EPOCHS) -> dict[str, float]:
-    per = [m for m in r["epoch_metrics"][:limit] if m]
-    if not per:
-        return r["metrics"]
-    if "logloss" in per[0]:
-        return min(per, key=lambda m: m["logloss"])
-    return min(per, key=lambda m: m["rmse"])
+    at = _best_epoch(r, limit)
+    return r["metrics"] if at is None else r["epoch_metrics"][at]
 
 
 def goals(rows: list[dict[str, Any]], full_rows: dict[str, int]) -> list[tuple[str, str, str]]:
@@ -349,6 +360,13 @@ def goals(rows: list[dict[str, Any]], full_rows: dict[str, int]) -> list[tuple[s
 
     def verdict(ok: bool | None) -> str:
         return "n/a" if ok is None else ("PASS" if ok else "MISS")
+
+    def quality_verdict(ok: bool, r: dict[str, Any]) -> str:
+        """A miss counts only when the run had all the epochs the goal allows."""
+        return "PASS" if ok else ("MISS" if r["epochs"] >= QUALITY_EPOCHS else "n/a")
+
+    def ran(r: dict[str, Any]) -> str:
+        return "" if r["epochs"] >= QUALITY_EPOCHS else f" (only {r['epochs']} epochs run)"
 
     for (name, k, threads), limit in EPOCH_GOALS.items():
         r = ours.get((name, k, threads, "adam"))
@@ -366,18 +384,18 @@ def goals(rows: list[dict[str, Any]], full_rows: dict[str, int]) -> list[tuple[s
             q = _best_epoch_quality(r)
             ok = q.get("auc", 0) >= CTR_AUC_GOAL and q.get("logloss", 9) <= CTR_LOGLOSS_GOAL
             out.append((f"ctr k={k} thr={threads} {optimizer}: AUC >= {CTR_AUC_GOAL} and logloss <= "
-                        f"{CTR_LOGLOSS_GOAL} within {QUALITY_EPOCHS} epochs", verdict(ok),
+                        f"{CTR_LOGLOSS_GOAL} within {QUALITY_EPOCHS} epochs", quality_verdict(ok, r),
                         f"best epoch AUC {q.get('auc', math.nan):.4f} "
-                        f"logloss {q.get('logloss', math.nan):.4f}"))
+                        f"logloss {q.get('logloss', math.nan):.4f}{ran(r)}"))
         elif name == "ratings":
             q = _best_epoch_quality(r)
             out.append((f"ratings k={k} thr={threads} {optimizer}: RMSE <= {RATINGS_RMSE_GOAL} within "
-                        f"{QUALITY_EPOCHS} epochs", verdict(q.get("rmse", 9) <= RATINGS_RMSE_GOAL),
-                        f"best epoch RMSE {q.get('rmse', math.nan):.4f}"))
+                        f"{QUALITY_EPOCHS} epochs", quality_verdict(q.get("rmse", 9) <= RATINGS_RMSE_GOAL, r),
+                        f"best epoch RMSE {q.get('rmse', math.nan):.4f}{ran(r)}"))
         elif name == "digits":
             acc = r["metrics"].get("accuracy", 0)
             out.append((f"digits 'is it a 0' {optimizer}: accuracy >= {DIGITS_ACCURACY_GOAL}",
-                        verdict(acc >= DIGITS_ACCURACY_GOAL),
+                        verdict(acc >= DIGITS_ACCURACY_GOAL) if optimizer == "adam" else "info",
                         f"accuracy {acc:.4f} after {r['epochs']} epochs"))
     for (name, k, threads) in sorted({key[:3] for key in ours}):
         if name == "digits":
@@ -410,12 +428,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rows", type=int, default=None, help="subsample the training rows (quick runs)")
     p.add_argument("--anchors", default="xlearn,myfm,numpy", help="comma list of xlearn, myfm, numpy")
     p.add_argument("--optimizers", nargs="+", default=list(OUR_OPTIMIZERS), choices=OUR_OPTIMIZERS)
+    p.add_argument("--skip-ours", action="store_true", help="run the anchors only")
     p.add_argument("--floor-epochs", type=int, default=2, help="epochs of the numpy floor (timing only)")
     p.add_argument("--myfm-iters", default="", help="e.g. ctr=3,ratings=30 (defaults: ctr 3, others 30)")
-    p.add_argument("--myfm-methods", default="gibbs,vb", help="comma list of gibbs, vb")
+    p.add_argument("--myfm-methods", default="",
+                   help="comma list of gibbs, vb (default: gibbs on ctr, where vb takes ~1 min an iteration; "
+                        "both elsewhere)")
+    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra environment for every run, e.g. OMP_WAIT_POLICY=passive")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timeout", type=float, default=1200.0, help="seconds per run")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    p.add_argument("--from-results", nargs="+", metavar="JSON",
+                   help="print the table and goals of saved results (several files are merged) and exit")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--result", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -424,8 +449,14 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.result).write_text(json.dumps(worker(json.loads(args.worker))))
         return 0
 
+    if args.from_results:
+        saved = [json.loads(Path(f).read_text()) for f in args.from_results]
+        report([r for s in saved for r in s["runs"]])
+        return 0
     runs = plan(args)
     print(f"# {len(runs)} runs: " + " ".join(sys.argv[1:]), flush=True)
+    if args.env:
+        print(f"# extra environment: {' '.join(args.env)}", flush=True)
     if args.dry_run:
         for r in runs:
             print(json.dumps(r))
@@ -434,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     started = time.perf_counter()
     for i, spec in enumerate(runs, 1):
-        r = _launch(spec, args.timeout)
+        r = _launch(spec, args.timeout, dict(e.split("=", 1) for e in args.env))
         results.append(r)
         tag = f"[{i}/{len(runs)}] {spec['dataset']} k={spec['k']} thr={spec['threads']} {spec['trainer']}/" \
               f"{spec['variant']}"
@@ -445,9 +476,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{tag}: first {secs[0] if secs else math.nan:.3f} s, median {_median(_steady(r)):.3f} s "
               f"over {len(secs)}, {_quality_text(r)}, peak {r['peak_mb']:.0f} MB, "
               f"wall {r['wall_seconds']:.1f} s", flush=True)
+    rows = report(results)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"fm_{time.strftime('%Y%m%d_%H%M%S')}.json"
+    path.write_text(json.dumps({"argv": sys.argv[1:], "runs": results, "summary": rows}, indent=1))
+    print(f"\n# {len(runs)} runs in {time.perf_counter() - started:.0f} s; "
+          f"results in {path.relative_to(REPO)}")
+    return 0
+
+
+def report(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Print the table, the quoted figures and the goals of ``results``; returns the summary rows."""
     rows = summarize(results)
     print_table(rows)
-    for name in {r["dataset"] for r in runs}:
+    loads = [r["load_avg_1min"] for r in results if "load_avg_1min" in r]
+    if loads:
+        print(f"1-min load average at the end of the runs: {min(loads):.1f} to {max(loads):.1f} on "
+              f"{os.cpu_count()} cores (other work on the machine competes for the same cores)")
+    for name in sorted({r["dataset"] for r in results}):
         if name in QUOTED:
             print(QUOTED[name])
     from bench.fm_data import CTR_ROWS, ML_RATINGS
@@ -456,12 +502,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\nGoals:")
     for label, verdict, measured in goals(rows, full):
         print(f"  {verdict:5} {label}: {measured}")
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"fm_{time.strftime('%Y%m%d_%H%M%S')}.json"
-    path.write_text(json.dumps({"argv": sys.argv[1:], "runs": results, "summary": rows}, indent=1))
-    print(f"\n# {len(runs)} runs in {time.perf_counter() - started:.0f} s; "
-          f"results in {path.relative_to(REPO)}")
-    return 0
+    return rows
 
 
 if __name__ == "__main__":
