@@ -16,6 +16,8 @@ from fmwals.serializers import JSONDeserializer, JSONSerializer, PredictionsDese
 class Predictor:
     """Real-time predictions from the endpoint ``endpoint_name``."""
 
+    default_deserializer: Any = JSONDeserializer  # what ``deserializer=None`` means; subclasses override
+
     def __init__(
         self,
         endpoint_name: str,
@@ -28,7 +30,7 @@ class Predictor:
         self.endpoint_name = endpoint_name
         self.sagemaker_session = sagemaker_session
         self.serializer: Any = serializer if serializer is not None else JSONSerializer()
-        self.deserializer: Any = deserializer if deserializer is not None else JSONDeserializer()
+        self.deserializer: Any = deserializer if deserializer is not None else self.default_deserializer()
         self.content_type = content_type
         self.accept = accept
         self._backend: Backend | None = None
@@ -87,18 +89,4 @@ class FactorizationMachinesPredictor(Predictor):
     """FM predictions in the built-in's record shape: ``[{"score": s, "predicted_label": l}, ...]`` (no
     ``predicted_label`` for a regressor) from an ndarray, a scipy sparse matrix or a list of rows."""
 
-    def __init__(
-        self,
-        endpoint_name: str,
-        sagemaker_session: Any = None,
-        serializer: Any = None,
-        deserializer: Any = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(
-            endpoint_name,
-            sagemaker_session,
-            serializer or JSONSerializer(),
-            deserializer or PredictionsDeserializer(),
-            **kwargs,
-        )
+    default_deserializer = PredictionsDeserializer

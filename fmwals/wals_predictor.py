@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from fmwals.predictor import Predictor
-from fmwals.serializers import JSON, JSONSerializer, PredictionsDeserializer
+from fmwals.serializers import JSON, PredictionsDeserializer
 
 
 def _ids(values: Any) -> list[Any]:
@@ -34,21 +34,7 @@ class WALSPredictor(Predictor):
     ``predict`` still takes raw queries (``{"instances": [...]}``) and returns the parsed answer.
     """
 
-    def __init__(
-        self,
-        endpoint_name: str,
-        sagemaker_session: Any = None,
-        serializer: Any = None,
-        deserializer: Any = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(
-            endpoint_name,
-            sagemaker_session,
-            serializer or JSONSerializer(),
-            deserializer or PredictionsDeserializer(),
-            **kwargs,
-        )
+    default_deserializer = PredictionsDeserializer
 
     def _query(self, instances: list[dict[str, Any]]) -> list[dict[str, Any]]:
         body = json.dumps({"instances": instances}).encode()
