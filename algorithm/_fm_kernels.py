@@ -15,22 +15,31 @@ feature the batch touches is then one contiguous run of memory for the forward p
 update, instead of six scattered arrays: rare features cost one cache miss, not six. ``pack``/``unpack``
 convert. The bias w0 and its state live in ``bias`` (1 + s,).
 
-Threads and determinism (per-thread gradient buffers, not Hogwild):
-    A mini-batch is cut into T contiguous row chunks, one per thread. Thread t accumulates the gradient of
-    its chunk in its own compact buffer: one slot per distinct feature it touches. ``slot_of[t, feature]``
-    maps a feature to its slot as a sparse set (valid only when ``slot_feature[t, slot]`` points back), so
-    the map is never reset between batches. In the update pass each feature is owned by one thread (the
-    first thread that touched it, counting cyclically from feature mod T, which spreads the work). The
-    owner sums the slots of all threads in increasing thread order and applies the optimizer step. No
-    weight is written by two threads and every sum runs in a fixed order, so the model depends only on the
-    seed (row order) and T, never on scheduling. T = 1 uses the serial kernel (no parallel region). The maps
-    cost 4 bytes per feature per thread. Each batch has two parallel regions (rows, then updates): cheap on
-    dedicated cores, but on an oversubscribed machine every region waits for a descheduled thread, and one
-    thread can then be faster than two.
+Threads. Every thread keeps its batch gradient in its own compact buffer: one slot per distinct feature it
+touches. ``slot_of[t, feature]`` maps a feature to its slot as a sparse set (valid only when
+``slot_feature[t, slot]`` points back), so the map is never reset between batches; it costs 4 bytes per
+feature per thread. T = 1 uses the serial kernel (no parallel region). For T > 1 there are two kernels:
+    Hogwild (``train_epoch_hogwild``, the default): one parallel region per epoch. Thread t runs batches
+    t, t + T, t + 2T, ... of the shuffled order exactly as the serial kernel does and writes its updates
+    straight into the shared table and bias without locks, like xLearn and libFM. Two threads rarely
+    touch the same feature row at the same moment on sparse data, and a lost update costs one step of one
+    row; the model then depends on thread timing. No barrier per batch, so a descheduled thread (a busy
+    machine) delays only its own batches.
+    Deterministic (``train_epoch_parallel``): a mini-batch is cut into T contiguous row chunks, one per
+    thread. In the update pass each feature is owned by one thread (the first thread that touched it,
+    counting cyclically from feature mod T, which spreads the work). The owner sums the slots of all
+    threads in increasing thread order and applies the optimizer step. No weight is written by two threads
+    and every sum runs in a fixed order, so the model depends only on the seed (row order) and T, never on
+    scheduling. Each batch has two parallel regions (rows, then updates), 1,800 barriers per CTR epoch:
+    on an oversubscribed machine every region waits for a descheduled thread, and one thread can then be
+    faster than two.
 
 Memory latency: rows are visited in random order and rare features miss the cache, so the epoch is
 latency-bound; the kernels issue software prefetches (``_prefetch``) a few rows / slots ahead. Small
 helpers are inlined at the numba IR level: a call with exploded array arguments costs more than the work.
+The optimizer loops index views from 0 and the update kernels use numpy's error model (no
+ZeroDivisionError check), so LLVM vectorizes their square roots and divisions (k = 32: about a quarter
+off the Adam and FTRL epoch).
 
 Sparse (lazy) updates, like MXNet's ``lazy_update`` for row_sparse gradients:
     only the ``w`` entries and ``V`` rows of features present in the batch are updated, weight decay
@@ -86,27 +95,31 @@ PREFETCH_ROWS, PREFETCH_PARAMS, PREFETCH_SLOTS = 8, 3, 8
 LINE_FLOATS = 16  # float32 values per 64-byte cache line
 
 
+def _prefetch_codegen(context, builder, sig, args):
+    """Hint the CPU to load the cache line of ``args[0][args[1:]]`` (read, keep in all cache levels)."""
+    array_type = sig.args[0]
+    view = context.make_array(array_type)(context, builder, args[0])
+    item = cgutils.get_item_pointer(context, builder, array_type, view, list(args[1:]), wraparound=False)
+    pointer = builder.bitcast(item, ir.IntType(8).as_pointer())
+    i32 = ir.IntType(32)
+    function = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(ir.VoidType(), [pointer.type, i32, i32, i32]), "llvm.prefetch.p0")
+    builder.call(function, [pointer, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+    return context.get_dummy_value()
+
+
 def _prefetch_intrinsic(typingctx, array, index):
-    """``_prefetch(array, index)``: hint the CPU to load the cache line of ``array[index]`` (1-D); no effect
-    on results."""
-    signature = types.void(array, index)
+    """``_prefetch(array, i)``: prefetch ``array[i]`` (1-D); no effect on results."""
+    return types.void(array, index), _prefetch_codegen
 
-    def codegen(context, builder, sig, args):
-        array_type = sig.args[0]
-        view = context.make_array(array_type)(context, builder, args[0])
-        item = cgutils.get_item_pointer(context, builder, array_type, view, [args[1]], wraparound=False)
-        pointer = builder.bitcast(item, ir.IntType(8).as_pointer())
-        i32 = ir.IntType(32)
-        function = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [pointer.type, i32, i32, i32]), "llvm.prefetch.p0")
-        # read access, high temporal locality, data cache
-        builder.call(function, [pointer, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
-        return context.get_dummy_value()
 
-    return signature, codegen
+def _prefetch_2d_intrinsic(typingctx, array, row, col):
+    """``_prefetch_2d(array, i, j)``: prefetch ``array[i, j]`` (2-D, any layout); no effect on results."""
+    return types.void(array, row, col), _prefetch_codegen
 
 
 _prefetch = cast(Callable[[np.ndarray, int], None], intrinsic(_prefetch_intrinsic))
+_prefetch_2d = cast(Callable[[np.ndarray, int, int], None], intrinsic(_prefetch_2d_intrinsic))
 
 
 # --------------------------------------------------------------------------------------------- layout
@@ -126,6 +139,21 @@ def unpack(table: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(table[:, 0]), np.ascontiguousarray(table[:, 1:1 + k])
 
 
+def unpack_in_place(table: np.ndarray, k: int, block_rows: int = 65_536) -> tuple[np.ndarray, np.ndarray]:
+    """(w copy, V) from a packed table that owns its memory, without a second copy of V: V's rows are moved
+    to the front of the table's buffer (in row blocks, front to back, so no row is overwritten before it is
+    moved) and the buffer is shrunk to them. The table must not be used (nor any view of it exist) after."""
+    d = table.shape[0]
+    w = np.ascontiguousarray(table[:, 0])
+    flat = table.reshape(table.size)
+    for r0 in range(0, d, block_rows):
+        r1 = min(r0 + block_rows, d)
+        flat[r0 * k:r1 * k].reshape(r1 - r0, k)[...] = table[r0:r1, 1:1 + k]  # numpy buffers overlaps
+    del flat
+    table.resize(d * k, refcheck=False)  # realloc to the moved V: frees the rest of the table
+    return w, table.reshape(d, k)
+
+
 # --------------------------------------------------------------------------------------------- scoring
 
 
@@ -137,19 +165,18 @@ def _sigmoid(z):
     return e / (1.0 + e)
 
 
-@njit(fastmath=FASTMATH, cache=True)
+@njit(fastmath=FASTMATH, cache=True, nogil=True)
 def _score_range(data, indices, indptr, w0, w, V, logistic, out, r0, r1):
     k = V.shape[1]
     s = np.empty(k, np.float32)
     q = np.empty(k, np.float32)
-    flat = V.reshape(V.size)
     for r in range(r0, r1):
         if r + PREFETCH_PARAMS < r1:
             for p in range(indptr[r + PREFETCH_PARAMS], indptr[r + PREFETCH_PARAMS + 1]):
                 i = indices[p]
                 _prefetch(w, i)
                 for c in range(0, k, LINE_FLOATS):
-                    _prefetch(flat, i * k + c)
+                    _prefetch_2d(V, i, c)
         s[:] = 0.0
         q[:] = 0.0
         lin = np.float32(0.0)
@@ -168,13 +195,13 @@ def _score_range(data, indices, indptr, w0, w, V, logistic, out, r0, r1):
         out[r] = _sigmoid(z) if logistic else z
 
 
-@njit(fastmath=FASTMATH, cache=True)
+@njit(fastmath=FASTMATH, cache=True, nogil=True)
 def score_serial(data, indices, indptr, w0, w, V, logistic, out):
     """Write the score of every CSR row into ``out`` (sigmoid applied when ``logistic``); one thread."""
     _score_range(data, indices, indptr, w0, w, V, logistic, out, 0, out.size)
 
 
-@njit(fastmath=FASTMATH, cache=True, parallel=True)
+@njit(fastmath=FASTMATH, cache=True, parallel=True, nogil=True)
 def score_parallel(data, indices, indptr, w0, w, V, logistic, out, n_chunks):
     """``score_serial`` over ``n_chunks`` contiguous row chunks in parallel (same results)."""
     n = out.size
@@ -190,37 +217,46 @@ def score_parallel(data, indices, indptr, w0, w, V, logistic, out, n_chunks):
 @njit(fastmath=FASTMATH, cache=True, inline="always")
 def _step(opt, row, lo, hi, block, grad, g0, coef, scale, wd, eps, clip, lr):
     """One optimizer step on ``row[lo:hi]`` with gradient ``grad[g0:g0 + hi - lo]``; the optimizer state of
-    ``row[j]`` is ``row[j + block]`` (and ``row[j + 2·block]``). ``coef`` is lr_t for Adam, else lr."""
+    ``row[j]`` is ``row[j + block]`` (and ``row[j + 2·block]``). ``coef`` is lr_t for Adam, else lr. The
+    loops index separate views from 0, which lets LLVM vectorize them."""
+    n = hi - lo
+    w = row[lo:hi]
+    g = grad[g0:g0 + n]
     if opt == ADAM:
-        for j in range(lo, hi):
-            g = min(max(grad[g0 + j - lo] * scale + wd * row[j], -clip), clip)
-            m = np.float32(ADAM_BETA1) * row[j + block] + np.float32(1.0 - ADAM_BETA1) * g
-            v = np.float32(ADAM_BETA2) * row[j + 2 * block] + np.float32(1.0 - ADAM_BETA2) * g * g
-            row[j + block] = m
-            row[j + 2 * block] = v
-            row[j] -= coef * m / (math.sqrt(v) + eps)
+        m = row[lo + block:hi + block]
+        v = row[lo + 2 * block:hi + 2 * block]
+        for j in range(n):
+            gj = min(max(g[j] * scale + wd * w[j], -clip), clip)
+            mj = np.float32(ADAM_BETA1) * m[j] + np.float32(1.0 - ADAM_BETA1) * gj
+            vj = np.float32(ADAM_BETA2) * v[j] + np.float32(1.0 - ADAM_BETA2) * gj * gj
+            m[j] = mj
+            v[j] = vj
+            w[j] -= coef * mj / (math.sqrt(vj) + eps)
     elif opt == SGD:
-        for j in range(lo, hi):
-            g = min(max(grad[g0 + j - lo] * scale, -clip), clip)
-            row[j] -= coef * (g + wd * row[j])
+        for j in range(n):
+            gj = min(max(g[j] * scale, -clip), clip)
+            w[j] -= coef * (gj + wd * w[j])
     elif opt == ADAGRAD:
-        for j in range(lo, hi):
-            g = min(max(grad[g0 + j - lo] * scale, -clip), clip)
-            h = row[j + block] + g * g
-            row[j + block] = h
-            row[j] -= coef * (g / math.sqrt(h + eps) + wd * row[j])
+        h = row[lo + block:hi + block]
+        for j in range(n):
+            gj = min(max(g[j] * scale, -clip), clip)
+            hj = h[j] + gj * gj
+            h[j] = hj
+            w[j] -= coef * (gj / math.sqrt(hj + eps) + wd * w[j])
     else:
-        for j in range(lo, hi):
-            g = min(max(grad[g0 + j - lo] * scale, -clip), clip)
-            n = row[j + 2 * block]
-            n_new = n + g * g
-            z = row[j + block] + g - (math.sqrt(n_new) - math.sqrt(n)) * row[j] / lr
-            row[j + block] = z
-            row[j + 2 * block] = n_new
+        zs = row[lo + block:hi + block]
+        ns = row[lo + 2 * block:hi + 2 * block]
+        for j in range(n):
+            gj = min(max(g[j] * scale, -clip), clip)
+            nj = ns[j]
+            n_new = nj + gj * gj
+            z = zs[j] + gj - (math.sqrt(n_new) - math.sqrt(nj)) * w[j] / lr
+            zs[j] = z
+            ns[j] = n_new
             if abs(z) > FTRL_LAMBDA1:
-                row[j] = (math.copysign(FTRL_LAMBDA1, z) - z) / ((FTRL_BETA + math.sqrt(n_new)) / lr + wd)
+                w[j] = (math.copysign(FTRL_LAMBDA1, z) - z) / ((FTRL_BETA + math.sqrt(n_new)) / lr + wd)
             else:
-                row[j] = 0.0
+                w[j] = 0.0
 
 
 @njit(fastmath=FASTMATH, cache=True)
@@ -256,7 +292,8 @@ def _prefetch_rows(r, r1, X, y, row_weight, order, flat, stride, k, slots, row_s
         for p in range(start, end, LINE_FLOATS):
             _prefetch(data, p)
         _prefetch(y, row)
-        _prefetch(row_weight, row)
+        if row_weight.size:
+            _prefetch(row_weight, row)
         _prefetch(row_scores, row)
     if r + PREFETCH_PARAMS < r1:
         row = order[r + PREFETCH_PARAMS]
@@ -269,8 +306,8 @@ def _prefetch_rows(r, r1, X, y, row_weight, order, flat, stride, k, slots, row_s
 
 
 @njit(fastmath=FASTMATH, cache=True)
-def _rows_pass(t, T, b0, b1, X, y, row_weight, order, bias, P, k, loss_kind, buffers, row_scores):
-    """Forward + backward of thread t's chunk of batch rows ``order[b0:b1]`` into thread t's buffers."""
+def _rows_pass(t, r0, r1, X, y, row_weight, order, bias, P, k, loss_kind, buffers, row_scores):
+    """Forward + backward of batch rows ``order[r0:r1]`` into thread t's buffers."""
     data, indices, indptr = X
     slot_of, slot_feature, n_slots, G, G0, S, Q, loss = buffers
     s = S[t]
@@ -284,7 +321,7 @@ def _rows_pass(t, T, b0, b1, X, y, row_weight, order, bias, P, k, loss_kind, buf
     w0 = bias[0]
     flat = P.reshape(P.size)
     stride = P.shape[1]
-    r0, r1 = _chunk(t, T, b0, b1)
+    weighted = row_weight.size > 0
     for r in range(r0, r1):
         _prefetch_rows(r, r1, X, y, row_weight, order, flat, stride, k, slots, row_scores)
         row = order[r]
@@ -295,10 +332,11 @@ def _rows_pass(t, T, b0, b1, X, y, row_weight, order, bias, P, k, loss_kind, buf
         lin = np.float32(0.0)
         for p in range(start, end):
             x = data[p]
-            param = P[indices[p]]
-            lin += param[0] * x
+            i = indices[p]
+            lin += P[i, 0] * x
+            v = P[i, 1:1 + k]
             for f in range(k):
-                vx = param[1 + f] * x
+                vx = v[f] * x
                 s[f] += vx
                 q[f] += vx * vx
         pair = np.float32(0.0)
@@ -306,11 +344,12 @@ def _rows_pass(t, T, b0, b1, X, y, row_weight, order, bias, P, k, loss_kind, buf
             pair += s[f] * s[f] - q[f]
         z = float(w0 + lin + np.float32(0.5) * pair)
         label = float(y[row])
-        weight = float(row_weight[row])
+        weight = float(row_weight[row]) if weighted else 1.0
         if loss_kind == LOGISTIC:
-            score = _sigmoid(z)
+            e = math.exp(-abs(z))  # one exp for the sigmoid and the loss
+            score = 1.0 / (1.0 + e) if z >= 0.0 else e / (1.0 + e)
             dl = score - label
-            thread_loss += weight * (math.log1p(math.exp(-abs(z))) + max(z, 0.0) - label * z)
+            thread_loss += weight * (math.log1p(e) + max(z, 0.0) - label * z)
         else:
             score = z
             dl = z - label
@@ -328,12 +367,12 @@ def _rows_pass(t, T, b0, b1, X, y, row_weight, order, bias, P, k, loss_kind, buf
                 slots[i] = slot
                 features[slot] = i
                 gt[slot, :] = 0.0
-            param = P[i]
-            grad = gt[slot]
+            v = P[i, 1:1 + k]
+            grad = gt[slot, 1:]
             mx = mult * x
-            grad[0] += mx
+            gt[slot, 0] += mx
             for f in range(k):
-                grad[1 + f] += mx * (s[f] - param[1 + f] * x)
+                grad[f] += mx * (s[f] - v[f] * x)
     n_slots[t] = n
     G0[t] = g0
     loss[t] += thread_loss
@@ -348,9 +387,11 @@ def _slot(buffers, t, i):
     return slot if slot < n_slots[t] and slot_feature[t, slot] == i else -1
 
 
-@njit(fastmath=FASTMATH, cache=True)
+@njit(fastmath=FASTMATH, cache=True, error_model="numpy")
 def _update_pass(t, T, P, k, opt, hp, coef, scale, train_linear, buffers):
-    """Apply the optimizer to the features thread t owns (see the module docstring)."""
+    """Apply the optimizer to the features of thread t's buffers. T = 1: all of them, with thread t's
+    gradients; T > 1 (deterministic mode): the features thread t owns, with every thread's gradients summed
+    in thread order (see the module docstring)."""
     _, slot_feature, n_slots, G, _, S, _, _ = buffers
     gt = G[t]
     total = S[t]  # reused as the k + 1 gradient sum (S has k + 1 columns)
@@ -362,6 +403,7 @@ def _update_pass(t, T, P, k, opt, hp, coef, scale, train_linear, buffers):
     wd_factors = np.float32(hp[HP_WD + FACTORS])
     lr_linear = np.float32(hp[HP_LR + LINEAR])
     lr_factors = np.float32(hp[HP_LR + FACTORS])
+    step_linear = train_linear and lr_linear > 0.0
     flat = P.reshape(P.size)
     stride = P.shape[1]
     count = n_slots[t]
@@ -372,16 +414,16 @@ def _update_pass(t, T, P, k, opt, hp, coef, scale, train_linear, buffers):
                 _prefetch(flat, ahead + c)
             _prefetch(flat, ahead + stride - 1)
         i = slot_feature[t, j]
-        owner = t
-        for step in range(T):
-            u = (i + step) % T
-            if u == t or _slot(buffers, u, i) >= 0:
-                owner = u
-                break
-        if owner != t:
-            continue
         grad = gt[j]
         if T > 1:
+            owner = t
+            for step in range(T):
+                u = (i + step) % T
+                if u == t or _slot(buffers, u, i) >= 0:
+                    owner = u
+                    break
+            if owner != t:
+                continue
             grad = total
             grad[:] = 0.0
             for u in range(T):
@@ -390,21 +432,22 @@ def _update_pass(t, T, P, k, opt, hp, coef, scale, train_linear, buffers):
                     for f in range(block):
                         grad[f] += G[u, su, f]
         row = P[i]
-        if train_linear and lr_linear > 0.0:
+        if step_linear:
             _step(opt, row, 0, 1, block, grad, 0, coef[LINEAR], scale32, wd_linear, eps, clip, lr_linear)
         if lr_factors > 0.0:
             _step(opt, row, 1, block, block, grad, 1, coef[FACTORS], scale32, wd_factors, eps, clip,
                   lr_factors)
 
 
-@njit(fastmath=FASTMATH, cache=True)
-def _bias_step(T, bias, opt, hp, coef, scale, buffers):
+@njit(fastmath=FASTMATH, cache=True, error_model="numpy")
+def _bias_step(t0, t1, bias, opt, hp, coef, scale, buffers):
+    """Step w0 with the bias gradients of threads t0 .. t1 - 1, summed in thread order."""
     lr = np.float32(hp[HP_LR + BIAS])
     if lr <= 0.0:
         return
     G0 = buffers[4]
     total = 0.0
-    for t in range(T):
+    for t in range(t0, t1):
         total += G0[t]
     grad = np.full(1, total, np.float32)
     _step(opt, bias, 0, 1, 1, grad, 0, coef[BIAS], np.float32(scale), np.float32(hp[HP_WD + BIAS]),
@@ -417,31 +460,57 @@ def _batch_scale(hp, b0, b1):
 
 
 @njit(fastmath=FASTMATH, cache=True)
+def _serial_batch(t, b0, b1, X, y, row_weight, order, bias, P, k, opt, loss_kind, hp, train_bias, train_linear,
+                  step, buffers, row_scores):
+    """Optimizer step ``step`` on batch rows ``order[b0:b1]``, all on thread t with thread t's buffers."""
+    scale = _batch_scale(hp, b0, b1)
+    coef = _group_coefficients(opt, hp, step)
+    _rows_pass(t, b0, b1, X, y, row_weight, order, bias, P, k, loss_kind, buffers, row_scores)
+    _update_pass(t, 1, P, k, opt, hp, coef, scale, train_linear, buffers)
+    if train_bias:
+        _bias_step(t, t + 1, bias, opt, hp, coef, scale, buffers)
+
+
+@njit(fastmath=FASTMATH, cache=True)
 def train_epoch_serial(X, y, row_weight, order, batch_size, bias, P, k, opt, loss_kind, hp, train_bias,
                        train_linear, step, buffers, row_scores):
     """One epoch over ``order`` in mini-batches on one thread; returns the optimizer step count after it.
 
-    ``X`` = (data, indices, indptr); ``bias`` = [w0, state...] and ``P`` (the packed table, see
-    ``pack``) are updated in place; ``buffers`` come from ``algorithm.fm`` (T = 1). Adds the weighted loss
-    to ``buffers[-1]`` and writes each row's score (probability for log loss) to ``row_scores``.
+    ``X`` = (data, indices, indptr); ``row_weight`` holds each row's loss weight (empty: all 1);
+    ``bias`` = [w0, state...] and ``P`` (the packed table, see ``pack``) are updated in place; ``buffers``
+    come from ``algorithm.fm`` (T = 1). Adds the weighted loss to ``buffers[-1]`` and writes each row's
+    score (probability for log loss) to ``row_scores``.
     """
     n = order.size
     for b0 in range(0, n, batch_size):
-        b1 = min(b0 + batch_size, n)
         step += 1
-        scale = _batch_scale(hp, b0, b1)
-        coef = _group_coefficients(opt, hp, step)
-        _rows_pass(0, 1, b0, b1, X, y, row_weight, order, bias, P, k, loss_kind, buffers, row_scores)
-        _update_pass(0, 1, P, k, opt, hp, coef, scale, train_linear, buffers)
-        if train_bias:
-            _bias_step(1, bias, opt, hp, coef, scale, buffers)
+        _serial_batch(0, b0, min(b0 + batch_size, n), X, y, row_weight, order, bias, P, k, opt, loss_kind, hp,
+                      train_bias, train_linear, step, buffers, row_scores)
     return step
+
+
+@njit(fastmath=FASTMATH, cache=True, parallel=True)
+def train_epoch_hogwild(X, y, row_weight, order, batch_size, bias, P, k, opt, loss_kind, hp, train_bias,
+                        train_linear, step, buffers, row_scores):
+    """``train_epoch_serial`` on T = ``len(buffers[2])`` threads in one parallel region: thread t runs batches
+    t, t + T, t + 2T, ... with its own buffers and updates the shared ``P`` and ``bias`` without locks
+    (Hogwild). Batch b is optimizer step ``step + b + 1``; the result depends on thread timing."""
+    n = order.size
+    T = buffers[2].size
+    n_batches = (n + batch_size - 1) // batch_size
+    for t in prange(T):
+        for b in range(t, n_batches, T):
+            b0 = b * batch_size
+            _serial_batch(t, b0, min(b0 + batch_size, n), X, y, row_weight, order, bias, P, k, opt, loss_kind,
+                          hp, train_bias, train_linear, step + b + 1, buffers, row_scores)
+    return step + n_batches
 
 
 @njit(fastmath=FASTMATH, cache=True, parallel=True)
 def train_epoch_parallel(X, y, row_weight, order, batch_size, bias, P, k, opt, loss_kind, hp, train_bias,
                          train_linear, step, buffers, row_scores):
-    """``train_epoch_serial`` with T = ``len(buffers[2])`` row chunks per batch on numba threads."""
+    """``train_epoch_serial`` with T = ``len(buffers[2])`` row chunks per batch on numba threads: the
+    deterministic mode (two parallel regions per batch)."""
     n = order.size
     T = buffers[2].size
     for b0 in range(0, n, batch_size):
@@ -450,9 +519,10 @@ def train_epoch_parallel(X, y, row_weight, order, batch_size, bias, P, k, opt, l
         scale = _batch_scale(hp, b0, b1)
         coef = _group_coefficients(opt, hp, step)
         for t in prange(T):
-            _rows_pass(t, T, b0, b1, X, y, row_weight, order, bias, P, k, loss_kind, buffers, row_scores)
+            r0, r1 = _chunk(t, T, b0, b1)
+            _rows_pass(t, r0, r1, X, y, row_weight, order, bias, P, k, loss_kind, buffers, row_scores)
         for t in prange(T):
             _update_pass(t, T, P, k, opt, hp, coef, scale, train_linear, buffers)
         if train_bias:
-            _bias_step(T, bias, opt, hp, coef, scale, buffers)
+            _bias_step(0, T, bias, opt, hp, coef, scale, buffers)
     return step

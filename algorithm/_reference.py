@@ -76,7 +76,8 @@ def train_epoch(X: tuple[np.ndarray, np.ndarray, np.ndarray], y: np.ndarray, row
         step += 1
         batch = matrix[rows]
         z, sums = raw_scores(batch, w0, w, V)
-        label, weight = y[rows].astype(np.float64), row_weight[rows].astype(np.float64)
+        label = y[rows].astype(np.float64)
+        weight = row_weight[rows].astype(np.float64) if row_weight.size else np.ones(rows.size)
         if loss_kind == kernels.LOGISTIC:
             score = 1.0 / (1.0 + np.exp(-z))
             loss = np.log1p(np.exp(-np.abs(z))) + np.maximum(z, 0) - label * z

@@ -6,7 +6,9 @@ Normal equations of row i (see docs/wals.md), with Y the other side's factors (o
     (G + Σ_{j∈obs(i)} e_ij y_j y_jᵀ) x_i = Σ_{j∈obs(i)} (w0 + e_ij) t_ij y_j,   G = w0 YᵀY + λI
 where t_ij is the target and e_ij = w_ij − w0 ≥ 0 the entry's weight above the unobserved weight w0. G is
 computed once per half-sweep; each row adds corrections from its own observed entries only, so a half-sweep
-costs O(nnz·k²) for cholesky and O(nnz·k·cg_steps) for cg (the implicit-ALS trick of Hu, Koren, Volinsky).
+costs at most O(nnz·k² + n·k³) for cholesky and O(nnz·k·cg_steps) for cg (the implicit-ALS trick of Hu,
+Koren, Volinsky). BLAS is called from inside numba's threads: run it single-threaded
+(OPENBLAS_NUM_THREADS=1, as the image does) so the two levels do not oversubscribe the cores.
 
 Every array is float32 (factors, targets, weights; accumulators too, like implicit's sdot/sposv) with int64
 ``indptr``/``indices``. Each kernel is a serial body over rows (or row blocks) worker, worker + n_workers, ...
@@ -15,12 +17,17 @@ body directly, with no parallel region (serving-sized calls). A row's result dep
 (and, for cg, on its block, which depends only on indptr), so a given seed gives the same factors on any
 number of threads.
 
-cholesky builds each row's k×k system (lower triangle, four entries per pass over it) and factorizes it in
-place (left-looking, four rows per pass); a pivot that is not positive (only possible with regularization 0)
-drops that direction, so degenerate rows get finite factors instead of an error. cg runs ``cg_steps``
-conjugate-gradient steps warm-started from the current factors, the algorithm of implicit's
-``least_squares_cg`` (Takács et al.), on blocks of consecutive rows: a block's y_j are gathered once and
-reused by every step, and the G products of the block's rows are one small matrix product (BLAS) per step.
+cholesky solves each row exactly in one of two ways. A row with n entries, n at most SHORT_ROW_FACTOR·k,
+goes through its n×n system (push-through/Woodbury identity, with G = LLᵀ factorized once per half-sweep and
+Z = Y L⁻ᵀ computed as one matrix product): its cost is O(n²k + n³) instead of O(nk² + k³), which is most of
+the rows of a power-law data set. A longer row builds its k×k system as G plus matrix products (BLAS) of
+gathered, √e_ij-scaled y_j, in chunks of DIRECT_CHUNK entries, and factorizes it in place (left-looking,
+four rows per pass); a pivot that is not positive (only possible with regularization 0) drops that
+direction, so degenerate rows get finite factors instead of an error (G is then not used for short rows).
+cg runs ``cg_steps`` conjugate-gradient steps warm-started from the current factors, the algorithm of
+implicit's ``least_squares_cg`` (Takács et al.), on blocks of consecutive rows: a block's y_j are gathered
+once and reused by every step, and the G products of the block's rows are one small matrix product (BLAS)
+per step. Copies are plain loops: numba's slice assignment is several times slower in these hot paths.
 A row with no observed entries has the exact solution 0 under both solvers.
 """
 
@@ -37,10 +44,16 @@ SOLVERS = ("cholesky", "cg")
 # cg stops on a row once its squared residual norm is below this (implicit's threshold).
 CG_TOLERANCE = 1e-20
 # cg works on blocks of up to CG_BLOCK_ROWS consecutive rows holding at most CG_BLOCK_ENTRIES entries (a
-# longer row is a block of its own); a block's y_j are gathered once if they number at most CG_GATHER_LIMIT.
+# longer row is a block of its own); a block's y_j are gathered once if they take at most CG_GATHER_BYTES.
 CG_BLOCK_ROWS = 64
 CG_BLOCK_ENTRIES = 2048
-CG_GATHER_LIMIT = 8192
+CG_GATHER_BYTES = 32 << 20
+# cholesky: rows with at most SHORT_ROW_FACTOR * k entries are solved through their n×n system (Woodbury),
+# when G's condition number is at most SHORT_ROW_MAX_CONDITION; longer rows build their k×k system from
+# gathered chunks of at most DIRECT_CHUNK entries.
+SHORT_ROW_FACTOR = 1.0
+SHORT_ROW_MAX_CONDITION = 1e5
+DIRECT_CHUNK = 2048
 # A Cholesky pivot at most this fraction of its diagonal entry counts as zero (semidefinite system).
 PIVOT_FLOOR = 1e-6
 
@@ -68,6 +81,19 @@ def _dot(a: np.ndarray, b: np.ndarray, n: int) -> np.float32:
     for i in range(n):
         total += a[i] * b[i]
     return total
+
+
+@njit(fastmath=FASTMATH, cache=True, inline="always")
+def _fill(target: np.ndarray, source: np.ndarray, n: int) -> None:
+    """target[:n] = source[:n] as a plain loop (numba's slice assignment is several times slower)."""
+    for i in range(n):
+        target[i] = source[i]
+
+
+@njit(fastmath=FASTMATH, cache=True, inline="always")
+def _zero(target: np.ndarray, n: int) -> None:
+    for i in range(n):
+        target[i] = 0.0
 
 
 @njit(fastmath=FASTMATH, cache=True)
@@ -113,67 +139,125 @@ def _cholesky_solve(A: np.ndarray, b: np.ndarray, k: int) -> None:
             b[p] -= Li[p] * xi
 
 
-@njit(fastmath=FASTMATH, cache=True)
-def _add_row_system(A: np.ndarray, b: np.ndarray, indices: np.ndarray, target: np.ndarray,
-                    extra: np.ndarray, start: int, end: int, w0: np.float32, Y: np.ndarray, k: int) -> None:
-    """A += Σ e_ij y_j y_jᵀ (lower triangle), b += Σ (w0 + e_ij) t_ij y_j over entries [start, end); four
-    entries per pass over A so each load/store of A carries four multiply-adds."""
-    e = start
-    while e + 4 <= end:
-        y0, y1, y2, y3 = Y[indices[e]], Y[indices[e + 1]], Y[indices[e + 2]], Y[indices[e + 3]]
-        e0, e1, e2, e3 = extra[e], extra[e + 1], extra[e + 2], extra[e + 3]
-        r0 = (w0 + e0) * target[e]
-        r1 = (w0 + e1) * target[e + 1]
-        r2 = (w0 + e2) * target[e + 2]
-        r3 = (w0 + e3) * target[e + 3]
-        for a in range(k):
-            b[a] += r0 * y0[a] + r1 * y1[a] + r2 * y2[a] + r3 * y3[a]
-            s0, s1, s2, s3 = e0 * y0[a], e1 * y1[a], e2 * y2[a], e3 * y3[a]
-            Aa = A[a]
-            for c in range(a + 1):
-                Aa[c] += s0 * y0[c] + s1 * y1[c] + s2 * y2[c] + s3 * y3[c]
-        e += 4
-    while e < end:
-        y = Y[indices[e]]
-        ex = extra[e]
-        rhs = (w0 + ex) * target[e]
-        for a in range(k):
-            b[a] += rhs * y[a]
-            s = ex * y[a]
-            Aa = A[a]
-            for c in range(a + 1):
-                Aa[c] += s * y[c]
-        e += 1
-
-
 # ----------------------------------------------------------------------------------------- solvers
 
 
 @njit(fastmath=FASTMATH, cache=True)
+def _direct_row(indices: np.ndarray, target: np.ndarray, extra: np.ndarray, start: int, end: int,
+                w0: np.float32, Y: np.ndarray, G: np.ndarray, A: np.ndarray, T: np.ndarray, S: np.ndarray,
+                b: np.ndarray) -> None:
+    """Exact solve of one row into ``b``: A = G + Σ e_j y_j y_jᵀ built as GEMMs SᵀS over chunks of gathered
+    rows s_j = √e_j y_j (``S`` holds one chunk), b = Σ (w0 + e_j) t_j y_j, then the Cholesky solve."""
+    k = b.size
+    for a in range(k):
+        _fill(A[a], G[a], k)
+    _zero(b, k)
+    chunk = S.shape[0]
+    for first in range(start, end, chunk):
+        last = min(end, first + chunk)
+        for e in range(first, last):
+            y = Y[indices[e]]
+            scale = np.sqrt(extra[e])
+            rhs = (w0 + extra[e]) * target[e]
+            s = S[e - first]
+            for a in range(k):
+                s[a] = scale * y[a]
+                b[a] += rhs * y[a]
+        rows = S[:last - first]
+        np.dot(rows.T, rows, T)
+        for a in range(k):
+            Aa, Ta = A[a], T[a]
+            for c in range(a + 1):
+                Aa[c] += Ta[c]
+    _cholesky_solve(A, b, k)
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _woodbury_row(indices: np.ndarray, target: np.ndarray, extra: np.ndarray, start: int, end: int,
+                  w0: np.float32, Z: np.ndarray, W: np.ndarray, M: np.ndarray, c: np.ndarray,
+                  b: np.ndarray) -> bool:
+    """Exact solve of a short row into ``b`` through the n×n system instead of the k×k one (n entries):
+    with G = LLᵀ, z_j = L⁻¹y_j (rows of Z), w_j = √e_j z_j (rows of W) and d_j = (w0 + e_j) t_j / √e_j,
+        x = L⁻ᵀ Wᵀ (I + W Wᵀ)⁻¹ d,
+    which equals (G + Σ e_j y_j y_jᵀ)⁻¹ Σ (w0 + e_j) t_j y_j (push-through identity) without cancellation.
+    Entries with e_j = 0 and t_j = 0 add nothing and are skipped; returns False (b untouched) when an entry has
+    e_j = 0 but a nonzero right-hand side, which this form cannot express."""
+    k = b.size
+    n = 0
+    for e in range(start, end):
+        ex = extra[e]
+        rhs = (w0 + ex) * target[e]
+        if ex <= 0.0:
+            if rhs != 0.0:
+                return False
+            continue
+        scale = np.sqrt(ex)
+        z = Z[indices[e]]
+        w = W[n]
+        for a in range(k):
+            w[a] = scale * z[a]
+        c[n] = rhs / scale
+        n += 1
+    _zero(b, k)
+    if n == 0:
+        return True
+    rows = W[:n]
+    system = M[:n * n].reshape((n, n))
+    np.dot(rows, rows.T, system)
+    for i in range(n):
+        system[i, i] += 1.0
+    coefficients = c[:n]
+    _cholesky_solve(system, coefficients, n)
+    for i in range(n):  # b = Wᵀ c  (x' = Wᵀ(I + WWᵀ)⁻¹ d)
+        ci, w = coefficients[i], W[i]
+        for a in range(k):
+            b[a] += ci * w[a]
+    return True
+
+
+@njit(fastmath=FASTMATH, cache=True)
 def _cholesky_rows(indptr: np.ndarray, indices: np.ndarray, target: np.ndarray, extra: np.ndarray, w0: float,
-                   Y: np.ndarray, G: np.ndarray, X: np.ndarray, worker: int, n_workers: int) -> None:
-    """Exact solve of rows worker, worker + n_workers, ... of X."""
-    n, k = X.shape
+                   Y: np.ndarray, G: np.ndarray, Z: np.ndarray, Linv: np.ndarray, short: int, X: np.ndarray,
+                   worker: int, n_workers: int) -> None:
+    """Exact solve of rows worker, worker + n_workers, ... of X: rows with at most ``short`` entries by
+    ``_woodbury_row`` (with Z = Y L⁻ᵀ and L⁻¹ of G = LLᵀ), the others by ``_direct_row``."""
+    n_rows, k = X.shape
     w0_32 = np.float32(w0)
+    longest = 0
+    for row in range(worker, n_rows, n_workers):
+        longest = max(longest, indptr[row + 1] - indptr[row])
     A = np.empty((k, k), dtype=np.float32)
+    T = np.empty((k, k), dtype=np.float32)
+    S = np.empty((max(1, min(longest, DIRECT_CHUNK)), k), dtype=np.float32)
+    width = max(1, min(longest, short))
+    W = np.empty((width, k), dtype=np.float32)
+    M = np.empty(width * width, dtype=np.float32)
+    c = np.empty(width, dtype=np.float32)
     b = np.empty(k, dtype=np.float32)
-    for row in range(worker, n, n_workers):
+    x = np.empty(k, dtype=np.float32)
+    for row in range(worker, n_rows, n_workers):
         start, end = indptr[row], indptr[row + 1]
         if start == end:
-            X[row, :] = 0.0
+            _zero(X[row], k)
             continue
-        A[:, :] = G
-        b[:] = 0.0
-        _add_row_system(A, b, indices, target, extra, start, end, w0_32, Y, k)
-        _cholesky_solve(A, b, k)
-        X[row, :] = b
+        if end - start <= short and _woodbury_row(indices, target, extra, start, end, w0_32, Z, W, M, c, b):
+            _zero(x, k)
+            for i in range(k):  # x = Linvᵀ b: x_a = Σ_{i ≥ a} Linv[i, a] b_i
+                bi, Li = b[i], Linv[i]
+                for a in range(i + 1):
+                    x[a] += Li[a] * bi
+            _fill(X[row], x, k)
+            continue
+        _direct_row(indices, target, extra, start, end, w0_32, Y, G, A, T, S, b)
+        _fill(X[row], b, k)
 
 
 @njit(fastmath=FASTMATH, cache=True, parallel=True)
 def _cholesky_parallel(indptr: np.ndarray, indices: np.ndarray, target: np.ndarray, extra: np.ndarray,
-                       w0: float, Y: np.ndarray, G: np.ndarray, X: np.ndarray, n_workers: int) -> None:
+                       w0: float, Y: np.ndarray, G: np.ndarray, Z: np.ndarray, Linv: np.ndarray, short: int,
+                       X: np.ndarray, n_workers: int) -> None:
     for worker in prange(n_workers):
-        _cholesky_rows(indptr, indices, target, extra, w0, Y, G, X, worker, n_workers)
+        _cholesky_rows(indptr, indices, target, extra, w0, Y, G, Z, Linv, short, X, worker, n_workers)
 
 
 @njit(cache=True)
@@ -238,11 +322,11 @@ def _add_sparse_product(out: np.ndarray, p: np.ndarray, source: np.ndarray, rows
 
 @njit(fastmath=FASTMATH, cache=True)
 def _cg_rows(indptr: np.ndarray, indices: np.ndarray, target: np.ndarray, extra: np.ndarray, w0: float,
-             Y: np.ndarray, G: np.ndarray, X: np.ndarray, cg_steps: int, blocks: np.ndarray, worker: int,
-             n_workers: int) -> None:
+             Y: np.ndarray, G: np.ndarray, X: np.ndarray, cg_steps: int, blocks: np.ndarray, gather_limit: int,
+             worker: int, n_workers: int) -> None:
     """``cg_steps`` conjugate-gradient steps from the current X, on row blocks worker, worker + n_workers, …
 
-    Per block: its rows' y_j are gathered once into contiguous scratch (unless they exceed CG_GATHER_LIMIT),
+    Per block: its rows' y_j are gathered once into contiguous scratch (unless they exceed ``gather_limit``),
     the G products of all its rows are one matrix product per step, and each row keeps its own CG scalars
     (a row is done once its squared residual is below CG_TOLERANCE or its curvature is not positive)."""
     k = X.shape[1]
@@ -252,7 +336,7 @@ def _cg_rows(indptr: np.ndarray, indices: np.ndarray, target: np.ndarray, extra:
     height, capacity = 0, 1
     for b in range(worker, n_blocks, n_workers):
         height = max(height, blocks[b + 1] - blocks[b])
-        capacity = max(capacity, min(CG_GATHER_LIMIT, indptr[blocks[b + 1]] - indptr[blocks[b]]))
+        capacity = max(capacity, min(gather_limit, indptr[blocks[b + 1]] - indptr[blocks[b]]))
     R = np.empty((height, k), dtype=np.float32)
     P = np.empty((height, k), dtype=np.float32)
     AP = np.empty((height, k), dtype=np.float32)
@@ -266,7 +350,7 @@ def _cg_rows(indptr: np.ndarray, indices: np.ndarray, target: np.ndarray, extra:
         use_gathered = indptr[end_row] - base <= capacity
         if use_gathered:
             for e in range(base, indptr[end_row]):
-                gathered[e - base, :] = Y[indices[e]]
+                _fill(gathered[e - base], Y[indices[e]], k)
         source = gathered if use_gathered else Y
         rows_of = local if use_gathered else indices
         shift = base if use_gathered else 0
@@ -275,8 +359,8 @@ def _cg_rows(indptr: np.ndarray, indices: np.ndarray, target: np.ndarray, extra:
         for i in range(h):  # r = b − A x = −G x + Σ ((w0 + e) t − e (y·x)) y;  p = r
             start, end = indptr[first_row + i], indptr[first_row + i + 1]
             if start == end:
-                Xb[i, :] = 0.0
-                P[i, :] = 0.0
+                _zero(Xb[i], k)
+                _zero(P[i], k)
                 rs[i] = 0.0
                 continue
             r = R[i]
@@ -284,7 +368,7 @@ def _cg_rows(indptr: np.ndarray, indices: np.ndarray, target: np.ndarray, extra:
                 r[a] = -r[a]
             _add_sparse_product(r, Xb[i], source, rows_of, start - shift, extra, target, start, end - start,
                                 w0_32, True, k)
-            P[i, :] = r
+            _fill(P[i], r, k)
             rs_old = _dot(r, r, k)
             rs[i] = rs_old if rs_old >= tolerance else np.float32(0.0)
         for _ in range(cg_steps):
@@ -318,9 +402,9 @@ def _cg_rows(indptr: np.ndarray, indices: np.ndarray, target: np.ndarray, extra:
 @njit(fastmath=FASTMATH, cache=True, parallel=True)
 def _cg_parallel(indptr: np.ndarray, indices: np.ndarray, target: np.ndarray, extra: np.ndarray, w0: float,
                  Y: np.ndarray, G: np.ndarray, X: np.ndarray, cg_steps: int, blocks: np.ndarray,
-                 n_workers: int) -> None:
+                 gather_limit: int, n_workers: int) -> None:
     for worker in prange(n_workers):
-        _cg_rows(indptr, indices, target, extra, w0, Y, G, X, cg_steps, blocks, worker, n_workers)
+        _cg_rows(indptr, indices, target, extra, w0, Y, G, X, cg_steps, blocks, gather_limit, worker, n_workers)
 
 
 # ----------------------------------------------------------------------------------------- loss, scores
@@ -395,6 +479,22 @@ def gramian(Y: np.ndarray, unobserved_weight: float, regularization: float) -> n
     return np.ascontiguousarray(G, dtype=np.float32)
 
 
+def _short_row_inputs(indptr: np.ndarray, other: np.ndarray, G: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray, int]:
+    """(Z = Y L⁻ᵀ, L⁻¹, the longest row solved by ``_woodbury_row``) for G = LLᵀ; no short rows (and empty
+    Z, L⁻¹) when no row is short or G is singular or ill-conditioned (say λ = 0)."""
+    k = other.shape[1]
+    short = int(SHORT_ROW_FACTOR * k)
+    lengths = np.diff(indptr)
+    G64 = G.astype(np.float64)
+    empty = np.zeros((0, k), dtype=np.float32)
+    if not ((lengths > 0) & (lengths <= short)).any() or np.linalg.cond(G64) > SHORT_ROW_MAX_CONDITION:
+        return empty, empty, 0
+    L_inverse = np.linalg.inv(np.linalg.cholesky(G64))
+    Linv = np.ascontiguousarray(np.tril(L_inverse), dtype=np.float32)
+    return np.ascontiguousarray(other @ Linv.T), Linv, short
+
+
 def solve(entries: Entries, other: np.ndarray, factors: np.ndarray, unobserved_weight: float,
           regularization: float, solver: str, cg_steps: int, n_workers: int) -> None:
     """One half-sweep: re-solve every row of ``factors`` (in place) against the fixed ``other`` factors."""
@@ -406,19 +506,24 @@ def solve(entries: Entries, other: np.ndarray, factors: np.ndarray, unobserved_w
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
     G = gramian(other, unobserved_weight, regularization)
-    args = (entries.indptr, entries.indices, entries.target, entries.extra, float(unobserved_weight), other,
-            G, factors)
+    w0 = float(unobserved_weight)
     if solver == "cholesky":
+        Z, Linv, short = _short_row_inputs(entries.indptr, other, G)
+        chol = (entries.indptr, entries.indices, entries.target, entries.extra, w0, other, G, Z, Linv, short,
+                factors)
         if n_workers > 1:
-            _cholesky_parallel(*args, n_workers)
+            _cholesky_parallel(*chol, n_workers)
         else:
-            _cholesky_rows(*args, 0, 1)
+            _cholesky_rows(*chol, 0, 1)
     else:
         blocks = _row_blocks(entries.indptr, CG_BLOCK_ROWS, CG_BLOCK_ENTRIES)
+        gather_limit = max(1, CG_GATHER_BYTES // (4 * other.shape[1]))
+        cg = (entries.indptr, entries.indices, entries.target, entries.extra, w0, other, G, factors, int(cg_steps),
+              blocks, gather_limit)
         if n_workers > 1:
-            _cg_parallel(*args, int(cg_steps), blocks, n_workers)
+            _cg_parallel(*cg, n_workers)
         else:
-            _cg_rows(*args, int(cg_steps), blocks, 0, 1)
+            _cg_rows(*cg, 0, 1)
 
 
 def row_losses(entries: Entries, X: np.ndarray, Y: np.ndarray, unobserved_weight: float,

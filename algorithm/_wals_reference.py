@@ -6,8 +6,43 @@ t_ij and extra weights e_ij = w_ij − w0), ``Y`` the other side's factors.
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 from algorithm._wals_kernels import Entries
+
+
+def entries(R: sp.spmatrix, row_weights: np.ndarray, col_weights: np.ndarray, alpha: float | None,
+            entry_weights: sp.spmatrix | None = None) -> tuple[Entries, Entries]:
+    """(row side, column side) ``Entries`` of R, entry by entry from docs/wals.md: explicit t = a,
+    e = r_i c_j s_ij; implicit a' = s_ij a_ij, t = 1[a' > 0], e = α r_i c_j a' (s_ij = 1 without
+    ``entry_weights``). Duplicates of R and of ``entry_weights`` are summed first."""
+    values: dict[tuple[int, int], float] = {}
+    coo = sp.coo_matrix(R)
+    for i, j, a in zip(coo.row.tolist(), coo.col.tolist(), coo.data.tolist(), strict=True):
+        values[i, j] = values.get((i, j), 0.0) + a
+    scale = dict.fromkeys(values, 1.0)
+    if entry_weights is not None:
+        scale = dict.fromkeys(values, 0.0)
+        coo = sp.coo_matrix(entry_weights)
+        for i, j, w in zip(coo.row.tolist(), coo.col.tolist(), coo.data.tolist(), strict=True):
+            scale[i, j] += w
+    table: dict[tuple[int, int], tuple[float, float]] = {}
+    for (i, j), a in values.items():
+        s, product = scale[i, j], float(row_weights[i]) * float(col_weights[j])
+        if alpha is None:
+            table[i, j] = (a, product * s)
+        else:
+            table[i, j] = (float(s * a > 0), alpha * product * s * a)
+    sides = []
+    for key in (lambda ij: ij, lambda ij: (ij[1], ij[0])):
+        ordered = sorted(table, key=key)
+        n = R.shape[0] if key((0, 1)) == (0, 1) else R.shape[1]
+        owners = np.array([key(ij)[0] for ij in ordered], dtype=np.int64)
+        indptr = np.searchsorted(owners, np.arange(n + 1)).astype(np.int64)
+        sides.append(Entries(indptr, np.array([key(ij)[1] for ij in ordered], dtype=np.int64),
+                             np.array([table[ij][0] for ij in ordered], dtype=np.float32),
+                             np.array([table[ij][1] for ij in ordered], dtype=np.float32)))
+    return sides[0], sides[1]
 
 
 def gramian(Y: np.ndarray, w0: float, regularization: float) -> np.ndarray:

@@ -34,6 +34,21 @@ INIT_METHODS = ("normal", "uniform", "constant")
 GROUPS = ("bias", "linear", "factors")
 # predict_scores uses the parallel kernel from this many nonzeros on (serving sends small requests).
 PARALLEL_SCORING_NNZ = 200_000
+# Defaults of the learning rates, weight decays, eps and factors_init_sigma the user leaves unset (None), per
+# optimizer: Adam's are the built-in's; the others were tuned on the benchmark sets and are the same for every
+# data set. The same table is container.schemas.FM_OPTIMIZER_DEFAULTS (stdlib-only for the client; a test checks
+# they agree).
+OPTIMIZER_DEFAULTS: dict[str, dict[str, float]] = {
+    "adam": {"bias_lr": 0.1, "linear_lr": 0.001, "factors_lr": 0.0001, "bias_wd": 0.01, "linear_wd": 0.001,
+             "factors_wd": 0.00001, "eps": 1e-8, "factors_init_sigma": 0.001},
+    "sgd": {"bias_lr": 0.5, "linear_lr": 0.5, "factors_lr": 0.5, "bias_wd": 0.0, "linear_wd": 1e-6,
+            "factors_wd": 1e-6, "factors_init_sigma": 0.01},
+    "adagrad": {"bias_lr": 0.1, "linear_lr": 0.1, "factors_lr": 0.2, "bias_wd": 0.0, "linear_wd": 0.0,
+                "factors_wd": 0.001, "eps": 1e-4, "factors_init_sigma": 0.001},
+    "ftrl": {"bias_lr": 1.0, "linear_lr": 1.0, "factors_lr": 1.0, "bias_wd": 0.0, "linear_wd": 0.0,
+             "factors_wd": 0.0, "factors_init_sigma": 0.01},
+}
+INIT_BLOCK_ROWS = 65_536  # rows of the table initialized per block
 
 SCORING_FORMULA = (
     "z = w0[0] + sum_i w[i]*x[i] + 0.5*sum_f((sum_i V[i,f]*x[i])**2 - sum_i V[i,f]**2*x[i]**2); "
@@ -122,13 +137,16 @@ def _init_array(rng: np.random.Generator, shape: tuple[int, ...], method: str, s
     return np.full(shape, 0.0 if value is None else value, dtype=np.float32)
 
 
-def _training_buffers(n_threads: int, rows: Rows, batch_size: int, feature_dim: int, num_factors: int
-                      ) -> tuple[np.ndarray, ...]:
+def _training_buffers(n_threads: int, rows: Rows, batch_size: int, feature_dim: int, num_factors: int,
+                      split_batches: bool = True) -> tuple[np.ndarray, ...]:
     """Per-thread scratch of the training kernels (see ``_fm_kernels``): feature->slot maps, slot features,
     slot counts, [linear, factors] gradients per slot, bias gradients, per-factor sums (k + 1 wide: reused
-    as a gradient sum) and squares, loss sums."""
+    as a gradient sum) and squares, loss sums. ``split_batches``: each batch is cut into one chunk per thread
+    (the deterministic kernel); otherwise every thread runs whole batches (serial and Hogwild kernels)."""
     lengths = np.diff(rows.indptr)
-    chunk = -(-min(batch_size, rows.n_rows) // n_threads)  # rows per thread per batch
+    chunk = min(batch_size, rows.n_rows)  # rows per thread per batch
+    if split_batches:
+        chunk = -(-chunk // n_threads)
     n = lengths.size
     longest = np.partition(lengths, n - chunk)[n - chunk:] if chunk < n else lengths
     slots = int(max(1, min(feature_dim, longest.sum())))
@@ -149,11 +167,13 @@ class FactorizationMachines(Estimator):
     Initialization per group (bias, linear, factors): ``normal`` draws N(0, init_sigma²); ``uniform`` draws
     from [-init_scale, init_scale], and an unset init_scale means sqrt(3)·init_sigma (the same variance as
     ``normal``); ``constant`` uses init_value, unset meaning 0. ``use_bias=False``/``use_linear=False`` pin
-    w0/w at 0. Unset ``eps`` is 1e-8 for Adam and 1e-7 for AdaGrad; unset ``rescale_grad`` is 1 / rows in the
+    w0/w at 0. Unset (None) learning rates, weight decays, ``eps`` and ``factors_init_sigma`` take the
+    optimizer's defaults (``OPTIMIZER_DEFAULTS``; ``resolved_params()`` gives the values training uses): Adam's
+    are the built-in's, the others' were tuned for mean batch gradients on CTR-like and ratings data (AdaGrad's
+    large eps makes rarely seen features take small SGD-like steps). Unset ``rescale_grad`` is 1 / rows in the
     batch; unset ``clip_gradient`` means no clipping. A learning rate of 0 freezes its group. FTRL uses
     MXNet's λ1 = 0.01 and β = 1. All four optimizers share one kernel (a branch per update), so each costs
-    no more than Adam; the default learning rates are the built-in's, tuned for Adam's normalized steps:
-    SGD needs far larger ones (0.5 for every group works on CTR-like data with the mean batch gradient).
+    no more than Adam.
 
     With ``eval_set`` and ``early_stopping_patience`` > 0, training stops after that many epochs without a
     relative improvement of more than ``early_stopping_tolerance`` in the test metric (rmse, or
@@ -163,27 +183,30 @@ class FactorizationMachines(Estimator):
     ``best_epoch_`` (the epoch whose weights the model holds), ``best_score_`` (its test metric, None without
     eval_set), ``n_epochs_`` (epochs run), ``n_threads_``, ``n_features_in_``.
 
-    ``num_threads`` (0: numba's current thread count) is also the number of row chunks each mini-batch is cut
-    into, so a given ``seed`` and ``n_threads_`` give the same model on any machine; numba runs the chunks
-    on at most ``NUMBA_NUM_THREADS`` threads.
+    ``num_threads`` (0: numba's current thread count, capped at ``NUMBA_NUM_THREADS``): on one thread a given
+    ``seed`` always gives the same model. On more, threads run whole mini-batches and update the weights
+    lock-free (Hogwild, like xLearn and libFM): fast, but repeats differ slightly. ``deterministic=True``
+    instead cuts each mini-batch into ``num_threads`` row chunks and sums their gradients in a fixed order,
+    so a given ``seed`` and ``n_threads_`` give the same model on any machine, at a cost of two thread
+    barriers per mini-batch.
     """
 
     def __init__(
         self, *, feature_dim: int, num_factors: int, predictor_type: str, epochs: int = 1,
         mini_batch_size: int = 1000, clip_gradient: float | None = None, eps: float | None = None,
         rescale_grad: float | None = None,
-        bias_lr: float = 0.1, bias_wd: float = 0.01, bias_init_method: str = "normal",
+        bias_lr: float | None = None, bias_wd: float | None = None, bias_init_method: str = "normal",
         bias_init_sigma: float = 0.01, bias_init_scale: float | None = None,
         bias_init_value: float | None = None,
-        linear_lr: float = 0.001, linear_wd: float = 0.001, linear_init_method: str = "normal",
+        linear_lr: float | None = None, linear_wd: float | None = None, linear_init_method: str = "normal",
         linear_init_sigma: float = 0.01, linear_init_scale: float | None = None,
         linear_init_value: float | None = None,
-        factors_lr: float = 0.0001, factors_wd: float = 0.00001, factors_init_method: str = "normal",
-        factors_init_sigma: float = 0.001, factors_init_scale: float | None = None,
+        factors_lr: float | None = None, factors_wd: float | None = None, factors_init_method: str = "normal",
+        factors_init_sigma: float | None = None, factors_init_scale: float | None = None,
         factors_init_value: float | None = None,
         use_bias: bool = True, use_linear: bool = True, optimizer: str = "adam",
         positive_class_weight: float = 1.0, seed: int = 0, num_threads: int = 0,
-        early_stopping_patience: int = 0, early_stopping_tolerance: float = 0.0,
+        early_stopping_patience: int = 0, early_stopping_tolerance: float = 0.0, deterministic: bool = False,
     ) -> None:
         self.feature_dim = feature_dim
         self.num_factors = num_factors
@@ -219,6 +242,7 @@ class FactorizationMachines(Estimator):
         self.num_threads = num_threads
         self.early_stopping_patience = early_stopping_patience
         self.early_stopping_tolerance = early_stopping_tolerance
+        self.deterministic = deterministic
 
     # ------------------------------------------------------------------------------- parameters
 
@@ -244,10 +268,15 @@ class FactorizationMachines(Estimator):
         check("optimizer", self.optimizer in OPTIMIZERS, f"one of {OPTIMIZERS}")
         check("use_bias", isinstance(self.use_bias, bool | np.bool_), "a bool")
         check("use_linear", isinstance(self.use_linear, bool | np.bool_), "a bool")
+        check("deterministic", isinstance(self.deterministic, bool | np.bool_), "a bool")
         for group in GROUPS:
-            for suffix in ("lr", "wd", "init_sigma"):
+            for suffix in ("lr", "wd"):
                 value = getattr(self, f"{group}_{suffix}")
-                check(f"{group}_{suffix}", is_number(value) and value >= 0, "a float >= 0")
+                check(f"{group}_{suffix}", value is None or (is_number(value) and value >= 0),
+                      "None (the optimizer's default) or a float >= 0")
+            value = getattr(self, f"{group}_init_sigma")
+            unset_ok = value is None and group == "factors"  # None: the optimizer's default
+            check(f"{group}_init_sigma", unset_ok or (is_number(value) and value >= 0), "a float >= 0")
             scale = getattr(self, f"{group}_init_scale")
             check(f"{group}_init_scale", scale is None or (is_number(scale) and scale >= 0),
                   "None or a float >= 0")
@@ -288,32 +317,51 @@ class FactorizationMachines(Estimator):
         self._warm_start = tuple(np.array(arrays[name], dtype=np.float32, order="C") for name in expected)
         return self
 
-    def _initial_weights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _initial_table(self, n_state: int) -> tuple[np.ndarray, np.ndarray]:
+        """The bias [w0, state...] and the packed training table (``kernels.pack``) at their initial values.
+        The table is filled in row blocks, so no full-size w or V exists beside it (the random stream is the
+        same as drawing whole arrays)."""
+        d, k = self.feature_dim, self.num_factors
+        bias = np.zeros(1 + n_state, dtype=np.float32)
+        table = np.zeros((d, (1 + k) * (1 + n_state)), dtype=np.float32)
         warm = getattr(self, "_warm_start", None)
         if warm is not None:
-            w0, w, V = (array.copy() for array in warm)
+            bias[0], table[:, 0], table[:, 1:1 + k] = warm[0][0], warm[1], warm[2]
         else:
             rng = np.random.default_rng([self.seed, 0])
-            d, k = self.feature_dim, self.num_factors
-            shapes = {"bias": (1,), "linear": (d,), "factors": (d, k)}
-            w0, w, V = (
-                _init_array(rng, shapes[group], getattr(self, f"{group}_init_method"),
-                            getattr(self, f"{group}_init_sigma"), getattr(self, f"{group}_init_scale"),
-                            getattr(self, f"{group}_init_value"))
-                for group in GROUPS
-            )
+            params = self.resolved_params()
+            targets = {"bias": (bias[:1], 1), "linear": (table[:, 0], 1), "factors": (table[:, 1:1 + k], k)}
+            for group in GROUPS:
+                target, width = targets[group]
+                for r0 in range(0, len(target), INIT_BLOCK_ROWS):
+                    block = target[r0:r0 + INIT_BLOCK_ROWS]
+                    block[...] = _init_array(
+                        rng, (len(block), width) if width > 1 else (len(block),),
+                        getattr(self, f"{group}_init_method"), params[f"{group}_init_sigma"],
+                        getattr(self, f"{group}_init_scale"), getattr(self, f"{group}_init_value"))
         if not self.use_bias:
-            w0[:] = 0.0
+            bias[0] = 0.0
         if not self.use_linear:
-            w[:] = 0.0
-        return w0, w, V
+            table[:, 0] = 0.0
+        return bias, table
+
+    def resolved_params(self) -> dict[str, Any]:
+        """``get_params()`` with the unset (None) learning rates, weight decays, eps and factors_init_sigma
+        replaced by the optimizer's defaults (``OPTIMIZER_DEFAULTS``): the values training uses."""
+        params = self.get_params()
+        for name, value in OPTIMIZER_DEFAULTS.get(self.optimizer, {}).items():
+            if params[name] is None:
+                params[name] = value
+        return params
 
     def _hyperparameter_vector(self) -> np.ndarray:
+        params = self.resolved_params()
         hp = np.zeros(kernels.HP_SIZE)
         for code, group in zip((kernels.BIAS, kernels.LINEAR, kernels.FACTORS), GROUPS, strict=True):
-            hp[kernels.HP_LR + code] = getattr(self, f"{group}_lr")
-            hp[kernels.HP_WD + code] = getattr(self, f"{group}_wd")
-        hp[kernels.HP_EPS] = kernels.DEFAULT_EPS[self.optimizer] if self.eps is None else self.eps
+            hp[kernels.HP_LR + code] = params[f"{group}_lr"]
+            hp[kernels.HP_WD + code] = params[f"{group}_wd"]
+        eps = params["eps"]
+        hp[kernels.HP_EPS] = kernels.DEFAULT_EPS[self.optimizer] if eps is None else eps
         hp[kernels.HP_CLIP] = math.inf if self.clip_gradient is None else self.clip_gradient
         hp[kernels.HP_RESCALE] = 0.0 if self.rescale_grad is None else self.rescale_grad
         return hp
@@ -339,27 +387,24 @@ class FactorizationMachines(Estimator):
             eval_y = _as_labels(eval_set[1], eval_rows.n_rows, self.predictor_type, "eval_set y")
             evaluation = (eval_rows, eval_y)
 
-        w0, w, V = self._initial_weights()
-        n_state = kernels.STATE_ARRAYS[self.optimizer]
-        bias = np.zeros(1 + n_state, dtype=np.float32)
-        bias[0] = w0[0]
-        table = kernels.pack(w, V, n_state)
-        del w, V
+        bias, table = self._initial_table(kernels.STATE_ARRAYS[self.optimizer])
         hp = self._hyperparameter_vector()
         rng = np.random.default_rng([self.seed, 1])
+        order = np.arange(rows.n_rows, dtype=np.int32 if rows.n_rows < 2**31 else np.int64)
         row_scores = np.zeros(rows.n_rows, dtype=np.float32)
         logistic = self.predictor_type == "binary_classifier"
         early_stopping = evaluation is not None and self.early_stopping_patience > 0
         best = _BestEpoch(self.early_stopping_tolerance, keep_weights=early_stopping)
         n_threads = self.num_threads or numba.get_num_threads()
-        with numba_threads(n_threads):
-            buffers = _training_buffers(n_threads, rows, self.mini_batch_size, d, k)
-            train_epoch = kernels.train_epoch_serial if n_threads == 1 else kernels.train_epoch_parallel
+        with numba_threads(n_threads) as running:
+            train_epoch, shares = self._epoch_kernel(n_threads, running)
+            buffers = _training_buffers(shares, rows, self.mini_batch_size, d, k,
+                                        split_batches=train_epoch is kernels.train_epoch_parallel)
             step = 0
             epoch = -1
             for epoch in range(self.epochs):
                 started = time.perf_counter()
-                order = rng.permutation(rows.n_rows)
+                rng.shuffle(order)
                 buffers[-1][:] = 0.0
                 step = train_epoch(
                     (rows.data, rows.indices, rows.indptr), y, row_weight, order, self.mini_batch_size, bias,
@@ -371,20 +416,20 @@ class FactorizationMachines(Estimator):
                 if not math.isfinite(loss):
                     raise DivergedError(self._divergence_message(epoch, f"the training loss became {loss}"))
                 test = None
-                if evaluation is not None:
-                    weights_now = (bias[:1].copy(), *kernels.unpack(table, k))
-                    test = train_metrics(self.predictor_type, evaluation[1],
-                                         _score(evaluation[0], *weights_now, logistic, n_threads))
-                    best.update(epoch, test[STOPPING_METRIC[self.predictor_type]], weights_now)
+                if evaluation is not None:  # scored from views of the table, not copies
+                    test = train_metrics(self.predictor_type, evaluation[1], _score(
+                        evaluation[0], bias[:1], table[:, 0], table[:, 1:1 + k], logistic, n_threads))
+                    best.update(epoch, test[STOPPING_METRIC[self.predictor_type]],
+                                lambda: (bias[:1].copy(), *kernels.unpack(table, k)))
                 if on_epoch is not None:
                     on_epoch(epoch, train_metrics(self.predictor_type, y, row_scores, weights), test, seconds)
                 if early_stopping and best.stale >= self.early_stopping_patience:
                     break
         if best.weights is not None:
             (w0, w, V), best_epoch = best.weights, best.epoch
+            del table
         else:
-            w0, (w, V), best_epoch = bias[:1].copy(), kernels.unpack(table, k), epoch
-        del table
+            w0, (w, V), best_epoch = bias[:1].copy(), kernels.unpack_in_place(table, k), epoch
         for name, array in (("w0", w0), ("w", w), ("V", V)):
             if not np.isfinite(array).all():
                 raise DivergedError(self._divergence_message(epoch, f"{name} has non-finite values"))
@@ -396,10 +441,20 @@ class FactorizationMachines(Estimator):
         self.n_features_in_ = d
         return self
 
+    def _epoch_kernel(self, n_threads: int, running: int) -> tuple[Callable[..., int], int]:
+        """The epoch kernel and its thread count: serial on one thread; ``deterministic``: ``n_threads`` row
+        chunks per batch (the model depends on the seed and n_threads only); else Hogwild on the threads
+        numba runs."""
+        if self.deterministic and n_threads > 1:
+            return kernels.train_epoch_parallel, n_threads
+        if running > 1 and not self.deterministic:
+            return kernels.train_epoch_hogwild, running
+        return kernels.train_epoch_serial, 1
+
     def _training_rows(self, X: Any, y: Any, sample_weight: Any
                        ) -> tuple[Rows, np.ndarray, np.ndarray | None, np.ndarray]:
         """Validated rows, labels, sample weights (or None) and per-row loss weights (sample weight times
-        positive_class_weight on label-1 rows)."""
+        positive_class_weight on label-1 rows; empty when every row weighs 1)."""
         rows = as_rows(X, self.feature_dim)
         if rows.n_rows == 0:
             raise ValueError("X has no rows")
@@ -410,14 +465,18 @@ class FactorizationMachines(Estimator):
         weights = None if sample_weight is None else _as_vector(sample_weight, rows.n_rows, "sample_weight")
         if weights is not None and (weights < 0).any():
             raise ValueError("sample_weight must be >= 0")
+        reweight = self.predictor_type == "binary_classifier" and self.positive_class_weight != 1.0
+        if weights is None and not reweight:
+            return rows, labels, weights, np.empty(0, dtype=np.float32)  # the kernels read it as all ones
         row_weight = np.ones(rows.n_rows, dtype=np.float32) if weights is None else weights.copy()
-        if self.predictor_type == "binary_classifier" and self.positive_class_weight != 1.0:
+        if reweight:
             row_weight[labels == 1] *= np.float32(self.positive_class_weight)
         return rows, labels, weights, row_weight
 
     def _divergence_message(self, epoch: int, what: str) -> str:
-        return (f"Training diverged in epoch {epoch}: {what}. Lower the learning rates "
-                f"(bias_lr={self.bias_lr}, linear_lr={self.linear_lr}, factors_lr={self.factors_lr}), set "
+        params = self.resolved_params()
+        rates = ", ".join(f"{group}_lr={params[f'{group}_lr']}" for group in GROUPS)
+        return (f"Training diverged in epoch {epoch}: {what}. Lower the learning rates ({rates}), set "
                 "clip_gradient (e.g. 1.0) or scale the features to a smaller range.")
 
     # ------------------------------------------------------------------------------- prediction
@@ -463,7 +522,7 @@ class FactorizationMachines(Estimator):
             "predictor_type": self.predictor_type,
             "feature_dim": self.feature_dim,
             "num_factors": self.num_factors,
-            "hyperparameters": _json_params(self.get_params()),
+            "hyperparameters": _json_params(self.resolved_params()),
             "best_epoch": self.best_epoch_,
             "epochs_run": self.n_epochs_,
             "n_threads": self.n_threads_,
@@ -510,14 +569,17 @@ class _BestEpoch:
     stale: int = 0
     weights: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
-    def update(self, epoch: int, score: float, weights: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
-        """Record epoch ``epoch``'s score; an improvement is more than ``tolerance`` relative to the best."""
+    def update(self, epoch: int, score: float,
+               snapshot: Callable[[], tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
+        """Record epoch ``epoch``'s score; an improvement is more than ``tolerance`` relative to the best.
+        ``snapshot()`` copies the current weights; it is called only when they are kept."""
         self.last = score
         bar = self.score - self.tolerance * abs(self.score) if math.isfinite(self.score) else self.score
         if score < bar:
             self.score, self.epoch, self.stale = score, epoch, 0
             if self.keep_weights:
-                self.weights = weights
+                self.weights = None  # free the previous copy first
+                self.weights = snapshot()
         else:
             self.stale += 1
 

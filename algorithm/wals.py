@@ -5,9 +5,10 @@ Formulas: docs/wals.md.
 
 Explicit form (``alpha=None``, TF's objective), for the matrix A with observed entries obs:
     Σ_{(i,j)∈obs} w_ij (a_ij − u_i·v_j)² + w0 Σ_{(i,j)∉obs} (u_i·v_j)² + λ (|U|² + |V|²),
-    w_ij = w0 + r_i c_j   (w0 = unobserved_weight, r = row_weights, c = col_weights, λ = regularization_coeff)
-Implicit form (``alpha`` set): target p_ij = 1 where a_ij > 0 (else 0) and w_ij = w0 + α r_i c_j a_ij; with
-w0 = 1 and unit row/column weights this is implicit's ALS with confidence 1 + α·a_ij.
+    w_ij = w0 + r_i c_j s_ij   (w0 = unobserved_weight, r = row_weights, c = col_weights,
+                                λ = regularization_coeff, s = fit's entry_weights, 1 by default)
+Implicit form (``alpha`` set): target p_ij = 1 where a'_ij > 0 (else 0) and w_ij = w0 + α r_i c_j a'_ij with
+a'_ij = s_ij a_ij; with w0 = 1 and unit weights this is implicit's ALS with confidence 1 + α·a_ij.
 
 The input is a scipy sparse matrix; every stored entry is observed (a stored 0 too, as in TF's SparseTensor;
 under the implicit form a stored 0 weighs exactly like an unobserved entry), and duplicate (row, column)
@@ -78,16 +79,39 @@ def _weight_vector(value: Any, n: int, what: str) -> np.ndarray:
     return vector
 
 
+def _entry_weights(weights: Any, csr: sp.csr_matrix, data_shape: tuple[int, int]) -> np.ndarray:
+    """The per-entry weights s_ij as a float32 vector aligned with ``csr.data``: ``weights`` is a sparse
+    matrix of the data's shape storing exactly the entries of R (duplicates summed), each finite and >= 0."""
+    matrix = _as_csr(weights, "entry_weights")
+    if matrix.shape != data_shape:
+        raise ValueError(f"entry_weights has shape {matrix.shape}, expected {data_shape} like R")
+    if matrix.shape != csr.shape:
+        matrix.resize(csr.shape)
+    if not (np.array_equal(matrix.indptr, csr.indptr) and np.array_equal(matrix.indices, csr.indices)):
+        raise ValueError("entry_weights must store exactly the entries of R (the same (row, column) pairs, "
+                         "explicit zeros included)")
+    if (matrix.data < 0).any():
+        raise ValueError("entry_weights must be >= 0")
+    return np.ascontiguousarray(matrix.data, dtype=np.float32)
+
+
 def _entries(csr: sp.csr_matrix, row_weights: np.ndarray, col_weights: np.ndarray,
-             alpha: float | None) -> Entries:
-    """Targets t_ij and extra weights e_ij = w_ij − w0 of the stored entries of ``csr`` (module docstring)."""
+             alpha: float | None, entry_weights: np.ndarray | None = None) -> Entries:
+    """Targets t_ij and extra weights e_ij = w_ij − w0 of the stored entries of ``csr`` (module docstring),
+    with the per-entry weights s_ij (aligned with ``csr.data``) when given."""
     rows = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))
     product = row_weights[rows] * col_weights[csr.indices]
+    values = csr.data
+    if entry_weights is not None:
+        if alpha is None:
+            product = product * entry_weights
+        else:
+            values = values * entry_weights
     if alpha is None:
-        target, extra = csr.data.copy(), product
+        target, extra = values.copy(), product
     else:
-        target = (csr.data > 0).astype(np.float32)
-        extra = (np.float32(alpha) * product * csr.data).astype(np.float32)
+        target = (values > 0).astype(np.float32)
+        extra = (np.float32(alpha) * product * values).astype(np.float32)
     return Entries(csr.indptr.astype(np.int64), csr.indices.astype(np.int64),
                    np.ascontiguousarray(target, dtype=np.float32),
                    np.ascontiguousarray(extra, dtype=np.float32))
@@ -238,8 +262,13 @@ class WALS(Estimator):
         return out[0], out[1]
 
     def fit(self, R: Sparse, eval_set: Sparse | None = None, on_epoch: OnEpoch | None = None,
-            init_row_factors: np.ndarray | None = None, init_col_factors: np.ndarray | None = None) -> WALS:
+            init_row_factors: np.ndarray | None = None, init_col_factors: np.ndarray | None = None,
+            entry_weights: Sparse | None = None) -> WALS:
         """Factorize the sparse matrix ``R`` (rows x columns) in ``max_sweeps`` sweeps.
+
+        ``entry_weights``: per-entry weights s_ij >= 0, a sparse matrix storing exactly R's entries
+        (duplicates summed like R's): the explicit form's observed weight becomes w0 + r_i c_j s_ij; under the
+        implicit form s_ij scales the count (a_ij -> s_ij a_ij, so s_ij = 0 makes the entry unobserved-like).
 
         ``eval_set``: held-out entries, a sparse matrix of the same shape, scored after every sweep (and
         driving early stopping). ``on_epoch(sweep, train, test_or_None, seconds)`` is called after each sweep
@@ -249,9 +278,11 @@ class WALS(Estimator):
         """
         self._check_params()
         csr = _as_csr(R, "R")
-        n, m = self._shape(csr.shape)
+        data_shape = csr.shape
+        n, m = self._shape(data_shape)
         if (n, m) != csr.shape:
             csr.resize((n, m))
+        scale = None if entry_weights is None else _entry_weights(entry_weights, csr, data_shape)
         if self.alpha is not None and (csr.data < 0).any():
             raise ValueError("The implicit form (alpha set) needs values >= 0: a value is a confidence count")
         test = None
@@ -262,7 +293,7 @@ class WALS(Estimator):
                                  "matrix")
         row_weights = _weight_vector(self.row_weights, n, "row_weights")
         col_weights = _weight_vector(self.col_weights, m, "col_weights")
-        rows = _entries(csr, row_weights, col_weights, self.alpha)
+        rows = _entries(csr, row_weights, col_weights, self.alpha, scale)
         cols = _transpose(rows, m)
         U, V = self._initial_factors(n, m, init_row_factors, init_col_factors)
         w0, lam = float(self.unobserved_weight), float(self.regularization_coeff)

@@ -1,8 +1,9 @@
 """Compile every FM kernel variant the image uses, so the first epoch and the first request pay no JIT cost.
 
 Runs at ``docker build`` (with ``NUMBA_CACHE_DIR`` pointing at a writable folder baked into the image):
-each optimizer x predictor type through the public API on tiny data, serial and parallel, with writable and
-read-only input arrays (decoders hand out read-only views of request bytes, a distinct numba type).
+each optimizer x predictor type through the public API on tiny data (serial, Hogwild and deterministic
+parallel, with an eval set), with writable and read-only input arrays (decoders hand out read-only views
+of request bytes, a distinct numba type).
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ def warm_up() -> None:
         rows = _tiny_rows(read_only)
         for predictor_type in PREDICTOR_TYPES:
             for optimizer in OPTIMIZERS:
-                for threads in (1, 2):
+                for threads, deterministic in ((1, False), (2, False), (2, True)):
                     model = FactorizationMachines(feature_dim=4, num_factors=2, predictor_type=predictor_type,
-                                                  optimizer=optimizer, mini_batch_size=2, num_threads=threads)
-                    model.fit(rows, labels)
+                                                  optimizer=optimizer, mini_batch_size=2, num_threads=threads,
+                                                  deterministic=deterministic)
+                    model.fit(rows, labels, eval_set=(rows, labels))
                     model.predict_scores(rows)
             for threads in (1, 2):
                 _score(rows, model.w0_, model.w_, model.V_, predictor_type == "binary_classifier", threads)

@@ -5,7 +5,7 @@ with the same worker count, worker class and threads, driven by the same client.
 binary classifier with feature_dim 1,000,000 and k = 64 (256 MB of factors). Requests: sparse rows with 40
 nonzeros.
 
-    .venv/bin/python -m bench.bench_serve [--seconds 5] [--rounds 3] [--skip-memory]
+    .venv/bin/python -m bench.bench_serve [--seconds 5] [--rounds 3] [--skip-memory] [--sections 1234567]
 
 Client: ``wrk`` 4.1 (Debian package; ``apt-get install wrk``), one thread, keep-alive connections; the
 "50% of saturation" run paces 8 connections with wrk's ``delay()`` hook (closed loop with think time,
@@ -16,13 +16,15 @@ Sections: (1) in-process decode + predict + encode rows/s for 1,000-row requests
 (2) single-row JSON requests/s, ours vs floor, interleaved rounds; (3) single-row p99 latency at half the
 measured saturation; (4) 1,000-row request latency per format over HTTP; (5) /ping latency while every
 worker serves a long request, gthread (ours) vs sync workers; (6) memory of preload_app vs per-worker
-loading (RSS and PSS summed over master and workers).
+loading (RSS and PSS summed over master and workers); (7) each decoder alone against the library reader a
+user would reach for (scikit-learn's load_svmlight_file, json.loads + numpy, np.loadtxt).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import io
 import json
 import os
@@ -35,10 +37,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+import orjson
 import requests
 import scipy.sparse as sp
 from flask import Flask, Response
@@ -47,6 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FEATURE_DIM = 1_000_000
 NUM_FACTORS = 64
 NNZ_PER_ROW = 40
+CSV_FEATURE_DIM = 1000
 WORKERS = 2
 RECORDIO = "application/x-recordio-protobuf"
 
@@ -67,26 +71,26 @@ def _floor_ping() -> Response:
 # --- model and requests ----------------------------------------------------------------------------------
 
 
-def make_model(base_dir: Path, seed: int = 0) -> None:
+def make_model(base_dir: Path, seed: int = 0, feature_dim: int = FEATURE_DIM) -> None:
     """A random FM classifier (feature_dim 1M, k 64) saved as the artifact under base_dir/model."""
     from algorithm import artifact
     from algorithm.fm import FactorizationMachines
 
     rng = np.random.default_rng(seed)
-    params = {"feature_dim": FEATURE_DIM, "num_factors": NUM_FACTORS, "predictor_type": "binary_classifier"}
+    params = {"feature_dim": feature_dim, "num_factors": NUM_FACTORS, "predictor_type": "binary_classifier"}
     arrays: dict[str, np.ndarray] = {
         "w0": np.array([0.1], dtype=np.float32),
-        "w": rng.normal(0, 0.1, FEATURE_DIM).astype(np.float32),
-        "V": rng.normal(0, 0.05, (FEATURE_DIM, NUM_FACTORS)).astype(np.float32),
+        "w": rng.normal(0, 0.1, feature_dim).astype(np.float32),
+        "V": rng.normal(0, 0.05, (feature_dim, NUM_FACTORS)).astype(np.float32),
     }
     artifact.save(base_dir / "model", FactorizationMachines.from_artifact({"hyperparameters": params}, arrays))
 
 
-def sparse_rows(n_rows: int, seed: int = 1) -> sp.csr_matrix:
+def sparse_rows(n_rows: int, seed: int = 1, feature_dim: int = FEATURE_DIM) -> sp.csr_matrix:
     rng = np.random.default_rng(seed)
-    indices = np.sort(rng.choice(FEATURE_DIM, size=(n_rows, NNZ_PER_ROW)), axis=1).ravel()
+    indices = np.sort(rng.choice(feature_dim, size=(n_rows, NNZ_PER_ROW)), axis=1).ravel()
     indptr = np.arange(n_rows + 1) * NNZ_PER_ROW
-    X = sp.csr_matrix((np.ones(indices.size, np.float32), indices, indptr), shape=(n_rows, FEATURE_DIM))
+    X = sp.csr_matrix((np.ones(indices.size, np.float32), indices, indptr), shape=(n_rows, feature_dim))
     X.sum_duplicates()
     return X
 
@@ -121,6 +125,7 @@ def bench_handler(base_dir: Path, repeats: int = 30) -> None:
 
     servable = FMServable(artifact.load(base_dir / "model"))
     servable.warm_up()
+    gc.freeze()  # as a worker does after warm-up (serve/gunicorn_conf.py)
     n_rows = 1000
     print(f"\n(1) handler path, {n_rows}-row requests, {NNZ_PER_ROW} nnz/row, k={NUM_FACTORS}, "
           f"d={FEATURE_DIM:,} (median of {repeats}; one thread)")
@@ -154,13 +159,13 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def server(args: list[str], env: dict[str, str] | None = None) -> Iterator[str]:
+def server(args: list[str], env: dict[str, str] | None = None, root: Path = ROOT) -> Iterator[str]:
     """gunicorn with ``args`` on a free port; yields its base URL once /ping answers 200."""
     port = free_port()
     environ = {**os.environ, "SAGEMAKER_BIND_TO_PORT": str(port), "SAGEMAKER_MODEL_SERVER_WORKERS": str(WORKERS),
                **(env or {})}
     command = [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}", "--log-level", "warning", *args]
-    process = subprocess.Popen(command, cwd=ROOT, env=environ)
+    process = subprocess.Popen(command, cwd=root, env=environ)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
@@ -177,8 +182,8 @@ def server(args: list[str], env: dict[str, str] | None = None) -> Iterator[str]:
         process.wait(timeout=60)
 
 
-def ours(base_dir: Path, extra: list[str] | None = None,
-         env: dict[str, str] | None = None) -> contextlib.AbstractContextManager[str]:
+def ours(base_dir: Path, extra: list[str] | None = None, env: dict[str, str] | None = None,
+         root: Path = ROOT) -> contextlib.AbstractContextManager[str]:
     """Our server, as serve.sh starts it (plus ``extra`` gunicorn flags)."""
     return server(["-c", "serve/gunicorn_conf.py", *(extra or []), "serve.wsgi:app"],
                   {"SAGEMAKER_BASE_DIR": str(base_dir), **(env or {})})
@@ -215,21 +220,30 @@ def wrk_script(directory: Path, body: bytes, delay_ms: float | None = None) -> P
 # --- (2)-(3) single-row throughput and latency --------------------------------------------------------------
 
 
-def bench_single_row(base_dir: Path, scratch: Path, seconds: int, rounds: int) -> None:
+def bench_single_row(base_dir: Path, scratch: Path, seconds: int, rounds: int, latency: bool = True,
+                     baseline: Path | None = None) -> None:
     body = request_bodies(sparse_rows(1))["json"][2]
     script = wrk_script(scratch, body)
     connections = 2 * WORKERS
     print(f"\n(2) single-row JSON requests/s, wrk -t1 -c{connections} -d{seconds}s, {WORKERS} workers, "
           f"gthread x2, rounds interleaved")
     ratios, saturation = [], []
-    with ours(base_dir) as ours_url, floor() as floor_url:
+    with contextlib.ExitStack() as stack:
+        ours_url, floor_url = stack.enter_context(ours(base_dir)), stack.enter_context(floor())
+        baseline_url = None if baseline is None else stack.enter_context(ours(base_dir, root=baseline))
         for r in range(rounds):
             ours_rps = wrk(ours_url, script, connections, seconds)["rps"]
             floor_rps = wrk(floor_url, script, connections, seconds)["rps"]
             ratios.append(ours_rps / floor_rps)
             saturation.append(ours_rps)
-            print(f"    round {r}: ours {ours_rps:8.0f}  floor {floor_rps:8.0f}  ratio {ratios[-1]:.2f}")
+            line = f"    round {r}: ours {ours_rps:8.0f}  floor {floor_rps:8.0f}  ratio {ratios[-1]:.2f}"
+            if baseline_url is not None:
+                baseline_rps = wrk(baseline_url, script, connections, seconds)["rps"]
+                line += f"  baseline {baseline_rps:8.0f}  ratio {baseline_rps / floor_rps:.2f}"
+            print(line)
         print(f"    median ratio ours/floor: {statistics.median(ratios):.2f}")
+        if not latency:
+            return
         target = statistics.median(saturation) / 2
         paced_connections = 4 * WORKERS
         period_ms = 1e3 * paced_connections / target
@@ -247,22 +261,32 @@ def bench_single_row(base_dir: Path, scratch: Path, seconds: int, rounds: int) -
 # --- (4) 1,000-row requests over HTTP ------------------------------------------------------------------------
 
 
+def csv_body(X: sp.csr_matrix) -> bytes:
+    """The rows of X as dense CSV (zeros written as 0)."""
+    return "\n".join(",".join(f"{v:g}" for v in row) for row in X.toarray()).encode()
+
+
 def bench_large_requests(base_dir: Path, repeats: int = 40) -> None:
-    print(f"\n(4) 1,000-row requests over HTTP (requests.Session, sequential, {repeats} each)")
+    print(f"\n(4) 1,000-row requests over HTTP (requests.Session, sequential, {repeats} each; CSV: dense rows of a "
+          f"model with feature_dim {CSV_FEATURE_DIM:,}, as 1M-column rows would be 2 MB each)")
     print(f"    {'format':<10} {'body KB':>8} {'median ms':>9} {'p90 ms':>7} {'max ms':>7}")
-    bodies = request_bodies(sparse_rows(1000))
-    with ours(base_dir) as url, requests.Session() as session:
-        for name, (content_type, accept, body) in bodies.items():
-            headers = {"Content-Type": content_type, "Accept": accept}
-            times = []
-            for _ in range(repeats + 3):
-                t0 = time.perf_counter()
-                response = session.post(url + "/invocations", data=body, headers=headers)
-                times.append(time.perf_counter() - t0)
-                response.raise_for_status()
-            times = sorted(times[3:])
-            print(f"    {name:<10} {len(body) / 1024:8.0f} {statistics.median(times) * 1e3:9.2f} "
-                  f"{times[int(0.9 * len(times))] * 1e3:7.2f} {times[-1] * 1e3:7.2f}")
+    csv_dir = base_dir / "csv-model"
+    make_model(csv_dir, feature_dim=CSV_FEATURE_DIM)
+    cases = [(base_dir, name, request) for name, request in request_bodies(sparse_rows(1000)).items()]
+    cases.append((csv_dir, "csv", ("text/csv", "text/csv", csv_body(sparse_rows(1000, feature_dim=CSV_FEATURE_DIM)))))
+    for model_dir in (base_dir, csv_dir):
+        with ours(model_dir) as url, requests.Session() as session:
+            for _, name, (content_type, accept, body) in [case for case in cases if case[0] == model_dir]:
+                headers = {"Content-Type": content_type, "Accept": accept}
+                times = []
+                for _ in range(repeats + 3):
+                    t0 = time.perf_counter()
+                    response = session.post(url + "/invocations", data=body, headers=headers)
+                    times.append(time.perf_counter() - t0)
+                    response.raise_for_status()
+                times = sorted(times[3:])
+                print(f"    {name:<10} {len(body) / 1024:8.0f} {statistics.median(times) * 1e3:9.2f} "
+                      f"{times[int(0.9 * len(times))] * 1e3:7.2f} {times[-1] * 1e3:7.2f}")
 
 
 # --- (5) /ping while every worker is busy ------------------------------------------------------------------
@@ -298,6 +322,62 @@ def bench_ping_under_load(base_dir: Path) -> None:
                 thread.join()
             print(f"    {label:<18} long requests {statistics.median(done):.2f} s; {len(pings)} pings: "
                   f"median {statistics.median(pings) * 1e3:.1f} ms, max {max(pings) * 1e3:.1f} ms")
+
+
+# --- (7) decoders against library readers ------------------------------------------------------------------
+
+
+def _median_ms(function: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
+
+
+def _json_numpy(instances: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The library path for sparse JSON instances: CSR arrays with numpy, no checks."""
+    tensors = [instance["data"]["features"] for instance in instances]
+    indptr = np.cumsum([0] + [len(t["keys"]) for t in tensors])
+    keys = np.concatenate([np.asarray(t["keys"], np.int64) for t in tensors])
+    values = np.concatenate([np.asarray(t["values"], np.float32) for t in tensors])
+    return values, keys, indptr
+
+
+def bench_decoders(repeats: int = 20) -> None:
+    """Our decoders against the readers a user would reach for, on the bodies of section (4)."""
+    from sklearn.datasets import load_svmlight_file
+
+    from container.formats.registry import decode
+
+    bodies = request_bodies(sparse_rows(1000))
+    labelled = b"\n".join(b"0 " + line for line in bodies["libsvm"][2].split(b"\n"))
+    dense_csv = csv_body(sparse_rows(1000, feature_dim=CSV_FEATURE_DIM))
+    json_body, lines = bodies["json"][2], bodies["jsonlines"][2]
+    cases = [
+        ("libsvm", lambda: decode("text/libsvm", labelled, source="b", feature_dim=FEATURE_DIM, with_labels=True),
+         "sklearn load_svmlight_file", lambda: load_svmlight_file(io.BytesIO(labelled), n_features=FEATURE_DIM,
+                                                                  zero_based=True, dtype=np.float32)),
+        ("json", lambda: decode("application/json", json_body, source="b", feature_dim=FEATURE_DIM),
+         "json.loads + numpy", lambda: _json_numpy(json.loads(json_body)["instances"])),
+        ("json", lambda: decode("application/json", json_body, source="b", feature_dim=FEATURE_DIM),
+         "orjson.loads alone", lambda: orjson.loads(json_body)),
+        ("jsonlines", lambda: decode("application/jsonlines", lines, source="b", feature_dim=FEATURE_DIM),
+         "json.loads per line + numpy", lambda: _json_numpy([json.loads(line) for line in lines.split(b"\n")])),
+        ("csv", lambda: decode("text/csv", dense_csv, source="b", feature_dim=CSV_FEATURE_DIM),
+         "np.loadtxt", lambda: np.loadtxt(io.BytesIO(dense_csv), delimiter=",", dtype=np.float32, ndmin=2)),
+    ]
+    print(f"\n(7) decoders alone vs library readers, 1,000-row bodies of (4) (median of {repeats}, interleaved; "
+          f"libsvm with a label column for scikit-learn)")
+    print(f"    {'format':<10} {'ours ms':>8} {'anchor':<28} {'anchor ms':>9} {'anchor/ours':>11}")
+    for name, ours_call, anchor, anchor_call in cases:
+        ours_ms, anchor_ms = [], []
+        for _ in range(3):
+            ours_ms.append(_median_ms(ours_call, repeats))
+            anchor_ms.append(_median_ms(anchor_call, repeats))
+        mine, theirs = min(ours_ms), min(anchor_ms)
+        print(f"    {name:<10} {mine:8.2f} {anchor:<28} {theirs:9.2f} {theirs / mine:11.2f}")
 
 
 # --- (6) memory: preload vs per-worker ---------------------------------------------------------------------
@@ -336,16 +416,28 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--sections", default="1234567", help="which sections to run, e.g. 147 (default all)")
+    parser.add_argument("--baseline", type=Path, help="another source tree (e.g. `git archive` of a previous "
+                        "commit) whose server joins the rounds of section (2)")
     args = parser.parse_args()
+    sections = set(args.sections) - ({"6"} if args.skip_memory else set())
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
         base_dir = Path(tmp)
         make_model(base_dir)
-        bench_handler(base_dir)
-        bench_single_row(base_dir, base_dir, args.seconds, args.rounds)
-        bench_large_requests(base_dir)
-        bench_ping_under_load(base_dir)
-        if not args.skip_memory:
+        print(f"load average {os.getloadavg()[0]:.2f} (1 min); sections {''.join(sorted(sections))}")
+        if "1" in sections:
+            bench_handler(base_dir)
+        if sections & {"2", "3"}:
+            bench_single_row(base_dir, base_dir, args.seconds, args.rounds, latency="3" in sections,
+                             baseline=args.baseline)
+        if "4" in sections:
+            bench_large_requests(base_dir)
+        if "5" in sections:
+            bench_ping_under_load(base_dir)
+        if "6" in sections:
             bench_memory(base_dir, base_dir)
+        if "7" in sections:
+            bench_decoders()
 
 
 if __name__ == "__main__":

@@ -328,7 +328,8 @@ def _save(path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> No
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays, meta=np.array(json.dumps(meta)))
+            named: dict[str, Any] = {**arrays, "meta": np.array(json.dumps(meta))}  # Any: savez's **kwds typing
+            np.savez(fh, **named)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -75,6 +75,15 @@ def _warm_start(paths: SageMakerPaths, model: FactorizationMachines) -> None:
     log.info("Warm start from the model in %s", directory)
 
 
+def _log_optimizer_settings(model: FactorizationMachines) -> None:
+    """Log the learning rates, weight decays, eps and factor init training uses (the optimizer's defaults where
+    unset)."""
+    resolved = model.resolved_params()
+    names = ("bias_lr", "linear_lr", "factors_lr", "bias_wd", "linear_wd", "factors_wd", "eps", "factors_init_sigma")
+    log.info("Optimizer %s: %s", model.optimizer,
+             ", ".join(f"{name}={resolved[name]:g}" for name in names if resolved[name] is not None))
+
+
 def train_fm(paths: SageMakerPaths, hp: dict[str, Any], channels: dict[str, ChannelConfig], host: str) -> None:
     """Fit an FM model on the ``train`` channel (``test`` optional) and write it to ``model/``."""
     if not channel_present(paths, channels, "train"):
@@ -98,6 +107,7 @@ def train_fm(paths: SageMakerPaths, hp: dict[str, Any], channels: dict[str, Chan
     log.info("Training with %d thread(s)", params["num_threads"])
     _check_memory(params, _dataset_bytes(train) + (_dataset_bytes(test) if test else 0))
     model = FactorizationMachines(**params)
+    _log_optimizer_settings(model)
     _warm_start(paths, model)
 
     epochs = hp["epochs"]

@@ -26,7 +26,6 @@ from container.wals_model import IdMap
 log = logging.getLogger("train.wals")
 
 
-
 @dataclass(frozen=True)
 class Matrices:
     """The training matrix (rows x cols, float32 CSR, duplicates summed), its id maps, the test matrix."""
@@ -74,20 +73,26 @@ def _entry_values(data: triplets.Triplets, alpha: float | None) -> np.ndarray:
     return (data.values * data.weights).astype(np.float32)
 
 
-def _id_map(ids: np.ndarray, declared: int | None, n_ids: int | None = None) -> tuple[IdMap, np.ndarray]:
-    if declared is not None:  # the ids are matrix indices, checked against the declared size
-        return IdMap.range(declared), ids.astype(np.int64)
-    if ids.dtype.kind in "iu" and n_ids is not None:  # RecordIO with num_cols inferred: indices too
-        return IdMap.range(n_ids), ids.astype(np.int64)
-    return IdMap.from_ids(ids)
+def _id_map(ids: np.ndarray, names: np.ndarray | None, declared: int | None, n_ids: int | None = None
+            ) -> tuple[IdMap, np.ndarray]:
+    """The id map of one side and the matrix index of each entry: ``ids`` index ``names`` when given, else
+    they are the indices themselves (declared size, or RecordIO with ``n_ids`` inferred)."""
+    if names is None:
+        return IdMap.range(declared if declared is not None else n_ids or 0), ids.astype(np.int64)
+    id_map, index_of_name = IdMap.from_ids(names)
+    return id_map, index_of_name[ids]
+
+
+def _test_index(ids: np.ndarray, names: np.ndarray | None, id_map: IdMap) -> np.ndarray:
+    """The training matrix index of each test entry's id, -1 for ids training does not have."""
+    return id_map.index(ids) if names is None else id_map.index(names)[ids]
 
 
 def build_matrices(train: triplets.Triplets, test: triplets.Triplets | None, hp: dict[str, Any]) -> Matrices:
     """The training matrix over the ids seen in ``train`` (or 0..num_rows-1 / 0..num_cols-1 when declared),
     and ``test`` over the same ids, its entries with ids unseen in training dropped (count logged)."""
-    row_ids, rows = _id_map(train.rows, hp["num_rows"])
-    col_ids, cols = _id_map(train.cols, hp["num_cols"],
-                            int(train.cols.max()) + 1 if train.cols.dtype.kind in "iu" else None)
+    row_ids, rows = _id_map(train.rows, train.row_names, hp["num_rows"])
+    col_ids, cols = _id_map(train.cols, train.col_names, hp["num_cols"], int(train.cols.max()) + 1)
     shape = (len(row_ids), len(col_ids))
     matrix = sp.csr_matrix((_entry_values(train, hp["alpha"]), (rows, cols)), shape=shape, dtype=np.float32)
     matrix.sum_duplicates()
@@ -95,7 +100,8 @@ def build_matrices(train: triplets.Triplets, test: triplets.Triplets | None, hp:
              matrix.nnz, shape[0], shape[1], row_ids.kind, col_ids.kind)
     held_out = None
     if test is not None:
-        test_rows, test_cols = row_ids.index(test.rows), col_ids.index(test.cols)
+        test_rows = _test_index(test.rows, test.row_names, row_ids)
+        test_cols = _test_index(test.cols, test.col_names, col_ids)
         known = (test_rows >= 0) & (test_cols >= 0)
         dropped = int((~known).sum())
         if dropped:

@@ -14,7 +14,9 @@
   and accepts only ``MultiRecord``/``SingleRecord``; both strategies work, so the job's choice stands.
 
 Client mistakes (``ClientError``) become 400 with ``{"error": "<reason>"}``; anything else is logged with
-its traceback and answered 500 with a short message.
+its traceback and answered 500 with a short message. ``/invocations`` is served by ``Invocations``, plain WSGI
+in front of Flask (measured: Flask's per-request machinery cost as much as a one-row invocation); Flask
+serves the other routes.
 """
 
 from __future__ import annotations
@@ -22,18 +24,22 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
 
 import numba
 import orjson
-from flask import Flask, Response, request
+from flask import Flask, Response
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from container.errors import ClientError, UnsupportedFormatError
 from container.formats.registry import JSON, media_type
 from serve.model_store import Servable
 from serve.settings import MB, ServeSettings
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +73,13 @@ def choose_accept(header: str | None, supported: Sequence[str], default: str) ->
     return None
 
 
-def _error(status: int, message: str) -> Response:
-    return Response(orjson.dumps({"error": message}), status=status, content_type=JSON)
+def _error(status: int, message: str) -> tuple[int, str, bytes]:
+    return status, JSON, orjson.dumps({"error": message})
+
+
+def _flask_error(status: int, message: str) -> Response:
+    _, content_type, body = _error(status, message)
+    return Response(body, status=status, content_type=content_type)
 
 
 def _read_body(environ: dict[str, Any], limit: int) -> bytes:
@@ -91,6 +102,72 @@ def _read_body(environ: dict[str, Any], limit: int) -> bytes:
     return body
 
 
+_STATUS_LINES = {status: f"{status} {HTTPStatus(status).phrase}" for status in (200, 400, 405, 406, 413, 415, 500)}
+
+
+class Invocations:
+    """``POST /invocations`` as plain WSGI in front of the Flask app, which serves every other request.
+
+    Flask's routing, request context and request/response objects cost about as much as decoding and
+    scoring a one-row request (docs/benchmarks.md, "Serving"), so this path reads the WSGI environ and
+    writes the response itself. Client mistakes (``ClientError``) become 400 (415 for an unsupported
+    Content-Type), anything else 500 after logging the traceback.
+    """
+
+    def __init__(self, fallback: WSGIApplication, servable: Servable, settings: ServeSettings,
+                 default_accept: str) -> None:
+        self.fallback = fallback
+        self.servable = servable
+        self.settings = settings
+        self.default_accept = default_accept
+        parallel_scoring = numba.config.NUMBA_NUM_THREADS > 1  # type: ignore[attr-defined]
+        self.lock: contextlib.AbstractContextManager[object] = (
+            threading.Lock() if parallel_scoring else contextlib.nullcontext()
+        )
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != "/invocations":
+            return self.fallback(environ, start_response)
+        headers = []
+        try:
+            if environ.get("REQUEST_METHOD") != "POST":
+                headers.append(("Allow", "POST"))
+                status, content_type, body = _error(405, "/invocations takes POST")
+            else:
+                status, content_type, body = self.invoke(environ)
+        except UnsupportedFormatError as error:
+            status, content_type, body = _error(415, str(error))
+        except ClientError as error:
+            status, content_type, body = _error(400, str(error))
+        except RequestEntityTooLarge:
+            status, content_type, body = _error(
+                413, f"request body larger than the {self.settings.max_payload_mb} MB limit "
+                "(SAGEMAKER_MAX_PAYLOAD_IN_MB)")
+        except Exception as error:
+            log.exception("invocation failed")
+            status, content_type, body = _error(500, f"internal error ({type(error).__name__}); see the "
+                                                "endpoint's logs")
+        headers += [("Content-Type", content_type), ("Content-Length", str(len(body)))]
+        start_response(_STATUS_LINES[status], headers)
+        return [body]
+
+    def invoke(self, environ: WSGIEnvironment) -> tuple[int, str, bytes]:
+        """Status, Content-Type and body of the response to one invocation."""
+        servable = self.servable
+        content_type = media_type(environ.get("CONTENT_TYPE"))
+        if content_type not in servable.content_types:
+            raise UnsupportedFormatError(content_type or "(none)", list(servable.content_types))
+        accept = choose_accept(environ.get("HTTP_ACCEPT"), servable.accepts, self.default_accept)
+        if accept is None:
+            return _error(406, f"Unsupported Accept {environ.get('HTTP_ACCEPT')!r}; supported: "
+                          f"{', '.join(servable.accepts)}")
+        body = _read_body(environ, self.settings.max_payload_bytes)
+        if not body:
+            return _error(400, "empty request body: expected at least one record")
+        with self.lock:
+            return 200, accept, servable.invoke(body, content_type, accept)
+
+
 def create_app(servable: Servable, settings: ServeSettings) -> Flask:
     """The WSGI app serving ``servable``; fails fast if the default Accept is one it cannot produce."""
     default_accept = media_type(settings.default_accept)
@@ -100,10 +177,6 @@ def create_app(servable: Servable, settings: ServeSettings) -> Flask:
             f"{', '.join(servable.accepts)}"
         )
     app = Flask(__name__)
-    parallel_scoring = numba.config.NUMBA_NUM_THREADS > 1  # type: ignore[attr-defined]
-    invocation_lock: contextlib.AbstractContextManager[object] = (
-        threading.Lock() if parallel_scoring else contextlib.nullcontext()
-    )
     execution_parameters = orjson.dumps({
         "MaxConcurrentTransforms": settings.max_concurrent_transforms,
         "MaxPayloadInMB": settings.max_payload_mb,
@@ -119,41 +192,14 @@ def create_app(servable: Servable, settings: ServeSettings) -> Flask:
     def execution_parameters_route() -> Response:
         return Response(execution_parameters, content_type=JSON)
 
-    @app.post("/invocations")
-    def invocations() -> Response:
-        environ = request.environ  # plain dict lookups: each ``request.headers`` access costs microseconds
-        content_type = media_type(environ.get("CONTENT_TYPE"))
-        if content_type not in servable.content_types:
-            raise UnsupportedFormatError(content_type or "(none)", list(servable.content_types))
-        accept = choose_accept(environ.get("HTTP_ACCEPT"), servable.accepts, default_accept)
-        if accept is None:
-            return _error(406, f"Unsupported Accept {environ.get('HTTP_ACCEPT')!r}; supported: "
-                          f"{', '.join(servable.accepts)}")
-        body = _read_body(environ, settings.max_payload_bytes)
-        if not body:
-            return _error(400, "empty request body: expected at least one record")
-        with invocation_lock:
-            result = servable.invoke(body, content_type, accept)
-        return Response(result, content_type=accept)
-
-    @app.errorhandler(UnsupportedFormatError)
-    def unsupported(error: UnsupportedFormatError) -> Response:
-        return _error(415, str(error))
-
-    @app.errorhandler(ClientError)
-    def client_error(error: ClientError) -> Response:
-        return _error(400, str(error))
-
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Response:
-        if error.code == 413:
-            return _error(413, f"request body larger than the {settings.max_payload_mb} MB limit "
-                          "(SAGEMAKER_MAX_PAYLOAD_IN_MB)")
-        return _error(error.code or 500, error.description or error.name)
+        return _flask_error(error.code or 500, error.description or error.name)
 
     @app.errorhandler(Exception)
     def internal_error(error: Exception) -> Response:
-        log.exception("invocation failed")
-        return _error(500, f"internal error ({type(error).__name__}); see the endpoint's logs")
+        log.exception("request failed")
+        return _flask_error(500, f"internal error ({type(error).__name__}); see the endpoint's logs")
 
+    app.wsgi_app = Invocations(app.wsgi_app, servable, settings, default_accept)  # type: ignore[method-assign]
     return app

@@ -17,6 +17,10 @@
   256 MB model: total PSS 465-477 MB with preload, 694-1169 MB when each worker loads its own copy
   (docs/benchmarks.md, "Serving"). Loading runs no numba code. Each worker warms the kernels after fork, in
   ``post_worker_init``, before it accepts a connection (numba's thread pool must not start before fork).
+- ``gc.freeze()`` before fork and after the worker's warm-up: a request that builds many objects (a
+  1,000-row JSON body is 7,000 dicts and lists) triggers full collections, which otherwise walk every object
+  of numba, scipy and Flask; measured, ``orjson.loads`` of such a body took 9.4 ms with the imports' objects
+  in the collector and 4.3 ms with them frozen (3.6 ms with no collection).
 - timeout ``$SAGEMAKER_MODEL_SERVER_TIMEOUT`` (default 60 s): gunicorn restarts a worker silent for that
   long; graceful_timeout 25 s, below the 30 s between SageMaker's SIGTERM and SIGKILL, lets in-flight
   requests finish.
@@ -24,6 +28,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from typing import Any
 
@@ -43,9 +48,17 @@ worker_tmp_dir = "/dev/shm"
 control_socket_disable = True  # no runtime control interface (gunicorn >= 24 writes ~/.gunicorn/*.ctl)
 
 
+def pre_fork(server: Any, worker: Any) -> None:
+    """Freeze the master's objects out of the garbage collector, so that the workers' collections neither
+    scan them nor write to their pages (which would copy the pages shared since fork)."""
+    gc.freeze()
+
+
 def post_worker_init(worker: Any) -> None:
-    """Compile and run every kernel of the request path in this worker before it serves."""
+    """Compile and run every kernel of the request path in this worker before it serves, then freeze what
+    that created: a full collection then scans only objects made by requests."""
     from serve.wsgi import servable
 
     servable.warm_up()
+    gc.freeze()
     worker.log.info("worker %s warm (numba threads %s)", worker.pid, os.environ["NUMBA_NUM_THREADS"])

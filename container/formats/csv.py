@@ -1,9 +1,9 @@
 """CSV (``text/csv``): one dense row per line, comma-separated numbers.
 
 With ``with_labels`` the first column is the label (training); otherwise every column is a feature (serving).
-Blank lines are ignored; there is no header and no quoting. Numbers are parsed in bulk by numpy's C parser
-(one call for the whole body); only when that fails is the body walked cell by cell to name the first bad
-line and column (1-based).
+Blank lines are ignored; there is no header and no quoting. Numbers are parsed in bulk: by a numba scanner
+for plain digits and decimals (the common case), else by numpy's C parser (one call for the whole body);
+only when that fails is the body walked cell by cell to name the first bad line and column (1-based).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import numpy as np
 
 from container.errors import DataError
 from container.formats._text import dense_dataset, is_number, parse_floats, to_float32
+from container.formats._text_kernels import scan_csv
 from container.formats.dataset import Dataset
 
 
@@ -21,7 +22,8 @@ def decode_csv(
     body: bytes | memoryview, *, source: str, feature_dim: int | None = None, with_labels: bool = False
 ) -> Dataset:
     """Decode CSV rows to a Dataset (explicit zeros dropped from the CSR arrays)."""
-    lines = bytes(body).removeprefix(codecs.BOM_UTF8).split(b"\n")
+    text = bytes(body).removeprefix(codecs.BOM_UTF8)
+    lines = text.split(b"\n")
     numbers = [i + 1 for i, line in enumerate(lines) if line.strip()]
     rows = [lines[n - 1] for n in numbers]
     n_label = int(with_labels)
@@ -41,10 +43,32 @@ def decode_csv(
         )
     if with_labels and width < 2:
         raise DataError(f"{source}: line {numbers[0]} has no feature columns after the label column")
+    scanned = _scanned(text, len(rows), width, with_labels)
+    return scanned if scanned is not None else _parsed(source, rows, numbers, width, with_labels)
+
+
+def _scanned(text: bytes, n_rows: int, width: int, with_labels: bool) -> Dataset | None:
+    """The rows read by the numba scanner straight into CSR arrays, or None when it declines the body."""
+    n_label = int(with_labels)
+    labels = np.empty(n_rows if with_labels else 0)
+    data, indices = np.empty(n_rows * (width - n_label)), np.empty(n_rows * (width - n_label), np.int64)
+    counts = np.empty(n_rows, np.int64)
+    ok, rows, nnz = scan_csv(np.frombuffer(text, np.uint8), width, with_labels, labels, data, indices, counts)
+    if not ok or rows != n_rows:
+        return None
+    indptr = np.zeros(rows + 1, np.int64)
+    np.cumsum(counts[:rows], out=indptr[1:])
+    return Dataset(data=to_float32(data[:nnz]), indices=indices[:nnz], indptr=indptr, n_cols=width - n_label,
+                   labels=to_float32(labels) if with_labels else None)
+
+
+def _parsed(source: str, rows: list[bytes], numbers: list[int], width: int, with_labels: bool) -> Dataset:
+    """The checking path: numpy's parser, then the first bad cell, NaN or infinity named."""
     values = parse_floats(b",".join(rows), len(rows) * width, ",")
     if values is None:
         raise _first_bad_cell(source, rows, numbers)
     matrix = to_float32(values).reshape(len(rows), width)
+    n_label = int(with_labels)
     bad = np.flatnonzero(~np.isfinite(matrix))
     if bad.size:
         row, column = divmod(int(bad[0]), width)

@@ -10,20 +10,26 @@ instance (or bare row) per line. JSON booleans count as 0/1, as numpy reads them
 Tensor rules are those of RecordIO: sparse keys must be < the shape's product and < feature_dim; dense rows
 must have feature_dim values (or, without it, all the same count); explicit zeros of dense rows are dropped.
 Errors name the instance and field, e.g. ``instances[3].data.features.keys[2]=5000 >= feature_dim 2000``.
+
+Three paths give the same rows: a numba scanner reads bodies of sparse instances straight from the bytes
+(_text_kernels.scan_json); else orjson parses the body and ``fast_dataset`` converts the common shapes in
+bulk; else ``_Rows`` checks every instance and names the first fault.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import accumulate, chain
 from typing import Any
 
 import numpy as np
 import orjson
 
 from container.errors import DataError
-from container.formats._text import to_float32
+from container.formats._text import dense_dataset, to_float32
+from container.formats._text_kernels import scan_json
 from container.formats.dataset import Dataset
 
 _MAX_WIDTH = 1 << 62
@@ -34,22 +40,23 @@ def decode_json(
 ) -> Dataset:
     """Decode a JSON request body to a Dataset; see the module docstring."""
     _no_labels(source, with_labels)
-    doc = _load(body, source, "the body ")
-    rows = _Rows(source)
+    scanned = _scanned(body, False, feature_dim)
+    if scanned is not None:
+        return scanned
+    doc = _load(body, source)
+    path_of: Callable[[int], str]
     if isinstance(doc, dict):
         instances = doc.get("instances")
         if not isinstance(instances, list):
             raise DataError(f"{source}: a JSON object body needs an 'instances' list")
-        for i, item in enumerate(instances):
-            rows.add(item, f"instances[{i}]")
+        items, path_of = instances, "instances[{}]".format
     elif isinstance(doc, list) and doc and not isinstance(doc[0], (list, dict)):
-        rows.add(doc, "row")
+        items, path_of = [doc], lambda _: "row"
     elif isinstance(doc, list):
-        for i, item in enumerate(doc):
-            rows.add(item, f"rows[{i}]")
+        items, path_of = doc, "rows[{}]".format
     else:
         raise DataError(f"{source}: the JSON body must be an object with 'instances' or a list of rows")
-    return rows.dataset(feature_dim)
+    return _decode_items(items, path_of, source, feature_dim)
 
 
 def decode_jsonlines(
@@ -57,11 +64,51 @@ def decode_jsonlines(
 ) -> Dataset:
     """Decode a JSON Lines body (one instance or bare row per non-blank line) to a Dataset."""
     _no_labels(source, with_labels)
-    rows = _Rows(source)
+    scanned = _scanned(body, True, feature_dim)
+    if scanned is not None:
+        return scanned
+    items, numbers = [], []
     for number, line in enumerate(bytes(body).split(b"\n"), 1):
         if line.strip():
-            rows.add(_load(line, source, f"line {number} "), f"line {number}")
+            try:
+                items.append(orjson.loads(line))
+            except orjson.JSONDecodeError as err:
+                raise DataError(f"{source}: line {number} is not valid JSON: {err}") from None
+            numbers.append(number)
+    return _decode_items(items, lambda i: f"line {numbers[i]}", source, feature_dim)
+
+
+def _decode_items(items: list[Any], path_of: Callable[[int], str], source: str, feature_dim: int | None) -> Dataset:
+    """The rows of parsed instances: the fast path for the common shapes, else the checking path, which
+    decodes every other shape and names the first fault."""
+    fast = fast_dataset(items, feature_dim)
+    if fast is not None:
+        return fast
+    rows = _Rows(source)
+    for i, item in enumerate(items):
+        rows.add(item, path_of(i))
     return rows.dataset(feature_dim)
+
+
+def _scanned(body: bytes | memoryview, lines: bool, feature_dim: int | None) -> Dataset | None:
+    """The rows of a body of sparse instances read by the numba scanner straight from the bytes, or None
+    when it declines (any other shape) or a key is out of range. Whenever it gives a Dataset, it is the
+    one parsing and ``fast_dataset`` build (tests/unit/test_json_fast_path.py)."""
+    text = body if isinstance(body, bytes) else bytes(body)
+    bound = text.count(b",") + text.count(b"[")  # numbers in the lists
+    keys, values = np.empty(bound), np.empty(bound)
+    counts = np.empty(text.count(b"{") + 1, np.int64)
+    ok, rows, pairs, shape = scan_json(np.frombuffer(text, np.uint8), lines, keys, values, counts)
+    if not ok or (shape < 0 and feature_dim is None):
+        return None
+    n_cols = feature_dim if feature_dim is not None else int(shape)
+    limit = n_cols if shape < 0 else min(n_cols, int(shape))
+    indices = keys[:pairs].astype(np.int64)
+    if indices.view(np.uint64).max() >= limit:  # as unsigned, a negative key is above any limit
+        return None
+    indptr = np.zeros(rows + 1, np.int64)
+    np.cumsum(counts[:rows], out=indptr[1:])
+    return Dataset(data=to_float32(values[:pairs]), indices=indices, indptr=indptr, n_cols=n_cols)
 
 
 def _no_labels(source: str, with_labels: bool) -> None:
@@ -69,11 +116,11 @@ def _no_labels(source: str, with_labels: bool) -> None:
         raise DataError(f"{source}: JSON and JSON Lines bodies carry no labels; training needs RecordIO-protobuf")
 
 
-def _load(text: bytes | memoryview, source: str, where: str) -> Any:
+def _load(text: bytes | memoryview, source: str) -> Any:
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError as err:
-        raise DataError(f"{source}: {where}is not valid JSON: {err}") from None
+        raise DataError(f"{source}: the body is not valid JSON: {err}") from None
 
 
 def _at(base: str, member: str) -> str:
@@ -183,7 +230,7 @@ class _Rows:
     def _keys(self, n_keys: np.ndarray, widths: np.ndarray, feature_dim: int | None) -> np.ndarray:
         keys = self._numbers(self.keys, "keys")
         if keys.size and keys.dtype.kind not in "iu":
-            row = next(i for i, k in enumerate(self.keys) if not all(type(v) is int for v in k))
+            row = next(i for i, k in enumerate(self.keys) if not all(type(v) is int and abs(v) < 2**63 for v in k))
             raise self.error(f"{self.tensor_paths[row]}.keys must hold whole numbers below 2**63")
         declared = np.repeat(np.where(widths >= 0, widths, _MAX_WIDTH), n_keys)
         limit = np.minimum(declared, _MAX_WIDTH if feature_dim is None else feature_dim)
@@ -228,3 +275,82 @@ class _Rows:
         ends = np.cumsum(counts)
         row = int(np.searchsorted(ends, position, "right"))
         return row, position - int(ends[row] - counts[row])
+
+
+def fast_dataset(items: list[Any], feature_dim: int | None) -> Dataset | None:
+    """The rows of the common request shapes, built with a few bulk conversions and no per-row paths: sparse
+    instances whose keys and values are non-empty lists and whose shapes are all ``[d]`` (or all absent, with
+    feature_dim known), or dense rows (bare lists or ``{"features": [...]}``) of one length. None for any
+    other shape or any fault; ``_Rows`` then decodes the body or names the fault. Whenever it returns a
+    Dataset, it is the one ``_Rows`` builds: the same conversions (``np.array`` of the numbers, float64 then
+    float32) under the same rules (tests/unit/test_json_fast_path.py)."""
+    if not items:
+        return None
+    if type(items[0]) is dict and "features" not in items[0]:
+        return _fast_sparse(items, feature_dim)
+    return _fast_dense(items, feature_dim)
+
+
+def _fast_sparse(items: list[Any], feature_dim: int | None) -> Dataset | None:
+    try:
+        tensors = [item["data"]["features"] for item in items]
+        keys = [tensor["keys"] for tensor in tensors]
+        values = [tensor["values"] for tensor in tensors]
+        shapes = [tensor.get("shape") for tensor in tensors]
+    except (KeyError, TypeError, AttributeError):
+        return None
+    if any("features" in item for item in items):  # the dense form wins when an instance has both
+        return None
+    if not all(type(k) is list for k in keys) or not all(type(v) is list for v in values):
+        return None
+    counts = [len(k) for k in keys]
+    if counts != [len(v) for v in values] or 0 in counts:
+        return None
+    shape = shapes[0]
+    if shape is None:
+        if feature_dim is None or any(s is not None for s in shapes):
+            return None
+        n_cols = limit = feature_dim
+    else:
+        if not (type(shape) is list and len(shape) == 1 and type(shape[0]) is int and 0 <= shape[0] <= _MAX_WIDTH):
+            return None
+        if not all(s == shape and type(s[0]) is int for s in shapes):
+            return None
+        n_cols = limit = shape[0] if feature_dim is None else feature_dim
+        limit = min(limit, shape[0])
+    total = sum(counts)
+    indices = _bulk_numbers(keys, total)
+    numbers = _bulk_numbers(values, total)
+    # as unsigned, a negative key is above any limit: one reduction checks both ends
+    if indices is None or numbers is None or indices.dtype != np.int64 or indices.view(np.uint64).max() >= limit:
+        return None
+    data = to_float32(numbers.astype(np.float64, copy=False))
+    if not np.isfinite(data).all():
+        return None
+    indptr = np.fromiter(accumulate(counts, initial=0), np.int64, len(counts) + 1)
+    return Dataset(data=data, indices=indices, indptr=indptr, n_cols=n_cols)
+
+
+def _fast_dense(items: list[Any], feature_dim: int | None) -> Dataset | None:
+    try:
+        rows = items if all(type(item) is list for item in items) else [item["features"] for item in items]
+        matrix = np.array(rows)
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return None
+    if matrix.ndim != 2 or matrix.dtype.kind not in "biuf" or not matrix.shape[1]:
+        return None
+    if feature_dim is not None and matrix.shape[1] != feature_dim:
+        return None
+    features = to_float32(matrix.astype(np.float64, copy=False))
+    if not np.isfinite(features).all():
+        return None
+    return dense_dataset(features, None)
+
+
+def _bulk_numbers(lists: list[list[Any]], total: int) -> np.ndarray | None:
+    """``np.array`` of the lists' items, as ``_Rows._numbers`` makes it; None unless a 1-D array of numbers."""
+    try:
+        array = np.array(list(chain.from_iterable(lists)))
+    except (ValueError, TypeError, OverflowError):
+        return None
+    return array if array.dtype.kind in "biuf" and array.shape == (total,) else None

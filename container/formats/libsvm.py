@@ -4,7 +4,8 @@ Indices are taken as written, 0-based, as scikit-learn's ``dump_svmlight_file`` 
 kept in their order, duplicates included). With ``with_labels`` (training) the first token of every line
 is the label. Without it (serving) a first token with no ``:`` is a label and is ignored, so a training
 file can be sent for prediction as it is. ``# comments`` are stripped, ``qid:`` tokens ignored and blank
-lines skipped. All numbers are parsed in one numpy call; errors name the 1-based line.
+lines skipped. A numba scanner reads the common bodies (plain digits and decimals); any other body is
+split in Python and its numbers parsed in one numpy call, and errors name the 1-based line.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 
 from container.errors import DataError
 from container.formats._text import is_number, parse_floats, to_float32
+from container.formats._text_kernels import scan_libsvm
 from container.formats.dataset import Dataset
 
 _NOT_SEPARATORS = bytes(b for b in range(256) if b not in b": ")
@@ -26,6 +28,12 @@ def decode_libsvm(
 ) -> Dataset:
     """Decode libsvm rows to a Dataset; see the module docstring."""
     text = bytes(body).removeprefix(codecs.BOM_UTF8)
+    scanned = _scanned(text, feature_dim, with_labels)
+    return scanned if scanned is not None else _split(text, source, feature_dim, with_labels)
+
+
+def _split(text: bytes, source: str, feature_dim: int | None, with_labels: bool) -> Dataset:
+    """The checking path: the body split in Python, all numbers parsed in one numpy call, errors named."""
     has_comments = b"#" in text
     labels: list[bytes] = []
     pairs: list[bytes] = []
@@ -75,6 +83,30 @@ def decode_libsvm(
         indptr=indptr,
         n_cols=n_cols,
         labels=_labels(source, labels, numbers) if with_labels else None,
+    )
+
+
+def _scanned(text: bytes, feature_dim: int | None, with_labels: bool) -> Dataset | None:
+    """The Dataset from the numba scanner (plain digits and decimals, the common case), or None when it
+    declines the body or an index is out of range: the checking path then decodes it or names the fault."""
+    max_rows = text.count(b"\n") + 1
+    indices, values = np.empty(text.count(b":"), np.int64), np.empty(text.count(b":"), np.float64)
+    labels, counts = np.empty(max_rows if with_labels else 0, np.float64), np.empty(max_rows, np.int64)
+    ok, rows, pairs = scan_libsvm(np.frombuffer(text, np.uint8), with_labels, indices, values, labels, counts)
+    if not ok:
+        return None
+    indices = indices[:pairs]
+    high = int(indices.max(initial=-1))
+    if feature_dim is not None and high >= feature_dim:
+        return None
+    indptr = np.zeros(rows + 1, np.int64)
+    np.cumsum(counts[:rows], out=indptr[1:])
+    return Dataset(
+        data=to_float32(values[:pairs]),
+        indices=indices,
+        indptr=indptr,
+        n_cols=feature_dim if feature_dim is not None else high + 1,
+        labels=to_float32(labels[:rows]) if with_labels else None,
     )
 
 

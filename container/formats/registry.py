@@ -63,3 +63,12 @@ def decode(
     if decoder is None:
         raise UnsupportedFormatError(content_type or "(none)", list(DECODERS))
     return decoder(body, source=source, feature_dim=feature_dim, with_labels=with_labels)
+
+
+def warm_up() -> None:
+    """Compile the text decoders' numba scanners (``container.warmup`` runs this at image build)."""
+    sparse = b'{"data": {"features": {"keys": [0], "shape": [2], "values": [1.5]}}}'
+    decode(LIBSVM, b"1 0:1.5e0\n", source="warm-up", with_labels=True)
+    decode(CSV, b"1,2.5\n", source="warm-up")
+    decode(JSON, b'{"instances": [%s]}' % sparse, source="warm-up")
+    decode(JSONLINES, sparse, source="warm-up")

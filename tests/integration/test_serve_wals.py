@@ -150,6 +150,12 @@ def test_single_instance_without_the_instances_wrapper(served):
     (b'{"instances": [{"similar_to_col": 700, "row": "u1"}]}', "field 'row' is not allowed"),
     (b'{"instances": []}', "no instances"),
     (b'{"instances": [', "body is not valid JSON"),
+    (b'{"instances": [{"observed": {"cols": [700], "values": [1e400]}}]}', "body is not valid JSON"),
+    (b'{"instances": [{"observed": {"cols": [700]}, "weight": -1}]}', "instance 0: field 'weight' must be a finite "
+                                                                     "number >= 0"),
+    (b'{"instances": [{"row": "u999"}, {"row": "u999", "col": null}]}', "instance 1: field 'col' must be a col id"),
+    (b'{"instances": [{"row": "u1"}, {"row": "u1", "include": "700"}]}', "instance 1: field 'include' must be a "
+                                                                         "list of column ids"),
 ])
 def test_malformed_requests_are_400_naming_instance_and_field(served, body, message):
     _, server = served
@@ -162,3 +168,69 @@ def test_unsupported_media_types(served):
     _, server = served
     assert server.post(b"u1,700", CSV, JSON).status_code == 415
     assert server.post(b'{"row": "u1"}', JSON, CSV).status_code == 406
+
+
+def _mixed_instances(model: WALSModel, n: int) -> list[dict]:
+    """Every query kind, interleaved, with unknown ids, various k, exclude_seen both ways, include and exclude
+    lists, fold-ins with duplicates and weights, and ids given as "7" for 7."""
+    rng = np.random.default_rng(7)
+    rows, cols = [*model.row_ids.ids.tolist(), "u999"], [*model.col_ids.ids.tolist(), 9999]
+    out = []
+    for i in range(n):
+        row, col = rows[rng.integers(len(rows))], cols[rng.integers(len(cols))]
+        k = int(rng.integers(1, N_COLS + 3))
+        some = [cols[j] for j in rng.integers(0, len(cols), 3)]
+        kind = i % 6
+        if kind == 0:
+            out.append({"row": row, "col": str(col) if i % 4 == 0 else col})
+        elif kind == 1:
+            out.append({"row": row, "k": k, "exclude_seen": bool(i % 4), "exclude": some})
+        elif kind == 2:
+            out.append({"row": row, "k": k, "include": some} if i % 4 else {"row": row})
+        elif kind == 3:
+            out.append({"observed": {"cols": some, "values": [1.0, 2.0, 0.5]}, "weight": float(i % 3), "k": k,
+                        "exclude_seen": bool(i % 4), **({"include": some[:2]} if i % 5 == 0 else {})})
+        elif kind == 4:
+            out.append({"similar_to_col": col, "k": k})
+        else:
+            out.append({"top_rows_for_col": col, "k": k})
+    return out
+
+
+def _same_answer(batched: dict, alone: dict) -> None:
+    assert batched.keys() == alone.keys()
+    for key, value in batched.items():
+        if key in ("score", "scores", "similarities"):
+            np.testing.assert_allclose(value, alone[key], rtol=1e-5, atol=1e-6)
+        else:
+            assert value == alone[key]
+
+
+def test_a_batch_answers_as_its_instances_one_by_one(served):
+    model, server = served
+    instances = _mixed_instances(model, 90)
+    batched = _predictions(server, *instances)
+    assert len(batched) == len(instances)
+    assert any("error" in answer for answer in batched) and any("cols" in answer for answer in batched)
+    for instance, answer in zip(instances, batched, strict=True):
+        (alone,) = _predictions(server, instance)
+        _same_answer(answer, alone)
+
+
+def test_a_large_batch_in_process_matches_the_model(served):
+    model, _ = served
+    from serve.wals_servable import WALSServable
+
+    rng = np.random.default_rng(3)
+    rows, cols = rng.integers(0, N_ROWS, 1000), rng.integers(0, N_COLS, 1000)
+    instances = [{"row": model.row_ids.to_list(rows[i:i + 1])[0], "k": 5} if i % 2 else
+                 {"row": model.row_ids.to_list(rows[i:i + 1])[0], "col": model.col_ids.to_list(cols[i:i + 1])[0]}
+                 for i in range(1000)]
+    answers = json.loads(WALSServable(model).invoke(json.dumps(instances).encode(), JSON, JSON))["predictions"]
+    pairs = np.arange(0, 1000, 2)
+    np.testing.assert_allclose([answers[i]["score"] for i in pairs], model.wals.predict(rows[pairs], cols[pairs]),
+                               rtol=1e-6)
+    for i in range(1, 1000, 2):
+        ids, scores = _ranked(*model.wals.recommend(int(rows[i]), 5, exclude_seen=model.seen[int(rows[i])]))
+        assert answers[i]["cols"] == model.col_ids.to_list(ids)
+        np.testing.assert_allclose(answers[i]["scores"], scores, rtol=1e-6)

@@ -77,6 +77,12 @@ def _one_hot(rows, cols, values, num_rows, num_cols) -> bytes:
     return buf.getvalue()
 
 
+def _three_keys() -> bytes:
+    buf = io.BytesIO()
+    write_spmatrix_to_sparse_tensor(buf, sp.csr_matrix(np.float32([[1, 1, 1]])), np.float32([1]))
+    return buf.getvalue()
+
+
 def _matrix(row_ids, col_ids, values, shape=None) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
     """The training matrix built independently: ids sorted, duplicates summed."""
     rows, r = np.unique(row_ids, return_inverse=True)
@@ -181,6 +187,22 @@ BAD_CASES = {
     "missing train": ({}, {"test": {"a.csv": b"u1,i1,1\n"}}, {}, "'train' channel is required"),
     "nan value": ({}, {"train": {"a.csv": b"u1,i1,1\nu2,i1,nan\n"}}, {},
                   "a.csv: line 2: value 'nan' must be finite"),
+    "infinite value": ({}, {"train": {"a.csv": b"u1,i1,1\nu2,i1,-inf\n"}}, {},
+                       "a.csv: line 2: value '-inf' must be finite"),
+    "value beyond float32": ({}, {"train": {"a.csv": b"u1,i1,1e39\n"}}, {},
+                             "a.csv: line 1: value '1e39' must be finite"),
+    "nan in the test channel": ({}, {"train": {"a.csv": b"u1,i1,1\n"}, "test": {"t.csv": b"u1,i1,nan\n"}}, {},
+                                "t.csv: line 1: value 'nan' must be finite"),
+    "recordio nan label": ({"num_rows": "2"}, {"train": {"p": _one_hot([0, 1], [0, 0], [1.0, np.nan], 2, 1)}},
+                           {"train": RECORDIO}, "record 1"),
+    "recordio three keys": ({"num_rows": "1"}, {"train": {"p": _three_keys()}}, {"train": RECORDIO},
+                            "record 0 has 3 feature keys"),
+    "header only": ({}, {"train": {"a.csv": b"user,item,rating\n\n"}}, {}, "Channel 'train' has no entries"),
+    "not utf-8": ({}, {"train": {"a.csv": b"u1,i1,1\n\xff\xfe,i1,1\n"}}, {}, "a.csv: not UTF-8 text at byte 8"),
+    "wrong field count": ({}, {"train": {"a.csv": b"u1,i1,1\nu2;i1;1\n"}}, {},
+                          "a.csv: line 2 has 1 fields; expected row,col,value[,weight]"),
+    "col id out of range": ({"num_cols": "3"}, {"train": {"a.csv": b"u1,0,1\nu2,3,1\n"}}, {},
+                            "a.csv: line 2: col id 3 is outside [0, 3) (num_cols=3)"),
     "negative weight": ({}, {"train": {"a.csv": b"u1,i1,1,1\nu2,i1,1,-1\n"}}, {},
                         "a.csv: line 2: weight '-1' must be finite and >= 0"),
     "id out of range": ({"num_rows": "5"}, {"train": {"a.csv": b"0,i1,1\n7,i1,1\n"}}, {},

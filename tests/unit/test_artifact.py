@@ -29,7 +29,7 @@ def test_round_trip_gives_identical_scores(tmp_path: Path, fitted) -> None:
     loaded = artifact.load(tmp_path)
     assert isinstance(loaded, FactorizationMachines)
     np.testing.assert_array_equal(loaded.predict_scores(X), model.predict_scores(X))
-    assert loaded.get_params() == model.get_params()
+    assert loaded.get_params() == model.resolved_params()
     assert loaded.best_epoch_ == model.best_epoch_
     meta = json.loads((tmp_path / "model.json").read_text())
     assert meta["format_version"] == 1 and meta["algorithm"] == "fm" and meta["training_seconds"] == 1.5

@@ -118,16 +118,40 @@ def test_classifier_predict_is_thresholded_scores() -> None:
 
 def test_same_seed_and_threads_give_the_same_model() -> None:
     X, y, _ = _toy()
-    for threads in (1, 2):
-        a = _model(epochs=3, seed=4, num_threads=threads).fit(X, y)
-        b = _model(epochs=3, seed=4, num_threads=threads).fit(X, y)
+    for threads, deterministic in ((1, False), (2, True)):
+        a = _model(epochs=3, seed=4, num_threads=threads, deterministic=deterministic).fit(X, y)
+        b = _model(epochs=3, seed=4, num_threads=threads, deterministic=deterministic).fit(X, y)
         np.testing.assert_array_equal(a.V_, b.V_)
         np.testing.assert_array_equal(a.w_, b.w_)
         assert a.n_threads_ == threads
-    c = _model(epochs=3, seed=5, num_threads=2).fit(X, y)
+    c = _model(epochs=3, seed=5, num_threads=2, deterministic=True).fit(X, y)
     assert not np.array_equal(a.V_, c.V_)
     serial = _model(epochs=3, seed=4).fit(X, y)
     np.testing.assert_allclose(serial.V_, a.V_, atol=1e-5)  # other thread count: same maths, other sum order
+
+
+def test_epoch_kernel_follows_threads_and_deterministic() -> None:
+    from algorithm import _fm_kernels as kernels
+
+    assert _model()._epoch_kernel(1, 1) == (kernels.train_epoch_serial, 1)
+    assert _model()._epoch_kernel(4, 2) == (kernels.train_epoch_hogwild, 2)
+    assert _model()._epoch_kernel(4, 1) == (kernels.train_epoch_serial, 1)
+    assert _model(deterministic=True)._epoch_kernel(4, 2) == (kernels.train_epoch_parallel, 4)
+    assert _model(deterministic=True)._epoch_kernel(4, 1) == (kernels.train_epoch_parallel, 4)
+
+
+def test_hogwild_threads_learn_as_well_as_one_thread() -> None:
+    X, y, _ = _toy(n=3000)
+    train, test = slice(0, 2000), slice(2000, None)
+    losses = {}
+    with numba_threads(2) as running:
+        assert running == 2, "needs NUMBA_NUM_THREADS >= 2"
+        for threads in (1, 2):
+            model = _model(epochs=20, num_threads=threads, optimizer="sgd", bias_lr=0.1, linear_lr=0.2,
+                           factors_lr=0.1).fit(X[train], y[train])
+            losses[threads] = binary_classification_cross_entropy(y[test], model.predict_scores(X[test]))
+    assert losses[1] < 0.6
+    assert losses[2] == pytest.approx(losses[1], rel=0.03)
 
 
 def test_num_threads_zero_uses_numba_threads() -> None:

@@ -99,6 +99,10 @@ def test_sparse_and_dense_encodings_of_a_matrix_decode_to_it(n_rows, n_cols, see
             r"instances\[0\].data.features.keys must hold whole numbers",
         ),
         (
+            orjson.dumps({"instances": [sparse_instance([], []), sparse_instance([2**63, -1], [1, 1])]}),
+            r"instances\[1\].data.features.keys must hold whole numbers below 2\*\*63",
+        ),
+        (
             orjson.dumps({"instances": [sparse_instance([0], [1], (0.5,))]}),
             r"instances\[0\].data.features.shape must be a list of non-negative",
         ),

@@ -5,6 +5,8 @@ import io
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from algorithm import artifact
 from algorithm.wals import WALS
@@ -12,9 +14,11 @@ from container.errors import DataError
 from container.formats.recordio import frame_records, read_records, write_spmatrix_to_sparse_tensor
 from container.formats.triplets import (
     Triplets,
+    _Lines,
     concatenate,
     decode_id_weights_csv,
     decode_triplets_csv,
+    decode_triplets_csv_simple,
     decode_triplets_recordio,
 )
 from container.wals_model import IdMap, WALSModel, load, load_servable
@@ -42,28 +46,31 @@ def _one_hot(rows, cols, values, num_rows, num_cols, weights=None) -> bytes:
 
 def test_csv_string_ids_header_blank_lines_and_weights():
     data = _csv("user,item,rating,weight\nu1,i2,5,2\n\n  \nu2, i1,3\n\"u,3\",i1,1.5,0\n")
-    assert data.rows.tolist() == ["u1", "u2", "u,3"]
-    assert data.cols.tolist() == ["i2", "i1", "i1"]  # the space after a comma is dropped
+    assert data.row_ids().tolist() == ["u1", "u2", "u,3"]
+    assert data.col_ids().tolist() == ["i2", "i1", "i1"]  # the space after a comma is dropped
+    assert data.row_names.tolist() == ["u,3", "u1", "u2"] and data.rows.tolist() == [1, 2, 0]
     np.testing.assert_array_equal(data.values, np.float32([5, 3, 1.5]))
     np.testing.assert_array_equal(data.weights, np.float32([2, 1, 0]))
 
 
 def test_csv_without_header_or_weights():
     data = _csv("1,2,3\n4,5,6\n")
-    assert data.rows.tolist() == ["1", "4"] and data.weights is None
+    assert data.row_ids().tolist() == ["1", "4"] and data.weights is None
     assert len(_csv("row,col,value\n")) == 0
 
 
 def test_csv_declared_sizes_make_ids_indices():
     data = _csv("0,2,1\n3,0,1\n", num_rows=4, num_cols=3)
     assert data.rows.dtype == np.int64 and data.rows.tolist() == [0, 3] and data.cols.tolist() == [2, 0]
+    assert data.row_names is None and data.row_ids() is data.rows
 
 
-def test_csv_chunks_number_lines_across_chunks(monkeypatch):
+def test_simple_reader_numbers_lines_across_chunks(monkeypatch):
     monkeypatch.setattr("container.formats.triplets.CHUNK_LINES", 2)
     with pytest.raises(DataError, match="line 5: value 'x'"):
-        _csv("a,b,1\na,b,2\na,b,3\na,b,4\na,b,x\n")
-    assert len(_csv("r,c,v\na,b,1\n\na,b,2\na,b,3\n")) == 3
+        decode_triplets_csv_simple(b"a,b,1\na,b,2\na,b,3\na,b,4\na,b,x\n", source="f.csv")
+    data = decode_triplets_csv_simple(b"r,c,v\na,b,1\n\nc,b,2,3\na,d,3\n", source="f.csv")
+    assert data.row_ids().tolist() == ["a", "c", "a"] and data.weights.tolist() == [1, 3, 1]
 
 
 @pytest.mark.parametrize("text,kw,message", [
@@ -135,11 +142,17 @@ def test_id_weights_csv():
         decode_id_weights_csv(b"9,1\n", source="w", what="col", declared=3)
 
 
-def test_concatenate_fills_missing_weights():
-    a = Triplets(np.array(["a"]), np.array(["b"]), np.float32([1]))
-    b = Triplets(np.array(["cc"]), np.array(["d"]), np.float32([2]), np.float32([3]))
+def test_concatenate_merges_names_and_fills_missing_weights():
+    a = _csv("u2,i1,1\nu1,i1,2\n")
+    b = _csv("u3,i9,3,2\nu2,i1,4,0.5\n")
     joined = concatenate([a, b])
-    assert joined.rows.tolist() == ["a", "cc"] and joined.weights.tolist() == [1.0, 3.0]
+    assert joined.row_names.tolist() == ["u1", "u2", "u3"] and joined.col_names.tolist() == ["i1", "i9"]
+    assert joined.row_ids().tolist() == ["u2", "u1", "u3", "u2"]
+    assert joined.col_ids().tolist() == ["i1", "i1", "i9", "i1"]
+    assert joined.weights.tolist() == [1, 1, 2, 0.5]
+    ints = concatenate([Triplets(np.array([2]), np.array([0]), np.float32([1])),
+                        Triplets(np.array([0]), np.array([1]), np.float32([2]))])
+    assert ints.rows.tolist() == [2, 0] and ints.row_names is None and ints.weights is None
 
 
 def test_id_map_integers_sorted_numerically():
@@ -191,3 +204,139 @@ def test_model_shapes_must_agree():
     model = _wals_model()
     with pytest.raises(ValueError, match="must match"):
         WALSModel(model.wals, IdMap(np.array(["u1"])), model.col_ids, model.seen)
+
+
+# ----------------------------------------------------------------------------- fast reader vs csv module
+
+ID_TEXTS = ["u1", "u2", "7", "-3", "007", "+7", "10", "", " ", "a b", "é", "x,y", 'q"t', "\t", "99999999999999999999"]
+NUMBER_TEXTS = ["5", "3.5", "-1", "0", "-0", "1e3", "2.5E-3", ".5", "5.", "+4", "1_0", " 2", "2 ", "nan", "inf", "-inf",
+                "1e39", "1e-50", "x", "", "0x1", "123456789012345678", "1234567890123456789012", "0.1", "3.4028235e38",
+                "1.00000005960464477539062500001", "٣"]
+
+
+@st.composite
+def csv_bodies(draw) -> tuple[bytes, dict]:
+    """Small CSV bodies mixing valid lines with every kind of oddity the reader must treat as the csv module."""
+    clean = draw(st.booleans())  # only texts both readers accept: most bodies then parse
+    ids = [t for t in ID_TEXTS if t.strip() and not (clean and "9999" in t)] if clean else ID_TEXTS
+    numbers = ["5", "3.5", "0", "-0", "1e3", "2.5E-3", ".5", "+4", "1_0", " 2", "0.1", "٣", "1e-50",
+               "123456789012345678", "1.00000005960464477539062500001"] if clean else NUMBER_TEXTS
+    lines = []
+    if draw(st.booleans()):
+        lines.append(draw(st.sampled_from(["row,col,value", "user,item,rating,weight", "a,b", "  ", ""])))
+    for _ in range(draw(st.integers(0, 7))):
+        kind = draw(st.sampled_from(["entry"] * 3 + ([] if clean else ["blank", "raw"])))
+        if kind == "blank":
+            lines.append(draw(st.sampled_from(["", "   ", "\t", " , "])))
+            continue
+        if kind == "raw":
+            lines.append(draw(st.text(alphabet='ab1,." \r\t-', max_size=12)))
+            continue
+        fields = [draw(st.sampled_from(ids)), draw(st.sampled_from(ids)), draw(st.sampled_from(numbers))]
+        fields += [draw(st.sampled_from(numbers))] * draw(st.integers(0, 1))
+        quoted = []
+        for field in fields:
+            if '"' in field or "," in field or draw(st.integers(0, 4)) == 0:
+                field = '"' + field.replace('"', '""') + '"'
+            quoted.append(draw(st.sampled_from(["", " "])) + field)
+        lines.append(",".join(quoted))
+    ends = [draw(st.sampled_from(["\n", "\n", "\r\n"])) for _ in lines]
+    body = "".join(line + end for line, end in zip(lines, ends, strict=True))
+    if draw(st.booleans()) and body:
+        body = body[:-1]  # no line end at the end
+    kw = {}
+    if draw(st.integers(0, 3)) == 0:
+        kw = {"num_rows": 12, "num_cols": 12}
+    if draw(st.booleans()):
+        kw["nonnegative_values"] = True
+    prefix = "\ufeff" if draw(st.integers(0, 5)) == 0 else ""
+    return (prefix + body).encode(), kw
+
+
+def _outcome(decode, body: bytes, kw: dict):
+    try:
+        data = decode(body, source="f.csv", **kw)
+    except DataError as err:
+        return str(err)
+    return data
+
+
+def _assert_same(fast: Triplets, simple: Triplets) -> None:
+    for a, b in ((fast.row_ids(), simple.row_ids()), (fast.col_ids(), simple.col_ids()),
+                 (fast.row_names, simple.row_names), (fast.col_names, simple.col_names)):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert a.dtype.kind == b.dtype.kind and a.tolist() == b.tolist()
+    np.testing.assert_array_equal(fast.values, simple.values, strict=True)
+    assert (fast.weights is None) == (simple.weights is None)
+    if fast.weights is not None:
+        np.testing.assert_array_equal(fast.weights, simple.weights, strict=True)
+
+
+@settings(max_examples=600, deadline=None)
+@given(csv_bodies())
+def test_fast_reader_matches_the_csv_module_reader(case):
+    body, kw = case
+    fast, simple = _outcome(decode_triplets_csv, body, kw), _outcome(decode_triplets_csv_simple, body, kw)
+    if isinstance(simple, Triplets):
+        assert isinstance(fast, Triplets), fast
+        _assert_same(fast, simple)
+        return
+    assert isinstance(fast, str), f"fast reader accepted what the csv module reader rejects: {simple}"
+    # The fast reader names the lowest bad line: the csv module reader's error on the shortest failing prefix.
+    lines = body.split(b"\n")
+    prefixes = (b"\n".join(lines[:k]) for k in range(1, len(lines) + 1))
+    first = next(m for m in (_outcome(decode_triplets_csv_simple, p, kw) for p in prefixes) if isinstance(m, str))
+    assert fast in (simple, first)
+
+
+@pytest.mark.parametrize("body", [b'u1,i1,1\n"u2"x,i1,1\n', b"u1,i1,1\nu2,i1,1\ru3,i1,1\n", b'u1,i"1,1\n',
+                                  b'u1,"i1\n",1\n', b"u1,i1,1\x00\n"])
+def test_bodies_the_tokenizer_leaves_to_the_csv_module(body):
+    assert not _Lines(body).ok
+    fast, simple = _outcome(decode_triplets_csv, body, {}), _outcome(decode_triplets_csv_simple, body, {})
+    if isinstance(simple, Triplets):
+        _assert_same(fast, simple)
+    else:
+        assert fast == simple
+
+
+def test_fast_reader_quotes_line_ends_and_python_numbers():
+    body = '\ufeffid,item,v,w\r\n "Smith, J.","say ""hi""",1_0\r\nü,"7", 2 ,3\n\n'.encode()
+    with pytest.raises(DataError, match="line 5: value 'nan2' is not a number"):
+        decode_triplets_csv(body + "ü,7,nan2,1".encode(), source="f.csv")
+    data = decode_triplets_csv(body, source="f.csv")
+    assert _Lines(body[3:]).ok
+    assert data.row_ids().tolist() == ["Smith, J.", "ü"] and data.col_ids().tolist() == ['say "hi"', "7"]
+    assert data.values.tolist() == [10, 2] and data.weights.tolist() == [1, 3]
+
+
+def test_fast_reader_reports_the_lowest_bad_line():
+    with pytest.raises(DataError, match="line 3: value 'x' is not a number"):
+        decode_triplets_csv(b"a,b,1\na,b,1\na,b,x\na,b\n", source="f.csv")
+    with pytest.raises(DataError, match="line 2: the col id is empty"):
+        decode_triplets_csv(b"a,b,1\na,,x\n", source="f.csv")
+    with pytest.raises(DataError, match=r"line 2: row id 9 is outside \[0, 3\)"):
+        decode_triplets_csv(b"0,0,1\n9,x,1\n1,1,nan\n", source="f.csv", num_rows=3)
+
+
+@pytest.mark.parametrize("bits", [1, 0])
+def test_equal_ids_are_grouped_by_their_bytes_even_when_hashes_collide(monkeypatch, bits):
+    monkeypatch.setattr("container.formats.triplets.HASH_BITS", bits)
+    rng = np.random.default_rng(0)
+    ids = np.array([f"id{i}" for i in rng.integers(0, 3000, 20000)])  # grows the table and the arena
+    body = "".join(f"{r},{c},1\n" for r, c in zip(ids, ids[::-1], strict=True)).encode()
+    data = decode_triplets_csv(body, source="f.csv")
+    assert data.row_ids().tolist() == ids.tolist() and data.col_ids().tolist() == ids[::-1].tolist()
+    assert data.row_names.tolist() == sorted(set(ids.tolist()))
+
+
+def test_names_sorted_as_strings_whatever_their_length_or_script():
+    long = "z" * 3000
+    ids = [long, "b", "é", "a", "ab", "\u4e2d", "é", long] + [f"id{i}" for i in range(400)]
+    body = "".join(f"{r},c,1\n" for r in ids).encode()
+    data = decode_triplets_csv(body, source="f.csv")  # a long id: decoded one by one
+    assert data.row_names.tolist() == sorted(set(ids)) and data.row_ids().tolist() == ids
+    ascii_ids = [i for i in ids if i.isascii() and i != long]
+    data = decode_triplets_csv("".join(f"{r},c,1\n" for r in ascii_ids).encode(), source="f.csv")
+    assert data.row_names.tolist() == sorted(set(ascii_ids)) and data.row_ids().tolist() == ascii_ids

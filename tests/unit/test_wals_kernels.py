@@ -122,10 +122,11 @@ def test_row_blocks() -> None:
     np.testing.assert_array_equal(kernels._row_blocks(np.zeros(1, dtype=np.int64), 3, 4), [0])
 
 
-def test_cg_rows_longer_than_the_gather_limit() -> None:
-    """A row with more than CG_GATHER_LIMIT entries reads y_j from Y directly instead of a gathered copy."""
+def test_cg_rows_longer_than_the_gather_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A row with more entries than the gather limit reads y_j from Y directly instead of a gathered copy."""
     rng = np.random.default_rng(19)
-    m = kernels.CG_GATHER_LIMIT + 100
+    monkeypatch.setattr(kernels, "CG_GATHER_BYTES", 4 * 4 * 50)  # 50 entries at k = 4
+    m = 150
     lengths = np.array([m, 7])
     indices = np.concatenate([np.arange(m), rng.choice(m, 7, replace=False)]).astype(np.int64)
     entries = Entries(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64), indices,
@@ -137,6 +138,38 @@ def test_cg_rows_longer_than_the_gather_limit() -> None:
     kernels.solve(entries, Y, X, 0.1, 0.05, "cg", 3, 1)
     expected = reference.solve_cg(entries, Y, X0, 0.1, 0.05, 3)
     assert np.abs(X - expected).max() <= 1e-3 * _scale(expected)
+
+
+@pytest.mark.parametrize("short_rows", ["none", "all"])
+def test_cholesky_paths_match_reference(monkeypatch: pytest.MonkeyPatch, short_rows: str) -> None:
+    """Rows solved through their n×n system (Woodbury, short rows) and through the k×k system built from
+    gathered chunks (direct) agree with the reference; a row holding an entry with e = 0 but a nonzero
+    target, which the n×n form cannot express, is solved directly; entries with e = 0 and t = 0 are skipped."""
+    monkeypatch.setattr(kernels, "SHORT_ROW_FACTOR", 0.0 if short_rows == "none" else 100.0)
+    monkeypatch.setattr(kernels, "DIRECT_CHUNK", 3)  # several chunks per row
+    entries = _entries(seed=31)
+    row_4 = slice(entries.indptr[4], entries.indptr[5])
+    row_5 = slice(entries.indptr[5], entries.indptr[6])
+    entries.extra[row_4.start] = 0.0  # e = 0, t != 0: direct
+    entries.extra[row_5.start] = 0.0  # e = 0, t = 0: skipped
+    entries.target[row_5.start] = 0.0
+    Y = _factors(32, N_OTHER)
+    X = _factors(33, N_ROWS)
+    kernels.solve(entries, Y, X, 0.3, 0.2, "cholesky", 1, 2)
+    expected = reference.solve_cholesky(entries, Y, 0.3, 0.2)
+    assert np.abs(X - expected).max() <= 2e-4 * _scale(expected)
+    assert not X[2].any()
+
+
+def test_short_rows_need_a_well_conditioned_gramian() -> None:
+    entries = _entries()
+    Y = _factors(1, N_OTHER)
+    Z, Linv, short = kernels._short_row_inputs(entries.indptr, Y, kernels.gramian(Y, 0.5, 0.1))
+    assert short == K and Z.shape == (N_OTHER, K) and Linv.shape == (K, K)
+    G = kernels.gramian(Y, 0.5, 0.1).astype(np.float64)
+    np.testing.assert_allclose(Linv.astype(np.float64) @ G @ Linv.T.astype(np.float64), np.eye(K), atol=1e-4)
+    singular = kernels.gramian(Y[:2], 1.0, 0.0)  # rank 2 < K, λ = 0
+    assert kernels._short_row_inputs(entries.indptr, Y[:2], singular)[2] == 0
 
 
 def test_row_losses_match_reference() -> None:
