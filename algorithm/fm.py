@@ -25,6 +25,7 @@ from algorithm.base import (
     is_number,
 )
 from algorithm.metrics import STOPPING_METRIC, train_metrics
+from algorithm.optimizer_defaults import OPTIMIZER_DEFAULTS
 
 OnEpoch = Callable[[int, dict[str, float], "dict[str, float] | None", float], None]
 
@@ -34,20 +35,6 @@ INIT_METHODS = ("normal", "uniform", "constant")
 GROUPS = ("bias", "linear", "factors")
 # predict_scores uses the parallel kernel from this many nonzeros on (serving sends small requests).
 PARALLEL_SCORING_NNZ = 200_000
-# Defaults of the learning rates, weight decays, eps and factors_init_sigma the user leaves unset (None), per
-# optimizer: Adam's are the built-in's; the others were tuned on the benchmark sets and are the same for every
-# data set. The same table is container.schemas.FM_OPTIMIZER_DEFAULTS (stdlib-only for the client; a test checks
-# they agree).
-OPTIMIZER_DEFAULTS: dict[str, dict[str, float]] = {
-    "adam": {"bias_lr": 0.1, "linear_lr": 0.001, "factors_lr": 0.0001, "bias_wd": 0.01, "linear_wd": 0.001,
-             "factors_wd": 0.00001, "eps": 1e-8, "factors_init_sigma": 0.001},
-    "sgd": {"bias_lr": 0.5, "linear_lr": 0.5, "factors_lr": 0.5, "bias_wd": 0.0, "linear_wd": 1e-6,
-            "factors_wd": 1e-6, "factors_init_sigma": 0.01},
-    "adagrad": {"bias_lr": 0.1, "linear_lr": 0.1, "factors_lr": 0.2, "bias_wd": 0.0, "linear_wd": 0.0,
-                "factors_wd": 0.001, "eps": 1e-4, "factors_init_sigma": 0.001},
-    "ftrl": {"bias_lr": 1.0, "linear_lr": 1.0, "factors_lr": 1.0, "bias_wd": 0.0, "linear_wd": 0.0,
-             "factors_wd": 0.0, "factors_init_sigma": 0.01},
-}
 INIT_BLOCK_ROWS = 65_536  # rows of the table initialized per block
 
 SCORING_FORMULA = (

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from algorithm.optimizer_defaults import OPTIMIZER_DEFAULTS
 from container.errors import HyperparameterError
 from container.hyperparameters import Param, Schema, make_schema, parse_hyperparameters
 
@@ -20,20 +21,7 @@ _ALGORITHM = Param(
 _INIT_METHODS = ("normal", "uniform", "constant")
 
 
-# Unset learning rates, weight decays, eps and factors_init_sigma take the chosen optimizer's defaults. Adam's
-# are the built-in's, so a job written for the built-in trains the same way; the others were tuned once on the
-# benchmark sets (CTR-like clicks and MovieLens-shaped ratings, docs/benchmarks.md) and are the same for every
-# data set. algorithm.fm holds the same table (a test checks they agree).
-FM_OPTIMIZER_DEFAULTS: dict[str, dict[str, float]] = {
-    "adam": {"bias_lr": 0.1, "linear_lr": 0.001, "factors_lr": 0.0001, "bias_wd": 0.01, "linear_wd": 0.001,
-             "factors_wd": 0.00001, "eps": 1e-8, "factors_init_sigma": 0.001},
-    "sgd": {"bias_lr": 0.5, "linear_lr": 0.5, "factors_lr": 0.5, "bias_wd": 0.0, "linear_wd": 1e-6,
-            "factors_wd": 1e-6, "factors_init_sigma": 0.01},
-    "adagrad": {"bias_lr": 0.1, "linear_lr": 0.1, "factors_lr": 0.2, "bias_wd": 0.0, "linear_wd": 0.0,
-                "factors_wd": 0.001, "eps": 1e-4, "factors_init_sigma": 0.001},
-    "ftrl": {"bias_lr": 1.0, "linear_lr": 1.0, "factors_lr": 1.0, "bias_wd": 0.0, "linear_wd": 0.0,
-             "factors_wd": 0.0, "factors_init_sigma": 0.01},
-}
+FM_OPTIMIZER_DEFAULTS = OPTIMIZER_DEFAULTS  # unset rates, decays, eps and factors_init_sigma, per optimizer
 
 
 def _optimizer_defaults_text(name: str) -> str:

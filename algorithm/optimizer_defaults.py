@@ -1,0 +1,19 @@
+"""Defaults of the FM learning rates, weight decays, eps and factors_init_sigma a job leaves unset, per optimizer.
+
+Adam's are the SageMaker built-in's, so a job written for the built-in trains the same way; the others were tuned
+once on the benchmark sets (CTR-like clicks and MovieLens-shaped ratings, docs/benchmarks.md) and are the same for
+every data set. Standard library only: ``container.schemas`` (read by the client) imports it too.
+"""
+
+from __future__ import annotations
+
+OPTIMIZER_DEFAULTS: dict[str, dict[str, float]] = {
+    "adam": {"bias_lr": 0.1, "linear_lr": 0.001, "factors_lr": 0.0001, "bias_wd": 0.01, "linear_wd": 0.001,
+             "factors_wd": 0.00001, "eps": 1e-8, "factors_init_sigma": 0.001},
+    "sgd": {"bias_lr": 0.5, "linear_lr": 0.5, "factors_lr": 0.5, "bias_wd": 0.0, "linear_wd": 1e-6,
+            "factors_wd": 1e-6, "factors_init_sigma": 0.01},
+    "adagrad": {"bias_lr": 0.1, "linear_lr": 0.1, "factors_lr": 0.2, "bias_wd": 0.0, "linear_wd": 0.0,
+                "factors_wd": 0.001, "eps": 1e-4, "factors_init_sigma": 0.001},
+    "ftrl": {"bias_lr": 1.0, "linear_lr": 1.0, "factors_lr": 1.0, "bias_wd": 0.0, "linear_wd": 0.0,
+             "factors_wd": 0.0, "factors_init_sigma": 0.01},
+}
