@@ -25,7 +25,7 @@ from algorithm.base import (
     is_number,
 )
 from algorithm.metrics import STOPPING_METRIC, train_metrics
-from algorithm.optimizer_defaults import OPTIMIZER_DEFAULTS
+from algorithm.optimizer_defaults import optimizer_defaults
 
 OnEpoch = Callable[[int, dict[str, float], "dict[str, float] | None", float], None]
 
@@ -36,6 +36,7 @@ GROUPS = ("bias", "linear", "factors")
 # predict_scores uses the parallel kernel from this many nonzeros on (serving sends small requests).
 PARALLEL_SCORING_NNZ = 200_000
 INIT_BLOCK_ROWS = 65_536  # rows of the table initialized per block
+CHECK_BLOCK = 65_536  # values (rows) per block of the input checks: no whole-column temporaries beside the data
 
 SCORING_FORMULA = (
     "z = w0[0] + sum_i w[i]*x[i] + 0.5*sum_f((sum_i V[i,f]*x[i])**2 - sum_i V[i,f]**2*x[i]**2); "
@@ -94,13 +95,22 @@ def as_rows(X: Any, feature_dim: int, what: str = "X") -> Rows:
     return rows
 
 
+def _first_non_finite(values: np.ndarray) -> int | None:
+    """Position of the first NaN or infinite value of a 1-D array, checked in blocks; None if all are finite."""
+    for start in range(0, values.size, CHECK_BLOCK):
+        bad = np.flatnonzero(~np.isfinite(values[start:start + CHECK_BLOCK]))
+        if bad.size:
+            return start + int(bad[0])
+    return None
+
+
 def _as_vector(values: Any, n: int, what: str) -> np.ndarray:
     vector = np.ascontiguousarray(values, dtype=np.float32)
     if vector.shape != (n,):
         raise ValueError(f"{what} must have one value per row: shape ({n},), got {vector.shape}")
-    bad = np.flatnonzero(~np.isfinite(vector))
-    if bad.size:
-        raise ValueError(f"{what} of row {bad[0]} is {vector[bad[0]]}; every value must be finite")
+    bad = _first_non_finite(vector)
+    if bad is not None:
+        raise ValueError(f"{what} of row {bad} is {vector[bad]}; every value must be finite")
     return vector
 
 
@@ -124,25 +134,34 @@ def _init_array(rng: np.random.Generator, shape: tuple[int, ...], method: str, s
     return np.full(shape, 0.0 if value is None else value, dtype=np.float32)
 
 
+def _longest_rows(indptr: np.ndarray, count: int) -> np.ndarray:
+    """Nonzero counts of the ``count`` longest rows (at least one value), found over blocks of rows."""
+    longest = np.zeros(1, dtype=np.int64)
+    for r0 in range(0, len(indptr) - 1, CHECK_BLOCK):
+        both = np.concatenate([longest, np.diff(indptr[r0:r0 + CHECK_BLOCK + 1])])
+        longest = np.partition(both, both.size - count)[both.size - count:] if both.size > count else both
+    return longest
+
+
 def _training_buffers(n_threads: int, rows: Rows, batch_size: int, feature_dim: int, num_factors: int,
                       split_batches: bool = True) -> tuple[np.ndarray, ...]:
     """Per-thread scratch of the training kernels (see ``_fm_kernels``): feature->slot maps, slot features,
     slot counts, [linear, factors] gradients per slot, bias gradients, per-factor sums (k + 1 wide: reused
-    as a gradient sum) and squares, loss sums. ``split_batches``: each batch is cut into one chunk per thread
-    (the deterministic kernel); otherwise every thread runs whole batches (serial and Hogwild kernels)."""
-    lengths = np.diff(rows.indptr)
+    as a gradient sum) and squares, the slot of each nonzero of the row in hand, loss sums.
+    ``split_batches``: each batch is cut into one chunk per thread (the deterministic kernel); otherwise every
+    thread runs whole batches (serial and Hogwild kernels)."""
     chunk = min(batch_size, rows.n_rows)  # rows per thread per batch
     if split_batches:
         chunk = -(-chunk // n_threads)
-    n = lengths.size
-    longest = np.partition(lengths, n - chunk)[n - chunk:] if chunk < n else lengths
-    slots = int(max(1, min(feature_dim, longest.sum())))
+    longest = _longest_rows(rows.indptr, chunk)  # a chunk touches at most their sum of distinct features
+    slots = max(1, min(feature_dim, int(longest.sum())))
     T, k = n_threads, num_factors
     return (
         np.zeros((T, feature_dim), dtype=np.int32), np.zeros((T, slots), dtype=np.int64),
         np.zeros(T, dtype=np.int64), np.zeros((T, slots, 1 + k), dtype=np.float32),
         np.zeros(T, dtype=np.float64), np.zeros((T, 1 + k), dtype=np.float32),
-        np.zeros((T, k), dtype=np.float32), np.zeros(T, dtype=np.float64),
+        np.zeros((T, k), dtype=np.float32), np.zeros((T, max(1, int(longest.max()))), dtype=np.int64),
+        np.zeros(T, dtype=np.float64),
     )
 
 
@@ -155,12 +174,12 @@ class FactorizationMachines(Estimator):
     from [-init_scale, init_scale], and an unset init_scale means sqrt(3)·init_sigma (the same variance as
     ``normal``); ``constant`` uses init_value, unset meaning 0. ``use_bias=False``/``use_linear=False`` pin
     w0/w at 0. Unset (None) learning rates, weight decays, ``eps`` and ``factors_init_sigma`` take the
-    optimizer's defaults (``OPTIMIZER_DEFAULTS``; ``resolved_params()`` gives the values training uses): Adam's
-    are the built-in's, the others' were tuned for mean batch gradients on CTR-like and ratings data (AdaGrad's
-    large eps makes rarely seen features take small SGD-like steps). Unset ``rescale_grad`` is 1 / rows in the
-    batch; unset ``clip_gradient`` means no clipping. A learning rate of 0 freezes its group. FTRL uses
-    MXNet's λ1 = 0.01 and β = 1. All four optimizers share one kernel (a branch per update), so each costs
-    no more than Adam.
+    optimizer's defaults (``optimizer_defaults``, a few per predictor_type; ``resolved_params()`` gives the
+    values training uses): Adam's are the built-in's, the others' were tuned for mean batch gradients on
+    CTR-like and ratings data (AdaGrad's large eps makes rarely seen features take small SGD-like steps).
+    Unset ``rescale_grad`` is 1 / rows in the batch; unset ``clip_gradient`` means no clipping. A learning
+    rate of 0 freezes its group. FTRL uses MXNet's λ1 = 0.01 and β = 1. All four optimizers share one kernel
+    (a branch per update), so each costs no more than Adam.
 
     With ``eval_set`` and ``early_stopping_patience`` > 0, training stops after that many epochs without a
     relative improvement of more than ``early_stopping_tolerance`` in the test metric (rmse, or
@@ -334,9 +353,10 @@ class FactorizationMachines(Estimator):
 
     def resolved_params(self) -> dict[str, Any]:
         """``get_params()`` with the unset (None) learning rates, weight decays, eps and factors_init_sigma
-        replaced by the optimizer's defaults (``OPTIMIZER_DEFAULTS``): the values training uses."""
+        replaced by the optimizer's defaults for the predictor_type (``optimizer_defaults``): the values training
+        uses."""
         params = self.get_params()
-        for name, value in OPTIMIZER_DEFAULTS.get(self.optimizer, {}).items():
+        for name, value in optimizer_defaults(self.optimizer, self.predictor_type).items():
             if params[name] is None:
                 params[name] = value
         return params
@@ -445,9 +465,9 @@ class FactorizationMachines(Estimator):
         rows = as_rows(X, self.feature_dim)
         if rows.n_rows == 0:
             raise ValueError("X has no rows")
-        bad = np.flatnonzero(~np.isfinite(rows.data))
-        if bad.size:
-            raise ValueError(f"X has a non-finite value ({rows.data[bad[0]]}) at nonzero {bad[0]}")
+        bad = _first_non_finite(rows.data)
+        if bad is not None:
+            raise ValueError(f"X has a non-finite value ({rows.data[bad]}) at nonzero {bad}")
         labels = _as_labels(y, rows.n_rows, self.predictor_type)
         weights = None if sample_weight is None else _as_vector(sample_weight, rows.n_rows, "sample_weight")
         if weights is not None and (weights < 0).any():

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from algorithm.optimizer_defaults import OPTIMIZER_DEFAULTS
+from algorithm.optimizer_defaults import OPTIMIZER_DEFAULTS, PREDICTOR_TYPE_DEFAULTS, optimizer_defaults
 from container.errors import HyperparameterError
 from container.hyperparameters import Param, Schema, make_schema, parse_hyperparameters
 
@@ -21,11 +21,14 @@ _ALGORITHM = Param(
 _INIT_METHODS = ("normal", "uniform", "constant")
 
 
-FM_OPTIMIZER_DEFAULTS = OPTIMIZER_DEFAULTS  # unset rates, decays, eps and factors_init_sigma, per optimizer
-
-
 def _optimizer_defaults_text(name: str) -> str:
-    values = [f"{opt} {table[name]:g}" for opt, table in FM_OPTIMIZER_DEFAULTS.items() if name in table]
+    values = []
+    for opt, table in OPTIMIZER_DEFAULTS.items():
+        if name in table:
+            overrides = [f"{special[name]:g} for {predictor_type}"
+                         for (o, predictor_type), special in PREDICTOR_TYPE_DEFAULTS.items()
+                         if o == opt and name in special]
+            values.append(f"{opt} {table[name]:g}" + (f" ({', '.join(overrides)})" if overrides else ""))
     return "Unset: the optimizer's default (" + ", ".join(values) + ")."
 
 
@@ -146,10 +149,10 @@ def parse_for_algorithm(raw: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
 
 def resolve_fm_defaults(hyperparameters: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of parsed FM ``hyperparameters`` whose unset learning rates, weight decays, eps and
-    factors_init_sigma hold the chosen optimizer's defaults (``FM_OPTIMIZER_DEFAULTS``); values the user set
-    are kept."""
+    factors_init_sigma hold the chosen optimizer's defaults for the predictor_type
+    (``algorithm.optimizer_defaults``); values the user set are kept."""
     resolved = dict(hyperparameters)
-    for name, value in FM_OPTIMIZER_DEFAULTS[resolved["optimizer"]].items():
+    for name, value in optimizer_defaults(resolved["optimizer"], resolved["predictor_type"]).items():
         if resolved.get(name) is None:
             resolved[name] = value
     return resolved

@@ -74,7 +74,7 @@ def test_early_stopping_stops_jobs_that_are_clearly_behind(channels):
         "bias_lr": CategoricalParameter(["0.1", "1e-07"]),
     }
     tuner = HyperparameterTuner(
-        _fm(epochs=20, mini_batch_size=50),
+        _fm(epochs=300, mini_batch_size=50),  # long enough that the poller sees a job running
         OBJECTIVE,
         space,
         strategy="Grid",

@@ -8,8 +8,9 @@ import logging
 import numpy as np
 import pytest
 
-from algorithm.fm import OPTIMIZER_DEFAULTS, FactorizationMachines
+from algorithm.fm import FactorizationMachines
 from algorithm.metrics import rmse
+from algorithm.optimizer_defaults import OPTIMIZER_DEFAULTS, PREDICTOR_TYPE_DEFAULTS, optimizer_defaults
 from container.config import ChannelConfig
 from container.fm_training import train_fm
 from container.formats.recordio import write_numpy_to_dense_tensor
@@ -43,6 +44,20 @@ def test_unset_values_take_the_optimizer_table_and_set_values_win(optimizer):
     _, hp = parse_for_algorithm({**REQUIRED, "optimizer": optimizer, "linear_lr": "0.02", "factors_wd": "0"})
     assert (hp["linear_lr"], hp["factors_wd"]) == (0.02, 0.0)
     assert hp["bias_lr"] == OPTIMIZER_DEFAULTS[optimizer]["bias_lr"]
+
+
+def test_predictor_type_overrides_reach_the_container_and_the_estimator():
+    for (optimizer, predictor_type), table in PREDICTOR_TYPE_DEFAULTS.items():
+        assert optimizer in OPTIMIZER_DEFAULTS and set(table) <= set(OPTIMIZER_DEFAULTS[optimizer])
+        expected = optimizer_defaults(optimizer, predictor_type)
+        assert {name: expected[name] for name in table} == table
+        _, hp = parse_for_algorithm({**REQUIRED, "predictor_type": predictor_type, "optimizer": optimizer})
+        model = FactorizationMachines(feature_dim=20, num_factors=4, predictor_type=predictor_type,
+                                      optimizer=optimizer)
+        for name, value in expected.items():
+            assert hp[name] == value == model.resolved_params()[name], name
+    classifier = optimizer_defaults("adagrad", "binary_classifier")
+    assert classifier["factors_lr"] != optimizer_defaults("adagrad", "regressor")["factors_lr"]
 
 
 def test_the_estimator_keeps_unset_params_and_stores_the_resolved_values():

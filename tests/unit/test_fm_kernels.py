@@ -88,8 +88,12 @@ def _run_both(opt: int, loss_kind: int, n_threads: int, hp: np.ndarray, train_bi
         assert step == ref_step
         np.testing.assert_allclose(buffers[-1].sum(), ref_loss, rtol=rtol)
         np.testing.assert_allclose(scores, ref_scores, rtol=rtol, atol=atol)
-    for got, want in zip((bias[:1], *kernels.unpack(table, K)), ref_model, strict=True):
-        np.testing.assert_allclose(got, want, rtol=1e-4 if exact else 0.01, atol=2e-5 if exact else 0.005)
+    # Hogwild: every batch steps the shared bias w0 without a lock, so a step another thread overwrites is
+    # lost: w0 may differ by about one bias step (lr 0.05); w and V rows rarely collide.
+    model_atol = 2e-5 if exact else 0.005
+    atols = (model_atol if exact else hp[kernels.HP_LR + kernels.BIAS], model_atol, model_atol)
+    for got, want, atol in zip((bias[:1], *kernels.unpack(table, K)), ref_model, atols, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4 if exact else 0.01, atol=atol)
 
 
 @pytest.mark.parametrize("n_threads", [1, 3])

@@ -19,9 +19,9 @@ def _data(seed: int, n: int = 300) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 @pytest.mark.parametrize("weighted", [False, True])
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_classification_metrics_match_sklearn(seed: int, weighted: bool) -> None:
-    y, p, w = _data(seed)
+@pytest.mark.parametrize("seed, n", [(0, 300), (1, 300), (2, 300), (4, 150_001)])  # 150,001: several blocks
+def test_classification_metrics_match_sklearn(seed: int, n: int, weighted: bool) -> None:
+    y, p, w = _data(seed, n)
     sw = w if weighted else None
     labels = (p >= 0.5).astype(np.float32)
     assert metrics.auc(y, p, sw) == pytest.approx(skm.roc_auc_score(y, p, sample_weight=sw))
@@ -36,9 +36,10 @@ def test_classification_metrics_match_sklearn(seed: int, weighted: bool) -> None
 
 
 @pytest.mark.parametrize("weighted", [False, True])
-def test_regression_metrics_match_sklearn(weighted: bool) -> None:
+@pytest.mark.parametrize("n", [100, 150_001])  # 150,001: more than two of the metrics' 65,536-row blocks
+def test_regression_metrics_match_sklearn(n: int, weighted: bool) -> None:
     rng = np.random.default_rng(3)
-    y, s, w = rng.normal(size=100), rng.normal(size=100), rng.random(100)
+    y, s, w = rng.normal(size=n), rng.normal(size=n), rng.random(n)
     sw = w if weighted else None
     assert metrics.mse(y, s, sw) == pytest.approx(skm.mean_squared_error(y, s, sample_weight=sw))
     assert metrics.rmse(y, s, sw) == pytest.approx(math.sqrt(skm.mean_squared_error(y, s, sample_weight=sw)))
