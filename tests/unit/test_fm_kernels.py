@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -53,11 +55,19 @@ def _hyperparameters(opt: int, clip: float = np.inf, rescale: float = 0.0) -> np
     return hp
 
 
+def _share_order(order: np.ndarray, batch_size: int, shares: int) -> np.ndarray:
+    """The row order in which ``shares`` Hogwild shares run on one thread: share 0's batches 0, T, 2T, ...,
+    then share 1's batches 1, T + 1, ..., and so on."""
+    batches = [order[b:b + batch_size] for b in range(0, order.size, batch_size)]
+    return np.concatenate([batches[b] for t in range(shares) for b in range(t, len(batches), shares)])
+
+
 def _run_both(opt: int, loss_kind: int, n_threads: int, hp: np.ndarray, train_bias: bool = True,
               train_linear: bool = True, batch_size: int = 16, epochs: int = 2, hogwild: bool = False,
               weighted: bool = True) -> None:
-    """Train with the kernels and with the reference from the same start; compare loss, scores and weights
-    (Hogwild with several threads: same maths, other batch interleaving, so a looser comparison)."""
+    """Train with the kernels and with the reference from the same start; compare loss, scores and weights.
+    ``hogwild``: n_threads Hogwild shares run one after another on one numba thread, which the reference
+    replays by visiting the batches in share order (``batch_size`` must divide the row count)."""
     rng = np.random.default_rng(opt * 10 + loss_kind)
     rows = _rows()
     n, d = rows.n_rows, FEATURE_DIM
@@ -73,27 +83,25 @@ def _run_both(opt: int, loss_kind: int, n_threads: int, hp: np.ndarray, train_bi
     buffers = _training_buffers(n_threads, rows, batch_size, d, K, split_batches=not hogwild)
     train_epoch = (kernels.train_epoch_hogwild if hogwild else
                    kernels.train_epoch_serial if n_threads == 1 else kernels.train_epoch_parallel)
-    exact = not hogwild or n_threads == 1
-    rtol, atol = (1e-5, 1e-6) if exact else (0.01, 0.06)  # worst batch order: 2e-4, 0.04
+    if hogwild:
+        assert n % batch_size == 0 or n_threads == 1, "a partial batch would move inside the share order"
     step = ref_step = 0
     for _ in range(epochs):
         order = rng.permutation(n)
+        ref_order = _share_order(order, batch_size, n_threads) if hogwild else order
         ref_step, ref_loss, ref_scores = reference.train_epoch(
-            tuple(rows), y, row_weight, order, batch_size, ref_model, ref_state, opt, loss_kind, hp,
+            tuple(rows), y, row_weight, ref_order, batch_size, ref_model, ref_state, opt, loss_kind, hp,
             train_bias, train_linear, ref_step)
         buffers[-1][:] = 0.0
         scores = np.zeros(n, np.float32)
-        step = train_epoch(tuple(rows), y, row_weight, order, batch_size, bias, table, K, opt, loss_kind, hp,
-                           train_bias, train_linear, step, buffers, scores)
+        with numba_threads(1) if hogwild else nullcontext():
+            step = train_epoch(tuple(rows), y, row_weight, order, batch_size, bias, table, K, opt, loss_kind,
+                               hp, train_bias, train_linear, step, buffers, scores)
         assert step == ref_step
-        np.testing.assert_allclose(buffers[-1].sum(), ref_loss, rtol=rtol)
-        np.testing.assert_allclose(scores, ref_scores, rtol=rtol, atol=atol)
-    # Hogwild: every batch steps the shared bias w0 without a lock, so a step another thread overwrites is
-    # lost: w0 may differ by about one bias step (lr 0.05); w and V rows rarely collide.
-    model_atol = 2e-5 if exact else 0.005
-    atols = (model_atol if exact else hp[kernels.HP_LR + kernels.BIAS], model_atol, model_atol)
-    for got, want, atol in zip((bias[:1], *kernels.unpack(table, K)), ref_model, atols, strict=True):
-        np.testing.assert_allclose(got, want, rtol=1e-4 if exact else 0.01, atol=atol)
+        np.testing.assert_allclose(buffers[-1].sum(), ref_loss, rtol=1e-5)
+        np.testing.assert_allclose(scores, ref_scores, rtol=1e-5, atol=1e-6)
+    for got, want in zip((bias[:1], *kernels.unpack(table, K)), ref_model, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-5)
 
 
 @pytest.mark.parametrize("n_threads", [1, 3])
@@ -103,13 +111,51 @@ def test_training_epoch_matches_reference(opt: int, loss_kind: int, n_threads: i
     _run_both(opt, loss_kind, n_threads, _hyperparameters(opt))
 
 
-@pytest.mark.parametrize(("opt", "n_threads"), [(kernels.ADAM, 1), (kernels.FTRL, 1), (kernels.SGD, 2)])
-def test_hogwild_epoch_matches_reference(opt: int, n_threads: int) -> None:
-    """One Hogwild share is the serial kernel exactly; two shares racing on two threads interleave the batches
-    in another order, which moves SGD's small steps only a little (Adam's normalized steps move more)."""
-    with numba_threads(n_threads):
-        _run_both(opt, kernels.LOGISTIC, n_threads, _hyperparameters(opt), hogwild=True)
-        _run_both(opt, kernels.REGRESSION, n_threads, _hyperparameters(opt), hogwild=True, weighted=False)
+@pytest.mark.parametrize(("opt", "shares"), [(kernels.ADAM, 1), (kernels.FTRL, 1), (kernels.SGD, 2),
+                                            (kernels.ADAGRAD, 3), (kernels.FTRL, 2)])
+def test_hogwild_shares_match_reference(opt: int, shares: int) -> None:
+    """Hogwild shares run on one thread are the serial kernel on the batches in share order (the step count
+    of a batch is its place in the epoch, so Adam's bias correction is only checked with one share)."""
+    _run_both(opt, kernels.LOGISTIC, shares, _hyperparameters(opt), batch_size=14, hogwild=True)
+    _run_both(opt, kernels.REGRESSION, shares, _hyperparameters(opt), batch_size=14, hogwild=True,
+              weighted=False)
+
+
+def _fit_losses(opt: int, shares: int, epochs: int = 20, n: int = 2000) -> list[float]:
+    """Mean training loss per epoch of a regression on labels from a hidden FM (30 features, so every batch
+    of every share touches the same rows: the most contended case)."""
+    rows = _rows(n=n)
+    w0, w, V = _model(np.random.default_rng(99))
+    y = reference.score_rows(*rows, w0, 10 * w, 10 * V, False).astype(np.float32)
+    w0, w, V = _model(np.random.default_rng(0))
+    n_state = {kernels.ADAM: 2, kernels.SGD: 0}[opt]
+    bias = np.zeros(1 + n_state, np.float32)
+    bias[0] = w0[0]
+    table = kernels.pack(w, V, n_state)
+    buffers = _training_buffers(shares, rows, 16, FEATURE_DIM, K, split_batches=False)
+    train_epoch = kernels.train_epoch_hogwild if shares > 1 else kernels.train_epoch_serial
+    step, losses = 0, []
+    for epoch in range(epochs):
+        buffers[-1][:] = 0.0
+        step = train_epoch(tuple(rows), y, np.empty(0, np.float32), np.random.default_rng(epoch).permutation(n),
+                           16, bias, table, K, opt, kernels.REGRESSION, _hyperparameters(opt), True, True, step,
+                           buffers, np.zeros(n, np.float32))
+        losses.append(float(buffers[-1].sum()) / n)
+    return losses
+
+
+@pytest.mark.parametrize("opt", [kernels.ADAM, kernels.SGD])
+def test_racing_hogwild_threads_fit_like_the_serial_kernel(opt: int) -> None:
+    """Two shares racing on two threads read stale rows and may lose an update, so no exact twin exists:
+    they must still fit the data, ending within a fifth of the serial kernel's loss drop of its final loss
+    (measured over 300 racing runs: Adam within 0.063, SGD within 0.004 of that drop)."""
+    serial = _fit_losses(opt, 1)
+    with numba_threads(2) as threads:
+        if threads < 2:
+            pytest.skip("needs two numba threads")
+        racing = _fit_losses(opt, 2)
+    assert serial[-1] < 0.2 * serial[0]
+    assert racing[-1] <= serial[-1] + 0.2 * (serial[0] - serial[-1]), (racing, serial)
 
 
 @pytest.mark.parametrize("opt", [kernels.ADAM, kernels.SGD])
