@@ -36,6 +36,7 @@ GROUPS = ("bias", "linear", "factors")
 # predict_scores uses the parallel kernel from this many nonzeros on (serving sends small requests).
 PARALLEL_SCORING_NNZ = 200_000
 INIT_BLOCK_ROWS = 65_536  # rows of the table initialized per block
+CACHE_LINE = 64  # bytes
 CHECK_BLOCK = 65_536  # values (rows) per block of the input checks: no whole-column temporaries beside the data
 
 SCORING_FORMULA = (
@@ -159,10 +160,19 @@ def _training_buffers(n_threads: int, rows: Rows, batch_size: int, feature_dim: 
     return (
         np.zeros((T, feature_dim), dtype=np.int32), np.zeros((T, slots), dtype=np.int64),
         np.zeros(T, dtype=np.int64), np.zeros((T, slots, 1 + k), dtype=np.float32),
-        np.zeros(T, dtype=np.float64), np.zeros((T, 1 + k), dtype=np.float32),
-        np.zeros((T, k), dtype=np.float32), np.zeros((T, max(1, int(longest.max()))), dtype=np.int64),
+        np.zeros(T, dtype=np.float64), np.zeros((T, _line_padded(1 + k, 4)), dtype=np.float32),
+        np.zeros((T, _line_padded(k, 4)), dtype=np.float32),
+        np.zeros((T, _line_padded(max(1, int(longest.max())), 8)), dtype=np.int64),
         np.zeros(T, dtype=np.float64),
     )
+
+
+def _line_padded(n: int, itemsize: int) -> int:
+    """Row length for ``n`` items of ``itemsize`` bytes that keeps each thread's row of a (threads, n) scratch
+    array off its neighbours' cache lines (whole lines, plus one line of gap): the rows written per nonzero
+    would otherwise bounce one line between the cores."""
+    per_line = CACHE_LINE // itemsize
+    return (-(-n // per_line) + 1) * per_line
 
 
 class FactorizationMachines(Estimator):
