@@ -434,8 +434,11 @@ def _loss_parallel(indptr: np.ndarray, indices: np.ndarray, target: np.ndarray, 
 @njit(fastmath=FASTMATH, cache=True)
 def _score_pairs(rows: np.ndarray, cols: np.ndarray, X: np.ndarray, Y: np.ndarray, out: np.ndarray,
                  worker: int, n_workers: int) -> None:
+    """Pairs of the worker's contiguous chunk (strided pairs would put every worker's writes on shared
+    cache lines of ``out``)."""
     k = X.shape[1]
-    for i in range(worker, rows.size, n_workers):
+    chunk = (rows.size + n_workers - 1) // n_workers
+    for i in range(worker * chunk, min((worker + 1) * chunk, rows.size)):
         out[i] = _dot(X[rows[i]], Y[cols[i]], k)
 
 
