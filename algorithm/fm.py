@@ -36,7 +36,6 @@ GROUPS = ("bias", "linear", "factors")
 # predict_scores uses the parallel kernel from this many nonzeros on (serving sends small requests).
 PARALLEL_SCORING_NNZ = 200_000
 INIT_BLOCK_ROWS = 65_536  # rows of the table initialized per block
-CACHE_LINE = 64  # bytes
 CHECK_BLOCK = 65_536  # values (rows) per block of the input checks: no whole-column temporaries beside the data
 
 SCORING_FORMULA = (
@@ -171,7 +170,7 @@ def _line_padded(n: int, itemsize: int) -> int:
     """Row length for ``n`` items of ``itemsize`` bytes that keeps each thread's row of a (threads, n) scratch
     array off its neighbours' cache lines (whole lines, plus one line of gap): the rows written per nonzero
     would otherwise bounce one line between the cores."""
-    per_line = CACHE_LINE // itemsize
+    per_line = kernels.LINE_FLOATS * 4 // itemsize  # items per 64-byte line
     return (-(-n // per_line) + 1) * per_line
 
 

@@ -186,7 +186,9 @@ def _peak_rusage_kb() -> int:
 # driver
 
 
-def _launch(spec: dict[str, Any], timeout: float, extra_env: dict[str, str] | None = None) -> dict[str, Any]:
+def _launch(spec: dict[str, Any], timeout: float, extra_env: dict[str, str] | None = None,
+            module: str = "bench.bench_fm") -> dict[str, Any]:
+    """Run ``python -m module --worker SPEC`` with the run's thread count; its result, or ``spec`` + error."""
     env = dict(os.environ)
     threads = str(spec["threads"])
     env.update(OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads,
@@ -195,8 +197,7 @@ def _launch(spec: dict[str, Any], timeout: float, extra_env: dict[str, str] | No
     env.setdefault("USER", "bench")  # xLearn crashes without it
     with tempfile.TemporaryDirectory() as tmp:
         out_path = Path(tmp) / "result.json"
-        cmd = [sys.executable, "-m", "bench.bench_fm", "--worker", json.dumps(spec), "--result",
-               str(out_path)]
+        cmd = [sys.executable, "-m", module, "--worker", json.dumps(spec), "--result", str(out_path)]
         try:
             proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:

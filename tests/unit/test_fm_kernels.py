@@ -55,6 +55,15 @@ def _hyperparameters(opt: int, clip: float = np.inf, rescale: float = 0.0) -> np
     return hp
 
 
+def _start(opt: int, model: Model) -> tuple[np.ndarray, np.ndarray, int]:
+    """The kernels' bias [w0, state...], packed table and optimizer state count for ``model``."""
+    w0, w, V = model
+    n_state = {kernels.ADAM: 2, kernels.SGD: 0, kernels.ADAGRAD: 1, kernels.FTRL: 2}[opt]
+    bias = np.zeros(1 + n_state, np.float32)
+    bias[0] = w0[0]
+    return bias, kernels.pack(w, V, n_state), n_state
+
+
 def _share_order(order: np.ndarray, batch_size: int, shares: int) -> np.ndarray:
     """The row order in which ``shares`` Hogwild shares run on one thread: share 0's batches 0, T, 2T, ...,
     then share 1's batches 1, T + 1, ..., and so on."""
@@ -73,12 +82,9 @@ def _run_both(opt: int, loss_kind: int, n_threads: int, hp: np.ndarray, train_bi
     n, d = rows.n_rows, FEATURE_DIM
     y = ((rng.random(n) < 0.5) if loss_kind == kernels.LOGISTIC else rng.normal(size=n)).astype(np.float32)
     row_weight = (rng.random(n) + 0.5).astype(np.float32) if weighted else np.empty(0, np.float32)
-    w0, w, V = _model(rng)
-    n_state = {kernels.ADAM: 2, kernels.SGD: 0, kernels.ADAGRAD: 1, kernels.FTRL: 2}[opt]
-    bias = np.zeros(1 + n_state, np.float32)
-    bias[0] = w0[0]
-    table = kernels.pack(w, V, n_state)
-    ref_model = tuple(a.astype(np.float64) for a in (w0, w, V))
+    model = _model(rng)
+    bias, table, n_state = _start(opt, model)
+    ref_model = tuple(a.astype(np.float64) for a in model)
     ref_state = (np.zeros((n_state, 1)), np.zeros((n_state, d)), np.zeros((n_state, d, K)))
     buffers = _training_buffers(n_threads, rows, batch_size, d, K, split_batches=not hogwild)
     train_epoch = (kernels.train_epoch_hogwild if hogwild else
@@ -127,11 +133,7 @@ def _fit_losses(opt: int, shares: int, epochs: int = 20, n: int = 2000) -> list[
     rows = _rows(n=n)
     w0, w, V = _model(np.random.default_rng(99))
     y = reference.score_rows(*rows, w0, 10 * w, 10 * V, False).astype(np.float32)
-    w0, w, V = _model(np.random.default_rng(0))
-    n_state = {kernels.ADAM: 2, kernels.SGD: 0}[opt]
-    bias = np.zeros(1 + n_state, np.float32)
-    bias[0] = w0[0]
-    table = kernels.pack(w, V, n_state)
+    bias, table, _ = _start(opt, _model(np.random.default_rng(0)))
     buffers = _training_buffers(shares, rows, 16, FEATURE_DIM, K, split_batches=False)
     train_epoch = kernels.train_epoch_hogwild if shares > 1 else kernels.train_epoch_serial
     step, losses = 0, []
