@@ -19,8 +19,8 @@ LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true \
 # a venv gives `python` and `gunicorn` on PATH on both bases (its pip is removed once the install is done).
 # NUMBA_CACHE_DIR holds the kernels compiled at build time (see docs/image.md for the CPU-model choice).
 # OPENBLAS_NUM_THREADS=1: WALS's cg solver calls BLAS from inside numba's threads; nested BLAS threads oversubscribe.
-# OMP_WAIT_POLICY=passive: numba's OpenMP threads sleep at the FM kernel's per-batch barriers instead of spinning
-# (CTR k=8, 2 threads: 2.5 -> 1.6 s/epoch here; docs/benchmarks.md).
+# OMP_WAIT_POLICY=passive: numba's OpenMP threads sleep at the per-batch barriers of the deterministic FM kernel
+# instead of spinning (CTR k=8, 2 threads: 1.6-1.8 s/epoch, 2.0-2.6 s spinning; docs/benchmarks.md, "FM threads").
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
