@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from container.hyperparameters import Schema
-from container.schemas import FM_SCHEMA, WALS_SCHEMA
+from algorithm.hyperparameters import Schema
+from algorithm.schemas import FM_SCHEMA, WALS_SCHEMA
 from fmwals import jobs
 from fmwals.estimator import Estimator
 from fmwals.inputs import Inputs, RecordSet, feature_dim_of

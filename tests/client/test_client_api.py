@@ -14,9 +14,8 @@ import scipy.sparse as sp
 from sagemaker.amazon import common as sdk_common
 from sagemaker.serializers import RecordSerializer as SdkRecordSerializer
 
-from container.errors import HyperparameterError
-from container.hyperparameters import parse_hyperparameters
-from container.schemas import FM_SCHEMA
+from algorithm.hyperparameters import HyperparameterError, parse_hyperparameters
+from algorithm.schemas import FM_SCHEMA
 from fmwals import WALS, Estimator, FactorizationMachines, InvalidHyperparameterError, RecordSet
 from fmwals.parameter import CategoricalParameter, ContinuousParameter, IntegerParameter, preset_ranges
 from fmwals.serializers import CSVSerializer, JSONLinesSerializer, JSONSerializer, RecordSerializer
