@@ -352,7 +352,7 @@ class FactorizationMachines(Estimator):
             hp[kernels.HP_LR + code] = params[f"{group}_lr"]
             hp[kernels.HP_WD + code] = params[f"{group}_wd"]
         eps = params["eps"]
-        hp[kernels.HP_EPS] = kernels.DEFAULT_EPS[self.optimizer] if eps is None else eps
+        hp[kernels.HP_EPS] = 0.0 if eps is None else eps  # unset only for the optimizers that use no eps
         hp[kernels.HP_CLIP] = math.inf if self.clip_gradient is None else self.clip_gradient
         hp[kernels.HP_RESCALE] = 0.0 if self.rescale_grad is None else self.rescale_grad
         return hp
