@@ -76,7 +76,6 @@ FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 ADAM, SGD, ADAGRAD, FTRL = 0, 1, 2, 3
 OPTIMIZER_CODES = {"adam": ADAM, "sgd": SGD, "adagrad": ADAGRAD, "ftrl": FTRL}
 STATE_ARRAYS = {"adam": 2, "sgd": 0, "adagrad": 1, "ftrl": 2}  # optimizer state copies of the model
-DEFAULT_EPS = {"adam": 1e-8, "sgd": 0.0, "adagrad": 1e-7, "ftrl": 0.0}
 
 REGRESSION, LOGISTIC = 0, 1
 

@@ -1,12 +1,14 @@
-"""What the FM and WALS estimators share: errors, scikit-learn style parameters, validation helpers."""
+"""What the FM and WALS estimators share: errors, scikit-learn style parameters checked against their table."""
 
 from __future__ import annotations
 
 import inspect
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
+
+from algorithm.hyperparameters import Param, Schema
 
 
 class DivergedError(ValueError):
@@ -17,23 +19,18 @@ class NotFittedError(ValueError, AttributeError):
     """The model is used before ``fit`` (or loading)."""
 
 
-def is_int(value: Any) -> bool:
-    """An integer, not a bool."""
-    return isinstance(value, int | np.integer) and not isinstance(value, bool)
-
-
-def is_number(value: Any) -> bool:
-    """A finite real number, not a bool."""
-    return isinstance(value, int | float | np.number) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def improves(score: float, best: float, tolerance: float) -> bool:
     """Whether ``score`` beats ``best`` (lower is better) by more than ``tolerance`` relative to it."""
     return score < best - tolerance * abs(best) if math.isfinite(best) else score < best
 
 
 class Estimator:
-    """scikit-learn parameter conventions: ``__init__`` arguments are the parameters."""
+    """scikit-learn parameter conventions: ``__init__`` arguments are the parameters, each described by the
+    entry of the same name in ``schema`` (``algorithm.schemas``)."""
+
+    schema: ClassVar[Schema]
+    # Parameters that may also be an array with one value per item instead of the table's number.
+    array_params: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def _param_names(cls) -> list[str]:
@@ -52,19 +49,32 @@ class Estimator:
             setattr(self, name, value)
         return self
 
+    def _check_params(self) -> None:
+        """Raise one ValueError listing every parameter whose value the table does not allow."""
+        problems = []
+        for name in self._param_names():
+            param, value = self.schema[name], getattr(self, name)
+            array_ok = name in self.array_params
+            if not ((array_ok and np.ndim(value) > 0) or _valid(param, value)):
+                allowed = ("None or " if param.unset_allowed else "") + param.allowed()
+                if array_ok:
+                    allowed += " or an array with one value per item"
+                problems.append(f"The {name!r} parameter of {type(self).__name__} must be {allowed}. "
+                                f"Got {value!r} instead.")
+        if problems:
+            raise ValueError("\n".join(problems))
 
-class ParamProblems:
-    """Collects every invalid parameter of an estimator, then raises them together as one ValueError."""
 
-    def __init__(self, estimator: Any) -> None:
-        self.estimator = estimator
-        self.problems: list[str] = []
-
-    def check(self, name: str, ok: bool, allowed: str) -> None:
-        if not ok:
-            self.problems.append(f"The {name!r} parameter of {type(self.estimator).__name__} must be {allowed}. "
-                                 f"Got {getattr(self.estimator, name)!r} instead.")
-
-    def raise_any(self) -> None:
-        if self.problems:
-            raise ValueError("\n".join(self.problems))
+def _valid(param: Param, value: Any) -> bool:
+    """Whether ``value`` (a Python or numpy scalar, or None) is of the parameter's kind and allowed."""
+    if value is None:
+        return param.unset_allowed
+    if param.kind is bool:
+        return isinstance(value, bool | np.bool_)
+    if isinstance(value, bool | np.bool_):
+        return False
+    if param.kind is int:
+        return isinstance(value, int | np.integer) and param.admits(value)
+    if param.kind is float:
+        return isinstance(value, int | float | np.number) and math.isfinite(value) and param.admits(value)
+    return isinstance(value, str) and param.admits(value)

@@ -16,22 +16,17 @@ import scipy.sparse as sp
 
 from algorithm import _fm_kernels as kernels
 from algorithm._threads import numba_threads
-from algorithm.base import (
-    DivergedError,
-    Estimator,
-    NotFittedError,
-    ParamProblems,
-    is_int,
-    is_number,
-)
+from algorithm.base import DivergedError, Estimator, NotFittedError
+from algorithm.hyperparameters import defaults
 from algorithm.metrics import STOPPING_METRIC, train_metrics
-from algorithm.optimizer_defaults import optimizer_defaults
+from algorithm.optimizer_defaults import resolve_optimizer_defaults
+from algorithm.schemas import FM_SCHEMA
 
 OnEpoch = Callable[[int, dict[str, float], "dict[str, float] | None", float], None]
 
-PREDICTOR_TYPES = ("binary_classifier", "regressor")
-OPTIMIZERS = tuple(kernels.OPTIMIZER_CODES)
-INIT_METHODS = ("normal", "uniform", "constant")
+PREDICTOR_TYPES = FM_SCHEMA["predictor_type"].choices
+OPTIMIZERS = FM_SCHEMA["optimizer"].choices
+_DEFAULTS = defaults(FM_SCHEMA)
 GROUPS = ("bias", "linear", "factors")
 # predict_scores uses the parallel kernel from this many nonzeros on (serving sends small requests).
 PARALLEL_SCORING_NNZ = 200_000
@@ -177,7 +172,7 @@ def _line_padded(n: int, itemsize: int) -> int:
 class FactorizationMachines(Estimator):
     """Second-order Factorization Machine trained with mini-batch Adam (or SGD, AdaGrad, FTRL), like
     SageMaker's built-in FM; the parameters are the built-in's hyperparameters (``FM_SCHEMA`` in
-    ``container.schemas``).
+    ``algorithm.schemas``, which also holds their defaults and allowed values).
 
     Initialization per group (bias, linear, factors): ``normal`` draws N(0, init_sigma²); ``uniform`` draws
     from [-init_scale, init_scale], and an unset init_scale means sqrt(3)·init_sigma (the same variance as
@@ -206,22 +201,42 @@ class FactorizationMachines(Estimator):
     barriers per mini-batch.
     """
 
+    schema = FM_SCHEMA
+
     def __init__(
-        self, *, feature_dim: int, num_factors: int, predictor_type: str, epochs: int = 1,
-        mini_batch_size: int = 1000, clip_gradient: float | None = None, eps: float | None = None,
-        rescale_grad: float | None = None,
-        bias_lr: float | None = None, bias_wd: float | None = None, bias_init_method: str = "normal",
-        bias_init_sigma: float = 0.01, bias_init_scale: float | None = None,
-        bias_init_value: float | None = None,
-        linear_lr: float | None = None, linear_wd: float | None = None, linear_init_method: str = "normal",
-        linear_init_sigma: float = 0.01, linear_init_scale: float | None = None,
-        linear_init_value: float | None = None,
-        factors_lr: float | None = None, factors_wd: float | None = None, factors_init_method: str = "normal",
-        factors_init_sigma: float | None = None, factors_init_scale: float | None = None,
-        factors_init_value: float | None = None,
-        use_bias: bool = True, use_linear: bool = True, optimizer: str = "adam",
-        positive_class_weight: float = 1.0, seed: int = 0, num_threads: int = 0,
-        early_stopping_patience: int = 0, early_stopping_tolerance: float = 0.0, deterministic: bool = False,
+        self, *, feature_dim: int, num_factors: int, predictor_type: str,
+        epochs: int = _DEFAULTS["epochs"],
+        mini_batch_size: int = _DEFAULTS["mini_batch_size"],
+        clip_gradient: float | None = _DEFAULTS["clip_gradient"],
+        eps: float | None = _DEFAULTS["eps"],
+        rescale_grad: float | None = _DEFAULTS["rescale_grad"],
+        bias_lr: float | None = _DEFAULTS["bias_lr"],
+        bias_wd: float | None = _DEFAULTS["bias_wd"],
+        bias_init_method: str = _DEFAULTS["bias_init_method"],
+        bias_init_sigma: float = _DEFAULTS["bias_init_sigma"],
+        bias_init_scale: float | None = _DEFAULTS["bias_init_scale"],
+        bias_init_value: float | None = _DEFAULTS["bias_init_value"],
+        linear_lr: float | None = _DEFAULTS["linear_lr"],
+        linear_wd: float | None = _DEFAULTS["linear_wd"],
+        linear_init_method: str = _DEFAULTS["linear_init_method"],
+        linear_init_sigma: float = _DEFAULTS["linear_init_sigma"],
+        linear_init_scale: float | None = _DEFAULTS["linear_init_scale"],
+        linear_init_value: float | None = _DEFAULTS["linear_init_value"],
+        factors_lr: float | None = _DEFAULTS["factors_lr"],
+        factors_wd: float | None = _DEFAULTS["factors_wd"],
+        factors_init_method: str = _DEFAULTS["factors_init_method"],
+        factors_init_sigma: float | None = _DEFAULTS["factors_init_sigma"],
+        factors_init_scale: float | None = _DEFAULTS["factors_init_scale"],
+        factors_init_value: float | None = _DEFAULTS["factors_init_value"],
+        use_bias: bool = _DEFAULTS["use_bias"],
+        use_linear: bool = _DEFAULTS["use_linear"],
+        optimizer: str = _DEFAULTS["optimizer"],
+        positive_class_weight: float = _DEFAULTS["positive_class_weight"],
+        seed: int = _DEFAULTS["seed"],
+        num_threads: int = _DEFAULTS["num_threads"],
+        early_stopping_patience: int = _DEFAULTS["early_stopping_patience"],
+        early_stopping_tolerance: float = _DEFAULTS["early_stopping_tolerance"],
+        deterministic: bool = _DEFAULTS["deterministic"],
     ) -> None:
         self.feature_dim = feature_dim
         self.num_factors = num_factors
@@ -264,42 +279,6 @@ class FactorizationMachines(Estimator):
     def __repr__(self) -> str:
         return (f"FactorizationMachines(feature_dim={self.feature_dim}, num_factors={self.num_factors}, "
                 f"predictor_type={self.predictor_type!r}, optimizer={self.optimizer!r})")
-
-    def _check_params(self) -> None:
-        problems = ParamProblems(self)
-        check = problems.check
-        for name in ("feature_dim", "num_factors", "epochs", "mini_batch_size"):
-            check(name, is_int(getattr(self, name)) and getattr(self, name) > 0, "an int > 0")
-        for name in ("seed", "num_threads", "early_stopping_patience"):
-            check(name, is_int(getattr(self, name)) and getattr(self, name) >= 0, "an int >= 0")
-        for name in ("clip_gradient", "eps", "rescale_grad"):
-            value = getattr(self, name)
-            check(name, value is None or (is_number(value) and value > 0), "None or a float > 0")
-        weight = self.positive_class_weight
-        check("positive_class_weight", is_number(weight) and weight > 0, "a float > 0")
-        check("early_stopping_tolerance",
-              is_number(self.early_stopping_tolerance) and self.early_stopping_tolerance >= 0, "a float >= 0")
-        check("predictor_type", self.predictor_type in PREDICTOR_TYPES, f"one of {PREDICTOR_TYPES}")
-        check("optimizer", self.optimizer in OPTIMIZERS, f"one of {OPTIMIZERS}")
-        check("use_bias", isinstance(self.use_bias, bool | np.bool_), "a bool")
-        check("use_linear", isinstance(self.use_linear, bool | np.bool_), "a bool")
-        check("deterministic", isinstance(self.deterministic, bool | np.bool_), "a bool")
-        for group in GROUPS:
-            for suffix in ("lr", "wd"):
-                value = getattr(self, f"{group}_{suffix}")
-                check(f"{group}_{suffix}", value is None or (is_number(value) and value >= 0),
-                      "None (the optimizer's default) or a float >= 0")
-            value = getattr(self, f"{group}_init_sigma")
-            unset_ok = value is None and group == "factors"  # None: the optimizer's default
-            check(f"{group}_init_sigma", unset_ok or (is_number(value) and value >= 0), "a float >= 0")
-            scale = getattr(self, f"{group}_init_scale")
-            check(f"{group}_init_scale", scale is None or (is_number(scale) and scale >= 0),
-                  "None or a float >= 0")
-            value = getattr(self, f"{group}_init_value")
-            check(f"{group}_init_value", value is None or is_number(value), "None or a float")
-            check(f"{group}_init_method", getattr(self, f"{group}_init_method") in INIT_METHODS,
-                  f"one of {INIT_METHODS}")
-        problems.raise_any()
 
     # ------------------------------------------------------------------------------- memory, init
 
@@ -362,13 +341,9 @@ class FactorizationMachines(Estimator):
 
     def resolved_params(self) -> dict[str, Any]:
         """``get_params()`` with the unset (None) learning rates, weight decays, eps and factors_init_sigma
-        replaced by the optimizer's defaults for the predictor_type (``optimizer_defaults``): the values training
-        uses."""
-        params = self.get_params()
-        for name, value in optimizer_defaults(self.optimizer, self.predictor_type).items():
-            if params[name] is None:
-                params[name] = value
-        return params
+        replaced by the optimizer's defaults for the predictor_type (``algorithm.optimizer_defaults``): the values
+        training uses."""
+        return resolve_optimizer_defaults(self.get_params())
 
     def _hyperparameter_vector(self) -> np.ndarray:
         params = self.resolved_params()
@@ -377,7 +352,7 @@ class FactorizationMachines(Estimator):
             hp[kernels.HP_LR + code] = params[f"{group}_lr"]
             hp[kernels.HP_WD + code] = params[f"{group}_wd"]
         eps = params["eps"]
-        hp[kernels.HP_EPS] = kernels.DEFAULT_EPS[self.optimizer] if eps is None else eps
+        hp[kernels.HP_EPS] = 0.0 if eps is None else eps  # unset only for the optimizers that use no eps
         hp[kernels.HP_CLIP] = math.inf if self.clip_gradient is None else self.clip_gradient
         hp[kernels.HP_RESCALE] = 0.0 if self.rescale_grad is None else self.rescale_grad
         return hp

@@ -3,10 +3,13 @@
 
 Adam's are the SageMaker built-in's, so a job written for the built-in trains the same way; the others were tuned
 once on the benchmark sets (CTR-like clicks and MovieLens-shaped ratings, docs/benchmarks.md) and are the same for
-every data set. Standard library only: ``container.schemas`` (read by the client) imports it too.
+every data set. Standard library only: ``algorithm.schemas`` (read by the client) imports it too.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 OPTIMIZER_DEFAULTS: dict[str, dict[str, float]] = {
     "adam": {"bias_lr": 0.1, "linear_lr": 0.001, "factors_lr": 0.0001, "bias_wd": 0.01, "linear_wd": 0.001,
@@ -30,3 +33,13 @@ def optimizer_defaults(optimizer: str, predictor_type: str) -> dict[str, float]:
     """The defaults of ``optimizer`` for ``predictor_type`` (empty for an unknown optimizer)."""
     return {**OPTIMIZER_DEFAULTS.get(optimizer, {}),
             **PREDICTOR_TYPE_DEFAULTS.get((optimizer, predictor_type), {})}
+
+
+def resolve_optimizer_defaults(params: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of FM ``params`` whose unset (None) learning rates, weight decays, eps and factors_init_sigma hold
+    the defaults of its optimizer for its predictor_type; values that are set are kept."""
+    resolved = dict(params)
+    for name, value in optimizer_defaults(resolved["optimizer"], resolved["predictor_type"]).items():
+        if resolved.get(name) is None:
+            resolved[name] = value
+    return resolved

@@ -29,22 +29,16 @@ import scipy.sparse as sp
 from algorithm import _wals_kernels as kernels
 from algorithm._threads import numba_threads
 from algorithm._wals_kernels import SOLVERS, Entries
-from algorithm.base import (
-    DivergedError,
-    Estimator,
-    NotFittedError,
-    ParamProblems,
-    improves,
-    is_int,
-    is_number,
-)
+from algorithm.base import DivergedError, Estimator, NotFittedError, improves
+from algorithm.hyperparameters import defaults
 from algorithm.metrics import rmse
 from algorithm.ranking_metrics import BLOCK_VALUES, ranking_metrics, top_k
+from algorithm.schemas import WALS_SCHEMA
 
 OnEpoch = Callable[[int, dict[str, float], "dict[str, float] | None", float], None]
 Sparse: TypeAlias = sp.spmatrix | sp.sparray
 
-INIT_METHODS = ("random", "model")
+_DEFAULTS = defaults(WALS_SCHEMA)
 WEIGHT_NAMES = ("row_weights", "col_weights")
 # predict scores serially below this many pairs (serving sends small requests).
 PARALLEL_SCORING_PAIRS = 100_000
@@ -147,8 +141,8 @@ def _json_value(value: Any) -> Any:
 
 class WALS(Estimator):
     """Weighted alternating least squares: A ≈ U Vᵀ with row factors U (num_rows × embedding_dimension) and
-    column factors V, the parameters being ``WALS_SCHEMA``'s (TF's names; see the module docstring and
-    docs/wals.md for the objective and the weights).
+    column factors V, the parameters being ``WALS_SCHEMA``'s in ``algorithm.schemas`` (TF's names; see the
+    module docstring and docs/wals.md for the objective and the weights).
 
     Each sweep re-solves every row factor against the fixed column factors, then every column factor against
     the new row factors (``solver``: ``cholesky`` exact, ``cg`` ``cg_steps`` conjugate-gradient steps
@@ -171,13 +165,29 @@ class WALS(Estimator):
     ``num_threads`` = 0 means numba's current thread count; the factors do not depend on it.
     """
 
+    schema = WALS_SCHEMA
+    array_params = WEIGHT_NAMES
+
     def __init__(
-        self, *, num_rows: int | None = None, num_cols: int | None = None, embedding_dimension: int,
-        unobserved_weight: float = 0.1, regularization_coeff: float = 0.01, row_init: str = "random",
-        col_init: str = "random", row_weights: float | np.ndarray = 1.0,
-        col_weights: float | np.ndarray = 1.0, max_sweeps: int = 10, solver: str = "cholesky",
-        cg_steps: int = 3, alpha: float | None = None, eval_k: int = 10, seed: int = 0, num_threads: int = 0,
-        early_stopping_patience: int = 0, early_stopping_tolerance: float = 0.0,
+        self, *,
+        num_rows: int | None = _DEFAULTS["num_rows"],
+        num_cols: int | None = _DEFAULTS["num_cols"],
+        embedding_dimension: int,
+        unobserved_weight: float = _DEFAULTS["unobserved_weight"],
+        regularization_coeff: float = _DEFAULTS["regularization_coeff"],
+        row_init: str = _DEFAULTS["row_init"],
+        col_init: str = _DEFAULTS["col_init"],
+        row_weights: float | np.ndarray = _DEFAULTS["row_weights"],
+        col_weights: float | np.ndarray = _DEFAULTS["col_weights"],
+        max_sweeps: int = _DEFAULTS["max_sweeps"],
+        solver: str = _DEFAULTS["solver"],
+        cg_steps: int = _DEFAULTS["cg_steps"],
+        alpha: float | None = _DEFAULTS["alpha"],
+        eval_k: int = _DEFAULTS["eval_k"],
+        seed: int = _DEFAULTS["seed"],
+        num_threads: int = _DEFAULTS["num_threads"],
+        early_stopping_patience: int = _DEFAULTS["early_stopping_patience"],
+        early_stopping_tolerance: float = _DEFAULTS["early_stopping_tolerance"],
     ) -> None:
         self.num_rows = num_rows
         self.num_cols = num_cols
@@ -204,29 +214,6 @@ class WALS(Estimator):
         form = "explicit" if self.alpha is None else f"implicit, alpha={self.alpha}"
         return (f"WALS(embedding_dimension={self.embedding_dimension}, solver={self.solver!r}, "
                 f"max_sweeps={self.max_sweeps}, {form})")
-
-    def _check_params(self) -> None:
-        problems = ParamProblems(self)
-        check = problems.check
-        for name in ("embedding_dimension", "max_sweeps", "cg_steps", "eval_k"):
-            check(name, is_int(getattr(self, name)) and getattr(self, name) > 0, "an int > 0")
-        for name in ("seed", "num_threads", "early_stopping_patience"):
-            check(name, is_int(getattr(self, name)) and getattr(self, name) >= 0, "an int >= 0")
-        for name in ("num_rows", "num_cols"):
-            value = getattr(self, name)
-            check(name, value is None or (is_int(value) and value > 0), "None or an int > 0")
-        for name in ("unobserved_weight", "regularization_coeff", "early_stopping_tolerance"):
-            check(name, is_number(getattr(self, name)) and getattr(self, name) >= 0, "a float >= 0")
-        for name in WEIGHT_NAMES:
-            value = getattr(self, name)
-            check(name, np.ndim(value) > 0 or (is_number(value) and value >= 0),
-                  "a float >= 0 or an array with one weight per item")
-        check("alpha", self.alpha is None or (is_number(self.alpha) and self.alpha > 0),
-              "None or a float > 0")
-        for name in ("row_init", "col_init"):
-            check(name, getattr(self, name) in INIT_METHODS, f"one of {INIT_METHODS}")
-        check("solver", self.solver in SOLVERS, f"one of {SOLVERS}")
-        problems.raise_any()
 
     # ------------------------------------------------------------------------------- training
 

@@ -4,19 +4,11 @@ from __future__ import annotations
 
 
 class ClientError(Exception):
-    """A problem the user can fix: a bad hyperparameter, bad data, a missing channel.
+    """A problem the user can fix: a bad hyperparameter (``container.training`` reports the schema's
+    ``HyperparameterError`` as one), bad data, a missing channel.
 
     ``str(error)`` is the one-line human reason written first in ``output/failure``.
     """
-
-
-class HyperparameterError(ClientError):
-    """One or more hyperparameters are unknown, of the wrong type or out of range (all listed at once)."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = list(problems)
-        noun = "hyperparameter" if len(problems) == 1 else "hyperparameters"
-        super().__init__(f"Invalid {noun}: " + "; ".join(problems))
 
 
 class DataError(ClientError):

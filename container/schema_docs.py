@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from container.hyperparameters import Param
-from container.schemas import SCHEMAS
+from algorithm.hyperparameters import Param
+from algorithm.schemas import SCHEMAS
 
 TITLES = {"fm": "Factorization Machines (`algorithm=fm`, the default)",
           "wals": "WALS matrix factorization (`algorithm=wals`)"}
@@ -20,7 +20,7 @@ def render() -> str:
     out = [
         "# Hyperparameters",
         "",
-        "Generated from `container/schemas.py` by `python -m container.schema_docs`; do not edit by hand.",
+        "Generated from `algorithm/schemas.py` by `python -m container.schema_docs`; do not edit by hand.",
         "",
         "Values may arrive as strings (`\"64\"`, `\"2.0\"`, `\"1e-05\"`, `\"True\"`) as SageMaker sends them. "
         "Keys starting with `sagemaker_` or `_tuning_` are ignored; any other unknown key, a wrong type or a "

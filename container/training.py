@@ -12,10 +12,11 @@ import sys
 import time
 import traceback
 
+from algorithm.hyperparameters import HyperparameterError
+from algorithm.schemas import parse_for_algorithm
 from container.config import read_hyperparameters, read_input_data_config, read_resource_config
 from container.errors import ClientError
 from container.paths import SageMakerPaths
-from container.schemas import parse_for_algorithm
 
 log = logging.getLogger("train")
 
@@ -44,7 +45,10 @@ def run(paths: SageMakerPaths) -> None:
     started = time.monotonic()
     raw = read_hyperparameters(paths)
     log.info("Hyperparameters from %s: %s", paths.hyperparameters_file, raw)
-    algorithm, hyperparameters = parse_for_algorithm(raw)
+    try:
+        algorithm, hyperparameters = parse_for_algorithm(raw)
+    except HyperparameterError as err:
+        raise ClientError(str(err)) from None
     log.info("Final configuration (%s): %s", algorithm, hyperparameters)
     channels = read_input_data_config(paths)
     resources = read_resource_config(paths)

@@ -1,4 +1,4 @@
-"""Hyperparameter validation from the container's own schema, with the container's wording."""
+"""Hyperparameter validation from the tables the container reads (``algorithm.schemas``), with its wording."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from container.errors import HyperparameterError
-from container.hyperparameters import Schema, parse_hyperparameters, serialize_hyperparameters
-from container.schemas import SCHEMAS, parse_for_algorithm
+from algorithm.hyperparameters import HyperparameterError, Schema, parse_hyperparameters, serialize_hyperparameters
+from algorithm.schemas import SCHEMAS, parse_for_algorithm
 from fmwals.errors import InvalidHyperparameterError
 
 __all__ = ["algorithm_of", "check_complete", "check_partial", "serialize_hyperparameters"]

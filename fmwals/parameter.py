@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
-from container.schemas import SCHEMAS
+from algorithm.schemas import SCHEMAS
 
 SCALING_TYPES = ("Auto", "Linear", "Logarithmic", "ReverseLogarithmic")
 AUTO_LOG_RATIO = 100.0  # Auto scaling samples on a log scale when max/min spans at least this much

@@ -3,6 +3,7 @@ wording, serializers (byte-identical to the SDK's where the SDK has one), parame
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 from pathlib import Path
@@ -14,9 +15,8 @@ import scipy.sparse as sp
 from sagemaker.amazon import common as sdk_common
 from sagemaker.serializers import RecordSerializer as SdkRecordSerializer
 
-from container.errors import HyperparameterError
-from container.hyperparameters import parse_hyperparameters
-from container.schemas import FM_SCHEMA
+from algorithm.hyperparameters import HyperparameterError, parse_hyperparameters
+from algorithm.schemas import FM_SCHEMA
 from fmwals import WALS, Estimator, FactorizationMachines, InvalidHyperparameterError, RecordSet
 from fmwals.parameter import CategoricalParameter, ContinuousParameter, IntegerParameter, preset_ranges
 from fmwals.serializers import CSVSerializer, JSONLinesSerializer, JSONSerializer, RecordSerializer
@@ -112,6 +112,22 @@ def test_hyperparameters_are_attributes_and_strings_on_the_wire():
     }
     with pytest.raises(InvalidHyperparameterError, match="unknown hyperparameter 'num_factors'"):
         wals.set_hyperparameters(num_factors=3)
+
+
+def test_positional_arguments_follow_the_sdk_order_and_the_signature_lists_the_schema():
+    fm = FactorizationMachines("r", 1, "local_process", 4, "regressor", 3)
+    assert (fm.role, fm.instance_type, fm.num_factors, fm.predictor_type, fm.epochs) == (
+        "r", "local_process", 4, "regressor", 3)
+    wals = WALS(100, 50, 8, 0.5)
+    assert (wals.num_rows, wals.embedding_dimension, wals.unobserved_weight) == (100, 8, 0.5)
+    with pytest.raises(TypeError, match="multiple values for argument 'num_factors'"):
+        FactorizationMachines("r", 1, "local_process", 4, num_factors=5)
+    with pytest.raises(TypeError, match="at most 13 positional arguments"):
+        WALS(*range(14))
+    for cls in (FactorizationMachines, WALS):
+        names = set(inspect.signature(cls).parameters)
+        assert set(cls.schema) - {"algorithm"} <= names
+        assert set(cls.positional) <= set(cls.schema) | {"role", "instance_count", "instance_type"}
 
 
 def test_unknown_instance_type_says_what_is_supported():

@@ -11,11 +11,11 @@ import pytest
 from algorithm.fm import FactorizationMachines
 from algorithm.metrics import rmse
 from algorithm.optimizer_defaults import OPTIMIZER_DEFAULTS, PREDICTOR_TYPE_DEFAULTS, optimizer_defaults
+from algorithm.schemas import parse_for_algorithm
 from container.config import ChannelConfig
 from container.fm_training import train_fm
 from container.formats.recordio import write_numpy_to_dense_tensor
 from container.paths import SageMakerPaths
-from container.schemas import parse_for_algorithm
 
 REQUIRED = {"feature_dim": "20", "num_factors": "4", "predictor_type": "regressor"}
 RATES = ("bias_lr", "linear_lr", "factors_lr", "bias_wd", "linear_wd", "factors_wd")

@@ -10,11 +10,12 @@ import scipy.sparse as sp
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
+from algorithm import _fm_kernels as kernels
 from algorithm._threads import numba_threads
 from algorithm.fm import DivergedError, FactorizationMachines, NotFittedError
 from algorithm.metrics import binary_classification_cross_entropy
+from algorithm.schemas import FM_SCHEMA
 from container.formats.dataset import Dataset
-from container.schemas import FM_SCHEMA
 
 
 def _toy(n: int = 400, d: int = 50, seed: int = 0) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
@@ -39,6 +40,10 @@ def test_parameters_are_the_schema() -> None:
     for name, param in FM_SCHEMA.items():
         if name != "algorithm" and not param.required:
             assert signature[name].default == param.default, name
+
+
+def test_the_kernels_implement_every_optimizer_the_schema_allows() -> None:
+    assert set(kernels.OPTIMIZER_CODES) == set(FM_SCHEMA["optimizer"].choices) == set(kernels.STATE_ARRAYS)
 
 
 def test_get_set_params_and_no_work_in_init() -> None:

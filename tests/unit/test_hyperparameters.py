@@ -2,9 +2,8 @@
 
 import pytest
 
-from container.errors import HyperparameterError
-from container.hyperparameters import serialize_hyperparameters
-from container.schemas import FM_SCHEMA, SCHEMAS, WALS_SCHEMA, parse_for_algorithm
+from algorithm.hyperparameters import HyperparameterError, serialize_hyperparameters
+from algorithm.schemas import FM_SCHEMA, SCHEMAS, WALS_SCHEMA, parse_for_algorithm
 
 FM_REQUIRED = {"feature_dim": "784", "num_factors": "10", "predictor_type": "binary_classifier"}
 

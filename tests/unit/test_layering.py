@@ -40,14 +40,15 @@ def test_algorithm_reads_no_environment():
 
 def test_schema_and_metric_modules_are_stdlib_only():
     """The client wrapper reads these without pulling in numpy, numba or Flask."""
-    allowed = {"__future__", "collections", "dataclasses", "json", "logging", "math", "re", "typing",
-               "container"}
-    for module in ("hyperparameters", "schemas", "metrics_log", "errors"):
-        tree = ast.parse((ROOT / "container" / f"{module}.py").read_text())
+    modules = ("algorithm.hyperparameters", "algorithm.schemas", "algorithm.optimizer_defaults",
+               "container.metrics_log", "container.errors")
+    allowed = {"__future__", "collections", "dataclasses", "json", "logging", "math", "re", "typing"}
+    for module in modules:
+        tree = ast.parse((ROOT / f"{module.replace('.', '/')}.py").read_text())
         names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
-        names.discard("algorithm.optimizer_defaults")  # a stdlib-only table shared with algorithm.fm
-        assert {n.split(".")[0] for n in names} <= allowed, (module, names)
+        assert {n.split(".")[0] for n in names} - {"algorithm", "container"} <= allowed, (module, names)
+        assert {n for n in names if n.split(".")[0] in ("algorithm", "container")} <= set(modules), (module, names)
 
 
 def test_client_imports_neither_numba_nor_flask():

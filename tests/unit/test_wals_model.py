@@ -14,8 +14,8 @@ import scipy.sparse as sp
 from algorithm import _wals_kernels as kernels
 from algorithm import _wals_reference as reference
 from algorithm import artifact
+from algorithm.schemas import WALS_SCHEMA
 from algorithm.wals import WALS, NotFittedError, _entries, warm_up
-from container.schemas import WALS_SCHEMA
 
 N_ROWS, N_COLS, K = 30, 20, 4
 
@@ -58,6 +58,10 @@ def test_parameters_are_the_schema_names_and_defaults() -> None:
     for name, value in params.items():
         if name != "embedding_dimension":
             assert value == WALS_SCHEMA[name].default, name
+
+
+def test_the_kernels_implement_every_solver_the_schema_allows() -> None:
+    assert WALS_SCHEMA["solver"].choices == kernels.SOLVERS
 
 
 def test_set_params_and_validation() -> None:

@@ -1,7 +1,7 @@
 """The hyperparameter schema engine: typed parameters, lenient parsing of launcher strings, one error.
 
-Stdlib only: the container parser, the docs generator and the client wrapper all read the same tables
-(``container.schemas``), so validation and its wording never drift apart.
+Stdlib only: the estimators, the container parser, the docs generator and the client wrapper all read the same
+tables (``algorithm.schemas``), so validation and its wording never drift apart.
 """
 
 from __future__ import annotations
@@ -13,11 +13,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from container.errors import HyperparameterError
-
 log = logging.getLogger(__name__)
 
 RESERVED_PREFIXES = ("sagemaker_", "_tuning_")
+
+
+class HyperparameterError(ValueError):
+    """One or more hyperparameters are unknown, of the wrong type or out of range (all listed at once)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        noun = "hyperparameter" if len(problems) == 1 else "hyperparameters"
+        super().__init__(f"Invalid {noun}: " + "; ".join(problems))
 
 
 @dataclass(frozen=True)
@@ -25,6 +32,7 @@ class Param:
     """One hyperparameter: its type, default, allowed values and meaning.
 
     ``default=None`` with ``required=False`` means "unset" (the algorithm picks behaviour).
+    ``choices`` (empty: any value of ``kind``) lists the allowed strings.
     ``low``/``high`` are bounds for numbers; ``low_open``/``high_open`` make them strict.
     ``tune`` is an optional (low, high, scaling) range for the tuner presets.
     """
@@ -34,7 +42,7 @@ class Param:
     description: str
     default: Any = None
     required: bool = False
-    choices: tuple[str, ...] | None = None
+    choices: tuple[str, ...] = ()
     low: float | None = None
     high: float | None = None
     low_open: bool = False
@@ -43,7 +51,7 @@ class Param:
 
     def allowed(self) -> str:
         """Human description of the allowed values, used in every error message."""
-        if self.choices is not None:
+        if self.choices:
             return "one of " + ", ".join(self.choices)
         what = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[self.kind]
         bounds = []
@@ -56,14 +64,25 @@ class Param:
     def parse(self, raw: Any) -> Any:
         """Convert a launcher value (usually a string) to ``kind`` and check it; ValueError names the problem."""
         value = _coerce(self.kind, raw)
-        if self.choices is not None and value not in self.choices:
+        if not self.admits(value):
             raise ValueError
+        return value
+
+    def admits(self, value: Any) -> bool:
+        """Whether ``value``, already of ``kind``, is one of the allowed values (choices, bounds)."""
+        if self.choices and value not in self.choices:
+            return False
         if self.kind in (int, float):
             if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
-                raise ValueError
+                return False
             if self.high is not None and (value > self.high or (self.high_open and value == self.high)):
-                raise ValueError
-        return value
+                return False
+        return True
+
+    @property
+    def unset_allowed(self) -> bool:
+        """Whether ``None`` (unset) is a valid value: optional with no default."""
+        return not self.required and self.default is None
 
 
 def _fmt(x: float) -> str:
@@ -115,6 +134,11 @@ Schema = Mapping[str, Param]
 def make_schema(*params: Param) -> dict[str, Param]:
     """An ordered name -> Param table."""
     return {p.name: p for p in params}
+
+
+def defaults(schema: Schema) -> dict[str, Any]:
+    """The default of every optional parameter (None where unset is the default)."""
+    return {name: param.default for name, param in schema.items() if not param.required}
 
 
 def parse_hyperparameters(raw: Mapping[str, Any], schema: Schema) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The hyperparameter tables of each algorithm: the one source of truth for train, docs and the wrapper.
+"""The hyperparameter tables of each algorithm: the one source of truth for the estimators, train, docs and
+the wrapper.
 
 FM names, defaults and ranges follow SageMaker's built-in Factorization Machines; WALS names follow
 TensorFlow's ``WALSMatrixFactorization``. Stdlib only.
@@ -9,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from algorithm.optimizer_defaults import OPTIMIZER_DEFAULTS, PREDICTOR_TYPE_DEFAULTS, optimizer_defaults
-from container.errors import HyperparameterError
-from container.hyperparameters import Param, Schema, make_schema, parse_hyperparameters
+from algorithm.hyperparameters import HyperparameterError, Param, Schema, make_schema, parse_hyperparameters
+from algorithm.optimizer_defaults import OPTIMIZER_DEFAULTS, PREDICTOR_TYPE_DEFAULTS, resolve_optimizer_defaults
 
 ALGORITHMS = ("fm", "wals")
 _ALGORITHM = Param(
@@ -143,16 +143,5 @@ def parse_for_algorithm(raw: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         ) from None
     hyperparameters = parse_hyperparameters(raw, SCHEMAS[algorithm])
     if algorithm == "fm":
-        hyperparameters = resolve_fm_defaults(hyperparameters)
+        hyperparameters = resolve_optimizer_defaults(hyperparameters)
     return algorithm, hyperparameters
-
-
-def resolve_fm_defaults(hyperparameters: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of parsed FM ``hyperparameters`` whose unset learning rates, weight decays, eps and
-    factors_init_sigma hold the chosen optimizer's defaults for the predictor_type
-    (``algorithm.optimizer_defaults``); values the user set are kept."""
-    resolved = dict(hyperparameters)
-    for name, value in optimizer_defaults(resolved["optimizer"], resolved["predictor_type"]).items():
-        if resolved.get(name) is None:
-            resolved[name] = value
-    return resolved
