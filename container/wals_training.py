@@ -12,13 +12,13 @@ import scipy.sparse as sp
 
 from algorithm import artifact
 from algorithm.wals import WALS, DivergedError
-from container import metrics_log, wals_data, wals_model
+from algorithm.wals_model import IdMap, WALSModel
+from container import metrics_log, wals_data
 from container.channels import channel_present
 from container.config import ChannelConfig
 from container.errors import ChannelError, ClientError
 from container.paths import SageMakerPaths
 from container.resources import memory_limit_bytes, usable_cpus
-from container.wals_model import IdMap, WALSModel
 
 log = logging.getLogger("train.wals")
 
@@ -73,9 +73,12 @@ def _initial_factors(paths: SageMakerPaths, hp: dict[str, Any], ids: tuple[IdMap
         raise ChannelError(f"row_init/col_init=model needs an earlier WALS model in the {MODEL_CHANNEL!r} "
                            f"channel ({directory} is empty or missing)")
     try:
-        previous = wals_model.load(directory)
+        previous = artifact.load(directory)
     except artifact.ArtifactError as err:
         raise ClientError(f"Cannot start from the {MODEL_CHANNEL!r} channel ({directory}): {err}") from None
+    if not isinstance(previous, WALSModel):
+        raise ClientError(f"Cannot start from the {MODEL_CHANNEL!r} channel ({directory}): The model in "
+                          f"{directory} is {previous.artifact_meta()['algorithm']!r}, not WALS")
     k = hp["embedding_dimension"]
     old = {"row": (previous.row_ids, previous.wals.row_factors_), "col": (previous.col_ids,
                                                                          previous.wals.col_factors_)}

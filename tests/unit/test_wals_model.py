@@ -424,7 +424,7 @@ def test_artifact_round_trip(tmp_path, weights: str) -> None:
     model = WALS(embedding_dimension=K, col_weights=col_w, max_sweeps=2).fit(R)
     json.dumps(model.artifact_meta())
     artifact.save(tmp_path, model)
-    loaded = artifact.load(tmp_path)
+    loaded = artifact.load(tmp_path).wals
     assert isinstance(loaded, WALS)
     np.testing.assert_array_equal(loaded.row_factors_, model.row_factors_)
     np.testing.assert_array_equal(loaded.col_weights_, model.col_weights_)
