@@ -27,11 +27,6 @@ def is_number(value: Any) -> bool:
     return isinstance(value, int | float | np.number) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def improves(score: float, best: float, tolerance: float) -> bool:
-    """Whether ``score`` beats ``best`` (lower is better) by more than ``tolerance`` relative to it."""
-    return score < best - tolerance * abs(best) if math.isfinite(best) else score < best
-
-
 class Estimator:
     """scikit-learn parameter conventions: ``__init__`` arguments are the parameters."""
 

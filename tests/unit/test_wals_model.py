@@ -14,7 +14,8 @@ import scipy.sparse as sp
 from algorithm import _wals_kernels as kernels
 from algorithm import _wals_reference as reference
 from algorithm import artifact
-from algorithm.wals import WALS, NotFittedError, _entries, warm_up
+from algorithm.wals import WALS, NotFittedError, _entries
+from algorithm.warmup import warm_up_wals
 from container.schemas import WALS_SCHEMA
 
 N_ROWS, N_COLS, K = 30, 20, 4
@@ -296,7 +297,7 @@ def test_early_stopping_keeps_the_best_sweep(monkeypatch: pytest.MonkeyPatch, al
 
 
 def test_early_stopping_tolerance() -> None:
-    from algorithm.base import improves as _improves
+    from algorithm.best_epoch import improves as _improves
 
     assert _improves(0.95, 1.0, 0.01) and not _improves(0.995, 1.0, 0.01)
 
@@ -433,7 +434,7 @@ def test_artifact_round_trip(tmp_path, weights: str) -> None:
 
 
 def test_warm_up_runs() -> None:
-    warm_up()
+    warm_up_wals()
 
 
 def test_tf_style_accessors_and_projections():
