@@ -12,7 +12,8 @@ Layout of ``model.json`` (format_version 1)::
                     num_factors, typed hyperparameters, best_epoch, the scoring formula
 
 Any model class with ``artifact_arrays() -> dict``, ``artifact_meta() -> dict`` (holding "algorithm") and a
-classmethod ``from_artifact(meta, arrays)`` can be saved; ``load`` dispatches on ``meta["algorithm"]``.
+classmethod ``from_artifact(meta, arrays)`` can be saved; ``load`` dispatches on ``meta["algorithm"]`` to
+``MODEL_CLASSES`` (every WALS artifact loads as an ``algorithm.wals_model.WALSModel``).
 ``model.npz`` alone opens with ``numpy.load(path, allow_pickle=False)``.
 """
 
@@ -37,7 +38,7 @@ ARRAYS_FILE = "model.npz"
 META_FILE = "model.json"
 TARBALL = "model.tar.gz"
 # meta["algorithm"] -> (module, class); imported lazily so loading an FM never imports WALS and vice versa.
-MODEL_CLASSES = {"fm": ("algorithm.fm", "FactorizationMachines"), "wals": ("algorithm.wals", "WALS")}
+MODEL_CLASSES = {"fm": ("algorithm.fm", "FactorizationMachines"), "wals": ("algorithm.wals_model", "WALSModel")}
 _RESERVED = ("format_version", "package_version", "arrays", "checksum")
 
 

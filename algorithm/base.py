@@ -19,9 +19,6 @@ class NotFittedError(ValueError, AttributeError):
     """The model is used before ``fit`` (or loading)."""
 
 
-def improves(score: float, best: float, tolerance: float) -> bool:
-    """Whether ``score`` beats ``best`` (lower is better) by more than ``tolerance`` relative to it."""
-    return score < best - tolerance * abs(best) if math.isfinite(best) else score < best
 
 
 class Estimator:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numba
@@ -17,6 +16,7 @@ import scipy.sparse as sp
 from algorithm import _fm_kernels as kernels
 from algorithm._threads import numba_threads
 from algorithm.base import DivergedError, Estimator, NotFittedError
+from algorithm.best_epoch import BestEpoch
 from algorithm.hyperparameters import defaults
 from algorithm.metrics import STOPPING_METRIC, train_metrics
 from algorithm.optimizer_defaults import resolve_optimizer_defaults
@@ -385,7 +385,7 @@ class FactorizationMachines(Estimator):
         row_scores = np.zeros(rows.n_rows, dtype=np.float32)
         logistic = self.predictor_type == "binary_classifier"
         early_stopping = evaluation is not None and self.early_stopping_patience > 0
-        best = _BestEpoch(self.early_stopping_tolerance, keep_weights=early_stopping)
+        best = BestEpoch(self.early_stopping_tolerance, keep_weights=early_stopping)
         n_threads = self.num_threads or numba.get_num_threads()
         with numba_threads(n_threads) as running:
             train_epoch, shares = self._epoch_kernel(n_threads, running)
@@ -546,33 +546,6 @@ class FactorizationMachines(Estimator):
 def _json_params(params: Mapping[str, Any]) -> dict[str, Any]:
     """Parameters as plain JSON types (numpy scalars become Python numbers)."""
     return {name: value.item() if isinstance(value, np.generic) else value for name, value in params.items()}
-
-
-@dataclass
-class _BestEpoch:
-    """Early-stopping bookkeeping over the test metric (lower is better)."""
-
-    tolerance: float
-    keep_weights: bool
-    score: float = math.inf
-    last: float = math.nan
-    epoch: int = -1
-    stale: int = 0
-    weights: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-
-    def update(self, epoch: int, score: float,
-               snapshot: Callable[[], tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
-        """Record epoch ``epoch``'s score; an improvement is more than ``tolerance`` relative to the best.
-        ``snapshot()`` copies the current weights; it is called only when they are kept."""
-        self.last = score
-        bar = self.score - self.tolerance * abs(self.score) if math.isfinite(self.score) else self.score
-        if score < bar:
-            self.score, self.epoch, self.stale = score, epoch, 0
-            if self.keep_weights:
-                self.weights = None  # free the previous copy first
-                self.weights = snapshot()
-        else:
-            self.stale += 1
 
 
 def _score(rows: Rows, w0: np.ndarray, w: np.ndarray, V: np.ndarray, logistic: bool,

@@ -28,8 +28,9 @@ import scipy.sparse as sp
 
 from algorithm import _wals_kernels as kernels
 from algorithm._threads import numba_threads
-from algorithm._wals_kernels import SOLVERS, Entries
-from algorithm.base import DivergedError, Estimator, NotFittedError, improves
+from algorithm._wals_kernels import Entries
+from algorithm.base import DivergedError, Estimator, NotFittedError
+from algorithm.best_epoch import BestEpoch
 from algorithm.hyperparameters import defaults
 from algorithm.metrics import rmse
 from algorithm.ranking_metrics import BLOCK_VALUES, ranking_metrics, top_k
@@ -287,9 +288,8 @@ class WALS(Estimator):
         sum_weights = w0 * n * m + float(rows.extra.sum(dtype=np.float64))
         implicit = self.alpha is not None
         stopping_metric = "ndcg_at_k" if implicit else "rmse"
-        sign = -1.0 if implicit else 1.0  # compare as "lower is better"
         early_stopping = test is not None and self.early_stopping_patience > 0
-        best, best_sweep, best_factors, stale, score = math.inf, -1, None, 0, math.nan
+        best = BestEpoch(self.early_stopping_tolerance, keep_weights=early_stopping, higher_is_better=implicit)
         n_threads = self.num_threads or numba.get_num_threads()
         with numba_threads(n_threads) as workers:
             sweep = -1
@@ -304,19 +304,13 @@ class WALS(Estimator):
                 metrics = None
                 if test is not None:
                     metrics = self._test_metrics(test, csr, U, V, workers)
-                    score = metrics[stopping_metric]
-                    if improves(sign * score, best, self.early_stopping_tolerance):
-                        best, best_sweep, stale = sign * score, sweep, 0
-                        if early_stopping:
-                            best_factors = (U.copy(), V.copy())
-                    else:
-                        stale += 1
+                    best.update(sweep, metrics[stopping_metric], lambda: (U.copy(), V.copy()))
                 if on_epoch is not None:
                     on_epoch(sweep, train, metrics, seconds)
-                if early_stopping and stale >= self.early_stopping_patience:
+                if early_stopping and best.stale >= self.early_stopping_patience:
                     break
-        if best_factors is not None:
-            U, V = best_factors
+        if best.weights is not None:
+            (U, V), best_sweep = best.weights, best.epoch
         else:
             best_sweep = sweep
         for name, factors in (("row factors", U), ("column factors", V)):
@@ -326,7 +320,7 @@ class WALS(Estimator):
         self.row_weights_, self.col_weights_ = row_weights, col_weights
         self.best_sweep_ = best_sweep
         self.best_score_ = None if test is None else (
-            sign * best if early_stopping and math.isfinite(best) else score)
+            best.score if early_stopping and math.isfinite(best.score) else best.last)
         self.n_sweeps_ = sweep + 1
         self.n_threads_ = n_threads
         return self
@@ -572,29 +566,3 @@ class WALS(Estimator):
         model.n_sweeps_ = int(meta.get("sweeps_run", 0))
         model.n_threads_ = int(meta.get("n_threads", 0))
         return model
-
-
-def warm_up() -> None:
-    """Compile (or load from the numba cache) every WALS kernel signature: the public API on a tiny matrix
-    (both solvers, both forms, test metrics, scoring, recommendation, projection) on one thread, then the
-    parallel variant of each kernel, whatever the machine's thread count."""
-    R = sp.csr_matrix(np.array([[1.0, 0.0, 2.0], [0.0, 3.0, 0.0], [1.0, 1.0, 0.0]], dtype=np.float32))
-    held_out = sp.csr_matrix(np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], dtype=np.float32))
-    for alpha in (None, 1.0):
-        for solver in SOLVERS:
-            model = WALS(embedding_dimension=2, max_sweeps=1, solver=solver, alpha=alpha, eval_k=2,
-                         num_threads=1).fit(R, eval_set=held_out)
-            model.predict([0, 1], [2, 0])
-            model.recommend([0, 1], 2, exclude_seen=R[[0, 1]], include=[0, 1, 2], exclude=[1])
-            model.similar_cols(0, 1)
-            model.top_rows_for_col(0, 1)
-            model.project_rows(R[:1])
-            model.project_cols(R[:, :1])
-    entries = _entries(R, np.ones(3, np.float32), np.ones(3, np.float32), None)
-    U, V = model.row_factors_.copy(), model.col_factors_.copy()
-    for solver in SOLVERS:
-        kernels.solve(entries, V, U, 0.1, 0.1, solver, 1, 2)
-    kernels.row_losses(entries, U, V, 0.1, 2)
-    kernels.pair_scores(np.arange(3), np.arange(3), U, V, 2)
-    top_k(U @ V.T, 2, n_workers=2)
-    ranking_metrics(U, V, held_out, 2, exclude=R, n_workers=2)

@@ -1,16 +1,22 @@
-"""Compile every FM kernel variant the image uses, so the first epoch and the first request pay no JIT cost.
+"""Compile every FM and WALS kernel variant the image uses, so the first epoch and the first request pay no
+JIT cost.
 
-Runs at ``docker build`` (with ``NUMBA_CACHE_DIR`` pointing at a writable folder baked into the image):
-each optimizer x predictor type through the public API on tiny data (serial, Hogwild and deterministic
-parallel, with an eval set), with writable and read-only input arrays (decoders hand out read-only views
-of request bytes, a distinct numba type).
+Runs at ``docker build`` (``container.warmup``, with ``NUMBA_CACHE_DIR`` pointing at a writable folder baked
+into the image). FM: each optimizer x predictor type through the public API on tiny data (serial, Hogwild
+and deterministic parallel, with an eval set), with writable and read-only input arrays (decoders hand out
+read-only views of request bytes, a distinct numba type). WALS: both solvers and both forms through the
+public API, then the parallel variant of each kernel.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
+from algorithm import _wals_kernels
 from algorithm.fm import OPTIMIZERS, PREDICTOR_TYPES, FactorizationMachines, Rows, _score
+from algorithm.ranking_metrics import ranking_metrics, top_k
+from algorithm.wals import WALS, _entries
 
 
 def _tiny_rows(read_only: bool) -> Rows:
@@ -21,8 +27,8 @@ def _tiny_rows(read_only: bool) -> Rows:
     return rows
 
 
-def warm_up() -> None:
-    """Compile (or load from the numba cache) every training and scoring kernel signature in use."""
+def warm_up_fm() -> None:
+    """Compile (or load from the numba cache) every FM training and scoring kernel signature in use."""
     labels = np.array([1.0, 0.0, 1.0], dtype=np.float32)
     for read_only in (False, True):
         rows = _tiny_rows(read_only)
@@ -38,5 +44,27 @@ def warm_up() -> None:
                 _score(rows, model.w0_, model.w_, model.V_, predictor_type == "binary_classifier", threads)
 
 
-if __name__ == "__main__":
-    warm_up()
+def warm_up_wals() -> None:
+    """Compile (or load from the numba cache) every WALS kernel signature: the public API on a tiny matrix
+    (both solvers, both forms, test metrics, scoring, recommendation, projection) on one thread, then the
+    parallel variant of each kernel, whatever the machine's thread count."""
+    R = sp.csr_matrix(np.array([[1.0, 0.0, 2.0], [0.0, 3.0, 0.0], [1.0, 1.0, 0.0]], dtype=np.float32))
+    held_out = sp.csr_matrix(np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], dtype=np.float32))
+    for alpha in (None, 1.0):
+        for solver in _wals_kernels.SOLVERS:
+            model = WALS(embedding_dimension=2, max_sweeps=1, solver=solver, alpha=alpha, eval_k=2,
+                         num_threads=1).fit(R, eval_set=held_out)
+            model.predict([0, 1], [2, 0])
+            model.recommend([0, 1], 2, exclude_seen=R[[0, 1]], include=[0, 1, 2], exclude=[1])
+            model.similar_cols(0, 1)
+            model.top_rows_for_col(0, 1)
+            model.project_rows(R[:1])
+            model.project_cols(R[:, :1])
+    entries = _entries(R, np.ones(3, np.float32), np.ones(3, np.float32), None)
+    U, V = model.row_factors_.copy(), model.col_factors_.copy()
+    for solver in _wals_kernels.SOLVERS:
+        _wals_kernels.solve(entries, V, U, 0.1, 0.1, solver, 1, 2)
+    _wals_kernels.row_losses(entries, U, V, 0.1, 2)
+    _wals_kernels.pair_scores(np.arange(3), np.arange(3), U, V, 2)
+    top_k(U @ V.T, 2, n_workers=2)
+    ranking_metrics(U, V, held_out, 2, exclude=R, n_workers=2)

@@ -25,7 +25,7 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from algorithm.wals import WALS
-from container.wals_model import IdMap, WALSModel
+from algorithm.wals_model import IdMap, WALSModel
 from serve.wals_servable import WALSServable
 
 JSON = "application/json"

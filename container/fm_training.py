@@ -3,26 +3,23 @@
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from algorithm import artifact
-from algorithm.fm import DivergedError, FactorizationMachines
+from algorithm.fm import FactorizationMachines
 from algorithm.metrics import train_metrics
-from container import metrics_log
-from container.channels import channel_present, read_channel
+from container import job, metrics_log
+from container.channels import read_channel
 from container.config import ChannelConfig
-from container.errors import ChannelError, ClientError, DataError
+from container.errors import ClientError, DataError
 from container.formats.dataset import Dataset
 from container.paths import SageMakerPaths
-from container.resources import memory_limit_bytes, usable_cpus
+from container.resources import memory_limit_bytes
 
 log = logging.getLogger("train.fm")
-
-MODEL_CHANNEL = "model"
 
 
 def _check_labels(data: Dataset, channel: str, predictor_type: str) -> np.ndarray:
@@ -64,15 +61,15 @@ def _dataset_bytes(data: Dataset) -> int:
 
 
 def _warm_start(paths: SageMakerPaths, model: FactorizationMachines) -> None:
-    directory = paths.channel_dir(MODEL_CHANNEL)
-    if not directory.is_dir() or not any(directory.iterdir()):
+    channel = job.ModelChannel.of(paths)
+    if not channel.present:
         return
+    previous = channel.load("warm start")
     try:
-        previous = artifact.load(directory)
         model.warm_start_from(previous)
-    except (artifact.ArtifactError, ValueError) as err:
-        raise ClientError(f"Cannot warm start from the {MODEL_CHANNEL!r} channel ({directory}): {err}") from None
-    log.info("Warm start from the model in %s", directory)
+    except ValueError as err:
+        raise channel.error("warm start", err) from None
+    log.info("Warm start from the model in %s", channel.directory)
 
 
 def _log_optimizer_settings(model: FactorizationMachines) -> None:
@@ -86,49 +83,29 @@ def _log_optimizer_settings(model: FactorizationMachines) -> None:
 
 def train_fm(paths: SageMakerPaths, hp: dict[str, Any], channels: dict[str, ChannelConfig], host: str) -> None:
     """Fit an FM model on the ``train`` channel (``test`` optional) and write it to ``model/``."""
-    if not channel_present(paths, channels, "train"):
-        raise ChannelError(
-            f"The 'train' channel is required but the job has none (channels: {sorted(channels) or 'none'}; "
-            f"looked in {paths.channel_dir('train')})"
-        )
     feature_dim = hp["feature_dim"]
-    train = read_channel(paths, channels.get("train", ChannelConfig("train")), feature_dim=feature_dim)
+    train = read_channel(paths, job.required_channel(paths, channels, "train"), feature_dim=feature_dim)
     y = _check_labels(train, "train", hp["predictor_type"])
     log.info("train: %d rows, %d nonzeros, feature_dim=%d", train.n_rows, train.nnz, feature_dim)
     test, y_test = None, None
-    if channel_present(paths, channels, "test"):
-        test = read_channel(paths, channels.get("test", ChannelConfig("test")), feature_dim=feature_dim)
+    test_config = job.optional_channel(paths, channels, "test")
+    if test_config is not None:
+        test = read_channel(paths, test_config, feature_dim=feature_dim)
         y_test = _check_labels(test, "test", hp["predictor_type"])
         log.info("test: %d rows, %d nonzeros", test.n_rows, test.nnz)
 
     params = {k: v for k, v in hp.items() if k != "algorithm"}
-    if params["num_threads"] == 0:
-        params["num_threads"] = usable_cpus()
-    log.info("Training with %d thread(s)", params["num_threads"])
+    params["num_threads"] = job.thread_count(params["num_threads"])
     _check_memory(params, _dataset_bytes(train) + (_dataset_bytes(test) if test else 0))
     model = FactorizationMachines(**params)
     _log_optimizer_settings(model)
     _warm_start(paths, model)
 
     epochs = hp["epochs"]
-
-    def on_epoch(epoch: int, train_m: dict[str, float], test_m: dict[str, float] | None, seconds: float) -> None:
-        lines = metrics_log.epoch_lines(host, epoch, "train", train_m)
-        if test_m:
-            lines += metrics_log.epoch_lines(host, epoch, "test", test_m)
-        lines.append(metrics_log.progress_line(host, epoch + 1, epochs))
-        lines.append(metrics_log.throughput_line(host, train.n_rows / max(seconds, 1e-9)))
-        for line in lines:
-            log.info(line)
-
-    started = time.monotonic()
-    try:
-        model.fit(train, y, sample_weight=train.weights,
-                  eval_set=None if test is None else (test, y_test), on_epoch=on_epoch)
-    except DivergedError as err:
-        raise ClientError(str(err)) from None
-    log.info("Fitted %d epoch(s) in %.2f s; best epoch %s", epochs, time.monotonic() - started,
-             getattr(model, "best_epoch_", None))
+    seconds = job.fit(model, train, y, sample_weight=train.weights,
+                      eval_set=None if test is None else (test, y_test),
+                      on_epoch=job.EpochLog(host, epochs, train.n_rows))
+    log.info("Fitted %d epoch(s) in %.2f s; best epoch %s", epochs, seconds, getattr(model, "best_epoch_", None))
 
     for line in metrics_log.final_lines(host, "train", train_metrics(hp["predictor_type"], y,
                                                                       model.predict_scores(train))):

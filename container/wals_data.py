@@ -15,13 +15,13 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from algorithm.wals_model import IdMap
 from container.channels import channel_bodies
 from container.config import ChannelConfig
 from container.errors import ChannelError, ClientError, DataError, UnsupportedFormatError
 from container.formats import triplets
 from container.formats.registry import CSV, RECORDIO, media_type
 from container.paths import SageMakerPaths
-from container.wals_model import IdMap
 
 log = logging.getLogger("train.wals")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -11,23 +10,17 @@ import numpy as np
 import scipy.sparse as sp
 
 from algorithm import artifact
-from algorithm.wals import WALS, DivergedError
-from container import metrics_log, wals_data, wals_model
-from container.channels import channel_present
+from algorithm.wals import WALS
+from algorithm.wals_model import IdMap, WALSModel
+from container import job, metrics_log, wals_data
 from container.config import ChannelConfig
 from container.errors import ChannelError, ClientError
 from container.paths import SageMakerPaths
-from container.resources import memory_limit_bytes, usable_cpus
-from container.wals_model import IdMap, WALSModel
+from container.resources import memory_limit_bytes
 
 log = logging.getLogger("train.wals")
 
-MODEL_CHANNEL = "model"
 SIDES = ("row", "col")
-
-
-def _config(channels: dict[str, ChannelConfig], name: str) -> ChannelConfig:
-    return channels.get(name, ChannelConfig(name))
 
 
 def _check_empty_lines(train: sp.csr_matrix, ids: tuple[IdMap, IdMap], hp: dict[str, Any]) -> None:
@@ -63,24 +56,23 @@ def _initial_factors(paths: SageMakerPaths, hp: dict[str, Any], ids: tuple[IdMap
     """``init_row_factors``/``init_col_factors`` for row_init/col_init=model: the earlier model's factors of
     the ids it shares with this data; the other ids get N(0, 1) draws as with random init."""
     wanted = [side for side in SIDES if hp[f"{side}_init"] == "model"]
-    directory = paths.channel_dir(MODEL_CHANNEL)
-    has_model = directory.is_dir() and any(directory.iterdir())
+    channel = job.ModelChannel.of(paths)
     if not wanted:
-        if has_model:
-            log.warning("The %r channel is ignored: row_init and col_init are 'random'", MODEL_CHANNEL)
+        if channel.present:
+            log.warning("The %r channel is ignored: row_init and col_init are 'random'", job.MODEL_CHANNEL)
         return {}
-    if not has_model:
-        raise ChannelError(f"row_init/col_init=model needs an earlier WALS model in the {MODEL_CHANNEL!r} "
-                           f"channel ({directory} is empty or missing)")
-    try:
-        previous = wals_model.load(directory)
-    except artifact.ArtifactError as err:
-        raise ClientError(f"Cannot start from the {MODEL_CHANNEL!r} channel ({directory}): {err}") from None
+    if not channel.present:
+        raise ChannelError(f"row_init/col_init=model needs an earlier WALS model in the {job.MODEL_CHANNEL!r} "
+                           f"channel ({channel.directory} is empty or missing)")
+    previous = channel.load("start")
+    if not isinstance(previous, WALSModel):
+        raise channel.error("start", f"The model in {channel.directory} is "
+                                     f"{previous.artifact_meta()['algorithm']!r}, not WALS")
     k = hp["embedding_dimension"]
     old = {"row": (previous.row_ids, previous.wals.row_factors_), "col": (previous.col_ids,
                                                                          previous.wals.col_factors_)}
     if old["row"][1].shape[1] != k:
-        raise ClientError(f"The model in the {MODEL_CHANNEL!r} channel has embedding_dimension "
+        raise ClientError(f"The model in the {job.MODEL_CHANNEL!r} channel has embedding_dimension "
                           f"{old['row'][1].shape[1]}, this job {k}")
     init = {}
     for stream, (side, new_ids) in enumerate(zip(SIDES, ids, strict=True)):
@@ -92,7 +84,7 @@ def _initial_factors(paths: SageMakerPaths, hp: dict[str, Any], ids: tuple[IdMap
         matched = position >= 0
         factors[matched] = old_factors[position[matched]]
         log.info("%s_init=model: %d of %d %s factors from %s, the others random", side, int(matched.sum()),
-                 len(new_ids), side, directory)
+                 len(new_ids), side, channel.directory)
         init[f"init_{side}_factors"] = factors
     return init
 
@@ -101,52 +93,28 @@ def train_wals(paths: SageMakerPaths, hp: dict[str, Any], channels: dict[str, Ch
                host: str) -> None:
     """Fit WALS on the ``train`` channel (``test``, ``row_weights``, ``col_weights``, ``model`` optional) and
     write the model with its id maps to ``model/``."""
-    if not channel_present(paths, channels, "train"):
-        raise ChannelError(
-            f"The 'train' channel is required but the job has none (channels: {sorted(channels) or 'none'}; "
-            f"looked in {paths.channel_dir('train')})"
-        )
-    train = wals_data.read_triplets(paths, _config(channels, "train"), hp)
-    test = (wals_data.read_triplets(paths, _config(channels, "test"), hp)
-            if channel_present(paths, channels, "test") else None)
+    train = wals_data.read_triplets(paths, job.required_channel(paths, channels, "train"), hp)
+    test_config = job.optional_channel(paths, channels, "test")
+    test = None if test_config is None else wals_data.read_triplets(paths, test_config, hp)
     data = wals_data.build_matrices(train, test, hp)
     del train, test
     ids = (data.row_ids, data.col_ids)
     params = {k: v for k, v in hp.items() if k not in ("algorithm", "num_rows", "num_cols")}
     for side, id_map in zip(SIDES, ids, strict=True):
         name = f"{side}_weights"
-        if channel_present(paths, channels, name):
-            params[name] = wals_data.read_weights(paths, _config(channels, name), id_map, hp[name],
-                                                  hp[f"num_{side}s"])
+        config = job.optional_channel(paths, channels, name)
+        if config is not None:
+            params[name] = wals_data.read_weights(paths, config, id_map, hp[name], hp[f"num_{side}s"])
     _check_empty_lines(data.train, ids, hp)
     _check_memory(data.train.shape, data.train.nnz, hp["embedding_dimension"])
-    if params["num_threads"] == 0:
-        params["num_threads"] = usable_cpus()
-    log.info("Training with %d thread(s)", params["num_threads"])
+    params["num_threads"] = job.thread_count(params["num_threads"])
     model = WALS(**params)
     init = _initial_factors(paths, hp, ids)
 
-    sweeps, history = hp["max_sweeps"], []
-
-    def on_epoch(sweep: int, train_m: dict[str, float], test_m: dict[str, float] | None,
-                 seconds: float) -> None:
-        history.append((train_m, test_m))
-        lines = metrics_log.epoch_lines(host, sweep, "train", train_m)
-        if test_m:
-            lines += metrics_log.epoch_lines(host, sweep, "test", test_m)
-        lines.append(metrics_log.progress_line(host, sweep + 1, sweeps))
-        lines.append(metrics_log.throughput_line(host, data.train.nnz / max(seconds, 1e-9)))
-        for line in lines:
-            log.info(line)
-
-    started = time.monotonic()
-    try:
-        model.fit(data.train, eval_set=data.test, on_epoch=on_epoch, **init)
-    except DivergedError as err:
-        raise ClientError(str(err)) from None
-    log.info("Fitted %d sweep(s) in %.2f s; the model holds sweep %d", model.n_sweeps_,
-             time.monotonic() - started, model.best_sweep_)
-    train_m, test_m = history[model.best_sweep_]
+    epoch_log = job.EpochLog(host, hp["max_sweeps"], data.train.nnz)
+    seconds = job.fit(model, data.train, eval_set=data.test, on_epoch=epoch_log, **init)
+    log.info("Fitted %d sweep(s) in %.2f s; the model holds sweep %d", model.n_sweeps_, seconds, model.best_sweep_)
+    train_m, test_m = epoch_log.history[model.best_sweep_]
     for line in metrics_log.final_lines(host, "train", train_m):
         log.info(line)
     for line in metrics_log.final_lines(host, "test", test_m or {}):

@@ -10,12 +10,11 @@ log = logging.getLogger(__name__)
 
 def warm_up() -> None:
     """Run each kernel on tiny inputs: decoders, FM and WALS training and scoring."""
-    from algorithm import wals
     from algorithm import warmup as algorithm_warmup
     from container.formats import recordio, registry, triplets
 
     for name, step in (("recordio", recordio.warm_up), ("text", registry.warm_up), ("triplets", triplets.warm_up),
-                       ("fm", algorithm_warmup.warm_up), ("wals", wals.warm_up)):
+                       ("fm", algorithm_warmup.warm_up_fm), ("wals", algorithm_warmup.warm_up_wals)):
         started = time.monotonic()
         step()
         log.info("warmed %s kernels in %.1f s", name, time.monotonic() - started)

@@ -15,12 +15,13 @@ from typing import Any, Protocol
 import numpy as np
 import scipy.sparse as sp
 
+from algorithm import artifact
 from algorithm.fm import PARALLEL_SCORING_NNZ, FactorizationMachines
+from algorithm.wals_model import WALSModel
 from container.formats import responses
 from container.formats.dataset import Dataset
 from container.formats.recordio import write_spmatrix_to_sparse_tensor
 from container.formats.registry import CSV, JSON, JSONLINES, LIBSVM, RECORDIO, decode
-from container.wals_model import WALSModel, load_servable
 from serve.wals_servable import WALSServable
 
 REQUEST_SOURCE = "request body"
@@ -96,7 +97,7 @@ _SERVABLES: dict[type, type[Any]] = {FactorizationMachines: FMServable, WALSMode
 
 def load(model_dir: Path) -> Servable:
     """The servable of the artifact in ``model_dir`` (model.json + model.npz, or a model.tar.gz there)."""
-    model = load_servable(model_dir)
+    model = artifact.load(model_dir)
     try:
         servable_class = _SERVABLES[type(model)]
     except KeyError:

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from algorithm.artifact import load
+from algorithm.wals_model import WALSModel
 from container import metrics_log
-from container.wals_model import WALSModel, load
 from tests.container.helpers import ServeContainer, compiled_kernels, http, run_train
 
 pytestmark = pytest.mark.docker

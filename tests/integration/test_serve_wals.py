@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from container.wals_model import WALSModel, load
+from algorithm.artifact import load
+from algorithm.wals_model import WALSModel
 from tests.integration.test_serve_http import ServeProcess
 
 ROOT = Path(__file__).resolve().parents[2]

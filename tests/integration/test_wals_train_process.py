@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from algorithm.artifact import load
 from algorithm.wals import WALS
 from container import metrics_log
 from container.formats.recordio import write_spmatrix_to_sparse_tensor
-from container.wals_model import load
 
 ROOT = Path(__file__).resolve().parents[2]
 CSV, RECORDIO = "text/csv", "application/x-recordio-protobuf"

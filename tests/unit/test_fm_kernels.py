@@ -194,9 +194,9 @@ def test_lazy_update_leaves_untouched_rows_alone(hogwild: bool) -> None:
 
 @pytest.mark.slow
 def test_warm_up_compiles_writable_and_read_only_variants() -> None:
-    from algorithm.warmup import warm_up
+    from algorithm.warmup import warm_up_fm
 
-    warm_up()
+    warm_up_fm()
     read_only = [sig for sig in kernels.score_serial.signatures if not sig[0].mutable]
     assert read_only and len(kernels.score_serial.signatures) >= 2
     assert kernels.train_epoch_serial.signatures and kernels.train_epoch_hogwild.signatures

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from algorithm import artifact
 from algorithm.wals import WALS
+from algorithm.wals_model import IdMap, WALSModel
 from container.errors import DataError
 from container.formats.recordio import frame_records, read_records, write_spmatrix_to_sparse_tensor
 from container.formats.triplets import (
@@ -21,7 +22,6 @@ from container.formats.triplets import (
     decode_triplets_csv_simple,
     decode_triplets_recordio,
 )
-from container.wals_model import IdMap, WALSModel, load, load_servable
 
 
 def _csv(text: str, **kw) -> Triplets:
@@ -184,18 +184,18 @@ def test_artifact_round_trip_without_pickle(tmp_path):
     with np.load(tmp_path / "model.npz", allow_pickle=False) as npz:
         assert npz["row_ids"].tolist() == ["u1", "u2"] and npz["col_ids"].dtype == np.int64
         assert npz["seen_indices"].tolist() == [0, 2, 1]
-    back = load(tmp_path)
+    back = artifact.load(tmp_path)
     assert back.row_ids.ids.tolist() == ["u1", "u2"] and back.col_ids.ids.tolist() == [4, 7, 9]
     assert back.seen_cols(0).tolist() == [0, 2] and back.seen_cols(1).tolist() == [1]
     np.testing.assert_array_equal(back.wals.row_factors_, model.wals.row_factors_)
-    assert isinstance(artifact.load(tmp_path), WALS)  # the Python API still reads it as a bare WALS
-    assert isinstance(load_servable(tmp_path), WALSModel)
+    assert isinstance(back.wals, WALS)
+    assert isinstance(back, WALSModel)
 
 
 def test_bare_wals_artifact_gets_index_ids(tmp_path):
     wals = _wals_model().wals
     artifact.save(tmp_path, wals)
-    back = load(tmp_path)
+    back = artifact.load(tmp_path)
     assert back.row_ids.ids.tolist() == [0, 1] and back.col_ids.ids.tolist() == [0, 1, 2]
     assert back.seen.nnz == 0
 

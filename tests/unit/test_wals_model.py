@@ -15,7 +15,8 @@ from algorithm import _wals_kernels as kernels
 from algorithm import _wals_reference as reference
 from algorithm import artifact
 from algorithm.schemas import WALS_SCHEMA
-from algorithm.wals import WALS, NotFittedError, _entries, warm_up
+from algorithm.wals import WALS, NotFittedError, _entries
+from algorithm.warmup import warm_up_wals
 
 N_ROWS, N_COLS, K = 30, 20, 4
 
@@ -300,7 +301,7 @@ def test_early_stopping_keeps_the_best_sweep(monkeypatch: pytest.MonkeyPatch, al
 
 
 def test_early_stopping_tolerance() -> None:
-    from algorithm.base import improves as _improves
+    from algorithm.best_epoch import improves as _improves
 
     assert _improves(0.95, 1.0, 0.01) and not _improves(0.995, 1.0, 0.01)
 
@@ -428,7 +429,7 @@ def test_artifact_round_trip(tmp_path, weights: str) -> None:
     model = WALS(embedding_dimension=K, col_weights=col_w, max_sweeps=2).fit(R)
     json.dumps(model.artifact_meta())
     artifact.save(tmp_path, model)
-    loaded = artifact.load(tmp_path)
+    loaded = artifact.load(tmp_path).wals
     assert isinstance(loaded, WALS)
     np.testing.assert_array_equal(loaded.row_factors_, model.row_factors_)
     np.testing.assert_array_equal(loaded.col_weights_, model.col_weights_)
@@ -437,7 +438,7 @@ def test_artifact_round_trip(tmp_path, weights: str) -> None:
 
 
 def test_warm_up_runs() -> None:
-    warm_up()
+    warm_up_wals()
 
 
 def test_tf_style_accessors_and_projections():

@@ -1,18 +1,16 @@
-"""The WALS model as the container trains and serves it: ``algorithm.wals.WALS``, the id maps that turn the
-users' row and column ids into matrix indices, and the training entries (for ``exclude_seen``).
+"""The WALS model as it is saved and served: ``algorithm.wals.WALS``, the id maps that turn the users' row and
+column ids into matrix indices, and the training entries (for ``exclude_seen``). ``algorithm.artifact`` loads
+every WALS artifact as a ``WALSModel``; one saved from a bare ``WALS`` gets ids 0..n-1 and no training entries.
 
 Extra arrays in ``model.npz`` (next to the WALS arrays; ``numpy.load(allow_pickle=False)`` reads them all):
 
     row_ids, col_ids          the original ids, sorted: index i of the matrix is row_ids[i]; int64 when every
                               id is a canonical decimal integer, else unicode strings
     seen_indptr, seen_indices the training matrix's entries in CSR form (indices int32), values left out
-
-``algorithm.artifact.load`` still reads such an artifact as a bare ``WALS``; ``load`` here reads it whole.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +18,6 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from algorithm import artifact
 from algorithm.wals import WALS
 
 _CANONICAL_INT = re.compile(r"-?(0|[1-9][0-9]*)")
@@ -121,7 +118,7 @@ class IdMap:
 
 class WALSModel:
     """A fitted ``WALS`` with its row and column ``IdMap`` and its training entries ``seen`` (CSR, num_rows x
-    num_cols, values dropped): the container's artifact."""
+    num_cols, values dropped): what ``algorithm.artifact`` saves and loads for "wals"."""
 
     def __init__(self, wals: WALS, row_ids: IdMap, col_ids: IdMap, seen: sp.csr_matrix) -> None:
         shape = (wals.row_factors_.shape[0], wals.col_factors_.shape[0])
@@ -159,21 +156,3 @@ class WALSModel:
         else:
             seen = sp.csr_matrix((n, m), dtype=np.float32)
         return cls(wals, row_ids, col_ids, seen)
-
-
-def load(model_dir: str | os.PathLike[str]) -> WALSModel:
-    """The WALS artifact in ``model_dir`` with its id maps; ``artifact.ArtifactError`` if there is none."""
-    meta, arrays = artifact.read(model_dir)
-    if meta.get("algorithm") != "wals":
-        raise artifact.ArtifactError(f"The model in {model_dir} is {meta.get('algorithm')!r}, not WALS")
-    try:
-        return WALSModel.from_artifact(meta, arrays)
-    except (KeyError, TypeError, ValueError) as err:
-        raise artifact.ArtifactError(f"The WALS model in {model_dir} cannot be rebuilt: {err}") from None
-
-
-def load_servable(model_dir: str | os.PathLike[str]) -> Any:
-    """``algorithm.artifact.load``, except that a WALS artifact comes back as a ``WALSModel``, id maps
-    included (the WALS arrays are then read twice)."""
-    model = artifact.load(model_dir)
-    return load(model_dir) if isinstance(model, WALS) else model

@@ -1,0 +1,105 @@
+"""What every training job does around its algorithm: find its channels, read an earlier model from the
+``model`` channel, settle the thread count, fit with the metric lines of each epoch, turn a diverged fit into
+the user's error."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from algorithm import artifact
+from algorithm.base import DivergedError
+from container import metrics_log
+from container.channels import channel_present, missing_channel_error
+from container.config import ChannelConfig
+from container.errors import ChannelError, ClientError
+from container.paths import SageMakerPaths
+from container.resources import usable_cpus
+
+log = logging.getLogger("train.job")
+
+MODEL_CHANNEL = "model"
+Metrics = dict[str, float]
+
+
+def required_channel(paths: SageMakerPaths, channels: dict[str, ChannelConfig], name: str) -> ChannelConfig:
+    """The configuration of a channel the job cannot run without; ChannelError when the job has none."""
+    config = channels.get(name, ChannelConfig(name))
+    if not channel_present(paths, channels, name):
+        raise ChannelError(f"The {name!r} channel is required but the job has none (channels: "
+                           f"{sorted(channels) or 'none'}). {missing_channel_error(paths, config)}")
+    return config
+
+
+def optional_channel(paths: SageMakerPaths, channels: dict[str, ChannelConfig], name: str
+                     ) -> ChannelConfig | None:
+    """The configuration of a channel the job may have, None when it has none."""
+    return channels.get(name, ChannelConfig(name)) if channel_present(paths, channels, name) else None
+
+
+@dataclass(frozen=True)
+class ModelChannel:
+    """The ``model`` channel: an earlier model (``algorithm.artifact``) the job starts from."""
+
+    directory: Path
+
+    @classmethod
+    def of(cls, paths: SageMakerPaths) -> ModelChannel:
+        return cls(paths.channel_dir(MODEL_CHANNEL))
+
+    @property
+    def present(self) -> bool:
+        """Whether the channel holds anything."""
+        return self.directory.is_dir() and any(self.directory.iterdir())
+
+    def error(self, action: str, reason: object) -> ClientError:
+        """The user's error for a model the job cannot ``action`` (e.g. "warm start") from."""
+        return ClientError(f"Cannot {action} from the {MODEL_CHANNEL!r} channel ({self.directory}): {reason}")
+
+    def load(self, action: str) -> Any:
+        """The model in the channel; ``error(action, ...)`` when it cannot be read."""
+        try:
+            return artifact.load(self.directory)
+        except artifact.ArtifactError as err:
+            raise self.error(action, err) from None
+
+
+def thread_count(num_threads: int) -> int:
+    """The threads training runs on: ``num_threads``, 0 meaning every CPU the job may use."""
+    threads = num_threads or usable_cpus()
+    log.info("Training with %d thread(s)", threads)
+    return threads
+
+
+@dataclass
+class EpochLog:
+    """``fit``'s ``on_epoch``: logs the train and test metric lines, progress and throughput (``items`` per
+    second of training) of each epoch and keeps its metrics in ``history``."""
+
+    host: str
+    epochs: int
+    items: int
+    history: list[tuple[Metrics, Metrics | None]] = field(default_factory=list)
+
+    def __call__(self, epoch: int, train: Metrics, test: Metrics | None, seconds: float) -> None:
+        self.history.append((train, test))
+        lines = metrics_log.epoch_lines(self.host, epoch, "train", train)
+        if test:
+            lines += metrics_log.epoch_lines(self.host, epoch, "test", test)
+        lines.append(metrics_log.progress_line(self.host, epoch + 1, self.epochs))
+        lines.append(metrics_log.throughput_line(self.host, self.items / max(seconds, 1e-9)))
+        for line in lines:
+            log.info(line)
+
+
+def fit(model: Any, *args: Any, **kwargs: Any) -> float:
+    """``model.fit(*args, **kwargs)``, a diverged fit being the user's error; returns the seconds it took."""
+    started = time.monotonic()
+    try:
+        model.fit(*args, **kwargs)
+    except DivergedError as err:
+        raise ClientError(str(err)) from None
+    return time.monotonic() - started
