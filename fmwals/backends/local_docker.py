@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from fmwals.backends import LOCAL_DOCKER
 from fmwals.errors import BackendUnavailableError
 
 STOP_GRACE_SECONDS = 30
@@ -83,8 +82,6 @@ class _Container:
 
 class DockerEngine:
     """Containers of the image, one per training job and one per endpoint."""
-
-    instance_type = LOCAL_DOCKER[0]
 
     def __init__(self) -> None:
         self._client: Any = None
