@@ -7,6 +7,7 @@ servers on 127.0.0.1 whose record holds their URL and handle (pid or container i
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -73,15 +74,7 @@ class LocalBackend:
                 if not path.exists():
                     raise FileNotFoundError(f"channel {name!r}: {path} does not exist")
                 uri = f"file://{path}"
-            staged[name] = TrainingInput(
-                uri,
-                channel.distribution,
-                channel.compression,
-                channel.content_type,
-                channel.record_wrapping,
-                "S3Prefix",
-                channel.input_mode,
-            )
+            staged[name] = dataclasses.replace(channel, s3_data=uri, s3_data_type="S3Prefix")
         return staged
 
     def stage_record_set(self, record_set: RecordSet, name: str, data_location: str | None) -> RecordSet:

@@ -7,6 +7,7 @@ Local inputs, record sets and model artifacts go to ``s3://<default bucket>/<job
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import tarfile
@@ -50,15 +51,7 @@ class SageMakerBackend:
             uri = channel.s3_data
             if is_local(uri):
                 uri = self._upload(uri, f"{job_name}/input/{name}")
-            staged[name] = TrainingInput(
-                uri,
-                channel.distribution,
-                channel.compression,
-                channel.content_type,
-                channel.record_wrapping,
-                channel.s3_data_type,
-                channel.input_mode,
-            )
+            staged[name] = dataclasses.replace(channel, s3_data=uri)
         return staged
 
     def stage_record_set(self, record_set: RecordSet, name: str, data_location: str | None) -> RecordSet:
