@@ -17,7 +17,7 @@ ACCEPT ?= application/json
 
 export IMAGE LOCAL_BASE_IMAGE BASE_IMAGE
 
-.PHONY: help venv lint test docker-engine base-image image push local-train local-serve local-predict \
+.PHONY: help venv lint test test-fast docker-engine base-image image push local-train local-serve local-predict \
         demo bench sample-data clean
 
 help: ## list the targets
@@ -49,6 +49,9 @@ test: venv docker-engine image ## engine + images + lint + the whole pytest suit
 	$(MAKE) --no-print-directory lint || status=1; \
 	REQUIRE_DOCKER=1 $(VENV)/bin/python -m pytest --continue-on-collection-errors || status=1; \
 	exit $$status
+
+test-fast: venv ## pytest without the slow and the Docker tests: no engine or image needed
+	$(VENV)/bin/python -m pytest -m "not slow and not docker"
 
 push: docker-engine ## build and push to ECR (AWS_ACCOUNT_ID, AWS_REGION, ECR_REPOSITORY, TAG) or REGISTRY=host:port/name
 	scripts/push_image.sh

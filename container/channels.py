@@ -1,17 +1,17 @@
-"""Reading training channels: File mode (every regular, non-hidden file, recursively, sorted) and Pipe mode
+"""Reading training channels: File mode (the files ``channel_files`` lists) and Pipe mode
 (the FIFOs ``<channel>_<epoch>``), gzip transparently, each body decoded by the channel's content type."""
 
 from __future__ import annotations
 
 import gzip
 import logging
-import os
 import stat
 import time
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from container.channel_files import channel_files
 from container.config import ChannelConfig
 from container.errors import ChannelError, DataError
 from container.formats.dataset import Dataset, concatenate
@@ -21,24 +21,7 @@ from container.paths import SageMakerPaths
 log = logging.getLogger(__name__)
 
 GZIP_MAGIC = b"\x1f\x8b"
-MANIFEST_SUFFIX = ".amazon.manifest"
 PIPE_WAIT_SECONDS = 600.0
-
-
-def channel_files(directory: Path) -> list[Path]:
-    """Regular, non-hidden files under ``directory``, recursively, in sorted path order."""
-    files = []
-    for root, dirs, names in os.walk(directory, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(names):
-            path = Path(root) / name
-            if name.startswith(".") or not path.is_file():
-                continue
-            if name.endswith(MANIFEST_SUFFIX):
-                log.warning("Skipping manifest file %s (a ManifestFile channel must be downloaded first)", path)
-                continue
-            files.append(path)
-    return sorted(files)
 
 
 def _maybe_gunzip(body: bytes, source: str) -> bytes:

@@ -8,17 +8,19 @@ against the container's schema whenever they are set, with the container's own m
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from container import metrics_log
 from fmwals import hyperparams, jobs
-from fmwals.backends import Backend, backend_for, backend_for_job
+from fmwals.backends import backend_for, backend_for_endpoint, backend_for_job
+from fmwals.backends.backend import Backend
+from fmwals.images import base_name, default_image
 from fmwals.inputs import Inputs, TrainingInput, normalize
 from fmwals.model import Model
 from fmwals.predictor import FactorizationMachinesPredictor, Predictor
 from fmwals.training_job import TrainingJob, TrainingJobAnalytics
 from fmwals.transformer import Transformer
+from fmwals.wals_predictor import WALSPredictor
 
 V1_NAMES = {
     "train_instance_count": "instance_count",
@@ -33,11 +35,6 @@ V1_NAMES = {
 MODEL_CONTENT_TYPE = "application/x-sagemaker-model"
 
 
-def default_image() -> str:
-    """The image the estimators use unless told otherwise: ``$FMWALS_IMAGE`` or ``fm-wals:latest``."""
-    return os.environ.get("FMWALS_IMAGE", "fm-wals:latest")
-
-
 def translate_v1(kwargs: dict[str, Any]) -> dict[str, Any]:
     """SDK v1 argument names -> v2 names; giving both spellings of one argument is an error."""
     out = dict(kwargs)
@@ -50,11 +47,7 @@ def translate_v1(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def predictor_class(algorithm: str) -> type[Predictor]:
-    if algorithm == "wals":
-        from fmwals.wals_predictor import WALSPredictor
-
-        return WALSPredictor
-    return FactorizationMachinesPredictor
+    return WALSPredictor if algorithm == "wals" else FactorizationMachinesPredictor
 
 
 class Estimator:
@@ -173,7 +166,7 @@ class Estimator:
         return metrics_log.metric_definitions(self.algorithm, predictor_type)
 
     def _base_name(self) -> str:
-        return self.base_job_name or self.image_uri.rsplit("/", 1)[-1].split(":")[0]
+        return self.base_job_name or base_name(self.image_uri)
 
     def training_request(self, job_name: str, channels: dict[str, TrainingInput]) -> dict[str, Any]:
         """The CreateTrainingJob request of a job on ``channels`` (already staged for the back end)."""
@@ -357,34 +350,12 @@ class Estimator:
         """Delete the endpoint ``deploy`` created."""
         if self.endpoint_name is None:
             raise ValueError("this estimator has not deployed an endpoint")
-        from fmwals.backends import backend_for_endpoint
-
         backend_for_endpoint(self.endpoint_name, self.sagemaker_session).delete_endpoint(self.endpoint_name)
         self.endpoint_name = None
 
     def transformer(
-        self,
-        instance_count: int,
-        instance_type: str,
-        strategy: str | None = None,
-        assemble_with: str | None = None,
-        output_path: str | None = None,
-        accept: str | None = None,
-        env: dict[str, str] | None = None,
-        max_concurrent_transforms: int | None = None,
-        max_payload: int | None = None,
-        role: str | None = None,
-        **kwargs: Any,
+        self, instance_count: int, instance_type: str, *args: Any, role: str | None = None, **kwargs: Any
     ) -> Transformer:
-        """A Transformer running the latest job's model as batch transform jobs."""
-        return self.create_model(role=role).transformer(
-            instance_count,
-            instance_type,
-            strategy,
-            assemble_with,
-            output_path,
-            accept,
-            env,
-            max_concurrent_transforms,
-            max_payload,
-        )
+        """A Transformer running the latest job's model as batch transform jobs; the other arguments are
+        ``Transformer``'s."""
+        return self.create_model(role=role).transformer(instance_count, instance_type, *args, **kwargs)

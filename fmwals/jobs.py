@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 KINDS = ("jobs", "endpoints", "tuning", "transform")
+STOP_MARKER = "stop-requested"  # created in a training job's directory to ask its supervisor to stop it
 _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 
 

@@ -7,6 +7,8 @@ from typing import Any
 
 from fmwals import jobs
 from fmwals.backends import backend_for
+from fmwals.backends.backend import ModelSpec
+from fmwals.images import base_name, default_image
 from fmwals.predictor import Predictor
 from fmwals.transformer import Transformer
 
@@ -25,8 +27,6 @@ class Model:
         sagemaker_session: Any = None,
         image: str | None = None,
     ) -> None:
-        from fmwals.estimator import default_image
-
         self.image_uri = image_uri or image or default_image()
         if model_data is None:
             raise ValueError("Model needs model_data (a model.tar.gz or a model directory)")
@@ -37,6 +37,11 @@ class Model:
         self.name = name
         self.sagemaker_session = sagemaker_session
         self.endpoint_name: str | None = None
+
+    @property
+    def spec(self) -> ModelSpec:
+        """What a back end runs for this model."""
+        return ModelSpec(self.image_uri, self.model_data, dict(self.env), self.role)
 
     def deploy(
         self,
@@ -56,46 +61,16 @@ class Model:
         if instance_type is None:
             raise ValueError("deploy needs instance_type: 'local_process', 'local' or an 'ml.*' type")
         backend = backend_for(instance_type, self.sagemaker_session)
-        name = endpoint_name or self.name or jobs.unique_name(self.image_uri.rsplit("/", 1)[-1].split(":")[0])
-        backend.create_endpoint(
-            name,
-            self.image_uri,
-            self.model_data,
-            instance_type,
-            initial_instance_count,
-            self.env,
-            self.role,
-            port,
-        )
+        name = endpoint_name or self.name or jobs.unique_name(base_name(self.image_uri))
+        backend.create_endpoint(name, self.spec, instance_type, initial_instance_count, port)
         self.endpoint_name = name
         predictor_kwargs = {
             k: v for k, v in (("serializer", serializer), ("deserializer", deserializer)) if v is not None
         }
         return self.predictor_cls(name, sagemaker_session=self.sagemaker_session, **predictor_kwargs)
 
-    def transformer(
-        self,
-        instance_count: int,
-        instance_type: str,
-        strategy: str | None = None,
-        assemble_with: str | None = None,
-        output_path: str | None = None,
-        accept: str | None = None,
-        env: dict[str, str] | None = None,
-        max_concurrent_transforms: int | None = None,
-        max_payload: int | None = None,
-        **kwargs: Any,
-    ) -> Transformer:
-        """A batch transformer running this model."""
+    def transformer(self, instance_count: int, instance_type: str, *args: Any, **kwargs: Any) -> Transformer:
+        """A batch transformer running this model; the other arguments are ``Transformer``'s."""
         return Transformer(
-            self,
-            instance_count,
-            instance_type,
-            strategy=strategy,
-            assemble_with=assemble_with,
-            output_path=output_path,
-            accept=accept,
-            env=env,
-            max_concurrent_transforms=max_concurrent_transforms,
-            max_payload=max_payload,
+            self.spec, instance_count, instance_type, *args, sagemaker_session=self.sagemaker_session, **kwargs
         )

@@ -9,7 +9,8 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from fmwals.backends import Backend, backend_for_endpoint
+from fmwals.backends import backend_for_endpoint
+from fmwals.backends.backend import Backend
 from fmwals.serializers import JSONDeserializer, JSONSerializer, PredictionsDeserializer
 
 

@@ -57,68 +57,64 @@ def _features(rows: Any) -> Iterator[dict[str, Any]]:
             yield {"features": {"values": row.tolist()}}
 
 
-def _passthrough(data: Any) -> bytes | None:
-    if isinstance(data, bytes):
-        return data
-    if isinstance(data, str):
-        return data.encode()
-    return None
+class _Serializer:
+    """``bytes`` and ``str`` go out as they are; anything else is encoded by the subclass."""
+
+    CONTENT_TYPE: str
+
+    def serialize(self, data: Any) -> bytes:
+        if isinstance(data, bytes):
+            return data
+        if isinstance(data, str):
+            return data.encode()
+        return self.encode(data)
+
+    def encode(self, data: Any) -> bytes:
+        raise NotImplementedError
 
 
-class JSONSerializer:
+class JSONSerializer(_Serializer):
     """``application/json``; rows become the built-in's ``instances`` list, dicts are sent as they are."""
 
     CONTENT_TYPE = JSON
 
-    def serialize(self, data: Any) -> bytes:
-        raw = _passthrough(data)
-        if raw is not None:
-            return raw
+    def encode(self, data: Any) -> bytes:
         if isinstance(data, dict):
             return json.dumps(data).encode()
         return json.dumps({"instances": [{"data": f} for f in _features(_rows(data))]}).encode()
 
 
-class JSONLinesSerializer:
+class JSONLinesSerializer(_Serializer):
     """``application/jsonlines``: one ``{"data": {"features": ...}}`` per row (dicts: one per line)."""
 
     CONTENT_TYPE = JSONLINES
 
-    def serialize(self, data: Any) -> bytes:
-        raw = _passthrough(data)
-        if raw is not None:
-            return raw
+    def encode(self, data: Any) -> bytes:
         if isinstance(data, list) and data and isinstance(data[0], dict):
             return "\n".join(json.dumps(d) for d in data).encode()
         return "\n".join(json.dumps({"data": f}) for f in _features(_rows(data))).encode()
 
 
-class CSVSerializer:
+class CSVSerializer(_Serializer):
     """``text/csv``: one dense row per line, no header."""
 
     CONTENT_TYPE = CSV
 
-    def serialize(self, data: Any) -> bytes:
-        raw = _passthrough(data)
-        if raw is not None:
-            return raw
+    def encode(self, data: Any) -> bytes:
         rows = _rows(data)
         dense = rows.toarray() if _is_sparse(rows) else rows
         return "\n".join(",".join(map(repr, row)) for row in dense.tolist()).encode()
 
 
-class RecordSerializer:
+class RecordSerializer(_Serializer):
     """``application/x-recordio-protobuf``: one Record per row, dense or sparse by the input's kind; the
     tensor type follows the dtype (float32 -> Float32) as the SDK's writers do."""
 
     CONTENT_TYPE = RECORDIO
 
-    def serialize(self, data: Any) -> bytes:
+    def encode(self, data: Any) -> bytes:
         from container.formats.recordio import write_numpy_to_dense_tensor, write_spmatrix_to_sparse_tensor
 
-        raw = _passthrough(data)
-        if raw is not None:
-            return raw
         rows = _rows(data)
         buffer = io.BytesIO()
         if _is_sparse(rows):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from container import metrics_log
-from fmwals.backends import Backend
+from fmwals.backends import backend_for_job
+from fmwals.backends.backend import Backend
 from fmwals.errors import JobFailedError
 
 
@@ -53,8 +54,6 @@ class TrainingJobAnalytics:
         backend: Backend | None = None,
         sagemaker_session: Any = None,
     ) -> None:
-        from fmwals.backends import backend_for_job
-
         self.name = training_job_name
         self.metric_names = metric_names
         self.backend = backend or backend_for_job(training_job_name, sagemaker_session)

@@ -6,14 +6,14 @@ local back ends with a temporary endpoint (``fmwals.backends.local_transform``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import dataclasses
+from typing import Any
 
 from fmwals import jobs
 from fmwals.backends import backend_for
+from fmwals.backends.backend import ModelSpec
 from fmwals.errors import JobFailedError
-
-if TYPE_CHECKING:
-    from fmwals.model import Model
+from fmwals.images import base_name
 
 STRATEGIES = {
     "MULTI_RECORD": "MultiRecord",
@@ -24,11 +24,13 @@ STRATEGIES = {
 
 
 class Transformer:
-    """Runs batch transform jobs of ``model`` (the SDK's Transformer, built by ``estimator.transformer``)."""
+    """Runs batch transform jobs of ``model`` (the SDK's Transformer, built by ``estimator.transformer`` or
+    ``model.transformer``). SDK arguments with no counterpart here (``output_kms_key``, ``tags``, ...) are
+    accepted and ignored."""
 
     def __init__(
         self,
-        model: Model,
+        model: ModelSpec,
         instance_count: int,
         instance_type: str,
         strategy: str | None = None,
@@ -38,6 +40,9 @@ class Transformer:
         env: dict[str, str] | None = None,
         max_concurrent_transforms: int | None = None,
         max_payload: int | None = None,
+        *,
+        sagemaker_session: Any = None,
+        **sdk_only: Any,
     ) -> None:
         if strategy is not None and strategy not in STRATEGIES:
             raise ValueError(f"strategy={strategy!r}: expected MultiRecord or SingleRecord")
@@ -52,7 +57,7 @@ class Transformer:
         self.max_concurrent_transforms = max_concurrent_transforms
         self.max_payload = max_payload
         self.latest_transform_job: str | None = None
-        self.backend = backend_for(instance_type, model.sagemaker_session)
+        self.backend = backend_for(instance_type, sagemaker_session)
 
     def transform(
         self,
@@ -70,9 +75,7 @@ class Transformer:
         ``split_type`` None sends each file whole, ``Line`` line by line, ``RecordIO`` record by record;
         MultiRecord batches records up to ``max_payload`` MB per request.
         """
-        name = jobs.check_name(
-            job_name or jobs.unique_name(self.model.image_uri.rsplit("/", 1)[-1].split(":")[0] + "-transform")
-        )
+        name = jobs.check_name(job_name or jobs.unique_name(base_name(self.model.image_uri) + "-transform"))
         source: dict[str, Any] = {"S3DataSource": {"S3DataType": data_type, "S3Uri": data}}
         transform_input: dict[str, Any] = {"DataSource": source}
         for key, value in (
@@ -86,6 +89,7 @@ class Transformer:
         for key, value in (("Accept", self.accept), ("AssembleWith", self.assemble_with)):
             if value is not None:
                 output[key] = value
+        environment = {**self.model.env, **self.env}
         request: dict[str, Any] = {
             "TransformJobName": name,
             "ModelName": name,
@@ -97,14 +101,12 @@ class Transformer:
             ("BatchStrategy", self.strategy),
             ("MaxPayloadInMB", self.max_payload),
             ("MaxConcurrentTransforms", self.max_concurrent_transforms),
-            ("Environment", {**self.model.env, **self.env} or None),
+            ("Environment", environment or None),
         )
         for key, value in optional:
             if value is not None:
                 request[key] = value
-        self.backend.create_transform_job(
-            request, self.model.image_uri, self.model.model_data, self.model.role
-        )
+        self.backend.create_transform_job(request, dataclasses.replace(self.model, env=environment))
         self.latest_transform_job = name
         if wait:
             self.wait()

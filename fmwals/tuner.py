@@ -5,18 +5,20 @@ container's own regexes unless given."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
 from fmwals import hyperparams, jobs
-from fmwals.backends import is_local
+from fmwals.algorithms import WALS, FactorizationMachines
+from fmwals.backends import backend_for_endpoint
+from fmwals.backends.engines import is_local
 from fmwals.backends.sagemaker import SageMakerBackend
 from fmwals.estimator import Estimator
 from fmwals.inputs import Inputs, feature_dim_of, normalize
 from fmwals.parameter import CategoricalParameter, IntegerParameter, Range, parse_range
 from fmwals.predictor import Predictor
+from fmwals.tuning_local import LocalTuningJob
 
 STRATEGIES = ("Bayesian", "Random", "Grid", "Hyperband")
 TUNING_JOB_NAME_MAX_LENGTH = 32
@@ -90,7 +92,7 @@ class HyperparameterTuner:
         self.estimator_name = estimator_name
         self.random_seed = random_seed
         self.latest_tuning_job: str | None = None
-        self._local_job: Any = None
+        self._local_job: LocalTuningJob | None = None
         self._check()
 
     def _check(self) -> None:
@@ -128,15 +130,6 @@ class HyperparameterTuner:
             )
             groups[f"{kind}ParameterRanges"].append(parameter.as_tuning_range(name))
         return groups
-
-    def metric_regex(self, name: str) -> str | None:
-        """The regex of the metric definition ``name``, if there is one."""
-        return next((d["Regex"] for d in self.metric_definitions if d["Name"] == name), None)
-
-    def metric_values(self, name: str, log: str) -> list[float]:
-        """Every value of metric ``name`` in a training log, in order."""
-        regex = self.metric_regex(name)
-        return [float(v) for v in re.findall(regex, log)] if regex else []
 
     def describe_request(
         self, name: str, training_definition: dict[str, Any] | None = None
@@ -213,14 +206,14 @@ class HyperparameterTuner:
         )
         base = self.base_tuning_job_name or self.estimator.algorithm
         name = jobs.check_name(job_name) if job_name else jobs.unique_name(base, TUNING_JOB_NAME_MAX_LENGTH)
+        if self._local and jobs.exists("tuning", name):
+            raise ValueError(f"a tuning job named {name!r} already exists: choose another job_name")
+        request = self.describe_request(name, self.training_definition(name, inputs))
         if self._local:
-            from fmwals.tuning_local import LocalTuningJob
-
-            if jobs.exists("tuning", name):
-                raise ValueError(f"a tuning job named {name!r} already exists: choose another job_name")
-            self._local_job = LocalTuningJob(self, name, inputs)
+            self._local_job = LocalTuningJob(
+                request, self.estimator, self.hyperparameter_ranges_, self.metric_definitions, inputs
+            )
         else:
-            request = self.describe_request(name, self.training_definition(name, inputs))
             self._sagemaker().create_tuning_job(request)
         self.latest_tuning_job = name
         if wait:
@@ -280,8 +273,6 @@ class HyperparameterTuner:
         )
 
     def delete_endpoint(self, endpoint_name: str | None = None) -> None:
-        from fmwals.backends import backend_for_endpoint
-
         name = endpoint_name or self.best_training_job()
         backend_for_endpoint(name, self.estimator.sagemaker_session).delete_endpoint(name)
 
@@ -393,6 +384,4 @@ class HyperparameterTuner:
 
 
 def _estimator_class(hyperparameters: dict[str, str]) -> type[Estimator]:
-    from fmwals.algorithms import WALS, FactorizationMachines
-
     return WALS if hyperparams.algorithm_of(hyperparameters) == "wals" else FactorizationMachines

@@ -12,18 +12,17 @@ from __future__ import annotations
 import contextlib
 import copy
 import itertools
+import re
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from fmwals import jobs
+from fmwals.estimator import Estimator
 from fmwals.inputs import Inputs
 from fmwals.parameter import IntegerParameter, Range, grid_values
-
-if TYPE_CHECKING:
-    from fmwals.tuner import HyperparameterTuner
 
 POLL_SECONDS = 0.5
 TPE_STARTUP_TRIALS = 3  # random trials before TPE models the objective (small budgets need an early model)
@@ -57,55 +56,69 @@ def grid(ranges: dict[str, Range]) -> list[dict[str, Any]]:
     return [dict(zip(ranges, combination, strict=True)) for combination in itertools.product(*values)]
 
 
-class LocalTuningJob:
-    """Runs one tuning job in a background thread; ``wait()`` joins it."""
+def metric_values(definitions: list[dict[str, str]], name: str, log: str) -> list[float]:
+    """Every value of the metric definition ``name`` in a training log, in order (none if not defined)."""
+    regex = next((d["Regex"] for d in definitions if d["Name"] == name), None)
+    return [float(v) for v in re.findall(regex, log)] if regex else []
 
-    def __init__(self, tuner: HyperparameterTuner, name: str, inputs: Inputs) -> None:
+
+class LocalTuningJob:
+    """Runs the CreateHyperParameterTuningJob ``request`` in a background thread: training jobs of copies of
+    ``estimator`` with values suggested from ``ranges``, objective values read from their logs with
+    ``metric_definitions``. ``wait()`` joins it."""
+
+    def __init__(
+        self,
+        request: dict[str, Any],
+        estimator: Estimator,
+        ranges: dict[str, Range],
+        metric_definitions: list[dict[str, str]],
+        inputs: Inputs,
+    ) -> None:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        self.tuner = tuner
-        self.name = name
+        config = request["HyperParameterTuningJobConfig"]
+        objective = config["HyperParameterTuningJobObjective"]
+        self.name = request["HyperParameterTuningJobName"]
+        self.estimator = estimator
+        self.ranges = ranges
+        self.metric_definitions = metric_definitions
         self.inputs = inputs
+        self.objective = objective["MetricName"]
+        self.maximize = objective["Type"] == "Maximize"
+        self.max_parallel_jobs = config["ResourceLimits"]["MaxParallelTrainingJobs"]
+        self.max_jobs = config["ResourceLimits"].get("MaxNumberOfTrainingJobs", 0)
         self.lock = threading.Lock()
         self.stop_requested = threading.Event()
-        direction: Literal["maximize", "minimize"] = (
-            "maximize" if tuner.objective_type == "Maximize" else "minimize"
-        )
+        direction: Literal["maximize", "minimize"] = "maximize" if self.maximize else "minimize"
+        strategy = config["Strategy"]
         self.study = optuna.create_study(
             direction=direction,
-            sampler=_sampler(tuner.strategy, tuner.random_seed),
-            pruner=_pruner(tuner.strategy, tuner.early_stopping_type),
+            sampler=_sampler(strategy, config.get("RandomSeed")),
+            pruner=_pruner(strategy, config["TrainingJobEarlyStoppingType"]),
         )
-        self.max_jobs = tuner.max_jobs
-        if tuner.strategy == "Grid":
-            points = grid(tuner.hyperparameter_ranges_)
+        if strategy == "Grid":
+            points = grid(ranges)
             for params in points:
                 self.study.enqueue_trial(params)
             self.max_jobs = min(self.max_jobs or len(points), len(points))
         self.counter = itertools.count()
-        self._warm_start()
+        parents = request.get("WarmStartConfig", {}).get("ParentHyperParameterTuningJobs", [])
+        self._warm_start([p["HyperParameterTuningJobName"] for p in parents])
         jobs.write(
             "tuning",
-            name,
-            {
-                **tuner.describe_request(name, tuner.training_definition(name, inputs)),
-                "HyperParameterTuningJobStatus": "InProgress",
-                "CreationTime": jobs.now(),
-                "TrainingJobs": [],
-            },
+            self.name,
+            {**request, "HyperParameterTuningJobStatus": "InProgress", "CreationTime": jobs.now(), "TrainingJobs": []},
         )
-        self.thread = threading.Thread(target=self._run, name=f"tuning-{name}", daemon=True)
+        self.thread = threading.Thread(target=self._run, name=f"tuning-{self.name}", daemon=True)
         self.thread.start()
 
-    def _warm_start(self) -> None:
+    def _warm_start(self, parents: list[str]) -> None:
         """Add the parents' finished trials whose values fit today's ranges to the study."""
         import optuna
 
-        config = self.tuner.warm_start_config
-        if config is None:
-            return
-        for parent in sorted(config.parents):
+        for parent in sorted(parents):
             for summary in jobs.read("tuning", parent).get("TrainingJobs", []):
                 value = summary.get("FinalHyperParameterTuningJobObjectiveMetric", {}).get("Value")
                 if summary["TrainingJobStatus"] != "Completed" or value is None:
@@ -114,7 +127,7 @@ class LocalTuningJob:
                 probe = optuna.trial.FixedTrial(params)
                 # A parent trial outside today's ranges (TransferLearning may change them) is left out.
                 with contextlib.suppress(ValueError, KeyError, AttributeError):
-                    for name, parameter in self.tuner.hyperparameter_ranges_.items():
+                    for name, parameter in self.ranges.items():
                         parameter.suggest(probe, name)
                     self.study.add_trial(
                         optuna.trial.create_trial(
@@ -123,8 +136,8 @@ class LocalTuningJob:
                     )
 
     def _run(self) -> None:
-        with ThreadPoolExecutor(self.tuner.max_parallel_jobs, thread_name_prefix=self.name) as pool:
-            workers = [pool.submit(self._worker) for _ in range(self.tuner.max_parallel_jobs)]
+        with ThreadPoolExecutor(self.max_parallel_jobs, thread_name_prefix=self.name) as pool:
+            workers = [pool.submit(self._worker) for _ in range(self.max_parallel_jobs)]
         errors = [f"{type(e).__name__}: {e}" for e in (w.exception() for w in workers) if e is not None]
         status = "Failed" if errors else "Stopped" if self.stop_requested.is_set() else "Completed"
         fields: dict[str, Any] = {"FailureReason": "; ".join(errors)} if errors else {}
@@ -160,7 +173,7 @@ class LocalTuningJob:
         import optuna
 
         trial = self.study.ask()
-        tuned = {n: r.suggest(trial, n) for n, r in self.tuner.hyperparameter_ranges_.items()}
+        tuned = {n: r.suggest(trial, n) for n, r in self.ranges.items()}
         job_name = f"{self.name}-{index + 1:03d}-{uuid.uuid4().hex[:8]}"
         self._summary(
             job_name,
@@ -169,7 +182,7 @@ class LocalTuningJob:
             OptunaParams=dict(trial.params),
             CreationTime=jobs.now(),
         )
-        estimator = copy.copy(self.tuner.estimator)
+        estimator = copy.copy(self.estimator)
         try:
             estimator.set_hyperparameters(**tuned)
             estimator.fit(self.inputs, wait=False, logs=False, job_name=job_name)
@@ -179,12 +192,12 @@ class LocalTuningJob:
             return
         assert estimator.latest_training_job is not None
         backend = estimator.latest_training_job.backend
-        per_epoch = f"{self.tuner.objective_metric_name}:epoch"
+        per_epoch = f"{self.objective}:epoch"
         reported, pruned = 0, False
         while True:
             description = backend.describe_training_job(job_name)
             if not pruned:
-                values = self.tuner.metric_values(per_epoch, backend.training_log(job_name))
+                values = metric_values(self.metric_definitions, per_epoch, backend.training_log(job_name))
                 for value in values[reported:]:
                     trial.report(value, reported)
                     reported += 1
@@ -203,10 +216,10 @@ class LocalTuningJob:
         import optuna
 
         status = description["TrainingJobStatus"]
-        objective = self.tuner.objective_metric_name
-        values = self.tuner.metric_values(objective, log)
+        objective = self.objective
+        values = metric_values(self.metric_definitions, objective, log)
         if not values and status == "Stopped":  # stopped early: its last per-epoch value stands
-            values = self.tuner.metric_values(f"{objective}:epoch", log)
+            values = metric_values(self.metric_definitions, f"{objective}:epoch", log)
         fields: dict[str, Any] = {
             "TrainingJobStatus": status,
             "TrainingEndTime": jobs.now(),
@@ -214,7 +227,7 @@ class LocalTuningJob:
         }
         if values:
             fields["FinalHyperParameterTuningJobObjectiveMetric"] = {
-                "MetricName": self.tuner.objective_metric_name,
+                "MetricName": objective,
                 "Value": values[-1],
             }
         if status == "Completed" and values:
@@ -242,7 +255,7 @@ class LocalTuningJob:
         ]
         if not summaries:
             return None
-        sign = 1.0 if self.tuner.objective_type == "Maximize" else -1.0
+        sign = 1.0 if self.maximize else -1.0
         return max(summaries, key=lambda s: sign * s["FinalHyperParameterTuningJobObjectiveMetric"]["Value"])
 
     def wait(self) -> None:

@@ -1,4 +1,5 @@
-"""gunicorn settings (``gunicorn -c serve/gunicorn_conf.py serve.wsgi:app``), from SAGEMAKER_* variables.
+"""gunicorn settings (``gunicorn -c serve/gunicorn_conf.py serve.wsgi:app``), from SAGEMAKER_* variables read
+by ``serve.settings``: a malformed one stops the server with a message naming it.
 
 - bind ``0.0.0.0:$SAGEMAKER_BIND_TO_PORT`` (default 8080).
 - workers ``$SAGEMAKER_MODEL_SERVER_WORKERS`` (default: usable CPUs, affinity and cgroup quota).
@@ -21,8 +22,8 @@
   1,000-row JSON body is 7,000 dicts and lists) triggers full collections, which otherwise walk every object
   of numba, scipy and Flask; measured, ``orjson.loads`` of such a body took 9.4 ms with the imports' objects
   in the collector and 4.3 ms with them frozen (3.6 ms with no collection).
-- timeout ``$SAGEMAKER_MODEL_SERVER_TIMEOUT`` (default 60 s): gunicorn restarts a worker silent for that
-  long; graceful_timeout 25 s, below the 30 s between SageMaker's SIGTERM and SIGKILL, lets in-flight
+- timeout ``$SAGEMAKER_MODEL_SERVER_TIMEOUT`` (default 60 s, 0 for none): gunicorn restarts a worker silent
+  for that long; graceful_timeout 25 s, below the 30 s between SageMaker's SIGTERM and SIGKILL, lets in-flight
   requests finish.
 """
 
@@ -30,18 +31,22 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 from typing import Any
 
 from serve.settings import ServeSettings
 
-_settings = ServeSettings.from_env()
+try:
+    _settings = ServeSettings.from_env()
+except ValueError as error:  # SystemExit passes gunicorn's config loader: the message alone, no traceback
+    sys.exit(f"Cannot start the server: {error}")
 os.environ.setdefault("NUMBA_NUM_THREADS", str(_settings.numba_threads))  # before anything imports numba
 
-bind = f"0.0.0.0:{os.environ.get('SAGEMAKER_BIND_TO_PORT') or 8080}"
+bind = f"0.0.0.0:{_settings.port}"
 workers = _settings.workers
 worker_class = "gthread"
 threads = 2
-timeout = int(os.environ.get("SAGEMAKER_MODEL_SERVER_TIMEOUT") or 60)
+timeout = _settings.timeout_seconds
 graceful_timeout = 25
 preload_app = True
 worker_tmp_dir = "/dev/shm"

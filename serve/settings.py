@@ -14,6 +14,9 @@ from container.resources import usable_cpus
 
 MB = 1024 * 1024
 DEFAULT_ACCEPT = "application/json"
+DEFAULT_PORT = 8080
+DEFAULT_TIMEOUT_SECONDS = 60
+MAX_TIMEOUT_SECONDS = 86400
 MAX_PAYLOAD_LIMIT_MB = 100  # SageMaker's ceiling for MaxPayloadInMB
 MAX_TRANSFORM_MEGABYTES = 100  # SageMaker: MaxConcurrentTransforms x MaxPayloadInMB <= 100
 
@@ -24,12 +27,15 @@ class ServeSettings:
     cpus: int
     default_accept: str = DEFAULT_ACCEPT
     max_payload_mb: int = 6
+    port: int = DEFAULT_PORT
+    timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ServeSettings:
         """Settings from ``SAGEMAKER_MODEL_SERVER_WORKERS`` (default: usable CPUs),
-        ``SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT`` and ``SAGEMAKER_MAX_PAYLOAD_IN_MB``
-        (1-100, default 6); ``ValueError`` naming the variable when one is malformed."""
+        ``SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT``, ``SAGEMAKER_MAX_PAYLOAD_IN_MB`` (1-100, default 6),
+        ``SAGEMAKER_BIND_TO_PORT`` (default 8080) and ``SAGEMAKER_MODEL_SERVER_TIMEOUT`` (seconds, default 60,
+        0 for none); ``ValueError`` naming the variable when one is malformed."""
         cpus = usable_cpus()
         accept = environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "").strip()
         return cls(
@@ -37,6 +43,10 @@ class ServeSettings:
             cpus=cpus,
             default_accept=accept or DEFAULT_ACCEPT,
             max_payload_mb=_int_env(environ, "SAGEMAKER_MAX_PAYLOAD_IN_MB", 6, 1, MAX_PAYLOAD_LIMIT_MB),
+            port=_int_env(environ, "SAGEMAKER_BIND_TO_PORT", DEFAULT_PORT, 1, 65535),
+            timeout_seconds=_int_env(
+                environ, "SAGEMAKER_MODEL_SERVER_TIMEOUT", DEFAULT_TIMEOUT_SECONDS, 0, MAX_TIMEOUT_SECONDS
+            ),
         )
 
     @property

@@ -30,8 +30,6 @@ class Running(Protocol):
 class Engine(Protocol):
     """Runs ``train`` and ``serve`` with a /opt/ml tree: as subprocesses, or in Docker containers."""
 
-    instance_type: str
-
     def check(self, image: str) -> None:
         """Raise ``BackendUnavailableError`` (saying what to do) if jobs cannot start here."""
         ...

@@ -7,6 +7,7 @@ servers on 127.0.0.1 whose record holds their URL and handle (pid or container i
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -20,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from fmwals import jobs
-from fmwals.backends import LOCAL_PROCESS, processes
+from fmwals.backends import local_transform, processes
+from fmwals.backends.backend import ModelSpec
 from fmwals.backends.engine import Engine
-from fmwals.backends.supervisor import STOP_MARKER
 from fmwals.errors import BackendUnavailableError, EndpointError
 from fmwals.inputs import RecordSet, TrainingInput, is_local, local_path
 from fmwals.session import Session, download
@@ -30,16 +31,6 @@ from fmwals.session import Session, download
 READY_TIMEOUT_SECONDS = 120.0
 POLL_SECONDS = 0.2
 LOG_TAIL_LINES = 30
-
-
-def engine_for(instance_type: str) -> Engine:
-    if instance_type == LOCAL_PROCESS:
-        from fmwals.backends.local_process import ProcessEngine
-
-        return ProcessEngine()
-    from fmwals.backends.local_docker import DockerEngine
-
-    return DockerEngine()
 
 
 def _tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
@@ -83,15 +74,7 @@ class LocalBackend:
                 if not path.exists():
                     raise FileNotFoundError(f"channel {name!r}: {path} does not exist")
                 uri = f"file://{path}"
-            staged[name] = TrainingInput(
-                uri,
-                channel.distribution,
-                channel.compression,
-                channel.content_type,
-                channel.record_wrapping,
-                "S3Prefix",
-                channel.input_mode,
-            )
+            staged[name] = dataclasses.replace(channel, s3_data=uri, s3_data_type="S3Prefix")
         return staged
 
     def stage_record_set(self, record_set: RecordSet, name: str, data_location: str | None) -> RecordSet:
@@ -172,7 +155,7 @@ class LocalBackend:
 
     def stop_training_job(self, name: str) -> None:
         """Ask the job's supervisor to stop it (a marker file it watches: safe at any stage)."""
-        (jobs.entity_dir("jobs", name) / STOP_MARKER).touch()
+        (jobs.entity_dir("jobs", name) / jobs.STOP_MARKER).touch()
 
     def training_log(self, name: str) -> str:
         return (jobs.entity_dir("jobs", name) / "log.txt").read_text(errors="replace")
@@ -180,15 +163,7 @@ class LocalBackend:
     # --- endpoints -----------------------------------------------------------------------------------
 
     def create_endpoint(
-        self,
-        name: str,
-        image: str,
-        model_data: str,
-        instance_type: str,
-        instance_count: int,
-        env: dict[str, str],
-        role: str | None,
-        port: int | None,
+        self, name: str, model: ModelSpec, instance_type: str, instance_count: int, port: int | None
     ) -> None:
         jobs.check_name(name)
         if jobs.exists("endpoints", name):
@@ -198,21 +173,21 @@ class LocalBackend:
                     "(predictor.delete_endpoint()) or pass another endpoint_name"
                 )
             self.delete_endpoint(name)
-        self.engine.check(image)
+        self.engine.check(model.image_uri)
         if port is not None:
             processes.check_port_free(port)
         port = port or processes.free_port()
         endpoint_dir = jobs.entity_dir("endpoints", name)
-        _extract_model(model_data, endpoint_dir / "opt_ml" / "model")
+        _extract_model(model.model_data, endpoint_dir / "opt_ml" / "model")
         handle = self.engine.start_serving(
-            image, endpoint_dir / "opt_ml", port, env, name, endpoint_dir / "log.txt"
+            model.image_uri, endpoint_dir / "opt_ml", port, model.env, name, endpoint_dir / "log.txt"
         )
         record = {
             "EndpointName": name,
             "EndpointStatus": "Creating",
             "InstanceType": instance_type,
-            "Image": image,
-            "ModelData": model_data,
+            "Image": model.image_uri,
+            "ModelData": model.model_data,
             "Port": port,
             "Url": f"http://127.0.0.1:{port}",
             "CreationTime": jobs.now(),
@@ -288,25 +263,21 @@ class LocalBackend:
 
     # --- batch transform -----------------------------------------------------------------------------
 
-    def create_transform_job(
-        self, request: dict[str, Any], image: str, model_data: str, role: str | None
-    ) -> None:
+    def create_transform_job(self, request: dict[str, Any], model: ModelSpec) -> None:
         name = jobs.check_name(request["TransformJobName"])
         if jobs.exists("transform", name):
             raise ValueError(f"a transform job named {name!r} already exists: choose another job_name")
         jobs.write(
             "transform", name, {**request, "TransformJobStatus": "InProgress", "CreationTime": jobs.now()}
         )
-        thread = threading.Thread(target=self._transform, args=(request, image, model_data), daemon=True)
+        thread = threading.Thread(target=self._transform, args=(request, model), daemon=True)
         self._transforms[name] = thread
         thread.start()
 
-    def _transform(self, request: dict[str, Any], image: str, model_data: str) -> None:
-        from fmwals.backends import local_transform
-
+    def _transform(self, request: dict[str, Any], model: ModelSpec) -> None:
         name = request["TransformJobName"]
         try:
-            local_transform.run(self, request, image, model_data)
+            local_transform.run(self, request, model)
         except Exception as err:
             jobs.update(
                 "transform",

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from fmwals.backends import LOCAL_DOCKER
 from fmwals.errors import BackendUnavailableError
 
 STOP_GRACE_SECONDS = 30
@@ -84,8 +83,6 @@ class _Container:
 class DockerEngine:
     """Containers of the image, one per training job and one per endpoint."""
 
-    instance_type = LOCAL_DOCKER[0]
-
     def __init__(self) -> None:
         self._client: Any = None
 
@@ -106,47 +103,46 @@ class DockerEngine:
                 "repository (or `docker pull` it), or pass image_uri= naming an image you have."
             ) from None
 
+    def _run(self, what: str, image: str, command: str, **options: Any) -> Any:
+        """A detached container of ``image`` running ``command``, or an error saying we could not ``what``."""
+        import docker
+
+        try:
+            return self.docker.containers.run(image, command, detach=True, **options)
+        except docker.errors.APIError as err:
+            raise _api_error(err, what) from None
+
     def start_training(
         self, image: str, opt_ml: Path, channels: dict[str, Path], env: dict[str, str], name: str
     ) -> _Container:
-        import docker
-
         volumes = {str(opt_ml): {"bind": "/opt/ml", "mode": "rw"}}
         for channel, source in channels.items():
             target = f"/opt/ml/input/data/{channel}" + ("" if source.is_dir() else f"/{source.name}")
             volumes[str(source)] = {"bind": target, "mode": "ro"}
-        try:
-            container = self.docker.containers.run(
-                image,
-                "train",
-                detach=True,
-                volumes=volumes,
-                environment=env,
-                name=f"fmwals-train-{name}",
-                labels={"fmwals.training-job": name},
-            )
-        except docker.errors.APIError as err:
-            raise _api_error(err, f"start training job {name}") from None
+        container = self._run(
+            f"start training job {name}",
+            image,
+            "train",
+            volumes=volumes,
+            environment=env,
+            name=f"fmwals-train-{name}",
+            labels={"fmwals.training-job": name},
+        )
         return _Container(container)
 
     def start_serving(
         self, image: str, opt_ml: Path, port: int, env: dict[str, str], name: str, log_path: Path
     ) -> dict[str, Any]:
-        import docker
-
-        try:
-            container = self.docker.containers.run(
-                image,
-                "serve",
-                detach=True,
-                environment=env,
-                name=f"fmwals-endpoint-{name}",
-                volumes={str(opt_ml / "model"): {"bind": "/opt/ml/model", "mode": "ro"}},
-                ports={CONTAINER_PORT: ("127.0.0.1", port)},
-                labels={"fmwals.endpoint": name},
-            )
-        except docker.errors.APIError as err:
-            raise _api_error(err, f"start endpoint {name} on port {port}") from None
+        container = self._run(
+            f"start endpoint {name} on port {port}",
+            image,
+            "serve",
+            environment=env,
+            name=f"fmwals-endpoint-{name}",
+            volumes={str(opt_ml / "model"): {"bind": "/opt/ml/model", "mode": "ro"}},
+            ports={CONTAINER_PORT: ("127.0.0.1", port)},
+            labels={"fmwals.endpoint": name},
+        )
         return {"ContainerId": container.id}
 
     def _container(self, record: dict[str, Any]) -> Any:

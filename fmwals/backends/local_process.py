@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from fmwals.backends import LOCAL_PROCESS, processes
+from fmwals.backends import processes
 from fmwals.errors import BackendUnavailableError
 
 STOP_GRACE_SECONDS = 30.0
@@ -72,8 +72,6 @@ class _Process:
 
 class ProcessEngine:
     """``train`` and ``serve.sh`` of the program directory, each in its own process group."""
-
-    instance_type = LOCAL_PROCESS
 
     def check(self, image: str) -> None:
         program = program_dir()

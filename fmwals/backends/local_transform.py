@@ -10,38 +10,29 @@ SageMaker does, one ``<file>.out`` per input file under the output path.
 from __future__ import annotations
 
 import gzip
-import struct
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from container.channel_files import channel_files
 from fmwals import jobs
-from fmwals.backends.pipe import channel_files
+from fmwals.backends.backend import Backend, ModelSpec
 from fmwals.inputs import is_local, local_path
 from fmwals.session import Session, download
 
-if TYPE_CHECKING:
-    from fmwals.backends.local import LocalBackend
-
 DEFAULT_MAX_PAYLOAD_MB = 6
-RECORDIO_MAGIC = 0xCED7230A
 
 
-def split_records(body: bytes, split_type: str | None) -> Iterator[bytes]:
-    """The records of one input file, each with its own framing (newline, RecordIO header and padding)."""
+def split_records(body: bytes, split_type: str | None, source: str) -> Iterator[bytes]:
+    """The records of one input file (``source``), each with its own framing (newline, or RecordIO header
+    and padding)."""
     if split_type in (None, "None"):
         yield body
     elif split_type == "Line":
         yield from (line for line in body.splitlines(keepends=True) if line.strip())
     elif split_type == "RecordIO":
-        offset = 0
-        while offset < len(body):
-            magic, header = struct.unpack_from("<II", body, offset)
-            if magic != RECORDIO_MAGIC:
-                raise ValueError(f"not RecordIO at byte {offset}: split_type='RecordIO' needs framed records")
-            length = header & ((1 << 29) - 1)
-            end = offset + 8 + length + (-length % 4)
-            yield body[offset:end]
-            offset = end
+        from container.formats.recordio import frame_records, iter_payloads  # loads numba: only when needed
+
+        yield from (frame_records([payload]) for payload in iter_payloads(body, source=source))
     else:
         raise ValueError(f"split_type={split_type!r}: expected None, 'Line' or 'RecordIO'")
 
@@ -63,8 +54,9 @@ def batches(records: Iterator[bytes], strategy: str, max_payload_bytes: int) -> 
         yield b"".join(pending)
 
 
-def run(backend: LocalBackend, request: dict[str, Any], image: str, model_data: str) -> None:
-    """Run the transform job ``request`` (CreateTransformJob's shape) to its end, recording its status."""
+def run(backend: Backend, request: dict[str, Any], model: ModelSpec) -> None:
+    """Run the transform job ``request`` (CreateTransformJob's shape) of ``model`` to its end on ``backend``'s
+    endpoints, recording its status."""
     name = request["TransformJobName"]
     job_dir = jobs.entity_dir("transform", name)
     transform_input, output = request["TransformInput"], request["TransformOutput"]
@@ -73,16 +65,7 @@ def run(backend: LocalBackend, request: dict[str, Any], image: str, model_data: 
     uri = transform_input["DataSource"]["S3DataSource"]["S3Uri"]
     source = local_path(uri) if is_local(uri) else download(Session().s3_client, uri, job_dir / "input")
     endpoint = f"{name[:50]}-transform"
-    backend.create_endpoint(
-        endpoint,
-        image,
-        model_data,
-        request["TransformResources"]["InstanceType"],
-        1,
-        request.get("Environment", {}),
-        None,
-        None,
-    )
+    backend.create_endpoint(endpoint, model, request["TransformResources"]["InstanceType"], 1, None)
     try:
         content_type = transform_input.get("ContentType", "application/x-recordio-protobuf")
         accept = output.get("Accept", content_type)
@@ -91,7 +74,7 @@ def run(backend: LocalBackend, request: dict[str, Any], image: str, model_data: 
             body = path.read_bytes()
             if transform_input.get("CompressionType") == "Gzip":
                 body = gzip.decompress(body)
-            records = split_records(body, transform_input.get("SplitType"))
+            records = split_records(body, transform_input.get("SplitType"), str(path))
             relative = path.name if source.is_file() else str(path.relative_to(source))
             target = out_dir / f"{relative}.out"
             target.parent.mkdir(parents=True, exist_ok=True)

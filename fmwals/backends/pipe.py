@@ -1,7 +1,8 @@
 """Pipe mode emulated locally: feed a channel's files through the FIFOs ``input/data/<channel>_<epoch>``.
 
 As on SageMaker, the FIFO of epoch ``e + 1`` appears once the container has finished reading epoch ``e``;
-each FIFO carries every file of the channel, in sorted path order, concatenated.
+each FIFO carries the files of the channel (``container.channel_files``: the ones File mode reads),
+concatenated in order.
 """
 
 from __future__ import annotations
@@ -15,16 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-
-def channel_files(source: Path) -> list[Path]:
-    """Regular, non-hidden files of a channel source (a file, or a directory walked recursively)."""
-    if source.is_file():
-        return [source]
-    return sorted(
-        p
-        for p in source.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(source).parts)
-    )
+from container.channel_files import channel_files
 
 
 class PipeFeeder(threading.Thread):

@@ -7,6 +7,7 @@ Local inputs, record sets and model artifacts go to ``s3://<default bucket>/<job
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import tarfile
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fmwals.backends.backend import ModelSpec
 from fmwals.errors import EndpointError
 from fmwals.inputs import RecordSet, TrainingInput, is_local, local_path
 from fmwals.session import Session, upload
@@ -49,15 +51,7 @@ class SageMakerBackend:
             uri = channel.s3_data
             if is_local(uri):
                 uri = self._upload(uri, f"{job_name}/input/{name}")
-            staged[name] = TrainingInput(
-                uri,
-                channel.distribution,
-                channel.compression,
-                channel.content_type,
-                channel.record_wrapping,
-                channel.s3_data_type,
-                channel.input_mode,
-            )
+            staged[name] = dataclasses.replace(channel, s3_data=uri)
         return staged
 
     def stage_record_set(self, record_set: RecordSet, name: str, data_location: str | None) -> RecordSet:
@@ -146,30 +140,23 @@ class SageMakerBackend:
                 return self._upload(str(archive), f"{name}/model")
         return self._upload(str(path), f"{name}/model")
 
-    def create_model(
-        self, name: str, image: str, model_data: str, env: dict[str, str], role: str | None
-    ) -> None:
-        if not role:
+    def create_model(self, name: str, model: ModelSpec) -> None:
+        if not model.role:
             raise ValueError("a SageMaker model needs role= (an IAM role name or ARN SageMaker can assume)")
-        container: dict[str, Any] = {"Image": image, "ModelDataUrl": self._model_url(model_data, name)}
-        if env:
-            container["Environment"] = dict(env)
-        self.sm.create_model(ModelName=name, PrimaryContainer=container, ExecutionRoleArn=role)
+        container: dict[str, Any] = {
+            "Image": model.image_uri,
+            "ModelDataUrl": self._model_url(model.model_data, name),
+        }
+        if model.env:
+            container["Environment"] = dict(model.env)
+        self.sm.create_model(ModelName=name, PrimaryContainer=container, ExecutionRoleArn=model.role)
 
     def create_endpoint(
-        self,
-        name: str,
-        image: str,
-        model_data: str,
-        instance_type: str,
-        instance_count: int,
-        env: dict[str, str],
-        role: str | None,
-        port: int | None,
+        self, name: str, model: ModelSpec, instance_type: str, instance_count: int, port: int | None
     ) -> None:
         if port is not None:
             raise ValueError("port= is for the local back ends; SageMaker endpoints are reached by name")
-        self.create_model(name, image, model_data, env, role)
+        self.create_model(name, model)
         self.sm.create_endpoint_config(
             EndpointConfigName=name,
             ProductionVariants=[
@@ -205,11 +192,9 @@ class SageMakerBackend:
 
     # --- batch transform -----------------------------------------------------------------------------
 
-    def create_transform_job(
-        self, request: dict[str, Any], image: str, model_data: str, role: str | None
-    ) -> None:
+    def create_transform_job(self, request: dict[str, Any], model: ModelSpec) -> None:
         name = request["TransformJobName"]
-        self.create_model(request["ModelName"], image, model_data, request.get("Environment", {}), role)
+        self.create_model(request["ModelName"], model)
         source = request["TransformInput"]["DataSource"]["S3DataSource"]
         output = request["TransformOutput"]
         if is_local(source["S3Uri"]):

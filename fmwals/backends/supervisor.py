@@ -22,6 +22,7 @@ from typing import Any
 
 from fmwals import jobs
 from fmwals.backends.engine import Running
+from fmwals.backends.engines import engine_for
 from fmwals.backends.pipe import PipeFeeder
 from fmwals.inputs import is_local, local_path
 from fmwals.session import Session, download, upload
@@ -29,7 +30,6 @@ from fmwals.session import Session, download, upload
 HOST = "algo-1"
 STOP_GRACE_SECONDS = float(os.environ.get("FMWALS_STOP_GRACE_SECONDS", "20"))
 FAILURE_TAIL_LINES = 20
-STOP_MARKER = "stop-requested"  # created in the job directory by stop_training_job
 STOP_POLL_SECONDS = 0.2
 
 
@@ -109,8 +109,6 @@ def failure_reason(job_dir: Path, code: int) -> str:
 
 class _Supervisor:
     def __init__(self, name: str) -> None:
-        from fmwals.backends.local import engine_for
-
         self.name = name
         self.record = jobs.read("jobs", name)
         self.job_dir = jobs.entity_dir("jobs", name)
@@ -132,7 +130,7 @@ class _Supervisor:
                 killer.start()
 
     def _watch_stop_marker(self) -> None:
-        marker = self.job_dir / STOP_MARKER
+        marker = self.job_dir / jobs.STOP_MARKER
         while not marker.exists():
             time.sleep(STOP_POLL_SECONDS)
         self.request_stop("Stopped", "Stopped by request")

@@ -315,7 +315,10 @@ def test_malformed_bodies_are_400_naming_the_problem(classifier, content_type, b
 
 
 def test_bad_request_then_good_request_same_connection(classifier):
+    """Client errors leave the workers serving, and the log without a traceback or a failure line (those are
+    for 500s)."""
     model, server = classifier
+    log_start = len(server.log())
     for _ in range(5):  # more than the workers, so every worker sees a failure
         assert server.post(b"{not json", "application/json").status_code == 400
         assert server.post(b"\x00\x01", RECORDIO).status_code == 400
@@ -325,7 +328,18 @@ def test_bad_request_then_good_request_same_connection(classifier):
     np.testing.assert_allclose(parse("application/json", response.content)[0], expected_scores(model, X),
                                rtol=1e-6)
     assert server.process.poll() is None
-    assert "Traceback" not in server.log() or "invocation failed" in server.log()
+    log = server.log()[log_start:]
+    for marker in ("Traceback", "invocation failed", "request failed"):
+        assert marker not in log, log
+
+
+def test_malformed_setting_stops_the_server_naming_the_variable(tmp_path):
+    environ = {**os.environ, "SAGEMAKER_BASE_DIR": str(tmp_path), "SAGEMAKER_MODEL_SERVER_TIMEOUT": "60s"}
+    result = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "serve/gunicorn_conf.py", "serve.wsgi:app"],
+                            cwd=ROOT, env=environ, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode != 0
+    assert "SAGEMAKER_MODEL_SERVER_TIMEOUT must be an integer, got '60s'" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
 
 
 def test_unknown_route_and_method(classifier):

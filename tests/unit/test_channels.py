@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from sagemaker.amazon.common import write_numpy_to_dense_tensor
 
-from container.channels import channel_files, read_channel
+from container.channel_files import channel_files
+from container.channels import read_channel
 from container.config import ChannelConfig
 from container.errors import ChannelError, DataError
 from container.paths import SageMakerPaths
@@ -109,3 +110,9 @@ def test_pipe_mode_record_wrapper_unwraps_each_s3_object(paths):
     assert writer.wait(timeout=10) == 0
     np.testing.assert_array_equal(data.to_scipy().toarray(), [[1, 2], [3, 4]])
     np.testing.assert_array_equal(data.labels, [0, 1])
+
+
+def test_a_file_source_is_its_own_channel(tmp_path):
+    single = tmp_path / ".part-0.csv"
+    single.write_text("1,2\n")
+    assert channel_files(single) == [single]
