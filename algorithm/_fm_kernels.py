@@ -70,8 +70,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-# Fastmath without nnan/ninf, so NaN and inf still propagate and divergence is caught (stumpy's choice).
-FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+from algorithm._fastmath import FASTMATH
 
 ADAM, SGD, ADAGRAD, FTRL = 0, 1, 2, 3
 OPTIMIZER_CODES = {"adam": ADAM, "sgd": SGD, "adagrad": ADAGRAD, "ftrl": FTRL}

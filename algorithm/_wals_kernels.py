@@ -38,8 +38,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
-# Fastmath without nnan/ninf, so NaN and inf still propagate (stumpy's choice, as in _fm_kernels).
-FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+from algorithm._fastmath import FASTMATH
+
 SOLVERS = ("cholesky", "cg")
 # cg stops on a row once its squared residual norm is below this (implicit's threshold).
 CG_TOLERANCE = 1e-20
