@@ -144,10 +144,8 @@ def _longest_rows(indptr: np.ndarray, count: int) -> np.ndarray:
 
 
 def _training_buffers(n_threads: int, rows: Rows, batch_size: int, feature_dim: int, num_factors: int,
-                      split_batches: bool = True) -> tuple[np.ndarray, ...]:
-    """Per-thread scratch of the training kernels (see ``_fm_kernels``): feature->slot maps, slot features,
-    slot counts, [linear, factors] gradients per slot, bias gradients, per-factor sums (k + 1 wide: reused
-    as a gradient sum) and squares, the slot of each nonzero of the row in hand, loss sums.
+                      split_batches: bool = True) -> kernels.Buffers:
+    """Per-thread scratch of the training kernels (``kernels.Buffers``) for ``rows`` in batches of ``batch_size``.
     ``split_batches``: each batch is cut into one chunk per thread (the deterministic kernel); otherwise every
     thread runs whole batches (serial and Hogwild kernels)."""
     chunk = min(batch_size, rows.n_rows)  # rows per thread per batch
@@ -156,13 +154,16 @@ def _training_buffers(n_threads: int, rows: Rows, batch_size: int, feature_dim: 
     longest = _longest_rows(rows.indptr, chunk)  # a chunk touches at most their sum of distinct features
     slots = max(1, min(feature_dim, int(longest.sum())))
     T, k = n_threads, num_factors
-    return (
-        np.zeros((T, feature_dim), dtype=np.int32), np.zeros((T, slots), dtype=np.int64),
-        np.zeros(T, dtype=np.int64), np.zeros((T, slots, 1 + k), dtype=np.float32),
-        np.zeros(T, dtype=np.float64), np.zeros((T, _line_padded(1 + k, 4)), dtype=np.float32),
-        np.zeros((T, _line_padded(k, 4)), dtype=np.float32),
-        np.zeros((T, _line_padded(max(1, int(longest.max())), 8)), dtype=np.int64),
-        np.zeros(T, dtype=np.float64),
+    return kernels.Buffers(
+        slot_of=np.zeros((T, feature_dim), dtype=np.int32),
+        slot_feature=np.zeros((T, slots), dtype=np.int64),
+        n_slots=np.zeros(T, dtype=np.int64),
+        grad=np.zeros((T, slots, 1 + k), dtype=np.float32),
+        bias_grad=np.zeros(T, dtype=np.float64),
+        sums=np.zeros((T, _line_padded(1 + k, 4)), dtype=np.float32),
+        squares=np.zeros((T, _line_padded(k, 4)), dtype=np.float32),
+        row_slots=np.zeros((T, _line_padded(max(1, int(longest.max())), 8)), dtype=np.int64),
+        loss=np.zeros(T, dtype=np.float64),
     )
 
 
@@ -421,14 +422,14 @@ class FactorizationMachines(Estimator):
             for epoch in range(self.epochs):
                 started = time.perf_counter()
                 rng.shuffle(order)
-                buffers[-1][:] = 0.0
+                buffers.loss[:] = 0.0
                 step = train_epoch(
                     (rows.data, rows.indices, rows.indptr), y, row_weight, order, self.mini_batch_size, bias,
                     table, k, kernels.OPTIMIZER_CODES[self.optimizer],
                     kernels.LOGISTIC if logistic else kernels.REGRESSION, hp, self.use_bias, self.use_linear,
                     step, buffers, row_scores)
                 seconds = time.perf_counter() - started
-                loss = float(buffers[-1].sum())
+                loss = float(buffers.loss.sum())
                 if not math.isfinite(loss):
                     raise DivergedError(self._divergence_message(epoch, f"the training loss became {loss}"))
                 test = None

@@ -98,13 +98,13 @@ def _run_both(opt: int, loss_kind: int, n_threads: int, hp: np.ndarray, train_bi
         ref_step, ref_loss, ref_scores = reference.train_epoch(
             tuple(rows), y, row_weight, ref_order, batch_size, ref_model, ref_state, opt, loss_kind, hp,
             train_bias, train_linear, ref_step)
-        buffers[-1][:] = 0.0
+        buffers.loss[:] = 0.0
         scores = np.zeros(n, np.float32)
         with numba_threads(1) if hogwild else nullcontext():
             step = train_epoch(tuple(rows), y, row_weight, order, batch_size, bias, table, K, opt, loss_kind,
                                hp, train_bias, train_linear, step, buffers, scores)
         assert step == ref_step
-        np.testing.assert_allclose(buffers[-1].sum(), ref_loss, rtol=1e-5)
+        np.testing.assert_allclose(buffers.loss.sum(), ref_loss, rtol=1e-5)
         np.testing.assert_allclose(scores, ref_scores, rtol=1e-5, atol=1e-6)
     for got, want in zip((bias[:1], *kernels.unpack(table, K)), ref_model, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-5)
@@ -138,11 +138,11 @@ def _fit_losses(opt: int, shares: int, epochs: int = 20, n: int = 2000) -> list[
     train_epoch = kernels.train_epoch_hogwild if shares > 1 else kernels.train_epoch_serial
     step, losses = 0, []
     for epoch in range(epochs):
-        buffers[-1][:] = 0.0
+        buffers.loss[:] = 0.0
         step = train_epoch(tuple(rows), y, np.empty(0, np.float32), np.random.default_rng(epoch).permutation(n),
                            16, bias, table, K, opt, kernels.REGRESSION, _hyperparameters(opt), True, True, step,
                            buffers, np.zeros(n, np.float32))
-        losses.append(float(buffers[-1].sum()) / n)
+        losses.append(float(buffers.loss.sum()) / n)
     return losses
 
 

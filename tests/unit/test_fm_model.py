@@ -149,8 +149,8 @@ def test_per_thread_scratch_rows_never_share_a_cache_line(k: int) -> None:
     X = sp.random(64, 40, density=0.3, format="csr", random_state=1, dtype=np.float32)
     rows = Rows(X.data, X.indices.astype(np.int64), X.indptr.astype(np.int64))
     buffers = _training_buffers(3, rows, 16, 40, k, split_batches=False)
-    for name, array, used in (("sums", buffers[5], 1 + k), ("squares", buffers[6], k),
-                              ("row slots", buffers[7], int(np.diff(X.indptr).max()))):
+    for name, array, used in (("sums", buffers.sums, 1 + k), ("squares", buffers.squares, k),
+                              ("row slots", buffers.row_slots, int(np.diff(X.indptr).max()))):
         assert array.shape[1] >= used, name
         for t in range(2):
             last_line = (array[t].ctypes.data + used * array.itemsize - 1) // 64
