@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from algorithm.fm import OPTIMIZERS, PREDICTOR_TYPES, FactorizationMachines, Rows, _score
+from algorithm.csr import CSR
+from algorithm.fm import OPTIMIZERS, PREDICTOR_TYPES, FactorizationMachines, _score
 
 
-def _tiny_rows(read_only: bool) -> Rows:
-    rows = Rows(np.array([1.0, 0.5, 2.0, 1.0], dtype=np.float32), np.array([0, 2, 1, 3], dtype=np.int64),
-                np.array([0, 2, 3, 4], dtype=np.int64))
-    for array in rows:
+def _tiny_rows(read_only: bool) -> CSR:
+    rows = CSR(np.array([1.0, 0.5, 2.0, 1.0], dtype=np.float32), np.array([0, 2, 1, 3], dtype=np.int64),
+               np.array([0, 2, 3, 4], dtype=np.int64), n_cols=4)
+    for array in (rows.data, rows.indices, rows.indptr):
         array.flags.writeable = not read_only
     return rows
 

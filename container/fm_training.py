@@ -10,13 +10,13 @@ from typing import Any
 import numpy as np
 
 from algorithm import artifact
+from algorithm.csr import CSR
 from algorithm.fm import DivergedError, FactorizationMachines
 from algorithm.metrics import train_metrics
 from container import metrics_log
 from container.channels import channel_present, read_channel
 from container.config import ChannelConfig
 from container.errors import ChannelError, ClientError, DataError
-from container.formats.dataset import Dataset
 from container.paths import SageMakerPaths
 from container.resources import memory_limit_bytes, usable_cpus
 
@@ -25,7 +25,7 @@ log = logging.getLogger("train.fm")
 MODEL_CHANNEL = "model"
 
 
-def _check_labels(data: Dataset, channel: str, predictor_type: str) -> np.ndarray:
+def _check_labels(data: CSR, channel: str, predictor_type: str) -> np.ndarray:
     if data.labels is None:
         raise DataError(f"Channel {channel!r} has no labels: every training record needs label['values'] "
                         "(CSV and libsvm: the label is the first column)")
@@ -59,7 +59,7 @@ def _check_memory(hp: dict[str, Any], data_bytes: int) -> None:
         )
 
 
-def _dataset_bytes(data: Dataset) -> int:
+def _dataset_bytes(data: CSR) -> int:
     return int(data.data.nbytes + data.indices.nbytes + data.indptr.nbytes)
 
 
