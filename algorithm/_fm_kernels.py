@@ -62,7 +62,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import cast
+from typing import NamedTuple, cast
 
 import numpy as np
 from llvmlite import ir
@@ -70,8 +70,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-# Fastmath without nnan/ninf, so NaN and inf still propagate and divergence is caught (stumpy's choice).
-FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+from algorithm._fastmath import FASTMATH
 
 ADAM, SGD, ADAGRAD, FTRL = 0, 1, 2, 3
 OPTIMIZER_CODES = {"adam": ADAM, "sgd": SGD, "adagrad": ADAGRAD, "ftrl": FTRL}
@@ -94,6 +93,21 @@ HP_SIZE = 9
 # the optimizer state of the feature PREFETCH_SLOTS slots ahead.
 PREFETCH_ROWS, PREFETCH_PARAMS, PREFETCH_SLOTS = 8, 3, 8
 LINE_FLOATS = 16  # float32 values per 64-byte cache line
+
+
+class Buffers(NamedTuple):
+    """Per-thread scratch of the training kernels (index t of the first axis is thread t's), built by
+    ``algorithm.fm``; the rows written for every nonzero are padded to whole cache lines."""
+
+    slot_of: np.ndarray  # (T, feature_dim) int32: a feature's gradient slot (a sparse set, see ``_slot``)
+    slot_feature: np.ndarray  # (T, slots) int64: the feature of each slot
+    n_slots: np.ndarray  # (T,) int64: slots used in the current batch
+    grad: np.ndarray  # (T, slots, 1 + k) float32: [linear, factors] gradient of each slot
+    bias_grad: np.ndarray  # (T,) float64: bias gradient of the current batch
+    sums: np.ndarray  # (T, >= 1 + k) float32: per-factor sums of the row (reused as a gradient sum)
+    squares: np.ndarray  # (T, >= k) float32: per-factor sums of squares of the row
+    row_slots: np.ndarray  # (T, >= longest row) int64: the slot of each nonzero of the row in hand
+    loss: np.ndarray  # (T,) float64: weighted training loss summed over the epoch
 
 
 def _prefetch_codegen(context, builder, sig, args):
@@ -310,13 +324,12 @@ def _prefetch_rows(r, r1, X, y, row_weight, order, flat, stride, k, slots, row_s
 def _rows_pass(t, r0, r1, X, y, row_weight, order, bias, P, k, loss_kind, buffers, row_scores):
     """Forward + backward of batch rows ``order[r0:r1]`` into thread t's buffers."""
     data, indices, indptr = X
-    slot_of, slot_feature, n_slots, G, G0, S, Q, R, loss = buffers
-    s = S[t]
-    q = Q[t]
-    gt = G[t]
-    slots = slot_of[t]
-    features = slot_feature[t]
-    row_slots = R[t]  # the gradient slot of each nonzero of the current row
+    s = buffers.sums[t]
+    q = buffers.squares[t]
+    gt = buffers.grad[t]
+    slots = buffers.slot_of[t]
+    features = buffers.slot_feature[t]
+    row_slots = buffers.row_slots[t]  # the gradient slot of each nonzero of the current row
     n = 0
     g0 = 0.0
     thread_loss = 0.0
@@ -377,16 +390,18 @@ def _rows_pass(t, r0, r1, X, y, row_weight, order, bias, P, k, loss_kind, buffer
             gt[slot, 0] += mx
             for f in range(k):
                 grad[f] += mx * (s[f] - v[f] * x)
-    n_slots[t] = n
-    G0[t] = g0
-    loss[t] += thread_loss
+    buffers.n_slots[t] = n
+    buffers.bias_grad[t] = g0
+    buffers.loss[t] += thread_loss
 
 
 @njit(fastmath=FASTMATH, cache=True, inline="always")
 def _slot(buffers, t, i):
     """Thread t's gradient slot of feature i in the current batch, or -1 (a sparse set: entries left over
-    from earlier batches are recognised as stale, so the map is never reset)."""
-    slot_of, slot_feature, n_slots = buffers[0], buffers[1], buffers[2]
+    from earlier batches are recognised as stale, so the map is never reset). The arrays are taken out of
+    ``buffers`` before the branch: a field read inside it adds reference counting to every call (atomic, on
+    memory all threads share: the deterministic 2-thread epoch took 1.25x as long)."""
+    slot_of, slot_feature, n_slots = buffers.slot_of, buffers.slot_feature, buffers.n_slots
     slot = slot_of[t, i]
     return slot if slot < n_slots[t] and slot_feature[t, slot] == i else -1
 
@@ -396,9 +411,9 @@ def _update_pass(t, T, P, k, opt, hp, coef, scale, train_linear, buffers):
     """Apply the optimizer to the features of thread t's buffers. T = 1: all of them, with thread t's
     gradients; T > 1 (deterministic mode): the features thread t owns, with every thread's gradients summed
     in thread order (see the module docstring)."""
-    _, slot_feature, n_slots, G, _, S, _, _, _ = buffers
+    slot_feature, G = buffers.slot_feature, buffers.grad
     gt = G[t]
-    total = S[t]  # reused as the k + 1 gradient sum (S has k + 1 columns)
+    total = buffers.sums[t]  # reused as the k + 1 gradient sum (sums has k + 1 columns)
     block = 1 + k
     scale32 = np.float32(scale)
     eps = np.float32(hp[HP_EPS])
@@ -410,7 +425,7 @@ def _update_pass(t, T, P, k, opt, hp, coef, scale, train_linear, buffers):
     step_linear = train_linear and lr_linear > 0.0
     flat = P.reshape(P.size)
     stride = P.shape[1]
-    count = n_slots[t]
+    count = buffers.n_slots[t]
     for j in range(count):
         if j + PREFETCH_SLOTS < count:  # the optimizer state of rare features is not in cache yet
             ahead = slot_feature[t, j + PREFETCH_SLOTS] * stride
@@ -449,10 +464,10 @@ def _bias_step(t0, t1, bias, opt, hp, coef, scale, buffers):
     lr = np.float32(hp[HP_LR + BIAS])
     if lr <= 0.0:
         return
-    G0 = buffers[4]
+    bias_grad = buffers.bias_grad
     total = 0.0
     for t in range(t0, t1):
-        total += G0[t]
+        total += bias_grad[t]
     grad = np.full(1, total, np.float32)
     _step(opt, bias, 0, 1, 1, grad, 0, coef[BIAS], np.float32(scale), np.float32(hp[HP_WD + BIAS]),
           np.float32(hp[HP_EPS]), np.float32(hp[HP_CLIP]), lr)
@@ -482,7 +497,7 @@ def train_epoch_serial(X, y, row_weight, order, batch_size, bias, P, k, opt, los
 
     ``X`` = (data, indices, indptr); ``row_weight`` holds each row's loss weight (empty: all 1);
     ``bias`` = [w0, state...] and ``P`` (the packed table, see ``pack``) are updated in place; ``buffers``
-    come from ``algorithm.fm`` (T = 1). Adds the weighted loss to ``buffers[-1]`` and writes each row's
+    come from ``algorithm.fm`` (T = 1). Adds the weighted loss to ``buffers.loss`` and writes each row's
     score (probability for log loss) to ``row_scores``.
     """
     n = order.size
@@ -496,11 +511,11 @@ def train_epoch_serial(X, y, row_weight, order, batch_size, bias, P, k, opt, los
 @njit(fastmath=FASTMATH, cache=True, parallel=True)
 def train_epoch_hogwild(X, y, row_weight, order, batch_size, bias, P, k, opt, loss_kind, hp, train_bias,
                         train_linear, step, buffers, row_scores):
-    """``train_epoch_serial`` on T = ``len(buffers[2])`` threads in one parallel region: thread t runs batches
+    """``train_epoch_serial`` on T = ``buffers.n_slots.size`` threads in one parallel region: thread t runs batches
     t, t + T, t + 2T, ... with its own buffers and updates the shared ``P`` and ``bias`` without locks
     (Hogwild). Batch b is optimizer step ``step + b + 1``; the result depends on thread timing."""
     n = order.size
-    T = buffers[2].size
+    T = buffers.n_slots.size
     n_batches = (n + batch_size - 1) // batch_size
     for t in prange(T):
         for b in range(t, n_batches, T):
@@ -513,10 +528,10 @@ def train_epoch_hogwild(X, y, row_weight, order, batch_size, bias, P, k, opt, lo
 @njit(fastmath=FASTMATH, cache=True, parallel=True)
 def train_epoch_parallel(X, y, row_weight, order, batch_size, bias, P, k, opt, loss_kind, hp, train_bias,
                          train_linear, step, buffers, row_scores):
-    """``train_epoch_serial`` with T = ``len(buffers[2])`` row chunks per batch on numba threads: the
+    """``train_epoch_serial`` with T = ``buffers.n_slots.size`` row chunks per batch on numba threads: the
     deterministic mode (two parallel regions per batch)."""
     n = order.size
-    T = buffers[2].size
+    T = buffers.n_slots.size
     for b0 in range(0, n, batch_size):
         b1 = min(b0 + batch_size, n)
         step += 1

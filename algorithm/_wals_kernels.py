@@ -10,12 +10,13 @@ costs at most O(nnz·k² + n·k³) for cholesky and O(nnz·k·cg_steps) for cg (
 Koren, Volinsky). BLAS is called from inside numba's threads: run it single-threaded
 (OPENBLAS_NUM_THREADS=1, as the image does) so the two levels do not oversubscribe the cores.
 
-Every array is float32 (factors, targets, weights; accumulators too, like implicit's sdot/sposv) with int64
-``indptr``/``indices``. Each kernel is a serial body over rows (or row blocks) worker, worker + n_workers, ...
-(scratch allocated once per worker) plus a ``prange`` wrapper over the workers; ``n_workers`` = 1 calls the
-body directly, with no parallel region (serving-sized calls). A row's result depends only on its own inputs
-(and, for cg, on its block, which depends only on indptr), so a given seed gives the same factors on any
-number of threads.
+One side's observed entries are a ``CSR`` (``algorithm.csr``) whose values are the targets t_ij, with the extra
+weights e_ij in an array aligned with them. Every array is float32 (factors, targets, weights; accumulators
+too, like implicit's sdot/sposv) with int64 ``indptr``/``indices``. Each kernel is a serial body over rows
+(or row blocks) worker, worker + n_workers, ... (scratch allocated once per worker) plus a ``prange`` wrapper
+over the workers; ``n_workers`` = 1 calls the body directly, with no parallel region (serving-sized calls).
+A row's result depends only on its own inputs (and, for cg, on its block, which depends only on indptr), so
+a given seed gives the same factors on any number of threads.
 
 cholesky solves each row exactly in one of two ways. A row with n entries, n at most SHORT_ROW_FACTOR·k,
 goes through its n×n system (push-through/Woodbury identity, with G = LLᵀ factorized once per half-sweep and
@@ -33,13 +34,12 @@ A row with no observed entries has the exact solution 0 under both solvers.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 from numba import njit, prange
 
-# Fastmath without nnan/ninf, so NaN and inf still propagate (stumpy's choice, as in _fm_kernels).
-FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+from algorithm._fastmath import FASTMATH
+from algorithm.csr import CSR
+
 SOLVERS = ("cholesky", "cg")
 # cg stops on a row once its squared residual norm is below this (implicit's threshold).
 CG_TOLERANCE = 1e-20
@@ -56,20 +56,6 @@ SHORT_ROW_MAX_CONDITION = 1e5
 DIRECT_CHUNK = 2048
 # A Cholesky pivot at most this fraction of its diagonal entry counts as zero (semidefinite system).
 PIVOT_FLOOR = 1e-6
-
-
-class Entries(NamedTuple):
-    """The observed entries of one side in CSR form: row i holds ``indices[indptr[i]:indptr[i+1]]``
-    (columns of the other side) with their targets t_ij and extra weights e_ij = w_ij − w0."""
-
-    indptr: np.ndarray
-    indices: np.ndarray
-    target: np.ndarray
-    extra: np.ndarray
-
-    @property
-    def n_rows(self) -> int:
-        return len(self.indptr) - 1
 
 
 # ----------------------------------------------------------------------------------------- small helpers
@@ -461,17 +447,15 @@ def _require(array: np.ndarray, dtype: type, name: str, ndim: int) -> None:
         raise ValueError(f"{name} must be C-contiguous and writeable")
 
 
-def _check_entries(entries: Entries, n_rows: int, n_other: int) -> None:
-    _require(entries.indptr, np.int64, "indptr", 1)
-    _require(entries.indices, np.int64, "indices", 1)
-    _require(entries.target, np.float32, "target", 1)
-    _require(entries.extra, np.float32, "extra", 1)
-    nnz = entries.indices.size
-    if entries.indptr.size != n_rows + 1 or entries.indptr[0] != 0 or entries.indptr[-1] != nnz:
-        raise ValueError(f"indptr must have {n_rows + 1} entries from 0 to nnz={nnz}")
-    if entries.target.size != nnz or entries.extra.size != nnz:
-        raise ValueError("indices, target and extra must have one value per entry")
-    if nnz and (entries.indices.min() < 0 or entries.indices.max() >= n_other):
+def _check_entries(entries: CSR, extra: np.ndarray, n_rows: int, n_other: int) -> None:
+    """The entries' CSR arrays are checked by ``CSR`` itself; here their shape against the factors."""
+    _require(extra, np.float32, "extra", 1)
+    if entries.n_rows != n_rows:
+        raise ValueError(f"indptr must have {n_rows + 1} entries (one row per factor row), got "
+                         f"{entries.indptr.size}")
+    if extra.size != entries.nnz:
+        raise ValueError("extra must have one value per entry")
+    if entries.nnz and (entries.indices.min() < 0 or entries.indices.max() >= n_other):
         raise ValueError(f"indices must lie in [0, {n_other})")
 
 
@@ -498,22 +482,23 @@ def _short_row_inputs(indptr: np.ndarray, other: np.ndarray, G: np.ndarray
     return np.ascontiguousarray(other @ Linv.T), Linv, short
 
 
-def solve(entries: Entries, other: np.ndarray, factors: np.ndarray, unobserved_weight: float,
+def solve(entries: CSR, extra: np.ndarray, other: np.ndarray, factors: np.ndarray, unobserved_weight: float,
           regularization: float, solver: str, cg_steps: int, n_workers: int) -> None:
-    """One half-sweep: re-solve every row of ``factors`` (in place) against the fixed ``other`` factors."""
+    """One half-sweep: re-solve every row of ``factors`` (in place) against the fixed ``other`` factors.
+    ``entries``: the observed entries of this side (columns of the other side) with their targets t_ij as
+    values; ``extra``: their extra weights e_ij = w_ij − w0, aligned with ``entries.data``."""
     _require(other, np.float32, "other factors", 2)
     _require(factors, np.float32, "factors", 2)
     if factors.shape[1] != other.shape[1]:
         raise ValueError(f"factors have {factors.shape[1]} columns but the other side has {other.shape[1]}")
-    _check_entries(entries, factors.shape[0], other.shape[0])
+    _check_entries(entries, extra, factors.shape[0], other.shape[0])
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
     G = gramian(other, unobserved_weight, regularization)
     w0 = float(unobserved_weight)
     if solver == "cholesky":
         Z, Linv, short = _short_row_inputs(entries.indptr, other, G)
-        chol = (entries.indptr, entries.indices, entries.target, entries.extra, w0, other, G, Z, Linv, short,
-                factors)
+        chol = (entries.indptr, entries.indices, entries.data, extra, w0, other, G, Z, Linv, short, factors)
         if n_workers > 1:
             _cholesky_parallel(*chol, n_workers)
         else:
@@ -521,23 +506,23 @@ def solve(entries: Entries, other: np.ndarray, factors: np.ndarray, unobserved_w
     else:
         blocks = _row_blocks(entries.indptr, CG_BLOCK_ROWS, CG_BLOCK_ENTRIES)
         gather_limit = max(1, CG_GATHER_BYTES // (4 * other.shape[1]))
-        cg = (entries.indptr, entries.indices, entries.target, entries.extra, w0, other, G, factors, int(cg_steps),
-              blocks, gather_limit)
+        cg = (entries.indptr, entries.indices, entries.data, extra, w0, other, G, factors, int(cg_steps), blocks,
+              gather_limit)
         if n_workers > 1:
             _cg_parallel(*cg, n_workers)
         else:
             _cg_rows(*cg, 0, 1)
 
 
-def row_losses(entries: Entries, X: np.ndarray, Y: np.ndarray, unobserved_weight: float,
+def row_losses(entries: CSR, extra: np.ndarray, X: np.ndarray, Y: np.ndarray, unobserved_weight: float,
                n_workers: int) -> np.ndarray:
-    """Per row i, in float64: Σ_{j∈obs(i)} [w_ij (t_ij − x_i·y_j)² − w0 (x_i·y_j)²] (the sparse loss)."""
+    """Per row i, in float64: Σ_{j∈obs(i)} [w_ij (t_ij − x_i·y_j)² − w0 (x_i·y_j)²] (the sparse loss); the
+    entries and extra weights as for ``solve``."""
     _require(X, np.float32, "X", 2)
     _require(Y, np.float32, "Y", 2)
-    _check_entries(entries, X.shape[0], Y.shape[0])
+    _check_entries(entries, extra, X.shape[0], Y.shape[0])
     out = np.zeros(X.shape[0], dtype=np.float64)
-    args = (entries.indptr, entries.indices, entries.target, entries.extra, float(unobserved_weight), X, Y,
-            out)
+    args = (entries.indptr, entries.indices, entries.data, extra, float(unobserved_weight), X, Y, out)
     if n_workers > 1:
         _loss_parallel(*args, n_workers)
     else:

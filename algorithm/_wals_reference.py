@@ -1,6 +1,6 @@
 """Slow float64 NumPy twins of the WALS kernels (``algorithm._wals_kernels``) and the dense objective, for the
-parity tests only. Arguments mirror the kernels: ``entries`` is an ``Entries`` (CSR of one side with targets
-t_ij and extra weights e_ij = w_ij − w0), ``Y`` the other side's factors.
+parity tests only. Arguments mirror the kernels: ``entries`` is a ``CSR`` of one side with the targets t_ij
+as values, ``extra`` the extra weights e_ij = w_ij − w0 aligned with them, ``Y`` the other side's factors.
 """
 
 from __future__ import annotations
@@ -8,12 +8,14 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from algorithm._wals_kernels import Entries
+from algorithm.csr import CSR
+
+Side = tuple[CSR, np.ndarray]  # (entries, extra)
 
 
 def entries(R: sp.spmatrix, row_weights: np.ndarray, col_weights: np.ndarray, alpha: float | None,
-            entry_weights: sp.spmatrix | None = None) -> tuple[Entries, Entries]:
-    """(row side, column side) ``Entries`` of R, entry by entry from docs/wals.md: explicit t = a,
+            entry_weights: sp.spmatrix | None = None) -> tuple[Side, Side]:
+    """(row side, column side) (entries, extra) of R, entry by entry from docs/wals.md: explicit t = a,
     e = r_i c_j s_ij; implicit a' = s_ij a_ij, t = 1[a' > 0], e = α r_i c_j a' (s_ij = 1 without
     ``entry_weights``). Duplicates of R and of ``entry_weights`` are summed first."""
     values: dict[tuple[int, int], float] = {}
@@ -36,12 +38,12 @@ def entries(R: sp.spmatrix, row_weights: np.ndarray, col_weights: np.ndarray, al
     sides = []
     for key in (lambda ij: ij, lambda ij: (ij[1], ij[0])):
         ordered = sorted(table, key=key)
-        n = R.shape[0] if key((0, 1)) == (0, 1) else R.shape[1]
+        n, n_other = R.shape if key((0, 1)) == (0, 1) else R.shape[::-1]
         owners = np.array([key(ij)[0] for ij in ordered], dtype=np.int64)
         indptr = np.searchsorted(owners, np.arange(n + 1)).astype(np.int64)
-        sides.append(Entries(indptr, np.array([key(ij)[1] for ij in ordered], dtype=np.int64),
-                             np.array([table[ij][0] for ij in ordered], dtype=np.float32),
-                             np.array([table[ij][1] for ij in ordered], dtype=np.float32)))
+        sides.append((CSR(np.array([table[ij][0] for ij in ordered], dtype=np.float32),
+                          np.array([key(ij)[1] for ij in ordered], dtype=np.int64), indptr, n_other),
+                      np.array([table[ij][1] for ij in ordered], dtype=np.float32)))
     return sides[0], sides[1]
 
 
@@ -51,30 +53,31 @@ def gramian(Y: np.ndarray, w0: float, regularization: float) -> np.ndarray:
     return w0 * Y.T @ Y + regularization * np.eye(Y.shape[1])
 
 
-def row_system(entries: Entries, row: int, Y: np.ndarray, w0: float, regularization: float
+def row_system(entries: CSR, extra: np.ndarray, row: int, Y: np.ndarray, w0: float, regularization: float
                ) -> tuple[np.ndarray, np.ndarray]:
     """(A, b) of row ``row``: A = G + Σ e_ij y_j y_jᵀ, b = Σ (w0 + e_ij) t_ij y_j."""
     A = gramian(Y, w0, regularization)
     b = np.zeros(Y.shape[1])
     for e in range(entries.indptr[row], entries.indptr[row + 1]):
         y = Y[entries.indices[e]].astype(np.float64)
-        A += float(entries.extra[e]) * np.outer(y, y)
-        b += (w0 + float(entries.extra[e])) * float(entries.target[e]) * y
+        A += float(extra[e]) * np.outer(y, y)
+        b += (w0 + float(extra[e])) * float(entries.data[e]) * y
     return A, b
 
 
-def solve_cholesky(entries: Entries, Y: np.ndarray, w0: float, regularization: float) -> np.ndarray:
+def solve_cholesky(entries: CSR, extra: np.ndarray, Y: np.ndarray, w0: float, regularization: float
+                   ) -> np.ndarray:
     """Exact solve of every row's normal equations (least-norm solution when A is singular)."""
     X = np.zeros((entries.n_rows, Y.shape[1]))
     for row in range(entries.n_rows):
         if entries.indptr[row] == entries.indptr[row + 1]:
             continue
-        A, b = row_system(entries, row, Y, w0, regularization)
+        A, b = row_system(entries, extra, row, Y, w0, regularization)
         X[row] = np.linalg.lstsq(A, b, rcond=None)[0]
     return X
 
 
-def solve_cg(entries: Entries, Y: np.ndarray, X0: np.ndarray, w0: float, regularization: float,
+def solve_cg(entries: CSR, extra: np.ndarray, Y: np.ndarray, X0: np.ndarray, w0: float, regularization: float,
              cg_steps: int, tolerance: float = 1e-20) -> np.ndarray:
     """``cg_steps`` conjugate-gradient steps per row from ``X0`` (implicit's least_squares_cg, literally)."""
     X = X0.astype(np.float64)
@@ -82,7 +85,7 @@ def solve_cg(entries: Entries, Y: np.ndarray, X0: np.ndarray, w0: float, regular
         if entries.indptr[row] == entries.indptr[row + 1]:
             X[row] = 0.0
             continue
-        A, b = row_system(entries, row, Y, w0, regularization)
+        A, b = row_system(entries, extra, row, Y, w0, regularization)
         x = X[row]
         r = b - A @ x
         p = r.copy()
@@ -105,14 +108,14 @@ def solve_cg(entries: Entries, Y: np.ndarray, X0: np.ndarray, w0: float, regular
     return X
 
 
-def row_losses(entries: Entries, X: np.ndarray, Y: np.ndarray, w0: float) -> np.ndarray:
+def row_losses(entries: CSR, extra: np.ndarray, X: np.ndarray, Y: np.ndarray, w0: float) -> np.ndarray:
     """Per row: Σ_{j∈obs(i)} [w_ij (t_ij − x_i·y_j)² − w0 (x_i·y_j)²]."""
     out = np.zeros(entries.n_rows)
     for row in range(entries.n_rows):
         for e in range(entries.indptr[row], entries.indptr[row + 1]):
             prediction = float(X[row].astype(np.float64) @ Y[entries.indices[e]].astype(np.float64))
-            weight = w0 + float(entries.extra[e])
-            out[row] += weight * (float(entries.target[e]) - prediction) ** 2 - w0 * prediction**2
+            weight = w0 + float(extra[e])
+            out[row] += weight * (float(entries.data[e]) - prediction) ** 2 - w0 * prediction**2
     return out
 
 

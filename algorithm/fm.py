@@ -7,16 +7,16 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 import numba
 import numpy as np
-import scipy.sparse as sp
 
 from algorithm import _fm_kernels as kernels
 from algorithm._threads import numba_threads
 from algorithm.base import DivergedError, Estimator, NotFittedError
 from algorithm.best_epoch import BestEpoch
+from algorithm.csr import CSR
 from algorithm.hyperparameters import defaults
 from algorithm.metrics import STOPPING_METRIC, train_metrics
 from algorithm.optimizer_defaults import resolve_optimizer_defaults
@@ -40,48 +40,10 @@ SCORING_FORMULA = (
 )
 
 
-class Rows(NamedTuple):
-    """Rows in CSR form as the kernels take them: float32 data, int64 indices and indptr."""
-
-    data: np.ndarray
-    indices: np.ndarray
-    indptr: np.ndarray
-
-    @property
-    def n_rows(self) -> int:
-        return len(self.indptr) - 1
-
-    @property
-    def nnz(self) -> int:
-        return len(self.data)
-
-
-def as_rows(X: Any, feature_dim: int, what: str = "X") -> Rows:
-    """``X`` (an object with data/indices/indptr/n_cols such as ``Dataset``, a scipy sparse matrix or a dense
-    2-D array) as ``Rows``, without copying arrays that already have the right dtype and layout.
-
-    Sparse input is never densified; a dense array becomes CSR (zeros dropped).
-    """
-    if all(hasattr(X, name) for name in ("data", "indices", "indptr", "n_cols")):
-        data, indices, indptr = X.data, X.indices, X.indptr
-    else:
-        if sp.issparse(X):
-            csr = X.tocsr()
-        else:
-            dense = np.asarray(X, dtype=np.float32)
-            if dense.ndim != 2:
-                raise ValueError(f"{what} must be 2-D (rows x features), got shape {dense.shape}")
-            csr = sp.csr_matrix(dense)
-        if not csr.has_canonical_format:
-            csr = csr.copy()
-            csr.sum_duplicates()
-        data, indices, indptr = csr.data, csr.indices, csr.indptr
-    rows = Rows(np.ascontiguousarray(data, dtype=np.float32), np.ascontiguousarray(indices, dtype=np.int64),
-                np.ascontiguousarray(indptr, dtype=np.int64))
-    end = rows.indptr[-1] if rows.indptr.ndim == 1 and rows.indptr.size else None
-    if end != rows.nnz or rows.indices.size != rows.nnz:
-        raise ValueError(f"{what} is not valid CSR: indptr ends at {end} with {rows.nnz} values and "
-                         f"{rows.indices.size} indices")
+def _checked_rows(X: Any, feature_dim: int, what: str = "X") -> CSR:
+    """``X`` (a ``CSR``, a scipy sparse matrix or a dense 2-D array: ``CSR.from_matrix``) as a ``CSR``
+    whose feature indices lie in [0, feature_dim). Sparse input is never densified."""
+    rows = X if isinstance(X, CSR) else CSR.from_matrix(X, what=what)
     if rows.nnz:
         low, high = int(rows.indices.min()), int(rows.indices.max())
         if low < 0 or high >= feature_dim:
@@ -138,11 +100,9 @@ def _longest_rows(indptr: np.ndarray, count: int) -> np.ndarray:
     return longest
 
 
-def _training_buffers(n_threads: int, rows: Rows, batch_size: int, feature_dim: int, num_factors: int,
-                      split_batches: bool = True) -> tuple[np.ndarray, ...]:
-    """Per-thread scratch of the training kernels (see ``_fm_kernels``): feature->slot maps, slot features,
-    slot counts, [linear, factors] gradients per slot, bias gradients, per-factor sums (k + 1 wide: reused
-    as a gradient sum) and squares, the slot of each nonzero of the row in hand, loss sums.
+def _training_buffers(n_threads: int, rows: CSR, batch_size: int, feature_dim: int, num_factors: int,
+                      split_batches: bool = True) -> kernels.Buffers:
+    """Per-thread scratch of the training kernels (``kernels.Buffers``) for ``rows`` in batches of ``batch_size``.
     ``split_batches``: each batch is cut into one chunk per thread (the deterministic kernel); otherwise every
     thread runs whole batches (serial and Hogwild kernels)."""
     chunk = min(batch_size, rows.n_rows)  # rows per thread per batch
@@ -151,13 +111,16 @@ def _training_buffers(n_threads: int, rows: Rows, batch_size: int, feature_dim: 
     longest = _longest_rows(rows.indptr, chunk)  # a chunk touches at most their sum of distinct features
     slots = max(1, min(feature_dim, int(longest.sum())))
     T, k = n_threads, num_factors
-    return (
-        np.zeros((T, feature_dim), dtype=np.int32), np.zeros((T, slots), dtype=np.int64),
-        np.zeros(T, dtype=np.int64), np.zeros((T, slots, 1 + k), dtype=np.float32),
-        np.zeros(T, dtype=np.float64), np.zeros((T, _line_padded(1 + k, 4)), dtype=np.float32),
-        np.zeros((T, _line_padded(k, 4)), dtype=np.float32),
-        np.zeros((T, _line_padded(max(1, int(longest.max())), 8)), dtype=np.int64),
-        np.zeros(T, dtype=np.float64),
+    return kernels.Buffers(
+        slot_of=np.zeros((T, feature_dim), dtype=np.int32),
+        slot_feature=np.zeros((T, slots), dtype=np.int64),
+        n_slots=np.zeros(T, dtype=np.int64),
+        grad=np.zeros((T, slots, 1 + k), dtype=np.float32),
+        bias_grad=np.zeros(T, dtype=np.float64),
+        sums=np.zeros((T, _line_padded(1 + k, 4)), dtype=np.float32),
+        squares=np.zeros((T, _line_padded(k, 4)), dtype=np.float32),
+        row_slots=np.zeros((T, _line_padded(max(1, int(longest.max())), 8)), dtype=np.int64),
+        loss=np.zeros(T, dtype=np.float64),
     )
 
 
@@ -374,7 +337,7 @@ class FactorizationMachines(Estimator):
         rows, y, weights, row_weight = self._training_rows(X, y, sample_weight)
         evaluation = None
         if eval_set is not None:
-            eval_rows = as_rows(eval_set[0], d, "eval_set X")
+            eval_rows = _checked_rows(eval_set[0], d, "eval_set X")
             eval_y = _as_labels(eval_set[1], eval_rows.n_rows, self.predictor_type, "eval_set y")
             evaluation = (eval_rows, eval_y)
 
@@ -396,14 +359,14 @@ class FactorizationMachines(Estimator):
             for epoch in range(self.epochs):
                 started = time.perf_counter()
                 rng.shuffle(order)
-                buffers[-1][:] = 0.0
+                buffers.loss[:] = 0.0
                 step = train_epoch(
                     (rows.data, rows.indices, rows.indptr), y, row_weight, order, self.mini_batch_size, bias,
                     table, k, kernels.OPTIMIZER_CODES[self.optimizer],
                     kernels.LOGISTIC if logistic else kernels.REGRESSION, hp, self.use_bias, self.use_linear,
                     step, buffers, row_scores)
                 seconds = time.perf_counter() - started
-                loss = float(buffers[-1].sum())
+                loss = float(buffers.loss.sum())
                 if not math.isfinite(loss):
                     raise DivergedError(self._divergence_message(epoch, f"the training loss became {loss}"))
                 test = None
@@ -443,10 +406,10 @@ class FactorizationMachines(Estimator):
         return kernels.train_epoch_serial, 1
 
     def _training_rows(self, X: Any, y: Any, sample_weight: Any
-                       ) -> tuple[Rows, np.ndarray, np.ndarray | None, np.ndarray]:
+                       ) -> tuple[CSR, np.ndarray, np.ndarray | None, np.ndarray]:
         """Validated rows, labels, sample weights (or None) and per-row loss weights (sample weight times
         positive_class_weight on label-1 rows; empty when every row weighs 1)."""
-        rows = as_rows(X, self.feature_dim)
+        rows = _checked_rows(X, self.feature_dim)
         if rows.n_rows == 0:
             raise ValueError("X has no rows")
         bad = _first_non_finite(rows.data)
@@ -480,7 +443,7 @@ class FactorizationMachines(Estimator):
         """float32 score per row: the probability of label 1 (binary_classifier) or the prediction
         (regressor)."""
         self._check_fitted()
-        rows = as_rows(X, self.feature_dim)
+        rows = _checked_rows(X, self.feature_dim)
         threads = 1 if rows.nnz < PARALLEL_SCORING_NNZ else numba.get_num_threads()
         return _score(rows, self.w0_, self.w_, self.V_, self.predictor_type == "binary_classifier", threads)
 
@@ -548,7 +511,7 @@ def _json_params(params: Mapping[str, Any]) -> dict[str, Any]:
     return {name: value.item() if isinstance(value, np.generic) else value for name, value in params.items()}
 
 
-def _score(rows: Rows, w0: np.ndarray, w: np.ndarray, V: np.ndarray, logistic: bool,
+def _score(rows: CSR, w0: np.ndarray, w: np.ndarray, V: np.ndarray, logistic: bool,
            n_threads: int) -> np.ndarray:
     out = np.empty(rows.n_rows, dtype=np.float32)
     if n_threads > 1 and rows.n_rows > 1:

@@ -28,9 +28,9 @@ import scipy.sparse as sp
 
 from algorithm import _wals_kernels as kernels
 from algorithm._threads import numba_threads
-from algorithm._wals_kernels import Entries
 from algorithm.base import DivergedError, Estimator, NotFittedError
 from algorithm.best_epoch import BestEpoch
+from algorithm.csr import CSR
 from algorithm.hyperparameters import defaults
 from algorithm.metrics import rmse
 from algorithm.ranking_metrics import BLOCK_VALUES, ranking_metrics, top_k
@@ -91,9 +91,10 @@ def _entry_weights(weights: Any, csr: sp.csr_matrix, data_shape: tuple[int, int]
 
 
 def _entries(csr: sp.csr_matrix, row_weights: np.ndarray, col_weights: np.ndarray,
-             alpha: float | None, entry_weights: np.ndarray | None = None) -> Entries:
-    """Targets t_ij and extra weights e_ij = w_ij − w0 of the stored entries of ``csr`` (module docstring),
-    with the per-entry weights s_ij (aligned with ``csr.data``) when given."""
+             alpha: float | None, entry_weights: np.ndarray | None = None) -> tuple[CSR, np.ndarray]:
+    """The stored entries of ``csr`` with their targets t_ij as values, and their extra weights
+    e_ij = w_ij − w0 (module docstring), with the per-entry weights s_ij (aligned with ``csr.data``) when
+    given."""
     rows = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))
     product = row_weights[rows] * col_weights[csr.indices]
     values = csr.data
@@ -107,19 +108,19 @@ def _entries(csr: sp.csr_matrix, row_weights: np.ndarray, col_weights: np.ndarra
     else:
         target = (values > 0).astype(np.float32)
         extra = (np.float32(alpha) * product * values).astype(np.float32)
-    return Entries(csr.indptr.astype(np.int64), csr.indices.astype(np.int64),
-                   np.ascontiguousarray(target, dtype=np.float32),
-                   np.ascontiguousarray(extra, dtype=np.float32))
+    entries = CSR(np.ascontiguousarray(target, dtype=np.float32), csr.indices.astype(np.int64),
+                  csr.indptr.astype(np.int64), csr.shape[1])
+    return entries, np.ascontiguousarray(extra, dtype=np.float32)
 
 
-def _transpose(entries: Entries, n_other: int) -> Entries:
-    """The same entries seen from the other side (columns as rows), rows sorted within each column."""
-    nnz = entries.indices.size
-    order = sp.csr_matrix((np.arange(nnz, dtype=np.int64), entries.indices, entries.indptr),
-                          shape=(entries.n_rows, n_other)).tocsc()
+def _transpose(entries: CSR, extra: np.ndarray) -> tuple[CSR, np.ndarray]:
+    """The same entries and extra weights seen from the other side (columns as rows), rows sorted within
+    each column."""
+    order = sp.csr_matrix((np.arange(entries.nnz, dtype=np.int64), entries.indices, entries.indptr),
+                          shape=(entries.n_rows, entries.n_cols)).tocsc()
     perm = order.data
-    return Entries(order.indptr.astype(np.int64), order.indices.astype(np.int64),
-                   entries.target[perm], entries.extra[perm])
+    return (CSR(entries.data[perm], order.indices.astype(np.int64), order.indptr.astype(np.int64),
+                entries.n_rows), extra[perm])
 
 
 def _gram64(F: np.ndarray) -> np.ndarray:
@@ -281,11 +282,11 @@ class WALS(Estimator):
                                  "matrix")
         row_weights = _weight_vector(self.row_weights, n, "row_weights")
         col_weights = _weight_vector(self.col_weights, m, "col_weights")
-        rows = _entries(csr, row_weights, col_weights, self.alpha, scale)
-        cols = _transpose(rows, m)
+        rows, row_extra = _entries(csr, row_weights, col_weights, self.alpha, scale)
+        cols, col_extra = _transpose(rows, row_extra)
         U, V = self._initial_factors(n, m, init_row_factors, init_col_factors)
         w0, lam = float(self.unobserved_weight), float(self.regularization_coeff)
-        sum_weights = w0 * n * m + float(rows.extra.sum(dtype=np.float64))
+        sum_weights = w0 * n * m + float(row_extra.sum(dtype=np.float64))
         implicit = self.alpha is not None
         stopping_metric = "ndcg_at_k" if implicit else "rmse"
         early_stopping = test is not None and self.early_stopping_patience > 0
@@ -295,10 +296,10 @@ class WALS(Estimator):
             sweep = -1
             for sweep in range(self.max_sweeps):
                 started = time.perf_counter()
-                kernels.solve(rows, V, U, w0, lam, self.solver, self.cg_steps, workers)
-                kernels.solve(cols, U, V, w0, lam, self.solver, self.cg_steps, workers)
+                kernels.solve(rows, row_extra, V, U, w0, lam, self.solver, self.cg_steps, workers)
+                kernels.solve(cols, col_extra, U, V, w0, lam, self.solver, self.cg_steps, workers)
                 seconds = time.perf_counter() - started
-                train = self._train_metrics(rows, U, V, sum_weights, workers)
+                train = self._train_metrics(rows, row_extra, U, V, sum_weights, workers)
                 if not math.isfinite(train["loss"]):
                     raise DivergedError(self._divergence_message(sweep, f"the loss became {train['loss']}"))
                 metrics = None
@@ -325,13 +326,13 @@ class WALS(Estimator):
         self.n_threads_ = n_threads
         return self
 
-    def _train_metrics(self, rows: Entries, U: np.ndarray, V: np.ndarray, sum_weights: float,
+    def _train_metrics(self, rows: CSR, extra: np.ndarray, U: np.ndarray, V: np.ndarray, sum_weights: float,
                        workers: int) -> dict[str, float]:
         """loss = Σ_all w_ij (t_ij − u_i·v_j)² + λ(|U|² + |V|²) and rwse = sqrt(unregularized / Σ_all w_ij),
         the dense part computed as w0·trace(UᵀU VᵀV) (TF's reformulation)."""
         w0, lam = float(self.unobserved_weight), float(self.regularization_coeff)
         gram_u, gram_v = _gram64(U), _gram64(V)
-        sparse_part = float(kernels.row_losses(rows, U, V, w0, workers).sum())
+        sparse_part = float(kernels.row_losses(rows, extra, U, V, w0, workers).sum())
         unregularized = sparse_part + w0 * float((gram_u * gram_v).sum())
         regularization = lam * float(np.trace(gram_u) + np.trace(gram_v))
         rwse = math.sqrt(max(unregularized, 0.0) / sum_weights) if sum_weights > 0 else math.nan
@@ -466,9 +467,9 @@ class WALS(Estimator):
     def _project(self, csr: sp.csr_matrix, weights: Any, other: np.ndarray, other_weights: np.ndarray
                  ) -> np.ndarray:
         own = _weight_vector(1.0 if weights is None else weights, csr.shape[0], "weights")
-        entries = _entries(csr, own, other_weights, self.alpha)
+        entries, extra = _entries(csr, own, other_weights, self.alpha)
         factors = np.zeros((csr.shape[0], other.shape[1]), dtype=np.float32)
-        kernels.solve(entries, other, factors, float(self.unobserved_weight),
+        kernels.solve(entries, extra, other, factors, float(self.unobserved_weight),
                       float(self.regularization_coeff), "cholesky", 1,
                       min(numba.get_num_threads(), max(1, csr.shape[0])))
         return factors

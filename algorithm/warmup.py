@@ -14,15 +14,16 @@ import numpy as np
 import scipy.sparse as sp
 
 from algorithm import _wals_kernels
-from algorithm.fm import OPTIMIZERS, PREDICTOR_TYPES, FactorizationMachines, Rows, _score
+from algorithm.csr import CSR
+from algorithm.fm import OPTIMIZERS, PREDICTOR_TYPES, FactorizationMachines, _score
 from algorithm.ranking_metrics import ranking_metrics, top_k
 from algorithm.wals import WALS, _entries
 
 
-def _tiny_rows(read_only: bool) -> Rows:
-    rows = Rows(np.array([1.0, 0.5, 2.0, 1.0], dtype=np.float32), np.array([0, 2, 1, 3], dtype=np.int64),
-                np.array([0, 2, 3, 4], dtype=np.int64))
-    for array in rows:
+def _tiny_rows(read_only: bool) -> CSR:
+    rows = CSR(np.array([1.0, 0.5, 2.0, 1.0], dtype=np.float32), np.array([0, 2, 1, 3], dtype=np.int64),
+               np.array([0, 2, 3, 4], dtype=np.int64), n_cols=4)
+    for array in (rows.data, rows.indices, rows.indptr):
         array.flags.writeable = not read_only
     return rows
 
@@ -60,11 +61,11 @@ def warm_up_wals() -> None:
             model.top_rows_for_col(0, 1)
             model.project_rows(R[:1])
             model.project_cols(R[:, :1])
-    entries = _entries(R, np.ones(3, np.float32), np.ones(3, np.float32), None)
+    entries, extra = _entries(R, np.ones(3, np.float32), np.ones(3, np.float32), None)
     U, V = model.row_factors_.copy(), model.col_factors_.copy()
     for solver in _wals_kernels.SOLVERS:
-        _wals_kernels.solve(entries, V, U, 0.1, 0.1, solver, 1, 2)
-    _wals_kernels.row_losses(entries, U, V, 0.1, 2)
+        _wals_kernels.solve(entries, extra, V, U, 0.1, 0.1, solver, 1, 2)
+    _wals_kernels.row_losses(entries, extra, U, V, 0.1, 2)
     _wals_kernels.pair_scores(np.arange(3), np.arange(3), U, V, 2)
     top_k(U @ V.T, 2, n_workers=2)
     ranking_metrics(U, V, held_out, 2, exclude=R, n_workers=2)

@@ -168,12 +168,12 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
 
 def _own(ds: Any, np: Any) -> Any:
     """The set with its views copied, so that a subsample does not keep the full arrays alive."""
-    from bench.fm_data import SparseSet
+    from algorithm.csr import CSR
 
     def own(a: Any) -> Any:
         return a if a.base is None else np.array(a)
 
-    return SparseSet(own(ds.data), own(ds.indices), own(ds.indptr), ds.n_cols, own(ds.labels))
+    return CSR(own(ds.data), own(ds.indices), own(ds.indptr), ds.n_cols, own(ds.labels))
 
 
 def _peak_rusage_kb() -> int:

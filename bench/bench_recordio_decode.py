@@ -19,7 +19,7 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from container.formats.dataset import Dataset
+from algorithm.csr import CSR
 from container.formats.record_pb2 import Record
 from container.formats.recordio import decode_recordio, warm_up, write_spmatrix_to_sparse_tensor
 
@@ -40,7 +40,7 @@ def make_body(rows: int, nnz: int, n_cols: int, seed: int) -> bytes:
     return out.getvalue()
 
 
-def decode_with_protobuf(body: bytes) -> Dataset:
+def decode_with_protobuf(body: bytes) -> CSR:
     """The anchor: protobuf library per record, numpy copies, one concatenate."""
     data, indices, labels = [], [], []
     record = Record()
@@ -56,7 +56,7 @@ def decode_with_protobuf(body: bytes) -> Dataset:
         p += 8 + ((length + 3) & ~3)
     indptr = np.zeros(len(data) + 1, np.int64)
     np.cumsum([len(d) for d in data], out=indptr[1:])
-    return Dataset(
+    return CSR(
         data=np.concatenate(data),
         indices=np.concatenate(indices),
         indptr=indptr,
@@ -78,7 +78,7 @@ def main() -> None:
     body = make_body(args.rows, args.nnz, args.cols, args.seed)
     print(f"{args.rows} rows, {args.nnz} mean nnz, {len(body) / 2**20:.0f} MiB")
     times: dict[str, list[float]] = {"protobuf": [], "ours": []}
-    results: dict[str, Dataset] = {}
+    results: dict[str, CSR] = {}
     for _ in range(args.repeat):
         for name, decode in (
             ("protobuf", lambda: decode_with_protobuf(body)),

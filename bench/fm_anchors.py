@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from bench.fm_data import DATA_DIR, BenchData, SparseSet, accuracy, auc, logloss, rmse
+from algorithm.csr import CSR
+from bench.fm_data import DATA_DIR, BenchData, accuracy, auc, logloss, rmse
 
 XLEARN_DEFAULTS = {"lr": 0.2, "lambda": 0.00002}  # xLearn's own defaults (opt=adagrad, instance-wise norm on)
 # Best of a small grid (lr, lambda, instance-wise norm) on the seed-0 sets at k=8, 2 threads (see README).
@@ -60,7 +61,7 @@ def held_out_metrics(task: str, y: np.ndarray, score: np.ndarray) -> dict[str, f
 # xLearn
 
 
-def write_libsvm(ds: SparseSet, path: Path, chunk: int = 50_000) -> None:
+def write_libsvm(ds: CSR, path: Path, chunk: int = 50_000) -> None:
     """Write ``ds`` as libsvm text (``label idx:val ...``, 0-based ids) atomically; fast for one-hot rows."""
     path.parent.mkdir(parents=True, exist_ok=True)
     nnz_per_row = np.diff(ds.indptr)

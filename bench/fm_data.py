@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 from scipy.special import ndtr
+
+from algorithm.csr import CSR
 
 GENERATOR_VERSION = 2
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -39,49 +40,13 @@ ML_RATINGS = 1_000_209
 
 
 @dataclass(frozen=True)
-class SparseSet:
-    """Rows in CSR form (``data`` float32, ``indices``/``indptr`` int64, ``n_cols``) with float32 labels."""
-
-    data: np.ndarray
-    indices: np.ndarray
-    indptr: np.ndarray
-    n_cols: int
-    labels: np.ndarray
-
-    @property
-    def n_rows(self) -> int:
-        return len(self.indptr) - 1
-
-    @property
-    def nnz(self) -> int:
-        return int(self.indptr[-1])
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of the arrays (features and labels)."""
-        return sum(a.nbytes for a in (self.data, self.indices, self.indptr, self.labels))
-
-    def to_scipy(self) -> sp.csr_matrix:
-        """The features as a scipy CSR matrix (scipy may narrow the indices to int32)."""
-        return sp.csr_matrix((self.data, self.indices, self.indptr), shape=(self.n_rows, self.n_cols))
-
-    def head(self, rows: int) -> SparseSet:
-        """The first ``rows`` rows (rows are i.i.d., so this is a random subsample)."""
-        if rows >= self.n_rows:
-            return self
-        end = int(self.indptr[rows])
-        return SparseSet(self.data[:end], self.indices[:end], self.indptr[: rows + 1], self.n_cols,
-                         self.labels[:rows])
-
-
-@dataclass(frozen=True)
 class BenchData:
     """A train/test pair with its task (``binary_classifier`` or ``regressor``) and generator facts."""
 
     name: str
     task: str
-    train: SparseSet
-    test: SparseSet
+    train: CSR
+    test: CSR
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -98,7 +63,7 @@ class BenchData:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# metrics (kept here so the generators and the anchors need nothing from the project)
+# metrics (kept here so the generators and the anchors need no project code beyond the CSR carrier)
 
 
 def auc(y: np.ndarray, score: np.ndarray) -> float:
@@ -204,15 +169,15 @@ def generate_ctr(seed: int = 0, n_rows: int = CTR_ROWS, n_features: int = CTR_FE
     return {"idx": idx, "y": y, "p": p.astype(np.float32)}
 
 
-def _ctr_sets(raw: dict[str, np.ndarray], n_features: int) -> tuple[SparseSet, SparseSet, dict[str, Any]]:
+def _ctr_sets(raw: dict[str, np.ndarray], n_features: int) -> tuple[CSR, CSR, dict[str, Any]]:
     idx, y, p = raw["idx"], raw["y"], raw["p"]
     n_test = round(len(y) * CTR_TEST_FRACTION)
     n_train = len(y) - n_test
 
-    def build(rows: slice) -> SparseSet:
+    def build(rows: slice) -> CSR:
         block = idx[rows]
         n, nnz = block.shape
-        return SparseSet(np.ones(n * nnz, np.float32), block.reshape(-1).astype(np.int64),
+        return CSR(np.ones(n * nnz, np.float32), block.reshape(-1).astype(np.int64),
                          np.arange(n + 1, dtype=np.int64) * nnz, n_features, y[rows])
 
     test_y, test_p = y[n_train:], p[n_train:]
@@ -272,15 +237,15 @@ def generate_ratings(seed: int = 0, n_users: int = ML_USERS, n_items: int = ML_I
 
 
 def _ratings_sets(raw: dict[str, np.ndarray], n_users: int = ML_USERS, n_items: int = ML_ITEMS
-                  ) -> tuple[SparseSet, SparseSet, dict[str, Any]]:
+                  ) -> tuple[CSR, CSR, dict[str, Any]]:
     user, item, y, expected = raw["user"], raw["item"], raw["y"], raw["expected"]
     n_test = len(y) // 10
     n_train = len(y) - n_test
 
-    def build(rows: slice) -> SparseSet:
+    def build(rows: slice) -> CSR:
         cols = np.stack([user[rows].astype(np.int64), n_users + item[rows].astype(np.int64)], axis=1)
         n = len(cols)
-        return SparseSet(np.ones(2 * n, np.float32), cols.reshape(-1), np.arange(n + 1, dtype=np.int64) * 2,
+        return CSR(np.ones(2 * n, np.float32), cols.reshape(-1), np.arange(n + 1, dtype=np.int64) * 2,
                          n_users + n_items, y[rows])
 
     counts = np.bincount(y.astype(np.int64), minlength=6)[1:] / len(y)
@@ -306,13 +271,8 @@ def make_digits(seed: int = 0) -> BenchData:
     y = (target == 0).astype(np.float32)
     X_tr, X_te, y_tr, y_te = train_test_split(X / 16.0, y, test_size=0.25, random_state=seed, stratify=y)
 
-    def build(X: np.ndarray, y: np.ndarray) -> SparseSet:
-        csr = sp.csr_matrix(X.astype(np.float32))
-        return SparseSet(csr.data.astype(np.float32), csr.indices.astype(np.int64),
-                         csr.indptr.astype(np.int64), X.shape[1], y)
-
     meta = {"positive_rate": float(y.mean()), "train_rows": len(y_tr), "test_rows": len(y_te)}
-    return BenchData("digits", "binary_classifier", build(X_tr, y_tr), build(X_te, y_te), meta)
+    return BenchData("digits", "binary_classifier", CSR.from_matrix(X_tr, y_tr), CSR.from_matrix(X_te, y_te), meta)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -11,10 +11,10 @@ import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from algorithm.csr import CSR, concatenate
 from container.channel_files import channel_files
 from container.config import ChannelConfig
 from container.errors import ChannelError, DataError
-from container.formats.dataset import Dataset, concatenate
 from container.formats.registry import decode
 from container.paths import SageMakerPaths
 
@@ -96,8 +96,8 @@ def read_channel(
     feature_dim: int | None,
     epoch: int = 0,
     pipe_wait_seconds: float = PIPE_WAIT_SECONDS,
-) -> Dataset:
-    """All rows of one channel as a single Dataset, decoded by the channel's content type."""
+) -> CSR:
+    """All rows of one channel as a single CSR, decoded by the channel's content type."""
     parts = [
         decode(config.content_type, body, source=source, feature_dim=feature_dim, with_labels=True)
         for source, body in channel_bodies(paths, config, epoch=epoch, pipe_wait_seconds=pipe_wait_seconds)

@@ -9,20 +9,20 @@ from typing import Any
 import numpy as np
 
 from algorithm import artifact
+from algorithm.csr import CSR
 from algorithm.fm import FactorizationMachines
 from algorithm.metrics import train_metrics
 from container import job, metrics_log
 from container.channels import read_channel
 from container.config import ChannelConfig
 from container.errors import ClientError, DataError
-from container.formats.dataset import Dataset
 from container.paths import SageMakerPaths
 from container.resources import memory_limit_bytes
 
 log = logging.getLogger("train.fm")
 
 
-def _check_labels(data: Dataset, channel: str, predictor_type: str) -> np.ndarray:
+def _check_labels(data: CSR, channel: str, predictor_type: str) -> np.ndarray:
     if data.labels is None:
         raise DataError(f"Channel {channel!r} has no labels: every training record needs label['values'] "
                         "(CSV and libsvm: the label is the first column)")
@@ -54,10 +54,6 @@ def _check_memory(hp: dict[str, Any], data_bytes: int) -> None:
             f"than the {limit / gib:.2f} GiB available: lower num_factors or feature_dim, or use an instance "
             "with more memory."
         )
-
-
-def _dataset_bytes(data: Dataset) -> int:
-    return int(data.data.nbytes + data.indices.nbytes + data.indptr.nbytes)
 
 
 def _warm_start(paths: SageMakerPaths, model: FactorizationMachines) -> None:
@@ -96,7 +92,7 @@ def train_fm(paths: SageMakerPaths, hp: dict[str, Any], channels: dict[str, Chan
 
     params = {k: v for k, v in hp.items() if k != "algorithm"}
     params["num_threads"] = job.thread_count(params["num_threads"])
-    _check_memory(params, _dataset_bytes(train) + (_dataset_bytes(test) if test else 0))
+    _check_memory(params, train.nbytes + (test.nbytes if test else 0))
     model = FactorizationMachines(**params)
     _log_optimizer_settings(model)
     _warm_start(paths, model)

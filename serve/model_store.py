@@ -16,10 +16,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from algorithm import artifact
+from algorithm.csr import CSR
 from algorithm.fm import PARALLEL_SCORING_NNZ, FactorizationMachines
 from algorithm.wals_model import WALSModel
 from container.formats import responses
-from container.formats.dataset import Dataset
 from container.formats.recordio import write_spmatrix_to_sparse_tensor
 from container.formats.registry import CSV, JSON, JSONLINES, LIBSVM, RECORDIO, decode
 from serve.wals_servable import WALSServable
@@ -52,7 +52,7 @@ class FMServable:
         self.classifier = model.predictor_type == "binary_classifier"
         self.warm = False
 
-    def predict(self, X: Dataset) -> dict[str, np.ndarray]:
+    def predict(self, X: CSR) -> dict[str, np.ndarray]:
         """The response columns: ``score`` (a probability for the classifier) and ``predicted_label``."""
         scores = self.model.predict_scores(X)
         if self.classifier:
@@ -70,7 +70,7 @@ class FMServable:
         for content_type, body in _one_row_bodies(d).items():
             self.invoke(body, content_type, JSON)
         n = PARALLEL_SCORING_NNZ
-        big = Dataset(np.ones(n, np.float32), np.zeros(n, np.int64), np.array([0, n // 2, n]), d)
+        big = CSR(np.ones(n, np.float32), np.zeros(n, np.int64), np.array([0, n // 2, n]), d)
         columns = self.predict(big)
         for accept in self.accepts:
             responses.encode(accept, columns)

@@ -1,1 +1,2 @@
-"""Data formats: decoders to one in-memory ``Dataset`` and encoders back, shared by training and serving."""
+"""Data formats: decoders to the one in-memory form of rows (``algorithm.csr.CSR``) and encoders back, shared
+by training and serving."""

@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 
-from container.formats.dataset import Dataset
+from algorithm.csr import CSR
 
 
 def parse_floats(text: bytes, count: int, sep: str) -> np.ndarray | None:
@@ -32,12 +32,12 @@ def to_float32(values: np.ndarray) -> np.ndarray:
         return values.astype(np.float32)
 
 
-def dense_dataset(features: np.ndarray, labels: np.ndarray | None) -> Dataset:
-    """A Dataset from a 2-D float32 array, explicit zeros dropped."""
+def dense_dataset(features: np.ndarray, labels: np.ndarray | None) -> CSR:
+    """A CSR from a 2-D float32 array, explicit zeros dropped."""
     rows, columns = np.nonzero(features)
     indptr = np.zeros(features.shape[0] + 1, np.int64)
     np.cumsum(np.count_nonzero(features, axis=1), out=indptr[1:])
-    return Dataset(
+    return CSR(
         data=np.ascontiguousarray(features[rows, columns]),
         indices=columns.astype(np.int64),
         indptr=indptr,

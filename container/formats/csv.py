@@ -12,16 +12,16 @@ import codecs
 
 import numpy as np
 
+from algorithm.csr import CSR
 from container.errors import DataError
 from container.formats._text import dense_dataset, is_number, parse_floats, to_float32
 from container.formats._text_kernels import scan_csv
-from container.formats.dataset import Dataset
 
 
 def decode_csv(
     body: bytes | memoryview, *, source: str, feature_dim: int | None = None, with_labels: bool = False
-) -> Dataset:
-    """Decode CSV rows to a Dataset (explicit zeros dropped from the CSR arrays)."""
+) -> CSR:
+    """Decode CSV rows to a CSR (explicit zeros dropped from the CSR arrays)."""
     text = bytes(body).removeprefix(codecs.BOM_UTF8)
     lines = text.split(b"\n")
     numbers = [i + 1 for i, line in enumerate(lines) if line.strip()]
@@ -47,7 +47,7 @@ def decode_csv(
     return scanned if scanned is not None else _parsed(source, rows, numbers, width, with_labels)
 
 
-def _scanned(text: bytes, n_rows: int, width: int, with_labels: bool) -> Dataset | None:
+def _scanned(text: bytes, n_rows: int, width: int, with_labels: bool) -> CSR | None:
     """The rows read by the numba scanner straight into CSR arrays, or None when it declines the body."""
     n_label = int(with_labels)
     labels = np.empty(n_rows if with_labels else 0)
@@ -58,11 +58,11 @@ def _scanned(text: bytes, n_rows: int, width: int, with_labels: bool) -> Dataset
         return None
     indptr = np.zeros(rows + 1, np.int64)
     np.cumsum(counts[:rows], out=indptr[1:])
-    return Dataset(data=to_float32(data[:nnz]), indices=indices[:nnz], indptr=indptr, n_cols=width - n_label,
+    return CSR(data=to_float32(data[:nnz]), indices=indices[:nnz], indptr=indptr, n_cols=width - n_label,
                    labels=to_float32(labels) if with_labels else None)
 
 
-def _parsed(source: str, rows: list[bytes], numbers: list[int], width: int, with_labels: bool) -> Dataset:
+def _parsed(source: str, rows: list[bytes], numbers: list[int], width: int, with_labels: bool) -> CSR:
     """The checking path: numpy's parser, then the first bad cell, NaN or infinity named."""
     values = parse_floats(b",".join(rows), len(rows) * width, ",")
     if values is None:

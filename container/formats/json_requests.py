@@ -27,18 +27,18 @@ from typing import Any
 import numpy as np
 import orjson
 
+from algorithm.csr import CSR
 from container.errors import DataError
 from container.formats._text import dense_dataset, to_float32
 from container.formats._text_kernels import scan_json
-from container.formats.dataset import Dataset
 
 _MAX_WIDTH = 1 << 62
 
 
 def decode_json(
     body: bytes | memoryview, *, source: str, feature_dim: int | None = None, with_labels: bool = False
-) -> Dataset:
-    """Decode a JSON request body to a Dataset; see the module docstring."""
+) -> CSR:
+    """Decode a JSON request body to a CSR; see the module docstring."""
     _no_labels(source, with_labels)
     scanned = _scanned(body, False, feature_dim)
     if scanned is not None:
@@ -61,8 +61,8 @@ def decode_json(
 
 def decode_jsonlines(
     body: bytes | memoryview, *, source: str, feature_dim: int | None = None, with_labels: bool = False
-) -> Dataset:
-    """Decode a JSON Lines body (one instance or bare row per non-blank line) to a Dataset."""
+) -> CSR:
+    """Decode a JSON Lines body (one instance or bare row per non-blank line) to a CSR."""
     _no_labels(source, with_labels)
     scanned = _scanned(body, True, feature_dim)
     if scanned is not None:
@@ -78,7 +78,7 @@ def decode_jsonlines(
     return _decode_items(items, lambda i: f"line {numbers[i]}", source, feature_dim)
 
 
-def _decode_items(items: list[Any], path_of: Callable[[int], str], source: str, feature_dim: int | None) -> Dataset:
+def _decode_items(items: list[Any], path_of: Callable[[int], str], source: str, feature_dim: int | None) -> CSR:
     """The rows of parsed instances: the fast path for the common shapes, else the checking path, which
     decodes every other shape and names the first fault."""
     fast = fast_dataset(items, feature_dim)
@@ -90,9 +90,9 @@ def _decode_items(items: list[Any], path_of: Callable[[int], str], source: str, 
     return rows.dataset(feature_dim)
 
 
-def _scanned(body: bytes | memoryview, lines: bool, feature_dim: int | None) -> Dataset | None:
+def _scanned(body: bytes | memoryview, lines: bool, feature_dim: int | None) -> CSR | None:
     """The rows of a body of sparse instances read by the numba scanner straight from the bytes, or None
-    when it declines (any other shape) or a key is out of range. Whenever it gives a Dataset, it is the
+    when it declines (any other shape) or a key is out of range. Whenever it gives a CSR, it is the
     one parsing and ``fast_dataset`` build (tests/unit/test_json_fast_path.py)."""
     text = body if isinstance(body, bytes) else bytes(body)
     bound = text.count(b",") + text.count(b"[")  # numbers in the lists
@@ -108,7 +108,7 @@ def _scanned(body: bytes | memoryview, lines: bool, feature_dim: int | None) -> 
         return None
     indptr = np.zeros(rows + 1, np.int64)
     np.cumsum(counts[:rows], out=indptr[1:])
-    return Dataset(data=to_float32(values[:pairs]), indices=indices, indptr=indptr, n_cols=n_cols)
+    return CSR(data=to_float32(values[:pairs]), indices=indices, indptr=indptr, n_cols=n_cols)
 
 
 def _no_labels(source: str, with_labels: bool) -> None:
@@ -179,7 +179,7 @@ class _Rows:
     def error(self, message: str) -> DataError:
         return DataError(f"{self.source}: {message}")
 
-    def dataset(self, feature_dim: int | None) -> Dataset:
+    def dataset(self, feature_dim: int | None) -> CSR:
         """Check every row against the tensor rules and build the CSR arrays."""
         n_values = np.array([len(v) for v in self.values], np.int64)
         n_keys = np.array([len(k) for k in self.keys], np.int64)
@@ -209,7 +209,7 @@ class _Rows:
         kept = np.concatenate([[0], np.cumsum(keep)])
         row_widths = np.where(dense, n_values, widths)
         n_cols = feature_dim if feature_dim is not None else int(row_widths.max(initial=0))
-        return Dataset(data=values[keep], indices=columns[keep], indptr=kept[starts], n_cols=n_cols)
+        return CSR(data=values[keep], indices=columns[keep], indptr=kept[starts], n_cols=n_cols)
 
     def _check_dense_widths(self, n_values: np.ndarray, dense: np.ndarray, feature_dim: int | None) -> None:
         rows = np.flatnonzero(dense)
@@ -277,12 +277,12 @@ class _Rows:
         return row, position - int(ends[row] - counts[row])
 
 
-def fast_dataset(items: list[Any], feature_dim: int | None) -> Dataset | None:
+def fast_dataset(items: list[Any], feature_dim: int | None) -> CSR | None:
     """The rows of the common request shapes, built with a few bulk conversions and no per-row paths: sparse
     instances whose keys and values are non-empty lists and whose shapes are all ``[d]`` (or all absent, with
     feature_dim known), or dense rows (bare lists or ``{"features": [...]}``) of one length. None for any
     other shape or any fault; ``_Rows`` then decodes the body or names the fault. Whenever it returns a
-    Dataset, it is the one ``_Rows`` builds: the same conversions (``np.array`` of the numbers, float64 then
+    CSR, it is the one ``_Rows`` builds: the same conversions (``np.array`` of the numbers, float64 then
     float32) under the same rules (tests/unit/test_json_fast_path.py)."""
     if not items:
         return None
@@ -291,7 +291,7 @@ def fast_dataset(items: list[Any], feature_dim: int | None) -> Dataset | None:
     return _fast_dense(items, feature_dim)
 
 
-def _fast_sparse(items: list[Any], feature_dim: int | None) -> Dataset | None:
+def _fast_sparse(items: list[Any], feature_dim: int | None) -> CSR | None:
     try:
         tensors = [item["data"]["features"] for item in items]
         keys = [tensor["keys"] for tensor in tensors]
@@ -328,10 +328,10 @@ def _fast_sparse(items: list[Any], feature_dim: int | None) -> Dataset | None:
     if not np.isfinite(data).all():
         return None
     indptr = np.fromiter(accumulate(counts, initial=0), np.int64, len(counts) + 1)
-    return Dataset(data=data, indices=indices, indptr=indptr, n_cols=n_cols)
+    return CSR(data=data, indices=indices, indptr=indptr, n_cols=n_cols)
 
 
-def _fast_dense(items: list[Any], feature_dim: int | None) -> Dataset | None:
+def _fast_dense(items: list[Any], feature_dim: int | None) -> CSR | None:
     try:
         rows = items if all(type(item) is list for item in items) else [item["features"] for item in items]
         matrix = np.array(rows)

@@ -14,10 +14,10 @@ import codecs
 
 import numpy as np
 
+from algorithm.csr import CSR
 from container.errors import DataError
 from container.formats._text import is_number, parse_floats, to_float32
 from container.formats._text_kernels import scan_libsvm
-from container.formats.dataset import Dataset
 
 _NOT_SEPARATORS = bytes(b for b in range(256) if b not in b": ")
 _MAX_INDEX = 2**53  # float64 holds every integer below this exactly
@@ -25,14 +25,14 @@ _MAX_INDEX = 2**53  # float64 holds every integer below this exactly
 
 def decode_libsvm(
     body: bytes | memoryview, *, source: str, feature_dim: int | None = None, with_labels: bool = False
-) -> Dataset:
-    """Decode libsvm rows to a Dataset; see the module docstring."""
+) -> CSR:
+    """Decode libsvm rows to a CSR; see the module docstring."""
     text = bytes(body).removeprefix(codecs.BOM_UTF8)
     scanned = _scanned(text, feature_dim, with_labels)
     return scanned if scanned is not None else _split(text, source, feature_dim, with_labels)
 
 
-def _split(text: bytes, source: str, feature_dim: int | None, with_labels: bool) -> Dataset:
+def _split(text: bytes, source: str, feature_dim: int | None, with_labels: bool) -> CSR:
     """The checking path: the body split in Python, all numbers parsed in one numpy call, errors named."""
     has_comments = b"#" in text
     labels: list[bytes] = []
@@ -77,7 +77,7 @@ def _split(text: bytes, source: str, feature_dim: int | None, with_labels: bool)
     if (bad := np.flatnonzero(~np.isfinite(values))).size:
         raise DataError(f"{source}: line {line_of(bad[0])} holds NaN or infinity")
     n_cols = feature_dim if feature_dim is not None else int(columns.max(initial=-1)) + 1
-    return Dataset(
+    return CSR(
         data=values,
         indices=columns.astype(np.int64),
         indptr=indptr,
@@ -86,8 +86,8 @@ def _split(text: bytes, source: str, feature_dim: int | None, with_labels: bool)
     )
 
 
-def _scanned(text: bytes, feature_dim: int | None, with_labels: bool) -> Dataset | None:
-    """The Dataset from the numba scanner (plain digits and decimals, the common case), or None when it
+def _scanned(text: bytes, feature_dim: int | None, with_labels: bool) -> CSR | None:
+    """The CSR from the numba scanner (plain digits and decimals, the common case), or None when it
     declines the body or an index is out of range: the checking path then decodes it or names the fault."""
     max_rows = text.count(b"\n") + 1
     indices, values = np.empty(text.count(b":"), np.int64), np.empty(text.count(b":"), np.float64)
@@ -101,7 +101,7 @@ def _scanned(text: bytes, feature_dim: int | None, with_labels: bool) -> Dataset
         return None
     indptr = np.zeros(rows + 1, np.int64)
     np.cumsum(counts[:rows], out=indptr[1:])
-    return Dataset(
+    return CSR(
         data=to_float32(values[:pairs]),
         indices=indices,
         indptr=indptr,

@@ -1,4 +1,4 @@
-"""RecordIO-protobuf (``application/x-recordio-protobuf``): decoding to a ``Dataset``, SDK-identical writers.
+"""RecordIO-protobuf (``application/x-recordio-protobuf``): decoding to a ``CSR``, SDK-identical writers.
 
 Framing: each record is ``uint32 magic 0xCED7230A`` (little-endian), ``uint32 lrec`` (``cflag = lrec >> 29``,
 ``length = lrec & (2**29 - 1)``), the payload, then zero padding to 4 bytes. Multi-part records (cflag 1
@@ -15,7 +15,7 @@ Each payload is an ``aialgs.data.Record``:
   ``feature_dim`` is given). ``shape`` with no keys and no values is an all-zero row.
 - ``label["values"]``: one value per record, read only when ``with_labels``.
 - ``label["weight"]``: optional per-record sample weight (one finite value >= 0), read only when
-  ``with_labels``; records without one get weight 1.0, and ``Dataset.weights`` stays None when no record
+  ``with_labels``; records without one get weight 1.0, and ``CSR.weights`` stays None when no record
   has one.
 
 Errors name the source, the 0-based record index and the record's byte offset.
@@ -33,10 +33,10 @@ import numpy as np
 import scipy.sparse as sp
 from google.protobuf.message import DecodeError
 
+from algorithm.csr import CSR
 from container.errors import DataError
 from container.formats import _recordio_kernels as k
 from container.formats._recordio_encoder import encode_rows
-from container.formats.dataset import Dataset
 from container.formats.record_pb2 import Record
 
 MAGIC = k.MAGIC
@@ -53,8 +53,8 @@ _ENCODE_CHUNK_VALUES = 1 << 23  # values per encoder call: bounds the writers' m
 
 def decode_recordio(
     body: bytes | memoryview, *, source: str, feature_dim: int | None = None, with_labels: bool = False
-) -> Dataset:
-    """Decode framed RecordIO-protobuf (or one bare Record) to a Dataset; see the module docstring."""
+) -> CSR:
+    """Decode framed RecordIO-protobuf (or one bare Record) to a CSR; see the module docstring."""
     buf = np.frombuffer(body, dtype=np.uint8)
     buf.flags.writeable = False  # one compiled kernel signature whatever the buffer's owner
     framed = len(buf) == 0 or bytes(buf[:4]) == MAGIC_BYTES
@@ -84,7 +84,7 @@ def decode_recordio(
         array.resize(size, refcheck=False)
     labels.resize(n_rows if with_labels else 0, refcheck=False)
     weights.resize(labels.shape, refcheck=False)
-    return Dataset(
+    return CSR(
         data=data,
         indices=indices,
         indptr=indptr,
@@ -369,7 +369,7 @@ class _RowReader:
 
 def _decode_with_protobuf(
     buf: memoryview, framed: bool, source: str, feature_dim: int | None, with_labels: bool
-) -> Dataset:
+) -> CSR:
     reader = _RowReader(feature_dim)
     data, indices, labels, weights = [], [], [], []
     any_weight = False
@@ -394,7 +394,7 @@ def _decode_with_protobuf(
         indices.append(columns)
     indptr = np.zeros(len(data) + 1, np.int64)
     np.cumsum([len(v) for v in data], out=indptr[1:])
-    return Dataset(
+    return CSR(
         data=np.concatenate(data or [np.empty(0, np.float32)]),
         indices=np.concatenate(indices or [np.empty(0, np.int64)]),
         indptr=indptr,

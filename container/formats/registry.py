@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from algorithm.csr import CSR
 from container.errors import UnsupportedFormatError
 from container.formats.csv import decode_csv
-from container.formats.dataset import Dataset
 from container.formats.json_requests import decode_json, decode_jsonlines
 from container.formats.libsvm import decode_libsvm
 from container.formats.recordio import decode_recordio
@@ -31,7 +31,7 @@ ALIASES = {
 class Decoder(Protocol):
     def __call__(
         self, body: bytes | memoryview, *, source: str, feature_dim: int | None = None, with_labels: bool = False
-    ) -> Dataset: ...
+    ) -> CSR: ...
 
 
 DECODERS: dict[str, Decoder] = {
@@ -57,7 +57,7 @@ def decode(
     source: str,
     feature_dim: int | None = None,
     with_labels: bool = False,
-) -> Dataset:
+) -> CSR:
     """Decode ``body`` by its content type; UnsupportedFormatError for a type no decoder handles."""
     decoder = DECODERS.get(media_type(content_type))
     if decoder is None:

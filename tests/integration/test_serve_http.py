@@ -21,8 +21,8 @@ import requests
 import scipy.sparse as sp
 
 from algorithm import artifact
+from algorithm.csr import CSR
 from algorithm.fm import FactorizationMachines
-from container.formats.dataset import Dataset
 from container.formats.record_pb2 import Record
 from container.formats.recordio import (
     read_records,
@@ -93,7 +93,7 @@ def train_model(base_dir: Path, predictor_type: str) -> FactorizationMachines:
     if predictor_type == "binary_classifier":
         y = (y > np.median(y)).astype(np.float32)
     model = FactorizationMachines(feature_dim=FEATURE_DIM, num_factors=4, predictor_type=predictor_type,
-                                  epochs=3).fit(Dataset.from_matrix(X), y)
+                                  epochs=3).fit(CSR.from_matrix(X), y)
     artifact.save(base_dir / "model", model)
     return model
 
@@ -125,7 +125,7 @@ def sample_rows(n: int = 25, seed: int = 3) -> sp.csr_matrix:
 
 
 def expected_scores(model: FactorizationMachines, X: sp.csr_matrix) -> np.ndarray:
-    return model.predict_scores(Dataset.from_matrix(X))
+    return model.predict_scores(CSR.from_matrix(X))
 
 
 def json_sparse(X: sp.csr_matrix) -> bytes:

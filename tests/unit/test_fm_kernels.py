@@ -11,16 +11,22 @@ import scipy.sparse as sp
 from algorithm import _fm_kernels as kernels
 from algorithm import _reference as reference
 from algorithm._threads import numba_threads
-from algorithm.fm import Rows, _training_buffers
+from algorithm.csr import CSR
+from algorithm.fm import _training_buffers
 
 N_ROWS, FEATURE_DIM, K = 70, 30, 5
 
 
-def _rows(seed: int = 2, n: int = N_ROWS, d: int = FEATURE_DIM) -> Rows:
+def _rows(seed: int = 2, n: int = N_ROWS, d: int = FEATURE_DIM) -> CSR:
     X = sp.random(n, d, density=0.15, format="csr", random_state=seed, dtype=np.float32)
     X.data[X.indptr[3]:X.indptr[4]] = 0.0  # an empty row
     X.eliminate_zeros()
-    return Rows(X.data.astype(np.float32), X.indices.astype(np.int64), X.indptr.astype(np.int64))
+    return CSR(X.data.astype(np.float32), X.indices.astype(np.int64), X.indptr.astype(np.int64), d)
+
+
+def _arrays(rows: CSR) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rows as the kernels take them: (data, indices, indptr)."""
+    return rows.data, rows.indices, rows.indptr
 
 
 Model = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -36,11 +42,11 @@ def test_scores_match_reference(logistic: bool) -> None:
     rng = np.random.default_rng(0)
     rows = _rows()
     w0, w, V = _model(rng)
-    expected = reference.score_rows(*rows, w0, w, V, logistic)
+    expected = reference.score_rows(*_arrays(rows), w0, w, V, logistic)
     serial = np.empty(rows.n_rows, np.float32)
-    kernels.score_serial(*rows, w0, w, V, logistic, serial)
+    kernels.score_serial(*_arrays(rows), w0, w, V, logistic, serial)
     parallel = np.empty(rows.n_rows, np.float32)
-    kernels.score_parallel(*rows, w0, w, V, logistic, parallel, 3)
+    kernels.score_parallel(*_arrays(rows), w0, w, V, logistic, parallel, 3)
     np.testing.assert_allclose(serial, expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(parallel, serial)
 
@@ -96,15 +102,15 @@ def _run_both(opt: int, loss_kind: int, n_threads: int, hp: np.ndarray, train_bi
         order = rng.permutation(n)
         ref_order = _share_order(order, batch_size, n_threads) if hogwild else order
         ref_step, ref_loss, ref_scores = reference.train_epoch(
-            tuple(rows), y, row_weight, ref_order, batch_size, ref_model, ref_state, opt, loss_kind, hp,
+            _arrays(rows), y, row_weight, ref_order, batch_size, ref_model, ref_state, opt, loss_kind, hp,
             train_bias, train_linear, ref_step)
-        buffers[-1][:] = 0.0
+        buffers.loss[:] = 0.0
         scores = np.zeros(n, np.float32)
         with numba_threads(1) if hogwild else nullcontext():
-            step = train_epoch(tuple(rows), y, row_weight, order, batch_size, bias, table, K, opt, loss_kind,
+            step = train_epoch(_arrays(rows), y, row_weight, order, batch_size, bias, table, K, opt, loss_kind,
                                hp, train_bias, train_linear, step, buffers, scores)
         assert step == ref_step
-        np.testing.assert_allclose(buffers[-1].sum(), ref_loss, rtol=1e-5)
+        np.testing.assert_allclose(buffers.loss.sum(), ref_loss, rtol=1e-5)
         np.testing.assert_allclose(scores, ref_scores, rtol=1e-5, atol=1e-6)
     for got, want in zip((bias[:1], *kernels.unpack(table, K)), ref_model, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-5)
@@ -132,17 +138,17 @@ def _fit_losses(opt: int, shares: int, epochs: int = 20, n: int = 2000) -> list[
     of every share touches the same rows: the most contended case)."""
     rows = _rows(n=n)
     w0, w, V = _model(np.random.default_rng(99))
-    y = reference.score_rows(*rows, w0, 10 * w, 10 * V, False).astype(np.float32)
+    y = reference.score_rows(*_arrays(rows), w0, 10 * w, 10 * V, False).astype(np.float32)
     bias, table, _ = _start(opt, _model(np.random.default_rng(0)))
     buffers = _training_buffers(shares, rows, 16, FEATURE_DIM, K, split_batches=False)
     train_epoch = kernels.train_epoch_hogwild if shares > 1 else kernels.train_epoch_serial
     step, losses = 0, []
     for epoch in range(epochs):
-        buffers[-1][:] = 0.0
-        step = train_epoch(tuple(rows), y, np.empty(0, np.float32), np.random.default_rng(epoch).permutation(n),
+        buffers.loss[:] = 0.0
+        step = train_epoch(_arrays(rows), y, np.empty(0, np.float32), np.random.default_rng(epoch).permutation(n),
                            16, bias, table, K, opt, kernels.REGRESSION, _hyperparameters(opt), True, True, step,
                            buffers, np.zeros(n, np.float32))
-        losses.append(float(buffers[-1].sum()) / n)
+        losses.append(float(buffers.loss.sum()) / n)
     return losses
 
 
@@ -181,7 +187,7 @@ def test_lazy_update_leaves_untouched_rows_alone(hogwild: bool) -> None:
     ones = np.ones(rows.n_rows, np.float32)
     hp = _hyperparameters(kernels.ADAM)
     train_epoch = kernels.train_epoch_hogwild if hogwild else kernels.train_epoch_parallel
-    train_epoch(tuple(rows), ones, ones, np.arange(rows.n_rows), 8, np.zeros(3, np.float32),
+    train_epoch(_arrays(rows), ones, ones, np.arange(rows.n_rows), 8, np.zeros(3, np.float32),
                                  table, K, kernels.ADAM, kernels.LOGISTIC, hp, True, True, 0, buffers,
                                  ones.copy())
     after = kernels.unpack(table, K)

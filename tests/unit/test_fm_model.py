@@ -12,10 +12,10 @@ from sklearn.model_selection import train_test_split
 
 from algorithm import _fm_kernels as kernels
 from algorithm._threads import numba_threads
+from algorithm.csr import CSR
 from algorithm.fm import DivergedError, FactorizationMachines, NotFittedError
 from algorithm.metrics import binary_classification_cross_entropy
 from algorithm.schemas import FM_SCHEMA
-from container.formats.dataset import Dataset
 
 
 def _toy(n: int = 400, d: int = 50, seed: int = 0) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
@@ -66,7 +66,7 @@ def test_invalid_parameters_are_all_reported() -> None:
 
 def test_dataset_scipy_and_dense_inputs_agree() -> None:
     X, y, _ = _toy()
-    dataset = Dataset.from_matrix(X)
+    dataset = CSR.from_matrix(X)
     inputs = (dataset, X, X.toarray(), X.tocoo())
     scores = [_model(epochs=2).fit(data, y).predict_scores(data) for data in inputs]
     for other in scores[1:]:
@@ -149,13 +149,13 @@ def test_epoch_kernel_follows_threads_and_deterministic() -> None:
 def test_per_thread_scratch_rows_never_share_a_cache_line(k: int) -> None:
     """The per-factor sums, squares and row slots are written for every nonzero: two threads' rows on one
     64-byte line would bounce it between the cores (measured: the 2-thread CTR epoch took 1.5x as long)."""
-    from algorithm.fm import Rows, _training_buffers
+    from algorithm.fm import _training_buffers
 
     X = sp.random(64, 40, density=0.3, format="csr", random_state=1, dtype=np.float32)
-    rows = Rows(X.data, X.indices.astype(np.int64), X.indptr.astype(np.int64))
+    rows = CSR(X.data, X.indices.astype(np.int64), X.indptr.astype(np.int64), 40)
     buffers = _training_buffers(3, rows, 16, 40, k, split_batches=False)
-    for name, array, used in (("sums", buffers[5], 1 + k), ("squares", buffers[6], k),
-                              ("row slots", buffers[7], int(np.diff(X.indptr).max()))):
+    for name, array, used in (("sums", buffers.sums, 1 + k), ("squares", buffers.squares, k),
+                              ("row slots", buffers.row_slots, int(np.diff(X.indptr).max()))):
         assert array.shape[1] >= used, name
         for t in range(2):
             last_line = (array[t].ctypes.data + used * array.itemsize - 1) // 64

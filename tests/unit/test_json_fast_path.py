@@ -1,5 +1,5 @@
 """The JSON fast path against the checking path (``_Rows``): on random instances, valid or not, it returns
-either nothing or exactly the Dataset the checking path builds, and it is taken by the common shapes."""
+either nothing or exactly the CSR the checking path builds, and it is taken by the common shapes."""
 
 from __future__ import annotations
 

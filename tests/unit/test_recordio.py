@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sagemaker.amazon import common as sdk
 
+from algorithm.csr import CSR
 from container.errors import DataError
 from container.formats import recordio
-from container.formats.dataset import Dataset
 from container.formats.record_pb2 import Record
 from container.formats.recordio import (
     MAGIC_BYTES,
@@ -42,11 +42,11 @@ def written(writer, *args) -> bytes:
     return out.getvalue()
 
 
-def dense(ds: Dataset) -> np.ndarray:
+def dense(ds: CSR) -> np.ndarray:
     return ds.to_scipy().toarray()
 
 
-def same(a: Dataset, b: Dataset) -> bool:
+def same(a: CSR, b: CSR) -> bool:
     arrays = ("data", "indices", "indptr", "labels", "weights")
     return a.n_cols == b.n_cols and all(
         (getattr(a, n) is None and getattr(b, n) is None)
@@ -55,7 +55,7 @@ def same(a: Dataset, b: Dataset) -> bool:
     )
 
 
-def with_protobuf(body: bytes, **kwargs) -> Dataset:
+def with_protobuf(body: bytes, **kwargs) -> CSR:
     """The protobuf-library path the fast decoder must agree with."""
     framed = len(body) == 0 or body[:4] == MAGIC_BYTES
     return recordio._decode_with_protobuf(
@@ -63,14 +63,14 @@ def with_protobuf(body: bytes, **kwargs) -> Dataset:
     )
 
 
-def outcome(decode, body: bytes, **kwargs) -> Dataset | str:
+def outcome(decode, body: bytes, **kwargs) -> CSR | str:
     try:
         return decode(body, **kwargs)
     except DataError as err:
         return f"DataError: {err}"
 
 
-def assert_agree(body: bytes, *, same_message: bool = True, **kwargs) -> Dataset | str:
+def assert_agree(body: bytes, *, same_message: bool = True, **kwargs) -> CSR | str:
     kwargs.setdefault("source", "s")
     fast, slow = outcome(decode_recordio, body, **kwargs), outcome(with_protobuf, body, **kwargs)
     if isinstance(fast, str) or isinstance(slow, str):

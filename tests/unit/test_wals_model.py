@@ -175,8 +175,8 @@ def test_entry_weights_match_the_reference(alpha: float | None) -> None:
     model.fit(R, entry_weights=S_duplicated, init_row_factors=U0, init_col_factors=V0,
               on_epoch=lambda *args: calls.append(args))
     rows, cols = reference.entries(R, row_w, col_w, alpha, S_duplicated)
-    U = reference.solve_cholesky(rows, V0.astype(np.float32), 0.2, 0.3)
-    V = reference.solve_cholesky(cols, U.astype(np.float32), 0.2, 0.3)
+    U = reference.solve_cholesky(*rows, V0.astype(np.float32), 0.2, 0.3)
+    V = reference.solve_cholesky(*cols, U.astype(np.float32), 0.2, 0.3)
     assert np.abs(model.row_factors_ - U).max() <= 1e-4 * max(1.0, np.abs(U).max())
     assert np.abs(model.col_factors_ - V).max() <= 1e-4 * max(1.0, np.abs(V).max())
     observed = np.zeros(R.shape, dtype=bool)
@@ -402,7 +402,7 @@ def test_projection_is_a_training_half_sweep(alpha: float | None) -> None:
     col_w = rng.uniform(0.5, 2, N_COLS).astype(np.float32)
     model = WALS(embedding_dimension=K, alpha=alpha, col_weights=col_w, max_sweeps=2).fit(R)
     expected = np.zeros((N_ROWS, K), dtype=np.float32)
-    kernels.solve(_entries(R, np.ones(N_ROWS, np.float32), col_w, alpha), model.col_factors_, expected,
+    kernels.solve(*_entries(R, np.ones(N_ROWS, np.float32), col_w, alpha), model.col_factors_, expected,
                   model.unobserved_weight, model.regularization_coeff, "cholesky", 1, 1)
     np.testing.assert_allclose(model.project_rows(R), expected, rtol=1e-6, atol=1e-7)
     row_w = rng.uniform(0.5, 2, 3).astype(np.float32)
@@ -411,7 +411,7 @@ def test_projection_is_a_training_half_sweep(alpha: float | None) -> None:
     cols = model.project_cols(R[:, [2, 5]])
     expected_cols = np.zeros((2, K), dtype=np.float32)
     transposed = sp.csr_matrix(R[:, [2, 5]].T)
-    kernels.solve(_entries(transposed, np.ones(2, np.float32), np.ones(N_ROWS, np.float32), alpha),
+    kernels.solve(*_entries(transposed, np.ones(2, np.float32), np.ones(N_ROWS, np.float32), alpha),
                   model.row_factors_, expected_cols, model.unobserved_weight, model.regularization_coeff,
                   "cholesky", 1, 1)
     np.testing.assert_allclose(cols, expected_cols, rtol=1e-6, atol=1e-7)
