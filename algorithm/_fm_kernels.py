@@ -19,7 +19,7 @@ Threads. Every thread keeps its batch gradient in its own compact buffer: one sl
 touches. ``slot_of[t, feature]`` maps a feature to its slot as a sparse set (valid only when
 ``slot_feature[t, slot]`` points back), so the map is never reset between batches; it costs 4 bytes per
 feature per thread. A row's slots are looked up in its forward loop, next to the loads of its parameter rows
-(the cache misses of both overlap), and kept for the backward loop (1 thread: 8-21% off the CTR epoch).
+(the cache misses of both overlap), and kept for the backward loop (overlapping the two misses makes the 1-thread CTR epoch 8-21% shorter).
 T = 1 uses the serial kernel (no parallel region). For T > 1 there are two kernels:
     Hogwild (``train_epoch_hogwild``, the default): one parallel region per epoch. Thread t runs batches
     t, t + T, t + 2T, ... of the shuffled order exactly as the serial kernel does and writes its updates
@@ -40,8 +40,8 @@ Memory latency: rows are visited in random order and rare features miss the cach
 latency-bound; the kernels issue software prefetches (``_prefetch``) a few rows / slots ahead. Small
 helpers are inlined at the numba IR level: a call with exploded array arguments costs more than the work.
 The optimizer loops index views from 0 and the update kernels use numpy's error model (no
-ZeroDivisionError check), so LLVM vectorizes their square roots and divisions (k = 32: about a quarter
-off the Adam and FTRL epoch).
+ZeroDivisionError check), so LLVM vectorizes their square roots and divisions (this makes the k = 32 Adam
+and FTRL epoch about a quarter shorter).
 
 Sparse (lazy) updates, like MXNet's ``lazy_update`` for row_sparse gradients:
     only the ``w`` entries and ``V`` rows of features present in the batch are updated, weight decay

@@ -1,4 +1,4 @@
-"""WALS CSV triplets: our numba reader vs the csv-module reader it replaced, numpy.loadtxt and pandas.read_csv.
+"""WALS CSV triplets: our numba reader vs the csv-module reader (our fallback), numpy.loadtxt and pandas.read_csv.
 
 Every reader turns the same body into the same arrays: a row and a column index per line (string ids:
 the index among the sorted distinct ids; declared integer ids: the ids), float32 values. Runs are

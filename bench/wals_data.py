@@ -1,6 +1,6 @@
 """Seeded synthetic data for the WALS benchmark, generated in memory in seconds (nothing cached).
 
-- ``implicit_counts``: implicit feedback of the issue's size, 100,000 rows (users) x 20,000 columns (items)
+- ``implicit_counts``: implicit feedback, 100,000 rows (users) x 20,000 columns (items)
   with exactly 5,000,000 distinct (user, item, count) entries by default (``nnz`` sets another count). Each
   item belongs to one of 32 hidden taste clusters and has a Zipf-like popularity; each user has a lognormal
   activity (at least 5 draws) and a sparse Dirichlet mixture over the clusters; a draw picks the global

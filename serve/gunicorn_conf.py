@@ -5,7 +5,7 @@ by ``serve.settings``: a malformed one stops the server with a message naming it
 - workers ``$SAGEMAKER_MODEL_SERVER_WORKERS`` (default: usable CPUs, affinity and cgroup quota).
 - ``gthread`` workers with 2 threads. While one thread serves a long invocation, the other answers /ping
   (SageMaker gives /ping 2 s). With sync workers, a ping waits until some worker finishes its request.
-  Measured with every worker busy with a 60 MB request: ping median 3 ms with gthread, against 3-4.6 s with
+  Measured with every worker busy with a 60 MB request: ping median 15 ms with gthread, against 1.2 s with
   sync workers (docs/benchmarks.md, "Serving"). A ping still waits when the other thread is inside one long
   call that holds the GIL (a numba kernel, ``orjson.loads`` of a big body), or when both threads of every
   worker are busy with invocations. gthread also keeps connections alive; sync workers close the connection
@@ -15,7 +15,7 @@ by ``serve.settings``: a malformed one stops the server with a message naming it
   not reach gthread's request threads); workers x threads <= CPUs.
 - ``preload_app``: the master loads the model once and forks. The arrays are never written, so they stay
   shared copy-on-write, and N workers cost one model in memory instead of N. Measured with 2 workers and a
-  256 MB model: total PSS 465-477 MB with preload, 694-1169 MB when each worker loads its own copy
+  256 MB model: total PSS 440 MB with preload, 705 MB when each worker loads its own copy
   (docs/benchmarks.md, "Serving"). Loading runs no numba code. Each worker warms the kernels after fork, in
   ``post_worker_init``, before it accepts a connection (numba's thread pool must not start before fork).
 - ``gc.freeze()`` before fork and after the worker's warm-up: a request that builds many objects (a

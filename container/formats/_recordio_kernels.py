@@ -253,7 +253,7 @@ def _walk_value(buf, s, e, res, lazy_keys):
                 return MALFORMED
             run = run + 1 if field == last_field else 1
             last_field = field
-            if res[KIND] >= 0 and res[LAZY_KEYS]:  # a replaced oneof member: check it as protobuf did
+            if res[KIND] >= 0 and res[LAZY_KEYS]:  # a replaced oneof member: check it as protobuf does
                 code = _walk_tensor(buf, res[START], res[END], res[KIND], res, False)
                 if code != OK:
                     return code
@@ -339,7 +339,7 @@ def _walk_entry(buf, s, e, is_label, loc, res):
                 return code
         p = _skip(buf, p, e, wt)
     if base == SLOT * FEATURES and loc[KIND] >= 0 and loc[LAZY_KEYS]:
-        # an earlier features['values'] is replaced: check its keys as protobuf did
+        # an earlier features['values'] is replaced: check its keys as protobuf does (it parses a member before a later one replaces it)
         code = _walk_tensor(buf, loc[START], loc[END], loc[KIND], loc, False)
         if code != OK:
             return code
