@@ -10,7 +10,8 @@ subprocess, and after every epoch (``on_epoch``, same process, same threads) tim
 and label read and its score written, in a shuffled order, prefetched like our kernel), ``rows+table``
 (``rows`` plus the read of each nonzero's [w, V] from a table with our training row stride) and
 ``rows+table r/w`` (plus one read-modify-write of each touched table row per mini-batch, as the lazy update
-does). Prints the medians, ``epoch floor`` = shuffle + rows+table r/w, ``ours / floor`` and the cell's goal (``bench_fm.EPOCH_GOALS``).
+does). Prints the medians, ``epoch floor`` = shuffle + rows+table r/w, ``ours / floor``
+and the cell's goal (``bench_fm.EPOCH_GOALS``).
 """
 
 from __future__ import annotations

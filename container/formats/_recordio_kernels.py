@@ -339,7 +339,8 @@ def _walk_entry(buf, s, e, is_label, loc, res):
                 return code
         p = _skip(buf, p, e, wt)
     if base == SLOT * FEATURES and loc[KIND] >= 0 and loc[LAZY_KEYS]:
-        # an earlier features['values'] is replaced: check its keys as protobuf does (it parses a member before a later one replaces it)
+        # an earlier features['values'] is replaced: check its keys as protobuf does (it parses a member
+        # before a later one replaces it)
         code = _walk_tensor(buf, loc[START], loc[END], loc[KIND], loc, False)
         if code != OK:
             return code
