@@ -19,8 +19,8 @@ Threads. Every thread keeps its batch gradient in its own compact buffer: one sl
 touches. ``slot_of[t, feature]`` maps a feature to its slot as a sparse set (valid only when
 ``slot_feature[t, slot]`` points back), so the map is never reset between batches; it costs 4 bytes per
 feature per thread. A row's slots are looked up in its forward loop, next to the loads of its parameter rows
-(the cache misses of both overlap), and kept for the backward loop (overlapping the two misses makes the 1-thread CTR epoch
-8-21% shorter).
+(the cache misses of both overlap), and kept for the backward loop (overlapping the two misses makes the
+1-thread CTR epoch 8-21% shorter).
 T = 1 uses the serial kernel (no parallel region). For T > 1 there are two kernels:
     Hogwild (``train_epoch_hogwild``, the default): one parallel region per epoch. Thread t runs batches
     t, t + T, t + 2T, ... of the shuffled order exactly as the serial kernel does and writes its updates
