@@ -508,10 +508,9 @@ def solve(entries: CSR, extra: np.ndarray, other: np.ndarray, factors: np.ndarra
         gather_limit = max(1, CG_GATHER_BYTES // (4 * other.shape[1]))
         cg = (entries.indptr, entries.indices, entries.data, extra, w0, other, G, factors, int(cg_steps), blocks,
               gather_limit)
-        if n_workers > 1:
-            _cg_parallel(*cg, n_workers)
-        else:
-            _cg_rows(*cg, 0, 1)
+        # One worker runs the parallel kernel too: rows solved by _cg_rows compiled on its own and inlined in
+        # the parallel kernel can round differently (fastmath), and the model must not depend on the count.
+        _cg_parallel(*cg, max(1, n_workers))
 
 
 def row_losses(entries: CSR, extra: np.ndarray, X: np.ndarray, Y: np.ndarray, unobserved_weight: float,
