@@ -1,6 +1,7 @@
 # SageMaker-compatible Factorization Machines / WALS image.
 #   docker run IMAGE train    (reads /opt/ml/input, writes /opt/ml/model and /opt/ml/output)
 #   docker run IMAGE serve    (gunicorn on :8080, GET /ping, POST /invocations)
+#   docker run IMAGE          (no command: entrypoint.sh trains, serves or says what to pass; docs/image.md)
 #
 # Real users build from the public Python image:
 #   docker build -t fm-wals:latest .
@@ -41,8 +42,8 @@ RUN python3 -m venv /opt/venv \
  && python -m pip uninstall -y -q pip setuptools \
  && rm -rf /root/.cache /tmp/*
 
-# The program. `train` and `serve` are what SageMaker runs as the container command (no ENTRYPOINT, no
-# shell left running): train is a Python script, serve execs gunicorn, so each is PID 1 and gets SIGTERM.
+# The program. `train` and `serve` are what SageMaker passes as the container command; the entry point execs
+# it (no shell left running): train is a Python script, serve execs gunicorn, so each is PID 1 and gets SIGTERM.
 COPY algorithm /opt/program/algorithm
 COPY container /opt/program/container
 COPY serve /opt/program/serve
@@ -55,6 +56,10 @@ RUN chmod 0755 /opt/program/train /opt/program/serve.sh \
  && cd /opt/program && python -m container.warmup \
  && rm -rf /opt/ml /tmp/* /root/.cache
 
+# After the warmup, so that editing it does not recompile the kernels. No default command: entrypoint.sh
+# chooses when given none (SDK 3.x local training passes none) and says what to pass when it cannot.
+COPY entrypoint.sh /opt/program/entrypoint.sh
 WORKDIR /opt/program
 EXPOSE 8080
-CMD ["serve"]
+ENTRYPOINT ["/opt/program/entrypoint.sh"]
+CMD []

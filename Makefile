@@ -6,6 +6,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 VENV_STAMP := $(VENV)/.installed
+VENV_SDK3 ?= .venv-sdk3
+VENV_SDK3_STAMP := $(VENV_SDK3)/.installed
 IMAGE ?= fm-wals:latest
 LOCAL_BASE_IMAGE ?= fm-wals-base:bookworm
 # Empty: the public python:3.11-slim-bookworm when pullable, else $(LOCAL_BASE_IMAGE) (make base-image).
@@ -17,17 +19,24 @@ ACCEPT ?= application/json
 
 export IMAGE LOCAL_BASE_IMAGE BASE_IMAGE
 
-.PHONY: help venv lint test test-fast docker-engine base-image image push local-train local-serve local-predict \
+.PHONY: help venv venv-sdk3 lint test test-fast docker-engine base-image image push local-train local-serve local-predict \
         demo bench sample-data clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 venv: $(VENV_STAMP) ## create .venv from requirements-dev.txt (instant when up to date)
 
 $(VENV_STAMP): requirements.txt requirements-dev.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q -r requirements-dev.txt
+	touch $@
+
+venv-sdk3: $(VENV_SDK3_STAMP) ## create .venv-sdk3 (SageMaker SDK 3.x) from requirements-sdk3.txt for its recipe's test
+
+$(VENV_SDK3_STAMP): requirements-sdk3.txt
+	test -x $(VENV_SDK3)/bin/python || $(PYTHON) -m venv $(VENV_SDK3)
+	$(VENV_SDK3)/bin/python -m pip install -q -r requirements-sdk3.txt
 	touch $@
 
 lint: venv ## ruff check + mypy (settings in pyproject.toml); both run, either failing fails
@@ -44,7 +53,7 @@ image: docker-engine ## build $(IMAGE) (public base when pullable, else the loca
 
 # The README's test command: works on a fresh machine as root (installs and starts the engine itself).
 # Lint and pytest both run (for a full report) and either failing fails the target.
-test: venv docker-engine image ## engine + images + lint + the whole pytest suite (Docker tests required)
+test: venv venv-sdk3 docker-engine image ## engine + images + lint + the whole pytest suite (Docker tests required)
 	status=0; \
 	$(MAKE) --no-print-directory lint || status=1; \
 	REQUIRE_DOCKER=1 $(VENV)/bin/python -m pytest --continue-on-collection-errors || status=1; \

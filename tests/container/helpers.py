@@ -59,7 +59,10 @@ def http(
 
 
 class ServeContainer:
-    """``docker run -d -p 127.0.0.1:PORT:8080 -v MODEL:/opt/ml/model IMAGE serve``, ready at /ping 200."""
+    """``docker run -d -p 127.0.0.1:PORT:8080 -v MODEL:/opt/ml/model IMAGE serve``, ready at /ping 200.
+
+    ``command=()`` starts the image with no command (the entry point then chooses).
+    """
 
     def __init__(
         self,
@@ -69,6 +72,7 @@ class ServeContainer:
         container_port: int = 8080,
         env: dict[str, str] | None = None,
         ready_timeout: float = 240,
+        command: tuple[str, ...] = ("serve",),
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -81,7 +85,7 @@ class ServeContainer:
             f"{model_dir}:/opt/ml/model",
             *env_args(env),
             image,
-            "serve",
+            *command,
         ).stdout.strip()
         try:
             self._wait_ready(ready_timeout)

@@ -24,14 +24,21 @@ def test_train_and_serve_resolve_on_path(docker_image: str) -> None:
 
 def test_image_runs_the_command_itself_with_sagemaker_label(docker_image: str) -> None:
     config = inspect(docker_image)["Config"]
-    # No ENTRYPOINT (and no tini): `docker run IMAGE train` execs train as PID 1, which gets SIGTERM.
-    assert not config.get("Entrypoint")
-    assert config["Cmd"] == ["serve"]
+    # entrypoint.sh execs the command it is given (no tini, no shell left): see the PID 1 test below.
+    # No default command: with none, entrypoint.sh chooses train or serve or says what to pass.
+    assert config["Entrypoint"] == ["/opt/program/entrypoint.sh"]
+    assert not config.get("Cmd")
     assert config["Labels"]["com.amazonaws.sagemaker.capabilities.accept-bind-to-port"] == "true"
     assert config.get("User", "") in ("", "root", "0")
     env = dict(item.split("=", 1) for item in config["Env"])
     assert env["PYTHONUNBUFFERED"] == "1"
     assert env["NUMBA_CACHE_DIR"]
+
+
+def test_the_command_is_pid_1(docker_image: str) -> None:
+    # `docker run IMAGE train` / `serve` run as PID 1, so SIGTERM (StopTrainingJob, docker stop) reaches them.
+    out = docker("run", "--rm", docker_image, "python", "-c", "import os; print(os.getpid())").stdout
+    assert out.strip() == "1"
 
 
 def test_image_ships_no_data_under_opt_ml_and_no_pip_cache(docker_image: str) -> None:
