@@ -13,7 +13,9 @@ from algorithm.schemas import FM_SCHEMA, WALS_SCHEMA
 from fmwals import jobs
 from fmwals.estimator import Estimator
 from fmwals.inputs import Inputs, RecordSet, feature_dim_of
+from fmwals.predictor import FactorizationMachinesPredictor
 from fmwals.recordset import write_shards, write_triplets
+from fmwals.wals_predictor import WALSPredictor
 
 JOB_ARGUMENTS = ("role", "instance_count", "instance_type")
 
@@ -114,6 +116,7 @@ class FactorizationMachines(AlgorithmEstimator):
     )
     algorithm_name = "fm"
     repo_name = "factorization-machines"
+    predictor_cls = FactorizationMachinesPredictor
 
     def _write_records(self, train: Any, labels: Any, directory: Path, channel: str) -> RecordSet:
         write_shards(train, labels, int(self.instance_count), directory)
@@ -133,6 +136,7 @@ class WALS(AlgorithmEstimator):
     )
     algorithm_name = "wals"
     repo_name = "wals"
+    predictor_cls = WALSPredictor
 
     def _write_records(self, train: Any, labels: Any, directory: Path, channel: str) -> RecordSet:
         if labels is not None:
