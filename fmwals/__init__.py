@@ -10,6 +10,7 @@ estimators (numba, scikit-learn compatible) are in ``fmwals.inprocess``.
 from __future__ import annotations
 
 from fmwals.algorithms import WALS, FactorizationMachines
+from fmwals.analytics import TrainingJobAnalytics
 from fmwals.errors import (
     BackendUnavailableError,
     EndpointError,
@@ -24,7 +25,6 @@ from fmwals.parameter import CategoricalParameter, ContinuousParameter, IntegerP
 from fmwals.predictor import FactorizationMachinesPredictor, Predictor
 from fmwals.recordio import read_records, write_numpy_to_dense_tensor, write_spmatrix_to_sparse_tensor
 from fmwals.session import Session
-from fmwals.training_job import TrainingJobAnalytics
 from fmwals.transformer import Transformer
 from fmwals.tuner import HyperparameterTuner, WarmStartConfig, WarmStartTypes
 from fmwals.wals_predictor import WALSPredictor

@@ -12,13 +12,14 @@ from typing import Any
 
 from container import metrics_log
 from fmwals import hyperparams, jobs
+from fmwals.analytics import TrainingJobAnalytics
 from fmwals.backends import backend_for, backend_for_endpoint, backend_for_job
 from fmwals.backends.backend import Backend
 from fmwals.images import base_name, default_image
 from fmwals.inputs import Inputs, TrainingInput, normalize
 from fmwals.model import Model
 from fmwals.predictor import Predictor
-from fmwals.training_job import TrainingJob, TrainingJobAnalytics
+from fmwals.training_job import TrainingJob
 from fmwals.transformer import Transformer
 from fmwals.wals_predictor import WALSPredictor
 
@@ -245,7 +246,7 @@ class Estimator:
 
     @property
     def training_job_analytics(self) -> TrainingJobAnalytics:
-        """The latest job's metrics, parsed from its log with the container's regexes."""
+        """The latest job's metrics, read from its log with its metric definitions (the SDK's columns)."""
         job = self._job()
         return TrainingJobAnalytics(job.name, backend=job.backend)
 

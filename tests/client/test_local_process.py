@@ -88,7 +88,10 @@ def test_fit_writes_a_model_and_per_epoch_metrics(shared_home):
     assert len(metrics["test:binary_classification_accuracy:epoch"]) == 8
     assert metrics["test:binary_classification_accuracy"][0] > 0.95
     table = fm.training_job_analytics.dataframe()
-    assert set(table.columns) == {"metric_name", "epoch", "value"}
+    assert list(table.columns) == ["timestamp", "metric_name", "value"]  # the SDK's
+    per_epoch = table[table.metric_name == "test:binary_classification_accuracy:epoch"]
+    assert per_epoch.value.tolist() == metrics["test:binary_classification_accuracy:epoch"]
+    assert per_epoch.timestamp.iloc[0] == 0.0 and per_epoch.timestamp.is_monotonic_increasing
 
 
 def test_attach_and_model_data_from_another_process(shared_home):

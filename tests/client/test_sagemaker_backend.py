@@ -197,6 +197,10 @@ def test_fit_sends_create_training_job_and_reads_metrics_from_logs(aws):
     estimator.fit(records, mini_batch_size=20, job_name=name, logs=False)
     aws.sm.add_response("describe_training_job", _describe(name, "Completed"), {"TrainingJobName": name})
     assert estimator.model_data == f"s3://test-bucket/{name}/output/model.tar.gz"
+    spec = {"TrainingImage": IMAGE, "TrainingInputMode": "File",
+            "MetricDefinitions": metrics_log.metric_definitions("fm", "binary_classifier")}
+    aws.sm.add_response("describe_training_job", _describe(name, "Completed", AlgorithmSpecification=spec),
+                        {"TrainingJobName": name})
     _expect_logs(aws, name)
     metrics = estimator.training_job_analytics.metrics()
     assert metrics["train:binary_classification_accuracy:epoch"] == [0.9, 0.95]
