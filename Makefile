@@ -25,11 +25,12 @@ export IMAGE LOCAL_BASE_IMAGE BASE_IMAGE
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-venv: $(VENV_STAMP) ## create .venv from requirements-dev.txt (instant when up to date)
+venv: $(VENV_STAMP) ## create .venv from requirements-dev.txt, with the project installed editable (instant when up to date)
 
-$(VENV_STAMP): requirements.txt requirements-dev.txt
+$(VENV_STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q -r requirements-dev.txt
+	$(VENV)/bin/python -m pip install -q --no-deps -e .
 	touch $@
 
 venv-sdk3: $(VENV_SDK3_STAMP) ## create .venv-sdk3 (SageMaker SDK 3.x) from requirements-sdk3.txt for its recipe's test

@@ -1,9 +1,15 @@
-"""What the FM and WALS estimators share: errors, scikit-learn style parameters checked against their table."""
+"""What the FM and WALS estimators share: errors, scikit-learn style parameters checked against their table,
+and what scikit-learn's tools (``clone``, ``cross_val_score``, ``GridSearchCV``) read: tags and ``score``.
+
+scikit-learn is not a dependency: the tags are built with the classes of the scikit-learn that asks for them.
+"""
 
 from __future__ import annotations
 
 import inspect
 import math
+import sys
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -23,11 +29,66 @@ class NotFittedError(ValueError, AttributeError):
 
 class Estimator:
     """scikit-learn parameter conventions: ``__init__`` arguments are the parameters, each described by the
-    entry of the same name in ``schema`` (``algorithm.schemas``)."""
+    entry of the same name in ``schema`` (``algorithm.schemas``).
+
+    ``_estimator_type`` is scikit-learn's: "classifier" (labels 0/1, ``predict_proba``), "regressor", or None
+    (neither); it picks the tags and what ``score`` measures."""
 
     schema: ClassVar[Schema]
     # Parameters that may also be an array with one value per item instead of the table's number.
     array_params: ClassVar[tuple[str, ...]] = ()
+    # What fit and predict take, in scikit-learn's InputTags terms.
+    input_tags: ClassVar[dict[str, bool]] = {"sparse": True}
+    predict: Callable[..., Any]
+
+    @property
+    def _estimator_type(self) -> str | None:
+        return None
+
+    def _check_fitted(self) -> None:
+        raise NotImplementedError
+
+    def __sklearn_tags__(self) -> Any:
+        """The tags ``sklearn.utils.get_tags`` reads, made of the calling scikit-learn's own classes."""
+        utils = sys.modules.get("sklearn.utils")
+        if utils is None:
+            raise RuntimeError("__sklearn_tags__ is scikit-learn's hook: read tags with sklearn.utils.get_tags")
+        kind = self._estimator_type
+        return utils.Tags(
+            estimator_type=kind,
+            target_tags=utils.TargetTags(required=kind is not None),
+            classifier_tags=utils.ClassifierTags(multi_class=False) if kind == "classifier" else None,
+            regressor_tags=utils.RegressorTags() if kind == "regressor" else None,
+            input_tags=utils.InputTags(**self.input_tags),
+        )
+
+    @property
+    def classes_(self) -> np.ndarray:
+        """The class labels of a fitted classifier, ``[0.0, 1.0]`` (the column order of ``predict_proba``)."""
+        if self._estimator_type != "classifier":
+            raise AttributeError(f"{type(self).__name__} has classes_ only as a classifier")
+        self._check_fitted()
+        return np.array([0.0, 1.0], dtype=np.float32)
+
+    def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
+        """scikit-learn's default score of a fitted model on ``X``, ``y``: the (weighted) accuracy of
+        ``predict`` for a classifier, the coefficient of determination R² for a regressor."""
+        if self._estimator_type not in ("classifier", "regressor"):
+            raise NotImplementedError(f"{type(self).__name__} has no default score")
+        truth = np.asarray(y, dtype=np.float64).ravel()
+        predicted = np.asarray(self.predict(X), dtype=np.float64).ravel()
+        if truth.shape != predicted.shape:
+            raise ValueError(f"y has {truth.size} values but X has {predicted.size} rows")
+        weights = np.ones_like(truth) if sample_weight is None else np.asarray(sample_weight, np.float64).ravel()
+        if weights.shape != truth.shape:
+            raise ValueError(f"sample_weight has {weights.size} values, y has {truth.size}")
+        if self._estimator_type == "classifier":
+            return float(np.average(predicted == truth, weights=weights))
+        residual = float(np.sum(weights * (truth - predicted) ** 2))
+        total = float(np.sum(weights * (truth - np.average(truth, weights=weights)) ** 2))
+        if total == 0.0:
+            return 1.0 if residual == 0.0 else 0.0  # scikit-learn's r2_score for a constant y
+        return 1.0 - residual / total
 
     @classmethod
     def _param_names(cls) -> list[str]:

@@ -243,6 +243,11 @@ class FactorizationMachines(Estimator):
         return (f"FactorizationMachines(feature_dim={self.feature_dim}, num_factors={self.num_factors}, "
                 f"predictor_type={self.predictor_type!r}, optimizer={self.optimizer!r})")
 
+    @property
+    def _estimator_type(self) -> str:
+        """scikit-learn's kind of this model (its tags, ``score``, stratified cross-validation)."""
+        return "classifier" if self.predictor_type == "binary_classifier" else "regressor"
+
     # ------------------------------------------------------------------------------- memory, init
 
     @staticmethod

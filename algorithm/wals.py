@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeAlias
+from typing import Any, ClassVar, TypeAlias
 
 import numba
 import numpy as np
@@ -169,6 +169,7 @@ class WALS(Estimator):
 
     schema = WALS_SCHEMA
     array_params = WEIGHT_NAMES
+    input_tags: ClassVar[dict[str, bool]] = {"sparse": True, "two_d_array": False}
 
     def __init__(
         self, *,
@@ -499,6 +500,32 @@ class WALS(Estimator):
         if self.alpha is not None and (csr.data < 0).any():
             raise ValueError("The implicit form (alpha set) needs values >= 0")
         return self._project(csr.T.tocsr(), weights, self.row_factors_, self.row_weights_)
+
+    def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
+        """How well the trained column factors explain new rows: the score scikit-learn's tools maximize
+        (``cross_val_score(WALS(...), R)`` holds out rows of R). ``X`` holds new rows (n × num_cols sparse);
+        each is folded in (``project_rows``) from its 1st, 3rd, 5th... stored entry and scored on the others:
+        minus the RMSE of those entries under the explicit form, NDCG@``eval_k`` of them under the implicit
+        form (the folded-in columns left out of the candidates). Rows with one entry are not scored."""
+        self._check_fitted()
+        if y is not None or sample_weight is not None:
+            raise ValueError("WALS.score takes the rows only: their held-out entries are the targets, all "
+                             "weighted alike (no y, no sample_weight)")
+        csr = _as_csr(X, "X")
+        if csr.shape[1] != self.col_factors_.shape[0]:
+            raise ValueError(f"X has {csr.shape[1]} columns, the model has {self.col_factors_.shape[0]}")
+        coo = csr.tocoo()
+        folded = (np.arange(csr.nnz) - np.repeat(csr.indptr[:-1], np.diff(csr.indptr))) % 2 == 0
+        fold_in, held_out = (sp.csr_matrix((coo.data[part], (coo.row[part], coo.col[part])), shape=csr.shape)
+                             for part in (folded, ~folded))
+        if held_out.nnz == 0:
+            raise ValueError("WALS.score needs rows with at least two entries: one to fold in, one to score")
+        U = self.project_rows(fold_in)
+        if self.alpha is None:
+            held = held_out.tocoo()
+            return -rmse(held.data, kernels.pair_scores(held.row.astype(np.int64), held.col.astype(np.int64), U,
+                                                        self.col_factors_, 1))
+        return ranking_metrics(U, self.col_factors_, held_out, self.eval_k, exclude=fold_in)["ndcg_at_k"]
 
     # ------------------------------------------------------------------------------- artifact hooks
 

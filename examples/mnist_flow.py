@@ -93,10 +93,14 @@ def main(argv: list[str] | None = None) -> int:
 
     predictor = fm.deploy(initial_instance_count=1, instance_type=args.instance_type)
     try:
-        print("one record:", predictor.predict(test_x[30:31]))
-        predictions = np.array(
-            [r["predicted_label"] for batch in np.array_split(test_x, 10) for r in predictor.predict(batch)]
-        )
+        # A list of Record messages, as the SDK's FactorizationMachinesPredictor returns.
+        record = predictor.predict(test_x[30:31])[0]
+        print("one record: score", record.label["score"].float32_tensor.values[0])
+        predictions = np.array([
+            r.label["predicted_label"].float32_tensor.values[0]
+            for batch in np.array_split(test_x, 10)
+            for r in predictor.predict(batch)
+        ])
     finally:
         fm.delete_endpoint()
     accuracy = float(np.mean(predictions == test_y))

@@ -2,16 +2,15 @@
 batch transform and hyperparameter tuning, run locally (``instance_type='local_process'`` or ``'local'``)
 or on Amazon SageMaker (``'ml.*'``).
 
-Importing this package loads neither numba nor Flask; the RecordIO helpers
-(``write_numpy_to_dense_tensor``, ``write_spmatrix_to_sparse_tensor``, ``read_records``) load the
-container's encoder on first use.
+Importing this package loads neither numba nor Flask. The RecordIO helpers (``write_numpy_to_dense_tensor``,
+``write_spmatrix_to_sparse_tensor``, ``read_records``) are the SDK's, in ``fmwals.recordio``. The in-process
+estimators (numba, scikit-learn compatible) are in ``fmwals.inprocess``.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from fmwals.algorithms import WALS, FactorizationMachines
+from fmwals.analytics import TrainingJobAnalytics
 from fmwals.errors import (
     BackendUnavailableError,
     EndpointError,
@@ -21,11 +20,11 @@ from fmwals.errors import (
 )
 from fmwals.estimator import Estimator
 from fmwals.inputs import RecordSet, TrainingInput, s3_input
-from fmwals.model import Model
+from fmwals.model import FactorizationMachinesModel, Model
 from fmwals.parameter import CategoricalParameter, ContinuousParameter, IntegerParameter, preset_ranges
 from fmwals.predictor import FactorizationMachinesPredictor, Predictor
+from fmwals.recordio import read_records, write_numpy_to_dense_tensor, write_spmatrix_to_sparse_tensor
 from fmwals.session import Session
-from fmwals.training_job import TrainingJobAnalytics
 from fmwals.transformer import Transformer
 from fmwals.tuner import HyperparameterTuner, WarmStartConfig, WarmStartTypes
 from fmwals.wals_predictor import WALSPredictor
@@ -38,6 +37,7 @@ __all__ = [
     "EndpointError",
     "Estimator",
     "FactorizationMachines",
+    "FactorizationMachinesModel",
     "FactorizationMachinesPredictor",
     "FmwalsError",
     "HyperparameterTuner",
@@ -61,12 +61,3 @@ __all__ = [
     "write_spmatrix_to_sparse_tensor",
 ]
 
-_RECORDIO = ("write_numpy_to_dense_tensor", "write_spmatrix_to_sparse_tensor", "read_records")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _RECORDIO:
-        from container.formats import recordio
-
-        return getattr(recordio, name)
-    raise AttributeError(f"module 'fmwals' has no attribute {name!r}")

@@ -1,19 +1,28 @@
 """``FactorizationMachines`` and ``WALS``: estimators whose arguments are the algorithm's hyperparameters (its
 table in ``algorithm.schemas``, with the seed pages' names), exposed as attributes checked on assignment, and
-which build record sets."""
+which build record sets; ``WALS`` also reads its trained factors as TF's estimator does."""
 
 from __future__ import annotations
 
 import inspect
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
+
+from algorithm import artifact
 from algorithm.hyperparameters import Schema
 from algorithm.schemas import FM_SCHEMA, WALS_SCHEMA
-from fmwals import jobs
+from fmwals import jobs, wals_factors
 from fmwals.estimator import Estimator
-from fmwals.inputs import Inputs, RecordSet, feature_dim_of
+from fmwals.inputs import Inputs, RecordSet, feature_dim_of, is_local, local_path
+from fmwals.predictor import FactorizationMachinesPredictor
 from fmwals.recordset import write_shards, write_triplets
+from fmwals.session import Session, download
+from fmwals.wals_predictor import WALSPredictor
 
 JOB_ARGUMENTS = ("role", "instance_count", "instance_type")
 
@@ -28,15 +37,25 @@ class AlgorithmEstimator(Estimator):
     algorithm_name: ClassVar[str]
     repo_name: ClassVar[str]
     __signature__: ClassVar[inspect.Signature]
+    # Arguments of the mirrored signature that mean nothing here: name -> why (passing one warns, and says so).
+    ignored: ClassVar[Mapping[str, str]] = {}
+    # Parameters whose explicit None has a meaning in the mirrored signature: name -> the value it stands for
+    # (any other None means "unset": the schema's default).
+    none_means: ClassVar[Mapping[str, Any]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Give the class the signature its arguments make (what ``help()`` and editors show)."""
         super().__init_subclass__(**kwargs)
         arg = inspect.Parameter
-        keywords = [name for name in cls.schema if name not in cls.positional and name != "algorithm"]
+        names = [*cls.schema, *cls.ignored]
+        keywords = [name for name in names if name not in cls.positional and name != "algorithm"]
+
+        def default(name: str) -> Any:
+            return cls.schema[name].default if name in cls.none_means else None
+
         cls.__signature__ = inspect.Signature(
-            [arg(name, arg.POSITIONAL_OR_KEYWORD, default=None) for name in cls.positional]
-            + [arg(name, arg.KEYWORD_ONLY, default=None) for name in (*keywords, "data_location")]
+            [arg(name, arg.POSITIONAL_OR_KEYWORD, default=default(name)) for name in cls.positional]
+            + [arg(name, arg.KEYWORD_ONLY, default=default(name)) for name in (*keywords, "data_location")]
             + [arg("kwargs", arg.VAR_KEYWORD)]
         )
 
@@ -48,6 +67,11 @@ class AlgorithmEstimator(Estimator):
             if name in kwargs:
                 raise TypeError(f"{type(self).__name__} got multiple values for argument {name!r}")
             kwargs[name] = value
+        self._warn_ignored({k: kwargs.pop(k) for k in list(kwargs) if k in self.ignored})
+        for name, meaning in self.none_means.items():
+            if name in kwargs and kwargs[name] is None:
+                kwargs[name] = meaning
+        self._check_arguments(kwargs)
         hyperparameters = {k: kwargs.pop(k) for k in list(kwargs) if k in self.schema}
         hyperparameters.update(kwargs.pop("hyperparameters", None) or {})
         job = [kwargs.pop(name, None) for name in JOB_ARGUMENTS]
@@ -56,6 +80,16 @@ class AlgorithmEstimator(Estimator):
         self.data_location = data_location
         defaults = {"algorithm": self.algorithm_name} if self.algorithm_name != "fm" else {}
         self.set_hyperparameters(**defaults, **{k: v for k, v in hyperparameters.items() if v is not None})
+
+    @classmethod
+    def _warn_ignored(cls, given: dict[str, Any]) -> None:
+        notes = [f"{name}={value!r} ({cls.ignored[name]})" for name, value in given.items() if value is not None]
+        if notes:
+            warnings.warn(f"{cls.__name__} ignores " + "; ".join(notes), UserWarning, stacklevel=3)
+
+    def _check_arguments(self, arguments: dict[str, Any]) -> None:
+        """Refuse, with what to do instead, argument values of the mirrored signature that have another home
+        here (the schema checks the rest)."""
 
     def __getattr__(self, name: str) -> Any:
         if name in type(self).schema:
@@ -114,6 +148,7 @@ class FactorizationMachines(AlgorithmEstimator):
     )
     algorithm_name = "fm"
     repo_name = "factorization-machines"
+    predictor_cls = FactorizationMachinesPredictor
 
     def _write_records(self, train: Any, labels: Any, directory: Path, channel: str) -> RecordSet:
         write_shards(train, labels, int(self.instance_count), directory)
@@ -122,17 +157,97 @@ class FactorizationMachines(AlgorithmEstimator):
 
 
 class WALS(AlgorithmEstimator):
-    """Weighted alternating least squares with TensorFlow ``WALSMatrixFactorization``'s arguments (the TF
-    sharding and caching arguments have no counterpart); trained on ``text/csv`` triplets ``row,col,value``,
-    which ``record_set`` writes from a scipy sparse matrix or ``(rows, cols, values)`` (no labels)."""
+    """Weighted alternating least squares with TensorFlow ``WALSMatrixFactorization``'s arguments, in TF's
+    order, and its ``get_row_factors``, ``get_col_factors`` and ``get_projections``; trained on ``text/csv``
+    triplets ``row,col,value``, which ``record_set`` writes from a scipy sparse matrix or
+    ``(rows, cols, values)`` (no labels).
+
+    TF's sharding, caching and ``model_dir``/``config`` arguments are accepted and ignored with a warning.
+    As in TF, ``regularization_coeff=None`` means no regularization and ``row_weights=None`` (or
+    ``col_weights=None``) weighs every entry by ``unobserved_weight`` alone; per-row weight lists go to
+    ``fit`` as a ``row_weights`` channel (docs/wals.md).
+    """
 
     schema = WALS_SCHEMA
     positional = (
         "num_rows", "num_cols", "embedding_dimension", "unobserved_weight", "regularization_coeff", "row_init",
-        "col_init", "row_weights", "col_weights", "max_sweeps", *JOB_ARGUMENTS,
+        "col_init", "num_row_shards", "num_col_shards", "row_weights", "col_weights",
+        "use_factors_weights_cache_for_training", "use_gramian_cache_for_training", "max_sweeps", "model_dir",
+        "config", *JOB_ARGUMENTS,
     )
+    ignored: ClassVar[Mapping[str, str]] = {
+        "num_row_shards": "the factors are not sharded: one process holds them",
+        "num_col_shards": "the factors are not sharded: one process holds them",
+        "use_factors_weights_cache_for_training": "there are no TF workers to cache on",
+        "use_gramian_cache_for_training": "there are no TF workers to cache on",
+        "model_dir": "the model goes to the job's output_path; model_data says where",
+        "config": "instance_type and instance_count say where the job runs",
+    }
+    none_means: ClassVar[Mapping[str, Any]] = {"regularization_coeff": 0.0, "row_weights": 0.0, "col_weights": 0.0}
     algorithm_name = "wals"
     repo_name = "wals"
+    predictor_cls = WALSPredictor
+    # TF's feature keys of get_projections' input_fn.
+    INPUT_ROWS = wals_factors.INPUT_ROWS
+    INPUT_COLS = wals_factors.INPUT_COLS
+    PROJECT_ROW = wals_factors.PROJECT_ROW
+    PROJECTION_WEIGHTS = wals_factors.PROJECTION_WEIGHTS
+
+    def _check_arguments(self, arguments: dict[str, Any]) -> None:
+        for name in ("row_weights", "col_weights"):
+            if isinstance(arguments.get(name), list | tuple | np.ndarray):
+                side = name.split("_")[0]
+                raise ValueError(
+                    f"{name} takes one number for every {side}; per-{side} weights (TF's lists) go to fit as a "
+                    f"{name!r} channel: a text/csv file of `id,weight` lines (docs/wals.md)"
+                )
+
+    def _artifact(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """(meta, arrays) of the latest job's model, read once per model_data."""
+        model_data = self.model_data
+        if model_data is None:
+            raise ValueError("this WALS has no trained model yet: call fit() (or attach()) first")
+        cached = self.__dict__.get("_artifact_cache")
+        if cached is None or cached[0] != model_data:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = local_path(model_data) if is_local(model_data) else download(
+                    (self.sagemaker_session or Session()).s3_client, model_data, Path(tmp))
+                cached = (model_data, *artifact.read(path))
+            self.__dict__["_artifact_cache"] = cached
+        return cached[1], cached[2]
+
+    def get_row_factors(self) -> list[np.ndarray]:
+        """TF's ``get_row_factors``: a list of one array (one shard), the trained row factors with row i
+        holding row id i's (``fmwals.wals_factors`` says how other ids are ordered)."""
+        _, arrays = self._artifact()
+        return [wals_factors.tf_factors(arrays["row_factors"], arrays.get("row_ids"))]
+
+    def get_col_factors(self) -> list[np.ndarray]:
+        """TF's ``get_col_factors``: a list of one array, the trained column factors (row j: column id j)."""
+        _, arrays = self._artifact()
+        return [wals_factors.tf_factors(arrays["col_factors"], arrays.get("col_ids"))]
+
+    def get_projections(self, input_fn: Callable[[], Any]) -> Iterator[np.ndarray]:
+        """TF's ``get_projections``: the factors of new rows (``features[WALS.PROJECT_ROW]`` true: the rows of
+        ``features[WALS.INPUT_ROWS]``, column j being column id j) or new columns (``WALS.INPUT_COLS``, one
+        row per new column, column i being row id i), solved against the trained factors of the other side,
+        one factor per row of the input. ``features[WALS.PROJECTION_WEIGHTS]`` (optional) weighs each new
+        row or column. ``input_fn`` returns ``(features, labels)`` or ``features``; the inputs are scipy
+        sparse matrices. Runs the numba kernels in this process."""
+        project_row, entries, weights = wals_factors.projection_request(input_fn)
+        meta, arrays = self._artifact()
+        try:
+            from algorithm.wals_model import WALSModel
+        except ModuleNotFoundError as err:
+            raise ModuleNotFoundError(
+                f"WALS.get_projections solves with the numba kernels, which need {err.name}: install the "
+                "container's dependencies too (pip install 'fm-wals-image[container]')", name=err.name
+            ) from err
+        side, key = ("col", self.INPUT_ROWS) if project_row else ("row", self.INPUT_COLS)
+        factors = arrays[f"{side}_factors"]
+        matrix = wals_factors.to_model_indices(entries, arrays.get(f"{side}_ids"), len(factors), key, side)
+        model = WALSModel.from_artifact(meta, arrays).wals
+        return iter(model.get_projections(matrix if project_row else matrix.T, project_row, weights))
 
     def _write_records(self, train: Any, labels: Any, directory: Path, channel: str) -> RecordSet:
         if labels is not None:

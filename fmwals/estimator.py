@@ -12,13 +12,14 @@ from typing import Any
 
 from container import metrics_log
 from fmwals import hyperparams, jobs
+from fmwals.analytics import TrainingJobAnalytics
 from fmwals.backends import backend_for, backend_for_endpoint, backend_for_job
 from fmwals.backends.backend import Backend
 from fmwals.images import base_name, default_image
 from fmwals.inputs import Inputs, TrainingInput, normalize
 from fmwals.model import Model
-from fmwals.predictor import FactorizationMachinesPredictor, Predictor
-from fmwals.training_job import TrainingJob, TrainingJobAnalytics
+from fmwals.predictor import Predictor
+from fmwals.training_job import TrainingJob
 from fmwals.transformer import Transformer
 from fmwals.wals_predictor import WALSPredictor
 
@@ -46,12 +47,12 @@ def translate_v1(kwargs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def predictor_class(algorithm: str) -> type[Predictor]:
-    return WALSPredictor if algorithm == "wals" else FactorizationMachinesPredictor
-
-
 class Estimator:
-    """Trains the image on ``instance_type``'s back end and deploys the result."""
+    """Trains the image on ``instance_type``'s back end and deploys the result. ``deploy`` returns the
+    ``predictor_cls`` of the class (the SDK's generic ``Predictor`` here, whose ``predict`` returns bytes;
+    a ``WALSPredictor`` for a WALS job, which has no SDK counterpart)."""
+
+    predictor_cls: type[Predictor] | None = None
 
     def __init__(
         self,
@@ -245,7 +246,7 @@ class Estimator:
 
     @property
     def training_job_analytics(self) -> TrainingJobAnalytics:
-        """The latest job's metrics, parsed from its log with the container's regexes."""
+        """The latest job's metrics, read from its log with its metric definitions (the SDK's columns)."""
         job = self._job()
         return TrainingJobAnalytics(job.name, backend=job.backend)
 
@@ -314,7 +315,7 @@ class Estimator:
             image_uri or image or self.image_uri,
             model_data,
             role or self.role,
-            predictor_cls or predictor_class(self.algorithm),
+            predictor_cls or self.predictor_cls or (WALSPredictor if self.algorithm == "wals" else Predictor),
             env,
             name,
             self.sagemaker_session,

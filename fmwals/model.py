@@ -9,7 +9,7 @@ from fmwals import jobs
 from fmwals.backends import backend_for
 from fmwals.backends.backend import ModelSpec
 from fmwals.images import base_name, default_image
-from fmwals.predictor import Predictor
+from fmwals.predictor import FactorizationMachinesPredictor, Predictor
 from fmwals.transformer import Transformer
 
 
@@ -74,3 +74,13 @@ class Model:
         return Transformer(
             self.spec, instance_count, instance_type, *args, sagemaker_session=self.sagemaker_session, **kwargs
         )
+
+
+class FactorizationMachinesModel(Model):
+    """An FM model (``model_data``) whose ``deploy`` returns a ``FactorizationMachinesPredictor``, as the SDK's
+    class of the same name; the other keyword arguments are ``Model``'s."""
+
+    def __init__(self, model_data: str, role: str | None = None, sagemaker_session: Any = None,
+                 **kwargs: Any) -> None:
+        super().__init__(model_data=model_data, role=role, predictor_cls=FactorizationMachinesPredictor,
+                         sagemaker_session=sagemaker_session, **kwargs)

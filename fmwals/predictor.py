@@ -1,7 +1,10 @@
 """Predictors: send rows to an endpoint (local or on SageMaker) and read the answers.
 
 ``Predictor(endpoint_name, serializer=..., deserializer=...)`` has the SDK v2 interface; SDK serializers
-and deserializers work too, and so do v1-style callables and ``content_type``/``accept`` assignments.
+and deserializers work too, and so do v1-style callables (``json_deserializer`` & co. below) and
+``content_type``/``accept`` assignments. Each predictor class has the SDK's default pair, so ``predict``
+returns what it returns with the SDK: bytes from ``Predictor``, a list of ``Record`` messages from
+``FactorizationMachinesPredictor``.
 """
 
 from __future__ import annotations
@@ -11,13 +14,47 @@ from typing import Any
 
 from fmwals.backends import backend_for_endpoint
 from fmwals.backends.backend import Backend
-from fmwals.serializers import JSONDeserializer, JSONSerializer, PredictionsDeserializer
+from fmwals.serializers import (
+    BytesDeserializer,
+    CSVDeserializer,
+    CSVSerializer,
+    IdentitySerializer,
+    JSONDeserializer,
+    JSONSerializer,
+    RecordDeserializer,
+    RecordSerializer,
+)
+
+# The SDK v1's module-level (de)serializers (``from sagemaker.predictor import json_deserializer``).
+json_serializer = JSONSerializer()
+json_deserializer = JSONDeserializer()
+csv_serializer = CSVSerializer()
+csv_deserializer = CSVDeserializer()
+
+
+def _request_body(body: Any, serializer: Any) -> bytes:
+    """What a serializer returned as the request's bytes (bytes, text, or a buffer like the SDK's
+    RecordSerializer returns)."""
+    if hasattr(body, "read"):
+        body = body.read()
+    if isinstance(body, bytes | bytearray):
+        return bytes(body)
+    if isinstance(body, str):
+        return body.encode()
+    raise TypeError(
+        f"the serializer ({type(serializer).__name__}) made a {type(body).__name__}, not bytes: the default "
+        "Predictor sends bytes as they are (the SDK's IdentitySerializer). To send arrays, set "
+        "predictor.serializer, e.g. fmwals.serializers.JSONSerializer() or CSVSerializer()"
+    )
 
 
 class Predictor:
-    """Real-time predictions from the endpoint ``endpoint_name``."""
+    """Real-time predictions from the endpoint ``endpoint_name``. By default the request body is sent as it
+    is (bytes or text) and the response body returned as bytes, as with the SDK's ``Predictor``."""
 
-    default_deserializer: Any = JSONDeserializer  # what ``deserializer=None`` means; subclasses override
+    # What ``serializer=None`` / ``deserializer=None`` mean; subclasses override.
+    default_serializer: Any = IdentitySerializer
+    default_deserializer: Any = BytesDeserializer
 
     def __init__(
         self,
@@ -30,7 +67,7 @@ class Predictor:
     ) -> None:
         self.endpoint_name = endpoint_name
         self.sagemaker_session = sagemaker_session
-        self.serializer: Any = serializer if serializer is not None else JSONSerializer()
+        self.serializer: Any = serializer if serializer is not None else self.default_serializer()
         self.deserializer: Any = deserializer if deserializer is not None else self.default_deserializer()
         self.content_type = content_type
         self.accept = accept
@@ -69,15 +106,11 @@ class Predictor:
         ``initial_args`` may override ``ContentType`` and ``Accept`` for this call.
         """
         serialize = getattr(self.serializer, "serialize", self.serializer)
-        body = serialize(data)
-        if hasattr(body, "read"):  # the SDK's RecordSerializer returns a buffer
-            body = body.read()
+        body = _request_body(serialize(data), self.serializer)
         args = initial_args or {}
         content_type = args.get("ContentType", self._content_type())
         accept = args.get("Accept", self._accept())
-        response, response_type = self.backend.invoke_endpoint(
-            self.endpoint_name, body if isinstance(body, bytes) else str(body).encode(), content_type, accept
-        )
+        response, response_type = self.backend.invoke_endpoint(self.endpoint_name, body, content_type, accept)
         deserialize = getattr(self.deserializer, "deserialize", self.deserializer)
         return deserialize(io.BytesIO(response), response_type)
 
@@ -87,7 +120,11 @@ class Predictor:
 
 
 class FactorizationMachinesPredictor(Predictor):
-    """FM predictions in the built-in's record shape: ``[{"score": s, "predicted_label": l}, ...]`` (no
-    ``predicted_label`` for a regressor) from an ndarray, a scipy sparse matrix or a list of rows."""
+    """FM predictions as the SDK's ``FactorizationMachinesPredictor`` returns them: rows (an ndarray, a scipy
+    sparse matrix or a list of rows) go out as RecordIO-protobuf, and ``predict`` returns a list of ``Record``
+    messages, one per row: ``record.label["score"].float32_tensor.values[0]`` (and ``"predicted_label"`` for
+    a binary classifier). ``deserializer=PredictionsDeserializer()`` gives ``[{"score": s,
+    "predicted_label": l}, ...]`` instead."""
 
-    default_deserializer = PredictionsDeserializer
+    default_serializer = RecordSerializer
+    default_deserializer = RecordDeserializer

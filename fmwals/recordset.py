@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 
+from fmwals.recordio import write_numpy_to_dense_tensor, write_spmatrix_to_sparse_tensor
+
 
 def write_shards(train: Any, labels: Any, shards: int, directory: Path) -> list[Path]:
     """Split the rows into ``shards`` nearly equal parts and write each; returns the files written."""
-    from container.formats.recordio import write_numpy_to_dense_tensor, write_spmatrix_to_sparse_tensor
-
     if train.ndim != 2:
         raise ValueError(f"record_set: train must be a 2-D array, got {train.ndim} dimension(s)")
     n_rows = train.shape[0]

@@ -4,6 +4,11 @@
 Rows go out in the built-in's request formats: JSON ``{"instances": [{"data": {"features": {...}}}]}``,
 JSON Lines one ``{"data": {"features": {...}}}`` per line, CSV one dense row per line, RecordIO-protobuf one
 Record per row; a scipy sparse row is sent as ``keys``/``shape``/``values`` (except in CSV, which is dense).
+
+Each deserializer returns what the SDK's of the same name returns: ``JSONDeserializer`` the parsed body,
+``JSONLinesDeserializer`` a list of parsed lines, ``CSVDeserializer`` a list of rows of strings,
+``RecordDeserializer`` a list of ``Record`` messages, ``BytesDeserializer`` bytes. ``PredictionsDeserializer``
+(no SDK counterpart) reads any of the response formats into one dict per row.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 import numpy as np
+
+from fmwals.recordio import read_records, write_numpy_to_dense_tensor, write_spmatrix_to_sparse_tensor
 
 JSON = "application/json"
 JSONLINES = "application/jsonlines"
@@ -73,6 +80,17 @@ class _Serializer:
         raise NotImplementedError
 
 
+class IdentitySerializer:
+    """Sends the data as it is (bytes, or text encoded as UTF-8), as ``application/octet-stream`` unless
+    ``content_type`` says otherwise: the SDK's ``IdentitySerializer``, the generic ``Predictor``'s default."""
+
+    def __init__(self, content_type: str = "application/octet-stream") -> None:
+        self.CONTENT_TYPE = content_type
+
+    def serialize(self, data: Any) -> Any:
+        return data
+
+
 class JSONSerializer(_Serializer):
     """``application/json``; rows become the built-in's ``instances`` list, dicts are sent as they are."""
 
@@ -113,8 +131,6 @@ class RecordSerializer(_Serializer):
     CONTENT_TYPE = RECORDIO
 
     def encode(self, data: Any) -> bytes:
-        from container.formats.recordio import write_numpy_to_dense_tensor, write_spmatrix_to_sparse_tensor
-
         rows = _rows(data)
         buffer = io.BytesIO()
         if _is_sparse(rows):
@@ -125,7 +141,7 @@ class RecordSerializer(_Serializer):
 
 
 class BytesDeserializer:
-    """The response body as bytes."""
+    """The response body as bytes (the generic ``Predictor``'s default, as in the SDK)."""
 
     ACCEPT = ("*/*",)
 
@@ -161,13 +177,13 @@ class CSVDeserializer:
 
 
 class RecordDeserializer:
-    """``application/x-recordio-protobuf``: a list of ``Record`` messages (``r.label["score"]``)."""
+    """``application/x-recordio-protobuf``: a list of ``Record`` messages, one per row, the prediction in
+    ``record.label["score"].float32_tensor.values[0]`` (``FactorizationMachinesPredictor``'s default, as in
+    the SDK)."""
 
     ACCEPT = (RECORDIO,)
 
     def deserialize(self, stream: IO[bytes], content_type: str) -> list[Any]:
-        from container.formats.recordio import read_records
-
         return read_records(io.BytesIO(stream.read()))
 
 

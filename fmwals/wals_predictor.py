@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from fmwals.predictor import Predictor
-from fmwals.serializers import JSON, PredictionsDeserializer
+from fmwals.serializers import JSON, JSONSerializer, PredictionsDeserializer
 
 
 def _ids(values: Any) -> list[Any]:
@@ -29,11 +29,12 @@ def _recommend_fields(k: int, exclude_seen: bool, include: Any, exclude: Any) ->
 
 
 class WALSPredictor(Predictor):
-    """Scores, top-k recommendations, fold-in of new rows, similar columns and top rows of a WALS endpoint.
-
-    ``predict`` still takes raw queries (``{"instances": [...]}``) and returns the parsed answer.
+    """Scores, top-k recommendations, fold-in of new rows, similar columns and top rows of a WALS endpoint
+    (no SDK counterpart). Each method returns a list with one dict per query, of the shape its docstring
+    gives; ``predict`` takes raw queries (``{"instances": [...]}``, docs/wals.md) and returns the same list.
     """
 
+    default_serializer = JSONSerializer
     default_deserializer = PredictionsDeserializer
 
     def _query(self, instances: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from container.channel_files import channel_files
 from fmwals import jobs
 from fmwals.backends.backend import Backend, ModelSpec
 from fmwals.inputs import is_local, local_path
+from fmwals.recordio import frame_records, iter_payloads
 from fmwals.session import Session, download
 
 DEFAULT_MAX_PAYLOAD_MB = 6
@@ -30,8 +31,6 @@ def split_records(body: bytes, split_type: str | None, source: str) -> Iterator[
     elif split_type == "Line":
         yield from (line for line in body.splitlines(keepends=True) if line.strip())
     elif split_type == "RecordIO":
-        from container.formats.recordio import frame_records, iter_payloads  # loads numba: only when needed
-
         yield from (frame_records([payload]) for payload in iter_payloads(body, source=source))
     else:
         raise ValueError(f"split_type={split_type!r}: expected None, 'Line' or 'RecordIO'")

@@ -37,8 +37,8 @@ def test_train_deploy_predict_in_docker(docker_image, digits, input_mode):
     assert len(metrics["train:binary_classification_accuracy:epoch"]) == 4
     assert metrics["test:binary_classification_accuracy"][0] > 0.9
     predictor = fm.deploy(1, "local")
-    answer = predictor.predict(xt[:40])
-    accuracy = np.mean([r["predicted_label"] == label for r, label in zip(answer, yt[:40], strict=True)])
+    answer = [r.label["predicted_label"].float32_tensor.values[0] for r in predictor.predict(xt[:40])]
+    accuracy = np.mean([p == label for p, label in zip(answer, yt[:40], strict=True)])
     assert accuracy > 0.9
     fm.delete_endpoint()
     with pytest.raises(EndpointError, match="does not exist"):

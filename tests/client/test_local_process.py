@@ -35,8 +35,8 @@ from fmwals import (
 from fmwals.serializers import (
     CSVSerializer,
     JSONLinesSerializer,
+    JSONSerializer,
     PredictionsDeserializer,
-    RecordDeserializer,
     RecordSerializer,
 )
 
@@ -88,7 +88,10 @@ def test_fit_writes_a_model_and_per_epoch_metrics(shared_home):
     assert len(metrics["test:binary_classification_accuracy:epoch"]) == 8
     assert metrics["test:binary_classification_accuracy"][0] > 0.95
     table = fm.training_job_analytics.dataframe()
-    assert set(table.columns) == {"metric_name", "epoch", "value"}
+    assert list(table.columns) == ["timestamp", "metric_name", "value"]  # the SDK's
+    per_epoch = table[table.metric_name == "test:binary_classification_accuracy:epoch"]
+    assert per_epoch.value.tolist() == metrics["test:binary_classification_accuracy:epoch"]
+    assert per_epoch.timestamp.iloc[0] == 0.0 and per_epoch.timestamp.is_monotonic_increasing
 
 
 def test_attach_and_model_data_from_another_process(shared_home):
@@ -101,17 +104,23 @@ def test_attach_and_model_data_from_another_process(shared_home):
     assert model_data == FactorizationMachines.attach(shared_home).model_data and factors == "4"
 
 
+def _labels(records):
+    """The dict of each Record's label values (the SDK reads ``record.label["score"]`` this way)."""
+    return [{k: v.float32_tensor.values[0] for k, v in record.label.items()} for record in records]
+
+
 def test_deploy_predict_every_format_and_delete(shared_home, digits):
     _, _, xt, yt = digits
     fm = FactorizationMachines.attach(shared_home)
     predictor = fm.deploy(1, "local_process")
-    default = predictor.predict(xt[:50])
+    default = _labels(predictor.predict(xt[:50]))  # Records, as the SDK's FactorizationMachinesPredictor
     assert set(default[0]) == {"score", "predicted_label"}
     accuracy = np.mean([r["predicted_label"] == label for r, label in zip(default, yt[:50], strict=True)])
     assert accuracy > 0.9
-    assert predictor.predict(sp.csr_matrix(xt[:50])) == default
-    assert predictor.predict(xt[:2].tolist()) == default[:2]
+    assert _labels(predictor.predict(sp.csr_matrix(xt[:50]))) == default
+    assert _labels(predictor.predict(xt[:2].tolist())) == default[:2]
     for serializer, accept in (
+        (JSONSerializer(), "application/json"),
         (CSVSerializer(), "text/csv"),
         (JSONLinesSerializer(), "application/jsonlines"),
         (RecordSerializer(), "application/x-recordio-protobuf"),
@@ -120,9 +129,6 @@ def test_deploy_predict_every_format_and_delete(shared_home, digits):
         answer = predictor.predict(xt[:5])
         assert [r["predicted_label"] for r in answer] == [r["predicted_label"] for r in default[:5]]
         assert np.allclose([r["score"] for r in answer], [r["score"] for r in default[:5]], atol=1e-6)
-    predictor.serializer, predictor.deserializer = RecordSerializer(), RecordDeserializer()
-    records = predictor.predict(xt[:2])
-    assert records[0].label["score"].float32_tensor.values[0] == pytest.approx(default[0]["score"])
     predictor.serializer, predictor.deserializer = SdkCSVSerializer(), SdkJSONDeserializer()  # the SDK's own
     assert predictor.predict(xt[:1])["predictions"][0]["score"] == pytest.approx(default[0]["score"])
     with pytest.raises(EndpointError, match="answered 415"):
@@ -136,7 +142,12 @@ def test_model_from_model_data_with_the_generic_predictor(shared_home, digits):
     _, _, xt, _ = digits
     model_data = FactorizationMachines.attach(shared_home).model_data
     predictor = Model(model_data=model_data).deploy(1, "local_process", endpoint_name="by-model")
-    assert set(predictor.predict(xt[:1])["predictions"][0]) == {"score", "predicted_label"}
+    body = CSVSerializer().serialize(xt[:1])
+    answer = predictor.predict(body, initial_args={"ContentType": "text/csv", "Accept": "application/json"})
+    assert isinstance(answer, bytes)  # the SDK's Predictor: bytes in, bytes out
+    assert set(json.loads(answer)["predictions"][0]) == {"score", "predicted_label"}
+    with pytest.raises(TypeError, match=r"made a ndarray, not bytes: .* set predictor.serializer"):
+        predictor.predict(xt[:1])
     predictor.delete_endpoint()
 
 

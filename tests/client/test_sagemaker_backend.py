@@ -13,12 +13,15 @@ import numpy as np
 import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
+from sagemaker.amazon import common as sdk_common
 
 from container import metrics_log
+from container.formats.record_pb2 import Record
 from container.formats.recordio import read_records
 from fmwals import FactorizationMachines, JobFailedError, Session
 from fmwals.backends.sagemaker import LOG_GROUP, SageMakerBackend
 from fmwals.parameter import CategoricalParameter, ContinuousParameter, IntegerParameter
+from fmwals.recordio import frame_records
 from fmwals.tuner import HyperparameterTuner
 
 from .conftest import CREDENTIALS
@@ -114,6 +117,17 @@ def _expect_logs(aws, name):
     )
 
 
+RECORDIO = "application/x-recordio-protobuf"
+
+
+def _prediction(score, label):
+    """One row of the endpoint's RecordIO answer."""
+    record = Record()
+    record.label["score"].float32_tensor.values.append(score)
+    record.label["predicted_label"].float32_tensor.values.append(label)
+    return record
+
+
 def _rows(n=60, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.random((n, 8), dtype=np.float32)
@@ -183,6 +197,10 @@ def test_fit_sends_create_training_job_and_reads_metrics_from_logs(aws):
     estimator.fit(records, mini_batch_size=20, job_name=name, logs=False)
     aws.sm.add_response("describe_training_job", _describe(name, "Completed"), {"TrainingJobName": name})
     assert estimator.model_data == f"s3://test-bucket/{name}/output/model.tar.gz"
+    spec = {"TrainingImage": IMAGE, "TrainingInputMode": "File",
+            "MetricDefinitions": metrics_log.metric_definitions("fm", "binary_classifier")}
+    aws.sm.add_response("describe_training_job", _describe(name, "Completed", AlgorithmSpecification=spec),
+                        {"TrainingJobName": name})
     _expect_logs(aws, name)
     metrics = estimator.training_job_analytics.metrics()
     assert metrics["train:binary_classification_accuracy:epoch"] == [0.9, 0.95]
@@ -300,24 +318,17 @@ def test_deploy_predict_delete(aws, tmp_path):
     )
     predictor = estimator.deploy(1, "ml.m5.large")
     x, _ = _rows(2)
-    answer = b'{"predictions":[{"score":0.8,"predicted_label":1.0},{"score":0.1,"predicted_label":0.0}]}'
-    request = json.dumps(
-        {"instances": [{"data": {"features": {"values": row.tolist()}}} for row in x]}
-    ).encode()
+    request = io.BytesIO()
+    sdk_common.write_numpy_to_dense_tensor(request, x)  # what the SDK's FactorizationMachinesPredictor sends
+    answer = frame_records(_prediction(score, label).SerializeToString() for score, label in ((0.8, 1), (0.1, 0)))
     aws.runtime.add_response(
         "invoke_endpoint",
-        {"Body": StreamingBody(io.BytesIO(answer), len(answer)), "ContentType": "application/json"},
-        {
-            "EndpointName": name,
-            "Body": request,
-            "ContentType": "application/json",
-            "Accept": "application/json",
-        },
+        {"Body": StreamingBody(io.BytesIO(answer), len(answer)), "ContentType": RECORDIO},
+        {"EndpointName": name, "Body": request.getvalue(), "ContentType": RECORDIO, "Accept": RECORDIO},
     )
-    assert predictor.predict(x) == [
-        {"score": 0.8, "predicted_label": 1.0},
-        {"score": 0.1, "predicted_label": 0.0},
-    ]
+    records = predictor.predict(x)
+    assert [r.label["score"].float32_tensor.values[0] for r in records] == pytest.approx([0.8, 0.1])
+    assert [r.label["predicted_label"].float32_tensor.values[0] for r in records] == [1.0, 0.0]
     aws.sm.add_response(
         "describe_endpoint", {**endpoint, "EndpointStatus": "InService"}, {"EndpointName": name}
     )

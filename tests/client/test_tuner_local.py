@@ -60,8 +60,8 @@ def test_eight_jobs_two_at_a_time_then_deploy_the_best(channels, digits):
     attached = HyperparameterTuner.attach(tuner.latest_tuning_job)
     assert attached.best_training_job() == best and len(attached.analytics()) == 8
     predictor = tuner.deploy(1, "local_process")
-    answer = predictor.predict(xt[:20])
-    assert sum(r["predicted_label"] == label for r, label in zip(answer, yt[:20], strict=True)) >= 18
+    answer = [r.label["predicted_label"].float32_tensor.values[0] for r in predictor.predict(xt[:20])]
+    assert sum(p == label for p, label in zip(answer, yt[:20], strict=True)) >= 18
     tuner.delete_endpoint()
 
 
