@@ -14,7 +14,8 @@ Layout of ``model.json`` (format_version 1)::
 Any model class with ``artifact_arrays() -> dict``, ``artifact_meta() -> dict`` (holding "algorithm") and a
 classmethod ``from_artifact(meta, arrays)`` can be saved; ``load`` dispatches on ``meta["algorithm"]`` to
 ``MODEL_CLASSES`` (every WALS artifact loads as an ``algorithm.wals_model.WALSModel``).
-``model.npz`` alone opens with ``numpy.load(path, allow_pickle=False)``.
+``model.npz`` alone opens with ``numpy.load(path, allow_pickle=False)``. Files are written 0644, as SageMaker's
+model files are.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import json
 import os
 import tarfile
 import tempfile
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -37,9 +39,11 @@ FORMAT_VERSION = 1
 ARRAYS_FILE = "model.npz"
 META_FILE = "model.json"
 TARBALL = "model.tar.gz"
+FILE_MODE = 0o644
 # meta["algorithm"] -> (module, class); imported lazily so loading an FM never imports WALS and vice versa.
 MODEL_CLASSES = {"fm": ("algorithm.fm", "FactorizationMachines"), "wals": ("algorithm.wals_model", "WALSModel")}
 _RESERVED = ("format_version", "package_version", "arrays", "checksum")
+PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"  # beside the packages in a source tree
 
 
 class ArtifactError(ValueError):
@@ -47,11 +51,15 @@ class ArtifactError(ValueError):
 
 
 def package_version() -> str:
-    """Version of the installed package, or "0+unknown" when it runs from a source tree."""
-    try:
-        return importlib.metadata.version("fm-wals-image")
-    except importlib.metadata.PackageNotFoundError:
-        return "0+unknown"
+    """The project's version, as its pyproject.toml states it: read from that file beside the packages when
+    they run from a source tree (as the image runs them), else from the installed distribution's metadata;
+    "0+unknown" when neither is there."""
+    if PYPROJECT.is_file():
+        with PYPROJECT.open("rb") as handle:
+            return str(tomllib.load(handle)["project"]["version"])
+    for distribution in importlib.metadata.packages_distributions().get(__name__.partition(".")[0], []):
+        return importlib.metadata.version(distribution)
+    return "0+unknown"
 
 
 def checksum(arrays: Mapping[str, np.ndarray], order: list[str]) -> str:
@@ -99,6 +107,7 @@ def save(model_dir: str | os.PathLike[str], model: Any, extra_meta: Mapping[str,
 def _write_atomically(path: Path, payload: bytes) -> None:
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, FILE_MODE)  # mkstemp creates 0600
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
             handle.flush()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import stat
 import tarfile
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -119,3 +121,23 @@ def test_extra_meta_cannot_override_artifact_keys(tmp_path: Path, fitted) -> Non
     with pytest.raises(ValueError, match="checksum"):
         artifact.save(tmp_path, model, extra_meta={"checksum": "x"})
     assert not list(tmp_path.iterdir())
+
+
+def test_model_files_are_readable_by_everyone(tmp_path: Path, fitted) -> None:
+    model, _ = fitted
+    artifact.save(tmp_path, model)
+    for path in tmp_path.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path.name
+
+
+def test_package_version_is_the_projects(tmp_path: Path, fitted, monkeypatch) -> None:
+    model, _ = fitted
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    version = tomllib.loads(pyproject.read_text())["project"]["version"]
+    assert artifact.package_version() == version != "0+unknown"
+    artifact.save(tmp_path, model)
+    assert json.loads((tmp_path / "model.json").read_text())["package_version"] == version
+    monkeypatch.setattr(artifact, "PYPROJECT", tmp_path / "absent.toml")  # installed: the distribution's metadata
+    monkeypatch.setattr(artifact.importlib.metadata, "packages_distributions", lambda: {"algorithm": ["fm-wals"]})
+    monkeypatch.setattr(artifact.importlib.metadata, "version", lambda name: {"fm-wals": "9.8.7"}[name])
+    assert artifact.package_version() == "9.8.7"
