@@ -44,10 +44,11 @@ RUN python3 -m venv /opt/venv \
 
 # The program. `train` and `serve` are what SageMaker passes as the container command; the entry point execs
 # it (no shell left running): train is a Python script, serve execs gunicorn, so each is PID 1 and gets SIGTERM.
+# pyproject.toml beside the packages gives the version model.json records (algorithm.artifact.package_version).
 COPY algorithm /opt/program/algorithm
 COPY container /opt/program/container
 COPY serve /opt/program/serve
-COPY train serve.sh /opt/program/
+COPY train serve.sh pyproject.toml /opt/program/
 RUN chmod 0755 /opt/program/train /opt/program/serve.sh \
  && ln -sf /opt/program/train /usr/local/bin/train \
  && ln -sf /opt/program/serve.sh /usr/local/bin/serve \

@@ -75,7 +75,9 @@ from algorithm._fastmath import FASTMATH
 
 ADAM, SGD, ADAGRAD, FTRL = 0, 1, 2, 3
 OPTIMIZER_CODES = {"adam": ADAM, "sgd": SGD, "adagrad": ADAGRAD, "ftrl": FTRL}
-STATE_ARRAYS = {"adam": 2, "sgd": 0, "adagrad": 1, "ftrl": 2}  # optimizer state copies of the model
+# The optimizer state copies of the model, in table order (Adam: m then v; FTRL: z then n; AdaGrad: h).
+STATE_NAMES = {"adam": ("m", "v"), "sgd": (), "adagrad": ("h",), "ftrl": ("z", "n")}
+STATE_ARRAYS = {optimizer: len(names) for optimizer, names in STATE_NAMES.items()}
 
 REGRESSION, LOGISTIC = 0, 1
 
@@ -155,19 +157,22 @@ def unpack(table: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(table[:, 0]), np.ascontiguousarray(table[:, 1:1 + k])
 
 
-def unpack_in_place(table: np.ndarray, k: int, block_rows: int = 65_536) -> tuple[np.ndarray, np.ndarray]:
-    """(w copy, V) from a packed table that owns its memory, without a second copy of V: V's rows are moved
-    to the front of the table's buffer (in row blocks, front to back, so no row is overwritten before it is
-    moved) and the buffer is shrunk to them. The table must not be used (nor any view of it exist) after."""
-    d = table.shape[0]
-    w = np.ascontiguousarray(table[:, 0])
-    flat = table.reshape(table.size)
-    for r0 in range(0, d, block_rows):
-        r1 = min(r0 + block_rows, d)
-        flat[r0 * k:r1 * k].reshape(r1 - r0, k)[...] = table[r0:r1, 1:1 + k]  # numpy buffers overlaps
-    del flat
-    table.resize(d * k, refcheck=False)  # realloc to the moved V: frees the rest of the table
-    return w, table.reshape(d, k)
+def split_in_place(table: np.ndarray, k: int, n_state: int, block_rows: int = 65_536
+                   ) -> tuple[np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """(w, V) and the ``n_state`` optimizer-state copies [(of w, of V), ...] of a packed table that owns its
+    memory, as contiguous arrays. Rows are copied in blocks from the last one back and the table is shrunk
+    past each block as it goes (realloc frees the tail), so the copies and the table never hold much more
+    memory together than the table did. The table must not be used (nor any view of it exist) after."""
+    d, width = table.shape
+    w, V = np.empty(d, np.float32), np.empty((d, k), np.float32)
+    states = [(np.empty(d, np.float32), np.empty((d, k), np.float32)) for _ in range(n_state)]
+    for r1 in range(d, 0, -block_rows):
+        r0 = max(0, r1 - block_rows)
+        for c, (to_w, to_V) in zip(range(0, width, 1 + k), [(w, V), *states], strict=True):
+            to_w[r0:r1] = table[r0:r1, c]
+            to_V[r0:r1] = table[r0:r1, c + 1:c + 1 + k]
+        table.resize((r0, width), refcheck=False)
+    return w, V, states
 
 
 # --------------------------------------------------------------------------------------------- scoring

@@ -8,13 +8,21 @@ Layout of ``model.json`` (format_version 1)::
     arrays          {name: {"shape": [...], "dtype": "float32"}} for every array in model.npz
     checksum        {"sha256": hex, "over": [names]}: SHA-256 of the arrays' raw C-order bytes
                     (little-endian) concatenated in the order of "over"
+    optimizer_state (only when the model has one) the optimizer state a warm start continues from, stored
+                    beside the model in ``optimizer_state.npz``: {"file": "optimizer_state.npz", "arrays":
+                    ..., "checksum": ... (as above, over that file's arrays), and the model's own keys (FM:
+                    "optimizer", "steps" taken, "epochs" trained)}
     ...             the model's own metadata (``artifact_meta()``): for FM predictor_type, feature_dim,
                     num_factors, typed hyperparameters, best_epoch, the scoring formula
 
 Any model class with ``artifact_arrays() -> dict``, ``artifact_meta() -> dict`` (holding "algorithm") and a
 classmethod ``from_artifact(meta, arrays)`` can be saved; ``load`` dispatches on ``meta["algorithm"]`` to
-``MODEL_CLASSES`` (every WALS artifact loads as an ``algorithm.wals_model.WALSModel``).
-``model.npz`` alone opens with ``numpy.load(path, allow_pickle=False)``.
+``MODEL_CLASSES`` (every WALS artifact loads as an ``algorithm.wals_model.WALSModel``). A class with an
+optimizer state also has ``artifact_optimizer_state() -> (meta, arrays) | None`` and
+``restore_optimizer_state(meta, arrays)``: the state lives in its own file, which serving neither reads nor
+verifies (``load`` reads it only when asked, for a warm start).
+``model.npz`` and ``optimizer_state.npz`` open with ``numpy.load(path, allow_pickle=False)``. Files are
+written 0644, as SageMaker's model files are.
 """
 
 from __future__ import annotations
@@ -24,22 +32,30 @@ import importlib
 import importlib.metadata
 import io
 import json
+import logging
 import os
 import tarfile
 import tempfile
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+log = logging.getLogger(__name__)
+
 FORMAT_VERSION = 1
 ARRAYS_FILE = "model.npz"
 META_FILE = "model.json"
+STATE_FILE = "optimizer_state.npz"
+STATE_KEY = "optimizer_state"
 TARBALL = "model.tar.gz"
+FILE_MODE = 0o644
 # meta["algorithm"] -> (module, class); imported lazily so loading an FM never imports WALS and vice versa.
 MODEL_CLASSES = {"fm": ("algorithm.fm", "FactorizationMachines"), "wals": ("algorithm.wals_model", "WALSModel")}
-_RESERVED = ("format_version", "package_version", "arrays", "checksum")
+_RESERVED = ("format_version", "package_version", "arrays", "checksum", STATE_KEY)
+PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"  # beside the packages in a source tree
 
 
 class ArtifactError(ValueError):
@@ -47,11 +63,15 @@ class ArtifactError(ValueError):
 
 
 def package_version() -> str:
-    """Version of the installed package, or "0+unknown" when it runs from a source tree."""
-    try:
-        return importlib.metadata.version("fm-wals-image")
-    except importlib.metadata.PackageNotFoundError:
-        return "0+unknown"
+    """The project's version, as its pyproject.toml states it: read from that file beside the packages when
+    they run from a source tree (as the image runs them), else from the installed distribution's metadata;
+    "0+unknown" when neither is there."""
+    if PYPROJECT.is_file():
+        with PYPROJECT.open("rb") as handle:
+            return str(tomllib.load(handle)["project"]["version"])
+    for distribution in importlib.metadata.packages_distributions().get(__name__.partition(".")[0], []):
+        return importlib.metadata.version(distribution)
+    return "0+unknown"
 
 
 def checksum(arrays: Mapping[str, np.ndarray], order: list[str]) -> str:
@@ -80,25 +100,38 @@ def save(model_dir: str | os.PathLike[str], model: Any, extra_meta: Mapping[str,
     clash = sorted(set(extra_meta or {}) & (set(meta) | set(_RESERVED)))
     if clash:
         raise ValueError(f"extra_meta may not set {clash}: the artifact writes them itself")
-    order = list(arrays)
+    state = model.artifact_optimizer_state() if hasattr(model, "artifact_optimizer_state") else None
     meta.update(extra_meta or {})
-    meta.update(
-        format_version=FORMAT_VERSION,
-        package_version=package_version(),
-        arrays={name: {"shape": list(a.shape), "dtype": a.dtype.name} for name, a in arrays.items()},
-        checksum={"sha256": checksum(arrays, order), "over": order},
-    )
-    buffer = io.BytesIO()
-    np.savez(buffer, allow_pickle=False, **arrays)
-    _write_atomically(directory / ARRAYS_FILE, buffer.getvalue())
+    meta.update(format_version=FORMAT_VERSION, package_version=package_version(), **_described(arrays))
+    if state is not None:
+        state_arrays = {name: np.ascontiguousarray(array) for name, array in state[1].items()}
+        meta[STATE_KEY] = {**state[0], "file": STATE_FILE, **_described(state_arrays)}
+        _write_atomically(directory / STATE_FILE, _npz(state_arrays))
+    _write_atomically(directory / ARRAYS_FILE, _npz(arrays))
     text = json.dumps(meta, indent=2, allow_nan=False) + "\n"
     _write_atomically(directory / META_FILE, text.encode())
+    if state is None:
+        (directory / STATE_FILE).unlink(missing_ok=True)  # an earlier save's state belongs to other weights
     return directory
+
+
+def _described(arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """The "arrays" and "checksum" entries of model.json for ``arrays`` (checksummed in their order)."""
+    order = list(arrays)
+    return {"arrays": {name: {"shape": list(a.shape), "dtype": a.dtype.name} for name, a in arrays.items()},
+            "checksum": {"sha256": checksum(arrays, order), "over": order}}
+
+
+def _npz(arrays: Mapping[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, allow_pickle=False, **arrays)
+    return buffer.getvalue()
 
 
 def _write_atomically(path: Path, payload: bytes) -> None:
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, FILE_MODE)  # mkstemp creates 0600
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
             handle.flush()
@@ -111,56 +144,21 @@ def _write_atomically(path: Path, payload: bytes) -> None:
 
 def read(model_dir: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The verified (meta, arrays) of the artifact in ``model_dir``: a directory with model.json + model.npz,
-    a directory with a model.tar.gz holding them (SageMaker SDK local mode), or the path of such a tarball."""
+    a directory with a model.tar.gz holding them (SageMaker SDK local mode), or the path of such a tarball.
+    The optimizer state is not read."""
     path = Path(model_dir)
-    if path.is_dir() and (path / META_FILE).is_file():
-        meta_bytes = _read_file(path / META_FILE)
-        npz_bytes = _read_file(path / ARRAYS_FILE)
-    elif path.is_file() or (path / TARBALL).is_file():
-        meta_bytes, npz_bytes = _read_tarball(path if path.is_file() else path / TARBALL)
-    else:
-        raise ArtifactError(f"No model in {path}: expected {META_FILE} + {ARRAYS_FILE} or {TARBALL}")
-    try:
-        meta = json.loads(meta_bytes)
-    except ValueError as err:
-        raise ArtifactError(f"{META_FILE} in {path} is not valid JSON: {err}") from None
-    if not isinstance(meta, dict):
-        raise ArtifactError(f"{META_FILE} in {path} must hold a JSON object")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(f"{META_FILE} in {path} has format_version {meta.get('format_version')!r}; "
-                            f"this build reads format_version {FORMAT_VERSION}")
-    try:
-        with np.load(io.BytesIO(npz_bytes), allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
-    except (ValueError, OSError) as err:
-        raise ArtifactError(f"{ARRAYS_FILE} in {path} cannot be read: {err}") from None
-    _verify(meta, arrays, path)
-    return meta, arrays
+    return _checked(_artifact_files(path, (META_FILE, ARRAYS_FILE)), path)
 
 
-def _verify(meta: dict[str, Any], arrays: dict[str, np.ndarray], path: Path) -> None:
-    described = meta.get("arrays")
-    if not isinstance(described, dict) or set(described) != set(arrays):
-        listed = sorted(described) if isinstance(described, dict) else described
-        raise ArtifactError(f"{ARRAYS_FILE} in {path} holds arrays {sorted(arrays)} but {META_FILE} "
-                            f"describes {listed!r}")
-    for name, array in arrays.items():
-        spec = described[name]
-        if list(array.shape) != spec.get("shape") or array.dtype.name != spec.get("dtype"):
-            raise ArtifactError(f"array {name!r} in {path} is {array.dtype} {array.shape}, {META_FILE} says "
-                                f"{spec.get('dtype')} {spec.get('shape')}")
-    check = meta.get("checksum") or {}
-    order = check.get("over")
-    if not isinstance(order, list) or set(order) != set(arrays):
-        raise ArtifactError(f"{META_FILE} in {path} has no valid checksum")
-    if checksum(arrays, order) != check.get("sha256"):
-        raise ArtifactError(f"Checksum mismatch in {path}: {ARRAYS_FILE} does not match {META_FILE} "
-                            "(corrupted, or the two files come from different saves)")
+def load(model_dir: str | os.PathLike[str], *, optimizer_state: bool = False) -> Any:
+    """The fitted model stored in ``model_dir`` (see ``read``), rebuilt by the class its algorithm names.
 
-
-def load(model_dir: str | os.PathLike[str]) -> Any:
-    """The fitted model stored in ``model_dir`` (see ``read``), rebuilt by the class its algorithm names."""
-    meta, arrays = read(model_dir)
+    ``optimizer_state=True`` (a warm start) also restores the optimizer state the artifact describes; when its
+    file is missing (only model.json and model.npz were copied) the model loads without it and a warning
+    says so."""
+    path = Path(model_dir)
+    files = _artifact_files(path, (META_FILE, ARRAYS_FILE), (STATE_FILE,) if optimizer_state else ())
+    meta, arrays = _checked(files, path)
     algorithm = meta.get("algorithm")
     if algorithm not in MODEL_CLASSES:
         raise ArtifactError(f"{META_FILE} in {model_dir} names algorithm {algorithm!r}; "
@@ -168,9 +166,90 @@ def load(model_dir: str | os.PathLike[str]) -> Any:
     module, name = MODEL_CLASSES[algorithm]
     cls = getattr(importlib.import_module(module), name)
     try:
-        return cls.from_artifact(meta, arrays)
+        model = cls.from_artifact(meta, arrays)
     except (KeyError, TypeError, ValueError) as err:
         raise ArtifactError(f"The {algorithm} model in {model_dir} cannot be rebuilt: {err}") from None
+    if optimizer_state and STATE_KEY in meta:
+        _restore_optimizer_state(model, meta[STATE_KEY], files.get(STATE_FILE), path)
+    return model
+
+
+def _restore_optimizer_state(model: Any, section: Any, payload: bytes | None, path: Path) -> None:
+    if payload is None:
+        log.warning("%s in %s describes an optimizer state in %s, which is not there: the model is read without "
+                    "it", META_FILE, path, STATE_FILE)
+        return
+    if not isinstance(section, dict):
+        raise ArtifactError(f"{META_FILE} in {path} has an invalid {STATE_KEY!r} entry")
+    arrays = _load_npz(payload, STATE_FILE, path)
+    _verify(section, arrays, STATE_FILE, path)
+    try:
+        model.restore_optimizer_state({key: value for key, value in section.items()
+                                       if key not in ("file", "arrays", "checksum")}, arrays)
+    except (AttributeError, KeyError, TypeError, ValueError) as err:
+        raise ArtifactError(f"The optimizer state in {path} cannot be restored: {err}") from None
+
+
+def _artifact_files(path: Path, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, bytes]:
+    """The files ``required`` (ArtifactError when one is missing) and those of ``optional`` that are there,
+    from the artifact at ``path``: a directory holding model.json beside them, a directory with a
+    model.tar.gz, or the path of such a tarball."""
+    if path.is_dir() and (path / META_FILE).is_file():
+        present = tuple(name for name in optional if (path / name).is_file())
+        return {name: _read_file(path / name) for name in (*required, *present)}
+    if path.is_file() or (path / TARBALL).is_file():
+        tarball = path if path.is_file() else path / TARBALL
+        found = _read_tarball(tarball, (*required, *optional))
+        missing = [name for name in required if name not in found]
+        if missing:
+            raise ArtifactError(f"{tarball} does not contain {' and '.join(missing)} at its top level")
+        return found
+    raise ArtifactError(f"No model in {path}: expected {META_FILE} + {ARRAYS_FILE} or {TARBALL}")
+
+
+def _checked(files: Mapping[str, bytes], path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The parsed model.json and the arrays of model.npz, verified against it."""
+    try:
+        meta = json.loads(files[META_FILE])
+    except ValueError as err:
+        raise ArtifactError(f"{META_FILE} in {path} is not valid JSON: {err}") from None
+    if not isinstance(meta, dict):
+        raise ArtifactError(f"{META_FILE} in {path} must hold a JSON object")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(f"{META_FILE} in {path} has format_version {meta.get('format_version')!r}; "
+                            f"this build reads format_version {FORMAT_VERSION}")
+    arrays = _load_npz(files[ARRAYS_FILE], ARRAYS_FILE, path)
+    _verify(meta, arrays, ARRAYS_FILE, path)
+    return meta, arrays
+
+
+def _load_npz(payload: bytes, name: str, path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
+            return {key: npz[key] for key in npz.files}
+    except (ValueError, OSError) as err:
+        raise ArtifactError(f"{name} in {path} cannot be read: {err}") from None
+
+
+def _verify(section: dict[str, Any], arrays: dict[str, np.ndarray], name: str, path: Path) -> None:
+    """Check the arrays read from file ``name`` against their description and checksum in ``section`` of
+    model.json."""
+    described = section.get("arrays")
+    if not isinstance(described, dict) or set(described) != set(arrays):
+        listed = sorted(described) if isinstance(described, dict) else described
+        raise ArtifactError(f"{name} in {path} holds arrays {sorted(arrays)} but {META_FILE} describes {listed!r}")
+    for key, array in arrays.items():
+        spec = described[key]
+        if list(array.shape) != spec.get("shape") or array.dtype.name != spec.get("dtype"):
+            raise ArtifactError(f"array {key!r} in {path} is {array.dtype} {array.shape}, {META_FILE} says "
+                                f"{spec.get('dtype')} {spec.get('shape')}")
+    check = section.get("checksum") or {}
+    order = check.get("over")
+    if not isinstance(order, list) or set(order) != set(arrays):
+        raise ArtifactError(f"{META_FILE} in {path} has no valid checksum for {name}")
+    if checksum(arrays, order) != check.get("sha256"):
+        raise ArtifactError(f"Checksum mismatch in {path}: {name} does not match {META_FILE} "
+                            "(corrupted, or the two files come from different saves)")
 
 
 def _read_file(path: Path) -> bytes:
@@ -180,20 +259,20 @@ def _read_file(path: Path) -> bytes:
         raise ArtifactError(f"Cannot read {path}: {err}") from None
 
 
-def _read_tarball(path: Path) -> tuple[bytes, bytes]:
-    """model.json and model.npz from the top level of a tarball (members are read, never extracted)."""
+def _read_tarball(path: Path, names: tuple[str, ...]) -> dict[str, bytes]:
+    """The files ``names`` found at the top level of a tarball (members are read, never extracted; the reading
+    stops once all of them are found)."""
     found: dict[str, bytes] = {}
     try:
         with tarfile.open(path, "r:*") as tar:
             for member in tar:
                 name = os.path.normpath(member.name)
-                if member.isfile() and name in (META_FILE, ARRAYS_FILE):
+                if member.isfile() and name in names:
                     handle = tar.extractfile(member)
                     if handle is not None:
                         found[name] = handle.read()
+                        if len(found) == len(names):
+                            break
     except (OSError, tarfile.TarError) as err:
         raise ArtifactError(f"Cannot read {path}: {err}") from None
-    missing = [name for name in (META_FILE, ARRAYS_FILE) if name not in found]
-    if missing:
-        raise ArtifactError(f"{path} does not contain {' and '.join(missing)} at its top level")
-    return found[META_FILE], found[ARRAYS_FILE]
+    return found

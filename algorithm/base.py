@@ -15,10 +15,11 @@ from typing import Any, ClassVar
 import numpy as np
 
 from algorithm.hyperparameters import Param, Schema
+from algorithm.schemas import combination_problems
 
 
 class DivergedError(ValueError):
-    """The training loss became NaN or infinite."""
+    """The training loss became NaN or infinite, or kept growing."""
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -108,7 +109,8 @@ class Estimator:
         return self
 
     def _check_params(self) -> None:
-        """Raise one ValueError listing every parameter whose value the table does not allow."""
+        """Raise one ValueError listing every parameter whose value the table does not allow, and every
+        combination of values that does not go together (``algorithm.schemas.combination_problems``)."""
         problems = []
         for name in self._param_names():
             param, value = self.schema[name], getattr(self, name)
@@ -119,6 +121,8 @@ class Estimator:
                     allowed += " or an array with one value per item"
                 problems.append(f"The {name!r} parameter of {type(self).__name__} must be {allowed}. "
                                 f"Got {value!r} instead.")
+        if not problems:
+            problems = combination_problems(self.get_params())
         if problems:
             raise ValueError("\n".join(problems))
 

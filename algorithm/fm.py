@@ -4,9 +4,12 @@ prediction), following scikit-learn conventions.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numba
@@ -18,9 +21,12 @@ from algorithm.base import DivergedError, Estimator, NotFittedError
 from algorithm.best_epoch import BestEpoch
 from algorithm.csr import CSR
 from algorithm.hyperparameters import defaults
+from algorithm.loss_trend import RisingLoss
 from algorithm.metrics import STOPPING_METRIC, train_metrics
 from algorithm.optimizer_defaults import resolve_optimizer_defaults
 from algorithm.schemas import FM_SCHEMA
+
+log = logging.getLogger(__name__)
 
 OnEpoch = Callable[[int, dict[str, float], "dict[str, float] | None", float], None]
 
@@ -91,6 +97,29 @@ def _init_array(rng: np.random.Generator, shape: tuple[int, ...], method: str, s
     return np.full(shape, 0.0 if value is None else value, dtype=np.float32)
 
 
+@dataclass(frozen=True)
+class OptimizerState:
+    """Where training left off, for a warm start to continue from: the ``optimizer``, its state arrays by
+    name (``<state>_<weights>`` for each of ``kernels.STATE_NAMES[optimizer]``, e.g. Adam's ``m_w0``,
+    ``m_w``, ``m_V``, ``v_w0``, ``v_w``, ``v_V``, float32 and shaped like w0, w, V), the optimizer ``steps``
+    taken (one per mini-batch: Adam's bias correction counts them) and the ``epochs`` the weights have been
+    trained (the next epoch's row order is drawn from the seed and this count)."""
+
+    optimizer: str
+    steps: int
+    epochs: int
+    arrays: dict[str, np.ndarray]
+
+    def matches(self, feature_dim: int, num_factors: int) -> bool:
+        """Whether the arrays are exactly the optimizer's, shaped for this model size."""
+        if self.optimizer not in kernels.STATE_NAMES:
+            return False
+        shapes = {"w0": (1,), "w": (feature_dim,), "V": (feature_dim, num_factors)}
+        expected = {f"{state}_{name}": shape for state in kernels.STATE_NAMES[self.optimizer]
+                    for name, shape in shapes.items()}
+        return {name: array.shape for name, array in self.arrays.items()} == expected
+
+
 def _longest_rows(indptr: np.ndarray, count: int) -> np.ndarray:
     """Nonzero counts of the ``count`` longest rows (at least one value), found over blocks of rows."""
     longest = np.zeros(1, dtype=np.int64)
@@ -150,11 +179,24 @@ class FactorizationMachines(Estimator):
 
     With ``eval_set`` and ``early_stopping_patience`` > 0, training stops after that many epochs without a
     relative improvement of more than ``early_stopping_tolerance`` in the test metric (rmse, or
-    binary_classification_cross_entropy), and the weights of the best epoch are kept. Epochs count from 0.
+    binary_classification_cross_entropy), and the weights of the best epoch (with their optimizer state) are
+    kept. Epochs count from 0.
+
+    A training loss that keeps growing (``algorithm.loss_trend.RisingLoss``: up in each of 3 epochs in a
+    row, to more than 1.5 times its lowest) is divergence even before it becomes NaN: with early stopping the
+    fit logs a warning naming the settings to lower and stops, keeping the best epoch's weights; without it
+    no epoch's weights are known to be good and ``fit`` raises ``DivergedError`` with that advice.
+
+    ``warm_start_from`` continues an earlier fit: its weights and, when it carries the state of the same
+    optimizer, the optimizer state, step count and epoch count, so 3 epochs and a warm start of 3 more train
+    like 6 epochs in one fit (on one thread, or deterministic: the same model). Epoch e's row order is drawn
+    from (seed, e), e counting every epoch the weights were trained.
 
     Fitted state: ``w0_`` (shape (1,)), ``w_`` (feature_dim,), ``V_`` (feature_dim, num_factors), all float32;
     ``best_epoch_`` (the epoch whose weights the model holds), ``best_score_`` (its test metric, None without
-    eval_set), ``n_epochs_`` (epochs run), ``n_threads_``, ``n_features_in_``.
+    eval_set), ``n_epochs_`` (epochs run), ``stopped_early_`` (None when every epoch ran, else
+    "early_stopping" or "diverging"), ``optimizer_state_`` (an ``OptimizerState``, None for a model loaded
+    for serving), ``n_threads_``, ``n_features_in_``.
 
     ``num_threads`` (0: numba's current thread count, capped at ``NUMBA_NUM_THREADS``): on one thread a given
     ``seed`` always gives the same model. On more, threads run whole mini-batches and update the weights
@@ -251,44 +293,84 @@ class FactorizationMachines(Estimator):
     # ------------------------------------------------------------------------------- memory, init
 
     @staticmethod
-    def state_bytes(feature_dim: int, num_factors: int, optimizer: str, n_threads: int = 1) -> int:
+    def state_bytes(feature_dim: int, num_factors: int, optimizer: str, n_threads: int = 1,
+                    early_stopping: bool = False) -> int:
         """Bytes of the model (w0, w, V float32), its optimizer state and the per-thread feature->slot maps
-        training needs (4 bytes per feature per thread)."""
+        training needs (4 bytes per feature per thread); with ``early_stopping``, also the best epoch's copy
+        of the model and its state."""
         if optimizer not in kernels.STATE_ARRAYS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
         floats = 1 + feature_dim + feature_dim * num_factors
-        return 4 * floats * (1 + kernels.STATE_ARRAYS[optimizer]) + 4 * feature_dim * max(1, n_threads)
+        copies = (1 + kernels.STATE_ARRAYS[optimizer]) * (2 if early_stopping else 1)
+        return 4 * floats * copies + 4 * feature_dim * max(1, n_threads)
 
     def warm_start_from(
         self, source: FactorizationMachines | Mapping[str, np.ndarray]
     ) -> FactorizationMachines:
-        """Start the next ``fit`` from the weights of a fitted model or of arrays {"w0", "w", "V"} (optimizer
-        state starts fresh). Raises ValueError when the shapes differ from this model's."""
+        """Start the next ``fit`` from a fitted model: its weights and, when its ``optimizer_state_`` is of
+        this model's optimizer, that state with its step and epoch counts (else the optimizer starts fresh,
+        which ``fit`` logs with the reason). Arrays {"w0", "w", "V"} give weights only. Raises ValueError when
+        the model sizes (feature_dim, num_factors) differ."""
+        state = None
         if isinstance(source, FactorizationMachines):
             source._check_fitted()
             arrays = source.artifact_arrays()
-        else:
+            state = getattr(source, "optimizer_state_", None)
+        elif isinstance(source, Mapping):
             arrays = dict(source)
+        else:
+            raise TypeError(f"warm_start_from takes a fitted FactorizationMachines or arrays {{'w0', 'w', 'V'}}, "
+                            f"not {type(source).__name__}")
         expected = {"w0": (1,), "w": (self.feature_dim,), "V": (self.feature_dim, self.num_factors)}
         got = {name: np.shape(arrays[name]) if name in arrays else None for name in expected}
         if got != expected:
+            earlier = ("" if got["V"] is None or len(got["V"]) != 2
+                       else f" (feature_dim={got['V'][0]}, num_factors={got['V'][1]})")
             raise ValueError(
-                f"Cannot warm start: the earlier model has w0 {got['w0']}, w {got['w']}, V {got['V']} but "
-                f"this model (feature_dim={self.feature_dim}, num_factors={self.num_factors}) needs "
-                f"w0 {expected['w0']}, w {expected['w']}, V {expected['V']}")
-        self._warm_start = tuple(np.array(arrays[name], dtype=np.float32, order="C") for name in expected)
+                f"Cannot warm start: the earlier model{earlier} has w0 {got['w0']}, w {got['w']}, V {got['V']} "
+                f"but this model (feature_dim={self.feature_dim}, num_factors={self.num_factors}) needs "
+                f"w0 {expected['w0']}, w {expected['w']}, V {expected['V']}: set feature_dim and num_factors "
+                "to the earlier model's to continue it")
+        weights = tuple(np.array(arrays[name], dtype=np.float32, order="C") for name in expected)
+        self._warm_start = (*weights, state)
         return self
 
-    def _initial_table(self, n_state: int) -> tuple[np.ndarray, np.ndarray]:
-        """The bias [w0, state...] and the packed training table (``kernels.pack``) at their initial values.
+    def _continued_state(self, state: OptimizerState | None) -> OptimizerState | None:
+        """The earlier fit's optimizer state when this fit can continue it (logged either way), else None."""
+        if state is None:
+            reason = "the earlier model carries no optimizer state"
+        elif state.optimizer != self.optimizer:
+            reason = f"the earlier model was trained with optimizer={state.optimizer}, this fit uses {self.optimizer}"
+        elif not state.matches(self.feature_dim, self.num_factors):
+            reason = "the earlier model's optimizer state does not fit this model's size"
+        else:
+            log.info("Warm start: the %s optimizer continues from its state after %d epoch(s) (%d steps)",
+                     self.optimizer, state.epochs, state.steps)
+            return state
+        log.warning("Warm start from the earlier weights; the %s optimizer starts fresh (%s), so its first "
+                    "steps are full-size and may undo part of the earlier training", self.optimizer, reason)
+        return None
+
+    def _initial_table(self, n_state: int) -> tuple[np.ndarray, np.ndarray, int, int]:
+        """The bias [w0, state...] and the packed training table (``kernels.pack``) at their initial values,
+        the optimizer steps and the epochs already taken (0 unless a warm start continues an optimizer state).
         The table is filled in row blocks, so no full-size w or V exists beside it (the random stream is the
         same as drawing whole arrays)."""
         d, k = self.feature_dim, self.num_factors
         bias = np.zeros(1 + n_state, dtype=np.float32)
         table = np.zeros((d, (1 + k) * (1 + n_state)), dtype=np.float32)
+        steps = epochs = 0
         warm = getattr(self, "_warm_start", None)
         if warm is not None:
             bias[0], table[:, 0], table[:, 1:1 + k] = warm[0][0], warm[1], warm[2]
+            state = self._continued_state(warm[3])
+            if state is not None:
+                steps, epochs = state.steps, state.epochs
+                for j, name in enumerate(kernels.STATE_NAMES[self.optimizer], start=1):
+                    c = (1 + k) * j
+                    bias[j] = state.arrays[f"{name}_w0"][0]
+                    table[:, c] = state.arrays[f"{name}_w"]
+                    table[:, c + 1:c + 1 + k] = state.arrays[f"{name}_V"]
         else:
             rng = np.random.default_rng([self.seed, 0])
             params = self.resolved_params()
@@ -305,7 +387,7 @@ class FactorizationMachines(Estimator):
             bias[0] = 0.0
         if not self.use_linear:
             table[:, 0] = 0.0
-        return bias, table
+        return bias, table, steps, epochs
 
     def resolved_params(self) -> dict[str, Any]:
         """``get_params()`` with the unset (None) learning rates, weight decays, eps and factors_init_sigma
@@ -329,13 +411,14 @@ class FactorizationMachines(Estimator):
 
     def fit(self, X: Any, y: Any, sample_weight: Any = None, eval_set: tuple[Any, Any] | None = None,
             on_epoch: OnEpoch | None = None) -> FactorizationMachines:
-        """Train for ``epochs`` passes over the rows of ``X`` (shuffled each epoch from ``seed``).
+        """Train for ``epochs`` passes over the rows of ``X`` (epoch e in an order drawn from ``seed`` and e),
+        continuing the model ``warm_start_from`` gave, if any.
 
         ``eval_set=(X_test, y_test)`` is scored after every epoch (and drives early stopping);
         ``on_epoch(epoch, train_metrics, test_metrics_or_None, seconds)`` is called after each epoch with the
         built-in's metric names (train metrics are those of the scores seen while training, as the built-in
         reports them; ``seconds`` is the training time of the epoch). Raises ``DivergedError`` when the loss
-        becomes NaN or infinite.
+        becomes NaN or infinite, or keeps growing without early stopping to fall back on.
         """
         self._check_params()
         d, k = self.feature_dim, self.num_factors
@@ -346,24 +429,26 @@ class FactorizationMachines(Estimator):
             eval_y = _as_labels(eval_set[1], eval_rows.n_rows, self.predictor_type, "eval_set y")
             evaluation = (eval_rows, eval_y)
 
-        bias, table = self._initial_table(kernels.STATE_ARRAYS[self.optimizer])
+        n_state = kernels.STATE_ARRAYS[self.optimizer]
+        bias, table, step, first_epoch = self._initial_table(n_state)
         hp = self._hyperparameter_vector()
-        rng = np.random.default_rng([self.seed, 1])
-        order = np.arange(rows.n_rows, dtype=np.int32 if rows.n_rows < 2**31 else np.int64)
+        order = np.empty(rows.n_rows, dtype=np.int32 if rows.n_rows < 2**31 else np.int64)
         row_scores = np.zeros(rows.n_rows, dtype=np.float32)
         logistic = self.predictor_type == "binary_classifier"
         early_stopping = evaluation is not None and self.early_stopping_patience > 0
         best = BestEpoch(self.early_stopping_tolerance, keep_weights=early_stopping)
+        trend = RisingLoss()
+        total_weight = float(row_weight.sum()) if row_weight.size else float(rows.n_rows)
+        stopped = None
         n_threads = self.num_threads or numba.get_num_threads()
         with numba_threads(n_threads) as running:
             train_epoch, shares = self._epoch_kernel(n_threads, running)
             buffers = _training_buffers(shares, rows, self.mini_batch_size, d, k,
                                         split_batches=train_epoch is kernels.train_epoch_parallel)
-            step = 0
             epoch = -1
             for epoch in range(self.epochs):
                 started = time.perf_counter()
-                rng.shuffle(order)
+                self._shuffle(order, first_epoch + epoch)
                 buffers.loss[:] = 0.0
                 step = train_epoch(
                     (rows.data, rows.indices, rows.indptr), y, row_weight, order, self.mini_batch_size, bias,
@@ -379,26 +464,61 @@ class FactorizationMachines(Estimator):
                     test = train_metrics(self.predictor_type, evaluation[1], _score(
                         evaluation[0], bias[:1], table[:, 0], table[:, 1:1 + k], logistic, n_threads))
                     best.update(epoch, test[STOPPING_METRIC[self.predictor_type]],
-                                lambda: (bias[:1].copy(), *kernels.unpack(table, k)))
+                                partial(_training_snapshot, bias, table, step))
                 if on_epoch is not None:
                     on_epoch(epoch, train_metrics(self.predictor_type, y, row_scores, weights), test, seconds)
+                if trend.update(loss / total_weight):
+                    stopped = self._stop_diverging(epoch, trend, best)
+                    break
                 if early_stopping and best.stale >= self.early_stopping_patience:
+                    stopped = "early_stopping"
                     break
         if best.weights is not None:
-            (w0, w, V), best_epoch = best.weights, best.epoch
             del table
+            (bias, table, step), best_epoch = best.weights, best.epoch
+            best.weights = None
         else:
-            w0, (w, V), best_epoch = bias[:1].copy(), kernels.unpack_in_place(table, k), epoch
-        for name, array in (("w0", w0), ("w", w), ("V", V)):
+            best_epoch = epoch
+        w, V, states = kernels.split_in_place(table, k, n_state)
+        del table
+        for name, array in (("w0", bias[:1]), ("w", w), ("V", V)):
             if not np.isfinite(array).all():
                 raise DivergedError(self._divergence_message(epoch, f"{name} has non-finite values"))
-        self.w0_, self.w_, self.V_ = w0, w, V
+        self.w0_, self.w_, self.V_ = bias[:1].copy(), w, V
+        state_arrays = {
+            f"{name}_{part}": array
+            for j, (name, (w_state, V_state)) in enumerate(zip(kernels.STATE_NAMES[self.optimizer], states,
+                                                             strict=True), start=1)
+            for part, array in (("w0", bias[j:j + 1].copy()), ("w", w_state), ("V", V_state))}
+        self.optimizer_state_: OptimizerState | None = OptimizerState(
+            self.optimizer, step, first_epoch + best_epoch + 1, state_arrays)
         self.best_epoch_ = best_epoch
         self.best_score_ = None if evaluation is None else (best.score if early_stopping else best.last)
         self.n_epochs_ = epoch + 1
+        self.stopped_early_ = stopped
         self.n_threads_ = n_threads
         self.n_features_in_ = d
         return self
+
+    def _shuffle(self, order: np.ndarray, epoch: int) -> None:
+        """Fill ``order`` with the row order of epoch ``epoch`` (counting every epoch the weights were trained,
+        warm starts included): a permutation drawn from (seed, epoch) alone."""
+        order[:] = np.arange(order.size, dtype=order.dtype)
+        np.random.default_rng([self.seed, 1, epoch]).shuffle(order)
+
+    def _stop_diverging(self, epoch: int, trend: RisingLoss, best: BestEpoch) -> str:
+        """End a fit whose training loss keeps growing: a warning when early stopping kept a better epoch's
+        weights (the fit keeps them), else ``DivergedError``: no epoch's weights are known to be good."""
+        what = (f"the training loss rose in each of the last {trend.rises} epochs, to {trend.losses[-1]:.4g}, "
+                f"{trend.losses[-1] / trend.lowest:.3g} times its lowest ({trend.lowest:.4g} in epoch "
+                f"{trend.lowest_epoch})")
+        message = self._divergence_message(epoch, what)
+        if best.weights is None:
+            raise DivergedError(f"{message} (With a test channel and early_stopping_patience > 0 the weights of "
+                                "the best epoch would be kept instead.)")
+        log.warning("%s Training stops here and keeps the weights of epoch %d, the best by the test metric.",
+                    message, best.epoch)
+        return "diverging"
 
     def _epoch_kernel(self, n_threads: int, running: int) -> tuple[Callable[..., int], int]:
         """The epoch kernel and its thread count: serial on one thread; ``deterministic``: ``n_threads`` row
@@ -424,7 +544,7 @@ class FactorizationMachines(Estimator):
         weights = None if sample_weight is None else _as_vector(sample_weight, rows.n_rows, "sample_weight")
         if weights is not None and (weights < 0).any():
             raise ValueError("sample_weight must be >= 0")
-        reweight = self.predictor_type == "binary_classifier" and self.positive_class_weight != 1.0
+        reweight = self.positive_class_weight != 1.0  # binary_classifier only (_check_params)
         if weights is None and not reweight:
             return rows, labels, weights, np.empty(0, dtype=np.float32)  # the kernels read it as all ones
         row_weight = np.ones(rows.n_rows, dtype=np.float32) if weights is None else weights.copy()
@@ -433,10 +553,17 @@ class FactorizationMachines(Estimator):
         return rows, labels, weights, row_weight
 
     def _divergence_message(self, epoch: int, what: str) -> str:
+        """Training diverged in ``epoch`` (``what`` happened): the settings to lower, with their values."""
         params = self.resolved_params()
         rates = ", ".join(f"{group}_lr={params[f'{group}_lr']}" for group in GROUPS)
-        return (f"Training diverged in epoch {epoch}: {what}. Lower the learning rates ({rates}), set "
-                "clip_gradient (e.g. 1.0) or scale the features to a smaller range.")
+        fixes = [f"Lower the learning rates ({rates})"]
+        if self.predictor_type == "binary_classifier" and self.positive_class_weight != 1.0:
+            fixes.append(f"lower positive_class_weight={self.positive_class_weight} (it scales the gradient of "
+                         "every label-1 row)")
+        fixes.append("set clip_gradient (e.g. 1.0)" if self.clip_gradient is None
+                     else f"lower clip_gradient={self.clip_gradient}")
+        return (f"Training diverged in epoch {epoch}: {what}. {', '.join(fixes)} or scale the features to a "
+                "smaller range.")
 
     # ------------------------------------------------------------------------------- prediction
 
@@ -484,9 +611,30 @@ class FactorizationMachines(Estimator):
             "hyperparameters": _json_params(self.resolved_params()),
             "best_epoch": self.best_epoch_,
             "epochs_run": self.n_epochs_,
+            "stopped_early": self.stopped_early_,
             "n_threads": self.n_threads_,
             "scoring": SCORING_FORMULA,
         }
+
+    def artifact_optimizer_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+        """The optimizer state ``algorithm.artifact`` stores beside the model, as (JSON metadata, arrays);
+        None when the model has none (loaded for serving)."""
+        self._check_fitted()
+        state = self.optimizer_state_
+        if state is None:
+            return None
+        return {"optimizer": state.optimizer, "steps": state.steps, "epochs": state.epochs}, state.arrays
+
+    def restore_optimizer_state(self, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
+        """Attach the state ``artifact_optimizer_state()`` gave, for a warm start to continue; ValueError when it
+        is not a state of a known optimizer for this model's size."""
+        state = OptimizerState(str(meta["optimizer"]), int(meta["steps"]), int(meta["epochs"]),
+                               {name: np.ascontiguousarray(array, dtype=np.float32) for name, array in arrays.items()})
+        if not state.matches(self.feature_dim, self.num_factors):
+            raise ValueError(f"the optimizer state ({state.optimizer}) holds arrays {sorted(arrays)}, not the "
+                             f"state of that optimizer for feature_dim={self.feature_dim}, "
+                             f"num_factors={self.num_factors}")
+        self.optimizer_state_ = state
 
     @classmethod
     def from_artifact(
@@ -506,9 +654,17 @@ class FactorizationMachines(Estimator):
         model.best_epoch_ = int(meta.get("best_epoch", -1))
         model.best_score_ = None
         model.n_epochs_ = int(meta.get("epochs_run", 0))
+        model.stopped_early_ = meta.get("stopped_early")
+        model.optimizer_state_ = None
         model.n_threads_ = int(meta.get("n_threads", 0))
         model.n_features_in_ = d
         return model
+
+
+def _training_snapshot(bias: np.ndarray, table: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Copies of the bias and the packed table (the weights and their optimizer state) and the step count: what
+    early stopping keeps of its best epoch."""
+    return bias.copy(), table.copy(), steps
 
 
 def _json_params(params: Mapping[str, Any]) -> dict[str, Any]:

@@ -133,6 +133,16 @@ WALS_SCHEMA: Schema = make_schema(
 SCHEMAS: dict[str, Schema] = {"fm": FM_SCHEMA, "wals": WALS_SCHEMA}
 
 
+def combination_problems(values: Mapping[str, Any]) -> list[str]:
+    """What is wrong with values that are each valid but do not go together (a setting that would be silently
+    ignored is refused)."""
+    weight = values.get("positive_class_weight", 1.0)
+    if values.get("predictor_type") == "regressor" and weight != 1.0:
+        return [f"positive_class_weight={weight} applies to predictor_type=binary_classifier only: leave it out "
+                "(or at 1) for predictor_type=regressor"]
+    return []
+
+
 def parse_for_algorithm(raw: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     """Pick the schema from ``raw['algorithm']`` (default ``fm``) and parse everything against it."""
     try:
@@ -142,6 +152,9 @@ def parse_for_algorithm(raw: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
             [f"algorithm={raw.get('algorithm')!r} is not valid: expected {_ALGORITHM.allowed()}"]
         ) from None
     hyperparameters = parse_hyperparameters(raw, SCHEMAS[algorithm])
+    problems = combination_problems(hyperparameters)
+    if problems:
+        raise HyperparameterError(problems)
     if algorithm == "fm":
         hyperparameters = resolve_optimizer_defaults(hyperparameters)
     return algorithm, hyperparameters

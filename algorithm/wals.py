@@ -220,6 +220,12 @@ class WALS(Estimator):
 
     # ------------------------------------------------------------------------------- training
 
+    @property
+    def stopping_metric(self) -> str:
+        """The test metric early stopping watches: ndcg_at_k (higher is better) in the implicit form, else
+        rmse."""
+        return "rmse" if self.alpha is None else "ndcg_at_k"
+
     def _shape(self, data_shape: tuple[int, int]) -> tuple[int, int]:
         shape = []
         for axis, (name, declared) in enumerate((("num_rows", self.num_rows), ("num_cols", self.num_cols))):
@@ -288,10 +294,9 @@ class WALS(Estimator):
         U, V = self._initial_factors(n, m, init_row_factors, init_col_factors)
         w0, lam = float(self.unobserved_weight), float(self.regularization_coeff)
         sum_weights = w0 * n * m + float(row_extra.sum(dtype=np.float64))
-        implicit = self.alpha is not None
-        stopping_metric = "ndcg_at_k" if implicit else "rmse"
         early_stopping = test is not None and self.early_stopping_patience > 0
-        best = BestEpoch(self.early_stopping_tolerance, keep_weights=early_stopping, higher_is_better=implicit)
+        best = BestEpoch(self.early_stopping_tolerance, keep_weights=early_stopping,
+                         higher_is_better=self.alpha is not None)
         n_threads = self.num_threads or numba.get_num_threads()
         with numba_threads(n_threads) as workers:
             sweep = -1
@@ -306,7 +311,7 @@ class WALS(Estimator):
                 metrics = None
                 if test is not None:
                     metrics = self._test_metrics(test, csr, U, V, workers)
-                    best.update(sweep, metrics[stopping_metric], lambda: (U.copy(), V.copy()))
+                    best.update(sweep, metrics[self.stopping_metric], lambda: (U.copy(), V.copy()))
                 if on_epoch is not None:
                     on_epoch(sweep, train, metrics, seconds)
                 if early_stopping and best.stale >= self.early_stopping_patience:

@@ -11,7 +11,7 @@ import numpy as np
 from algorithm import artifact
 from algorithm.csr import CSR
 from algorithm.fm import FactorizationMachines
-from algorithm.metrics import train_metrics
+from algorithm.metrics import STOPPING_METRIC, train_metrics
 from container import job, metrics_log
 from container.channels import read_channel
 from container.config import ChannelConfig
@@ -40,8 +40,9 @@ def _check_labels(data: CSR, channel: str, predictor_type: str) -> np.ndarray:
     return labels
 
 
-def _check_memory(hp: dict[str, Any], data_bytes: int) -> None:
-    state = FactorizationMachines.state_bytes(hp["feature_dim"], hp["num_factors"], hp["optimizer"])
+def _check_memory(hp: dict[str, Any], data_bytes: int, early_stopping: bool) -> None:
+    state = FactorizationMachines.state_bytes(hp["feature_dim"], hp["num_factors"], hp["optimizer"],
+                                              early_stopping=early_stopping)
     limit = memory_limit_bytes()
     gib = 2.0**30
     log.info("Model and %s optimizer state need %.3f GiB (feature_dim=%d x num_factors=%d); data %.3f GiB; "
@@ -57,10 +58,12 @@ def _check_memory(hp: dict[str, Any], data_bytes: int) -> None:
 
 
 def _warm_start(paths: SageMakerPaths, model: FactorizationMachines) -> None:
+    """Continue the model in the ``model`` channel: its weights, and its optimizer state when it has one of
+    this job's optimizer (``FactorizationMachines.warm_start_from``; the fit logs which)."""
     channel = job.ModelChannel.of(paths)
     if not channel.present:
         return
-    previous = channel.load("warm start")
+    previous = channel.load("warm start", FactorizationMachines, "fm", optimizer_state=True)
     try:
         model.warm_start_from(previous)
     except ValueError as err:
@@ -92,16 +95,18 @@ def train_fm(paths: SageMakerPaths, hp: dict[str, Any], channels: dict[str, Chan
 
     params = {k: v for k, v in hp.items() if k != "algorithm"}
     params["num_threads"] = job.thread_count(params["num_threads"])
-    _check_memory(params, train.nbytes + (test.nbytes if test else 0))
+    early_stopping = test is not None and hp["early_stopping_patience"] > 0
+    _check_memory(params, train.nbytes + (test.nbytes if test else 0), early_stopping)
     model = FactorizationMachines(**params)
     _log_optimizer_settings(model)
     _warm_start(paths, model)
 
-    epochs = hp["epochs"]
+    epoch_log = job.EpochLog(host, hp["epochs"], train.n_rows)
     seconds = job.fit(model, train, y, sample_weight=train.weights,
-                      eval_set=None if test is None else (test, y_test),
-                      on_epoch=job.EpochLog(host, epochs, train.n_rows))
-    log.info("Fitted %d epoch(s) in %.2f s; best epoch %s", epochs, seconds, getattr(model, "best_epoch_", None))
+                      eval_set=None if test is None else (test, y_test), on_epoch=epoch_log)
+    stop = job.EarlyStop(STOPPING_METRIC[hp["predictor_type"]], hp["early_stopping_patience"],
+                         hp["early_stopping_tolerance"])
+    epoch_log.finish(seconds, model.best_epoch_, stop if model.stopped_early_ == "early_stopping" else None)
 
     for line in metrics_log.final_lines(host, "train", train_metrics(hp["predictor_type"], y,
                                                                       model.predict_scores(train))):

@@ -1,6 +1,6 @@
 """What every training job does around its algorithm: find its channels, read an earlier model from the
 ``model`` channel, settle the thread count, fit with the metric lines of each epoch, turn a diverged fit into
-the user's error."""
+the user's error, report how the fit ended."""
 
 from __future__ import annotations
 
@@ -59,12 +59,19 @@ class ModelChannel:
         """The user's error for a model the job cannot ``action`` (e.g. "warm start") from."""
         return ClientError(f"Cannot {action} from the {MODEL_CHANNEL!r} channel ({self.directory}): {reason}")
 
-    def load(self, action: str) -> Any:
-        """The model in the channel; ``error(action, ...)`` when it cannot be read."""
+    def load(self, action: str, expected: type, algorithm: str, *, optimizer_state: bool = False) -> Any:
+        """The model in the channel (with its optimizer state when asked and stored); ``error(action, ...)``
+        when it cannot be read or is not an ``expected`` (the ``algorithm`` this job trains)."""
         try:
-            return artifact.load(self.directory)
+            model = artifact.load(self.directory, optimizer_state=optimizer_state)
         except artifact.ArtifactError as err:
             raise self.error(action, err) from None
+        if not isinstance(model, expected):
+            found = model.artifact_meta().get("algorithm") if hasattr(model, "artifact_meta") else None
+            raise self.error(action, f"it holds a model trained with algorithm={found}, and this job trains "
+                                     f"algorithm={algorithm}: put an earlier {algorithm} model there, or leave "
+                                     f"the {MODEL_CHANNEL!r} channel out")
+        return model
 
 
 def thread_count(num_threads: int) -> int:
@@ -77,11 +84,13 @@ def thread_count(num_threads: int) -> int:
 @dataclass
 class EpochLog:
     """``fit``'s ``on_epoch``: logs the train and test metric lines, progress and throughput (``items`` per
-    second of training) of each epoch and keeps its metrics in ``history``."""
+    second of training) of each epoch and keeps its metrics in ``history``; ``finish`` reports how the fit
+    ended. ``unit`` names an epoch ("sweep" for WALS)."""
 
     host: str
     epochs: int
     items: int
+    unit: str = "epoch"
     history: list[tuple[Metrics, Metrics | None]] = field(default_factory=list)
 
     def __call__(self, epoch: int, train: Metrics, test: Metrics | None, seconds: float) -> None:
@@ -93,6 +102,30 @@ class EpochLog:
         lines.append(metrics_log.throughput_line(self.host, self.items / max(seconds, 1e-9)))
         for line in lines:
             log.info(line)
+
+    def finish(self, seconds: float, kept: int, early_stop: EarlyStop | None = None) -> None:
+        """Log the epochs the fit ran, which one's weights the model holds, and, when early stopping ended it
+        (``early_stop``), the line that says so and the progress at 100 %, as at the end of every job."""
+        run, unit = len(self.history), self.unit
+        log.info("Fitted %d %s(s) of %d in %.2f s; the model holds %s %d", run, unit, self.epochs, seconds, unit,
+                 kept)
+        if early_stop is not None and run < self.epochs:
+            log.info("Early stopping ended training after %s %d (%d of %d %ss): the test %s did not improve by "
+                     "more than early_stopping_tolerance=%g for early_stopping_patience=%d %ss; the model keeps "
+                     "the weights of %s %d", unit, run - 1, run, self.epochs, unit, early_stop.metric,
+                     early_stop.tolerance, early_stop.patience, unit, unit, kept)
+        if run < self.epochs:
+            log.info(metrics_log.progress_line(self.host, self.epochs, self.epochs))
+
+
+@dataclass(frozen=True)
+class EarlyStop:
+    """What ended a fit early: ``patience`` epochs without an improvement of more than ``tolerance`` in the
+    test ``metric``."""
+
+    metric: str
+    patience: int
+    tolerance: float
 
 
 def fit(model: Any, *args: Any, **kwargs: Any) -> float:

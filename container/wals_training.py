@@ -64,10 +64,7 @@ def _initial_factors(paths: SageMakerPaths, hp: dict[str, Any], ids: tuple[IdMap
     if not channel.present:
         raise ChannelError(f"row_init/col_init=model needs an earlier WALS model in the {job.MODEL_CHANNEL!r} "
                            f"channel ({channel.directory} is empty or missing)")
-    previous = channel.load("start")
-    if not isinstance(previous, WALSModel):
-        raise channel.error("start", f"The model in {channel.directory} is "
-                                     f"{previous.artifact_meta()['algorithm']!r}, not WALS")
+    previous = channel.load("start", WALSModel, "wals")
     k = hp["embedding_dimension"]
     old = {"row": (previous.row_ids, previous.wals.row_factors_), "col": (previous.col_ids,
                                                                          previous.wals.col_factors_)}
@@ -111,9 +108,10 @@ def train_wals(paths: SageMakerPaths, hp: dict[str, Any], channels: dict[str, Ch
     model = WALS(**params)
     init = _initial_factors(paths, hp, ids)
 
-    epoch_log = job.EpochLog(host, hp["max_sweeps"], data.train.nnz)
+    epoch_log = job.EpochLog(host, hp["max_sweeps"], data.train.nnz, unit="sweep")
     seconds = job.fit(model, data.train, eval_set=data.test, on_epoch=epoch_log, **init)
-    log.info("Fitted %d sweep(s) in %.2f s; the model holds sweep %d", model.n_sweeps_, seconds, model.best_sweep_)
+    stop = job.EarlyStop(model.stopping_metric, hp["early_stopping_patience"], hp["early_stopping_tolerance"])
+    epoch_log.finish(seconds, model.best_sweep_, stop)
     train_m, test_m = epoch_log.history[model.best_sweep_]
     for line in metrics_log.final_lines(host, "train", train_m):
         log.info(line)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import stat
 import subprocess
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -38,6 +40,11 @@ def test_training_on_the_sample_writes_the_model(docker_image: str, sample_opt_m
     assert (model / "model.npz").is_file()
     assert not (sample_opt_ml / "output" / "failure").exists()
     assert "#quality_metric" in result.stdout + result.stderr
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    version = tomllib.loads(pyproject.read_text())["project"]["version"]
+    assert json.loads((model / "model.json").read_text())["package_version"] == version  # the image's, not 0+unknown
+    for path in model.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path.name
 
 
 def test_training_compiles_no_kernel_at_run_time(docker_image: str, sample_opt_ml: Path) -> None:

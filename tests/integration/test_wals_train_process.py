@@ -119,6 +119,23 @@ def test_csv_string_ids_metrics_and_artifact_match_in_process_fit(tmp_path):
     np.testing.assert_allclose(model.wals.col_factors_, expected.col_factors_, rtol=1e-5, atol=1e-6)
 
 
+def test_early_stopping_says_so_and_completes_the_progress(tmp_path):
+    rows, cols, values = _ratings()
+    held_out = _ratings(seed=1, n=60)
+    hp = {**HP, "max_sweeps": "30", "early_stopping_patience": "2", "early_stopping_tolerance": "0.2"}
+    proc, failure = _train(tmp_path, hp, {"train": {"a.csv": _csv(rows, cols, values)},
+                                          "test": {"t.csv": _csv(*held_out)}})
+    assert proc.returncode == 0, failure
+    ran = len(metrics_log.parse_log(proc.stdout)["train:loss:epoch"])
+    kept = json.loads((tmp_path / "model/model.json").read_text())["best_sweep"]
+    assert ran < 30 and kept == ran - 3
+    assert f"Fitted {ran} sweep(s) of 30" in proc.stdout
+    assert (f"Early stopping ended training after sweep {ran - 1} ({ran} of 30 sweeps): the test rmse did not "
+            "improve by more than early_stopping_tolerance=0.2 for early_stopping_patience=2 sweeps; the model "
+            f"keeps the weights of sweep {kept}") in proc.stdout
+    assert proc.stdout.count("completed 100.0 % of epochs") == 1
+
+
 def test_implicit_form_with_entry_weights_logs_ranking_metrics(tmp_path):
     rows, cols, values = _ratings(seed=2, n=400)
     weights = np.random.default_rng(3).choice([0.5, 1.0, 2.0], rows.size)
@@ -181,6 +198,18 @@ def test_weight_channels_then_warm_start_from_the_model_channel(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"row_init=model: {row_ids.size} of {row_ids.size + 1} row factors" in proc.stdout
     assert f"col_init=model: {col_ids.size} of {col_ids.size} col factors" in proc.stdout
+
+
+def test_an_fm_model_in_the_model_channel_is_the_users_error(tmp_path):
+    from algorithm import artifact
+    from algorithm.fm import FactorizationMachines
+
+    x = np.random.default_rng(0).random((20, 4), dtype=np.float32)
+    fm = FactorizationMachines(feature_dim=4, num_factors=2, predictor_type="regressor").fit(x, x[:, 0])
+    artifact.save(tmp_path / "input/data/model", fm)
+    proc, failure = _train(tmp_path, {**HP, "row_init": "model"}, {"train": {"a.csv": b"u1,i1,1\n"}})
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "it holds a model trained with algorithm=fm, and this job trains algorithm=wals" in failure
 
 
 BAD_CASES = {

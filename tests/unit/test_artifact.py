@@ -1,9 +1,13 @@
-"""algorithm.artifact: round trip, integrity checks, tarballs, plain numpy access, atomic writes."""
+"""algorithm.artifact: round trip, integrity checks, tarballs, plain numpy access, atomic writes, the optimizer
+state beside the model, file modes and the package version."""
 
 from __future__ import annotations
 
 import json
+import logging
+import stat
 import tarfile
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +39,8 @@ def test_round_trip_gives_identical_scores(tmp_path: Path, fitted) -> None:
     assert meta["format_version"] == 1 and meta["algorithm"] == "fm" and meta["training_seconds"] == 1.5
     assert meta["arrays"]["V"] == {"shape": [40, 3], "dtype": "float32"}
     assert meta["checksum"]["over"] == ["w0", "w", "V"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.json", "model.npz"]  # no temp files left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [  # no temp files left
+        "model.json", "model.npz", "optimizer_state.npz"]
 
 
 def test_plain_numpy_can_read_the_arrays(tmp_path: Path, fitted) -> None:
@@ -119,3 +124,76 @@ def test_extra_meta_cannot_override_artifact_keys(tmp_path: Path, fitted) -> Non
     with pytest.raises(ValueError, match="checksum"):
         artifact.save(tmp_path, model, extra_meta={"checksum": "x"})
     assert not list(tmp_path.iterdir())
+
+
+def test_the_optimizer_state_travels_beside_the_model_and_only_a_warm_start_reads_it(tmp_path: Path, fitted) -> None:
+    model, _ = fitted
+    artifact.save(tmp_path, model)
+    meta = json.loads((tmp_path / "model.json").read_text())
+    section = meta["optimizer_state"]
+    assert section["file"] == "optimizer_state.npz" and section["optimizer"] == "adam"
+    assert section["steps"] == model.optimizer_state_.steps == 8 and section["epochs"] == 2
+    assert section["checksum"]["over"] == ["m_w0", "m_w", "m_V", "v_w0", "v_w", "v_V"]
+    with np.load(tmp_path / "model.npz", allow_pickle=False) as npz:
+        assert sorted(npz.files) == ["V", "w", "w0"]  # what serving reads is the model alone
+    restored = artifact.load(tmp_path, optimizer_state=True).optimizer_state_
+    assert (restored.optimizer, restored.steps, restored.epochs) == ("adam", 8, 2)
+    for name, array in model.optimizer_state_.arrays.items():
+        np.testing.assert_array_equal(restored.arrays[name], array)
+    (tmp_path / "optimizer_state.npz").write_bytes(b"garbage")  # serving neither reads nor checks it
+    assert artifact.load(tmp_path).optimizer_state_ is None
+    with pytest.raises(artifact.ArtifactError, match=r"optimizer_state\.npz .* cannot be read"):
+        artifact.load(tmp_path, optimizer_state=True)
+
+
+def test_a_state_from_another_save_fails_the_checksum(tmp_path: Path, fitted) -> None:
+    model, X = fitted
+    artifact.save(tmp_path / "a", model)
+    other = FactorizationMachines(**model.get_params()).set_params(seed=7).fit(X, np.ones(X.shape[0], np.float32))
+    artifact.save(tmp_path / "b", other)
+    (tmp_path / "a" / "optimizer_state.npz").write_bytes((tmp_path / "b" / "optimizer_state.npz").read_bytes())
+    with pytest.raises(artifact.ArtifactError, match=r"Checksum mismatch .*optimizer_state\.npz"):
+        artifact.load(tmp_path / "a", optimizer_state=True)
+
+
+def test_a_missing_state_file_loads_the_model_without_it(tmp_path: Path, fitted, caplog) -> None:
+    model, X = fitted
+    artifact.save(tmp_path, model)
+    (tmp_path / "optimizer_state.npz").unlink()
+    caplog.set_level(logging.WARNING, logger="algorithm.artifact")
+    loaded = artifact.load(tmp_path, optimizer_state=True)
+    assert loaded.optimizer_state_ is None and "optimizer_state.npz, which is not there" in caplog.text
+    np.testing.assert_array_equal(loaded.predict_scores(X), model.predict_scores(X))
+
+
+def test_the_state_is_read_from_a_tarball_and_a_stale_one_is_removed(tmp_path: Path, fitted) -> None:
+    model, _ = fitted
+    artifact.save(tmp_path / "model", model)
+    with tarfile.open(tmp_path / "model.tar.gz", "w:gz") as tar:
+        for path in sorted((tmp_path / "model").iterdir()):
+            tar.add(path, arcname=path.name)
+    assert artifact.load(tmp_path / "model.tar.gz", optimizer_state=True).optimizer_state_.steps == 8
+    served = artifact.load(tmp_path / "model")  # no state: saving it again leaves no state file behind
+    artifact.save(tmp_path / "model", served)
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["model.json", "model.npz"]
+    assert "optimizer_state" not in json.loads((tmp_path / "model" / "model.json").read_text())
+
+
+def test_model_files_are_readable_by_everyone(tmp_path: Path, fitted) -> None:
+    model, _ = fitted
+    artifact.save(tmp_path, model)
+    for path in tmp_path.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path.name
+
+
+def test_package_version_is_the_projects(tmp_path: Path, fitted, monkeypatch) -> None:
+    model, _ = fitted
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    version = tomllib.loads(pyproject.read_text())["project"]["version"]
+    assert artifact.package_version() == version != "0+unknown"
+    artifact.save(tmp_path, model)
+    assert json.loads((tmp_path / "model.json").read_text())["package_version"] == version
+    monkeypatch.setattr(artifact, "PYPROJECT", tmp_path / "absent.toml")  # installed: the distribution's metadata
+    monkeypatch.setattr(artifact.importlib.metadata, "packages_distributions", lambda: {"algorithm": ["fm-wals"]})
+    monkeypatch.setattr(artifact.importlib.metadata, "version", lambda name: {"fm-wals": "9.8.7"}[name])
+    assert artifact.package_version() == "9.8.7"

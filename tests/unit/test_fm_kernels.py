@@ -207,3 +207,17 @@ def test_warm_up_compiles_writable_and_read_only_variants() -> None:
     assert read_only and len(kernels.score_serial.signatures) >= 2
     assert kernels.train_epoch_serial.signatures and kernels.train_epoch_hogwild.signatures
     assert kernels.score_parallel.signatures
+
+
+@pytest.mark.parametrize("n_state", [0, 1, 2])
+def test_split_in_place_gives_the_weights_and_each_state_copy(n_state: int) -> None:
+    rng = np.random.default_rng(6)
+    d, k = 10, 3
+    table = rng.standard_normal((d, (1 + k) * (1 + n_state))).astype(np.float32)
+    expected = [(table[:, c].copy(), table[:, c + 1:c + 1 + k].copy()) for c in range(0, table.shape[1], 1 + k)]
+    w, V, states = kernels.split_in_place(table, k, n_state, block_rows=4)
+    assert table.shape == (0, (1 + k) * (1 + n_state))  # shrunk as it went
+    for (got_w, got_V), (want_w, want_V) in zip([(w, V), *states], expected, strict=True):
+        assert got_w.flags.c_contiguous and got_V.flags.c_contiguous
+        np.testing.assert_array_equal(got_w, want_w)
+        np.testing.assert_array_equal(got_V, want_V)

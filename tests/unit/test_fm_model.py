@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from algorithm import _fm_kernels as kernels
 from algorithm._threads import numba_threads
 from algorithm.csr import CSR
 from algorithm.fm import DivergedError, FactorizationMachines, NotFittedError
-from algorithm.metrics import binary_classification_cross_entropy
+from algorithm.metrics import binary_classification_cross_entropy, rmse
 from algorithm.schemas import FM_SCHEMA
 
 
@@ -25,6 +26,16 @@ def _toy(n: int = 400, d: int = 50, seed: int = 0) -> tuple[sp.csr_matrix, np.nd
     V = rng.normal(0, 0.7, (d, 3))
     target = X @ rng.normal(0, 1, d) + 0.5 * (((X @ V) ** 2).sum(1) - (X.multiply(X) @ V**2).sum(1))
     return X, (target > np.median(target)).astype(np.float32), target.astype(np.float32)
+
+
+def _ctr(n: int = 2000, fields: int = 10, values: int = 50, seed: int = 0) -> tuple[sp.csr_matrix, np.ndarray]:
+    """One-hot click-like rows (``fields`` features of 1 each), about 1 in 4 labels positive."""
+    rng = np.random.default_rng(seed)
+    cols = (rng.integers(0, values, (n, fields)) + np.arange(fields) * values).ravel()
+    X = sp.csr_matrix((np.ones(n * fields, np.float32), cols, np.arange(0, n * fields + 1, fields)),
+                      shape=(n, fields * values))
+    z = X @ rng.normal(0, 0.5, fields * values) - 1.5
+    return X, (rng.random(n) < 1 / (1 + np.exp(-z))).astype(np.float32)
 
 
 def _model(**params) -> FactorizationMachines:
@@ -197,6 +208,37 @@ def test_early_stopping_keeps_the_best_epoch() -> None:
     assert final == pytest.approx(min(losses))
 
 
+def test_a_steadily_growing_loss_is_divergence_that_names_the_settings_to_lower(caplog) -> None:
+    """SGD with positive_class_weight=20 on click-like data: the weighted loss grows for epochs on end without
+    becoming NaN. Without early stopping no epoch's weights are known to be good: the fit fails; with it, a
+    warning and the best epoch's weights."""
+    X, y = _ctr()
+    params = dict(feature_dim=500, num_factors=4, optimizer="sgd", positive_class_weight=20.0, bias_lr=1.0,
+                  linear_lr=1.0, factors_lr=1.0, mini_batch_size=20, epochs=10)
+    with pytest.raises(DivergedError, match=r"rose in each of the last 3 epochs.*linear_lr=1\.0.*"
+                                            r"positive_class_weight=20\.0.*clip_gradient"):
+        _model(**params).fit(X, y)
+    X_test, y_test = _ctr(seed=1)
+    losses: list[float] = []
+    caplog.set_level(logging.WARNING, logger="algorithm.fm")
+    model = _model(**params, early_stopping_patience=5).fit(
+        X, y, eval_set=(X_test, y_test),
+        on_epoch=lambda e, tr, te, s: losses.append(te["binary_classification_cross_entropy"]))
+    assert model.stopped_early_ == "diverging" and model.n_epochs_ < 10
+    assert "positive_class_weight=20.0" in caplog.text
+    assert f"keeps the weights of epoch {model.best_epoch_}" in caplog.text
+    assert model.best_epoch_ == int(np.argmin(losses))
+    final = binary_classification_cross_entropy(y_test, model.predict_scores(X_test))
+    assert final == pytest.approx(min(losses))
+
+
+def test_positive_class_weight_with_a_regressor_is_refused() -> None:
+    X, _, target = _toy()
+    with pytest.raises(ValueError, match=r"positive_class_weight=5\.0 applies to predictor_type=binary_classifier"):
+        _model(predictor_type="regressor", positive_class_weight=5.0).fit(X, target)
+    _model(predictor_type="regressor", positive_class_weight=1.0).fit(X, target)
+
+
 def test_divergence_names_the_epoch_and_the_fix() -> None:
     X, _, target = _toy()
     model = FactorizationMachines(feature_dim=50, num_factors=3, predictor_type="regressor", epochs=5,
@@ -204,6 +246,53 @@ def test_divergence_names_the_epoch_and_the_fix() -> None:
     with pytest.raises(DivergedError, match=r"epoch \d.*Lower the learning rates.*clip_gradient"):
         model.fit(X, target * 1e3)
     assert issubclass(DivergedError, ValueError)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd", "adagrad", "ftrl"])
+def test_a_warm_start_continues_the_optimizer(optimizer: str) -> None:
+    """3 epochs and a warm start of 3 more train as 6 epochs do: the optimizer's state, its step count (Adam's
+    bias correction) and the epochs' row orders continue."""
+    X, _, target = _toy(n=600)
+    train, test = slice(0, 450), slice(450, 600)
+    params = dict(predictor_type="regressor", optimizer=optimizer, num_factors=4)
+    six = _model(epochs=6, **params).fit(X[train], target[train])
+    three = _model(epochs=3, **params).fit(X[train], target[train])
+    continued = _model(epochs=3, **params).warm_start_from(three).fit(X[train], target[train])
+    np.testing.assert_allclose(continued.V_, six.V_, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(continued.w_, six.w_, rtol=1e-5, atol=1e-6)
+    expected = rmse(target[test], six.predict_scores(X[test]))
+    assert rmse(target[test], continued.predict_scores(X[test])) == pytest.approx(expected, rel=1e-4)
+    assert continued.optimizer_state_.epochs == 6 and continued.optimizer_state_.steps == six.optimizer_state_.steps
+
+
+def test_early_stopping_keeps_the_best_epochs_optimizer_state() -> None:
+    """A warm start from an early-stopped fit continues from the kept epoch, not from where it stopped."""
+    X, y = _ctr(n=600)
+    X_test, y_test = _ctr(n=600, seed=1)
+    params = dict(feature_dim=500, optimizer="adagrad", factors_lr=0.5, mini_batch_size=20)
+    stopped = _model(epochs=40, early_stopping_patience=2, **params).fit(X, y, eval_set=(X_test, y_test))
+    assert stopped.stopped_early_ == "early_stopping" and stopped.best_epoch_ < stopped.n_epochs_ - 1
+    kept = stopped.best_epoch_ + 1
+    assert stopped.optimizer_state_.epochs == kept
+    continued = _model(epochs=2, **params).warm_start_from(stopped).fit(X, y)
+    uninterrupted = _model(epochs=kept + 2, **params).fit(X, y)
+    np.testing.assert_allclose(continued.V_, uninterrupted.V_, rtol=1e-5, atol=1e-6)
+
+
+def test_a_warm_start_without_a_matching_state_starts_fresh_and_says_why(caplog) -> None:
+    X, y, _ = _toy()
+    first = _model(epochs=2, optimizer="adagrad").fit(X, y)
+    caplog.set_level(logging.INFO, logger="algorithm.fm")
+    _model(optimizer="adagrad").warm_start_from(first).fit(X, y)
+    assert "adagrad optimizer continues from its state after 2 epoch(s)" in caplog.text
+    caplog.clear()
+    _model(optimizer="adam").warm_start_from(first).fit(X, y)
+    assert "adam optimizer starts fresh (the earlier model was trained with optimizer=adagrad" in caplog.text
+    caplog.clear()
+    _model(optimizer="adagrad").warm_start_from(first.artifact_arrays()).fit(X, y)
+    assert "starts fresh (the earlier model carries no optimizer state)" in caplog.text
+    with pytest.raises(TypeError, match="fitted FactorizationMachines"):
+        _model().warm_start_from([first.w0_, first.w_, first.V_])
 
 
 def test_warm_start_continues_from_earlier_weights() -> None:
@@ -257,6 +346,7 @@ def test_state_bytes() -> None:
     assert FactorizationMachines.state_bytes(d, k, "sgd") == model + 4 * d
     assert FactorizationMachines.state_bytes(d, k, "adam") == 3 * model + 4 * d
     assert FactorizationMachines.state_bytes(d, k, "adagrad", n_threads=4) == 2 * model + 16 * d
+    assert FactorizationMachines.state_bytes(d, k, "adam", early_stopping=True) == 6 * model + 4 * d
 
 
 def test_digits_is_it_a_zero_with_builtin_defaults() -> None:

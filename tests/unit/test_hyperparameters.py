@@ -103,3 +103,17 @@ def test_reference_page_is_generated_from_the_schema():
 
     page = Path(__file__).resolve().parents[2] / "docs" / "hyperparameters.md"
     assert page.read_text() == render(), "run: python -m container.schema_docs > docs/hyperparameters.md"
+
+
+def test_positive_class_weight_with_a_regressor_is_refused_by_the_job_and_the_client():
+    from fmwals.errors import InvalidHyperparameterError
+    from fmwals.hyperparams import check_complete
+
+    raw = {**FM_REQUIRED, "predictor_type": "regressor", "positive_class_weight": "5"}
+    with pytest.raises(HyperparameterError, match=r"positive_class_weight=5\.0 applies to predictor_type="
+                                                  r"binary_classifier only"):
+        parse_for_algorithm(raw)
+    with pytest.raises(InvalidHyperparameterError, match=r"positive_class_weight=5\.0"):
+        check_complete(raw)
+    assert parse_for_algorithm({**raw, "positive_class_weight": "1"})[1]["positive_class_weight"] == 1.0
+    assert parse_for_algorithm({**raw, "predictor_type": "binary_classifier"})[1]["positive_class_weight"] == 5.0
