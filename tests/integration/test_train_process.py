@@ -175,3 +175,15 @@ def test_a_csv_header_without_content_type_is_named_as_a_header(tmp_path):
     proc, failure = _train(_job(tmp_path, channels={"train": {"data.csv": body}}))  # no inputdataconfig.json
     assert proc.returncode == 1
     assert "data.csv: line 1 column 1: 'label' is not a number; the first line looks like a header" in failure
+
+
+def test_a_second_run_loads_every_kernel_from_the_cache(tmp_path):
+    """Whether the first run compiled (it says so) or not, the next one finds every kernel in numba's cache."""
+    x, y = _classification_data(rows=100)
+    for run in ("first", "second"):
+        base = _job(tmp_path / run, channels={"train": {"a": _dense(x, y)}, "test": {"a": _dense(x, y)}})
+        proc, failure = _train(base)
+        assert proc.returncode == 0, failure
+        compiled = "Compiling numba kernels, first run on this machine only" in proc.stdout
+        assert compiled == ("Compiled " in proc.stdout)
+    assert not compiled, proc.stdout
