@@ -15,7 +15,16 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-RESERVED_PREFIXES = ("sagemaker_", "_tuning_")
+# Names no schema declares and every job may carry: the SDK's (``sagemaker_program``, ...) and the built-in's
+# internal settings, which start with "_" (``_kvstore``, ``_num_gpus``, ``_log_level``, ...; the tuning service
+# adds ``_tuning_objective_metric``). They are ignored, each with a log line.
+RESERVED_PREFIXES = ("sagemaker_", "_")
+# Internal settings of the built-in that have a counterpart here: the log line names it.
+_COUNTERPARTS = {
+    "_optimizer": "optimizer",
+    "_learning_rate": "bias_lr, linear_lr and factors_lr",
+    "_wd": "bias_wd, linear_wd and factors_wd",
+}
 
 
 class HyperparameterError(ValueError):
@@ -144,14 +153,15 @@ def defaults(schema: Schema) -> dict[str, Any]:
 def parse_hyperparameters(raw: Mapping[str, Any], schema: Schema) -> dict[str, Any]:
     """Validate ``raw`` against ``schema`` and return every parameter typed, defaults filled in.
 
-    Keys starting with ``sagemaker_`` or ``_tuning_`` are ignored (logged). Unknown keys, wrong types, values
-    out of range and missing required parameters are all collected into one ``HyperparameterError``.
+    Keys starting with ``sagemaker_`` or ``_`` (the built-in's internal settings) are ignored, each logged.
+    Other unknown keys, wrong types, values out of range and missing required parameters are all collected into
+    one ``HyperparameterError``.
     """
     problems: list[str] = []
     values: dict[str, Any] = {}
     for key, value in raw.items():
         if key.startswith(RESERVED_PREFIXES):
-            log.info("Ignoring reserved hyperparameter %s=%r", key, value)
+            _log_ignored(key, value)
             continue
         param = schema.get(key)
         if param is None:
@@ -171,6 +181,15 @@ def parse_hyperparameters(raw: Mapping[str, Any], schema: Schema) -> dict[str, A
     if problems:
         raise HyperparameterError(problems)
     return {name: values[name] for name in schema if name in values}
+
+
+def _log_ignored(key: str, value: Any) -> None:
+    if key.startswith("sagemaker_"):
+        log.info("Ignoring the SDK's hyperparameter %s=%r", key, value)
+        return
+    counterpart = _COUNTERPARTS.get(key)
+    log.info("Ignoring the built-in's internal hyperparameter %s=%r: it has no effect here%s", key, value,
+             f" (set {counterpart} instead)" if counterpart else "")
 
 
 def serialize_hyperparameters(values: Mapping[str, Any]) -> dict[str, str]:

@@ -1,5 +1,6 @@
 """Reading training channels: File mode (the files ``channel_files`` lists) and Pipe mode
-(the FIFOs ``<channel>_<epoch>``), gzip transparently, each body decoded by the channel's content type."""
+(the FIFOs ``<channel>_<epoch>``), gzip transparently, each body decoded by the channel's content type: the
+declared ``ContentType``, or, when the channel declares none, the one the body's first bytes show."""
 
 from __future__ import annotations
 
@@ -8,20 +9,25 @@ import logging
 import stat
 import time
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 from algorithm.csr import CSR, concatenate
 from container.channel_files import channel_files
 from container.config import ChannelConfig
-from container.errors import ChannelError, DataError
-from container.formats.registry import decode
+from container.errors import ChannelError, ClientError, DataError, UnsupportedFormatError
+from container.formats.registry import DECODERS, RECORDIO, media_type
+from container.formats.sniff import sniff
 from container.paths import SageMakerPaths
 
 log = logging.getLogger(__name__)
 
 GZIP_MAGIC = b"\x1f\x8b"
 PIPE_WAIT_SECONDS = 600.0
+
+T = TypeVar("T")
+BodyDecoder = Callable[[bytes, str], T]  # (body, source) -> what the body holds
 
 
 def _maybe_gunzip(body: bytes, source: str) -> bytes:
@@ -69,7 +75,7 @@ def channel_bodies(
         directory = paths.channel_dir(config.name)
         files = channel_files(directory) if directory.is_dir() else []
         log.info("Reading channel %r: %d file(s) under %s as %s", config.name, len(files), directory,
-                 config.content_type)
+                 config.content_type or "their first bytes show (no ContentType declared)")
         sources = ((str(f), f.read_bytes()) for f in files)
     for source, body in sources:
         for chunk in _unwrap(_maybe_gunzip(body, source), config, source):
@@ -89,6 +95,74 @@ def missing_channel_error(paths: SageMakerPaths, config: ChannelConfig) -> Chann
     )
 
 
+def decode_channel(
+    paths: SageMakerPaths,
+    config: ChannelConfig,
+    decoders: Mapping[str, BodyDecoder[T]],
+    *,
+    epoch: int = 0,
+    pipe_wait_seconds: float = PIPE_WAIT_SECONDS,
+) -> list[T]:
+    """Every body of a channel decoded by the decoder of its content type (``decoders``: the types the channel
+    takes). Without a declared ``ContentType`` each body's type is the one its first bytes show (logged once
+    per type). When a declared type fails on bytes that look like another type the channel takes, the error
+    names the ``ContentType`` to set."""
+    declared = _declared_type(config, decoders)
+    assumed: set[str] = set()
+    parts = []
+    for source, body in channel_bodies(paths, config, epoch=epoch, pipe_wait_seconds=pipe_wait_seconds):
+        content_type = declared or _assumed_type(config, source, body, decoders, assumed)
+        try:
+            parts.append(decoders[content_type](body, source))
+        except ClientError as err:
+            raise _explained(err, config, source, body, content_type, declared is not None, decoders) from None
+    return parts
+
+
+def _declared_type(config: ChannelConfig, decoders: Mapping[str, object]) -> str | None:
+    if config.content_type is None:
+        return None
+    content_type = media_type(config.content_type)
+    if content_type not in decoders:
+        raise UnsupportedFormatError(f"{config.content_type} (channel {config.name!r})", list(decoders))
+    return content_type
+
+
+def _assumed_type(config: ChannelConfig, source: str, body: bytes, decoders: Mapping[str, object],
+                  assumed: set[str]) -> str:
+    """The type a body of a channel without ``ContentType`` is read as: the one its first bytes show, else
+    RecordIO-protobuf (a bare Record has no magic)."""
+    shown = sniff(body)
+    content_type = shown or RECORDIO
+    if content_type not in decoders:
+        raise UnsupportedFormatError(
+            f"{content_type}, which {source} looks like (channel {config.name!r} declares no ContentType)",
+            list(decoders))
+    if content_type not in assumed:
+        assumed.add(content_type)
+        log.info("Channel %r declares no ContentType: reading %s as %s, %s (set the channel's ContentType to "
+                 "say so)", config.name, source, content_type,
+                 "as its first bytes show" if shown else "as its bytes are not text")
+    return content_type
+
+
+def _explained(err: ClientError, config: ChannelConfig, source: str, body: bytes, content_type: str,
+               declared: bool, takes: Collection[str]) -> ClientError:
+    """``err`` with the content type at fault named: the declared one against what the bytes look like (when
+    the channel takes that), or the one assumed without a declaration."""
+    shown = sniff(body)
+    if not declared:
+        if shown == RECORDIO:  # the magic number leaves no doubt
+            return err
+        return DataError(f"{err} (read as {content_type}, from its first bytes: channel {config.name!r} "
+                         "declares no ContentType; set it if the data is in another format)")
+    if shown is None or shown == content_type or shown not in takes:
+        return err
+    return DataError(f"Channel {config.name!r} declares ContentType {config.content_type} but {source} looks "
+                     f"like {shown}: set the channel's ContentType to {shown}. Reading it as {content_type} "
+                     f"failed: {err}")
+
+
 def read_channel(
     paths: SageMakerPaths,
     config: ChannelConfig,
@@ -97,11 +171,14 @@ def read_channel(
     epoch: int = 0,
     pipe_wait_seconds: float = PIPE_WAIT_SECONDS,
 ) -> CSR:
-    """All rows of one channel as a single CSR, decoded by the channel's content type."""
-    parts = [
-        decode(config.content_type, body, source=source, feature_dim=feature_dim, with_labels=True)
-        for source, body in channel_bodies(paths, config, epoch=epoch, pipe_wait_seconds=pipe_wait_seconds)
-    ]
+    """All rows of one channel as a single CSR, decoded by the channel's content type (``decode_channel``)."""
+
+    def decoder(content_type: str) -> BodyDecoder[CSR]:
+        decode = DECODERS[content_type]
+        return lambda body, source: decode(body, source=source, feature_dim=feature_dim, with_labels=True)
+
+    decoders = {content_type: decoder(content_type) for content_type in DECODERS}
+    parts = decode_channel(paths, config, decoders, epoch=epoch, pipe_wait_seconds=pipe_wait_seconds)
     parts = [p for p in parts if p.n_rows]
     if not parts:
         raise missing_channel_error(paths, config)

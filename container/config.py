@@ -10,15 +10,14 @@ from typing import Any
 from container.errors import ClientError
 from container.paths import SageMakerPaths
 
-RECORDIO = "application/x-recordio-protobuf"
-
 
 @dataclass(frozen=True)
 class ChannelConfig:
-    """One entry of ``inputdataconfig.json``; every key but the channel name is optional."""
+    """One entry of ``inputdataconfig.json``; every key but the channel name is optional (``content_type``
+    None: the channel declares no ``ContentType``)."""
 
     name: str
-    content_type: str = RECORDIO
+    content_type: str | None = None
     input_mode: str = "File"
     compression: str = "None"
     record_wrapper: str = "None"
@@ -67,7 +66,7 @@ def read_input_data_config(paths: SageMakerPaths) -> dict[str, ChannelConfig]:
         entry = _expect_object(entry, paths.input_data_config_file)
         channels[name] = ChannelConfig(
             name=name,
-            content_type=str(entry.get("ContentType") or RECORDIO),
+            content_type=str(entry["ContentType"]) if entry.get("ContentType") else None,
             input_mode=str(entry.get("TrainingInputMode") or "File"),
             compression=str(entry.get("CompressionType") or "None"),
             record_wrapper=str(entry.get("RecordWrapperType") or "None"),

@@ -23,8 +23,10 @@ def render() -> str:
         "Generated from `algorithm/schemas.py` by `python -m container.schema_docs`; do not edit by hand.",
         "",
         "Values may arrive as strings (`\"64\"`, `\"2.0\"`, `\"1e-05\"`, `\"True\"`) as SageMaker sends them. "
-        "Keys starting with `sagemaker_` or `_tuning_` are ignored; any other unknown key, a wrong type or a "
-        "value out of range fails the job with every problem listed in `output/failure`.",
+        "Keys starting with `sagemaker_` (the SDK's) or `_` (the built-in's internal settings such as `_kvstore`, "
+        "`_num_gpus`, `_log_level`, and the tuning service's `_tuning_objective_metric`) are ignored, each with a "
+        "log line; any other unknown key, a wrong type or a value out of range fails the job with every problem "
+        "listed in `output/failure`.",
     ]
     for algorithm, schema in SCHEMAS.items():
         out += ["", f"## {TITLES[algorithm]}", "",

@@ -55,14 +55,17 @@ def run(paths: SageMakerPaths) -> None:
     if len(resources.hosts) > 1:
         log.warning("Distributed training is not supported: host %s trains on its own data only (hosts: %s)",
                     resources.current_host, resources.hosts)
-    if algorithm == "fm":
-        from container.fm_training import train_fm
+    from container.kernel_compilation import logged_compilation  # imports numba: only once the job is valid
 
-        train_fm(paths, hyperparameters, channels, resources.current_host)
-    else:
-        from container.wals_training import train_wals
+    with logged_compilation(log):
+        if algorithm == "fm":
+            from container.fm_training import train_fm
 
-        train_wals(paths, hyperparameters, channels, resources.current_host)
+            train_fm(paths, hyperparameters, channels, resources.current_host)
+        else:
+            from container.wals_training import train_wals
+
+            train_wals(paths, hyperparameters, channels, resources.current_host)
     log.info("Training finished in %.1f s; model written to %s", time.monotonic() - started, paths.model_dir)
 
 

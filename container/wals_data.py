@@ -2,7 +2,8 @@
 a held-out matrix over the same ids; ``row_weights``/``col_weights`` -> per-row/per-column weight vectors.
 
 Content types: ``text/csv`` or ``application/x-recordio-protobuf`` (``container.formats.triplets``) for
-train and test, ``text/csv`` (``id,weight``) for the weight channels. File mode reads every file of the
+train and test, ``text/csv`` (``id,weight``) for the weight channels; without a declared ``ContentType`` a
+file's first bytes decide (``container.channels.decode_channel``). File mode reads every file of the
 channel, Pipe mode the FIFO of epoch 0; gzip is undone either way.
 """
 
@@ -16,11 +17,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from algorithm.wals_model import IdMap
-from container.channels import channel_bodies
+from container.channels import decode_channel
 from container.config import ChannelConfig
-from container.errors import ChannelError, ClientError, DataError, UnsupportedFormatError
+from container.errors import ChannelError, ClientError, DataError
 from container.formats import triplets
-from container.formats.registry import CSV, RECORDIO, media_type
+from container.formats.registry import CSV, RECORDIO
 from container.paths import SageMakerPaths
 
 log = logging.getLogger("train.wals")
@@ -36,24 +37,23 @@ class Matrices:
     test: sp.csr_matrix | None
 
 
-def _content_type(config: ChannelConfig, allowed: tuple[str, ...]) -> str:
-    content_type = media_type(config.content_type)
-    if content_type not in allowed:
-        raise UnsupportedFormatError(f"{config.content_type} (channel {config.name!r})", list(allowed))
-    return content_type
-
-
 def read_triplets(paths: SageMakerPaths, config: ChannelConfig, hp: dict[str, Any]) -> triplets.Triplets:
     """Every entry of a train or test channel; ChannelError when it holds none."""
-    content_type = _content_type(config, (CSV, RECORDIO))
     num_rows, num_cols = hp["num_rows"], hp["num_cols"]
     nonnegative = config.name == "train" and hp["alpha"] is not None
-    if content_type == RECORDIO and num_rows is None:
-        raise ClientError(f"Channel {config.name!r} is RecordIO-protobuf in the one-hot layout "
-                          "[row, num_rows + col]: set the num_rows hyperparameter to read it")
-    decode = triplets.decode_triplets_csv if content_type == CSV else triplets.decode_triplets_recordio
-    parts = [decode(body, source=source, num_rows=num_rows, num_cols=num_cols, nonnegative_values=nonnegative)
-             for source, body in channel_bodies(paths, config)]
+
+    def from_csv(body: bytes, source: str) -> triplets.Triplets:
+        return triplets.decode_triplets_csv(body, source=source, num_rows=num_rows, num_cols=num_cols,
+                                            nonnegative_values=nonnegative)
+
+    def from_recordio(body: bytes, source: str) -> triplets.Triplets:
+        if num_rows is None:
+            raise ClientError(f"{source}: RecordIO-protobuf triplets are in the one-hot layout "
+                              "[row, num_rows + col]: set the num_rows hyperparameter to read them")
+        return triplets.decode_triplets_recordio(body, source=source, num_rows=num_rows, num_cols=num_cols,
+                                                 nonnegative_values=nonnegative)
+
+    parts = decode_channel(paths, config, {CSV: from_csv, RECORDIO: from_recordio})
     parts = [p for p in parts if len(p)]
     if not parts:
         raise ChannelError(f"Channel {config.name!r} has no entries ({config.input_mode} mode, looked in "
@@ -122,10 +122,12 @@ def read_weights(paths: SageMakerPaths, config: ChannelConfig, ids: IdMap, defau
                  declared: int | None) -> np.ndarray:
     """The weight vector of one side from its ``row_weights``/``col_weights`` channel (``id,weight`` CSV):
     ids the channel leaves out get ``default``; ids the training data does not have are dropped (logged)."""
-    _content_type(config, (CSV,))
     what = "row" if config.name == "row_weights" else "col"
-    parts = [triplets.decode_id_weights_csv(body, source=source, what=what, declared=declared)
-             for source, body in channel_bodies(paths, config)]
+
+    def from_csv(body: bytes, source: str) -> tuple[np.ndarray, np.ndarray]:
+        return triplets.decode_id_weights_csv(body, source=source, what=what, declared=declared)
+
+    parts = decode_channel(paths, config, {CSV: from_csv})
     if not parts:
         raise ChannelError(f"Channel {config.name!r} has no data (looked in "
                            f"{paths.channel_dir(config.name)})")

@@ -4,10 +4,11 @@
 - ``/invocations`` picks the decoder from Content-Type (parameters ignored; 415 if unsupported), the encoder
   from Accept (q-values honoured, ``*/*`` or absent means ``SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT``; 406 if
   nothing matches), refuses bodies above ``SAGEMAKER_MAX_PAYLOAD_IN_MB`` (413) and empty ones (400), and
-  replies with the chosen type as Content-Type. A worker's threads run invocations concurrently when each
-  worker has one numba thread (the default: workers = CPUs), as scoring is then serial; with more numba
-  threads per worker a lock lets one invocation run at a time, since numba's workqueue threading layer
-  aborts on concurrent parallel regions.
+  replies with the chosen type as Content-Type. JSON Lines and CSV bodies end with a newline, except in
+  batch transform (``SAGEMAKER_BATCH``), whose ``AssembleWith=Line`` appends one per response. A worker's
+  threads run invocations concurrently when each worker has one numba thread (the default: workers = CPUs),
+  as scoring is then serial; with more numba threads per worker a lock lets one invocation run at a time,
+  since numba's workqueue threading layer aborts on concurrent parallel regions.
 - ``/execution-parameters`` offers ``MaxConcurrentTransforms`` (one per worker, within SageMaker's
   ``MaxConcurrentTransforms x MaxPayloadInMB <= 100``) and ``MaxPayloadInMB``, and leaves ``BatchStrategy``
   out: the platform's documented spelling ``MULTI_RECORD`` breaks SDK local mode, which copies it verbatim
@@ -35,6 +36,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from container.errors import ClientError, UnsupportedFormatError
 from container.formats.registry import JSON, media_type
+from container.formats.responses import for_line_assembly
 from serve.model_store import Servable
 from serve.settings import MB, ServeSettings
 
@@ -165,7 +167,8 @@ class Invocations:
         if not body:
             return _error(400, "empty request body: expected at least one record")
         with self.lock:
-            return 200, accept, servable.invoke(body, content_type, accept)
+            response = servable.invoke(body, content_type, accept)
+        return 200, accept, for_line_assembly(accept, response) if self.settings.batch else response
 
 
 def create_app(servable: Servable, settings: ServeSettings) -> Flask:

@@ -62,8 +62,10 @@ def pre_fork(server: Any, worker: Any) -> None:
 def post_worker_init(worker: Any) -> None:
     """Compile and run every kernel of the request path in this worker before it serves, then freeze what
     that created: a full collection then scans only objects made by requests."""
+    from container.kernel_compilation import logged_compilation
     from serve.wsgi import servable
 
-    servable.warm_up()
+    with logged_compilation(worker.log, ": /ping answers once every worker is warm"):
+        servable.warm_up()
     gc.freeze()
     worker.log.info("worker %s warm (numba threads %s)", worker.pid, os.environ["NUMBA_NUM_THREADS"])

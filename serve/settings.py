@@ -29,13 +29,15 @@ class ServeSettings:
     max_payload_mb: int = 6
     port: int = DEFAULT_PORT
     timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
+    batch: bool = False  # serving a batch transform job (SAGEMAKER_BATCH)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ServeSettings:
         """Settings from ``SAGEMAKER_MODEL_SERVER_WORKERS`` (default: usable CPUs),
         ``SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT``, ``SAGEMAKER_MAX_PAYLOAD_IN_MB`` (1-100, default 6),
-        ``SAGEMAKER_BIND_TO_PORT`` (default 8080) and ``SAGEMAKER_MODEL_SERVER_TIMEOUT`` (seconds, default 60,
-        0 for none); ``ValueError`` naming the variable when one is malformed."""
+        ``SAGEMAKER_BIND_TO_PORT`` (default 8080), ``SAGEMAKER_MODEL_SERVER_TIMEOUT`` (seconds, default 60,
+        0 for none) and ``SAGEMAKER_BATCH`` (``true`` in batch transform); ``ValueError`` naming the variable
+        when one is malformed."""
         cpus = usable_cpus()
         accept = environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "").strip()
         return cls(
@@ -47,6 +49,7 @@ class ServeSettings:
             timeout_seconds=_int_env(
                 environ, "SAGEMAKER_MODEL_SERVER_TIMEOUT", DEFAULT_TIMEOUT_SECONDS, 0, MAX_TIMEOUT_SECONDS
             ),
+            batch=environ.get("SAGEMAKER_BATCH", "").strip().lower() in ("true", "1"),
         )
 
     @property

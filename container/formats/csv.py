@@ -1,9 +1,10 @@
 """CSV (``text/csv``): one dense row per line, comma-separated numbers.
 
 With ``with_labels`` the first column is the label (training); otherwise every column is a feature (serving).
-Blank lines are ignored; there is no header and no quoting. Numbers are parsed in bulk: by a numba scanner
-for plain digits and decimals (the common case), else by numpy's C parser (one call for the whole body);
-only when that fails is the body walked cell by cell to name the first bad line and column (1-based).
+Blank lines are ignored; there is no header (a first line of column names is named as one in the error) and
+no quoting. Numbers are parsed in bulk: by a numba scanner for plain digits and decimals (the common case),
+else by numpy's C parser (one call for the whole body); only when that fails is the body walked cell by cell
+to name the first bad line and column (1-based).
 """
 
 from __future__ import annotations
@@ -82,8 +83,20 @@ def _first_bad_cell(source: str, rows: list[bytes], numbers: list[int]) -> DataE
     for row, number in zip(rows, numbers, strict=True):
         for column, cell in enumerate(row.split(b","), 1):
             if not is_number(cell):
-                return DataError(f"{source}: line {number} column {column}: {_show(cell)}")
+                header = _HEADER_ADVICE if row is rows[0] and _looks_like_header(row) else ""
+                return DataError(f"{source}: line {number} column {column}: {_show(cell)}{header}")
     return DataError(f"{source}: cannot parse the CSV numbers")
+
+
+_HEADER_ADVICE = ("; the first line looks like a header, and CSV here has none (each line is numbers only: "
+                  "for training the label, then the features): remove the first line")
+
+
+def _looks_like_header(row: bytes) -> bool:
+    """Whether a line is column names: no empty cell, and at least half of the cells words, not numbers."""
+    cells = [cell.strip().strip(b'"').strip() for cell in row.split(b",")]
+    words = [cell for cell in cells if not is_number(cell) and (cell[:1].isalpha() or cell[:1] == b"_")]
+    return all(cells) and 2 * len(words) >= len(cells)
 
 
 def _show(cell: bytes) -> str:

@@ -113,7 +113,9 @@ def _scanned(body: bytes | memoryview, lines: bool, feature_dim: int | None) -> 
 
 def _no_labels(source: str, with_labels: bool) -> None:
     if with_labels:
-        raise DataError(f"{source}: JSON and JSON Lines bodies carry no labels; training needs RecordIO-protobuf")
+        raise DataError(f"{source}: JSON and JSON Lines bodies carry no labels, so they cannot train: training "
+                        "channels take application/x-recordio-protobuf (label['values']), text/csv or text/libsvm "
+                        "(the label first on each line); set the channel's ContentType to the one the data is in")
 
 
 def _load(text: bytes | memoryview, source: str) -> Any:

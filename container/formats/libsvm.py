@@ -72,7 +72,7 @@ def _split(text: bytes, source: str, feature_dim: int | None, with_labels: bool)
         row = int(np.searchsorted(indptr, bad[0], "right")) - 1
         raise DataError(
             f"{source}: line {numbers[row]} key[{bad[0] - indptr[row]}]={int(columns[bad[0]])} is outside "
-            f"[0, {feature_dim}) (feature_dim {feature_dim})"
+            f"[0, {feature_dim}) (feature_dim {feature_dim}): {_index_advice(columns, feature_dim)}"
         )
     if (bad := np.flatnonzero(~np.isfinite(values))).size:
         raise DataError(f"{source}: line {line_of(bad[0])} holds NaN or infinity")
@@ -84,6 +84,17 @@ def _split(text: bytes, source: str, feature_dim: int | None, with_labels: bool)
         n_cols=n_cols,
         labels=_labels(source, labels, numbers) if with_labels else None,
     )
+
+
+def _index_advice(columns: np.ndarray, feature_dim: int) -> str:
+    """What to do about indices >= feature_dim: a 1-based file (no index 0, largest index feature_dim) is
+    named as such, with how to shift it."""
+    if int(columns.min()) >= 1 and int(columns.max()) == feature_dim:
+        return ("indices are 0-based, and this file has no index 0 and reaches feature_dim, so it looks 1-based "
+                "(as libFM and xLearn write): subtract 1 from every index, e.g. with scikit-learn "
+                "X, y = load_svmlight_file(path, zero_based=False); dump_svmlight_file(X, y, new_path)")
+    return (f"indices are 0-based, so feature_dim must be at least the largest index + 1 "
+            f"({int(columns.max()) + 1})")
 
 
 def _scanned(text: bytes, feature_dim: int | None, with_labels: bool) -> CSR | None:

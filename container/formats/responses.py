@@ -10,9 +10,10 @@ exactly one output per input row, in input order:
 - ``application/x-recordio-protobuf``: one framed ``Record`` per row, ``features`` empty and ``label`` holding
   each column as a one-value ``float32_tensor`` (what the SDK's ``RecordDeserializer`` reads)
 
-Text bodies have no trailing newline: batch transform's ``AssembleWith=Line`` appends one per response.
-Numbers are printed as the shortest decimal that reads back as the same float32 (orjson's numpy path);
-a non-finite value prints as ``null``.
+Every JSON Lines and CSV line ends with a newline, the last one included (``for_line_assembly`` drops that
+last one in batch transform, whose ``AssembleWith=Line`` appends one per response). Numbers are printed as
+the shortest decimal that reads back as the same float32 (orjson's numpy path); a non-finite value prints as
+``null``.
 """
 
 from __future__ import annotations
@@ -49,11 +50,21 @@ def encode_json(columns: Columns) -> bytes:
 def encode_jsonlines(columns: Columns) -> bytes:
     if not _n_rows(columns):
         return b""
-    return _join_objects(columns, b"\n")
+    return _join_objects(columns, b"\n") + b"\n"
 
 
 def encode_csv(columns: Columns) -> bytes:
-    return b"\n".join(_rows(columns, [b","] * (len(columns) - 1)))
+    return b"".join(row + b"\n" for row in _rows(columns, [b","] * (len(columns) - 1)))
+
+
+LINE_FORMATS = (JSONLINES, CSV)
+
+
+def for_line_assembly(accept: str, body: bytes) -> bytes:
+    """A response body as batch transform wants it: SageMaker's ``AssembleWith=Line`` (the pairing it
+    recommends for line formats) appends a newline to each response, so a line format's last one is dropped
+    to keep one line per row."""
+    return body[:-1] if accept in LINE_FORMATS and body.endswith(b"\n") else body
 
 
 def encode_recordio(columns: Columns) -> bytes:

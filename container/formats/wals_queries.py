@@ -222,7 +222,8 @@ def read_queries(body: bytes, content_type: str, implicit: bool) -> list[Query]:
 
 
 def encode_answers(answers: list[dict[str, Any]], accept: str) -> bytes:
-    """The response body: ``{"predictions": [...]}`` (JSON), or one answer a line (JSON Lines)."""
+    """The response body: ``{"predictions": [...]}`` (JSON), or one answer a line, each line ending with a
+    newline (JSON Lines)."""
     if accept == JSONLINES:
-        return b"\n".join(orjson.dumps(a) for a in answers)
+        return b"".join(orjson.dumps(a) + b"\n" for a in answers)
     return orjson.dumps({"predictions": answers})

@@ -5,10 +5,12 @@ SageMaker does, one ``<file>.out`` per input file under the output path.
 - ``MultiRecord`` (the default) packs records into requests of at most ``MaxPayloadInMB`` (default 6);
   ``SingleRecord`` sends one record per request.
 - ``AssembleWith=Line`` appends a newline to each response; otherwise responses are concatenated.
+- The endpoint runs with ``SAGEMAKER_BATCH=true``, as SageMaker's transform containers do.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 from collections.abc import Iterator
 from typing import Any
@@ -64,7 +66,8 @@ def run(backend: Backend, request: dict[str, Any], model: ModelSpec) -> None:
     uri = transform_input["DataSource"]["S3DataSource"]["S3Uri"]
     source = local_path(uri) if is_local(uri) else download(Session().s3_client, uri, job_dir / "input")
     endpoint = f"{name[:50]}-transform"
-    backend.create_endpoint(endpoint, model, request["TransformResources"]["InstanceType"], 1, None)
+    batch_model = dataclasses.replace(model, env={**model.env, "SAGEMAKER_BATCH": "true"})
+    backend.create_endpoint(endpoint, batch_model, request["TransformResources"]["InstanceType"], 1, None)
     try:
         content_type = transform_input.get("ContentType", "application/x-recordio-protobuf")
         accept = output.get("Accept", content_type)

@@ -177,10 +177,10 @@ def parse(accept: str, body: bytes) -> tuple[np.ndarray, np.ndarray | None]:
     if accept == "application/json":
         rows = json.loads(body)["predictions"]
     elif accept == "application/jsonlines":
-        rows = [json.loads(line) for line in body.decode().split("\n")]
+        rows = [json.loads(line) for line in body.decode().splitlines()]
     elif accept == "text/csv":
         rows = [dict(zip(("score", "predicted_label"), map(float, line.split(",")), strict=False))
-                for line in body.decode().split("\n")]
+                for line in body.decode().splitlines()]
     else:
         rows = [{k: v.float32_tensor.values[0] for k, v in r.label.items()} for r in read_records(io.BytesIO(body))]
     scores = np.float32([r["score"] for r in rows])
@@ -207,6 +207,13 @@ def test_classifier_scores_match_model_in_input_order(classifier, request_format
     scores, labels = parse(accept, response.content)
     np.testing.assert_allclose(scores, expected_scores(model, X), rtol=1e-6, atol=1e-7)
     np.testing.assert_array_equal(labels, (scores >= 0.5).astype(np.float32))
+
+
+@pytest.mark.parametrize("accept", ["application/jsonlines", "text/csv"])
+def test_text_responses_end_every_line_with_a_newline(classifier, accept):
+    _, server = classifier
+    body = server.post(json_sparse(sample_rows(3)), "application/json", accept).content
+    assert body.endswith(b"\n") and body.count(b"\n") == 3 and b"\n\n" not in body
 
 
 def test_classifier_json_key_order_and_float_label(classifier):
@@ -374,7 +381,9 @@ def test_batch_split_line_single_and_multi_record(batch_classifier, request_form
     content_type, encode = REQUESTS[request_format]
     lines = encode(X).split(b"\n")
     single = [parse("text/csv", server.post(line + b"\n", content_type).content)[0][0] for line in lines]
-    multi, _ = parse("text/csv", server.post(b"\n".join(lines) + b"\n", content_type).content)
+    body = server.post(b"\n".join(lines) + b"\n", content_type).content
+    assert not body.endswith(b"\n")  # AssembleWith=Line appends one per response: one line per row
+    multi, _ = parse("text/csv", body)
     np.testing.assert_allclose(single, expected_scores(model, X), rtol=1e-6)
     np.testing.assert_array_equal(multi, single)
 

@@ -124,7 +124,8 @@ def test_json_lines_in_and_out(served):
     response = server.post(body, JSONLINES, JSONLINES)
     assert response.status_code == 200, response.text
     assert response.headers["Content-Type"] == JSONLINES
-    lines = [json.loads(line) for line in response.text.split("\n")]
+    assert response.text.endswith("}\n")
+    lines = [json.loads(line) for line in response.text.splitlines()]
     assert lines == _predictions(server, {"row": "u2", "k": 2}, {"top_rows_for_col": 700, "k": 1})
     response = server.post(b'{"row": "u2"}\n{"row": \n', JSONLINES, JSONLINES)
     assert response.status_code == 400 and "line 2 is not valid JSON" in response.json()["error"]

@@ -277,3 +277,34 @@ def test_text_training_formats(tmp_path, content_type, body):
                 config={"train": {"ContentType": content_type, "TrainingInputMode": "File"}})
     proc, failure = _train(base)
     assert proc.returncode == 0, failure
+
+
+@pytest.mark.parametrize("body,shown", [
+    (b"1,0.5,0,0,0,0,0,0,1\n0,0,0,0,0,0,0,0,0\n" * 40, "text/csv"),
+    (b"1 0:0.5 7:1\n0 3:1\n" * 40, "text/libsvm"),
+])
+def test_text_training_without_content_type_is_read_as_its_bytes_show(tmp_path, body, shown):
+    base = _job(tmp_path, channels={"train": {"data": body}}, config={"train": {"TrainingInputMode": "File"}})
+    proc, failure = _train(base)
+    assert proc.returncode == 0, failure
+    assert f"Channel 'train' declares no ContentType: reading {base}/input/data/train/data as {shown}" \
+        in proc.stdout
+
+
+def test_a_csv_header_without_content_type_is_named_as_a_header(tmp_path):
+    body = b"label," + b",".join(b"f%d" % i for i in range(8)) + b"\n" + b"1,0.5,0,0,0,0,0,0,1\n" * 40
+    proc, failure = _train(_job(tmp_path, channels={"train": {"data.csv": body}}))  # no inputdataconfig.json
+    assert proc.returncode == 1
+    assert "data.csv: line 1 column 1: 'label' is not a number; the first line looks like a header" in failure
+
+
+def test_a_second_run_loads_every_kernel_from_the_cache(tmp_path):
+    """Whether the first run compiled (it says so) or not, the next one finds every kernel in numba's cache."""
+    x, y = _classification_data(rows=100)
+    for run in ("first", "second"):
+        base = _job(tmp_path / run, channels={"train": {"a": _dense(x, y)}, "test": {"a": _dense(x, y)}})
+        proc, failure = _train(base)
+        assert proc.returncode == 0, failure
+        compiled = "Compiling numba kernels, first run on this machine only" in proc.stdout
+        assert compiled == ("Compiled " in proc.stdout)
+    assert not compiled, proc.stdout

@@ -28,6 +28,9 @@ def _job(base: Path, hp: dict, channels: dict[str, dict[str, bytes]], content_ty
     (base / "input/config/hyperparameters.json").write_text(json.dumps(hp))
     config = {name: {"ContentType": content_types.get(name, CSV), "TrainingInputMode": "File"}
               for name in channels}
+    for entry in config.values():  # None: the channel declares no ContentType
+        if entry["ContentType"] is None:
+            del entry["ContentType"]
     (base / "input/config/inputdataconfig.json").write_text(json.dumps(config))
     for channel, files in channels.items():
         (base / "input/data" / channel).mkdir(parents=True, exist_ok=True)
@@ -212,7 +215,25 @@ def test_an_fm_model_in_the_model_channel_is_the_users_error(tmp_path):
     assert "it holds a model trained with algorithm=fm, and this job trains algorithm=wals" in failure
 
 
+def test_channels_without_content_type_are_read_as_their_bytes_show(tmp_path):
+    rows, cols, values = _ratings(seed=8)
+    undeclared = {"train": None, "row_weights": None}
+    proc, failure = _train(tmp_path, HP, {"train": {"a.csv": _csv(rows, cols, values)},
+                                          "row_weights": {"w.csv": b"u0,2\n"}}, undeclared)
+    assert proc.returncode == 0, failure
+    log = proc.stdout + proc.stderr
+    assert f"Channel 'train' declares no ContentType: reading {tmp_path}/input/data/train/a.csv as text/csv" in log
+    assert "Channel 'row_weights' declares no ContentType" in log
+    R, row_ids, _ = _matrix(*_named(rows, cols), values)
+    r = np.ones(row_ids.size, np.float32)
+    r[row_ids.tolist().index("u0")] = 2
+    np.testing.assert_allclose(load(tmp_path / "model").wals.row_factors_,
+                               WALS(**IN_PROCESS, row_weights=r).fit(R).row_factors_, rtol=1e-5, atol=1e-6)
+
+
 BAD_CASES = {
+    "csv declared as recordio": ({}, {"train": {"a.csv": b"u1,i1,1\n"}}, {"train": RECORDIO},
+                                 "train/a.csv looks like text/csv: set the channel's ContentType to text/csv"),
     "missing train": ({}, {"test": {"a.csv": b"u1,i1,1\n"}}, {}, "'train' channel is required"),
     "nan value": ({}, {"train": {"a.csv": b"u1,i1,1\nu2,i1,nan\n"}}, {},
                   "a.csv: line 2: value 'nan' must be finite"),

@@ -116,3 +116,54 @@ def test_a_file_source_is_its_own_channel(tmp_path):
     single = tmp_path / ".part-0.csv"
     single.write_text("1,2\n")
     assert channel_files(single) == [single]
+
+
+# --- channels without a ContentType, and declared types the bytes contradict --------------------------------
+
+CSV_BODY = b"1,0.5,2\n0,1.5,0\n"
+LIBSVM_BODY = b"1 0:0.5 1:2\n0 0:1.5\n"
+
+
+@pytest.mark.parametrize("body,content_type", [
+    (_recordio([[1, 2]], [1]), "application/x-recordio-protobuf"),
+    (CSV_BODY, "text/csv"),
+    (b"\xef\xbb\xbfrow,col,value\nu1,i1,1\n", "text/csv"),
+    (LIBSVM_BODY, "text/libsvm"),
+    (b"1\n0 3:1 # a label-only first line\n", "text/libsvm"),
+    (b"12:30,item,1\n", "text/csv"),  # a time as an id is not an index:value pair
+    (b'{"instances": []}', "application/json"),
+    (b'{"features": [1]}\n{"features": [2]}\n', "application/jsonlines"),
+    (b"\n\n", None),
+    (b"\x0a\x02\x0a\x00", None),  # a bare Record: binary without the magic
+])
+def test_sniff_names_the_format_of_the_first_bytes(body, content_type):
+    from container.formats.sniff import sniff
+
+    assert sniff(body) == content_type
+
+
+@pytest.mark.parametrize("body", [CSV_BODY, LIBSVM_BODY])
+def test_a_channel_without_content_type_is_read_as_its_bytes_show_and_logged(paths, body, caplog):
+    caplog.set_level("INFO")
+    paths.channel_dir("train").mkdir(parents=True)
+    (paths.channel_dir("train") / "part-0").write_bytes(body)
+    data = read_channel(paths, ChannelConfig("train"), feature_dim=2)
+    np.testing.assert_array_equal(data.labels, [1, 0])
+    np.testing.assert_allclose(data.to_scipy().toarray(), [[0.5, 2], [1.5, 0]])
+    shown = "text/csv" if body == CSV_BODY else "text/libsvm"
+    assert f"Channel 'train' declares no ContentType: reading {paths.channel_dir('train')}/part-0 as {shown}" \
+        in caplog.text
+
+
+@pytest.mark.parametrize("declared,body,shown", [
+    ("application/x-recordio-protobuf", CSV_BODY, "text/csv"),
+    ("text/csv", LIBSVM_BODY, "text/libsvm"),
+    ("text/libsvm", CSV_BODY, "text/csv"),
+    ("text/csv", _recordio([[1, 2]], [1]), "application/x-recordio-protobuf"),
+])
+def test_a_declared_type_the_bytes_contradict_names_the_content_type_to_set(paths, declared, body, shown):
+    paths.channel_dir("train").mkdir(parents=True)
+    (paths.channel_dir("train") / "part-0").write_bytes(body)
+    with pytest.raises(DataError, match=f"Channel 'train' declares ContentType {declared} but .*part-0 looks like "
+                                        f"{shown}: set the channel's ContentType to {shown}"):
+        read_channel(paths, ChannelConfig("train", content_type=declared), feature_dim=2)

@@ -45,6 +45,26 @@ def test_reserved_keys_are_ignored_and_logged(caplog):
     assert "_tuning_objective_metric" in caplog.text
 
 
+# The built-in's default-conf.json (contract 4.1): its internal settings a job spec written for it may carry.
+BUILTIN_INTERNALS = {"_data_format": "record", "_kvstore": "auto", "_learning_rate": "1.0", "_log_level": "info",
+                     "_num_gpus": "auto", "_num_kv_servers": "auto", "_optimizer": "adam",
+                     "_tuning_objective_metric": "", "_use_full_symbolic": "true", "_wd": "1.0"}
+
+
+def test_builtin_internal_hyperparameters_are_ignored_each_with_a_log_line(caplog):
+    caplog.set_level("INFO")
+    _, hp = parse_for_algorithm({**FM_REQUIRED, **BUILTIN_INTERNALS, "_some_future_knob": "1"})
+    assert not [name for name in hp if name.startswith("_")]
+    for name in [*BUILTIN_INTERNALS, "_some_future_knob"]:
+        assert f"Ignoring the built-in's internal hyperparameter {name}=" in caplog.text
+    assert "_optimizer='adam': it has no effect here (set optimizer instead)" in caplog.text
+
+
+def test_unknown_names_without_underscore_still_fail():
+    with pytest.raises(HyperparameterError, match="unknown hyperparameter 'kvstore'"):
+        parse_for_algorithm({**FM_REQUIRED, "_kvstore": "auto", "kvstore": "auto"})
+
+
 def test_all_problems_reported_at_once_naming_parameter_value_and_allowed():
     with pytest.raises(HyperparameterError) as info:
         parse_for_algorithm({"feature_dim": "0", "num_factors": "ten", "epochs": "1.5", "bogus": "1",

@@ -152,5 +152,7 @@ def test_jsonlines_errors_name_the_line():
 
 
 def test_labels_are_not_part_of_json_requests():
-    with pytest.raises(DataError, match="carry no labels"):
+    with pytest.raises(DataError, match="carry no labels") as info:
         decode_json(b"[[1]]", source="r", with_labels=True)
+    for works in ("application/x-recordio-protobuf", "text/csv", "text/libsvm"):
+        assert works in str(info.value)

@@ -9,7 +9,7 @@ import pytest
 from sagemaker.amazon.common import read_records
 
 from container.errors import UnsupportedFormatError
-from container.formats.responses import ENCODERS, encode
+from container.formats.responses import ENCODERS, encode, for_line_assembly
 
 RNG = np.random.default_rng(0)
 SCORES = RNG.random(37, dtype=np.float32)
@@ -22,7 +22,7 @@ def _parse(accept, body, names):
     if accept == "application/json":
         return json.loads(body)["predictions"]
     if accept == "application/jsonlines":
-        return [json.loads(line) for line in body.decode().split("\n")] if body else []
+        return [json.loads(line) for line in body.decode().splitlines()]
     if accept == "text/csv":
         lines = csv.reader(io.StringIO(body.decode()))
         return [dict(zip(names, map(float, row), strict=True)) for row in lines]
@@ -50,10 +50,16 @@ def test_json_shape_and_key_order():
                     b'{"score":0.75,"predicted_label":1.0}]}')
 
 
-def test_text_formats_have_no_trailing_newline():
+def test_every_text_line_ends_with_a_newline_but_not_in_batch_transform():
     columns = {"score": np.float32([0.5, 1.5])}
-    assert encode("application/jsonlines", columns) == b'{"score":0.5}\n{"score":1.5}'
-    assert encode("text/csv", {**columns, "predicted_label": np.float32([1, 1])}) == b"0.5,1.0\n1.5,1.0"
+    jsonlines = encode("application/jsonlines", columns)
+    csv_body = encode("text/csv", {**columns, "predicted_label": np.float32([1, 1])})
+    assert jsonlines == b'{"score":0.5}\n{"score":1.5}\n'
+    assert csv_body == b"0.5,1.0\n1.5,1.0\n"
+    # AssembleWith=Line appends one newline per response: the last one is left to it
+    assert for_line_assembly("application/jsonlines", jsonlines) == b'{"score":0.5}\n{"score":1.5}'
+    assert for_line_assembly("text/csv", csv_body) == b"0.5,1.0\n1.5,1.0"
+    assert for_line_assembly("application/json", b'{"predictions":[]}') == b'{"predictions":[]}'
 
 
 @pytest.mark.parametrize("accept,expected", [

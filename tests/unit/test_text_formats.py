@@ -85,6 +85,15 @@ def test_csv_errors_name_line_and_column(body, kwargs, message):
         decode_csv(body, source="data.csv", **kwargs)
 
 
+def test_a_csv_header_row_is_named_as_one():
+    with pytest.raises(DataError, match=r"^d.csv: line 1 column 1: 'label' is not a number; the first line looks "
+                                        r"like a header, and CSV here has none .*remove the first line"):
+        decode_csv(b"label,f0,f1\n1,0.5,2\n", source="d.csv", feature_dim=2, with_labels=True)
+    with pytest.raises(DataError) as info:  # a word among numbers on line 1 is a typo, not a header
+        decode_csv(b"1,x,2\n", source="d.csv", with_labels=True)
+    assert "header" not in str(info.value)
+
+
 # --- libsvm ----------------------------------------------------------------------------------------------------
 
 
@@ -132,6 +141,16 @@ def test_libsvm_serving_ignores_an_optional_label_comments_and_qid():
 def test_libsvm_errors_name_the_line(body, message):
     with pytest.raises(DataError, match=f"^train.svm: {message}"):
         decode_libsvm(body, source="train.svm", feature_dim=5, with_labels=True)
+
+
+def test_a_one_based_libsvm_file_is_named_as_such_with_how_to_shift_it():
+    one_based = b"1 1:0.5 5:1\n0 2:1 3:1\n"  # libFM's habit: indices 1..feature_dim, no index 0
+    with pytest.raises(DataError, match=r"line 1 key\[1\]=5 is outside \[0, 5\) \(feature_dim 5\): indices are "
+                                        r"0-based, .* looks 1-based .*subtract 1 from every index"):
+        decode_libsvm(one_based, source="train.svm", feature_dim=5, with_labels=True)
+    with pytest.raises(DataError, match=r"feature_dim must be at least the largest index \+ 1 \(10\)") as info:
+        decode_libsvm(b"1 0:1 9:1\n", source="train.svm", feature_dim=5, with_labels=True)
+    assert "1-based" not in str(info.value)
 
 
 # --- registry --------------------------------------------------------------------------------------------------
