@@ -159,7 +159,7 @@ def test_epoch_kernel_follows_threads_and_deterministic() -> None:
 @pytest.mark.parametrize("k", [1, 8, 15, 32])
 def test_per_thread_scratch_rows_never_share_a_cache_line(k: int) -> None:
     """The per-factor sums, squares and row slots are written for every nonzero: two threads' rows on one
-    64-byte line would bounce it between the cores (measured: the 2-thread CTR epoch took 1.5x as long)."""
+    64-byte line would bounce it between the cores (sharing a line makes the 2-thread CTR epoch 1.5x as long)."""
     from algorithm.fm import _training_buffers
 
     X = sp.random(64, 40, density=0.3, format="csr", random_state=1, dtype=np.float32)
