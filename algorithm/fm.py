@@ -183,9 +183,10 @@ class FactorizationMachines(Estimator):
     kept. Epochs count from 0.
 
     A training loss that keeps growing (``algorithm.loss_trend.RisingLoss``: up in each of 3 epochs in a
-    row, to more than 1.5 times its lowest) is divergence even before it becomes NaN: with early stopping the
-    fit logs a warning naming the settings to lower and stops, keeping the best epoch's weights; without it
-    no epoch's weights are known to be good and ``fit`` raises ``DivergedError`` with that advice.
+    row, to more than 1.5 times its lowest and above the loss of the best constant prediction) is divergence
+    even before it becomes NaN, and a warning names the settings to lower: with early stopping the fit stops
+    there and keeps the best epoch's weights; without it the fit goes on (it may recover; the metrics show
+    whether it did), warned once. A loss that becomes NaN or infinite raises ``DivergedError``.
 
     ``warm_start_from`` continues an earlier fit: its weights and, when it carries the state of the same
     optimizer, the optimizer state, step count and epoch count, so 3 epochs and a warm start of 3 more train
@@ -437,9 +438,9 @@ class FactorizationMachines(Estimator):
         logistic = self.predictor_type == "binary_classifier"
         early_stopping = evaluation is not None and self.early_stopping_patience > 0
         best = BestEpoch(self.early_stopping_tolerance, keep_weights=early_stopping)
-        trend = RisingLoss()
+        trend = RisingLoss(_constant_prediction_loss(y, row_weight, logistic))
         total_weight = float(row_weight.sum()) if row_weight.size else float(rows.n_rows)
-        stopped = None
+        stopped, warned = None, False
         n_threads = self.num_threads or numba.get_num_threads()
         with numba_threads(n_threads) as running:
             train_epoch, shares = self._epoch_kernel(n_threads, running)
@@ -467,9 +468,11 @@ class FactorizationMachines(Estimator):
                                 partial(_training_snapshot, bias, table, step))
                 if on_epoch is not None:
                     on_epoch(epoch, train_metrics(self.predictor_type, y, row_scores, weights), test, seconds)
-                if trend.update(loss / total_weight):
-                    stopped = self._stop_diverging(epoch, trend, best)
-                    break
+                if trend.update(loss / total_weight) and not warned:
+                    warned = True
+                    if self._warn_diverging(epoch, trend, best):
+                        stopped = "diverging"
+                        break
                 if early_stopping and best.stale >= self.early_stopping_patience:
                     stopped = "early_stopping"
                     break
@@ -506,19 +509,20 @@ class FactorizationMachines(Estimator):
         order[:] = np.arange(order.size, dtype=order.dtype)
         np.random.default_rng([self.seed, 1, epoch]).shuffle(order)
 
-    def _stop_diverging(self, epoch: int, trend: RisingLoss, best: BestEpoch) -> str:
-        """End a fit whose training loss keeps growing: a warning when early stopping kept a better epoch's
-        weights (the fit keeps them), else ``DivergedError``: no epoch's weights are known to be good."""
+    def _warn_diverging(self, epoch: int, trend: RisingLoss, best: BestEpoch) -> bool:
+        """Warn that the training loss keeps growing; whether to stop (early stopping kept a better epoch's
+        weights, which the fit then keeps)."""
         what = (f"the training loss rose in each of the last {trend.rises} epochs, to {trend.losses[-1]:.4g}, "
                 f"{trend.losses[-1] / trend.lowest:.3g} times its lowest ({trend.lowest:.4g} in epoch "
                 f"{trend.lowest_epoch})")
         message = self._divergence_message(epoch, what)
         if best.weights is None:
-            raise DivergedError(f"{message} (With a test channel and early_stopping_patience > 0 the weights of "
-                                "the best epoch would be kept instead.)")
+            log.warning("%s Training goes on (with a test channel and early_stopping_patience > 0 it would stop "
+                        "here and keep the weights of the best epoch).", message)
+            return False
         log.warning("%s Training stops here and keeps the weights of epoch %d, the best by the test metric.",
                     message, best.epoch)
-        return "diverging"
+        return True
 
     def _epoch_kernel(self, n_threads: int, running: int) -> tuple[Callable[..., int], int]:
         """The epoch kernel and its thread count: serial on one thread; ``deterministic``: ``n_threads`` row
@@ -665,6 +669,17 @@ def _training_snapshot(bias: np.ndarray, table: np.ndarray, steps: int) -> tuple
     """Copies of the bias and the packed table (the weights and their optimizer state) and the step count: what
     early stopping keeps of its best epoch."""
     return bias.copy(), table.copy(), steps
+
+
+def _constant_prediction_loss(y: np.ndarray, row_weight: np.ndarray, logistic: bool) -> float:
+    """Training loss per unit of row weight of the best constant prediction (the weighted mean label): log loss
+    of the base rate for the classifier, the labels' variance for the regressor."""
+    weights = row_weight if row_weight.size else None
+    mean = float(np.average(y, weights=weights))
+    if logistic:
+        p = min(max(mean, 1e-12), 1.0 - 1e-12)
+        return -(mean * math.log(p) + (1.0 - mean) * math.log(1.0 - p))
+    return float(np.average(np.square(y - np.float32(mean)), weights=weights))
 
 
 def _json_params(params: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,9 +15,12 @@ class RisingLoss:
     """The training loss of each epoch (the objective the optimizer minimizes, on the same rows every epoch).
 
     ``diverging`` is true once the loss rose in each of the last ``rises`` epochs and the latest value exceeds
-    ``growth`` times the lowest so far. Epoch-to-epoch noise does not rise that far that steadily, and the
-    training loss of a model that overfits keeps falling (overfitting shows in the test metric instead)."""
+    both ``growth`` times the lowest so far and ``baseline``, the loss of the best constant prediction: the model
+    is then worse than knowing nothing about the rows. Epoch-to-epoch noise does not rise that far that
+    steadily (a near-zero loss jitters by large factors, but stays far below the baseline), and the training
+    loss of a model that overfits keeps falling (overfitting shows in the test metric instead)."""
 
+    baseline: float = 0.0
     rises: int = RISES
     growth: float = GROWTH
     losses: list[float] = field(default_factory=list)
@@ -32,7 +35,7 @@ class RisingLoss:
         recent = self.losses[-(self.rises + 1):]
         if len(recent) <= self.rises or not all(b > a for a, b in pairwise(recent)):
             return False
-        return recent[-1] > self.growth * self.lowest
+        return recent[-1] > max(self.growth * self.lowest, self.baseline)
 
     @property
     def lowest(self) -> float:

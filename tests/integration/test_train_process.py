@@ -247,16 +247,15 @@ def test_a_wals_model_in_the_model_channel_is_the_users_error(tmp_path):
     assert "it holds a model trained with algorithm=wals, and this job trains algorithm=fm" in first
 
 
-def test_a_loss_that_keeps_growing_fails_and_names_the_settings_to_lower(tmp_path):
+def test_a_loss_that_keeps_growing_is_reported_with_the_settings_to_lower(tmp_path):
     hp = {**FM_HP, "feature_dim": "500", "optimizer": "sgd", "positive_class_weight": "20", "bias_lr": "1",
           "linear_lr": "1", "factors_lr": "1", "mini_batch_size": "20", "epochs": "10", "num_threads": "1"}
     base = _job(tmp_path, hp=hp, channels={"train": {"clicks": _clicks()}})
     proc, failure = _train(base)
-    assert proc.returncode == 1, proc.stdout
-    first = failure.splitlines()[0]
-    assert "the training loss rose in each of the last 3 epochs" in first
-    assert "factors_lr=1.0" in first and "positive_class_weight=20.0" in first and "clip_gradient" in first
-    assert not (base / "model/model.json").exists()
+    assert proc.returncode == 0, failure
+    warning = next(line for line in proc.stdout.splitlines() if "the training loss rose" in line)
+    assert " WARNING " in warning and "in each of the last 3 epochs" in warning
+    assert "factors_lr=1.0" in warning and "positive_class_weight=20.0" in warning and "clip_gradient" in warning
 
 
 def test_positive_class_weight_with_a_regressor_is_refused(tmp_path):

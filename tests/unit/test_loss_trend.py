@@ -28,3 +28,11 @@ def test_noise_slow_drift_and_a_falling_loss_are_not() -> None:
     assert _first_diverging([0.5, 0.4, 0.41, 0.42, 0.43, 0.44, 0.45]) is None  # rising, but not far above 0.4
     assert _first_diverging([0.7, 0.6, 0.5, 0.45, 0.42, 0.41]) is None
     assert _first_diverging([0.6, 0.3, 1.0, 0.9, 1.2, 1.3]) is None  # far above, but not rising 3 times in a row
+
+
+def test_a_near_zero_loss_rising_below_the_constant_prediction_is_not() -> None:
+    # digits, "is it a 0": a fitted classifier's log loss jitters around 0.015, far below the base rate's 0.33
+    jitter = [0.0117, 0.0157, 0.0163, 0.0160, 0.0153, 0.0160, 0.0175, 0.0192]
+    trend = RisingLoss(baseline=0.33)
+    assert not any(trend.update(loss) for loss in jitter)
+    assert _first_diverging(jitter) == 7  # without the baseline, the same jitter would look like divergence
