@@ -44,7 +44,7 @@ def _unwrap(body: bytes, config: ChannelConfig, source: str) -> Iterator[bytes]:
     if config.record_wrapper.lower() != "recordio":
         yield body
         return
-    from container.formats.recordio import iter_payloads
+    from container.formats.recordio_framing import iter_payloads
 
     for payload in iter_payloads(body, source=source):
         yield bytes(payload)

@@ -2,24 +2,23 @@
 ``write_spmatrix_to_sparse_tensor`` and ``read_records``, with the SDK's bytes and return types.
 
 The writers run the container's numba encoder when numba is installed (``pip install .[container]``: tens of
-times faster) and the protobuf library otherwise, as the SDK does; both write the same bytes. Reading, and
-the framing helpers the local batch transform uses, need only the protobuf library, so a client installed
-without the container's dependencies still sends and reads RecordIO.
+times faster) and the protobuf library otherwise, as the SDK does; both write the same bytes. Reading and
+framing are the container's ``container.formats.recordio_framing``, which needs only the protobuf library, so
+a client installed without the container's dependencies still sends and reads RecordIO.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any, BinaryIO
 
 import numpy as np
 
 from container.formats.record_pb2 import Record
+from container.formats.recordio_framing import frame_records, read_records
 
-MAGIC = 0xCED7230A
-LENGTH_MASK = (1 << 29) - 1
+__all__ = ["read_records", "write_numpy_to_dense_tensor", "write_spmatrix_to_sparse_tensor"]
 NUMBA_INSTALLED = importlib.util.find_spec("numba") is not None
 # The SDK's ``_resolve_type``: the tensor field each array dtype is written to.
 _TENSOR_FIELDS = {np.dtype(int): "int32_tensor", np.dtype(float): "float64_tensor",
@@ -44,48 +43,10 @@ def _check(array: Any, labels: np.ndarray | None) -> None:
             raise ValueError(f"Label shape {labels.shape} not compatible with {array.shape[0]} rows")
 
 
-def frame_records(payloads: Iterable[bytes]) -> bytes:
-    """Frame serialized Records as single-part RecordIO records (magic, length, payload, zero padding)."""
-    out = bytearray()
-    for payload in payloads:
-        out += struct.pack("<II", MAGIC, len(payload))
-        out += payload
-        out += b"\x00" * (-len(payload) % 4)
-    return bytes(out)
 
 
-def iter_payloads(body: bytes | memoryview, *, source: str = "stream") -> Iterator[bytes]:
-    """The payload of each framed record; the parts of a multi-part record (cflag 1, 2..., 3) are joined."""
-    view = memoryview(body).cast("B")
-    position, parts = 0, list[bytes]()
-    while position < len(view):
-        if len(view) - position < 8:
-            raise ValueError(f"{source}: truncated RecordIO header at byte {position}")
-        magic, lrec = struct.unpack_from("<II", view, position)
-        if magic != MAGIC:
-            raise ValueError(f"{source}: not RecordIO at byte {position} (magic {magic:#010x}, expected "
-                             f"{MAGIC:#010x})")
-        cflag, length = lrec >> 29, lrec & LENGTH_MASK
-        if length > len(view) - position - 8:
-            raise ValueError(f"{source}: the record at byte {position} declares {length} bytes, "
-                             f"{len(view) - position - 8} are left")
-        parts.append(bytes(view[position + 8:position + 8 + length]))
-        if cflag in (0, 3):
-            yield b"".join(parts)
-            parts = []
-        position += 8 + ((length + 3) & ~3)
-    if parts:
-        raise ValueError(f"{source}: the stream ends inside a multi-part record")
 
 
-def read_records(file: BinaryIO) -> list[Any]:
-    """Every ``Record`` of a framed RecordIO-protobuf stream, like the SDK's ``read_records``."""
-    records = []
-    for payload in iter_payloads(file.read(), source=str(getattr(file, "name", "stream"))):
-        record = Record()
-        record.ParseFromString(payload)
-        records.append(record)
-    return records
 
 
 def _write(file: BinaryIO, rows: Iterable[tuple[np.ndarray, np.ndarray | None]], field: str,

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from container.formats._recordio_kernels import F32, F64, I32, MAGIC
+from container.formats._recordio_kernels import F32, F64, I32
+from container.formats.recordio_framing import MAGIC
 
 _TENSOR_TAG = (0x12, 0x1A, 0x3A)  # Value.float32_tensor = 2, float64_tensor = 3, int32_tensor = 7
 _KEY = np.frombuffer(b"\x0a\x06values", dtype=np.uint8)  # map entry key field: "values"

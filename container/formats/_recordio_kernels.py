@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from container.formats.recordio_framing import LENGTH_MASK, MAGIC
+
 # Status codes (the messages live in recordio.py).
 OK = 0
 FALLBACK = 1
@@ -66,8 +68,6 @@ WIDTH = 6  # the product of shape
 LAZY_KEYS = 7  # 1 if packed keys were only counted, not checked: the decoder checks them
 SLOT = 8
 
-MAGIC = 0xCED7230A
-LENGTH_MASK = (1 << 29) - 1
 MAX_WIDTH = 1 << 62
 MIN_RECORD_BYTES = 24  # header + the smallest payload with a features tensor, padded
 

@@ -1,10 +1,8 @@
 """RecordIO-protobuf (``application/x-recordio-protobuf``): decoding to a ``CSR``, SDK-identical writers.
 
-Framing: each record is ``uint32 magic 0xCED7230A`` (little-endian), ``uint32 lrec`` (``cflag = lrec >> 29``,
-``length = lrec & (2**29 - 1)``), the payload, then zero padding to 4 bytes. Multi-part records (cflag 1
-start, 2 middle, 3 end) are joined as MLIO does (parts concatenated); if that does not parse, the 4 magic
-bytes are re-inserted between parts as DMLC does. A body that does not start with the magic is read as one
-bare ``Record`` (what batch transform sends with ``SplitType=RecordIO``).
+Framing, multi-part records and whole-Record parsing are ``container.formats.recordio_framing``'s (no numba);
+this module adds the numba decoder and the SDK-identical writers. A body that does not start with the magic is
+read as one bare ``Record`` (what batch transform sends with ``SplitType=RecordIO``).
 
 Each payload is an ``aialgs.data.Record``:
 
@@ -25,26 +23,26 @@ from __future__ import annotations
 
 import io
 import math
-import struct
-from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
 
 import numpy as np
 import scipy.sparse as sp
-from google.protobuf.message import DecodeError
 
 from algorithm.csr import CSR
 from container.errors import DataError
 from container.formats import _recordio_kernels as k
 from container.formats._recordio_encoder import encode_rows
 from container.formats.record_pb2 import Record
-
-MAGIC = k.MAGIC
-MAGIC_BYTES = struct.pack("<I", MAGIC)  # b"\x0a\x23\xd7\xce"
-
-# Framing faults found only on the protobuf-library path (multi-part records).
-_BAD_CFLAG = 100  # a: cflag
-_UNFINISHED_MULTIPART = 101
+from container.formats.recordio_framing import (
+    MAGIC_BYTES,
+    NOT_A_RECORD,
+    bad_magic,
+    error,
+    frames,
+    parse,
+    truncated_header,
+    truncated_payload,
+)
 
 _WHICH = ("features['values']", "label['values']", "label['weight']")
 _TENSOR_FIELDS = {"float32_tensor": k.F32, "float64_tensor": k.F64, "int32_tensor": k.I32, "bytes": k.BYTES}
@@ -122,37 +120,10 @@ def write_spmatrix_to_sparse_tensor(
     _write_rows(file, indptr, keys, True, csr.shape[1], csr.data, labels)
 
 
-def read_records(file: BinaryIO) -> list[Record]:
-    """Every Record of a framed RecordIO-protobuf stream, like the SDK's ``read_records``.
-
-    Unlike the SDK this joins multi-part records and raises DataError (not AssertionError) on a bad magic.
-    """
-    body = file.read()
-    source = str(getattr(file, "name", "stream"))
-    records = []
-    for index, offset, parts in _frames(memoryview(body), True, source):
-        record = _parse(parts)
-        if record is None:
-            raise _error(source, True, k.MALFORMED, index, offset)
-        records.append(record)
-    return records
 
 
-def frame_records(payloads: Iterable[bytes]) -> bytes:
-    """Frame serialized Records as single-part RecordIO records (magic, length, payload, zero padding)."""
-    out = bytearray()
-    for payload in payloads:
-        out += struct.pack("<II", MAGIC, len(payload))
-        out += payload
-        out += b"\x00" * (-len(payload) % 4)
-    return bytes(out)
 
 
-def iter_payloads(body: bytes | memoryview, *, source: str) -> Iterator[bytes]:
-    """The payload of each framed record (multi-part records joined without magic), e.g. to unwrap
-    Pipe mode's ``RecordWrapperType=RecordIO``, where each payload is a whole S3 object."""
-    for _, _, parts in _frames(memoryview(body).cast("B"), True, source):
-        yield b"".join(parts)
 
 
 def warm_up() -> None:
@@ -230,55 +201,8 @@ def _write_rows(
 # --- protobuf-library path (multi-part records, rare encodings) ---------------------------------------------
 
 
-def _frames(buf: memoryview, framed: bool, source: str) -> Iterator[tuple[int, int, list[bytes]]]:
-    """(record index, byte offset, payload parts) for each record, multi-part records gathered."""
-    if not framed:
-        yield 0, 0, [bytes(buf)]
-        return
-    n = len(buf)
-    p = start = index = 0
-    parts: list[bytes] = []
-    while p < n:
-        if not parts:
-            start = p
-        if n - p < 8:
-            raise _error(source, framed, k.TRUNCATED_HEADER, index, start, n - p)
-        magic, lrec = struct.unpack_from("<II", buf, p)
-        if magic != MAGIC:
-            raise _error(source, framed, k.BAD_MAGIC, index, start, magic)
-        cflag, length = lrec >> 29, lrec & k.LENGTH_MASK
-        if length > n - p - 8:
-            raise _error(source, framed, k.TRUNCATED_PAYLOAD, index, start, length, n - p - 8)
-        part = bytes(buf[p + 8 : p + 8 + length])
-        if cflag == 0 and not parts:
-            yield index, start, [part]
-            index += 1
-        elif cflag == 1 and not parts:
-            parts = [part]
-        elif cflag in (2, 3) and parts:
-            parts.append(part)
-            if cflag == 3:
-                yield index, start, parts
-                parts = []
-                index += 1
-        else:
-            raise _error(source, framed, _BAD_CFLAG, index, start, cflag, 1 if parts else 0)
-        p = min(n, p + 8 + ((length + 3) & ~3))
-    if parts:
-        raise _error(source, framed, _UNFINISHED_MULTIPART, index, start)
 
 
-def _parse(parts: list[bytes]) -> Record | None:
-    """The Record in the joined parts (MLIO join, then DMLC join with magic re-inserted); None if invalid."""
-    joins = [b"".join(parts)] + ([MAGIC_BYTES.join(parts)] if len(parts) > 1 else [])
-    for payload in joins:
-        record = Record()
-        try:
-            record.ParseFromString(payload)
-        except DecodeError:
-            continue
-        return record
-    return None
 
 
 class _RecordError(Exception):
@@ -373,10 +297,10 @@ def _decode_with_protobuf(
     reader = _RowReader(feature_dim)
     data, indices, labels, weights = [], [], [], []
     any_weight = False
-    for index, offset, parts in _frames(buf, framed, source):
-        record = _parse(parts)
+    for index, offset, parts in frames(buf, framed, source):
+        record = parse(parts)
         if record is None:
-            raise _error(source, framed, k.MALFORMED, index, offset)
+            raise error(source, framed, index, offset, NOT_A_RECORD)
         try:
             values, columns = reader.features(record, index)
             if with_labels:
@@ -413,10 +337,10 @@ def _describe(code: int, a: int, b: int, c: int) -> str:
         a += 1 << 64  # a uint64 key above 2**63 arrives as a negative int64
     which = _WHICH[a] if code in (k.NO_TENSOR, k.BYTES_TENSOR, k.NOT_SCALAR, k.NOT_FINITE) else ""
     messages = {
-        k.TRUNCATED_HEADER: f"truncated record header ({a} bytes left, need 8)",
-        k.BAD_MAGIC: f"wrong magic 0x{a:08x}, expected 0x{MAGIC:08x} (is this RecordIO-protobuf?)",
-        k.TRUNCATED_PAYLOAD: f"truncated record: header says {a} bytes but only {b} remain",
-        k.MALFORMED: "not a valid aialgs.data.Record protobuf",
+        k.TRUNCATED_HEADER: truncated_header(a),
+        k.BAD_MAGIC: bad_magic(a),
+        k.TRUNCATED_PAYLOAD: truncated_payload(a, b),
+        k.MALFORMED: NOT_A_RECORD,
         k.NO_TENSOR: f"no {which} tensor",
         k.BYTES_TENSOR: f"{which} is a Bytes value; only Float32, Float64 and Int32 tensors are supported",
         k.SHAPE_TOO_LARGE: f"tensor shape holds more than 2**62 ({k.MAX_WIDTH}) elements",
@@ -431,8 +355,6 @@ def _describe(code: int, a: int, b: int, c: int) -> str:
         k.NOT_SCALAR: f"{which} must be one dense value, got {b} values and {c} keys",
         k.NOT_FINITE: f"{which} is NaN or infinite",
         k.NEGATIVE_WEIGHT: "label['weight'] is negative",
-        _BAD_CFLAG: f"unexpected multi-part flag cflag={a} ({'inside' if b else 'outside'} a multi-part record)",
-        _UNFINISHED_MULTIPART: "multi-part record has no end part (cflag=3)",
     }
     return messages[code]
 
@@ -440,8 +362,4 @@ def _describe(code: int, a: int, b: int, c: int) -> str:
 def _error(
     source: str, framed: bool, code: int, index: int, offset: int, a: int = 0, b: int = 0, c: int = 0
 ) -> DataError:
-    if not framed:
-        where = "body (a bare Record: it does not start with the RecordIO magic 0a 23 d7 ce)"
-    else:
-        where = f"record {index} (byte offset {offset})"
-    return DataError(f"{source}: {where}: {_describe(int(code), int(a), int(b), int(c))}")
+    return error(source, framed, index, offset, _describe(int(code), int(a), int(b), int(c)))

@@ -26,7 +26,7 @@ import numpy as np
 import orjson
 
 from container.errors import UnsupportedFormatError
-from container.formats.recordio import MAGIC
+from container.formats.recordio_framing import MAGIC
 from container.formats.registry import CSV, JSON, JSONLINES, RECORDIO
 
 Columns = Mapping[str, np.ndarray]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import codecs
 import re
 
-from container.formats.recordio import MAGIC_BYTES
+from container.formats.recordio_framing import MAGIC_BYTES
 from container.formats.registry import CSV, JSON, JSONLINES, LIBSVM, RECORDIO
 
 HEAD = 1 << 16

@@ -16,10 +16,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from container.channel_files import channel_files
+from container.formats.recordio_framing import frame_records, iter_payloads
 from fmwals import jobs
 from fmwals.backends.backend import Backend, ModelSpec
 from fmwals.inputs import is_local, local_path
-from fmwals.recordio import frame_records, iter_payloads
 from fmwals.session import Session, download
 
 DEFAULT_MAX_PAYLOAD_MB = 6

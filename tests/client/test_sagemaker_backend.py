@@ -17,11 +17,10 @@ from sagemaker.amazon import common as sdk_common
 
 from container import metrics_log
 from container.formats.record_pb2 import Record
-from container.formats.recordio import read_records
+from container.formats.recordio_framing import frame_records, read_records
 from fmwals import FactorizationMachines, JobFailedError, Session
 from fmwals.backends.sagemaker import LOG_GROUP, SageMakerBackend
 from fmwals.parameter import CategoricalParameter, ContinuousParameter, IntegerParameter
-from fmwals.recordio import frame_records
 from fmwals.tuner import HyperparameterTuner
 
 from .conftest import CREDENTIALS

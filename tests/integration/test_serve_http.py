@@ -24,11 +24,8 @@ from algorithm import artifact
 from algorithm.csr import CSR
 from algorithm.fm import FactorizationMachines
 from container.formats.record_pb2 import Record
-from container.formats.recordio import (
-    read_records,
-    write_numpy_to_dense_tensor,
-    write_spmatrix_to_sparse_tensor,
-)
+from container.formats.recordio import write_numpy_to_dense_tensor, write_spmatrix_to_sparse_tensor
+from container.formats.recordio_framing import read_records
 
 ROOT = Path(__file__).resolve().parents[2]
 FEATURE_DIM = 30

@@ -11,7 +11,7 @@ import numpy as np
 import requests
 import scipy.sparse as sp
 
-from container.formats.recordio import read_records
+from container.formats.recordio_framing import read_records
 from tests.integration.test_serve_http import FEATURE_DIM, RECORDIO, ServeProcess, recordio_sparse, train_model
 
 

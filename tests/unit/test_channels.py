@@ -96,7 +96,7 @@ def test_pipe_mode_waits_for_a_late_fifo_then_gives_up(paths):
 
 
 def test_pipe_mode_record_wrapper_unwraps_each_s3_object(paths):
-    from container.formats.recordio import frame_records
+    from container.formats.recordio_framing import frame_records
 
     paths.input_data.mkdir(parents=True)
     objects = [_recordio([[1, 2]], [0]), _recordio([[3, 4]], [1])]

@@ -11,6 +11,8 @@ import pytest
 import scipy.sparse as sp
 from sagemaker.amazon import common as sdk
 
+from container.errors import DataError
+from container.formats.recordio_framing import MAGIC
 from fmwals import recordio
 
 
@@ -62,10 +64,11 @@ def test_multi_part_records_are_joined_and_bad_framing_is_named():
     payload = _bytes(sdk.write_numpy_to_dense_tensor, np.ones((1, 3), np.float32))[8:]
     first, rest = payload[:5], payload[5:]
     framed = b"".join(
-        struct.pack("<II", recordio.MAGIC, (flag << 29) | len(part)) + part + b"\0" * (-len(part) % 4)
+        struct.pack("<II", MAGIC, (flag << 29) | len(part)) + part + b"\0" * (-len(part) % 4)
         for flag, part in ((1, first), (3, rest)))
-    assert list(recordio.iter_payloads(framed)) == [payload]
-    with pytest.raises(ValueError, match=r"body: not RecordIO at byte 0 \(magic 0x64636261"):
-        list(recordio.iter_payloads(b"abcdefgh", source="body"))
-    with pytest.raises(ValueError, match="ends inside a multi-part record"):
-        list(recordio.iter_payloads(framed[:8 + 8]))
+    assert recordio.read_records(io.BytesIO(framed)) == sdk.read_records(io.BytesIO(framed[:0] + _bytes(
+        sdk.write_numpy_to_dense_tensor, np.ones((1, 3), np.float32))))
+    with pytest.raises(DataError, match=r"record 0 \(byte offset 0\): wrong magic 0x64636261"):
+        recordio.read_records(io.BytesIO(b"abcdefgh"))
+    with pytest.raises(DataError, match="multi-part record has no end part"):
+        recordio.read_records(io.BytesIO(framed[:8 + 8]))

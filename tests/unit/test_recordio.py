@@ -14,17 +14,10 @@ from sagemaker.amazon import common as sdk
 
 from algorithm.csr import CSR
 from container.errors import DataError
-from container.formats import recordio
+from container.formats import recordio, recordio_framing
 from container.formats.record_pb2 import Record
-from container.formats.recordio import (
-    MAGIC_BYTES,
-    decode_recordio,
-    frame_records,
-    iter_payloads,
-    read_records,
-    write_numpy_to_dense_tensor,
-    write_spmatrix_to_sparse_tensor,
-)
+from container.formats.recordio import decode_recordio, write_numpy_to_dense_tensor, write_spmatrix_to_sparse_tensor
+from container.formats.recordio_framing import MAGIC_BYTES, frame_records, iter_payloads, read_records
 
 DENSE_VECTOR = (
     "0a23d7ce2c0000000a160a0676616c756573120c120a0a080000803f0000004012120a0676616c756573120812060a040000803f"
@@ -258,7 +251,8 @@ def split_into_parts(payload: bytes, cuts: list[int], joiner: bytes = b"") -> by
     out = b""
     for i, piece in enumerate(pieces):
         cflag = 1 if i == 0 else (3 if i == len(pieces) - 1 else 2)
-        out += struct.pack("<II", recordio.MAGIC, (cflag << 29) | len(piece)) + piece + b"\0" * (-len(piece) % 4)
+        header = struct.pack("<II", recordio_framing.MAGIC, (cflag << 29) | len(piece))
+        out += header + piece + b"\0" * (-len(piece) % 4)
     return out
 
 

@@ -12,7 +12,8 @@ from algorithm import artifact
 from algorithm.wals import WALS
 from algorithm.wals_model import IdMap, WALSModel
 from container.errors import DataError
-from container.formats.recordio import frame_records, read_records, write_spmatrix_to_sparse_tensor
+from container.formats.recordio import write_spmatrix_to_sparse_tensor
+from container.formats.recordio_framing import frame_records, read_records
 from container.formats.triplets import (
     Triplets,
     _Lines,
