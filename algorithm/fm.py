@@ -170,20 +170,21 @@ def _line_padded(n: int, itemsize: int) -> int:
 
 
 class FactorizationMachines(Estimator):
-    """Second-order Factorization Machine trained with mini-batch Adam (or SGD, AdaGrad, FTRL), like
-    SageMaker's built-in FM; the parameters are the built-in's hyperparameters (``FM_SCHEMA`` in
+    """Second-order Factorization Machine trained with mini-batch AdaGrad, Adam (the optimizer of SageMaker's
+    built-in FM), SGD or FTRL; the parameters are the built-in's hyperparameters (``FM_SCHEMA`` in
     ``algorithm.schemas``, which also holds their defaults and allowed values).
 
     Initialization per group (bias, linear, factors): ``normal`` draws N(0, init_sigma²); ``uniform`` draws
     from [-init_scale, init_scale], and an unset init_scale means sqrt(3)·init_sigma (the same variance as
     ``normal``); ``constant`` uses init_value, unset meaning 0. ``use_bias=False``/``use_linear=False`` pin
-    w0/w at 0. Unset (None) learning rates, weight decays, ``eps`` and ``factors_init_sigma`` take the
-    optimizer's defaults (``optimizer_defaults``, a few per predictor_type; ``resolved_params()`` gives the
-    values training uses): Adam's are the built-in's, the others' were tuned for mean batch gradients on
-    CTR-like and ratings data (AdaGrad's large eps makes rarely seen features take small SGD-like steps).
-    Unset ``rescale_grad`` is 1 / rows in the batch; unset ``clip_gradient`` means no clipping. A learning
-    rate of 0 freezes its group. FTRL uses MXNet's λ1 = 0.01 and β = 1. All four optimizers share one kernel
-    (a branch per update), so each costs no more than Adam.
+    w0/w at 0. An unset ``optimizer`` is AdaGrad, or the built-in's Adam when any of the built-in's optimizer
+    settings is set (``algorithm.optimizer_defaults``). Unset (None) learning rates, weight decays, ``eps`` and
+    ``factors_init_sigma`` take the optimizer's defaults (a few per predictor_type; ``resolved_params()`` gives
+    the optimizer and values training uses): Adam's are the built-in's, the others' were tuned for mean batch
+    gradients on CTR-like and ratings data (AdaGrad's large eps makes rarely seen features take small SGD-like
+    steps). Unset ``rescale_grad`` is 1 / rows in the batch; unset ``clip_gradient`` means no clipping. A
+    learning rate of 0 freezes its group. FTRL uses MXNet's λ1 = 0.01 and β = 1. All four optimizers share one
+    kernel (a branch per update), so each costs no more than Adam.
 
     With ``eval_set`` and ``early_stopping_patience`` > 0, training stops after that many epochs without a
     relative improvement of more than ``early_stopping_tolerance`` in the test metric (rmse, or
@@ -230,7 +231,7 @@ class FactorizationMachines(Estimator):
         factors_init_value: float | None = _DEFAULTS["factors_init_value"],
         use_bias: bool = _DEFAULTS["use_bias"],
         use_linear: bool = _DEFAULTS["use_linear"],
-        optimizer: str = _DEFAULTS["optimizer"],
+        optimizer: str | None = _DEFAULTS["optimizer"],
         positive_class_weight: float = _DEFAULTS["positive_class_weight"],
         seed: int = _DEFAULTS["seed"],
         num_threads: int = _DEFAULTS["num_threads"],
@@ -340,9 +341,9 @@ class FactorizationMachines(Estimator):
         return bias, table
 
     def resolved_params(self) -> dict[str, Any]:
-        """``get_params()`` with the unset (None) learning rates, weight decays, eps and factors_init_sigma
-        replaced by the optimizer's defaults for the predictor_type (``algorithm.optimizer_defaults``): the values
-        training uses."""
+        """``get_params()`` with the optimizer resolved and the unset (None) learning rates, weight decays, eps and
+        factors_init_sigma replaced by its defaults for the predictor_type (``algorithm.optimizer_defaults``): the
+        values training uses."""
         return resolve_optimizer_defaults(self.get_params())
 
     def _hyperparameter_vector(self) -> np.ndarray:
@@ -370,6 +371,7 @@ class FactorizationMachines(Estimator):
         becomes NaN or infinite.
         """
         self._check_params()
+        optimizer = self.resolved_params()["optimizer"]
         d, k = self.feature_dim, self.num_factors
         rows, y, weights, row_weight = self._training_rows(X, y, sample_weight)
         evaluation = None
@@ -378,7 +380,7 @@ class FactorizationMachines(Estimator):
             eval_y = _as_labels(eval_set[1], eval_rows.n_rows, self.predictor_type, "eval_set y")
             evaluation = (eval_rows, eval_y)
 
-        bias, table = self._initial_table(kernels.STATE_ARRAYS[self.optimizer])
+        bias, table = self._initial_table(kernels.STATE_ARRAYS[optimizer])
         hp = self._hyperparameter_vector()
         rng = np.random.default_rng([self.seed, 1])
         order = np.arange(rows.n_rows, dtype=np.int32 if rows.n_rows < 2**31 else np.int64)
@@ -399,7 +401,7 @@ class FactorizationMachines(Estimator):
                 buffers[-1][:] = 0.0
                 step = train_epoch(
                     (rows.data, rows.indices, rows.indptr), y, row_weight, order, self.mini_batch_size, bias,
-                    table, k, kernels.OPTIMIZER_CODES[self.optimizer],
+                    table, k, kernels.OPTIMIZER_CODES[optimizer],
                     kernels.LOGISTIC if logistic else kernels.REGRESSION, hp, self.use_bias, self.use_linear,
                     step, buffers, row_scores)
                 seconds = time.perf_counter() - started

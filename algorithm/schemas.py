@@ -7,11 +7,22 @@ TensorFlow's ``WALSMatrixFactorization``. Stdlib only.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 from algorithm.hyperparameters import HyperparameterError, Param, Schema, make_schema, parse_hyperparameters
-from algorithm.optimizer_defaults import OPTIMIZER_DEFAULTS, PREDICTOR_TYPE_DEFAULTS, resolve_optimizer_defaults
+from algorithm.optimizer_defaults import (
+    BUILTIN_OPTIMIZER,
+    BUILTIN_OPTIMIZER_SETTINGS,
+    DEFAULT_OPTIMIZER,
+    OPTIMIZER_DEFAULTS,
+    PREDICTOR_TYPE_DEFAULTS,
+    optimizer_choice,
+    resolve_optimizer_defaults,
+)
+
+log = logging.getLogger(__name__)
 
 ALGORITHMS = ("fm", "wals")
 _ALGORITHM = Param(
@@ -83,10 +94,12 @@ FM_SCHEMA: Schema = make_schema(
     *_group("factors", None),
     Param("use_bias", bool, "Learn the global bias w0.", default=True),
     Param("use_linear", bool, "Learn the linear weights w.", default=True),
-    Param("optimizer", str, "Optimizer: adam (as the built-in), sgd, adagrad or ftrl. Its default learning rates, "
-          "weight decays, eps and factors_init_sigma apply to those left unset. For quality out of the box pick "
-          "sgd for data with many one-hot fields per row (clicks), adagrad for few fields (user-item ratings).",
-          default="adam",
+    Param("optimizer", str, f"Optimizer: adam, sgd, adagrad or ftrl. Its default learning rates, weight decays, "
+          f"eps and factors_init_sigma apply to those left unset. Unset: {DEFAULT_OPTIMIZER}, which learns far "
+          f"better models than the built-in's {BUILTIN_OPTIMIZER} at its default rates (docs/benchmarks.md); but "
+          f"when any of the built-in's optimizer settings ({', '.join(BUILTIN_OPTIMIZER_SETTINGS)}) is set, "
+          f"{BUILTIN_OPTIMIZER}, the built-in's optimizer, so that those values mean what they mean for the "
+          f"built-in. optimizer={BUILTIN_OPTIMIZER} trains as the built-in does.",
           choices=("adam", "sgd", "adagrad", "ftrl")),
     Param("positive_class_weight", float, "Loss weight of label 1 rows (binary_classifier only).",
           default=1.0, low=0, low_open=True),
@@ -134,7 +147,8 @@ SCHEMAS: dict[str, Schema] = {"fm": FM_SCHEMA, "wals": WALS_SCHEMA}
 
 
 def parse_for_algorithm(raw: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-    """Pick the schema from ``raw['algorithm']`` (default ``fm``) and parse everything against it."""
+    """Pick the schema from ``raw['algorithm']`` (default ``fm``) and parse everything against it; FM's optimizer
+    and its unset values are resolved (``resolve_optimizer_defaults``), and an unset optimizer's choice logged."""
     try:
         algorithm = _ALGORITHM.parse(raw.get("algorithm", "fm"))
     except (ValueError, TypeError):
@@ -143,5 +157,8 @@ def parse_for_algorithm(raw: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         ) from None
     hyperparameters = parse_hyperparameters(raw, SCHEMAS[algorithm])
     if algorithm == "fm":
+        choice = optimizer_choice(hyperparameters)
+        if choice is not None:
+            log.info("%s", choice)
         hyperparameters = resolve_optimizer_defaults(hyperparameters)
     return algorithm, hyperparameters
