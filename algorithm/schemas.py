@@ -1,8 +1,10 @@
 """The hyperparameter tables of each algorithm: the one source of truth for the estimators, train, docs and
 the wrapper.
 
-FM names, defaults and ranges follow SageMaker's built-in Factorization Machines; WALS names follow
-TensorFlow's ``WALSMatrixFactorization``. Stdlib only.
+FM names, defaults and allowed values follow SageMaker's built-in Factorization Machines, except the optimizer
+a job leaves unset (``algorithm.optimizer_defaults``); WALS names follow TensorFlow's
+``WALSMatrixFactorization``. Each table also holds the tuning presets (``Param.tune``, ``TUNING_FIXED``).
+Stdlib only.
 """
 
 from __future__ import annotations
@@ -30,6 +32,16 @@ _ALGORITHM = Param(
     default="fm", choices=ALGORITHMS,
 )
 _INIT_METHODS = ("normal", "uniform", "constant")
+# FM's tuning presets (fmwals.preset_ranges): a search space to run as is, log-scaled around AdaGrad's defaults
+# for both predictor types. The rates' ranges are AdaGrad's, so the presets also fix the optimizer
+# (TUNING_FIXED): a job that sets a rate but no optimizer trains with the built-in's Adam.
+_FM_TUNE: dict[str, tuple[float, float, str]] = {
+    "epochs": (5, 50, "Logarithmic"),
+    "eps": (1e-5, 0.03, "Logarithmic"),
+    "linear_lr": (0.01, 1.0, "Logarithmic"),
+    "factors_lr": (0.01, 1.0, "Logarithmic"),
+    "factors_wd": (1e-4, 0.03, "Logarithmic"),
+}
 
 
 def _optimizer_defaults_text(name: str) -> str:
@@ -45,20 +57,18 @@ def _optimizer_defaults_text(name: str) -> str:
 
 def _group(prefix: str, sigma: float | None) -> tuple[Param, ...]:
     what = {"bias": "the bias w0", "linear": "the linear weights w", "factors": "the factors V"}[prefix]
-    tune = (1e-8, 512.0, "Logarithmic")
     return (
         Param(f"{prefix}_lr", float, f"Learning rate of {what}. {_optimizer_defaults_text(f'{prefix}_lr')}",
-              low=0, tune=tune),
+              low=0, tune=_FM_TUNE.get(f"{prefix}_lr")),
         Param(f"{prefix}_wd", float, f"L2 weight decay of {what}. {_optimizer_defaults_text(f'{prefix}_wd')}",
-              low=0, tune=tune),
+              low=0, tune=_FM_TUNE.get(f"{prefix}_wd")),
         Param(f"{prefix}_init_method", str, f"Initialization of {what}.", default="normal",
               choices=_INIT_METHODS),
         Param(f"{prefix}_init_sigma", float, f"Standard deviation of {what} when init_method=normal."
               + (f" {_optimizer_defaults_text(f'{prefix}_init_sigma')}" if sigma is None else ""),
-              default=sigma, low=0, tune=tune),
-        Param(f"{prefix}_init_scale", float, f"Range [-s, s] of {what} when init_method=uniform.",
-              low=0, tune=tune),
-        Param(f"{prefix}_init_value", float, f"Value of {what} when init_method=constant.", tune=tune),
+              default=sigma, low=0),
+        Param(f"{prefix}_init_scale", float, f"Range [-s, s] of {what} when init_method=uniform.", low=0),
+        Param(f"{prefix}_init_value", float, f"Value of {what} when init_method=constant."),
     )
 
 
@@ -81,12 +91,11 @@ FM_SCHEMA: Schema = make_schema(
     Param("predictor_type", str, "binary_classifier (log loss, score is a probability) or regressor.",
           required=True, choices=("binary_classifier", "regressor")),
     Param("epochs", int, "Passes over the training data.", default=1, low=0, low_open=True,
-          tune=(1, 1000, "Linear")),
-    Param("mini_batch_size", int, "Rows per optimizer step.", default=1000, low=0, low_open=True,
-          tune=(100, 10000, "Linear")),
+          tune=_FM_TUNE["epochs"]),
+    Param("mini_batch_size", int, "Rows per optimizer step.", default=1000, low=0, low_open=True),
     Param("clip_gradient", float, "Clip each gradient element to [-c, c].", low=0, low_open=True),
     Param("eps", float, f"Epsilon of the Adam/AdaGrad denominators. {_optimizer_defaults_text('eps')}",
-          low=0, low_open=True),
+          low=0, low_open=True, tune=_FM_TUNE["eps"]),
     Param("rescale_grad", float, "Multiply gradients by this (default 1 / rows in the batch).",
           low=0, low_open=True),
     *_group("bias", 0.01),
@@ -144,6 +153,8 @@ WALS_SCHEMA: Schema = make_schema(
 )
 
 SCHEMAS: dict[str, Schema] = {"fm": FM_SCHEMA, "wals": WALS_SCHEMA}
+# Values the tuning presets fix besides their ranges (see _FM_TUNE).
+TUNING_FIXED: dict[str, dict[str, str]] = {"fm": {"optimizer": DEFAULT_OPTIMIZER}, "wals": {}}
 
 
 def parse_for_algorithm(raw: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
