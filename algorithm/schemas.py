@@ -33,14 +33,14 @@ _ALGORITHM = Param(
 )
 _INIT_METHODS = ("normal", "uniform", "constant")
 # FM's tuning presets (fmwals.preset_ranges): a search space to run as is, log-scaled around AdaGrad's defaults
-# for both predictor types. The rates' ranges are AdaGrad's, so the presets also fix the optimizer
-# (TUNING_FIXED): a job that sets a rate but no optimizer trains with the built-in's Adam.
+# for both predictor types, with what matters most on the benchmark sets (docs/benchmarks.md). The ranges are
+# AdaGrad's, so the presets also fix the optimizer (TUNING_FIXED): a job that sets a rate but no optimizer
+# trains with the built-in's Adam.
 _FM_TUNE: dict[str, tuple[float, float, str]] = {
     "epochs": (5, 50, "Logarithmic"),
-    "eps": (1e-5, 0.03, "Logarithmic"),
-    "linear_lr": (0.01, 1.0, "Logarithmic"),
-    "factors_lr": (0.01, 1.0, "Logarithmic"),
-    "factors_wd": (1e-4, 0.03, "Logarithmic"),
+    "eps": (3e-5, 0.01, "Logarithmic"),
+    "factors_lr": (0.02, 1.0, "Logarithmic"),
+    "factors_wd": (3e-4, 0.03, "Logarithmic"),
 }
 
 
@@ -104,8 +104,10 @@ FM_SCHEMA: Schema = make_schema(
     Param("use_bias", bool, "Learn the global bias w0.", default=True),
     Param("use_linear", bool, "Learn the linear weights w.", default=True),
     Param("optimizer", str, f"Optimizer: adam, sgd, adagrad or ftrl. Its default learning rates, weight decays, "
-          f"eps and factors_init_sigma apply to those left unset. Unset: {DEFAULT_OPTIMIZER}, which learns far "
-          f"better models than the built-in's {BUILTIN_OPTIMIZER} at its default rates (docs/benchmarks.md); but "
+          f"eps and factors_init_sigma apply to those left unset. Unset: {DEFAULT_OPTIMIZER} (unlike the built-in), "
+          f"which learns far better models than the built-in's {BUILTIN_OPTIMIZER} at its default rates (after 10 "
+          "epochs on the bench sets: clicks AUC 0.783 against 0.726, ratings RMSE 0.795 against 0.949; "
+          "docs/benchmarks.md); but "
           f"when any of the built-in's optimizer settings ({', '.join(BUILTIN_OPTIMIZER_SETTINGS)}) is set, "
           f"{BUILTIN_OPTIMIZER}, the built-in's optimizer, so that those values mean what they mean for the "
           f"built-in. optimizer={BUILTIN_OPTIMIZER} trains as the built-in does.",

@@ -220,7 +220,7 @@ def test_the_fm_preset_is_a_small_space_around_the_defaults_as_documented():
     assert {name: _as_documented(r) for name, r in presets.items()} == _documented_tuning_ranges(
         "Factorization Machines"
     )
-    assert set(presets) == {"epochs", "eps", "linear_lr", "factors_lr", "factors_wd", "optimizer"}
+    assert set(presets) == {"epochs", "eps", "factors_lr", "factors_wd", "optimizer"}
     assert presets["optimizer"].values == ["adagrad"]
     assert 10 in range(presets["epochs"].min_value, presets["epochs"].max_value + 1)
     for parameter in presets.values():
@@ -228,7 +228,7 @@ def test_the_fm_preset_is_a_small_space_around_the_defaults_as_documented():
             assert parameter.scaling_type == "Logarithmic" and parameter.max_value / parameter.min_value <= 1e4
     for predictor_type in ("binary_classifier", "regressor"):  # the defaults that work lie inside
         defaults = optimizer_defaults("adagrad", predictor_type)
-        for name in ("eps", "linear_lr", "factors_lr", "factors_wd"):
+        for name in ("eps", "factors_lr", "factors_wd"):
             assert presets[name].is_valid(defaults[name]), (predictor_type, name)
 
 
