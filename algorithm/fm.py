@@ -162,20 +162,21 @@ def _line_padded(n: int, itemsize: int) -> int:
 
 
 class FactorizationMachines(Estimator):
-    """Second-order Factorization Machine trained with mini-batch Adam (or SGD, AdaGrad, FTRL), like
-    SageMaker's built-in FM; the parameters are the built-in's hyperparameters (``FM_SCHEMA`` in
+    """Second-order Factorization Machine trained with mini-batch AdaGrad, Adam (the optimizer of SageMaker's
+    built-in FM), SGD or FTRL; the parameters are the built-in's hyperparameters (``FM_SCHEMA`` in
     ``algorithm.schemas``, which also holds their defaults and allowed values).
 
     Initialization per group (bias, linear, factors): ``normal`` draws N(0, init_sigma²); ``uniform`` draws
     from [-init_scale, init_scale], and an unset init_scale means sqrt(3)·init_sigma (the same variance as
     ``normal``); ``constant`` uses init_value, unset meaning 0. ``use_bias=False``/``use_linear=False`` pin
-    w0/w at 0. Unset (None) learning rates, weight decays, ``eps`` and ``factors_init_sigma`` take the
-    optimizer's defaults (``optimizer_defaults``, a few per predictor_type; ``resolved_params()`` gives the
-    values training uses): Adam's are the built-in's, the others' were tuned for mean batch gradients on
-    CTR-like and ratings data (AdaGrad's large eps makes rarely seen features take small SGD-like steps).
-    Unset ``rescale_grad`` is 1 / rows in the batch; unset ``clip_gradient`` means no clipping. A learning
-    rate of 0 freezes its group. FTRL uses MXNet's λ1 = 0.01 and β = 1. All four optimizers share one kernel
-    (a branch per update), so each costs no more than Adam.
+    w0/w at 0. An unset ``optimizer`` is AdaGrad, or the built-in's Adam when any of the built-in's optimizer
+    settings is set (``algorithm.optimizer_defaults``). Unset (None) learning rates, weight decays, ``eps`` and
+    ``factors_init_sigma`` take the optimizer's defaults (a few per predictor_type; ``resolved_params()`` gives
+    the optimizer and values training uses): Adam's are the built-in's, the others' were tuned for mean batch
+    gradients on CTR-like and ratings data (AdaGrad's large eps makes rarely seen features take small SGD-like
+    steps). Unset ``rescale_grad`` is 1 / rows in the batch; unset ``clip_gradient`` means no clipping. A
+    learning rate of 0 freezes its group. FTRL uses MXNet's λ1 = 0.01 and β = 1. All four optimizers share one
+    kernel (a branch per update), so each costs no more than Adam.
 
     With ``eval_set`` and ``early_stopping_patience`` > 0, training stops after that many epochs without a
     relative improvement of more than ``early_stopping_tolerance`` in the test metric (rmse, or
@@ -236,7 +237,7 @@ class FactorizationMachines(Estimator):
         factors_init_value: float | None = _DEFAULTS["factors_init_value"],
         use_bias: bool = _DEFAULTS["use_bias"],
         use_linear: bool = _DEFAULTS["use_linear"],
-        optimizer: str = _DEFAULTS["optimizer"],
+        optimizer: str | None = _DEFAULTS["optimizer"],
         positive_class_weight: float = _DEFAULTS["positive_class_weight"],
         seed: int = _DEFAULTS["seed"],
         num_threads: int = _DEFAULTS["num_threads"],
@@ -338,18 +339,19 @@ class FactorizationMachines(Estimator):
 
     def _continued_state(self, state: OptimizerState | None) -> OptimizerState | None:
         """The earlier fit's optimizer state when this fit can continue it (logged either way), else None."""
+        optimizer = self.resolved_params()["optimizer"]
         if state is None:
             reason = "the earlier model carries no optimizer state"
-        elif state.optimizer != self.optimizer:
-            reason = f"the earlier model was trained with optimizer={state.optimizer}, this fit uses {self.optimizer}"
+        elif state.optimizer != optimizer:
+            reason = f"the earlier model was trained with optimizer={state.optimizer}, this fit uses {optimizer}"
         elif not state.matches(self.feature_dim, self.num_factors):
             reason = "the earlier model's optimizer state does not fit this model's size"
         else:
             log.info("Warm start: the %s optimizer continues from its state after %d epoch(s) (%d steps)",
-                     self.optimizer, state.epochs, state.steps)
+                     optimizer, state.epochs, state.steps)
             return state
         log.warning("Warm start from the earlier weights; the %s optimizer starts fresh (%s), so its first "
-                    "steps are full-size and may undo part of the earlier training", self.optimizer, reason)
+                    "steps are full-size and may undo part of the earlier training", optimizer, reason)
         return None
 
     def _initial_table(self, n_state: int) -> tuple[np.ndarray, np.ndarray, int, int]:
@@ -367,7 +369,7 @@ class FactorizationMachines(Estimator):
             state = self._continued_state(warm[3])
             if state is not None:
                 steps, epochs = state.steps, state.epochs
-                for j, name in enumerate(kernels.STATE_NAMES[self.optimizer], start=1):
+                for j, name in enumerate(kernels.STATE_NAMES[state.optimizer], start=1):
                     c = (1 + k) * j
                     bias[j] = state.arrays[f"{name}_w0"][0]
                     table[:, c] = state.arrays[f"{name}_w"]
@@ -391,9 +393,9 @@ class FactorizationMachines(Estimator):
         return bias, table, steps, epochs
 
     def resolved_params(self) -> dict[str, Any]:
-        """``get_params()`` with the unset (None) learning rates, weight decays, eps and factors_init_sigma
-        replaced by the optimizer's defaults for the predictor_type (``algorithm.optimizer_defaults``): the values
-        training uses."""
+        """``get_params()`` with the optimizer resolved and the unset (None) learning rates, weight decays, eps and
+        factors_init_sigma replaced by its defaults for the predictor_type (``algorithm.optimizer_defaults``): the
+        values training uses."""
         return resolve_optimizer_defaults(self.get_params())
 
     def _hyperparameter_vector(self) -> np.ndarray:
@@ -422,6 +424,7 @@ class FactorizationMachines(Estimator):
         becomes NaN or infinite, or keeps growing without early stopping to fall back on.
         """
         self._check_params()
+        optimizer = self.resolved_params()["optimizer"]
         d, k = self.feature_dim, self.num_factors
         rows, y, weights, row_weight = self._training_rows(X, y, sample_weight)
         evaluation = None
@@ -430,7 +433,7 @@ class FactorizationMachines(Estimator):
             eval_y = _as_labels(eval_set[1], eval_rows.n_rows, self.predictor_type, "eval_set y")
             evaluation = (eval_rows, eval_y)
 
-        n_state = kernels.STATE_ARRAYS[self.optimizer]
+        n_state = kernels.STATE_ARRAYS[optimizer]
         bias, table, step, first_epoch = self._initial_table(n_state)
         hp = self._hyperparameter_vector()
         order = np.empty(rows.n_rows, dtype=np.int32 if rows.n_rows < 2**31 else np.int64)
@@ -453,7 +456,7 @@ class FactorizationMachines(Estimator):
                 buffers.loss[:] = 0.0
                 step = train_epoch(
                     (rows.data, rows.indices, rows.indptr), y, row_weight, order, self.mini_batch_size, bias,
-                    table, k, kernels.OPTIMIZER_CODES[self.optimizer],
+                    table, k, kernels.OPTIMIZER_CODES[optimizer],
                     kernels.LOGISTIC if logistic else kernels.REGRESSION, hp, self.use_bias, self.use_linear,
                     step, buffers, row_scores)
                 seconds = time.perf_counter() - started
@@ -490,11 +493,11 @@ class FactorizationMachines(Estimator):
         self.w0_, self.w_, self.V_ = bias[:1].copy(), w, V
         state_arrays = {
             f"{name}_{part}": array
-            for j, (name, (w_state, V_state)) in enumerate(zip(kernels.STATE_NAMES[self.optimizer], states,
+            for j, (name, (w_state, V_state)) in enumerate(zip(kernels.STATE_NAMES[optimizer], states,
                                                              strict=True), start=1)
             for part, array in (("w0", bias[j:j + 1].copy()), ("w", w_state), ("V", V_state))}
         self.optimizer_state_: OptimizerState | None = OptimizerState(
-            self.optimizer, step, first_epoch + best_epoch + 1, state_arrays)
+            optimizer, step, first_epoch + best_epoch + 1, state_arrays)
         self.best_epoch_ = best_epoch
         self.best_score_ = None if evaluation is None else (best.score if early_stopping else best.last)
         self.n_epochs_ = epoch + 1

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from algorithm.hyperparameters import Param
-from algorithm.schemas import SCHEMAS
+from algorithm.schemas import SCHEMAS, TUNING_FIXED
 
 TITLES = {"fm": "Factorization Machines (`algorithm=fm`, the default)",
           "wals": "WALS matrix factorization (`algorithm=wals`)"}
 
 
-def _cell(param: Param) -> list[str]:
+def _cell(param: Param, fixed: str | None) -> list[str]:
     default = "required" if param.required else ("unset" if param.default is None else f"`{param.default}`")
     tune = "" if param.tune is None else f"{param.tune[0]:g} to {param.tune[1]:g} ({param.tune[2]})"
+    if fixed is not None:
+        tune = f"fixed: {fixed}"
     return [f"`{param.name}`", param.kind.__name__, default, param.allowed(), tune, param.description]
 
 
@@ -27,12 +29,16 @@ def render() -> str:
         "`_num_gpus`, `_log_level`, and the tuning service's `_tuning_objective_metric`) are ignored, each with a "
         "log line; any other unknown key, a wrong type or a value out of range fails the job with every problem "
         "listed in `output/failure`.",
+        "",
+        "The tuning range column is the search space of `fmwals.preset_ranges(algorithm)`, to run as is with "
+        "`HyperparameterTuner`. FM's rates range around AdaGrad's defaults and the preset fixes "
+        "`optimizer=adagrad`: a job that sets a rate but no optimizer trains with the built-in's Adam.",
     ]
     for algorithm, schema in SCHEMAS.items():
         out += ["", f"## {TITLES[algorithm]}", "",
                 "| name | type | default | allowed | tuning range | description |",
                 "|---|---|---|---|---|---|"]
-        out += ["| " + " | ".join(_cell(p)) + " |" for p in schema.values()]
+        out += ["| " + " | ".join(_cell(p, TUNING_FIXED[algorithm].get(p.name))) + " |" for p in schema.values()]
     return "\n".join(out) + "\n"
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
-from algorithm.schemas import SCHEMAS
+from algorithm.schemas import SCHEMAS, TUNING_FIXED
 
 SCALING_TYPES = ("Auto", "Linear", "Logarithmic", "ReverseLogarithmic")
 AUTO_LOG_RATIO = 100.0  # Auto scaling samples on a log scale when max/min spans at least this much
@@ -118,8 +118,9 @@ def grid_values(parameter: Range) -> list[str]:
 
 
 def preset_ranges(algorithm: str = "fm", names: list[str] | None = None) -> dict[str, Range]:
-    """Sensible tuning ranges (log-scaled where it matters) that the container's schema declares for
-    ``algorithm``; ``names`` picks some of them."""
+    """A search space to run as is, as the container's schema declares it for ``algorithm``: log-scaled ranges
+    around the defaults that work, plus the values the preset fixes (FM: ``optimizer``, whose defaults the
+    rates' ranges surround); ``names`` picks some of the ranges."""
     schema = SCHEMAS[algorithm]
     chosen = names if names is not None else [n for n, p in schema.items() if p.tune is not None]
     ranges: dict[str, Range] = {}
@@ -134,6 +135,8 @@ def preset_ranges(algorithm: str = "fm", names: list[str] | None = None) -> dict
             ranges[name] = IntegerParameter(int(low), int(high), scaling)
         else:
             ranges[name] = ContinuousParameter(low, high, scaling)
+    for name, value in TUNING_FIXED[algorithm].items():
+        ranges[name] = CategoricalParameter([value])
     return ranges
 
 

@@ -16,7 +16,8 @@ from sagemaker.amazon import common as sdk_common
 from sagemaker.serializers import RecordSerializer as SdkRecordSerializer
 
 from algorithm.hyperparameters import HyperparameterError, parse_hyperparameters
-from algorithm.schemas import FM_SCHEMA
+from algorithm.optimizer_defaults import optimizer_defaults
+from algorithm.schemas import FM_SCHEMA, parse_for_algorithm
 from fmwals import WALS, Estimator, FactorizationMachines, InvalidHyperparameterError, RecordSet
 from fmwals.parameter import CategoricalParameter, ContinuousParameter, IntegerParameter, preset_ranges
 from fmwals.serializers import CSVSerializer, JSONLinesSerializer, JSONSerializer, RecordSerializer
@@ -197,7 +198,54 @@ def test_parameter_ranges_and_presets():
     presets = preset_ranges("wals")
     assert presets["regularization_coeff"].scaling_type == "Logarithmic"
     assert isinstance(presets["embedding_dimension"], IntegerParameter)
-    assert set(preset_ranges("fm", ["factors_lr", "epochs"])) == {"factors_lr", "epochs"}
+    # the rates' ranges are AdaGrad's, so a subset of the preset fixes the optimizer too
+    assert set(preset_ranges("fm", ["factors_lr", "epochs"])) == {"factors_lr", "epochs", "optimizer"}
+
+
+def _documented_tuning_ranges(section: str) -> dict[str, str]:
+    """name -> the tuning range column of one algorithm's table in docs/hyperparameters.md."""
+    page = (Path(__file__).resolve().parents[2] / "docs" / "hyperparameters.md").read_text()
+    table = page.split(f"## {section}")[1].split("\n## ")[0]
+    rows = [line.split(" | ") for line in table.splitlines() if line.startswith("| `")]
+    return {row[0].strip("|` "): row[4] for row in rows if row[4].strip()}
+
+
+def _as_documented(parameter) -> str:
+    if isinstance(parameter, CategoricalParameter):
+        return "fixed: " + ", ".join(parameter.values)
+    return f"{parameter.min_value:g} to {parameter.max_value:g} ({parameter.scaling_type})"
+
+
+def test_the_fm_preset_is_a_small_space_around_the_defaults_as_documented():
+    presets = preset_ranges("fm")
+    assert {name: _as_documented(r) for name, r in presets.items()} == _documented_tuning_ranges(
+        "Factorization Machines"
+    )
+    assert set(presets) == {"epochs", "eps", "factors_lr", "factors_wd", "optimizer"}
+    assert presets["optimizer"].values == ["adagrad"]
+    assert 10 in range(presets["epochs"].min_value, presets["epochs"].max_value + 1)
+    for parameter in presets.values():
+        if isinstance(parameter, ContinuousParameter):
+            assert parameter.scaling_type == "Logarithmic" and parameter.max_value / parameter.min_value <= 1e4
+    for predictor_type in ("binary_classifier", "regressor"):  # the defaults that work lie inside
+        defaults = optimizer_defaults("adagrad", predictor_type)
+        for name in ("eps", "factors_lr", "factors_wd"):
+            assert presets[name].is_valid(defaults[name]), (predictor_type, name)
+
+
+@pytest.mark.parametrize("predictor_type", ["binary_classifier", "regressor"])
+def test_the_tuner_takes_the_fm_preset_and_its_jobs_train_with_adagrad(predictor_type):
+    fm = FactorizationMachines("r", 1, "local_process", num_factors=4, predictor_type=predictor_type)
+    presets = preset_ranges("fm")
+    tuner = HyperparameterTuner(fm, "test:rmse" if predictor_type == "regressor" else "test:auc", presets)
+    ranges = tuner.hyperparameter_ranges()
+    assert {r["Name"] for group in ranges.values() for r in group} == set(presets)
+    assert ranges["CategoricalParameterRanges"] == [{"Name": "optimizer", "Values": ["adagrad"]}]
+    for bound in ("min_value", "max_value"):  # what a job at either corner of the space trains with
+        tuned = {name: getattr(r, bound) for name, r in presets.items() if name != "optimizer"}
+        _, hp = parse_for_algorithm({"feature_dim": 10, "num_factors": 4, "predictor_type": predictor_type,
+                                     **tuned, "optimizer": presets["optimizer"].values[0]})
+        assert hp["optimizer"] == "adagrad" and hp["factors_lr"] == tuned["factors_lr"]
 
 
 def test_tuner_checks_objective_and_ranges_up_front():

@@ -19,6 +19,7 @@ import scipy.sparse as sp
 from sagemaker.deserializers import JSONDeserializer as SdkJSONDeserializer
 from sagemaker.serializers import CSVSerializer as SdkCSVSerializer
 
+from algorithm import artifact
 from container.formats.recordio import write_numpy_to_dense_tensor
 from fmwals import (
     WALS,
@@ -200,6 +201,18 @@ def test_batch_transform_splits_lines_and_records(shared_home, digits, tmp_path)
     )
     out = (tmp_path / "out-pbr" / "rows.pbr.out").read_text().splitlines()
     assert len(out) == 7 and set(json.loads(out[0])) == {"score", "predicted_label"}
+
+
+def test_a_job_that_sets_no_optimizer_trains_with_adagrad_and_says_so(digits):
+    x, y, xt, yt = digits
+    fm = FactorizationMachines("role", 1, "local_process", num_factors=4, predictor_type="binary_classifier",
+                               epochs=3)
+    assert fm.optimizer is None
+    fm.fit([fm.record_set(x, y), fm.record_set(xt, yt, channel="test")], mini_batch_size=100, logs=False)
+    assert "optimizer unset: training with adagrad" in fm.latest_training_job.log()
+    meta, _ = artifact.read(fm.model_data.removeprefix("file://"))
+    assert meta["hyperparameters"]["optimizer"] == "adagrad"
+    assert fm.training_job_analytics.metrics()["test:binary_classification_accuracy"][0] > 0.95
 
 
 def test_failed_job_raises_the_container_failure_text(digits):

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from fmwals import FactorizationMachines
-from fmwals.parameter import CategoricalParameter, ContinuousParameter, IntegerParameter
+from fmwals.parameter import CategoricalParameter, ContinuousParameter, IntegerParameter, preset_ranges
 from fmwals.tuner import HyperparameterTuner, WarmStartTypes
 
 OBJECTIVE = "test:binary_classification_accuracy"
@@ -63,6 +63,18 @@ def test_eight_jobs_two_at_a_time_then_deploy_the_best(channels, digits):
     answer = [r.label["predicted_label"].float32_tensor.values[0] for r in predictor.predict(xt[:20])]
     assert sum(p == label for p, label in zip(answer, yt[:20], strict=True)) >= 18
     tuner.delete_endpoint()
+
+
+@pytest.mark.slow
+def test_the_fm_preset_runs_as_is(channels):
+    tuner = HyperparameterTuner(_fm(), OBJECTIVE, preset_ranges("fm"), max_jobs=2, max_parallel_jobs=2,
+                                random_seed=0)
+    tuner.fit(channels)
+    table = tuner.analytics()
+    assert list(table["TrainingJobStatus"]) == ["Completed", "Completed"]
+    assert set(table["optimizer"]) == {"adagrad"} and table["FinalObjectiveValue"].min() > 0.9
+    for name in table["TrainingJobName"]:
+        assert "Optimizer adagrad: " in FactorizationMachines.attach(name).latest_training_job.log()
 
 
 @pytest.mark.slow

@@ -221,7 +221,7 @@ def test_a_warm_start_without_the_optimizer_state_starts_it_fresh_and_says_so(tm
     x, y = _classification_data()
     first = _job(tmp_path / "first", hp={**FM_HP, "optimizer": "adagrad"}, channels={"train": {"a": _dense(x, y)}})
     assert _train(first)[0].returncode == 0
-    second = _job(tmp_path / "second", channels={"train": {"a": _dense(x, y)}})  # adam
+    second = _job(tmp_path / "second", hp={**FM_HP, "optimizer": "adam"}, channels={"train": {"a": _dense(x, y)}})
     shutil.copytree(first / "model", second / "input/data/model")
     proc, _ = _train(second)
     assert proc.returncode == 0

@@ -23,7 +23,7 @@ def fitted() -> tuple[FactorizationMachines, sp.csr_matrix]:
     X = sp.random(200, 40, density=0.1, format="csr", random_state=0, dtype=np.float32)
     y = (np.arange(200) % 2).astype(np.float32)
     model = FactorizationMachines(feature_dim=40, num_factors=3, predictor_type="binary_classifier", epochs=2,
-                                  mini_batch_size=50, num_threads=1)
+                                  mini_batch_size=50, num_threads=1, optimizer="adam")
     return model.fit(X, y), X
 
 

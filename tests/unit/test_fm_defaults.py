@@ -1,6 +1,7 @@
-"""Per-optimizer defaults of the learning rates, weight decays and eps: Adam keeps the built-in's, the other
-optimizers take one tuned table, a value the user sets always wins, and training reports and stores the
-values it used."""
+"""The optimizer and the per-optimizer defaults of the learning rates, weight decays and eps: an unset optimizer
+is AdaGrad unless one of the built-in's optimizer settings is set (then the built-in's Adam), Adam keeps the
+built-in's defaults, the other optimizers take one tuned table, a value the user sets always wins, and training
+reports and stores the optimizer and values it used."""
 
 import json
 import logging
@@ -10,7 +11,12 @@ import pytest
 
 from algorithm.fm import FactorizationMachines
 from algorithm.metrics import rmse
-from algorithm.optimizer_defaults import OPTIMIZER_DEFAULTS, PREDICTOR_TYPE_DEFAULTS, optimizer_defaults
+from algorithm.optimizer_defaults import (
+    BUILTIN_OPTIMIZER_SETTINGS,
+    OPTIMIZER_DEFAULTS,
+    PREDICTOR_TYPE_DEFAULTS,
+    optimizer_defaults,
+)
 from algorithm.schemas import parse_for_algorithm
 from container.config import ChannelConfig
 from container.fm_training import train_fm
@@ -28,12 +34,44 @@ def test_every_optimizer_defaults_every_rate_and_nothing_else():
         assert set(RATES) <= set(table) <= {*RATES, "eps", "factors_init_sigma"}
 
 
-def test_adam_keeps_the_builtin_defaults_in_the_container_and_the_estimator():
-    _, hp = parse_for_algorithm(REQUIRED)
+def test_explicit_adam_keeps_the_builtin_defaults_in_the_container_and_the_estimator():
+    _, hp = parse_for_algorithm({**REQUIRED, "optimizer": "adam"})
     assert hp["optimizer"] == "adam"
     assert {name: hp[name] for name in RATES} == BUILTIN
-    model = FactorizationMachines(feature_dim=20, num_factors=4, predictor_type="regressor")
+    model = FactorizationMachines(feature_dim=20, num_factors=4, predictor_type="regressor", optimizer="adam")
     assert {name: model.resolved_params()[name] for name in RATES} == BUILTIN
+
+
+@pytest.mark.parametrize("predictor_type", ["regressor", "binary_classifier"])
+def test_an_unset_optimizer_is_adagrad_at_its_defaults_in_the_container_and_the_estimator(predictor_type):
+    expected = {**optimizer_defaults("adagrad", predictor_type), "optimizer": "adagrad"}
+    _, hp = parse_for_algorithm({**REQUIRED, "predictor_type": predictor_type})
+    model = FactorizationMachines(feature_dim=20, num_factors=4, predictor_type=predictor_type)
+    assert model.get_params()["optimizer"] is None
+    for name, value in expected.items():
+        assert hp[name] == value == model.resolved_params()[name], name
+
+
+@pytest.mark.parametrize("name", BUILTIN_OPTIMIZER_SETTINGS)
+def test_a_builtin_optimizer_setting_without_optimizer_means_the_builtins_adam(name):
+    _, hp = parse_for_algorithm({**REQUIRED, name: "0.5"})
+    model = FactorizationMachines(feature_dim=20, num_factors=4, predictor_type="regressor", **{name: 0.5})
+    for params in (hp, model.resolved_params()):
+        assert params["optimizer"] == "adam" and params[name] == 0.5
+        assert {rate: params[rate] for rate in RATES if rate != name} == {
+            rate: value for rate, value in BUILTIN.items() if rate != name}
+
+
+def test_the_unset_optimizer_and_why_are_logged(caplog):
+    caplog.set_level(logging.INFO, logger="algorithm.schemas")
+    parse_for_algorithm(REQUIRED)
+    assert "optimizer unset: training with adagrad" in caplog.text
+    caplog.clear()
+    parse_for_algorithm({**REQUIRED, "factors_wd": "0.1", "eps": "1e-6"})
+    assert "optimizer unset and factors_wd, eps set: training with adam, the built-in's optimizer" in caplog.text
+    caplog.clear()
+    parse_for_algorithm({**REQUIRED, "optimizer": "sgd"})
+    assert "optimizer" not in caplog.text
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adagrad", "ftrl"])
@@ -88,16 +126,16 @@ def _ratings(seed: int, users: int = 400, items: int = 300, n: int = 40_000):
     return X, y
 
 
-def test_adagrad_defaults_learn_what_the_builtin_adam_defaults_do_not():
+def test_the_defaults_learn_what_the_builtin_adam_defaults_do_not():
     X, y = _ratings(0)
     train, test = slice(0, 36_000), slice(36_000, None)
     scores = {}
-    for optimizer in ("adam", "adagrad"):
+    for optimizer in (None, "adam"):
         model = FactorizationMachines(feature_dim=X.shape[1], num_factors=8, predictor_type="regressor", epochs=10,
                                       optimizer=optimizer, num_threads=1).fit(X[train], y[train])
         scores[optimizer] = rmse(y[test], model.predict_scores(X[test]))
     baseline = float(np.std(y[test]))
-    assert scores["adagrad"] < 0.85 * baseline, (scores, baseline)  # measured 0.76
+    assert scores[None] < 0.85 * baseline, (scores, baseline)  # measured 0.76
     assert scores["adam"] > 0.9 * baseline, (scores, baseline)  # 0.93: the built-in's rates barely move in 10 epochs
 
 
@@ -117,3 +155,32 @@ def test_the_training_job_logs_and_stores_the_values_it_used(tmp_path, caplog):
     assert f"Optimizer adagrad: bias_lr=0.3, linear_lr={table['linear_lr']:g}" in caplog.text
     stored = json.loads((paths.model_dir / "model.json").read_text())["hyperparameters"]
     assert stored["bias_lr"] == 0.3 and stored["factors_lr"] == table["factors_lr"]
+
+
+def test_a_default_job_logs_and_stores_the_optimizer_it_resolved(tmp_path, caplog):
+    paths = SageMakerPaths(tmp_path)
+    X, y = _ratings(2, users=30, items=20, n=600)
+    channel = paths.channel_dir("train")
+    channel.mkdir(parents=True)
+    with open(channel / "part0", "wb") as fh:
+        write_numpy_to_dense_tensor(fh, X, y)
+    caplog.set_level(logging.INFO)
+    _, hp = parse_for_algorithm({"feature_dim": str(X.shape[1]), "num_factors": "4",
+                                 "predictor_type": "regressor", "num_threads": "1"})
+    train_fm(paths, hp, {"train": ChannelConfig("train")}, "algo-1")
+    assert "optimizer unset: training with adagrad" in caplog.text
+    assert f"Optimizer adagrad: bias_lr={OPTIMIZER_DEFAULTS['adagrad']['bias_lr']:g}" in caplog.text
+    stored = json.loads((paths.model_dir / "model.json").read_text())["hyperparameters"]
+    assert {name: stored[name] for name in ("optimizer", *RATES)} == {
+        "optimizer": "adagrad", **{name: OPTIMIZER_DEFAULTS["adagrad"][name] for name in RATES}}
+
+
+def test_the_estimator_with_no_optimizer_stores_adagrad_and_reloads_it():
+    X, y = _ratings(3, users=30, items=20, n=600)
+    model = FactorizationMachines(feature_dim=X.shape[1], num_factors=4, predictor_type="regressor",
+                                  epochs=2, num_threads=1).fit(X, y)
+    assert model.get_params()["optimizer"] is None
+    stored = model.artifact_meta()["hyperparameters"]
+    assert stored["optimizer"] == "adagrad" and stored["eps"] == OPTIMIZER_DEFAULTS["adagrad"]["eps"]
+    again = FactorizationMachines(**stored).fit(X, y)
+    np.testing.assert_array_equal(again.V_, model.V_)

@@ -31,10 +31,13 @@ def test_defaults_match_the_builtin():
     _, hp = parse_for_algorithm(FM_REQUIRED)
     assert hp["algorithm"] == "fm"
     assert (hp["epochs"], hp["mini_batch_size"]) == (1, 1000)
+    assert (hp["bias_init_sigma"], hp["linear_init_sigma"], hp["factors_init_sigma"]) == (0.01, 0.01, 0.001)
+    assert hp["optimizer"] == "adagrad"  # unset: not the built-in's (algorithm.optimizer_defaults)
+    _, hp = parse_for_algorithm({**FM_REQUIRED, "optimizer": "adam"})
     assert (hp["bias_lr"], hp["linear_lr"], hp["factors_lr"]) == (0.1, 0.001, 0.0001)
     assert (hp["bias_wd"], hp["linear_wd"], hp["factors_wd"]) == (0.01, 0.001, 0.00001)
     assert (hp["bias_init_sigma"], hp["linear_init_sigma"], hp["factors_init_sigma"]) == (0.01, 0.01, 0.001)
-    assert hp["optimizer"] == "adam" and hp["clip_gradient"] is None
+    assert hp["clip_gradient"] is None
 
 
 def test_reserved_keys_are_ignored_and_logged(caplog):
