@@ -5,7 +5,7 @@ A job that sets no optimizer trains with AdaGrad at the defaults below, the best
 without tuning (docs/benchmarks.md). The SageMaker built-in always trains with Adam, so a job that sets any of
 the built-in's optimizer settings (its learning rates, weight decays, eps, clip_gradient or rescale_grad) and no
 optimizer trains with Adam, whose defaults are the built-in's: those values then mean what they mean for the
-built-in. The other optimizers' defaults were tuned once on the benchmark sets (CTR-like clicks and
+built-in. The other optimizers' defaults are tuned on the benchmark sets (CTR-like clicks and
 MovieLens-shaped ratings) and are the same for every data set. Standard library only: ``algorithm.schemas``
 (read by the client) imports it too.
 """

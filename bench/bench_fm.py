@@ -46,11 +46,11 @@ default = our FM with the optimizer unset (adagrad), as a job that sets nothing
 rows/s  = training rows / epoch s; the SageMaker built-in logs ~{sagemaker:,} rows/s on a multi-core instance
 used MB = peak RSS - RSS after imports (and our warm-up); need MB = data + model + optimizer state"""
 
-# Not measured here: quoted from the issue's calibration runs on sets of the same shape.
+# Not measured here: reference figures on real data of the same shape as each set.
 QUOTED = {
-    "ctr": "libFM: not on PyPI, not measured. Issue calibration on a CTR set like this one: xLearn AUC "
+    "ctr": "libFM: not on PyPI, not measured. Reference on a real CTR set of this shape: xLearn AUC "
            "0.738 / logloss 0.490 (defaults), 0.767 / 0.478 (tuned); myfm Gibbs 0.783 / 0.459.",
-    "ratings": "libFM: not on PyPI, not measured. Issue calibration on MovieLens-1M: libFM SGD RMSE 0.806, "
+    "ratings": "libFM: not on PyPI, not measured. Reference on MovieLens-1M: libFM SGD RMSE 0.806, "
                "xLearn 0.816, myfm Gibbs (k=16) 0.791.",
 }
 
@@ -375,7 +375,7 @@ def _last_epoch_quality(r: dict[str, Any], limit: int = QUALITY_EPOCHS) -> dict[
 
 
 def goals(rows: list[dict[str, Any]], full_rows: dict[str, int]) -> list[tuple[str, str, str]]:
-    """(goal, PASS/MISS/n/a, measured) for each goal of the issue."""
+    """(goal, PASS/MISS/n/a, measured) for each goal."""
     ours = {(r["dataset"], r["k"], r["threads"], r["variant"]): r for r in rows if r["trainer"] == "ours"}
     out: list[tuple[str, str, str]] = []
 
