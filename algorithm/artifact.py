@@ -15,6 +15,12 @@ Layout of ``model.json`` (format_version 1)::
     ...             the model's own metadata (``artifact_meta()``): for FM predictor_type, feature_dim,
                     num_factors, typed hyperparameters, best_epoch, the scoring formula
 
+``read`` and ``load`` also take the built-in SageMaker FM's model (``model_algo-1``, a zip of an MXNet
+checkpoint: ``algorithm.builtin_fm``) wherever they take this layout: a directory holding it, a model.tar.gz
+holding it, or its own path; it loads as an FM without optimizer state. ``export_builtin`` writes an FM
+artifact in the built-in's layout (a model.tar.gz holding model_algo-1). Archives are read in memory, never
+extracted, and refused whole when a member name could point outside the directory (``algorithm.archives``).
+
 Any model class with ``artifact_arrays() -> dict``, ``artifact_meta() -> dict`` (holding "algorithm") and a
 classmethod ``from_artifact(meta, arrays)`` can be saved; ``load`` dispatches on ``meta["algorithm"]`` to
 ``MODEL_CLASSES`` (every WALS artifact loads as an ``algorithm.wals_model.WALSModel``). A class with an
@@ -36,12 +42,15 @@ import logging
 import os
 import tarfile
 import tempfile
+import time
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from algorithm import archives, builtin_fm
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +60,8 @@ META_FILE = "model.json"
 STATE_FILE = "optimizer_state.npz"
 STATE_KEY = "optimizer_state"
 TARBALL = "model.tar.gz"
+BUILTIN = builtin_fm.MEMBER
+MODEL_LIMIT = 1 << 36  # bytes of one file of a model read from a tarball
 FILE_MODE = 0o644
 # meta["algorithm"] -> (module, class); imported lazily so loading an FM never imports WALS and vice versa.
 MODEL_CLASSES = {"fm": ("algorithm.fm", "FactorizationMachines"), "wals": ("algorithm.wals_model", "WALSModel")}
@@ -144,7 +155,8 @@ def _write_atomically(path: Path, payload: bytes) -> None:
 
 def read(model_dir: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The verified (meta, arrays) of the artifact in ``model_dir``: a directory with model.json + model.npz,
-    a directory with a model.tar.gz holding them (SageMaker SDK local mode), or the path of such a tarball.
+    a directory with a model.tar.gz holding them (SageMaker SDK local mode), or the path of such a tarball;
+    or the built-in FM's model_algo-1 in any of these places (its meta in this layout's FM form).
     The optimizer state is not read."""
     path = Path(model_dir)
     return _checked(_artifact_files(path, (META_FILE, ARRAYS_FILE)), path)
@@ -155,7 +167,7 @@ def load(model_dir: str | os.PathLike[str], *, optimizer_state: bool = False) ->
 
     ``optimizer_state=True`` (a warm start) also restores the optimizer state the artifact describes; when its
     file is missing (only model.json and model.npz were copied) the model loads without it and a warning
-    says so."""
+    says so. The built-in's model has none."""
     path = Path(model_dir)
     files = _artifact_files(path, (META_FILE, ARRAYS_FILE), (STATE_FILE,) if optimizer_state else ())
     meta, arrays = _checked(files, path)
@@ -172,6 +184,25 @@ def load(model_dir: str | os.PathLike[str], *, optimizer_state: bool = False) ->
     if optimizer_state and STATE_KEY in meta:
         _restore_optimizer_state(model, meta[STATE_KEY], files.get(STATE_FILE), path)
     return model
+
+
+def export_builtin(model_dir: str | os.PathLike[str], tarball: str | os.PathLike[str]) -> Path:
+    """Write the FM model in ``model_dir`` (anything ``read`` takes) as the built-in's ``model.tar.gz``:
+    one member, ``model_algo-1`` (``algorithm.builtin_fm.write``), written atomically, 0644. Returns its path."""
+    meta, arrays = read(model_dir)
+    try:
+        member = builtin_fm.write(meta, arrays, f"fm-wals-image {package_version()}")
+    except builtin_fm.BuiltinModelError as err:
+        raise ArtifactError(f"Cannot export the model in {model_dir}: {err}") from None
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        info = tarfile.TarInfo(BUILTIN)
+        info.size, info.mode, info.mtime = len(member), FILE_MODE, int(time.time())
+        tar.addfile(info, io.BytesIO(member))
+    target = Path(tarball)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomically(target, buffer.getvalue())
+    return target
 
 
 def _restore_optimizer_state(model: Any, section: Any, payload: bytes | None, path: Path) -> None:
@@ -193,22 +224,73 @@ def _restore_optimizer_state(model: Any, section: Any, payload: bytes | None, pa
 def _artifact_files(path: Path, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, bytes]:
     """The files ``required`` (ArtifactError when one is missing) and those of ``optional`` that are there,
     from the artifact at ``path``: a directory holding model.json beside them, a directory with a
-    model.tar.gz, or the path of such a tarball."""
+    model.tar.gz, or the path of such a tarball. Where the built-in's model_algo-1 is found instead, the
+    answer is {"model_algo-1": its bytes}."""
     if path.is_dir() and (path / META_FILE).is_file():
         present = tuple(name for name in optional if (path / name).is_file())
         return {name: _read_file(path / name) for name in (*required, *present)}
+    builtin = _builtin_member(path)
+    if builtin is not None:
+        return {BUILTIN: _read_file(builtin)}
+    if path.is_file() and _is_zip(path):
+        return {BUILTIN: _read_file(path)}
     if path.is_file() or (path / TARBALL).is_file():
         tarball = path if path.is_file() else path / TARBALL
-        found = _read_tarball(tarball, (*required, *optional))
+        try:
+            found = archives.read_tar(tarball, lambda name: name in (*required, *optional)
+                                      or name.startswith(builtin_fm.MEMBER_PREFIX), {"*": MODEL_LIMIT})
+        except archives.ArchiveError as err:
+            raise ArtifactError(str(err)) from None
         missing = [name for name in required if name not in found]
+        if missing and META_FILE not in found:
+            member = _builtin_choice(sorted(found), tarball)
+            if member is not None:
+                return {BUILTIN: found[member]}
         if missing:
-            raise ArtifactError(f"{tarball} does not contain {' and '.join(missing)} at its top level")
-        return found
-    raise ArtifactError(f"No model in {path}: expected {META_FILE} + {ARRAYS_FILE} or {TARBALL}")
+            raise ArtifactError(f"{tarball} does not contain {' and '.join(missing)} at its top level, nor the "
+                                f"built-in FM's {BUILTIN}")
+        return {name: content for name, content in found.items() if name in (*required, *optional)}
+    raise ArtifactError(f"No model in {path}: expected {META_FILE} + {ARRAYS_FILE}, {TARBALL}, or the built-in "
+                        f"FM's {BUILTIN}")
+
+
+def _builtin_member(path: Path) -> Path | None:
+    """The built-in's model_algo-* file in directory ``path``, if there is one."""
+    if not path.is_dir():
+        return None
+    names = sorted(p.name for p in path.iterdir() if p.is_file() and p.name.startswith(builtin_fm.MEMBER_PREFIX))
+    member = _builtin_choice(names, path)
+    return None if member is None else path / member
+
+
+def _builtin_choice(names: list[str], where: Path) -> str | None:
+    """Of the model_algo-* names found in ``where``: model_algo-1, else the only one (another host's); None when
+    there is none; ArtifactError when several leave it ambiguous."""
+    candidates = [name for name in names if name.startswith(builtin_fm.MEMBER_PREFIX)]
+    if BUILTIN in candidates or not candidates:
+        return BUILTIN if candidates else None
+    if len(candidates) > 1:
+        raise ArtifactError(f"{where} holds several built-in models {candidates} and no {BUILTIN}: keep one")
+    return candidates[0]
+
+
+def _is_zip(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return handle.read(4) == b"PK\x03\x04"
 
 
 def _checked(files: Mapping[str, bytes], path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """The parsed model.json and the arrays of model.npz, verified against it."""
+    """The parsed model.json and the arrays of model.npz, verified against it; or the built-in's model read
+    from model_algo-1."""
+    if BUILTIN in files:
+        source = str(path) if path.is_file() else f"{path}/{BUILTIN}"
+        try:
+            meta, arrays = builtin_fm.read(files[BUILTIN], source)
+        except builtin_fm.BuiltinModelError as err:
+            raise ArtifactError(str(err)) from None
+        log.info("Read the built-in FM's model from %s: predictor_type=%s, feature_dim=%d, num_factors=%d",
+                 source, meta["predictor_type"], meta["feature_dim"], meta["num_factors"])
+        return meta, arrays
     try:
         meta = json.loads(files[META_FILE])
     except ValueError as err:
@@ -257,22 +339,3 @@ def _read_file(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as err:
         raise ArtifactError(f"Cannot read {path}: {err}") from None
-
-
-def _read_tarball(path: Path, names: tuple[str, ...]) -> dict[str, bytes]:
-    """The files ``names`` found at the top level of a tarball (members are read, never extracted; the reading
-    stops once all of them are found)."""
-    found: dict[str, bytes] = {}
-    try:
-        with tarfile.open(path, "r:*") as tar:
-            for member in tar:
-                name = os.path.normpath(member.name)
-                if member.isfile() and name in names:
-                    handle = tar.extractfile(member)
-                    if handle is not None:
-                        found[name] = handle.read()
-                        if len(found) == len(names):
-                            break
-    except (OSError, tarfile.TarError) as err:
-        raise ArtifactError(f"Cannot read {path}: {err}") from None
-    return found
