@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -22,8 +23,8 @@ V3_MAGIC = 0xF993FACA
 DENSE, ROW_SPARSE, CSR = 0, 1, 2
 CPU = 1
 # mshadow type flags -> numpy dtypes (float16/64 and the integer types also load; callers decide what they take).
-DTYPES = {0: np.dtype("<f4"), 1: np.dtype("<f8"), 2: np.dtype("<f2"), 3: np.dtype("u1"), 4: np.dtype("<i4"),
-          5: np.dtype("i1"), 6: np.dtype("<i8")}
+DTYPES: dict[int, np.dtype[Any]] = {flag: np.dtype(code) for flag, code in enumerate(
+    ("<f4", "<f8", "<f2", "u1", "<i4", "i1", "<i8"))}
 TYPE_FLAGS = {dtype: flag for flag, dtype in DTYPES.items()}
 MAX_NDIM = 32
 
@@ -57,7 +58,7 @@ class _Reader:
             raise ParamsFormatError(f"{what} {dims} has a negative dimension")
         return tuple(dims)
 
-    def array(self, dtype: np.dtype, shape: tuple[int, ...], what: str) -> np.ndarray:
+    def array(self, dtype: np.dtype[Any], shape: tuple[int, ...], what: str) -> np.ndarray:
         count = int(np.prod(shape, dtype=np.int64))
         chunk = self.take(count * dtype.itemsize, what)
         return np.frombuffer(chunk, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
@@ -119,11 +120,11 @@ def _read_array(reader: _Reader, index: int) -> np.ndarray:
         raise ParamsFormatError(f"{what} is row_sparse with storage {storage_shape}, index {index_shape} of type "
                                 f"{aux_flag}: inconsistent with its shape {shape}")
     rows = reader.array(dtype, storage_shape, f"{what} data")
-    index = reader.array(DTYPES[aux_flag], index_shape, f"{what} row indices").astype(np.int64)
-    if index.size and (index.min() < 0 or index.max() >= shape[0]):
+    rows_at = reader.array(DTYPES[aux_flag], index_shape, f"{what} row indices").astype(np.int64)
+    if rows_at.size and (rows_at.min() < 0 or rows_at.max() >= shape[0]):
         raise ParamsFormatError(f"{what} has a row index outside [0, {shape[0]})")
     dense = np.zeros(shape, dtype)
-    dense[index] = rows
+    dense[rows_at] = rows
     return dense
 
 

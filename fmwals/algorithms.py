@@ -5,6 +5,7 @@ which build record sets; ``WALS`` also reads its trained factors as TF's estimat
 from __future__ import annotations
 
 import inspect
+import os
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -17,6 +18,7 @@ from algorithm import artifact
 from algorithm.hyperparameters import Schema
 from algorithm.schemas import FM_SCHEMA, WALS_SCHEMA
 from fmwals import jobs, wals_factors
+from fmwals.builtin_export import export_builtin
 from fmwals.estimator import Estimator
 from fmwals.inputs import Inputs, RecordSet, feature_dim_of, is_local, local_path
 from fmwals.predictor import FactorizationMachinesPredictor
@@ -154,6 +156,15 @@ class FactorizationMachines(AlgorithmEstimator):
         write_shards(train, labels, int(self.instance_count), directory)
         rows, cols = int(train.shape[0]), int(train.shape[1])
         return RecordSet(f"file://{directory}/", rows, cols, "S3Prefix", channel)
+
+    def export_builtin(self, path: str | os.PathLike[str]) -> Path:
+        """Write the latest job's model to the local file ``path`` as the built-in SageMaker FM's
+        ``model.tar.gz`` (``model_algo-1``: symbol.json, params, meta.json), which MXNet scripts written for the
+        built-in load; returns the path."""
+        model_data = self.model_data
+        if model_data is None:
+            raise ValueError("this FactorizationMachines has no trained model yet: call fit() (or attach()) first")
+        return export_builtin(model_data, path, self.sagemaker_session)
 
 
 class WALS(AlgorithmEstimator):

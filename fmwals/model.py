@@ -3,11 +3,14 @@ transform, on the back end its ``instance_type`` selects."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from fmwals import jobs
 from fmwals.backends import backend_for
 from fmwals.backends.backend import ModelSpec
+from fmwals.builtin_export import export_builtin
 from fmwals.images import base_name, default_image
 from fmwals.predictor import FactorizationMachinesPredictor, Predictor
 from fmwals.transformer import Transformer
@@ -84,3 +87,8 @@ class FactorizationMachinesModel(Model):
                  **kwargs: Any) -> None:
         super().__init__(model_data=model_data, role=role, predictor_cls=FactorizationMachinesPredictor,
                          sagemaker_session=sagemaker_session, **kwargs)
+
+    def export_builtin(self, path: str | os.PathLike[str]) -> Path:
+        """Write this model to the local file ``path`` as the built-in SageMaker FM's ``model.tar.gz``
+        (``model_algo-1``), which MXNet scripts written for the built-in load; returns the path."""
+        return export_builtin(self.model_data, path, self.sagemaker_session)
