@@ -8,6 +8,8 @@ VENV ?= .venv
 VENV_STAMP := $(VENV)/.installed
 VENV_SDK3 ?= .venv-sdk3
 VENV_SDK3_STAMP := $(VENV_SDK3)/.installed
+VENV_MXNET ?= .venv-mxnet
+VENV_MXNET_STAMP := $(VENV_MXNET)/.installed
 IMAGE ?= fm-wals:latest
 LOCAL_BASE_IMAGE ?= fm-wals-base:bookworm
 # Empty: the public python:3.11-slim-bookworm when pullable, else $(LOCAL_BASE_IMAGE) (make base-image).
@@ -19,7 +21,7 @@ ACCEPT ?= application/json
 
 export IMAGE LOCAL_BASE_IMAGE BASE_IMAGE
 
-.PHONY: help venv venv-sdk3 lint test test-fast docker-engine base-image image push local-train local-serve local-predict \
+.PHONY: help venv venv-sdk3 venv-mxnet lint test test-fast docker-engine base-image image push local-train local-serve local-predict \
         demo bench sample-data clean
 
 help: ## list the targets
@@ -40,6 +42,13 @@ $(VENV_SDK3_STAMP): requirements-sdk3.txt
 	$(VENV_SDK3)/bin/python -m pip install -q -r requirements-sdk3.txt
 	touch $@
 
+venv-mxnet: $(VENV_MXNET_STAMP) ## create .venv-mxnet (MXNet 1.9.1, Python 3.11) from requirements-mxnet.txt for the format tests
+
+$(VENV_MXNET_STAMP): requirements-mxnet.txt
+	test -x $(VENV_MXNET)/bin/python || $(PYTHON) -m venv $(VENV_MXNET)
+	$(VENV_MXNET)/bin/python -m pip install -q -r requirements-mxnet.txt
+	touch $@
+
 lint: venv ## ruff check + mypy (settings in pyproject.toml); both run, either failing fails
 	status=0; $(VENV)/bin/ruff check . || status=1; $(VENV)/bin/mypy || status=1; exit $$status
 
@@ -54,7 +63,7 @@ image: docker-engine ## build $(IMAGE) (public base when pullable, else the loca
 
 # The README's test command: works on a fresh machine as root (installs and starts the engine itself).
 # Lint and pytest both run (for a full report) and either failing fails the target.
-test: venv venv-sdk3 docker-engine image ## engine + images + lint + the whole pytest suite (Docker tests required)
+test: venv venv-sdk3 venv-mxnet docker-engine image ## engine + images + lint + the whole pytest suite (Docker tests required)
 	status=0; \
 	$(MAKE) --no-print-directory lint || status=1; \
 	REQUIRE_DOCKER=1 $(VENV)/bin/python -m pytest --continue-on-collection-errors || status=1; \
