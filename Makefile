@@ -9,6 +9,8 @@ VENV_STAMP := $(VENV)/.installed
 VENV_SDK3 ?= .venv-sdk3
 VENV_SDK3_STAMP := $(VENV_SDK3)/.installed
 VENV_MXNET ?= .venv-mxnet
+# MXNet 1.9.1 needs numpy 1.23.5, whose last wheels are for Python 3.11.
+PYTHON_MXNET ?= $(shell command -v python3.11 || echo $(PYTHON))
 VENV_MXNET_STAMP := $(VENV_MXNET)/.installed
 IMAGE ?= fm-wals:latest
 LOCAL_BASE_IMAGE ?= fm-wals-base:bookworm
@@ -44,10 +46,13 @@ $(VENV_SDK3_STAMP): requirements-sdk3.txt
 
 venv-mxnet: $(VENV_MXNET_STAMP) ## create .venv-mxnet (MXNet 1.9.1, Python 3.11) from requirements-mxnet.txt for the format tests
 
+# When MXNet cannot be installed here the target says so and goes on: its tests then skip with that reason, and
+# fail under REQUIRE_DOCKER=1 (make test), never passing silently.
 $(VENV_MXNET_STAMP): requirements-mxnet.txt
-	test -x $(VENV_MXNET)/bin/python || $(PYTHON) -m venv $(VENV_MXNET)
-	$(VENV_MXNET)/bin/python -m pip install -q -r requirements-mxnet.txt
-	touch $@
+	if (test -x $(VENV_MXNET)/bin/python || $(PYTHON_MXNET) -m venv $(VENV_MXNET)) \
+	    && $(VENV_MXNET)/bin/python -m pip install -q -r requirements-mxnet.txt; then touch $@; \
+	else echo "WARNING: MXNet 1.9.1 did not install into $(VENV_MXNET) with $(PYTHON_MXNET) (it needs Python 3.11):" \
+	    "tests/integration/test_mxnet_compat.py cannot run" >&2; fi
 
 lint: venv ## ruff check + mypy (settings in pyproject.toml); both run, either failing fails
 	status=0; $(VENV)/bin/ruff check . || status=1; $(VENV)/bin/mypy || status=1; exit $$status
