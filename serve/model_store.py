@@ -96,7 +96,8 @@ _SERVABLES: dict[type, type[Any]] = {FactorizationMachines: FMServable, WALSMode
 
 
 def load(model_dir: Path) -> Servable:
-    """The servable of the artifact in ``model_dir`` (model.json + model.npz, or a model.tar.gz there)."""
+    """The servable of the artifact in ``model_dir``: model.json + model.npz, a model.tar.gz there, or the
+    built-in FM's model_algo-1 (``algorithm.artifact`` detects which)."""
     model = artifact.load(model_dir)
     try:
         servable_class = _SERVABLES[type(model)]
