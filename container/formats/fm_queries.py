@@ -107,7 +107,7 @@ def _features(name: str, row: Any, feature_dim: int) -> tuple[np.ndarray, np.nda
         raise FieldError(f'field {name!r} must be {{"keys": [...], "values": [...]}}, got {row!r}')
     extra = sorted(set(row) - ROW_FIELDS)
     if extra:
-        raise FieldError(f"field {name}.{extra[0]!r} is not allowed (allowed: keys, values)")
+        raise FieldError(f"field '{name}.{extra[0]}' is not allowed (allowed: keys, values)")
     keys = _ints(f"{name}.keys", row.get("keys", []))
     bad = np.flatnonzero((keys < 0) | (keys >= feature_dim))
     if bad.size:
