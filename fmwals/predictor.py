@@ -159,9 +159,11 @@ class FactorizationMachinesPredictor(Predictor):
         else:
             spec = {"ids": list(candidates)}
         fields: dict[str, Any] = {"candidates": spec}
-        for name, value in (("k", k), ("exclude", exclude), ("include", include)):
-            if value is not None:
-                fields[name] = value if name == "k" else list(value)
+        if k is not None:
+            fields["k"] = int(k)
+        for name, ids in (("exclude", exclude), ("include", include)):
+            if ids is not None:
+                fields[name] = list(ids)
         queries = [fields if c is None else {"context": c, **fields} for c in contexts]
         body = json.dumps({"queries": queries}, default=_plain).encode()
         response, content_type = self.backend.invoke_endpoint(self.endpoint_name, body, JSON, JSON)
