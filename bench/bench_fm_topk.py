@@ -13,6 +13,7 @@ users x candidates), with the ratios ours / anchor, and the share of top-10 list
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -68,6 +69,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--batch-rounds", type=int, default=10)
     args = parser.parse_args()
+    # faiss's OpenMP threads otherwise spin after each search, taking the cores the server needs next
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import faiss
 
     model = _model(args.candidates, args.factors)
