@@ -10,17 +10,21 @@ returns what it returns with the SDK: bytes from ``Predictor``, a list of ``Reco
 from __future__ import annotations
 
 import io
+import json
+from collections.abc import Sequence
 from typing import Any
 
 from fmwals.backends import backend_for_endpoint
 from fmwals.backends.backend import Backend
 from fmwals.serializers import (
+    JSON,
     BytesDeserializer,
     CSVDeserializer,
     CSVSerializer,
     IdentitySerializer,
     JSONDeserializer,
     JSONSerializer,
+    PredictionsDeserializer,
     RecordDeserializer,
     RecordSerializer,
 )
@@ -128,3 +132,46 @@ class FactorizationMachinesPredictor(Predictor):
 
     default_serializer = RecordSerializer
     default_deserializer = RecordDeserializer
+
+    def recommend(
+        self,
+        context: dict[str, Any] | list[dict[str, Any]] | None,
+        candidates: dict[str, Any] | range | Sequence[int],
+        k: int | None = None,
+        exclude: Sequence[Any] | None = None,
+        include: Sequence[Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """The top ``k`` candidates for each context (a top-k query of the endpoint, README "Top-k queries"):
+        ``[{"candidates": [...], "scores": [...], "predicted_labels": [...]}, ...]``, one dict per context,
+        best first, in the ids sent. ``context``: ``{"keys": [...], "values": [...]}`` (values optional), a
+        list of them (one query each, sharing the candidates) or None (no context features). ``candidates``:
+        a ``range`` of feature indices, a list of feature indices, or the query's own ``{"range": [lo, hi]}``,
+        ``{"ids": [...]}`` or ``{"rows": [...], "row_ids": [...]}``. ``k`` defaults to 10 (or all candidates
+        when fewer); ``exclude``/``include``: candidate ids to leave out / to rank alone. Does not change what
+        ``predict`` sends or returns."""
+        contexts = context if isinstance(context, list) else [context]
+        if isinstance(candidates, range):
+            if candidates.step != 1:
+                raise ValueError(f"candidates range must have step 1, got {candidates!r}")
+            spec: dict[str, Any] = {"range": [candidates.start, candidates.stop]}
+        elif isinstance(candidates, dict):
+            spec = candidates
+        else:
+            spec = {"ids": list(candidates)}
+        fields: dict[str, Any] = {"candidates": spec}
+        if k is not None:
+            fields["k"] = int(k)
+        for name, ids in (("exclude", exclude), ("include", include)):
+            if ids is not None:
+                fields[name] = list(ids)
+        queries = [fields if c is None else {"context": c, **fields} for c in contexts]
+        body = json.dumps({"queries": queries}, default=_plain).encode()
+        response, content_type = self.backend.invoke_endpoint(self.endpoint_name, body, JSON, JSON)
+        return PredictionsDeserializer().deserialize(io.BytesIO(response), content_type)
+
+
+def _plain(value: Any) -> Any:
+    """numpy arrays and scalars as JSON-ready values."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")

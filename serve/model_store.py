@@ -13,13 +13,16 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+import orjson
 import scipy.sparse as sp
 
 from algorithm import artifact
 from algorithm.csr import CSR
 from algorithm.fm import PARALLEL_SCORING_NNZ, FactorizationMachines
+from algorithm.fm_topk import FMTopK
 from algorithm.wals_model import WALSModel
-from container.formats import responses
+from container.errors import UnsupportedFormatError
+from container.formats import fm_queries, responses
 from container.formats.recordio import write_spmatrix_to_sparse_tensor
 from container.formats.registry import CSV, JSON, JSONLINES, LIBSVM, RECORDIO, decode
 from serve.wals_servable import WALSServable
@@ -42,7 +45,8 @@ class Servable(Protocol):
 
 
 class FMServable:
-    """Factorization Machines: one score per input row (and a predicted label for the binary classifier)."""
+    """Factorization Machines: one score per input row (and a predicted label for the binary classifier), or
+    the top-k candidates of each query of a top-k body (``container.formats.fm_queries``)."""
 
     content_types = (JSON, JSONLINES, RECORDIO, CSV, LIBSVM)
     accepts = tuple(responses.ENCODERS)
@@ -50,6 +54,7 @@ class FMServable:
     def __init__(self, model: FactorizationMachines) -> None:
         self.model = model
         self.classifier = model.predictor_type == "binary_classifier"
+        self.ranker = FMTopK(model)
         self.warm = False
 
     def predict(self, X: CSR) -> dict[str, np.ndarray]:
@@ -60,8 +65,19 @@ class FMServable:
         return {"score": scores}
 
     def invoke(self, body: bytes, content_type: str, accept: str) -> bytes:
+        instances = fm_queries.query_instances(body, content_type)
+        if instances is not None:
+            return self.top_k(instances, accept)
         X = decode(content_type, body, source=REQUEST_SOURCE, feature_dim=self.model.feature_dim)
         return responses.encode(accept, self.predict(X))
+
+    def top_k(self, instances: list[Any], accept: str) -> bytes:
+        """The answers of top-k queries, in JSON or JSON Lines."""
+        if accept not in (JSON, JSONLINES):
+            raise UnsupportedFormatError(accept, [JSON, JSONLINES])
+        queries = fm_queries.read_queries(instances, self.model.feature_dim)
+        ranked = self.ranker.rank([q.ranked for q in queries])
+        return fm_queries.encode_answers(queries, ranked, self.classifier, accept)
 
     def warm_up(self) -> None:
         """Run every decoder, scoring kernel (serial, and parallel in case numba has threads) and encoder
@@ -74,6 +90,8 @@ class FMServable:
         columns = self.predict(big)
         for accept in self.accepts:
             responses.encode(accept, columns)
+        for content_type, body in _top_k_bodies(d).items():
+            self.invoke(body, content_type, content_type)
         self.warm = True
 
 
@@ -90,6 +108,18 @@ def _one_row_bodies(feature_dim: int) -> dict[str, bytes]:
         CSV: b"1" + b",0" * (feature_dim - 1),
         LIBSVM: b"0:1",
     }
+
+
+def _top_k_bodies(feature_dim: int) -> dict[str, bytes]:
+    """Top-k queries of every candidate kind (two contexts sharing a range: the matrix-matrix path)."""
+    last = feature_dim - 1
+    queries = [
+        {"context": {"keys": [0]}, "candidates": {"range": [0, feature_dim]}, "k": 1, "exclude": [last]},
+        {"context": {"keys": [last]}, "candidates": {"range": [0, feature_dim]}, "k": 1, "include": [0]},
+        {"candidates": {"ids": [0]}, "k": 1},
+        {"candidates": {"rows": [{"keys": [0], "values": [1.0]}]}, "k": 1},
+    ]
+    return {JSON: b'{"queries":%s}' % orjson.dumps(queries), JSONLINES: b"\n".join(map(orjson.dumps, queries))}
 
 
 _SERVABLES: dict[type, type[Any]] = {FactorizationMachines: FMServable, WALSModel: WALSServable}

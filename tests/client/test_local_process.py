@@ -134,6 +134,15 @@ def test_deploy_predict_every_format_and_delete(shared_home, digits):
     assert predictor.predict(xt[:1])["predictions"][0]["score"] == pytest.approx(default[0]["score"])
     with pytest.raises(EndpointError, match="answered 415"):
         predictor.predict(xt[:1], initial_args={"ContentType": "image/png"})
+    pixels = np.flatnonzero(xt[0][:32])  # top-k: the best remaining pixels given the first half of an image
+    best, alone = predictor.recommend([{"keys": pixels.tolist()}, None], range(32, 64), k=3, exclude=[63])
+    assert len(best["candidates"]) == 3 and all(32 <= c < 63 for c in best["candidates"])
+    rows = np.zeros((3, 64), np.float32)
+    rows[:, pixels] = 1.0
+    rows[np.arange(3), best["candidates"]] += 1.0
+    predictor.serializer, predictor.deserializer = JSONSerializer(), PredictionsDeserializer()
+    assert best["scores"] == pytest.approx([r["score"] for r in predictor.predict(rows)], rel=1e-5)
+    assert predictor.recommend({"keys": [0]}, [5, 9], include=[9])[0]["candidates"] == [9] and alone["scores"]
     fm.delete_endpoint()
     with pytest.raises(EndpointError, match="does not exist"):
         predictor.predict(xt[:1])
