@@ -10,12 +10,15 @@ public API, then the parallel variant of each kernel.
 
 from __future__ import annotations
 
+import tempfile
+
 import numpy as np
 import scipy.sparse as sp
 
-from algorithm import _wals_kernels
+from algorithm import _wals_kernels, artifact
 from algorithm.csr import CSR
 from algorithm.fm import OPTIMIZERS, PREDICTOR_TYPES, FactorizationMachines, _score
+from algorithm.fm_topk import Candidates, FMTopK, TopKQuery
 from algorithm.ranking_metrics import ranking_metrics, top_k
 from algorithm.wals import WALS, _entries
 
@@ -44,6 +47,25 @@ def warm_up_fm() -> None:
             for threads in (1, 2):
                 _score(rows, model.w0_, model.w_, model.V_, predictor_type == "binary_classifier", threads)
 
+
+
+def warm_up_fm_top_k() -> None:
+    """Compile the top-k kernels for the array types serving has (a model read back from its artifact): one
+    context alone, contexts sharing a candidate range, a gathered id list, candidate rows and an include list."""
+    rows, labels = _tiny_rows(False), np.array([1.0, 0.0, 1.0], dtype=np.float32)
+    model = FactorizationMachines(feature_dim=4, num_factors=2, predictor_type="binary_classifier",
+                                  num_threads=1).fit(rows, labels)
+    with tempfile.TemporaryDirectory() as directory:
+        artifact.save(directory, model)
+        served = artifact.load(directory)
+    one = np.ones(1, dtype=np.float32)
+    everything, some = Candidates(features=np.arange(4)), Candidates(features=np.array([0, 2]))
+    queries = [TopKQuery(np.array([0]), one, everything, 1), TopKQuery(np.array([3]), one, everything, 2),
+               TopKQuery(np.array([1]), one, everything, 1, include=np.array([0, 2])),
+               TopKQuery(np.array([1]), one, some, 1), TopKQuery(np.array([2]), one, Candidates(rows=rows), 1)]
+    top_k_model = FMTopK(served)
+    top_k_model.rank(queries)
+    top_k_model.rank(queries[:1])
 
 def warm_up_wals() -> None:
     """Compile (or load from the numba cache) every WALS kernel signature: the public API on a tiny matrix
