@@ -77,7 +77,7 @@ class FMServable:
             raise UnsupportedFormatError(accept, [JSON, JSONLINES])
         queries = fm_queries.read_queries(instances, self.model.feature_dim)
         ranked = self.ranker.rank([q.ranked for q in queries])
-        return fm_queries.encode_answers(queries, ranked, self.classifier, accept)
+        return fm_queries.encode_ranked(queries, ranked, self.classifier, accept)
 
     def warm_up(self) -> None:
         """Run every decoder, scoring kernel (serial, and parallel in case numba has threads) and encoder

@@ -16,8 +16,9 @@ import orjson
 import scipy.sparse as sp
 
 from algorithm.wals_model import IdMap, WALSModel
+from container.formats.queries import encode_answers
 from container.formats.registry import JSON, JSONLINES
-from container.formats.wals_queries import NO_COLS, Query, encode_answers, look_up, read_queries
+from container.formats.wals_queries import NO_COLS, Query, look_up, read_queries
 
 
 def _csr(rows: list[np.ndarray], n_cols: int, values: list[list[float]] | None = None) -> sp.csr_matrix:

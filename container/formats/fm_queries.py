@@ -33,18 +33,14 @@ import orjson
 from algorithm.csr import CSR
 from algorithm.fm_topk import Candidates, Ranked, TopKQuery
 from container.errors import DataError
+from container.formats.queries import REQUEST_SOURCE, FieldError, check_each, encode_answers
 from container.formats.registry import JSON, JSONLINES
 
 DEFAULT_K = 10
-REQUEST_SOURCE = "request body"
 FIELDS = frozenset({"context", "candidates", "k", "exclude", "include"})
 CANDIDATE_KINDS = ("range", "ids", "rows")
 ROW_FIELDS = frozenset({"keys", "values"})
 Labels = Callable[[np.ndarray], Any]  # candidate positions -> the ids the user sent
-
-
-class FieldError(Exception):
-    """A malformed field: the whole request fails with 400, naming the query."""
 
 
 @dataclass(frozen=True)
@@ -234,28 +230,16 @@ def _check(query: dict[str, Any], feature_dim: int, sets: dict[bytes, _Candidate
 def read_queries(instances: list[Any], feature_dim: int) -> list[Query]:
     """The checked queries, in order; ``DataError`` naming the first malformed query and its field."""
     sets: dict[bytes, _CandidateSet] = {}
-    queries = []
-    for position, query in enumerate(instances):
-        where = f"{REQUEST_SOURCE}: query {position}"
-        if not isinstance(query, dict):
-            raise DataError(f"{where}: expected a JSON object, got {type(query).__name__}")
-        try:
-            queries.append(_check(query, feature_dim, sets))
-        except FieldError as err:
-            raise DataError(f"{where}: {err}") from None
-    return queries
+    return check_each(instances, "query", lambda query: _check(query, feature_dim, sets))
 
 
-def encode_answers(queries: list[Query], ranked: list[Ranked], classifier: bool, accept: str) -> bytes:
-    """The response body: ``{"predictions": [...]}`` (JSON), or one answer a line, each ending with a newline
-    (JSON Lines)."""
+def encode_ranked(queries: list[Query], ranked: list[Ranked], classifier: bool, accept: str) -> bytes:
+    """The response body: per query its ``candidates`` (the ids the user sent), ``scores`` and, for the
+    classifier, ``predicted_labels``, as ``queries.encode_answers`` writes them."""
     answers = []
     for query, answer in zip(queries, ranked, strict=True):
         fields: dict[str, Any] = {"candidates": query.labels(answer.positions), "scores": answer.scores}
         if classifier:
             fields["predicted_labels"] = (answer.scores >= 0.5).astype(np.float32)
         answers.append(fields)
-    option = orjson.OPT_SERIALIZE_NUMPY
-    if accept == JSONLINES:
-        return b"".join(orjson.dumps(a, option=option) + b"\n" for a in answers)
-    return orjson.dumps({"predictions": answers}, option=option)
+    return encode_answers(answers, accept)

@@ -28,10 +28,10 @@ import orjson
 
 from algorithm.wals_model import IdMap
 from container.errors import DataError
+from container.formats.queries import REQUEST_SOURCE, FieldError, check_each
 from container.formats.registry import JSONLINES
 
 DEFAULT_K = 10
-REQUEST_SOURCE = "request body"
 _RECOMMEND_FIELDS = frozenset({"k", "exclude_seen", "include", "exclude"})
 FIELDS = {
     "score": frozenset({"row", "col"}),
@@ -44,10 +44,6 @@ ROW_KEY = {"score": "row", "recommend": "row"}
 COL_KEY = {"score": "col", "similar_cols": "similar_to_col", "top_rows": "top_rows_for_col"}
 NO_COLS = np.zeros(0, np.int64)
 NO_COLS.flags.writeable = False
-
-
-class FieldError(Exception):
-    """A malformed field: the whole request fails with 400, naming the instance."""
 
 
 def _kind(instance: dict[str, Any]) -> str:
@@ -209,21 +205,5 @@ def read_queries(body: bytes, content_type: str, implicit: bool) -> list[Query]:
     instances = _instances(body, content_type)
     if not instances:
         raise DataError(f"{REQUEST_SOURCE}: no instances")
-    queries = []
-    for position, instance in enumerate(instances):
-        where = f"{REQUEST_SOURCE}: instance {position}"
-        if not isinstance(instance, dict):
-            raise DataError(f"{where}: expected a JSON object, got {type(instance).__name__}")
-        try:
-            queries.append(_check(instance, implicit))
-        except FieldError as err:
-            raise DataError(f"{where}: {err}") from None
-    return queries
+    return check_each(instances, "instance", lambda instance: _check(instance, implicit))
 
-
-def encode_answers(answers: list[dict[str, Any]], accept: str) -> bytes:
-    """The response body: ``{"predictions": [...]}`` (JSON), or one answer a line, each line ending with a
-    newline (JSON Lines)."""
-    if accept == JSONLINES:
-        return b"".join(orjson.dumps(a) + b"\n" for a in answers)
-    return orjson.dumps({"predictions": answers})

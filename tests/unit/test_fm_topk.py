@@ -121,7 +121,7 @@ def _answers(body: bytes, content_type: str = JSON, predictor_type: str = "binar
     model = _model(predictor_type, dyadic=True)
     queries = fm_queries.read_queries(fm_queries.query_instances(body, content_type), D)
     ranked = FMTopK(model).rank([q.ranked for q in queries])
-    out = fm_queries.encode_answers(queries, ranked, predictor_type == "binary_classifier", content_type)
+    out = fm_queries.encode_ranked(queries, ranked, predictor_type == "binary_classifier", content_type)
 
     return orjson.loads(out)["predictions"] if content_type == JSON else [orjson.loads(x) for x in out.splitlines()]
 
