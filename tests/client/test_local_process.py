@@ -60,17 +60,11 @@ def _fm(**kwargs):
 def trained(tmp_path_factory, digits):
     """One trained job shared by the module (its own FMWALS_HOME, kept for the module's tests)."""
     home = tmp_path_factory.mktemp("shared-home")
-    previous = os.environ.get("FMWALS_HOME")
-    os.environ["FMWALS_HOME"] = str(home)
-    try:
+    with pytest.MonkeyPatch.context() as env:  # module scope: no monkeypatch fixture
+        env.setenv("FMWALS_HOME", str(home))
         x, y, xt, yt = digits
         fm = _fm()
         fm.fit([fm.record_set(x, y), fm.record_set(xt, yt, channel="test")], mini_batch_size=100, logs=False)
-    finally:
-        if previous is None:
-            del os.environ["FMWALS_HOME"]
-        else:
-            os.environ["FMWALS_HOME"] = previous
     return home, fm.latest_training_job.name
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import inspect
 import io
 import json
-import os
 
 import numpy as np
 import pandas as pd
@@ -47,9 +46,8 @@ def test_each_predictor_has_the_sdk_default_serializer_and_deserializer(ours, th
 def fm_job(tmp_path_factory, digits):
     """The SDK page's estimator, trained once for the module (its own FMWALS_HOME, kept for the module)."""
     home = tmp_path_factory.mktemp("snippets-home")
-    previous = os.environ.get("FMWALS_HOME")
-    os.environ["FMWALS_HOME"] = str(home)
-    try:
+    with pytest.MonkeyPatch.context() as env:  # module scope: no monkeypatch fixture
+        env.setenv("FMWALS_HOME", str(home))
         x, y, _, _ = digits
         # FactorizationMachines(role, train_instance_count, train_instance_type, num_factors, predictor_type, ...)
         my_estimator = FactorizationMachines(ROLE, 1, "local_process", 8, "binary_classifier", epochs=6,
@@ -60,11 +58,6 @@ def fm_job(tmp_path_factory, digits):
         training_job_name = my_estimator.latest_training_job.name
         # Later on: >>> attached_estimator = Estimator.attach(training_job_name)   (waits for the job)
         Estimator.attach(training_job_name, logs=False)
-    finally:
-        if previous is None:
-            del os.environ["FMWALS_HOME"]
-        else:
-            os.environ["FMWALS_HOME"] = previous
     return home, training_job_name
 
 

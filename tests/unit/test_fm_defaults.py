@@ -139,13 +139,19 @@ def test_the_defaults_learn_what_the_builtin_adam_defaults_do_not():
     assert scores["adam"] > 0.9 * baseline, (scores, baseline)  # 0.93: the built-in's rates barely move in 10 epochs
 
 
-def test_the_training_job_logs_and_stores_the_values_it_used(tmp_path, caplog):
+def _job_with_ratings(tmp_path, seed: int):
+    """A job directory whose train channel holds a small ratings set as dense RecordIO; (paths, X)."""
     paths = SageMakerPaths(tmp_path)
-    X, y = _ratings(1, users=30, items=20, n=600)
+    X, y = _ratings(seed, users=30, items=20, n=600)
     channel = paths.channel_dir("train")
     channel.mkdir(parents=True)
     with open(channel / "part0", "wb") as fh:
         write_numpy_to_dense_tensor(fh, X, y)
+    return paths, X
+
+
+def test_the_training_job_logs_and_stores_the_values_it_used(tmp_path, caplog):
+    paths, X = _job_with_ratings(tmp_path, seed=1)
     _, hp = parse_for_algorithm({"feature_dim": str(X.shape[1]), "num_factors": "4",
                                  "predictor_type": "regressor", "optimizer": "adagrad", "bias_lr": "0.3",
                                  "num_threads": "1"})
@@ -158,12 +164,7 @@ def test_the_training_job_logs_and_stores_the_values_it_used(tmp_path, caplog):
 
 
 def test_a_default_job_logs_and_stores_the_optimizer_it_resolved(tmp_path, caplog):
-    paths = SageMakerPaths(tmp_path)
-    X, y = _ratings(2, users=30, items=20, n=600)
-    channel = paths.channel_dir("train")
-    channel.mkdir(parents=True)
-    with open(channel / "part0", "wb") as fh:
-        write_numpy_to_dense_tensor(fh, X, y)
+    paths, X = _job_with_ratings(tmp_path, seed=2)
     caplog.set_level(logging.INFO)
     _, hp = parse_for_algorithm({"feature_dim": str(X.shape[1]), "num_factors": "4",
                                  "predictor_type": "regressor", "num_threads": "1"})
