@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 
@@ -19,6 +20,21 @@ def parse_floats(text: bytes, count: int, sep: str) -> np.ndarray | None:
         except (ValueError, DeprecationWarning):
             return None
     return values if values.size == count else None
+
+
+def first_failing(n: int, ok: Callable[[int, int], bool]) -> int:
+    """The first of ``n`` items that fails a check, when the check of all of them together failed: ``ok(lo,
+    hi)`` checks items ``lo..hi-1`` together (each item on its own, so a range fails iff one of its items
+    does). Halving the range that holds the first failure checks about ``n`` items in all: finding the fault
+    costs about what parsing costs."""
+    lo, hi = 0, n
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if ok(lo, mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo
 
 
 def is_number(token: bytes) -> bool:

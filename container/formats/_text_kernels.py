@@ -94,17 +94,21 @@ def parse_number(buf: np.ndarray, pos: int) -> tuple[bool, float, int]:
 @numba.njit(cache=True, nogil=True)
 def scan_libsvm(
     buf: np.ndarray, with_labels: bool, indices: np.ndarray, values: np.ndarray, labels: np.ndarray,
-    counts: np.ndarray,
-) -> tuple[bool, int, int]:
-    """(ok, rows, pairs) of a libsvm body: per non-blank line, ``counts[row]`` pairs into ``indices`` and
-    ``values`` and, with ``with_labels``, ``labels[row]``; without it, a first token with no ``:`` is skipped.
-    ``# comments`` are skipped. Declines ``qid:``, indices that are not plain digits below 2**53, and numbers
-    outside the fast path. Arrays must hold a row per line and a pair per ``:``."""
+    counts: np.ndarray, lines: np.ndarray,
+) -> tuple[bool, int, int, int]:
+    """(ok, rows, pairs, stop) of a libsvm body: per non-blank line, ``counts[row]`` pairs into ``indices`` and
+    ``values``, its 1-based line number into ``lines[row]`` and, with ``with_labels``, ``labels[row]``; without
+    it, a first token with no ``:`` is skipped. ``# comments`` are skipped. Declines ``qid:``, indices that are
+    not plain digits below 2**53, and numbers outside the fast path: then ``rows`` complete rows were read,
+    ``stop`` is the byte offset where the declined line starts, and the caller reads the rest. Arrays must hold
+    a row per line and a pair per ``:``."""
     n = buf.size
     pos = 0
     rows = 0
     pairs = 0
+    line = 1
     while pos < n:
+        line_start = pos
         first = True
         row_pairs = 0
         while pos < n and buf[pos] != _NEWLINE:
@@ -121,7 +125,7 @@ def scan_libsvm(
                 if with_labels:
                     ok, label, pos = parse_number(buf, pos)
                     if not ok or (pos < n and not _ends_token(buf[pos])):
-                        return False, rows, pairs
+                        return False, rows, pairs - row_pairs, line_start
                     labels[rows] = label
                     continue
                 end = pos
@@ -135,22 +139,24 @@ def scan_libsvm(
             while pos < n and 48 <= buf[pos] <= 57:
                 index = index * 10 + (buf[pos] - 48)
                 if index >= _MAX_MANTISSA:
-                    return False, rows, pairs
+                    return False, rows, pairs - row_pairs, line_start
                 pos += 1
             if pos in (start, n) or buf[pos] != _COLON:
-                return False, rows, pairs
+                return False, rows, pairs - row_pairs, line_start
             ok, value, pos = parse_number(buf, pos + 1)
             if not ok or (pos < n and not _ends_token(buf[pos])):
-                return False, rows, pairs
+                return False, rows, pairs - row_pairs, line_start
             indices[pairs] = index
             values[pairs] = value
             pairs += 1
             row_pairs += 1
         if not first:
             counts[rows] = row_pairs
+            lines[rows] = line
             rows += 1
         pos += 1  # past the newline
-    return True, rows, pairs
+        line += 1
+    return True, rows, pairs, n
 
 
 @numba.njit(cache=True, nogil=True)

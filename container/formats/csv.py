@@ -3,8 +3,9 @@
 With ``with_labels`` the first column is the label (training); otherwise every column is a feature (serving).
 Blank lines are ignored; there is no header (a first line of column names is named as one in the error) and
 no quoting. Numbers are parsed in bulk: by a numba scanner for plain digits and decimals (the common case),
-else by numpy's C parser (one call for the whole body); only when that fails is the body walked cell by cell
-to name the first bad line and column (1-based).
+from the first row it declines, by numpy's C parser (one call for the rest of the body); when that fails,
+halving the rows, then the bad row's cells, names the first bad line and column (1-based) for about one more
+parse.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import codecs
 
 import numpy as np
 
-from algorithm.csr import CSR
+from algorithm.csr import CSR, concatenate
 from container.errors import DataError
-from container.formats._text import dense_dataset, is_number, parse_floats, to_float32
+from container.formats._text import dense_dataset, first_failing, is_number, parse_floats, to_float32
 from container.formats._text_kernels import scan_csv
 
 
@@ -45,29 +46,38 @@ def decode_csv(
     if with_labels and width < 2:
         raise DataError(f"{source}: line {numbers[0]} has no feature columns after the label column")
     scanned = _scanned(text, len(rows), width, with_labels)
-    return scanned if scanned is not None else _parsed(source, rows, numbers, width, with_labels)
+    if scanned.n_rows == len(rows):
+        return scanned
+    done = scanned.n_rows  # the rows before the first one the scanner declined are read and valid
+    rest = _parsed(source, rows[done:], numbers[done:], width, with_labels, may_be_header=not done)
+    return concatenate([scanned, rest]) if done else rest
 
 
-def _scanned(text: bytes, n_rows: int, width: int, with_labels: bool) -> CSR | None:
-    """The rows read by the numba scanner straight into CSR arrays, or None when it declines the body."""
+def _scanned(text: bytes, n_rows: int, width: int, with_labels: bool) -> CSR:
+    """The rows the numba scanner reads straight into CSR arrays, up to the first one it declines (all of them
+    when it reads the body, else fewer than ``n_rows``; any row count when the body is not as the split
+    found it)."""
     n_label = int(with_labels)
     labels = np.empty(n_rows if with_labels else 0)
     data, indices = np.empty(n_rows * (width - n_label)), np.empty(n_rows * (width - n_label), np.int64)
     counts = np.empty(n_rows, np.int64)
-    ok, rows, nnz = scan_csv(np.frombuffer(text, np.uint8), width, with_labels, labels, data, indices, counts)
-    if not ok or rows != n_rows:
-        return None
+    ok, rows, _ = scan_csv(np.frombuffer(text, np.uint8), width, with_labels, labels, data, indices, counts)
+    if ok and rows != n_rows:
+        rows = 0
     indptr = np.zeros(rows + 1, np.int64)
     np.cumsum(counts[:rows], out=indptr[1:])
+    nnz = int(indptr[-1])
     return CSR(data=to_float32(data[:nnz]), indices=indices[:nnz], indptr=indptr, n_cols=width - n_label,
-                   labels=to_float32(labels) if with_labels else None)
+               labels=to_float32(labels[:rows]) if with_labels else None)
 
 
-def _parsed(source: str, rows: list[bytes], numbers: list[int], width: int, with_labels: bool) -> CSR:
-    """The checking path: numpy's parser, then the first bad cell, NaN or infinity named."""
+def _parsed(source: str, rows: list[bytes], numbers: list[int], width: int, with_labels: bool,
+            may_be_header: bool = True) -> CSR:
+    """The checking path: numpy's parser, then the first bad cell, NaN or infinity named (``may_be_header``:
+    ``rows[0]`` is the body's first line, which a header would be)."""
     values = parse_floats(b",".join(rows), len(rows) * width, ",")
     if values is None:
-        raise _first_bad_cell(source, rows, numbers)
+        raise _first_bad_cell(source, rows, numbers, may_be_header)
     matrix = to_float32(values).reshape(len(rows), width)
     n_label = int(with_labels)
     bad = np.flatnonzero(~np.isfinite(matrix))
@@ -78,14 +88,22 @@ def _parsed(source: str, rows: list[bytes], numbers: list[int], width: int, with
     return dense_dataset(matrix[:, n_label:], matrix[:, 0].copy() if with_labels else None)
 
 
-def _first_bad_cell(source: str, rows: list[bytes], numbers: list[int]) -> DataError:
-    """The error for the first cell that is not a number."""
-    for row, number in zip(rows, numbers, strict=True):
-        for column, cell in enumerate(row.split(b","), 1):
-            if not is_number(cell):
-                header = _HEADER_ADVICE if row is rows[0] and _looks_like_header(row) else ""
-                return DataError(f"{source}: line {number} column {column}: {_show(cell)}{header}")
-    return DataError(f"{source}: cannot parse the CSV numbers")
+def _first_bad_cell(source: str, rows: list[bytes], numbers: list[int], may_be_header: bool) -> DataError:
+    """The error for the first cell that is not a number, found by halving the rows, then the row's cells
+    (about one more parse of the rows in all)."""
+    row = first_failing(len(rows), lambda lo, hi: _all_numbers(rows[lo:hi], b","))
+    cells = rows[row].split(b",")
+    column = first_failing(len(cells), lambda lo, hi: _all_numbers(cells[lo:hi], b","))
+    if is_number(cells[column]):
+        return DataError(f"{source}: line {numbers[row]}: cannot parse the CSV numbers")
+    header = _HEADER_ADVICE if row == 0 and may_be_header and _looks_like_header(rows[0]) else ""
+    return DataError(f"{source}: line {numbers[row]} column {column + 1}: {_show(cells[column])}{header}")
+
+
+def _all_numbers(items: list[bytes], sep: bytes) -> bool:
+    """Whether ``items`` (CSV rows, or cells) hold only numbers, as many as their separators say."""
+    joined = sep.join(items)
+    return parse_floats(joined, joined.count(sep) + 1, sep.decode()) is not None
 
 
 _HEADER_ADVICE = ("; the first line looks like a header, and CSV here has none (each line is numbers only: "

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from container.errors import DataError
 from container.formats._text import parse_floats
 from container.formats._text_kernels import scan_csv
 from container.formats.csv import _parsed as csv_parsed
@@ -101,21 +102,32 @@ def libsvm_bodies(draw):
 @settings(max_examples=300, deadline=None)
 @given(libsvm_bodies(), st.booleans(), st.sampled_from([None, 30, 41]))
 def test_libsvm_scanner_agrees_with_the_splitter(body, with_labels, feature_dim):
-    scanned = _scanned(body, feature_dim, with_labels)
-    if scanned is not None:
-        assert_same_dataset(scanned, _split(body, "r", feature_dim, with_labels))
+    scanned, stop = _scanned(body, with_labels)
+    split = _split(body[:stop], "r", with_labels)
+    assert_same_dataset(scanned.dataset("r", None), split.dataset("r", None))
+    assert scanned.lines.tolist() == split.lines.tolist()
 
 
 def test_libsvm_scanner_reads_the_common_bodies():
     body = b"1 0:1 5:0.25 17:-3e-2\n\n0 3:1.5 # comment\r\n-1\n2 4:7\n"
-    scanned = _scanned(body, 20, True)
-    assert scanned is not None
-    assert_same_dataset(scanned, _split(body, "r", 20, True))
-    assert scanned.labels.tolist() == [1, 0, -1, 2] and scanned.indptr.tolist() == [0, 3, 4, 4, 5]
-    assert _scanned(b"0:1 1:2\n3:4", None, False).n_cols == 4
-    for declined in (b"1 qid:3 0:1", b"1 0:nan", b"0x1:1", b"1.0:2", b"-1:2", b"1:2:3", b"0:1 7:1"):
-        assert _scanned(declined, 5, False) is None, declined
+    scanned, stop = _scanned(body, True)
+    assert stop == len(body)
+    assert_same_dataset(scanned.dataset("r", 20), _split(body, "r", True).dataset("r", 20))
+    dataset = scanned.dataset("r", 20)
+    assert dataset.labels.tolist() == [1, 0, -1, 2] and dataset.indptr.tolist() == [0, 3, 4, 4, 5]
+    assert scanned.lines.tolist() == [1, 3, 4, 5]
+    assert _scanned(b"0:1 1:2\n3:4", False)[0].dataset("r", None).n_cols == 4
+    for declined in (b"1 qid:3 0:1", b"1 0:nan", b"0x1:1", b"1.0:2", b"-1:2", b"1:2:3"):
+        assert _scanned(b"0:1\n\n" + declined, False)[1] == 5, declined
     assert decode_libsvm(b"1.0:2", source="r").indices.tolist() == [1]  # the splitter reads what it declines
+
+
+def test_libsvm_rows_after_a_declined_line_keep_their_line_numbers():
+    body = b"1 0:1\n\n0 1:1e-40\n1 2:2\n\n1 9:1\n"
+    with pytest.raises(DataError, match=r"r: line 6 key\[0\]=9 is outside \[0, 5\)"):
+        decode_libsvm(body, source="r", feature_dim=5, with_labels=True)
+    dataset = decode_libsvm(body, source="r", with_labels=True)
+    assert dataset.indices.tolist() == [0, 1, 2, 9] and dataset.labels.tolist() == [1, 0, 1, 1]
 
 
 @settings(max_examples=200, deadline=None)
@@ -125,17 +137,18 @@ def test_csv_scanner_agrees_with_numpy(rows, space, blank_lines, with_labels):
     text = ("\n\n" if blank_lines else "\n").join(space.join(["", ",", ""]).join(row) for row in rows).encode()
     lines = [line for line in text.split(b"\n") if line.strip()]
     scanned = csv_scanned(text, len(lines), 3, with_labels)
-    if scanned is not None:
+    if scanned.n_rows == len(lines):
         assert_same_dataset(scanned, csv_parsed("r", lines, list(range(len(lines))), 3, with_labels))
 
 
 def test_csv_scanner_reads_the_common_bodies():
     text = b"1,0,2.5\r\n\n -1 , 0.0,0\n3,-0,1e-3\n"
     scanned = csv_scanned(text, 3, 3, True)
-    assert scanned is not None and scanned.labels.tolist() == [1, -1, 3] and scanned.indptr.tolist() == [0, 1, 1, 2]
+    assert scanned.n_rows == 3 and scanned.labels.tolist() == [1, -1, 3] and scanned.indptr.tolist() == [0, 1, 1, 2]
     lines = [line for line in text.split(b"\n") if line.strip()]
     assert_same_dataset(scanned, csv_parsed("r", lines, [1, 3, 4], 3, True))
-    assert csv_scanned(b"1,nan,2", 1, 3, False) is None and csv_scanned(b"1,,2", 1, 3, False) is None
+    assert csv_scanned(b"1,nan,2", 1, 3, False).n_rows == 0 and csv_scanned(b"1,,2", 1, 3, False).n_rows == 0
+    assert csv_scanned(b"1,2,3\n1,nan,2", 2, 3, False).n_rows == 1
 
 
 def test_csv_falls_back_for_numbers_beyond_the_scanner():
