@@ -388,11 +388,13 @@ def _json_instance(
 @numba.njit(cache=True, nogil=True)
 def scan_json(
     buf: np.ndarray, lines: bool, keys: np.ndarray, values: np.ndarray, counts: np.ndarray
-) -> tuple[bool, int, int, float]:
-    """(ok, rows, pairs, shape) of a body of sparse instances: ``{"instances": [...]}`` (or, with ``lines``,
-    one instance per non-blank line). Keys (float64 holding integers) and values row after row, the pairs
-    of each row in ``counts``; ``shape`` is every instance's shape, -1 if none has one. Declines other
-    shapes, mixed shapes, other members, escapes and numbers outside the fast path."""
+) -> tuple[bool, int, int, float, int]:
+    """(ok, rows, pairs, shape, stop) of a body of sparse instances: ``{"instances": [...]}`` (or, with
+    ``lines``, one instance per non-blank line). Keys (float64 holding integers) and values row after row, the
+    pairs of each row in ``counts``; ``shape`` is every instance's shape, -1 if none has one. Declines other
+    shapes, mixed shapes, other members, escapes and numbers outside the fast path: then ``rows`` instances
+    (with ``pairs`` and ``shape``) were read and ``stop`` is the byte offset where the declined instance starts
+    (-1 when the decline is outside the instances: nothing read is usable)."""
     n = buf.size
     rows = 0
     filled = 0
@@ -404,22 +406,19 @@ def scan_json(
     else:
         pos = _json_open(buf, _json_space(buf, 0, True), True, _INSTANCES)
         if pos < 0 or pos >= n or buf[pos] != 91:  # [
-            return False, 0, 0, 0.0
+            return False, 0, 0, 0.0, -1
         pos = _json_space(buf, pos + 1, True)
     while pos < n:
+        start = pos
         if rows >= counts.size:
-            return False, 0, 0, 0.0
+            return False, 0, 0, 0.0, -1
         pos, count = _json_instance(buf, pos, newlines, keys, values, filled, shape)
         if pos < 0 or (width != -2.0 and shape[0] != width):
-            return False, 0, 0, 0.0
-        width = shape[0]
-        counts[rows] = count
-        rows += 1
-        filled += count
+            return False, rows, filled, width, start
         if lines:
             pos = _json_space(buf, pos, False)
             if pos < n and buf[pos] != _NEWLINE:
-                return False, 0, 0, 0.0
+                return False, rows, filled, width, start
             pos = _json_space(buf, pos, True)
         else:
             pos = _json_space(buf, pos, True)
@@ -428,8 +427,15 @@ def scan_json(
             elif pos < n and buf[pos] == 93:
                 pos = _json_close(buf, pos + 1, True)
                 if pos < 0 or _json_space(buf, pos, True) != n:
-                    return False, 0, 0, 0.0
-                return rows > 0, rows, filled, width
+                    return False, 0, 0, 0.0, -1
+                counts[rows] = count
+                return True, rows + 1, filled + count, shape[0], n
             else:
-                return False, 0, 0, 0.0
-    return lines and rows > 0, rows, filled, width
+                return False, rows, filled, width, start
+        width = shape[0]
+        counts[rows] = count
+        rows += 1
+        filled += count
+    if not lines:
+        return False, rows, filled, width, n
+    return rows > 0, rows, filled, width, n

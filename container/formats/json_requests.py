@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from algorithm.csr import CSR
+from algorithm.csr import CSR, concatenate
 from container.errors import DataError
 from container.formats._text import dense_dataset, to_float32
 from container.formats._text_kernels import scan_json
@@ -40,10 +40,13 @@ def decode_json(
 ) -> CSR:
     """Decode a JSON request body to a CSR; see the module docstring."""
     _no_labels(source, with_labels)
-    scanned = _scanned(body, False, feature_dim)
-    if scanned is not None:
-        return scanned
-    doc = _load(body, source)
+    text = body if isinstance(body, bytes) else bytes(body)
+    scanned = _Scanned(text, False, feature_dim, source)
+    if scanned.complete:
+        return scanned.dataset
+    if scanned.rows and text.count(b'"instances"') == 1 and b"\\" not in text:
+        return scanned.followed_by(_rest_of_instances(text, scanned, source, feature_dim), scanned.rows)
+    doc = _load(text, source)
     path_of: Callable[[int], str]
     if isinstance(doc, dict):
         instances = doc.get("instances")
@@ -59,23 +62,47 @@ def decode_json(
     return _decode_items(items, path_of, source, feature_dim)
 
 
+_INSTANCES_OPEN = b'{"instances":['
+
+
+def _rest_of_instances(text: bytes, scanned: _Scanned, source: str, feature_dim: int | None) -> CSR | None:
+    """The instances after those the scanner read, parsed from where it stopped: the scanned part (checked
+    JSON, ASCII, no escapes) replaced by an empty list's opening, so orjson parses only the rest. The body
+    has one "instances" member (the caller checks), so the list is the document's. Syntax errors are
+    reported at their place in the body."""
+    done = scanned.rows
+    try:
+        items = orjson.loads(_INSTANCES_OPEN + text[scanned.stop:])["instances"]
+    except orjson.JSONDecodeError as err:
+        pos = err.pos - len(_INSTANCES_OPEN) + scanned.stop
+        line = err.lineno + text.count(b"\n", 0, scanned.stop)
+        column = err.colno if err.lineno > 1 else pos - text.rfind(b"\n", 0, scanned.stop)
+        raise DataError(f"{source}: the body is not valid JSON: {err.msg}: line {line} column {column} "
+                        f"(char {pos})") from None
+    return _decode_items(items, lambda i: f"instances[{i + done}]", source, feature_dim) if items else None
+
+
 def decode_jsonlines(
     body: bytes | memoryview, *, source: str, feature_dim: int | None = None, with_labels: bool = False
 ) -> CSR:
     """Decode a JSON Lines body (one instance or bare row per non-blank line) to a CSR."""
     _no_labels(source, with_labels)
-    scanned = _scanned(body, True, feature_dim)
-    if scanned is not None:
-        return scanned
+    text = body if isinstance(body, bytes) else bytes(body)
+    scanned = _Scanned(text, True, feature_dim, source)
+    if scanned.complete:
+        return scanned.dataset
+    done = scanned.rows
+    stop = scanned.stop if done else 0
     items, numbers = [], []
-    for number, line in enumerate(bytes(body).split(b"\n"), 1):
+    for number, line in enumerate(text[stop:].split(b"\n"), text.count(b"\n", 0, stop) + 1):
         if line.strip():
             try:
                 items.append(orjson.loads(line))
             except orjson.JSONDecodeError as err:
                 raise DataError(f"{source}: line {number} is not valid JSON: {err}") from None
             numbers.append(number)
-    return _decode_items(items, lambda i: f"line {numbers[i]}", source, feature_dim)
+    rest = _decode_items(items, lambda i: f"line {numbers[i]}", source, feature_dim) if items else None
+    return scanned.followed_by(rest, done)
 
 
 def _decode_items(items: list[Any], path_of: Callable[[int], str], source: str, feature_dim: int | None) -> CSR:
@@ -90,25 +117,53 @@ def _decode_items(items: list[Any], path_of: Callable[[int], str], source: str, 
     return rows.dataset(feature_dim)
 
 
-def _scanned(body: bytes | memoryview, lines: bool, feature_dim: int | None) -> CSR | None:
-    """The rows of a body of sparse instances read by the numba scanner straight from the bytes, or None
-    when it declines (any other shape) or a key is out of range. Whenever it gives a CSR, it is the
-    one parsing and ``fast_dataset`` build (tests/unit/test_json_fast_path.py)."""
-    text = body if isinstance(body, bytes) else bytes(body)
-    bound = text.count(b",") + text.count(b"[")  # numbers in the lists
-    keys, values = np.empty(bound), np.empty(bound)
-    counts = np.empty(text.count(b"{") + 1, np.int64)
-    ok, rows, pairs, shape = scan_json(np.frombuffer(text, np.uint8), lines, keys, values, counts)
-    if not ok or (shape < 0 and feature_dim is None):
-        return None
-    n_cols = feature_dim if feature_dim is not None else int(shape)
-    limit = n_cols if shape < 0 else min(n_cols, int(shape))
-    indices = keys[:pairs].astype(np.int64)
-    if indices.view(np.uint64).max() >= limit:  # as unsigned, a negative key is above any limit
-        return None
-    indptr = np.zeros(rows + 1, np.int64)
-    np.cumsum(counts[:rows], out=indptr[1:])
-    return CSR(data=to_float32(values[:pairs]), indices=indices, indptr=indptr, n_cols=n_cols)
+class _Scanned:
+    """What the numba scanner reads of a body of sparse instances (``_text_kernels.scan_json``): all of it
+    (``complete``), or, when feature_dim is known, the ``rows`` instances before the first one it declines,
+    which the parsed rest then follows. A key out of range among them is named here. Whenever it gives rows,
+    they are the ones parsing and ``fast_dataset`` give (tests/unit/test_json_fast_path.py)."""
+
+    def __init__(self, text: bytes, lines: bool, feature_dim: int | None, source: str) -> None:
+        bound = text.count(b",") + text.count(b"[")  # numbers in the lists
+        keys, values = np.empty(bound), np.empty(bound)
+        counts = np.empty(text.count(b"{") + 1, np.int64)
+        buf = np.frombuffer(text, np.uint8)
+        ok, rows, pairs, shape, self.stop = scan_json(buf, lines, keys, values, counts)
+        self.complete = bool(ok) and (shape >= 0 or feature_dim is not None)
+        self.rows = rows if self.complete or (feature_dim is not None and self.stop >= 0) else 0
+        self.dataset = CSR(np.empty(0, np.float32), np.empty(0, np.int64), np.zeros(1, np.int64), feature_dim or 0)
+        if not self.rows:
+            return
+        n_cols = feature_dim if feature_dim is not None else int(shape)
+        declared = int(shape) if shape >= 0 else _MAX_WIDTH
+        indices = keys[:pairs].astype(np.int64)
+        indptr = np.zeros(self.rows + 1, np.int64)
+        np.cumsum(counts[:self.rows], out=indptr[1:])
+        outside = indices.view(np.uint64) >= min(n_cols, declared)  # as unsigned, a negative key is outside too
+        if outside.any():
+            position = int(np.flatnonzero(outside)[0])
+            row = int(np.searchsorted(indptr, position, "right")) - 1
+            key = int(indices[position])
+            why = ("is negative" if key < 0 else f">= shape {declared}" if key >= declared
+                   else f">= feature_dim {feature_dim}")
+            where = f"line {_line_of_row(buf, row)}: data.features" if lines else f"instances[{row}].data.features"
+            raise DataError(f"{source}: {where}.keys[{position - indptr[row]}]={key} {why}")
+        self.dataset = CSR(data=to_float32(values[:pairs]), indices=indices, indptr=indptr, n_cols=n_cols)
+
+    def followed_by(self, rest: CSR | None, done: int) -> CSR:
+        """The first ``done`` rows read followed by ``rest`` (the parsed instances after them)."""
+        if not done:
+            return rest if rest is not None else self.dataset
+        head = self.dataset.head(done)
+        return head if rest is None else concatenate([head, rest], head.n_cols)
+
+
+def _line_of_row(buf: np.ndarray, row: int) -> int:
+    """The 1-based line number of the ``row``-th non-blank line of a JSON Lines body."""
+    newline = buf == ord("\n")
+    line_of_byte = np.cumsum(newline) - newline
+    content = ~np.isin(buf, np.frombuffer(b" \t\r\n", np.uint8))
+    return int(np.unique(line_of_byte[content])[row]) + 1
 
 
 def _no_labels(source: str, with_labels: bool) -> None:
@@ -251,25 +306,12 @@ class _Rows:
         """All the lists' numbers in one array (float32 values, keys as numpy reads them); names the first
         item that is not a number."""
         flat = list(chain.from_iterable(lists))
-        try:
-            array = np.array(flat)
-        except (ValueError, TypeError):
-            array = np.empty(0, object)
-        if not flat:
-            array = np.empty(0, np.int64)
-        elif array.dtype.kind not in "biuf" or array.shape != (len(flat),):
-            row, j = self._first_non_number(lists)
+        array = _bulk_numbers(lists, len(flat)) if flat else np.empty(0, np.int64)
+        if array is None:
+            row, j = self._locate(np.fromiter(map(len, lists), np.int64, len(lists)), _first_non_number(flat))
             path = self.values_paths[row] if name == "values" else f"{self.tensor_paths[row]}.keys"
             raise self.error(f"{path} must be a list of numbers; {path}[{j}] is {lists[row][j]!r:.40}")
         return to_float32(array.astype(np.float64)) if name == "values" else array
-
-    @staticmethod
-    def _first_non_number(lists: list[list[Any]]) -> tuple[int, int]:
-        for row, items in enumerate(lists):
-            for j, item in enumerate(items):
-                if not isinstance(item, (int, float)) or (isinstance(item, int) and not -(2**63) <= item < 2**64):
-                    return row, j
-        raise AssertionError("no offending item")
 
     @staticmethod
     def _locate(counts: np.ndarray, position: int) -> tuple[int, int]:
@@ -336,6 +378,8 @@ def _fast_sparse(items: list[Any], feature_dim: int | None) -> CSR | None:
 def _fast_dense(items: list[Any], feature_dim: int | None) -> CSR | None:
     try:
         rows = items if all(type(item) is list for item in items) else [item["features"] for item in items]
+        if not all(type(row) is list for row in rows) or not set(map(type, chain.from_iterable(rows))) <= _NUMBER_TYPES:
+            return None
         matrix = np.array(rows)
     except (KeyError, TypeError, ValueError, OverflowError):
         return None
@@ -349,10 +393,27 @@ def _fast_dense(items: list[Any], feature_dim: int | None) -> CSR | None:
     return dense_dataset(features, None)
 
 
+_NUMBER_TYPES = frozenset({int, float, bool})
+
+
 def _bulk_numbers(lists: list[list[Any]], total: int) -> np.ndarray | None:
-    """``np.array`` of the lists' items, as ``_Rows._numbers`` makes it; None unless a 1-D array of numbers."""
+    """``np.array`` of the lists' items, as ``_Rows._numbers`` makes it; None unless a 1-D array of numbers.
+    The item types are checked first, in C (``np.array`` of a list holding a string would format every
+    number as a string first)."""
+    flat = list(chain.from_iterable(lists))
+    if not set(map(type, flat)) <= _NUMBER_TYPES:
+        return None
     try:
-        array = np.array(list(chain.from_iterable(lists)))
+        array = np.array(flat)
     except (ValueError, TypeError, OverflowError):
         return None
     return array if array.dtype.kind in "biuf" and array.shape == (total,) else None
+
+
+def _first_non_number(flat: list[Any]) -> int:
+    """The position of the first item that is not a number (a JSON number, or an integer numpy holds)."""
+    kinds = list(map(type, flat))
+    others = set(kinds) - _NUMBER_TYPES
+    if others:
+        return min(kinds.index(kind) for kind in others)
+    return next(i for i, item in enumerate(flat) if type(item) is int and not -(2**63) <= item < 2**64)

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from container.errors import DataError
-from container.formats.json_requests import _Rows, _scanned, decode_json, decode_jsonlines, fast_dataset
+from container.formats.json_requests import _Rows, _Scanned, decode_json, decode_jsonlines, fast_dataset
 
 WIDTH = 30
 NUMBER = st.one_of(
@@ -54,6 +55,23 @@ def checked(items, feature_dim):
     for i, item in enumerate(items):
         rows.add(item, f"instances[{i}]")
     return rows.dataset(feature_dim)
+
+
+def assert_scanned_rows_are_the_parsed_ones(body, lines, feature_dim, parse):
+    """The rows the scanner reads (all, or those before the one it declines) are the checking path's, and a key
+    out of range among them is an error for both."""
+    try:
+        items = parse(body)
+    except orjson.JSONDecodeError:
+        return  # the decoders answer that the body is not JSON
+    try:
+        scanned = _Scanned(body, lines, feature_dim, "r")
+    except DataError:
+        with pytest.raises(DataError):
+            checked(items, feature_dim)
+        return
+    if scanned.rows:
+        assert_same(scanned.dataset.head(scanned.rows), checked(items[:scanned.rows], feature_dim))
 
 
 def assert_same(a, b):
@@ -134,10 +152,7 @@ def test_the_json_scanner_gives_the_parsed_bodys_dataset_or_nothing(data, featur
     shape = data.draw(st.sampled_from([(str(WIDTH),), (str(WIDTH + 5),), None]))
     instances = data.draw(st.lists(instance_text(shape=shape), min_size=1, max_size=4))
     body = f'{{{space}"instances"{space}:{space}[{f",{space}".join(instances)}]{space}}}'.encode()
-    scanned = _scanned(body, False, feature_dim)
-    if scanned is not None:
-        items = orjson.loads(body)["instances"]
-        assert_same(scanned, checked(items, feature_dim))
+    assert_scanned_rows_are_the_parsed_ones(body, False, feature_dim, lambda b: orjson.loads(b)["instances"])
 
 
 @settings(max_examples=200, deadline=None)
@@ -145,20 +160,23 @@ def test_the_json_scanner_gives_the_parsed_bodys_dataset_or_nothing(data, featur
        st.sampled_from(["\n", "\r\n", "\n\n  \n"]))
 def test_the_jsonlines_scanner_gives_the_parsed_bodys_dataset_or_nothing(instances, feature_dim, separator):
     body = separator.join(instances).encode()
-    scanned = _scanned(body, True, feature_dim)
-    if scanned is not None:
-        items = [orjson.loads(line) for line in body.split(b"\n") if line.strip()]
-        assert_same(scanned, checked(items, feature_dim))
+    assert_scanned_rows_are_the_parsed_ones(
+        body, True, feature_dim, lambda b: [orjson.loads(line) for line in b.split(b"\n") if line.strip()])
 
 
 def test_the_scanner_reads_the_common_bodies_and_declines_the_rest():
     instance = '{"data": {"features": {"keys": [0, 7, 29], "shape": [30], "values": [1.0, -0.5, 2e-3]}}}'
     for body, lines in ((f'{{"instances": [{instance}, {instance}]}}', False), (f"{instance}\n{instance}\n", True)):
-        scanned = _scanned(body.encode(), lines, WIDTH)
-        assert scanned is not None and scanned.indptr.tolist() == [0, 3, 6]
-        assert scanned.data.tolist() == np.array([1.0, -0.5, 2e-3] * 2, np.float32).tolist()
-    assert _scanned(b'{"instances": [{"data": {"features": {"keys": [-0], "values": [-0]}}}]}', False,
-                    WIDTH).data.tobytes() == np.float32(0.0).tobytes()  # -0 is the integer 0, as orjson reads it
+        scanned = _Scanned(body.encode(), lines, WIDTH, "r")
+        assert scanned.complete and scanned.dataset.indptr.tolist() == [0, 3, 6]
+        assert scanned.dataset.data.tolist() == np.array([1.0, -0.5, 2e-3] * 2, np.float32).tolist()
+    zero = _Scanned(b'{"instances": [{"data": {"features": {"keys": [-0], "values": [-0]}}}]}', False, WIDTH, "r")
+    assert zero.dataset.data.tobytes() == np.float32(0.0).tobytes()  # -0 is the integer 0, as orjson reads it
     for declined in (instance.replace('"keys"', '"k\\u0065ys"'), instance.replace("[30]", "[30.0]"),
-                     instance.replace("29]", "30]"), instance.replace("1.0", "true"), instance + " x"):
-        assert _scanned(f'{{"instances": [{declined}]}}'.encode(), False, WIDTH) is None, declined
+                     instance.replace("1.0", "true"), instance + " x"):
+        scanned = _Scanned(f'{{"instances": [{instance}, {declined}]}}'.encode(), False, WIDTH, "r")
+        assert not scanned.complete and scanned.rows == 1, declined
+    with pytest.raises(DataError, match=r"instances\[1\]\.data\.features\.keys\[2\]=30 >= shape 30"):
+        _Scanned(f'{{"instances": [{instance}, {instance.replace("29]", "30]")}]}}'.encode(), False, WIDTH, "r")
+    with pytest.raises(DataError, match=r"line 4: data\.features\.keys\[2\]=30 >= shape 30"):
+        _Scanned(f'{instance}\n \n\n{instance.replace("29]", "30]")}'.encode(), True, WIDTH, "r")

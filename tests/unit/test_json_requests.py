@@ -156,3 +156,21 @@ def test_labels_are_not_part_of_json_requests():
         decode_json(b"[[1]]", source="r", with_labels=True)
     for works in ("application/x-recordio-protobuf", "text/csv", "text/libsvm"):
         assert works in str(info.value)
+
+
+def test_faults_after_many_scanned_instances_are_named_as_in_the_whole_body():
+    instance = b'{"data": {"features": {"keys": [0, 7], "shape": [30], "values": [1.0, 2]}}}'
+    many = b",\n".join([instance] * 500)
+    broken = b'{"instances": [' + many + b', {"features": [1, 2}]}'
+    with pytest.raises(orjson.JSONDecodeError) as parsed:
+        orjson.loads(broken)
+    with pytest.raises(DataError) as decoded:
+        decode_json(broken, source="r", feature_dim=30)
+    assert str(decoded.value) == f"r: the body is not valid JSON: {parsed.value}"
+    bad_value = b'{"instances": [' + many + b", " + instance.replace(b"2]", b'"2"]') + b"]}"
+    with pytest.raises(DataError, match=r"^r: instances\[500\]\.data\.features\.values must be a list of numbers; "
+                       r"instances\[500\]\.data\.features\.values\[1\] is '2'$"):
+        decode_json(bad_value, source="r", feature_dim=30)
+    lines = b"\n".join([instance] * 500) + b"\n\n" + instance.replace(b"[0, 7]", b"[0, 70]")
+    with pytest.raises(DataError, match=r"^r: line 502: data\.features\.keys\[1\]=70 >= shape 30$"):
+        decode_jsonlines(lines, source="r", feature_dim=30)

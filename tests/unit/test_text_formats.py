@@ -175,3 +175,20 @@ def test_decode_dispatches_and_rejects_unknown_types():
     for content_type in ("image/png", "application/x-recordio", None):
         with pytest.raises(UnsupportedFormatError, match="supported: application/json"):
             registry.decode(content_type, body, source="request")
+
+
+def test_a_bad_cell_after_many_good_rows_is_named_by_line_and_column():
+    good = b"0.5,1,2\n" * 2000
+    with pytest.raises(DataError, match=r"^r: line 2002 column 3: 'x' is not a number$"):
+        decode_csv(good + b"\n1,2,x\n" + good, source="r", with_labels=True)
+    declined = b"1.00000000000000000000001,1,2\n"  # the scanner declines the first row: numpy's parser reads all
+    with pytest.raises(DataError, match=r"^r: line 2001 column 2: empty cell$"):
+        decode_csv(declined + good[8:] + b"1,,2\n", source="r", with_labels=True)
+
+
+def test_a_bad_pair_after_many_good_lines_is_named_by_line():
+    good = b"1 0:1 3:0.5\n" * 2000
+    with pytest.raises(DataError, match=r"^r: line 2001: '3:0\.5x' is not index:value$"):
+        decode_libsvm(good + b"1 0:1 3:0.5x\n" + good, source="r", with_labels=True)
+    with pytest.raises(DataError, match=r"^r: line 2002: label 'y' is not a number$"):
+        decode_libsvm(b"1 qid:2 0:1\n" + good + b"y 0:1\n", source="r", with_labels=True)
