@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from algorithm._csr_kernels import BAD_INDPTR, DUPLICATES, check_rows, sum_duplicates
+
 
 def _require(array: Any, dtype: type, name: str) -> None:
     if not isinstance(array, np.ndarray) or array.dtype != dtype or array.ndim != 1:
@@ -23,8 +25,13 @@ class CSR:
     """Rows of ``n_cols`` columns: row r holds the values ``data[indptr[r]:indptr[r + 1]]`` (float32) at the
     columns ``indices[indptr[r]:indptr[r + 1]]`` (int64), with optional per-row ``labels`` and ``weights``
     (float32). Checked once, here: the dtypes, 1-D C-contiguous arrays (read-only ones too), ``indptr`` from
-    0 to nnz with one index per value, one label and weight per row. Column indices are checked by each
-    consumer against its own width.
+    0 to nnz, never decreasing, with one index per value, one label and weight per row. Column indices are
+    checked by each consumer against its own width.
+
+    A row is one input vector x, so a column given twice in a row is one feature whose value is their sum
+    (``x_3 = a + b`` for ``3:a 3:b``), as scipy's ``sum_duplicates`` makes it: such rows are summed here, into
+    new arrays (the given ones are left as they are), so no model ever sees a feature paired with itself.
+    Rows without repeats cost one pass over their columns (``_csr_kernels.check_rows``).
 
     Raw arrays rather than a ``scipy.sparse.csr_matrix``, because scipy silently narrows indices to int32;
     the numba kernels and the 64-bit contract need them as they are.
@@ -45,6 +52,13 @@ class CSR:
         if self.indptr.size == 0 or self.indptr[0] != 0 or self.indptr[-1] != nnz or self.indices.size != nnz:
             span = f"from {self.indptr[0]} to {self.indptr[-1]}" if self.indptr.size else "empty"
             raise ValueError(f"not valid CSR: indptr {span} with {nnz} values and {self.indices.size} indices")
+        status = check_rows(self.indices, self.indptr)
+        if status == BAD_INDPTR:
+            raise ValueError("not valid CSR: indptr must not decrease")
+        if status == DUPLICATES:
+            for name, array in zip(("data", "indices", "indptr"), sum_duplicates(self.data, self.indices,
+                                                                               self.indptr), strict=True):
+                object.__setattr__(self, name, array)
         for name in ("labels", "weights"):
             values = getattr(self, name)
             if values is not None:

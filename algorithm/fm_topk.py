@@ -7,7 +7,10 @@ the summed factors of a set of features and q = Σ_i x_i²·|V_i|², the FM scor
           + lin(c)   + ½(|s_c|²   − q_c)             the candidate's own part, one number per candidate
           + <s_ctx, s_c>                             one inner product
 
-(for a one-hot candidate feature c: own part w[c], s_c = V[c]). All candidates of a context are ranked with one
+(for a one-hot candidate feature c: own part w[c], s_c = V[c]). A row holding a feature twice holds it once with
+the summed value (``CSR``), so a feature f that both the context (value a) and a candidate (value b) hold has
+x_f = a + b, whose square the split counts as a² + b²: such a candidate's z is corrected by −a·b·|V_f|² (rare,
+found per context with a search over the candidate set's features). All candidates of a context are ranked with one
 matrix-vector product (all contexts sharing a candidate set: one matrix-matrix product, in blocks) and a
 partial sort (``ranking_metrics.top_k``): ranked by z, ties broken by the lower candidate position. Scores are
 what ``FactorizationMachines.predict_scores`` gives for the same rows: the probability sigmoid(z) for the binary
@@ -70,6 +73,43 @@ class Ranked:
     scores: np.ndarray
 
 
+class _SharedFeatures:
+    """The features a context shares with candidates of one set, and the correction −a·b·|V_f|² of those
+    candidates' z (module docstring)."""
+
+    def __init__(self, candidates: Candidates, contexts: CSR, v_sq: np.ndarray) -> None:
+        self.contexts, self.v_sq = contexts, v_sq
+        if candidates.features is not None:
+            self.columns, self.values = candidates.features, None
+            self.rows: np.ndarray | None = None
+        else:
+            rows = candidates.rows
+            assert rows is not None
+            self.columns, self.values = rows.indices, rows.data
+            self.rows = np.repeat(np.arange(rows.n_rows), np.diff(rows.indptr))
+        self.distinct = self.columns if self.rows is None else np.unique(self.columns)
+
+    def correct(self, context: int, scores: np.ndarray, subset: np.ndarray | None) -> None:
+        """Correct one context's ``scores`` (of the candidate positions ``subset``, else of all) in place."""
+        lo, hi = self.contexts.indptr[context], self.contexts.indptr[context + 1]
+        keys, values = self.contexts.indices[lo:hi], self.contexts.data[lo:hi]
+        at = np.minimum(np.searchsorted(self.distinct, keys), max(self.distinct.size - 1, 0))
+        shared = np.flatnonzero(self.distinct[at] == keys) if self.distinct.size else NO_POSITIONS
+        for k in shared:
+            if self.rows is None:
+                positions, products = at[k:k + 1], values[k:k + 1]
+            else:
+                entries = np.flatnonzero(self.columns == keys[k])
+                positions, products = self.rows[entries], values[k] * self.values[entries]  # type: ignore[index]
+            amounts = (products * self.v_sq[keys[k]]).astype(np.float32)
+            if subset is not None:
+                order = np.argsort(subset)
+                column = order[np.minimum(np.searchsorted(subset, positions, sorter=order), subset.size - 1)]
+                listed = subset[column] == positions
+                positions, amounts = column[listed], amounts[listed]
+            scores[positions] -= amounts
+
+
 @njit(fastmath=FASTMATH, cache=True, nogil=True)
 def _one_context(factors: np.ndarray, own: np.ndarray, sums: np.ndarray, constant: float, out: np.ndarray) -> None:
     """out[j] = (<sums, factors[j]> + own[j]) + constant: one context's scores, on this thread (a multithreaded
@@ -99,7 +139,7 @@ class FMTopK:
         self.logistic = model.predictor_type == "binary_classifier"
 
     def _parts(self, data: np.ndarray, indices: np.ndarray, indptr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(s, lin + ½(|s|² − q)) of each row of a CSR (duplicate features count as separate ones)."""
+        """(s, lin + ½(|s|² − q)) of each row of a CSR (whose rows hold each feature once)."""
         shape = (indptr.size - 1, self.feature_dim)
         X = sp.csr_matrix((data, indices, indptr), shape=shape)
         sums = np.asarray(X @ self.V, dtype=np.float32)
@@ -128,8 +168,9 @@ class FMTopK:
         keys = [q.keys for q in queries]
         indptr = np.zeros(len(queries) + 1, np.int64)
         np.cumsum([k.size for k in keys], out=indptr[1:])
-        ctx_sums, ctx_part = self._parts(np.concatenate([q.values for q in queries]).astype(np.float32),
-                                         np.concatenate(keys).astype(np.int64), indptr)
+        contexts = CSR(np.concatenate([q.values for q in queries]).astype(np.float32),
+                       np.concatenate(keys).astype(np.int64), indptr, self.feature_dim)  # repeated keys summed
+        ctx_sums, ctx_part = self._parts(contexts.data, contexts.indices, contexts.indptr)
         ctx_part += self.w0
         answers: list[Ranked | None] = [None] * len(queries)
         groups: dict[int, list[int]] = {}
@@ -137,19 +178,20 @@ class FMTopK:
             groups.setdefault(id(q.candidates), []).append(i)
         for members in groups.values():
             factors, own = self._candidate_parts(queries[members[0]].candidates)
+            shared_features = _SharedFeatures(queries[members[0]].candidates, contexts, self.v_sq)
             shared = [i for i in members if queries[i].include is None]
             if shared:
-                self._rank_block(queries, shared, ctx_sums, ctx_part, factors, own, answers)
+                self._rank_block(queries, shared, ctx_sums, ctx_part, factors, own, answers, shared_features)
             for i in members:
                 include = queries[i].include
                 if include is not None:
                     self._rank_block(queries, [i], ctx_sums, ctx_part, factors[include], own[include], answers,
-                                     include)
+                                     shared_features, include)
         return [a for a in answers if a is not None]
 
     def _rank_block(self, queries: list[TopKQuery], rows: list[int], ctx_sums: np.ndarray, ctx_part: np.ndarray,
                     factors: np.ndarray, own: np.ndarray, answers: list[Ranked | None],
-                    subset: np.ndarray | None = None) -> None:
+                    shared_features: _SharedFeatures, subset: np.ndarray | None = None) -> None:
         """Rank ``factors``/``own`` for the contexts ``rows`` in blocks of at most ``BLOCK_VALUES`` scores;
         ``subset``: the candidate positions the columns stand for (an include list)."""
         n = factors.shape[0]
@@ -165,6 +207,7 @@ class FMTopK:
                 scores += own
                 scores += ctx_part[block, None]
             for j, i in enumerate(block):
+                shared_features.correct(i, scores[j], subset)
                 exclude = queries[i].exclude
                 if exclude.size:
                     scores[j, exclude if subset is None else np.flatnonzero(np.isin(subset, exclude))] = -np.inf

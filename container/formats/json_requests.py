@@ -7,7 +7,8 @@ feature_dim is known; ``shape`` alone is an all-zero row), or a bare list of num
 (what the SDK's JSONSerializer sends for a 2-D array) or one flat row ``[...]``. A JSON Lines body has one
 instance (or bare row) per line. JSON booleans count as 0/1, as numpy reads them.
 
-Tensor rules are those of RecordIO: sparse keys must be < the shape's product and < feature_dim; dense rows
+Tensor rules are those of RecordIO: sparse keys must be < the shape's product and < feature_dim (a key given
+twice is one feature holding the sum, as ``CSR`` makes it); dense rows
 must have feature_dim values (or, without it, all the same count); explicit zeros of dense rows are dropped.
 Errors name the instance and field, e.g. ``instances[3].data.features.keys[2]=5000 >= feature_dim 2000``.
 

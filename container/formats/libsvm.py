@@ -1,12 +1,13 @@
 """libsvm / svmlight (``text/libsvm``): ``[label] index:value index:value ...`` per line, sparse.
 
 Indices are taken as written, 0-based, as scikit-learn's ``dump_svmlight_file`` writes by default (pairs are
-kept in their order, duplicates included). With ``with_labels`` (training) the first token of every line
-is the label. Without it (serving) a first token with no ``:`` is a label and is ignored, so a training
-file can be sent for prediction as it is. ``# comments`` are stripped, ``qid:`` tokens ignored and blank
-lines skipped. A numba scanner reads the common lines (plain digits and decimals); from the first line it
-declines, the rest of the body is split in Python and its numbers parsed in one numpy call. Errors name the
-1-based line; finding a bad pair costs about one more parse (halving, ``_text.first_failing``).
+kept in their order; an index given twice in a line is one feature holding the sum, as ``CSR`` makes it). With
+``with_labels`` (training) the first token of every line is the label. Without it (serving) a first token with
+no ``:`` is a label and is ignored, so a training file can be sent for prediction as it is. ``# comments`` are
+stripped, ``qid:`` tokens ignored and blank lines skipped. A numba scanner reads the common lines (plain
+digits and decimals); from the first line it declines, the rest of the body is split in Python and its numbers
+parsed in one numpy call. Errors name the 1-based line; finding a bad pair costs about one more parse
+(halving, ``_text.first_failing``).
 """
 
 from __future__ import annotations

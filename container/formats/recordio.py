@@ -6,11 +6,12 @@ read as one bare ``Record`` (what batch transform sends with ``SplitType=RecordI
 
 Each payload is an ``aialgs.data.Record``:
 
-- features: ``features["values"]``, a Float32, Float64 or Int32 tensor (cast to float32). Without ``keys``
-  it is a dense row (its ``shape``, if set, must hold as many values); explicit zeros of dense rows are
-  dropped from the CSR arrays. With ``keys`` it is a sparse row: ``keys[i]`` is the column of
-  ``values[i]``, taken as written, and every key must be < the product of ``shape`` (required unless
-  ``feature_dim`` is given). ``shape`` with no keys and no values is an all-zero row.
+- features: ``features["values"]``, a Float32, Float64 or Int32 tensor (cast to float32). Without ``keys`` it
+  is a dense row (its ``shape``, if set, must hold as many values); explicit zeros of dense rows are dropped
+  from the CSR arrays. With ``keys`` it is a sparse row: ``keys[i]`` is the column of ``values[i]``, taken as
+  written (a key given twice is one feature holding the sum, as ``CSR`` makes it), and every key must be < the
+  product of ``shape`` (required unless ``feature_dim`` is given). ``shape`` with no keys and no values is an
+  all-zero row.
 - ``label["values"]``: one value per record, read only when ``with_labels``.
 - ``label["weight"]``: optional per-record sample weight (one finite value >= 0), read only when
   ``with_labels``; records without one get weight 1.0, and ``CSR.weights`` stays None when no record

@@ -178,3 +178,28 @@ def test_scoring_bodies_are_not_queries():
         fm_queries.query_instances(b'{"queries": []}', JSON)
     with pytest.raises(DataError, match="field 'instances' is not allowed beside 'queries'"):
         fm_queries.query_instances(b'{"queries": [{}], "instances": []}', JSON)
+
+
+@pytest.mark.parametrize("predictor_type", ["binary_classifier", "regressor"])
+def test_features_given_twice_or_shared_with_candidates_are_summed_as_in_predict_scores(predictor_type):
+    """A context holding a key twice, or a key a candidate also holds, is scored as the row with the values
+    summed (x_f = a + b): the ranking and scores of brute-force scoring, whose rows CSR sums."""
+    model = _model(predictor_type, dyadic=True)
+    keys, values = np.array([150, 21, 150, 160]), np.array([1.0, 0.5, 0.5, 2.0], np.float32)
+    row_keys = [np.array([150, 170]), np.array([171, 160, 171]), np.array([180]), np.array([21, 181])]
+    row_values = [np.array([1.0, 1.0], np.float32), np.array([0.5, 1.0, 0.5], np.float32),
+                  np.array([1.0], np.float32), np.array([2.0, 1.0], np.float32)]
+    indptr = np.concatenate([[0], np.cumsum([k.size for k in row_keys])]).astype(np.int64)
+    rows = Candidates(rows=CSR(np.concatenate(row_values), np.concatenate(row_keys).astype(np.int64), indptr, D))
+    features = Candidates(features=np.array([20, 21, 150, 155, 160]))
+    for candidates, as_rows in ((rows, list(zip(row_keys, row_values, strict=True))),
+                                (features, _one_hot(features.features))):
+        n = len(candidates)
+        for include in (None, np.array([3, 0, 2])[:n]):
+            [answer] = FMTopK(model).rank([TopKQuery(keys, values, candidates, k=3 if include is not None else n,
+                                                     include=include)])
+            scores = _brute_force(model, keys, values, as_rows)
+            expected = _expected(scores, len(answer.positions), fm_topk.NO_POSITIONS, include)
+            np.testing.assert_array_equal(answer.positions, expected)
+            np.testing.assert_allclose(answer.scores, scores[expected], rtol=2e-7 if predictor_type != "regressor"
+                                       else 0)
