@@ -3,7 +3,9 @@
 - ``/ping`` answers 200 with an empty body once the servable is warm (it warms it if no gunicorn hook has).
 - ``/invocations`` picks the decoder from Content-Type (parameters ignored; 415 if unsupported), the encoder
   from Accept (q-values honoured, ``*/*`` or absent means ``SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT``; 406 if
-  nothing matches), refuses bodies above ``SAGEMAKER_MAX_PAYLOAD_IN_MB`` (413) and empty ones (400), and
+  nothing matches), refuses bodies above ``SAGEMAKER_MAX_PAYLOAD_IN_MB`` (413) and empty ones (400), refuses
+  before any scoring requests over ``SAGEMAKER_MAX_ROWS_PER_REQUEST`` rows or whose answer would exceed
+  ``SAGEMAKER_MAX_RESPONSE_IN_MB`` (413, ``serve.limits``), and
   replies with the chosen type as Content-Type. JSON Lines and CSV bodies end with a newline, except in
   batch transform (``SAGEMAKER_BATCH``), whose ``AssembleWith=Line`` appends one per response. A worker's
   threads run invocations concurrently when each worker has one numba thread (the default: workers = CPUs),
@@ -37,8 +39,9 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from container.errors import ClientError, UnsupportedFormatError
 from container.formats.registry import JSON, media_type
 from container.formats.responses import for_line_assembly
+from serve.limits import MB, ResponseTooLargeError
 from serve.model_store import Servable
-from serve.settings import MB, ServeSettings
+from serve.settings import ServeSettings
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -122,6 +125,7 @@ class Invocations:
         self.servable = servable
         self.settings = settings
         self.default_accept = default_accept
+        self.limits = settings.limits
         parallel_scoring = numba.config.NUMBA_NUM_THREADS > 1  # type: ignore[attr-defined]
         self.lock: contextlib.AbstractContextManager[object] = (
             threading.Lock() if parallel_scoring else contextlib.nullcontext()
@@ -139,6 +143,8 @@ class Invocations:
                 status, content_type, body = self.invoke(environ)
         except UnsupportedFormatError as error:
             status, content_type, body = _error(415, str(error))
+        except ResponseTooLargeError as error:
+            status, content_type, body = _error(413, str(error))
         except ClientError as error:
             status, content_type, body = _error(400, str(error))
         except RequestEntityTooLarge:
@@ -167,7 +173,7 @@ class Invocations:
         if not body:
             return _error(400, "empty request body: expected at least one record")
         with self.lock:
-            response = servable.invoke(body, content_type, accept)
+            response = servable.invoke(body, content_type, accept, self.limits)
         return 200, accept, for_line_assembly(accept, response) if self.settings.batch else response
 
 

@@ -25,6 +25,7 @@ from container.errors import UnsupportedFormatError
 from container.formats import fm_queries, responses
 from container.formats.recordio import write_spmatrix_to_sparse_tensor
 from container.formats.registry import CSV, JSON, JSONLINES, LIBSVM, RECORDIO, decode
+from serve.limits import MIN_CANDIDATE_BYTES, UNLIMITED, Limits
 from serve.wals_servable import WALSServable
 
 REQUEST_SOURCE = "request body"
@@ -39,8 +40,9 @@ class Servable(Protocol):
 
     def warm_up(self) -> None: ...
 
-    def invoke(self, body: bytes, content_type: str, accept: str) -> bytes:
-        """The response body for a request body; ``ClientError`` subclasses for the client's mistakes."""
+    def invoke(self, body: bytes, content_type: str, accept: str, limits: Limits = UNLIMITED) -> bytes:
+        """The response body for a request body; ``ClientError`` subclasses for the client's mistakes, and
+        ``ResponseTooLargeError`` (checked before the work) past ``limits``."""
         ...
 
 
@@ -57,6 +59,11 @@ class FMServable:
         self.ranker = FMTopK(model)
         self.warm = False
 
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The names of the response columns."""
+        return ("score", "predicted_label") if self.classifier else ("score",)
+
     def predict(self, X: CSR) -> dict[str, np.ndarray]:
         """The response columns: ``score`` (a probability for the classifier) and ``predicted_label``."""
         scores = self.model.predict_scores(X)
@@ -64,20 +71,26 @@ class FMServable:
             return {"score": scores, "predicted_label": (scores >= 0.5).astype(np.float32)}
         return {"score": scores}
 
-    def invoke(self, body: bytes, content_type: str, accept: str) -> bytes:
+    def invoke(self, body: bytes, content_type: str, accept: str, limits: Limits = UNLIMITED) -> bytes:
         instances = fm_queries.query_instances(body, content_type)
         if instances is not None:
-            return self.top_k(instances, accept)
+            return self.top_k(instances, accept, limits)
         X = decode(content_type, body, source=REQUEST_SOURCE, feature_dim=self.model.feature_dim)
-        return responses.encode(accept, self.predict(X))
+        limits.check_rows(X.n_rows)
+        each = responses.min_row_bytes(accept, self.columns)
+        limits.check_estimate(X.n_rows * each, f"{X.n_rows} rows at {each} bytes or more each")
+        return limits.check_body(responses.encode(accept, self.predict(X)))
 
-    def top_k(self, instances: list[Any], accept: str) -> bytes:
+    def top_k(self, instances: list[Any], accept: str, limits: Limits = UNLIMITED) -> bytes:
         """The answers of top-k queries, in JSON or JSON Lines."""
         if accept not in (JSON, JSONLINES):
             raise UnsupportedFormatError(accept, [JSON, JSONLINES])
+        limits.check_rows(len(instances), "queries")
         queries = fm_queries.read_queries(instances, self.model.feature_dim)
+        ranked_k = sum(q.ranked.k for q in queries)
+        limits.check_estimate(ranked_k * MIN_CANDIDATE_BYTES, f"{ranked_k} ranked candidates")
         ranked = self.ranker.rank([q.ranked for q in queries])
-        return fm_queries.encode_ranked(queries, ranked, self.classifier, accept)
+        return limits.check_body(fm_queries.encode_ranked(queries, ranked, self.classifier, accept))
 
     def warm_up(self) -> None:
         """Run every decoder, scoring kernel (serial, and parallel in case numba has threads) and encoder

@@ -19,6 +19,7 @@ from algorithm.wals_model import IdMap, WALSModel
 from container.formats.queries import encode_answers
 from container.formats.registry import JSON, JSONLINES
 from container.formats.wals_queries import NO_COLS, Query, look_up, read_queries
+from serve.limits import MIN_CANDIDATE_BYTES, UNLIMITED, Limits
 
 
 def _csr(rows: list[np.ndarray], n_cols: int, values: list[list[float]] | None = None) -> sp.csr_matrix:
@@ -107,9 +108,12 @@ class WALSServable:
                 results[i] = self._one(q)
         return [r for r in results if r is not None]
 
-    def invoke(self, body: bytes, content_type: str, accept: str) -> bytes:
+    def invoke(self, body: bytes, content_type: str, accept: str, limits: Limits = UNLIMITED) -> bytes:
         queries = read_queries(body, content_type, implicit=self.model.wals.alpha is not None)
-        return encode_answers(self.answer(queries), accept)
+        limits.check_rows(len(queries), "queries")
+        listed = sum(q.k for q in queries if q.kind != "score")
+        limits.check_estimate(listed * MIN_CANDIDATE_BYTES, f"{listed} listed ids")
+        return limits.check_body(encode_answers(self.answer(queries), accept))
 
     def warm_up(self) -> None:
         """Run every query kind once (first row and column ids), so that no request pays for compilation."""

@@ -26,6 +26,7 @@ from algorithm.fm import FactorizationMachines
 from container.formats.record_pb2 import Record
 from container.formats.recordio import write_numpy_to_dense_tensor, write_spmatrix_to_sparse_tensor
 from container.formats.recordio_framing import read_records
+from tests.unit.test_duplicate_keys import bodies, repeated_rows, summed
 
 ROOT = Path(__file__).resolve().parents[2]
 FEATURE_DIM = 30
@@ -367,7 +368,8 @@ def test_execution_parameters(classifier):
 def batch_classifier(tmp_path_factory):
     yield from served(tmp_path_factory.mktemp("batch"), "binary_classifier", SAGEMAKER_BATCH="true",
                       SAGEMAKER_MAX_PAYLOAD_IN_MB="1", SAGEMAKER_BATCH_STRATEGY="MULTI_RECORD",
-                      SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT="text/csv", SAGEMAKER_MODEL_SERVER_WORKERS="1")
+                      SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT="text/csv", SAGEMAKER_MODEL_SERVER_WORKERS="1",
+                      SAGEMAKER_MAX_ROWS_PER_REQUEST="250000")
 
 
 @pytest.mark.parametrize("request_format", ["jsonlines-dense", "csv", "libsvm"])
@@ -428,3 +430,30 @@ def test_bad_serving_environment_fails_at_startup(tmp_path, env, message):
     with pytest.raises(RuntimeError, match="gunicorn exited") as failure:
         ServeProcess(tmp_path, **env)
     assert message in str(failure.value)
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/jsonlines", "text/libsvm", RECORDIO])
+def test_repeated_keys_score_as_the_scipy_summed_rows(classifier, content_type):
+    """``3:1 3:1`` is x_3 = 2 (scipy's sum_duplicates), never a self-interaction <v3, v3>."""
+    model, server = classifier
+    matrix, labels = repeated_rows()
+    X = sp.csr_matrix((matrix.data, matrix.indices, matrix.indptr), shape=(matrix.shape[0], FEATURE_DIM))
+    response = server.post(bodies(X, labels)[content_type], content_type, "text/csv")
+    assert response.status_code == 200, response.text
+    scores, _ = parse("text/csv", response.content)
+    np.testing.assert_allclose(scores, expected_scores(model, summed(X)), rtol=1e-6)
+
+
+def test_an_answer_over_the_response_limit_is_413_before_the_work(classifier, batch_classifier):
+    """200,000 label-only libsvm lines (400 KB) would be an 11 MB RecordIO answer: over InvokeEndpoint's 6 MB
+    it is refused with the reason, while its 1.6 MB CSV answer is served; batch transform allows 100 MB."""
+    _, server = classifier
+    body = b"0\n" * 200_000
+    _assert_error(server.post(body, "text/libsvm", RECORDIO), 413, "200000 rows at 56 bytes or more each",
+                  "6 MB response limit (SAGEMAKER_MAX_RESPONSE_IN_MB)")
+    served_csv = server.post(body, "text/libsvm", "text/csv")
+    assert served_csv.status_code == 200 and served_csv.content.count(b"\n") == 200_000
+    _, batch = batch_classifier
+    assert len(read_records(io.BytesIO(batch.post(body, "text/libsvm", RECORDIO).content))) == 200_000
+    _assert_error(batch.post(b"0\n" * 250_001, "text/libsvm"), 413,
+                  "250001 rows, more than the 250000 allowed per request (SAGEMAKER_MAX_ROWS_PER_REQUEST)")

@@ -12,6 +12,7 @@ import pytest
 from algorithm.fm import FactorizationMachines
 from container.errors import DataError
 from serve.app import create_app
+from serve.limits import UNLIMITED, Limits
 from serve.model_store import FMServable
 from serve.settings import ServeSettings
 
@@ -21,12 +22,12 @@ FEATURE_DIM = 4
 class Failing(FMServable):
     """A real FM servable whose invocations fail as a bug or a bad body would."""
 
-    def invoke(self, body: bytes, content_type: str, accept: str) -> bytes:
+    def invoke(self, body: bytes, content_type: str, accept: str, limits: Limits = UNLIMITED) -> bytes:
         if body == b"bug":
             raise ZeroDivisionError("a bug")
         if body == b"bad":
             raise DataError("request body: line 3 is bad")
-        return super().invoke(body, content_type, accept)
+        return super().invoke(body, content_type, accept, limits)
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +72,41 @@ def test_other_requests_go_to_flask(client):
     response = client.get("/invocations")
     assert response.status_code == 405 and response.headers["Allow"] == "POST"
     assert client.get("/nope").status_code == 404
+
+
+def test_rows_and_response_size_are_refused_before_scoring_with_413():
+    """Past ``SAGEMAKER_MAX_ROWS_PER_REQUEST`` rows, or when the answer would take more than
+    ``SAGEMAKER_MAX_RESPONSE_IN_MB``, nothing is scored: the servable's predict is never called."""
+    arrays = {"w0": np.array([0.5], np.float32), "w": np.ones(FEATURE_DIM, np.float32),
+              "V": np.ones((FEATURE_DIM, 2), np.float32)}
+    model = FactorizationMachines.from_artifact(
+        {"hyperparameters": {"feature_dim": FEATURE_DIM, "num_factors": 2, "predictor_type": "binary_classifier"}},
+        arrays)
+    scored: list[int] = []
+
+    class Counting(FMServable):
+        def predict(self, X):
+            scored.append(X.n_rows)
+            return super().predict(X)
+
+    settings = ServeSettings.from_env({"SAGEMAKER_MAX_RESPONSE_IN_MB": "1", "SAGEMAKER_MAX_ROWS_PER_REQUEST": "60000"})
+    client = create_app(Counting(model), settings).test_client()
+
+    def post(rows: int, accept: str):
+        return client.post("/invocations", data=b"0\n" * rows, headers={"Content-Type": "text/libsvm",
+                                                                         "Accept": accept})
+
+    refused = post(60001, "text/csv")
+    assert refused.status_code == 413 and "60001 rows" in refused.json["error"]
+    assert "SAGEMAKER_MAX_ROWS_PER_REQUEST" in refused.json["error"]
+    # RecordIO answers take 56 bytes a row: 20,000 rows need 1.1 MB; CSV ("0.5,1.0\n") fits them
+    too_big = post(20000, "application/x-recordio-protobuf")
+    assert too_big.status_code == 413 and "SAGEMAKER_MAX_RESPONSE_IN_MB" in too_big.json["error"]
+    assert "20000 rows at 56 bytes or more each" in too_big.json["error"]
+    assert scored == []
+    assert post(20000, "text/csv").status_code == 200 and scored == [20000]
+    # the estimate is a lower bound (36 bytes a JSON Lines row); the encoded answer (42 bytes a row:
+    # {"score":0.6226927,"predicted_label":1.0}) over the limit is refused after encoding
+    wide = client.post("/invocations", data=b"0:1e-3\n" * 27000, headers={"Content-Type": "text/libsvm",
+                                                                           "Accept": "application/jsonlines"})
+    assert wide.status_code == 413 and "the response takes 1134000 bytes" in wide.json["error"]
