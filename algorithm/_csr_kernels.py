@@ -67,10 +67,21 @@ def sum_duplicates(
     out_data = np.empty_like(data)
     out_indices = np.empty_like(indices)
     out_indptr = np.zeros(n_rows + 1, np.int64)
+    scratch = np.empty(_INSERTION_SORT_MAX, np.int64)
     filled = 0
     for r in range(n_rows):
         lo, hi = indptr[r], indptr[r + 1]
-        order = np.argsort(indices[lo:hi], kind="mergesort") + lo
+        if hi - lo <= _INSERTION_SORT_MAX:  # a stable insertion sort of the positions, by column
+            order = scratch[: hi - lo]
+            for i in range(hi - lo):
+                position = lo + i
+                j = i - 1
+                while j >= 0 and indices[order[j]] > indices[position]:
+                    order[j + 1] = order[j]
+                    j -= 1
+                order[j + 1] = position
+        else:
+            order = np.argsort(indices[lo:hi], kind="mergesort") + lo
         i = 0
         while i < order.size:
             column = indices[order[i]]

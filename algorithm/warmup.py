@@ -1,11 +1,11 @@
 """Compile every FM and WALS kernel variant the image uses, so the first epoch and the first request pay no
 JIT cost.
 
-Runs at ``docker build`` (``container.warmup``, with ``NUMBA_CACHE_DIR`` pointing at a writable folder baked
-into the image). FM: each optimizer x predictor type through the public API on tiny data (serial, Hogwild
-and deterministic parallel, with an eval set), with writable and read-only input arrays (decoders hand out
-read-only views of request bytes, a distinct numba type). WALS: both solvers and both forms through the
-public API, then the parallel variant of each kernel.
+Runs at ``docker build`` (``container.warmup``, with ``NUMBA_CACHE_DIR`` pointing at a writable folder baked into
+the image). Rows: the ``CSR`` check and summing of repeated columns. FM: each optimizer x predictor type through
+the public API on tiny data (serial, Hogwild and deterministic parallel, with an eval set), with writable and
+read-only input arrays (decoders hand out read-only views of request bytes, a distinct numba type). WALS: both
+solvers and both forms through the public API, then the parallel variant of each kernel.
 """
 
 from __future__ import annotations
@@ -29,6 +29,17 @@ def _tiny_rows(read_only: bool) -> CSR:
     for array in (rows.data, rows.indices, rows.indptr):
         array.flags.writeable = not read_only
     return rows
+
+
+def warm_up_rows() -> None:
+    """Compile the ``CSR`` row check and the summing of repeated columns, for writable and read-only arrays."""
+    for read_only in (False, True):
+        for columns in ([0, 2, 1, 3], [0, 0, 1, 3]):
+            arrays = (np.array([1.0, 0.5, 2.0, 1.0], np.float32), np.array(columns, np.int64),
+                      np.array([0, 2, 3, 4], np.int64))
+            for array in arrays:
+                array.flags.writeable = not read_only
+            CSR(*arrays, n_cols=4)
 
 
 def warm_up_fm() -> None:

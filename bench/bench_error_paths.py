@@ -7,6 +7,10 @@ are interleaved, after one untimed run of each (numba compiles or loads its cach
 bad/good ratio are printed. The goal is a ratio of at most 2 everywhere.
 
     .venv/bin/python -m bench.bench_error_paths --megabytes 6 --repeat 5
+
+Then the check every ``CSR`` makes for a column given twice in a row (``algorithm._csr_kernels.check_rows``)
+against the decode of the same libsvm body: rows sorted (the common case), shuffled, and with repeats (then
+summed as scipy's ``sum_duplicates`` does, against scipy's).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import numpy as np
 import orjson
 import scipy.sparse as sp
 
+from algorithm._csr_kernels import check_rows, sum_duplicates
 from container.errors import DataError
 from container.formats.csv import decode_csv
 from container.formats.json_requests import decode_json, decode_jsonlines
@@ -133,6 +138,40 @@ def cases(megabytes: float, seed: int) -> dict[str, tuple[Callable[[bytes], obje
     return out
 
 
+def csr_check(megabytes: float, repeat: int, seed: int) -> None:
+    """The repeated-column check's share of a libsvm decode, and the summing against scipy's."""
+    matrix = _rows(int(megabytes * 1024 * 1024) // 200, 20, seed)
+    body = _libsvm(matrix, labels=True)
+    decoded = decode_libsvm(body, source="bench", with_labels=True)
+    rng = np.random.default_rng(seed)
+    shuffled = np.concatenate([rng.permutation(decoded.indices[a:b]) for a, b in
+                               zip(decoded.indptr[:-1], decoded.indptr[1:], strict=True)])
+    repeated = decoded.indices.copy()
+    repeated[1::20] = repeated[::20]  # the second column of each row repeats the first
+    check_rows(decoded.indices, decoded.indptr)
+    sum_duplicates(decoded.data, repeated, decoded.indptr)
+    runs: dict[str, list[float]] = {"decode": [], "sorted": [], "shuffled": [], "repeated": [], "sum": [],
+                                    "scipy sum": []}
+    scipy_repeated = sp.csr_matrix((decoded.data, repeated, decoded.indptr), shape=(decoded.n_rows, FEATURE_DIM))
+    for _ in range(repeat):
+        for name, run in (("decode", lambda: decode_libsvm(body, source="bench", with_labels=True)),
+                          ("sorted", lambda: check_rows(decoded.indices, decoded.indptr)),
+                          ("shuffled", lambda: check_rows(shuffled, decoded.indptr)),
+                          ("repeated", lambda: check_rows(repeated, decoded.indptr)),
+                          ("sum", lambda: sum_duplicates(decoded.data, repeated, decoded.indptr)),
+                          ("scipy sum", lambda: scipy_repeated.copy().sum_duplicates())):
+            start = time.perf_counter()
+            run()
+            runs[name].append(time.perf_counter() - start)
+    medians = {name: statistics.median(times) for name, times in runs.items()}
+    print(f"\nCSR repeated-column check, {decoded.nnz} values in {decoded.n_rows} rows "
+          f"(libsvm decode {medians['decode']:.3f} s, check included)")
+    for name in ("sorted", "shuffled", "repeated"):
+        print(f"  check, rows {name:<9} {medians[name]:.4f} s  {medians[name] / medians['decode']:6.1%} of the decode")
+    print(f"  sum_duplicates          {medians['sum']:.4f} s  scipy's (copy + sum_duplicates) "
+          f"{medians['scipy sum']:.4f} s: {medians['scipy sum'] / medians['sum']:.2f}x")
+
+
 def timed(decode: Callable[[bytes], object], body: bytes) -> tuple[float, str]:
     start = time.perf_counter()
     try:
@@ -164,6 +203,8 @@ def main() -> None:
             bad_times.append(timed(decode, bad)[0])
         g, b = statistics.median(good_times), statistics.median(bad_times)
         print(f"{name:<24} {len(good) / 2**20:>5.1f} {g:>8.3f} {b:>8.3f} {b / g:>8.2f}  {message[:90]}", flush=True)
+    if not args.only:
+        csr_check(args.megabytes, args.repeat, args.seed)
 
 
 if __name__ == "__main__":

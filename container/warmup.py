@@ -14,7 +14,7 @@ def warm_up() -> None:
     from container.formats import recordio, registry, triplets
 
     for name, step in (("recordio", recordio.warm_up), ("text", registry.warm_up), ("triplets", triplets.warm_up),
-                       ("fm", algorithm_warmup.warm_up_fm),
+                       ("rows", algorithm_warmup.warm_up_rows), ("fm", algorithm_warmup.warm_up_fm),
                        ("fm top-k", algorithm_warmup.warm_up_fm_top_k), ("wals", algorithm_warmup.warm_up_wals)):
         started = time.monotonic()
         step()

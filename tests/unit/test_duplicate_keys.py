@@ -99,3 +99,13 @@ def test_csr_sums_repeats_into_new_arrays_and_leaves_canonical_rows_as_given():
     assert unsorted.data is data  # no repeats: nothing copied, the order kept
     with pytest.raises(ValueError, match="indptr must not decrease"):
         CSR(data, indices, np.array([0, 3, 1, 4]), 8)
+
+
+@pytest.mark.parametrize("row_length", [3, 64, 65, 300])
+def test_summed_rows_are_scipys_for_short_and_long_rows(row_length):
+    rng = np.random.default_rng(row_length)
+    indptr = np.arange(0, 20 * row_length + 1, row_length)
+    indices = rng.integers(0, row_length, indptr[-1])
+    data = (rng.integers(-8, 9, indptr[-1]) / 4).astype(np.float32)
+    csr = CSR(data, indices, indptr, row_length)
+    assert_same_rows(csr, summed(sp.csr_matrix((data, indices, indptr), shape=(20, row_length))))
