@@ -10,6 +10,7 @@ solvers and both forms through the public API, then the parallel variant of each
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 
 import numpy as np
@@ -32,13 +33,14 @@ def _tiny_rows(read_only: bool) -> CSR:
 
 
 def warm_up_rows() -> None:
-    """Compile the ``CSR`` row check and the summing of repeated columns, for writable and read-only arrays."""
-    for read_only in (False, True):
+    """Compile the ``CSR`` row check and the summing of repeated columns, for every mix of writable and
+    read-only arrays."""
+    for read_only in itertools.product((False, True), repeat=3):
         for columns in ([0, 2, 1, 3], [0, 0, 1, 3]):
             arrays = (np.array([1.0, 0.5, 2.0, 1.0], np.float32), np.array(columns, np.int64),
                       np.array([0, 2, 3, 4], np.int64))
-            for array in arrays:
-                array.flags.writeable = not read_only
+            for array, fixed in zip(arrays, read_only, strict=True):
+                array.flags.writeable = not fixed
             CSR(*arrays, n_cols=4)
 
 
