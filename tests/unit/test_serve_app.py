@@ -12,7 +12,7 @@ import pytest
 from algorithm.fm import FactorizationMachines
 from container.errors import DataError
 from serve.app import create_app
-from serve.limits import UNLIMITED, Limits
+from serve.limits import UNLIMITED, Limits, ResponseTooLargeError
 from serve.model_store import FMServable
 from serve.settings import ServeSettings
 
@@ -110,3 +110,19 @@ def test_rows_and_response_size_are_refused_before_scoring_with_413():
     wide = client.post("/invocations", data=b"0:1e-3\n" * 27000, headers={"Content-Type": "text/libsvm",
                                                                            "Accept": "application/jsonlines"})
     assert wide.status_code == 413 and "the response takes 1134000 bytes" in wide.json["error"]
+
+
+def test_top_k_queries_are_counted_and_their_answers_estimated_before_ranking():
+    arrays = {"w0": np.array([0.5], np.float32), "w": np.arange(FEATURE_DIM, dtype=np.float32),
+              "V": np.ones((FEATURE_DIM, 2), np.float32)}
+    model = FactorizationMachines.from_artifact(
+        {"hyperparameters": {"feature_dim": FEATURE_DIM, "num_factors": 2, "predictor_type": "regressor"}}, arrays)
+    servable = FMServable(model)
+    query = {"context": {"keys": [0]}, "candidates": {"range": [0, FEATURE_DIM]}, "k": FEATURE_DIM}
+    body = orjson.dumps({"queries": [query, query]})
+    with pytest.raises(ResponseTooLargeError, match=r"2 queries, more than the 1 allowed per request"):
+        servable.invoke(body, "application/json", "application/json", Limits(max_rows=1, max_response_bytes=10**6))
+    with pytest.raises(ResponseTooLargeError, match=r"at least 48 bytes \(8 ranked candidates\)"):
+        servable.invoke(body, "application/json", "application/json", Limits(max_rows=2, max_response_bytes=47))
+    answer = servable.invoke(body, "application/json", "application/json", Limits(max_rows=2, max_response_bytes=10**6))
+    assert len(orjson.loads(answer)["predictions"]) == 2
