@@ -37,11 +37,12 @@ def warm_up_rows() -> None:
     read-only arrays."""
     for read_only in itertools.product((False, True), repeat=3):
         for columns in ([0, 2, 1, 3], [0, 0, 1, 3]):
-            arrays = (np.array([1.0, 0.5, 2.0, 1.0], np.float32), np.array(columns, np.int64),
-                      np.array([0, 2, 3, 4], np.int64))
+            data, indices = np.array([1.0, 0.5, 2.0, 1.0], np.float32), np.array(columns, np.int64)
+            indptr = np.array([0, 2, 3, 4], np.int64)
+            arrays: tuple[np.ndarray, ...] = (data, indices, indptr)
             for array, fixed in zip(arrays, read_only, strict=True):
                 array.flags.writeable = not fixed
-            CSR(*arrays, n_cols=4)
+            CSR(data, indices, indptr, n_cols=4)
 
 
 def warm_up_fm() -> None:
