@@ -166,6 +166,16 @@ def test_malformed_requests_are_400_naming_instance_and_field(served, body, mess
     assert message in json.loads(response.content)["error"]
 
 
+def test_answers_over_the_response_limit_are_413_before_ranking(served):
+    """Lists of two million ids (at least 6 bytes each: an id and a score) exceed InvokeEndpoint's 6 MB."""
+    _, server = served
+    body = json.dumps({"instances": [{"row": "u1", "k": 1_000_000}, {"similar_to_col": 700, "k": 1_000_000}]})
+    response = server.post(body.encode(), JSON, JSON)
+    assert response.status_code == 413, response.text
+    assert "2000000 listed ids" in response.json()["error"]
+    assert "SAGEMAKER_MAX_RESPONSE_IN_MB" in response.json()["error"]
+
+
 def test_unsupported_media_types(served):
     _, server = served
     assert server.post(b"u1,700", CSV, JSON).status_code == 415
