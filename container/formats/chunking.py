@@ -8,6 +8,7 @@ The stream is anything with ``read(n) -> bytes`` that returns at most ``n`` byte
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -132,3 +133,8 @@ class LineChunker(_Chunker):
             return None
         end = end or len(self._pending)
         return self._cut(end, self._pending.count(b"\n", 0, end))
+
+
+def warm_up() -> None:
+    """Compile (or load from cache) the RecordIO header scanner on a buffer like the chunker's."""
+    RecordChunker(io.BytesIO(MAGIC_BYTES + bytes(4) + MAGIC_BYTES + bytes(4)), "warm-up").next(8)
