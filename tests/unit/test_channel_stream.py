@@ -365,3 +365,27 @@ def test_a_fifo_closed_early_is_named_with_the_offset(paths, content_type, body,
             pass
     writer.join(timeout=10)
     assert not writer.is_alive()
+
+
+def test_an_empty_fifo_is_named_with_its_epoch(paths):
+    paths.input_data.mkdir(parents=True)
+    fifo = paths.pipe_path("train", 2)
+    os.mkfifo(fifo)
+    writer = _fifo_writer(fifo, [])
+    with pytest.raises(ChannelError, match=rf"has no data \(Pipe mode, looked in {fifo}\)"):
+        list(iter_channel_blocks(paths, ChannelConfig("train", input_mode="Pipe"), feature_dim=FEATURE_DIM,
+                                 epoch=2))
+    writer.join(timeout=10)
+
+
+@pytest.mark.parametrize(("declared", "body"), [
+    ("text/csv", _libsvm()),
+    ("text/libsvm", _csv()),
+    (None, b"1,2,3,4,5,6,7\n" * 50 + b"1,2,x,4,5,6,7\n"),
+])
+def test_the_content_type_at_fault_is_named_as_the_whole_body_names_it(paths, declared, body):
+    whole, source = _whole(paths, body, declared)
+    assert isinstance(whole, DataError) and "ContentType" in str(whole)
+    with pytest.raises(DataError) as streamed:
+        _streamed(body, source, ChannelConfig("train", content_type=declared), 5, 300)
+    assert str(streamed.value) == str(whole)
