@@ -37,7 +37,7 @@ class Chunk:
     """``data``, which starts ``offset`` bytes into its stream, at record index (RecordIO) or line number
     (text, 1-based) ``first``."""
 
-    data: bytes
+    data: memoryview
     offset: int
     first: int
 
@@ -62,9 +62,11 @@ class _Chunker:
                 self._eof = True
 
     def _cut(self, end: int, items: int) -> Chunk:
-        """The first ``end`` pending bytes, holding ``items`` records or line ends, as a chunk."""
-        chunk = Chunk(bytes(memoryview(self._pending)[:end]), self._offset, self._first)
-        del self._pending[:end]
+        """The first ``end`` pending bytes, holding ``items`` records or line ends, as a chunk (the chunk takes
+        the pending buffer; what follows ``end``, a part of one record or line, is copied out)."""
+        data, self._pending = self._pending, self._pending[end:]
+        del data[end:]
+        chunk = Chunk(memoryview(data), self._offset, self._first)
         self._offset += end
         self._first += items
         return chunk
