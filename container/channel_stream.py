@@ -136,7 +136,7 @@ def _blocks(content_type: str, body: Peekable, source: str, feature_dim: int, bl
             return decode_recordio(chunk.data, source=source, feature_dim=feature_dim, with_labels=True,
                                    first_record=chunk.first, first_byte=chunk.offset)
     elif content_type in (CSV, LIBSVM):
-        chunker = LineChunker(body)
+        chunker = LineChunker(body, source)
         decode_text = decode_csv if content_type == CSV else decode_libsvm
 
         def decode(chunk: Chunk) -> CSR:

@@ -389,3 +389,18 @@ def test_the_content_type_at_fault_is_named_as_the_whole_body_names_it(paths, de
     with pytest.raises(DataError) as streamed:
         _streamed(body, source, ChannelConfig("train", content_type=declared), 5, 300)
     assert str(streamed.value) == str(whole)
+
+
+@pytest.mark.parametrize(("content_type", "body", "message"), [
+    ("text/csv", b"1,2,3,4,5,6,7\n" * 10 + b"1" * 5000,
+     r"line 11 \(byte offset 140\) has no line end within 1000 bytes"),
+    ("application/x-recordio-protobuf", bytes(5000), r"body \(a bare Record.*\): record longer than 1000 bytes"),
+    ("application/x-recordio-protobuf", _dense_recordio()[:136] + _frame(bytes(3000)),
+     r"record 2 \(byte offset 136\): record longer than 1000 bytes"),
+])
+def test_a_record_or_line_longer_than_the_limit_is_refused_not_read_whole(monkeypatch, content_type, body, message):
+    from container.formats import chunking
+
+    monkeypatch.setattr(chunking, "MAX_UNIT_BYTES", 1000)
+    with pytest.raises(DataError, match=f"^s: {message}"):
+        _streamed(body, "s", ChannelConfig("train", content_type=content_type), 7, 200)
