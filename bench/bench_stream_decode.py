@@ -1,6 +1,8 @@
 """Streaming decode of a training channel (``container.channel_stream``, blocks of bounded size read from the
 file as it goes) against today's whole-body path (``container.channels.read_channel``: the file read into memory,
-decoded in one call), on the same file in the page cache, runs interleaved, medians reported; then each path's
+decoded in one call), on the same file in the page cache, and in Pipe mode (the file written into a FIFO by a
+``cat`` process, one FIFO per run as the platform does per epoch), runs interleaved, medians reported; then each
+path's
 peak memory: a fresh process per path decodes the file once, and ``used MiB`` is its peak RSS (VmHWM, reset
 after imports and kernel warm-up) above its RSS before decoding.
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import io
+import os
 import statistics
 import subprocess
 import sys
@@ -127,6 +130,7 @@ def main() -> None:
           f"{'used MiB':>9}")
     with tempfile.TemporaryDirectory() as tmp:
         paths = SageMakerPaths(Path(tmp))
+        fifos = iter(range(1 << 30))  # a new FIFO per Pipe-mode run, as per epoch
         for fmt in args.formats:
             content_type, body = encode(fmt, matrix, labels)
             directory = paths.channel_dir(fmt.replace(".", "-"))
@@ -142,11 +146,26 @@ def main() -> None:
                 blocks = iter_channel_blocks(paths, config, feature_dim=width, block_bytes=block_mib << 20)
                 return sum(block.n_rows for _, block in blocks)
 
+            def piped(block_mib: int, content_type: str = content_type, width: int = width,
+                      file: Path = directory / "part-0") -> int:
+                epoch = next(fifos)
+                fifo = paths.pipe_path("pipe", epoch)
+                os.mkfifo(fifo)
+                writer = subprocess.Popen(["sh", "-c", 'cat "$1" > "$2"', "sh", str(file), fifo])
+                config = ChannelConfig("pipe", content_type=content_type, input_mode="Pipe")
+                blocks = iter_channel_blocks(paths, config, feature_dim=width, epoch=epoch, block_bytes=block_mib << 20)
+                rows = sum(block.n_rows for _, block in blocks)
+                writer.wait()
+                fifo.unlink()
+                return rows
+
             runs: dict[str, Callable[[], int]] = {"whole body": whole}
-            blocks = {"whole body": 0}
+            blocks: dict[str, int | None] = {"whole body": 0}
             for block_mib in args.block_mib:
                 runs[f"stream {block_mib} MiB"] = lambda b=block_mib: streamed(b)
                 blocks[f"stream {block_mib} MiB"] = block_mib
+            runs[f"pipe {args.block_mib[-1]} MiB"] = lambda: piped(args.block_mib[-1])
+            blocks[f"pipe {args.block_mib[-1]} MiB"] = None  # the same blocks as streaming the file
             times: dict[str, list[float]] = {name: [] for name in runs}
             for _ in range(args.repeat):
                 for name, run in runs.items():
@@ -156,9 +175,10 @@ def main() -> None:
             anchor = statistics.median(times["whole body"])
             for name in runs:
                 median = statistics.median(times[name])
-                used = used_mib(tmp, config.name, content_type, width, blocks[name])
+                block = blocks[name]
+                used = "-" if block is None else f"{used_mib(tmp, config.name, content_type, width, block):.0f}"
                 print(f"{fmt:<12} {len(body) / 2**20:>6.0f} {name:<16} {median:>9.3f} {args.rows / median:>12,.0f} "
-                      f"{anchor / median:>12.2f}x {used:>9.0f}")
+                      f"{anchor / median:>12.2f}x {used:>9}")
 
 
 if __name__ == "__main__":

@@ -404,3 +404,19 @@ def test_a_record_or_line_longer_than_the_limit_is_refused_not_read_whole(monkey
     monkeypatch.setattr(chunking, "MAX_UNIT_BYTES", 1000)
     with pytest.raises(DataError, match=f"^s: {message}"):
         _streamed(body, "s", ChannelConfig("train", content_type=content_type), 7, 200)
+
+
+def test_a_record_wrapped_fifo_streams_its_objects(paths):
+    paths.input_data.mkdir(parents=True)
+    fifo = paths.pipe_path("train", 0)
+    os.mkfifo(fifo)
+    objects = [gzip.compress(_sparse_recordio()), _multipart_recordio(), _dense_recordio()]
+    body = _wrapped(objects, 1)
+    writer = _fifo_writer(fifo, [body[i:i + 333] for i in range(0, len(body), 333)])
+    config = ChannelConfig("train", input_mode="Pipe", record_wrapper="RecordIO")
+    blocks = [block for _, block in iter_channel_blocks(paths, config, feature_dim=FEATURE_DIM, block_bytes=700)]
+    writer.join(timeout=10)
+    expected = [decode_recordio(gzip.decompress(objects[0]), source="s", feature_dim=FEATURE_DIM, with_labels=True),
+                *(decode_recordio(o, source="s", feature_dim=FEATURE_DIM, with_labels=True) for o in objects[1:])]
+    assert len(blocks) > len(objects)
+    _assert_same_rows(blocks, concatenate(expected))
