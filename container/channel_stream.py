@@ -39,6 +39,7 @@ from container.paths import SageMakerPaths
 log = logging.getLogger(__name__)
 
 DEFAULT_BLOCK_BYTES = 64 << 20
+BLANK_PEEK_BYTES = 16 << 20  # the most read ahead to find whether a source is blank
 FIRST_EXPANSION = 8  # decoded bytes per source byte assumed before the first block of a source is measured
 
 
@@ -116,15 +117,17 @@ def stream_blocks(
 
 
 def _blank(body: Peekable) -> bool:
-    """Whether ``body`` holds only whitespace (such a body is skipped, as ``container.channels`` skips it)."""
+    """Whether ``body`` holds only whitespace (such a body is skipped, as ``container.channels`` skips it); a body
+    longer than BLANK_PEEK_BYTES is decoded whatever it starts with."""
     n = HEAD
-    while True:
+    while n <= BLANK_PEEK_BYTES:
         head = body.peek(n)
         if head.strip():
             return False
         if len(head) < n:
             return True
         n *= 2
+    return False
 
 
 def _blocks(content_type: str, body: Peekable, source: str, feature_dim: int, block_bytes: int) -> Iterator[CSR]:

@@ -18,6 +18,7 @@ from container.channel_stream import iter_channel_blocks, stream_blocks
 from container.channels import read_channel
 from container.config import ChannelConfig
 from container.errors import ChannelError, DataError
+from container.formats.csv import decode_csv
 from container.formats.record_pb2 import Record
 from container.formats.recordio import decode_recordio, write_numpy_to_dense_tensor, write_spmatrix_to_sparse_tensor
 from container.formats.recordio_framing import MAGIC, frame_records
@@ -420,3 +421,13 @@ def test_a_record_wrapped_fifo_streams_its_objects(paths):
                 *(decode_recordio(o, source="s", feature_dim=FEATURE_DIM, with_labels=True) for o in objects[1:])]
     assert len(blocks) > len(objects)
     _assert_same_rows(blocks, concatenate(expected))
+
+
+def test_a_source_whose_blank_prefix_outruns_the_blank_check_is_decoded_not_skipped(monkeypatch):
+    from container import channel_stream
+
+    monkeypatch.setattr(channel_stream, "BLANK_PEEK_BYTES", 1 << 17)
+    body = b"\n" * (1 << 18) + _csv().removeprefix("\ufeff".encode())
+    blocks = _streamed(body, "s", ChannelConfig("train", content_type="text/csv"), 4099, 1 << 20)
+    _assert_same_rows(blocks, decode_csv(_csv(), source="s", feature_dim=FEATURE_DIM, with_labels=True))
+    assert not _streamed(b" \n" * (1 << 16), "s", ChannelConfig("train", content_type="text/csv"), 4099, 1 << 20)
