@@ -431,3 +431,16 @@ def test_a_source_whose_blank_prefix_outruns_the_blank_check_is_decoded_not_skip
     blocks = _streamed(body, "s", ChannelConfig("train", content_type="text/csv"), 4099, 1 << 20)
     _assert_same_rows(blocks, decode_csv(_csv(), source="s", feature_dim=FEATURE_DIM, with_labels=True))
     assert not _streamed(b" \n" * (1 << 16), "s", ChannelConfig("train", content_type="text/csv"), 4099, 1 << 20)
+
+
+@pytest.mark.parametrize("tail", [b"\x00" * 7, b"junk"])
+def test_what_follows_a_gzip_member_is_read_as_gzip_decompress_reads_it(paths, tail):
+    body = gzip.compress(_csv()) + tail
+    whole, source = _whole(paths, body, "text/csv")
+    config = ChannelConfig("train", content_type="text/csv")
+    if isinstance(whole, DataError):
+        with pytest.raises(DataError) as streamed:
+            _streamed(body, source, config, 3, 500)
+        assert str(streamed.value) == str(whole) and "Not a gzipped file" in str(whole)
+    else:
+        _assert_same_rows(_streamed(body, source, config, 3, 500), whole)
