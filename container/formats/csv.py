@@ -21,13 +21,19 @@ from container.formats._text_kernels import scan_csv
 
 
 def decode_csv(
-    body: bytes | memoryview, *, source: str, feature_dim: int | None = None, with_labels: bool = False
+    body: bytes | memoryview,
+    *,
+    source: str,
+    feature_dim: int | None = None,
+    with_labels: bool = False,
+    first_line: int = 1,
 ) -> CSR:
-    """Decode CSV rows to a CSR (explicit zeros dropped from the CSR arrays)."""
+    """Decode CSV rows to a CSR (explicit zeros dropped from the CSR arrays). A body that is a piece of a longer
+    stream numbers its lines in errors from ``first_line``."""
     text = bytes(body).removeprefix(codecs.BOM_UTF8)
     lines = text.split(b"\n")
-    numbers = [i + 1 for i, line in enumerate(lines) if line.strip()]
-    rows = [lines[n - 1] for n in numbers]
+    numbers = [i + first_line for i, line in enumerate(lines) if line.strip()]
+    rows = [lines[n - first_line] for n in numbers]
     n_label = int(with_labels)
     if not rows:
         empty_labels = np.empty(0, np.float32) if with_labels else None
@@ -49,7 +55,7 @@ def decode_csv(
     if scanned.n_rows == len(rows):
         return scanned
     done = scanned.n_rows  # the rows before the first one the scanner declined are read and valid
-    rest = _parsed(source, rows[done:], numbers[done:], width, with_labels, may_be_header=not done)
+    rest = _parsed(source, rows[done:], numbers[done:], width, with_labels, may_be_header=not done and first_line == 1)
     return concatenate([scanned, rest]) if done else rest
 
 

@@ -27,13 +27,20 @@ _MAX_INDEX = 2**53  # float64 holds every integer below this exactly
 
 
 def decode_libsvm(
-    body: bytes | memoryview, *, source: str, feature_dim: int | None = None, with_labels: bool = False
+    body: bytes | memoryview,
+    *,
+    source: str,
+    feature_dim: int | None = None,
+    with_labels: bool = False,
+    first_line: int = 1,
 ) -> CSR:
-    """Decode libsvm rows to a CSR; see the module docstring."""
+    """Decode libsvm rows to a CSR; see the module docstring. A body that is a piece of a longer stream numbers
+    its lines in errors from ``first_line``."""
     text = bytes(body).removeprefix(codecs.BOM_UTF8)
     part, stop = _scanned(text, with_labels)
+    part.lines[:] += first_line - 1
     if stop < len(text):
-        rest = _split(text[stop:], source, with_labels, first_line=text.count(b"\n", 0, stop) + 1)
+        rest = _split(text[stop:], source, with_labels, first_line=first_line + text.count(b"\n", 0, stop))
         part = part.joined(rest) if part.lines.size else rest
     return part.dataset(source, feature_dim)
 
