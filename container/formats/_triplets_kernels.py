@@ -272,3 +272,19 @@ def padded(arena: np.ndarray, ends: np.ndarray, width: int) -> np.ndarray:
             out[g, q - start] = arena[q]
         start = ends[g]
     return out
+
+
+@njit(cache=True, nogil=True)
+def scatter(keys: np.ndarray, cursor: np.ndarray, ints: np.ndarray, floats: np.ndarray, extra: np.ndarray,
+            out_ints: np.ndarray, out_floats: np.ndarray, out_extra: np.ndarray) -> None:
+    """Entry i goes to position ``cursor[keys[i]]`` (then advanced) of the outputs: a counting sort's
+    placement, stable (entries of one key keep their order). ``extra`` may be empty (then not moved)."""
+    moved = extra.size > 0
+    for i in range(keys.size):
+        key = keys[i]
+        position = cursor[key]
+        cursor[key] = position + 1
+        out_ints[position] = ints[i]
+        out_floats[position] = floats[i]
+        if moved:
+            out_extra[position] = extra[i]
