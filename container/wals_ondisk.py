@@ -191,10 +191,9 @@ def _content_type(config: ChannelConfig, source: str, head: bytes) -> str:
     return shown
 
 
-def iter_triplets(paths: SageMakerPaths, config: ChannelConfig, hp: dict[str, Any], *,
-                  chunk_bytes: int = CHUNK_BYTES) -> Iterator[triplets.Triplets]:
-    """The entries of a train or test channel, a chunk at a time (CSV: ``chunk_bytes`` of whole lines, each
-    error naming the file and its line in the file; RecordIO: a file at a time)."""
+def iter_triplets(paths: SageMakerPaths, config: ChannelConfig, hp: dict[str, Any]) -> Iterator[triplets.Triplets]:
+    """The entries of a train or test channel, a chunk at a time (CSV: CHUNK_BYTES of whole lines, each error
+    naming the file and its line in the file; RecordIO: a file at a time)."""
     num_rows, num_cols = hp["num_rows"], hp["num_cols"]
     nonnegative = config.name == "train" and hp["alpha"] is not None
     for source, head, stream in _streams(paths, config):
@@ -206,7 +205,7 @@ def iter_triplets(paths: SageMakerPaths, config: ChannelConfig, hp: dict[str, An
                                                     num_cols=num_cols, nonnegative_values=nonnegative)
             continue
         text_seen = False
-        for line, byte, body in triplets.iter_line_chunks(stream, chunk_bytes):  # type: ignore[arg-type]
+        for line, byte, body in triplets.iter_line_chunks(stream, CHUNK_BYTES):  # type: ignore[arg-type]
             yield triplets.decode_triplets_csv(body, source=source, num_rows=num_rows, num_cols=num_cols,
                                                nonnegative_values=nonnegative, first_line=line, first_byte=byte,
                                                header=not text_seen)
@@ -329,14 +328,14 @@ def _sides(hp: dict[str, Any]) -> tuple[_Side, _Side]:
 
 
 def build(paths: SageMakerPaths, train: ChannelConfig, test: ChannelConfig | None, hp: dict[str, Any],
-          scratch: Scratch, *, chunk_bytes: int = CHUNK_BYTES) -> StreamedMatrices:
+          scratch: Scratch) -> StreamedMatrices:
     """The training matrix on disk and its id maps from the ``train`` channel, read once; ``test`` mapped to
     the same ids (in memory), as ``wals_data.build_matrices`` makes them."""
     started = time.monotonic()
     spill = _Spill(scratch)
     sides = _sides(hp)
     read = 0
-    for part in iter_triplets(paths, train, hp, chunk_bytes=chunk_bytes):
+    for part in iter_triplets(paths, train, hp):
         if len(part):
             rows = sides[0].codes(part.rows, part.row_names, train.name)
             cols = sides[1].codes(part.cols, part.col_names, train.name)

@@ -1,6 +1,7 @@
 """Numba kernels of the CSV triplet reader: one pass over the raw bytes that splits lines and fields, copies
 the two id fields (unquoted) into one buffer and parses the value and weight fields; then the hashing that
-groups equal ids without making a Python string per line.
+groups equal ids without making a Python string per line; and the counting sort's placement of entries in
+the on-disk matrices (``container.wals_ondisk``).
 
 The tokenizer reads what Python's ``csv.reader(skipinitialspace=True)`` reads, for the lines it accepts:
 fields split at commas, spaces at the start of a field dropped, a field that starts with a quote runs to the

@@ -521,6 +521,10 @@ def decode_id_weights_csv(body: bytes | memoryview, *, source: str, what: str,
 
 
 def warm_up() -> None:
-    """Compile the CSV reader's kernels: string ids (sorted as bytes) and declared integer ids."""
+    """Compile the CSV reader's kernels (string ids sorted as bytes, declared integer ids) and the on-disk
+    matrices' placement."""
     decode_triplets_csv(b'row,col,value,weight\nu1,"i 1",1.5,2\nu2,i2,3\n', source="warm-up")
     decode_triplets_csv(b"0,1,1\n1,0,2\n", source="warm-up", num_rows=2, num_cols=2)
+    ints, floats, none = np.zeros(1, np.int64), np.zeros(1, np.float32), np.zeros(0, np.float32)
+    kernels.scatter(ints, np.zeros(1, np.int64), ints, floats, floats, ints.copy(), floats.copy(), floats.copy())
+    kernels.scatter(ints, np.zeros(1, np.int64), ints, floats, none, ints.copy(), floats.copy(), none)
