@@ -47,8 +47,8 @@ from container.paths import SageMakerPaths
 
 log = logging.getLogger("train.wals")
 
-CHUNK_BYTES = 64 << 20  # text decoded at a time
-BLOCK_ENTRIES = 1 << 22  # entries per step of the passes over the files
+CHUNK_BYTES = 4 << 20  # text decoded at a time (the decoder's own arrays take about 10x as much)
+BLOCK_ENTRIES = 1 << 20  # entries per step of the passes over the files
 GIB = 2.0**30
 
 

@@ -23,7 +23,7 @@ log = logging.getLogger("train.wals")
 
 SIDES = ("row", "col")
 # Peak memory of the in-memory path per byte of triplet text (measured: bench/bench_wals_stream.py).
-IN_MEMORY_BYTES_PER_BYTE = 6.0
+IN_MEMORY_BYTES_PER_BYTE = 10.0
 
 
 def _check_empty_lines(train: sp.csr_matrix, ids: tuple[IdMap, IdMap], hp: dict[str, Any]) -> None:
@@ -96,7 +96,7 @@ def train_wals(paths: SageMakerPaths, hp: dict[str, Any], channels: dict[str, Ch
     write the model with its id maps to ``model/``."""
     train_config = job.required_channel(paths, channels, "train")
     test_config = job.optional_channel(paths, channels, "test")
-    if data_loading.streams(paths, train_config, hp["data_loading"], IN_MEMORY_BYTES_PER_BYTE):
+    if data_loading.streams(paths, train_config, hp["data_loading"], IN_MEMORY_BYTES_PER_BYTE, unwraps=False):
         with wals_ondisk.Scratch(paths.scratch_dir) as scratch:
             _fit(paths, hp, channels, host, wals_ondisk.build(paths, train_config, test_config, hp, scratch))
         return

@@ -256,7 +256,7 @@ class _Lines:
     """The tokenized body: per line its start, field count, id slices, value, weight and flags
     (``_triplets_kernels.scan``); ``entries`` then narrows every per-line array to the lines with data."""
 
-    def __init__(self, data: bytes, header: bool) -> None:
+    def __init__(self, data: bytes, header: bool = True) -> None:
         self.data = data
         self.header = header
         buf = np.frombuffer(data, np.uint8)

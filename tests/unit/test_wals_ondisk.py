@@ -230,5 +230,7 @@ def test_auto_streams_what_does_not_fit(tmp_path: Path, monkeypatch: pytest.Monk
         assert data_loading.streams(paths, configs["train"], "auto", 2.0) is expected
     assert "data_loading=auto: streaming the 'train' channel (0.000 GiB of data" in caplog.text
     assert data_loading.streams(paths, ChannelConfig("train", input_mode="Pipe"), "auto", 2.0)
+    wrapped = ChannelConfig("train", input_mode="Pipe", record_wrapper="RecordIO")
+    assert not data_loading.streams(paths, wrapped, "auto", 2.0, unwraps=False)
     assert not data_loading.streams(paths, configs["train"], "memory", 2.0)
     assert data_loading.streams(paths, configs["train"], "stream", 2.0)
