@@ -26,7 +26,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, Any, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -130,17 +130,30 @@ class _Spill:
 
 
 class _Checked:
-    """A channel's byte stream whose read errors (a corrupt gzip member) name the source."""
+    """A channel's byte stream with its first ``HEAD`` bytes read ahead (``head``: what the content type and
+    gzip are told from, however few bytes a FIFO delivers at a time), whose read errors (a corrupt gzip
+    member) name the source."""
 
-    def __init__(self, stream: BinaryIO, source: str) -> None:
+    def __init__(self, stream: Any, source: str) -> None:
         self.stream = stream
         self.source = source
+        self.head = self._read(HEAD)
+        self.ahead = self.head
 
-    def read(self, size: int = -1) -> bytes:
+    def _read(self, size: int) -> bytes:
         try:
-            return self.stream.read(size)
+            return bytes(self.stream.read(size))
         except (OSError, EOFError, zlib.error) as err:
             raise DataError(f"{self.source}: corrupt gzip data: {err}") from None
+
+    def read(self, size: int = -1) -> bytes:
+        if not self.ahead:
+            return self._read(size)
+        if size < 0:
+            data, self.ahead = self.ahead + self._read(-1), b""
+        else:
+            data, self.ahead = self.ahead[:size], self.ahead[size:]
+        return data
 
 
 def _wait_for(fifo: Path) -> None:
@@ -151,9 +164,9 @@ def _wait_for(fifo: Path) -> None:
         time.sleep(0.05)
 
 
-def _streams(paths: SageMakerPaths, config: ChannelConfig) -> Iterator[tuple[str, bytes, _Checked]]:
-    """(source, first bytes, byte stream) of each object of a channel, gzip undone as it is read: the files
-    of File mode in order, or the FIFO of epoch 0 in Pipe mode."""
+def _streams(paths: SageMakerPaths, config: ChannelConfig) -> Iterator[_Checked]:
+    """The byte stream of each object of a channel, gzip undone as it is read: the files of File mode in
+    order, or the FIFO of epoch 0 in Pipe mode."""
     if config.record_wrapper.lower() == "recordio":
         raise ClientError(f"Channel {config.name!r}: data_loading=stream reads RecordWrapperType=None channels; "
                           "set data_loading=memory for RecordWrapperType=RecordIO")
@@ -167,15 +180,10 @@ def _streams(paths: SageMakerPaths, config: ChannelConfig) -> Iterator[tuple[str
     log.info("Reading channel %r from %d source(s) in chunks", config.name, len(sources))
     for path in sources:
         with open(path, "rb") as raw:
-            stream: Any = raw
-            if raw.peek(len(GZIP_MAGIC))[:len(GZIP_MAGIC)] == GZIP_MAGIC:
-                stream = gzip.GzipFile(fileobj=raw)
-            checked = _Checked(stream, str(path))
-            try:
-                head = stream.peek(HEAD)[:HEAD]
-            except (OSError, EOFError, zlib.error) as err:
-                raise DataError(f"{path}: corrupt gzip data: {err}") from None
-            yield str(path), head, checked
+            stream = _Checked(raw, str(path))
+            if stream.head.startswith(GZIP_MAGIC):
+                stream = _Checked(gzip.GzipFile(fileobj=cast(Any, stream), mode="rb"), str(path))
+            yield stream
 
 
 def _content_type(config: ChannelConfig, source: str, head: bytes) -> str:
@@ -196,8 +204,9 @@ def iter_triplets(paths: SageMakerPaths, config: ChannelConfig, hp: dict[str, An
     naming the file and its line in the file; RecordIO: a file at a time)."""
     num_rows, num_cols = hp["num_rows"], hp["num_cols"]
     nonnegative = config.name == "train" and hp["alpha"] is not None
-    for source, head, stream in _streams(paths, config):
-        if _content_type(config, source, head) == RECORDIO:
+    for stream in _streams(paths, config):
+        source = stream.source
+        if _content_type(config, source, stream.head) == RECORDIO:
             if num_rows is None:
                 raise ClientError(f"{source}: RecordIO-protobuf triplets are in the one-hot layout "
                                   "[row, num_rows + col]: set the num_rows hyperparameter to read them")

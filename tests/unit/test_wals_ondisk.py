@@ -10,6 +10,7 @@ import logging
 import os
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -157,7 +158,7 @@ def test_stream_gives_the_in_memory_model(tmp_path: Path, small_blocks: None, ca
     assert not any((tmp_path / "stream" / "input" / "scratch").iterdir())  # the job's files are gone
 
 
-def test_recordio_and_pipe_mode_stream(tmp_path: Path, small_blocks: None) -> None:
+def _recordio() -> bytes:
     import scipy.sparse as sp
 
     rows, cols, values = _ratings(2, 400)
@@ -165,22 +166,32 @@ def test_recordio_and_pipe_mode_stream(tmp_path: Path, small_blocks: None) -> No
                             shape=(400, 85))
     buffer = io.BytesIO()
     write_spmatrix_to_sparse_tensor(buffer, one_hot, values.astype(np.float32))
-    channels = {"train": {"t.pbr": buffer.getvalue()}}
-    memory = _train(*_job(tmp_path / "memory", channels, {"train": RECORDIO}), "memory", num_rows="60")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["recordio", "gzip csv"])
+def test_pipe_mode_streams_a_fifo_delivered_a_few_bytes_at_a_time(tmp_path: Path, small_blocks: None,
+                                                                   kind: str) -> None:
+    payload = _recordio() if kind == "recordio" else gzip.compress(_csv(*_ratings(3, 500)).encode())
+    content_type = RECORDIO if kind == "recordio" else None  # gzip and CSV told from the bytes
+    hp = {"num_rows": "60"} if kind == "recordio" else {}
+    memory = _train(*_job(tmp_path / "memory", {"train": {"t": payload}}, {"train": content_type}), "memory", **hp)
     paths, configs = _job(tmp_path / "pipe", {}, mode="Pipe")
-    configs = {"train": ChannelConfig("train", RECORDIO, input_mode="Pipe")}
+    configs = {"train": ChannelConfig("train", content_type, input_mode="Pipe")}
     fifo = paths.pipe_path("train", 0)
     fifo.parent.mkdir(parents=True)
     os.mkfifo(fifo)
 
     def feed() -> None:
-        with open(fifo, "wb") as pipe:
-            for start in range(0, len(buffer.getvalue()), 999):
-                pipe.write(buffer.getvalue()[start:start + 999])
+        with open(fifo, "wb", buffering=0) as pipe:
+            pipe.write(payload[:1])
+            time.sleep(0.05)
+            for start in range(1, len(payload), 999):
+                pipe.write(payload[start:start + 999])
 
     writer = threading.Thread(target=feed)
     writer.start()
-    streamed = _train(paths, configs, "stream", num_rows="60")
+    streamed = _train(paths, configs, "stream", **hp)
     writer.join(10)
     for name, array in memory.items():
         np.testing.assert_array_equal(streamed[name], array, err_msg=name)
