@@ -309,7 +309,6 @@ class WALS(Estimator):
         when the loss or the factors become non-finite.
         """
         self._check_params()
-        csr, scale = None, None
         if isinstance(R, Entries):
             n, m = self._shape(R.shape)
             if (n, m) != R.shape or entry_weights is not None:
@@ -333,8 +332,7 @@ class WALS(Estimator):
                                  "matrix")
         row_weights = weight_vector(self.row_weights, n, "row_weights")
         col_weights = weight_vector(self.col_weights, m, "col_weights")
-        if csr is None:
-            assert isinstance(R, Entries)
+        if isinstance(R, Entries):
             rows, row_extra, cols, col_extra = R.rows, R.row_extra, R.cols, R.col_extra
             seen = R.seen_rows(np.unique(test.nonzero()[0])) if test is not None and self.alpha is not None \
                 else None
