@@ -137,6 +137,7 @@ CASES = {
     "explicit, string ids, test": ({}, None),
     "implicit, string ids, test, solver cg": ({"alpha": "2.5", "solver": "cg"}, None),
     "declared ids, weights channels": ({"num_rows": "70", "num_cols": "30"}, ("{}", "{}")),
+    "integer ids, sorted as numbers": ({"alpha": "1"}, ("{}", "{}")),
 }
 
 
