@@ -1,10 +1,12 @@
 """The job's choice between decoding a channel into memory and streaming it (``data_loading``): ``memory`` and
 ``stream`` decide; ``auto`` compares what the in-memory path would take (the channel's file sizes times what
-the algorithm holds per byte) with the memory limit, and streams a Pipe-mode channel (its size is unknown)."""
+the algorithm holds per byte) with the memory limit (the cgroup's, else the machine's memory), and streams a
+Pipe-mode channel (its size is unknown)."""
 
 from __future__ import annotations
 
 import logging
+import os
 
 from container.channel_files import channel_files
 from container.config import ChannelConfig
@@ -52,9 +54,12 @@ def streams(paths: SageMakerPaths, config: ChannelConfig, setting: str, bytes_pe
     if size is None:
         log.info("data_loading=auto: streaming the %r channel (Pipe mode: its size is unknown)", config.name)
         return True
+    what = "memory limit"
+    if limit is None:  # a SageMaker instance gives the container the machine's memory
+        limit, what = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "no memory limit; the machine's memory"
     need = size * bytes_per_byte
-    stream = limit is not None and need > MEMORY_SHARE * limit
-    log.info("data_loading=auto: %s the %r channel (%.3f GiB of data, about %.3f GiB in memory; memory limit %s)",
-             "streaming" if stream else "decoding into memory", config.name, size / GIB, need / GIB,
-             "none" if limit is None else f"{limit / GIB:.2f} GiB")
+    stream = need > MEMORY_SHARE * limit
+    log.info("data_loading=auto: %s the %r channel (%.3f GiB of data, about %.3f GiB in memory; %s %.2f GiB)",
+             "streaming" if stream else "decoding into memory", config.name, size / GIB, need / GIB, what,
+             limit / GIB)
     return stream
