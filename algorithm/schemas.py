@@ -31,6 +31,14 @@ _ALGORITHM = Param(
     "algorithm", str, "Which model to train: fm (Factorization Machines, the default) or wals.",
     default="fm", choices=ALGORITHMS,
 )
+# Settings the training job reads and the estimators do not take (they describe how the job runs).
+DATA_LOADING = ("auto", "memory", "stream")
+_DATA_LOADING = Param(
+    "data_loading", str, "How the job holds the training data: memory (decoded into memory), stream (read in "
+    "bounded chunks, kept in memory-mapped files on the training volume) or auto (memory when the data fits "
+    "the memory limit, else stream; the log says which and why).", default="auto", choices=DATA_LOADING,
+)
+JOB_SETTINGS = ("algorithm", "data_loading")
 _INIT_METHODS = ("normal", "uniform", "constant")
 # FM's tuning presets (fmwals.preset_ranges): a search space to run as is, log-scaled around AdaGrad's defaults
 # for both predictor types, with what matters most on the benchmark sets (docs/benchmarks.md). The ranges are
@@ -152,6 +160,7 @@ WALS_SCHEMA: Schema = make_schema(
     Param("eval_k", int, "Cut-off k of precision@k, MAP@k and NDCG@k on the test channel.", default=10,
           low=0, low_open=True),
     *_COMMON_RUNTIME,
+    _DATA_LOADING,
 )
 
 SCHEMAS: dict[str, Schema] = {"fm": FM_SCHEMA, "wals": WALS_SCHEMA}
