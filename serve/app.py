@@ -142,9 +142,7 @@ class Invocations:
         except ClientError as error:
             status, content_type, body = _error(400, str(error))
         except RequestEntityTooLarge:
-            status, content_type, body = _error(
-                413, f"request body larger than the {self.settings.max_payload_mb} MB limit "
-                "(SAGEMAKER_MAX_PAYLOAD_IN_MB)")
+            status, content_type, body = _error(413, self.settings.payload_too_large_message)
         except Exception as error:
             log.exception("invocation failed")
             status, content_type, body = _error(500, f"internal error ({type(error).__name__}); see the "

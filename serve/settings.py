@@ -16,6 +16,7 @@ MB = 1024 * 1024
 DEFAULT_ACCEPT = "application/json"
 DEFAULT_PORT = 8080
 DEFAULT_TIMEOUT_SECONDS = 60
+DEFAULT_CLIENT_TIMEOUT_SECONDS = 30
 MAX_TIMEOUT_SECONDS = 86400
 MAX_PAYLOAD_LIMIT_MB = 100  # SageMaker's ceiling for MaxPayloadInMB
 MAX_TRANSFORM_MEGABYTES = 100  # SageMaker: MaxConcurrentTransforms x MaxPayloadInMB <= 100
@@ -30,14 +31,16 @@ class ServeSettings:
     port: int = DEFAULT_PORT
     timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
     batch: bool = False  # serving a batch transform job (SAGEMAKER_BATCH)
+    client_timeout_seconds: int = DEFAULT_CLIENT_TIMEOUT_SECONDS  # FMWALS_CLIENT_TIMEOUT
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ServeSettings:
         """Settings from ``SAGEMAKER_MODEL_SERVER_WORKERS`` (default: usable CPUs),
         ``SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT``, ``SAGEMAKER_MAX_PAYLOAD_IN_MB`` (1-100, default 6),
         ``SAGEMAKER_BIND_TO_PORT`` (default 8080), ``SAGEMAKER_MODEL_SERVER_TIMEOUT`` (seconds, default 60,
-        0 for none) and ``SAGEMAKER_BATCH`` (``true`` in batch transform); ``ValueError`` naming the variable
-        when one is malformed."""
+        0 for none), ``SAGEMAKER_BATCH`` (``true`` in batch transform) and ``FMWALS_CLIENT_TIMEOUT`` (seconds
+        nginx waits for a client's next bytes, 1-3600, default 30); ``ValueError`` naming the variable when one
+        is malformed."""
         cpus = usable_cpus()
         accept = environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "").strip()
         return cls(
@@ -50,6 +53,7 @@ class ServeSettings:
                 environ, "SAGEMAKER_MODEL_SERVER_TIMEOUT", DEFAULT_TIMEOUT_SECONDS, 0, MAX_TIMEOUT_SECONDS
             ),
             batch=environ.get("SAGEMAKER_BATCH", "").strip().lower() in ("true", "1"),
+            client_timeout_seconds=_int_env(environ, "FMWALS_CLIENT_TIMEOUT", DEFAULT_CLIENT_TIMEOUT_SECONDS, 1, 3600),
         )
 
     @property
@@ -60,6 +64,11 @@ class ServeSettings:
     @property
     def max_payload_bytes(self) -> int:
         return self.max_payload_mb * MB
+
+    @property
+    def payload_too_large_message(self) -> str:
+        """The 413 error's reason, the same from nginx and from the app."""
+        return f"request body larger than the {self.max_payload_mb} MB limit (SAGEMAKER_MAX_PAYLOAD_IN_MB)"
 
     @property
     def max_concurrent_transforms(self) -> int:

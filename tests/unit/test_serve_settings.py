@@ -9,6 +9,7 @@ def test_defaults():
     settings = ServeSettings.from_env({})
     assert (settings.port, settings.timeout_seconds, settings.max_payload_mb) == (8080, 60, 6)
     assert settings.workers == settings.cpus
+    assert settings.client_timeout_seconds == 30
 
 
 def test_given_values():
@@ -24,6 +25,7 @@ def test_given_values():
     ("SAGEMAKER_BIND_TO_PORT", "70000", "SAGEMAKER_BIND_TO_PORT must be between 1 and 65535, got 70000"),
     ("SAGEMAKER_MODEL_SERVER_WORKERS", "two", "SAGEMAKER_MODEL_SERVER_WORKERS must be an integer, got 'two'"),
     ("SAGEMAKER_MAX_PAYLOAD_IN_MB", "101", "SAGEMAKER_MAX_PAYLOAD_IN_MB must be between 1 and 100, got 101"),
+    ("FMWALS_CLIENT_TIMEOUT", "0", "FMWALS_CLIENT_TIMEOUT must be between 1 and 3600, got 0"),
 ])
 def test_malformed_values_name_the_variable(name, value, message):
     with pytest.raises(ValueError) as caught:
