@@ -32,7 +32,7 @@ python3 -m serve.nginx_conf "$run_dir" >"$run_dir/nginx.conf"  # exits 1 naming 
 stopping=""
 trap 'stopping=1' TERM INT
 socket="$run_dir/gunicorn.sock"
-gunicorn -c "$here/serve/gunicorn_conf.py" --bind "unix:$socket" serve.wsgi:app "$@" &
+gunicorn -c "$here/serve/gunicorn_conf.py" --bind "unix:$socket" --keep-alive 75 serve.wsgi:app "$@" &
 gunicorn_pid=$!
 while [ -z "$stopping" ] && [ ! -S "$socket" ] && kill -0 "$gunicorn_pid" 2>/dev/null; do
     sleep 0.1  # gunicorn loads the model, then listens; nginx starts once there is something to proxy to
