@@ -1,8 +1,9 @@
 """Slow and stalled clients against the real server behind nginx (serve.sh), on the host and in the image.
 
 Hundreds of connections that send their headers, or their headers and 3 bytes of a 1,000-byte body, then stop:
-/ping and good invocations are answered as if they were not there, and the server drops each of them once it
-has been silent for FMWALS_CLIENT_TIMEOUT seconds.
+/ping and good invocations are answered as if they were not there (they add under 50 ms to the p99 of /ping
+over what the machine shows with none open; without nginx, pings time out), and the server drops each of them
+once it has been silent for FMWALS_CLIENT_TIMEOUT seconds.
 """
 
 from __future__ import annotations
@@ -150,23 +151,38 @@ def _invoke(port: int, body: bytes) -> tuple[int, bytes]:
         connection.close()
 
 
+def _ping_p99(port: int, count: int = 200) -> float:
+    """p99 seconds of ``count`` pings on one kept-alive connection (as a load balancer sends them)."""
+    latencies = []
+    pinger = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        for _ in range(count):
+            begin = time.perf_counter()
+            pinger.request("GET", "/ping")
+            response = pinger.getresponse()
+            response.read()
+            assert response.status == 200
+            latencies.append(time.perf_counter() - begin)
+    finally:
+        pinger.close()
+    return float(np.percentile(latencies, 99))
+
+
 def test_stalled_clients_delay_neither_ping_nor_invocations_and_are_dropped_after_the_timeout(port: int) -> None:
+    # The same pings with no stalled client open: what this (possibly busy, shared) machine adds by itself.
+    quiet_p99 = _ping_p99(port)
     opened = time.monotonic()
     stalled = [_stall(port, with_body=i % 2 == 0) for i in range(STALLED)]
     try:
         assert time.monotonic() - opened < CLIENT_TIMEOUT - 1, "opening the connections took too long to test"
         assert all(_is_open(sock) for sock in stalled), "the server dropped stalled clients before the timeout"
 
-        latencies = []
-        for _ in range(200):
-            begin = time.perf_counter()
-            assert _ping_status(port) == 200
-            latencies.append(time.perf_counter() - begin)
+        p99 = _ping_p99(port)
+        assert p99 < 0.050 + quiet_p99, (f"/ping p99 {p99 * 1000:.1f} ms with {STALLED} stalled clients open, "
+                                         f"{quiet_p99 * 1000:.1f} ms without")
         status, body = _invoke(port, b"3:1 7:0.5\n1:2\n")
         assert status == 200, body
         assert len(body.decode().splitlines()) == 2
-        p99 = float(np.percentile(latencies, 99))
-        assert p99 < 0.050, f"/ping p99 {p99 * 1000:.1f} ms with {STALLED} stalled clients open"
 
         # Each is dropped once silent for CLIENT_TIMEOUT s (a few seconds' margin for a busy machine).
         waited = time.monotonic()
