@@ -55,8 +55,8 @@ RUN apt-get update \
 COPY algorithm /opt/program/algorithm
 COPY container /opt/program/container
 COPY serve /opt/program/serve
-COPY train serve.sh pyproject.toml /opt/program/
-RUN chmod 0755 /opt/program/train /opt/program/serve.sh \
+COPY train pyproject.toml /opt/program/
+RUN chmod 0755 /opt/program/train \
  && ln -sf /opt/program/train /usr/local/bin/train \
  && ln -sf /opt/program/serve.sh /usr/local/bin/serve \
  && python -m compileall -q /opt/program \
@@ -64,9 +64,10 @@ RUN chmod 0755 /opt/program/train /opt/program/serve.sh \
  && cd /opt/program && python -m container.warmup \
  && rm -rf /opt/ml /tmp/* /root/.cache
 
-# After the warmup, so that editing it does not recompile the kernels. No default command: entrypoint.sh
-# chooses when given none (SDK 3.x local training passes none) and says what to pass when it cannot.
-COPY entrypoint.sh /opt/program/entrypoint.sh
+# After the warmup, so that editing them does not recompile the kernels (both are executable in git). No default
+# command: entrypoint.sh chooses when given none (SDK 3.x local training passes none) and says what to pass when
+# it cannot.
+COPY serve.sh entrypoint.sh /opt/program/
 WORKDIR /opt/program
 EXPOSE 8080
 ENTRYPOINT ["/opt/program/entrypoint.sh"]

@@ -47,7 +47,13 @@ trap '' TERM INT
 if [ -z "$stopping" ]; then
     kill -0 "$nginx_pid" 2>/dev/null && log ERROR "gunicorn exited; stopping nginx" || log ERROR "nginx exited; stopping gunicorn"
 fi
-kill -QUIT "$nginx_pid" 2>/dev/null || true
+# A background job starts with SIGQUIT ignored, and nginx handles it only once it has set up: repeat it until
+# nginx exits (its graceful stop lasts at most 20 s), then SIGKILL.
+tries=0
+while kill -QUIT "$nginx_pid" 2>/dev/null && (( tries++ < 250 )); do
+    sleep 0.1
+done
+kill -KILL "$nginx_pid" 2>/dev/null || true
 nginx_status=0
 wait "$nginx_pid" || nginx_status=$?
 kill -TERM "$gunicorn_pid" 2>/dev/null || true
