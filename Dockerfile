@@ -1,6 +1,6 @@
 # SageMaker-compatible Factorization Machines / WALS image.
 #   docker run IMAGE train    (reads /opt/ml/input, writes /opt/ml/model and /opt/ml/output)
-#   docker run IMAGE serve    (gunicorn on :8080, GET /ping, POST /invocations)
+#   docker run IMAGE serve    (nginx on :8080 in front of gunicorn, GET /ping, POST /invocations)
 #   docker run IMAGE          (no command: entrypoint.sh trains, serves or says what to pass; docs/image.md)
 #
 # Real users build from the public Python image:
@@ -42,14 +42,21 @@ RUN python3 -m venv /opt/venv \
  && python -m pip uninstall -y -q pip setuptools \
  && rm -rf /root/.cache /tmp/*
 
+# Debian's nginx: `serve` puts it in front of gunicorn, reading whole requests with client timeouts, so slow or
+# stalled clients never hold a gunicorn thread (serve/nginx.conf). Its own service files and logs are not used.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends nginx \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log /etc/nginx/sites-enabled/*
+
 # The program. `train` and `serve` are what SageMaker passes as the container command; the entry point execs
-# it (no shell left running): train is a Python script, serve execs gunicorn, so each is PID 1 and gets SIGTERM.
+# it (no shell left running): train is a Python script, serve.sh supervises nginx and gunicorn; each is PID 1
+# and handles SIGTERM.
 # pyproject.toml beside the packages gives the version model.json records (algorithm.artifact.package_version).
 COPY algorithm /opt/program/algorithm
 COPY container /opt/program/container
 COPY serve /opt/program/serve
-COPY train serve.sh pyproject.toml /opt/program/
-RUN chmod 0755 /opt/program/train /opt/program/serve.sh \
+COPY train pyproject.toml /opt/program/
+RUN chmod 0755 /opt/program/train \
  && ln -sf /opt/program/train /usr/local/bin/train \
  && ln -sf /opt/program/serve.sh /usr/local/bin/serve \
  && python -m compileall -q /opt/program \
@@ -57,9 +64,10 @@ RUN chmod 0755 /opt/program/train /opt/program/serve.sh \
  && cd /opt/program && python -m container.warmup \
  && rm -rf /opt/ml /tmp/* /root/.cache
 
-# After the warmup, so that editing it does not recompile the kernels. No default command: entrypoint.sh
-# chooses when given none (SDK 3.x local training passes none) and says what to pass when it cannot.
-COPY entrypoint.sh /opt/program/entrypoint.sh
+# After the warmup, so that editing them does not recompile the kernels (both are executable in git). No default
+# command: entrypoint.sh chooses when given none (SDK 3.x local training passes none) and says what to pass when
+# it cannot.
+COPY serve.sh entrypoint.sh /opt/program/
 WORKDIR /opt/program
 EXPOSE 8080
 ENTRYPOINT ["/opt/program/entrypoint.sh"]

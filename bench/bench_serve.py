@@ -1,4 +1,5 @@
-"""Serving benchmark: our server (serve/gunicorn_conf.py + serve.wsgi) against a floor, and the handler path.
+"""Serving benchmark: our server (serve.sh: nginx in front of serve/gunicorn_conf.py + serve.wsgi when nginx is
+on PATH) against a floor, and the handler path.
 
 The floor (``floor_app`` below) is a bare gunicorn + Flask app answering /invocations with a constant, run
 with the same worker count, worker class and threads, driven by the same client. Model: a random FM
@@ -159,12 +160,15 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def server(args: list[str], env: dict[str, str] | None = None, root: Path = ROOT) -> Iterator[str]:
-    """gunicorn with ``args`` on a free port; yields its base URL once /ping answers 200."""
+def server(args: list[str], env: dict[str, str] | None = None, root: Path = ROOT,
+           script: Path | None = None) -> Iterator[str]:
+    """gunicorn with ``args`` on a free port (through ``script``, e.g. serve.sh, when given); yields its base URL
+    once /ping answers 200."""
     port = free_port()
     environ = {**os.environ, "SAGEMAKER_BIND_TO_PORT": str(port), "SAGEMAKER_MODEL_SERVER_WORKERS": str(WORKERS),
-               **(env or {})}
-    command = [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}", "--log-level", "warning", *args]
+               "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", **(env or {})}
+    command = ([str(script)] if script else [sys.executable, "-m", "gunicorn", "-b", f"127.0.0.1:{port}"]) + [
+        "--log-level", "warning", *args]
     process = subprocess.Popen(command, cwd=root, env=environ)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -184,9 +188,9 @@ def server(args: list[str], env: dict[str, str] | None = None, root: Path = ROOT
 
 def ours(base_dir: Path, extra: list[str] | None = None, env: dict[str, str] | None = None,
          root: Path = ROOT) -> contextlib.AbstractContextManager[str]:
-    """Our server, as serve.sh starts it (plus ``extra`` gunicorn flags)."""
-    return server(["-c", "serve/gunicorn_conf.py", *(extra or []), "serve.wsgi:app"],
-                  {"SAGEMAKER_BASE_DIR": str(base_dir), **(env or {})})
+    """Our server as the image runs it: ``root``'s serve.sh (nginx in front of gunicorn when nginx is on PATH),
+    plus ``extra`` gunicorn flags."""
+    return server(extra or [], {"SAGEMAKER_BASE_DIR": str(base_dir), **(env or {})}, root, root / "serve.sh")
 
 
 def floor() -> contextlib.AbstractContextManager[str]:

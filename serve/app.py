@@ -4,8 +4,8 @@
 - ``/invocations`` picks the decoder from Content-Type (parameters ignored; 415 if unsupported), the encoder
   from Accept (q-values honoured, ``*/*`` or absent means ``SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT``; 406 if
   nothing matches), refuses bodies above ``SAGEMAKER_MAX_PAYLOAD_IN_MB`` (413) and empty ones (400), refuses
-  before any scoring requests over ``SAGEMAKER_MAX_ROWS_PER_REQUEST`` rows or whose answer would exceed
-  ``SAGEMAKER_MAX_RESPONSE_IN_MB`` (413, ``serve.limits``), and
+  before any scoring requests over ``FMWALS_MAX_ROWS_PER_REQUEST`` rows or whose answer would exceed
+  ``FMWALS_MAX_RESPONSE_IN_MB`` (413, ``serve.limits``), and
   replies with the chosen type as Content-Type. JSON Lines and CSV bodies end with a newline, except in
   batch transform (``SAGEMAKER_BATCH``), whose ``AssembleWith=Line`` appends one per response. A worker's
   threads run invocations concurrently when each worker has one numba thread (the default: workers = CPUs),
@@ -148,9 +148,7 @@ class Invocations:
         except ClientError as error:
             status, content_type, body = _error(400, str(error))
         except RequestEntityTooLarge:
-            status, content_type, body = _error(
-                413, f"request body larger than the {self.settings.max_payload_mb} MB limit "
-                "(SAGEMAKER_MAX_PAYLOAD_IN_MB)")
+            status, content_type, body = _error(413, self.settings.payload_too_large_message)
         except Exception as error:
             log.exception("invocation failed")
             status, content_type, body = _error(500, f"internal error ({type(error).__name__}); see the "

@@ -1,7 +1,8 @@
 """gunicorn settings (``gunicorn -c serve/gunicorn_conf.py serve.wsgi:app``), from SAGEMAKER_* variables read
 by ``serve.settings``: a malformed one stops the server with a message naming it.
 
-- bind ``0.0.0.0:$SAGEMAKER_BIND_TO_PORT`` (default 8080).
+- bind ``0.0.0.0:$SAGEMAKER_BIND_TO_PORT`` (default 8080) when gunicorn serves alone; behind nginx, serve.sh
+  binds it to a unix socket instead (``--bind``, docs/serving.md).
 - workers ``$SAGEMAKER_MODEL_SERVER_WORKERS`` (default: usable CPUs, affinity and cgroup quota).
 - ``gthread`` workers with 2 threads. While one thread serves a long invocation, the other answers /ping
   (SageMaker gives /ping 2 s). With sync workers, a ping waits until some worker finishes its request.

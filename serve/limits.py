@@ -33,7 +33,7 @@ class Limits:
         if rows > self.max_rows:
             raise ResponseTooLargeError(
                 f"the request holds {rows} {unit}, more than the {self.max_rows} allowed per request "
-                f"(SAGEMAKER_MAX_ROWS_PER_REQUEST): send the {unit} in several requests")
+                f"(FMWALS_MAX_ROWS_PER_REQUEST): send the {unit} in several requests")
 
     def check_estimate(self, min_bytes: int, what: str) -> None:
         """Refuse, before any work, a response that will take at least ``min_bytes`` (``what``: its content,
@@ -41,14 +41,14 @@ class Limits:
         if min_bytes > self.max_response_bytes:
             raise ResponseTooLargeError(
                 f"the response would take at least {min_bytes} bytes ({what}), more than the "
-                f"{self._limit_text()} response limit (SAGEMAKER_MAX_RESPONSE_IN_MB): send less per request")
+                f"{self._limit_text()} response limit (FMWALS_MAX_RESPONSE_IN_MB): send less per request")
 
     def check_body(self, body: bytes) -> bytes:
         """``body``, or ``ResponseTooLargeError`` when it is longer than ``max_response_bytes``."""
         if len(body) > self.max_response_bytes:
             raise ResponseTooLargeError(
                 f"the response takes {len(body)} bytes, more than the {self._limit_text()} response limit "
-                "(SAGEMAKER_MAX_RESPONSE_IN_MB): send less per request")
+                "(FMWALS_MAX_RESPONSE_IN_MB): send less per request")
         return body
 
     def _limit_text(self) -> str:

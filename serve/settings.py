@@ -16,6 +16,7 @@ from serve.limits import MB, Limits
 DEFAULT_ACCEPT = "application/json"
 DEFAULT_PORT = 8080
 DEFAULT_TIMEOUT_SECONDS = 60
+DEFAULT_CLIENT_TIMEOUT_SECONDS = 30
 MAX_TIMEOUT_SECONDS = 86400
 MAX_PAYLOAD_LIMIT_MB = 100  # SageMaker's ceiling for MaxPayloadInMB
 MAX_TRANSFORM_MEGABYTES = 100  # SageMaker: MaxConcurrentTransforms x MaxPayloadInMB <= 100
@@ -36,6 +37,7 @@ class ServeSettings:
     batch: bool = False  # serving a batch transform job (SAGEMAKER_BATCH)
     max_response_mb: int = MAX_RESPONSE_MB
     max_rows: int = MAX_RESPONSE_MB * MB // MIN_ROW_RESPONSE_BYTES
+    client_timeout_seconds: int = DEFAULT_CLIENT_TIMEOUT_SECONDS  # FMWALS_CLIENT_TIMEOUT
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ServeSettings:
@@ -43,13 +45,14 @@ class ServeSettings:
         ``SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT``, ``SAGEMAKER_MAX_PAYLOAD_IN_MB`` (1-100, default 6),
         ``SAGEMAKER_BIND_TO_PORT`` (default 8080), ``SAGEMAKER_MODEL_SERVER_TIMEOUT`` (seconds, default 60,
         0 for none), ``SAGEMAKER_BATCH`` (``true`` in batch transform), and this image's own
-        ``SAGEMAKER_MAX_RESPONSE_IN_MB`` (1-1024; default 6, InvokeEndpoint's response limit, or 100 in batch
-        transform) and ``SAGEMAKER_MAX_ROWS_PER_REQUEST`` (default: as many rows as the smallest answer, 4
+        ``FMWALS_CLIENT_TIMEOUT`` (seconds nginx waits for a client's next bytes, 1-3600, default 30),
+        ``FMWALS_MAX_RESPONSE_IN_MB`` (1-1024; default 6, InvokeEndpoint's response limit, or 100 in batch
+        transform) and ``FMWALS_MAX_ROWS_PER_REQUEST`` (default: as many rows as the smallest answer, 4
         bytes, fits in the response limit); ``ValueError`` naming the variable when one is malformed."""
         cpus = usable_cpus()
         accept = environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "").strip()
         batch = environ.get("SAGEMAKER_BATCH", "").strip().lower() in ("true", "1")
-        response_mb = _int_env(environ, "SAGEMAKER_MAX_RESPONSE_IN_MB",
+        response_mb = _int_env(environ, "FMWALS_MAX_RESPONSE_IN_MB",
                                BATCH_MAX_RESPONSE_MB if batch else MAX_RESPONSE_MB, 1, MAX_RESPONSE_LIMIT_MB)
         return cls(
             workers=_int_env(environ, "SAGEMAKER_MODEL_SERVER_WORKERS", cpus, 1, 1024),
@@ -62,8 +65,9 @@ class ServeSettings:
             ),
             batch=batch,
             max_response_mb=response_mb,
-            max_rows=_int_env(environ, "SAGEMAKER_MAX_ROWS_PER_REQUEST",
+            max_rows=_int_env(environ, "FMWALS_MAX_ROWS_PER_REQUEST",
                               response_mb * MB // MIN_ROW_RESPONSE_BYTES, 1, 2**62),
+            client_timeout_seconds=_int_env(environ, "FMWALS_CLIENT_TIMEOUT", DEFAULT_CLIENT_TIMEOUT_SECONDS, 1, 3600),
         )
 
     @property
@@ -79,6 +83,11 @@ class ServeSettings:
     def limits(self) -> Limits:
         """Rows per request and response bytes (``serve.limits``)."""
         return Limits(max_rows=self.max_rows, max_response_bytes=self.max_response_mb * MB)
+
+    @property
+    def payload_too_large_message(self) -> str:
+        """The 413 error's reason, the same from nginx and from the app."""
+        return f"request body larger than the {self.max_payload_mb} MB limit (SAGEMAKER_MAX_PAYLOAD_IN_MB)"
 
     @property
     def max_concurrent_transforms(self) -> int:

@@ -369,7 +369,7 @@ def batch_classifier(tmp_path_factory):
     yield from served(tmp_path_factory.mktemp("batch"), "binary_classifier", SAGEMAKER_BATCH="true",
                       SAGEMAKER_MAX_PAYLOAD_IN_MB="1", SAGEMAKER_BATCH_STRATEGY="MULTI_RECORD",
                       SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT="text/csv", SAGEMAKER_MODEL_SERVER_WORKERS="1",
-                      SAGEMAKER_MAX_ROWS_PER_REQUEST="250000")
+                      FMWALS_MAX_ROWS_PER_REQUEST="250000")
 
 
 @pytest.mark.parametrize("request_format", ["jsonlines-dense", "csv", "libsvm"])
@@ -450,10 +450,10 @@ def test_an_answer_over_the_response_limit_is_413_before_the_work(classifier, ba
     _, server = classifier
     body = b"0\n" * 200_000
     _assert_error(server.post(body, "text/libsvm", RECORDIO), 413, "200000 rows at 56 bytes or more each",
-                  "6 MB response limit (SAGEMAKER_MAX_RESPONSE_IN_MB)")
+                  "6 MB response limit (FMWALS_MAX_RESPONSE_IN_MB)")
     served_csv = server.post(body, "text/libsvm", "text/csv")
     assert served_csv.status_code == 200 and served_csv.content.count(b"\n") == 200_000
     _, batch = batch_classifier
     assert len(read_records(io.BytesIO(batch.post(body, "text/libsvm", RECORDIO).content))) == 200_000
     _assert_error(batch.post(b"0\n" * 250_001, "text/libsvm"), 413,
-                  "250001 rows, more than the 250000 allowed per request (SAGEMAKER_MAX_ROWS_PER_REQUEST)")
+                  "250001 rows, more than the 250000 allowed per request (FMWALS_MAX_ROWS_PER_REQUEST)")

@@ -173,7 +173,7 @@ def test_answers_over_the_response_limit_are_413_before_ranking(served):
     response = server.post(body.encode(), JSON, JSON)
     assert response.status_code == 413, response.text
     assert "2000000 listed ids" in response.json()["error"]
-    assert "SAGEMAKER_MAX_RESPONSE_IN_MB" in response.json()["error"]
+    assert "FMWALS_MAX_RESPONSE_IN_MB" in response.json()["error"]
 
 
 def test_unsupported_media_types(served):

@@ -75,8 +75,8 @@ def test_other_requests_go_to_flask(client):
 
 
 def test_rows_and_response_size_are_refused_before_scoring_with_413():
-    """Past ``SAGEMAKER_MAX_ROWS_PER_REQUEST`` rows, or when the answer would take more than
-    ``SAGEMAKER_MAX_RESPONSE_IN_MB``, nothing is scored: the servable's predict is never called."""
+    """Past ``FMWALS_MAX_ROWS_PER_REQUEST`` rows, or when the answer would take more than
+    ``FMWALS_MAX_RESPONSE_IN_MB``, nothing is scored: the servable's predict is never called."""
     arrays = {"w0": np.array([0.5], np.float32), "w": np.ones(FEATURE_DIM, np.float32),
               "V": np.ones((FEATURE_DIM, 2), np.float32)}
     model = FactorizationMachines.from_artifact(
@@ -89,7 +89,7 @@ def test_rows_and_response_size_are_refused_before_scoring_with_413():
             scored.append(X.n_rows)
             return super().predict(X)
 
-    settings = ServeSettings.from_env({"SAGEMAKER_MAX_RESPONSE_IN_MB": "1", "SAGEMAKER_MAX_ROWS_PER_REQUEST": "60000"})
+    settings = ServeSettings.from_env({"FMWALS_MAX_RESPONSE_IN_MB": "1", "FMWALS_MAX_ROWS_PER_REQUEST": "60000"})
     client = create_app(Counting(model), settings).test_client()
 
     def post(rows: int, accept: str):
@@ -98,10 +98,10 @@ def test_rows_and_response_size_are_refused_before_scoring_with_413():
 
     refused = post(60001, "text/csv")
     assert refused.status_code == 413 and "60001 rows" in refused.json["error"]
-    assert "SAGEMAKER_MAX_ROWS_PER_REQUEST" in refused.json["error"]
+    assert "FMWALS_MAX_ROWS_PER_REQUEST" in refused.json["error"]
     # RecordIO answers take 56 bytes a row: 20,000 rows need 1.1 MB; CSV ("0.5,1.0\n") fits them
     too_big = post(20000, "application/x-recordio-protobuf")
-    assert too_big.status_code == 413 and "SAGEMAKER_MAX_RESPONSE_IN_MB" in too_big.json["error"]
+    assert too_big.status_code == 413 and "FMWALS_MAX_RESPONSE_IN_MB" in too_big.json["error"]
     assert "20000 rows at 56 bytes or more each" in too_big.json["error"]
     assert scored == []
     assert post(20000, "text/csv").status_code == 200 and scored == [20000]

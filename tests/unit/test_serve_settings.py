@@ -9,6 +9,7 @@ def test_defaults():
     settings = ServeSettings.from_env({})
     assert (settings.port, settings.timeout_seconds, settings.max_payload_mb) == (8080, 60, 6)
     assert settings.workers == settings.cpus
+    assert settings.client_timeout_seconds == 30
 
 
 def test_response_limits_default_to_sagemakers_and_follow_the_response_size():
@@ -17,7 +18,7 @@ def test_response_limits_default_to_sagemakers_and_follow_the_response_size():
     realtime, batch = ServeSettings.from_env({}), ServeSettings.from_env({"SAGEMAKER_BATCH": "True"})
     assert realtime.limits.max_response_bytes == 6291456 and realtime.limits.max_rows == 6291456 // 4
     assert batch.limits.max_response_bytes == 100 * 2**20 and batch.limits.max_rows == 100 * 2**20 // 4
-    given = ServeSettings.from_env({"SAGEMAKER_MAX_RESPONSE_IN_MB": "20", "SAGEMAKER_MAX_ROWS_PER_REQUEST": "500"})
+    given = ServeSettings.from_env({"FMWALS_MAX_RESPONSE_IN_MB": "20", "FMWALS_MAX_ROWS_PER_REQUEST": "500"})
     assert given.limits.max_response_bytes == 20 * 2**20 and given.limits.max_rows == 500
 
 
@@ -34,8 +35,9 @@ def test_given_values():
     ("SAGEMAKER_BIND_TO_PORT", "70000", "SAGEMAKER_BIND_TO_PORT must be between 1 and 65535, got 70000"),
     ("SAGEMAKER_MODEL_SERVER_WORKERS", "two", "SAGEMAKER_MODEL_SERVER_WORKERS must be an integer, got 'two'"),
     ("SAGEMAKER_MAX_PAYLOAD_IN_MB", "101", "SAGEMAKER_MAX_PAYLOAD_IN_MB must be between 1 and 100, got 101"),
-    ("SAGEMAKER_MAX_RESPONSE_IN_MB", "0", "SAGEMAKER_MAX_RESPONSE_IN_MB must be between 1 and 1024, got 0"),
-    ("SAGEMAKER_MAX_ROWS_PER_REQUEST", "many", "SAGEMAKER_MAX_ROWS_PER_REQUEST must be an integer, got 'many'"),
+    ("FMWALS_MAX_RESPONSE_IN_MB", "0", "FMWALS_MAX_RESPONSE_IN_MB must be between 1 and 1024, got 0"),
+    ("FMWALS_MAX_ROWS_PER_REQUEST", "many", "FMWALS_MAX_ROWS_PER_REQUEST must be an integer, got 'many'"),
+    ("FMWALS_CLIENT_TIMEOUT", "0", "FMWALS_CLIENT_TIMEOUT must be between 1 and 3600, got 0"),
 ])
 def test_malformed_values_name_the_variable(name, value, message):
     with pytest.raises(ValueError) as caught:
