@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Make sure a Docker engine answers `docker info`: install Debian's engine and the build/test helpers when
-# missing, start dockerd in the background when it is not running, and wait for it.
+# missing, start dockerd in the background when it is not running, and wait for it. nginx comes along: serve.sh
+# puts it in front of gunicorn when it is on PATH, so the host's serving tests run the same front as the image.
 #
-#   scripts/install_docker.sh            # engine + debootstrap + docker-registry + docker-compose
+#   scripts/install_docker.sh            # engine + debootstrap + docker-registry + docker-compose + nginx
 #   DOCKERD_LOG=/tmp/dockerd.log scripts/install_docker.sh
 #
 # Exits non-zero with the reason (and the tail of dockerd's log) when the engine cannot be started.
@@ -29,6 +30,7 @@ command -v docker >/dev/null 2>&1 || missing+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
 command -v docker-registry >/dev/null 2>&1 || [ -x /usr/bin/docker-registry ] || missing+=(docker-registry)
 command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2>&1 || missing+=(docker-compose)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 if [ "${#missing[@]}" -gt 0 ]; then
     command -v apt-get >/dev/null 2>&1 || die "no apt-get: install ${missing[*]} by hand"
     # De-duplicate while keeping order.
