@@ -48,7 +48,7 @@ def run(paths: SageMakerPaths) -> None:
     try:
         algorithm, hyperparameters = parse_for_algorithm(raw)
     except HyperparameterError as err:
-        raise ClientError(str(err)) from None
+        raise ClientError(f"{err} (in {paths.hyperparameters_file})") from None
     log.info("Final configuration (%s): %s", algorithm, hyperparameters)
     channels = read_input_data_config(paths)
     resources = read_resource_config(paths)
