@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from algorithm import artifact
 from algorithm.wals import WALS
 from algorithm.wals_model import IdMap, WALSModel
 from container import job, metrics_log, wals_data
@@ -117,4 +115,4 @@ def train_wals(paths: SageMakerPaths, hp: dict[str, Any], channels: dict[str, Ch
         log.info(line)
     for line in metrics_log.final_lines(host, "test", test_m or {}):
         log.info(line)
-    artifact.save(Path(paths.model_dir), WALSModel(model, data.row_ids, data.col_ids, data.train))
+    job.save_model(paths, WALSModel(model, data.row_ids, data.col_ids, data.train))
