@@ -345,7 +345,7 @@ def _checked(files: Mapping[str, bytes], path: Path, max_bytes: int
 
 def _load_npz(payload: bytes, name: str, path: Path, max_bytes: int) -> dict[str, np.ndarray]:
     """The arrays of an npz file (a zip of .npy members), its members together at most ``max_bytes``."""
-    if not payload.startswith(b"PK\x03\x04"):
+    if not payload.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # a member first, or none (an empty npz)
         raise ArtifactError(f"{name} in {path} is not an npz file (a zip archive): it starts with {payload[:8]!r}")
     try:
         with zipfile.ZipFile(io.BytesIO(payload)) as archive:
