@@ -3,7 +3,6 @@ inflates past the memory a job may use (a gzip bomb) fails with the reason, not 
 
 from __future__ import annotations
 
-import gzip
 import zlib
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -12,6 +11,7 @@ from container.errors import DataError
 
 MAGIC = b"\x1f\x8b"
 CHUNK = 1 << 20
+GZIP_WBITS = 16 + zlib.MAX_WBITS  # a gzip header and trailer around the deflate stream
 
 
 class TooLargeError(DataError):
@@ -19,20 +19,41 @@ class TooLargeError(DataError):
 
 
 def iter_gunzip(stream: BinaryIO, source: str, limit: int, chunk: int = CHUNK) -> Iterator[bytes]:
-    """The decompressed bytes of the gzip ``stream`` (every member, as ``gzip`` reads them), ``chunk`` bytes at a
-    time; ``TooLargeError`` as soon as they pass ``limit`` bytes, ``DataError`` for corrupt data (both naming
-    ``source``)."""
-    total = 0
+    """The decompressed bytes of the gzip ``stream``, at most ``chunk`` bytes at a time, every member (``cat a.gz
+    b.gz``) and no trailing NUL padding, as ``gzip.decompress`` reads them; ``TooLargeError`` as soon as they
+    pass ``limit`` bytes, ``DataError`` for corrupt or truncated data (both naming ``source``). zlib checks each
+    member's CRC and length."""
+    total, ended = 0, False
+    inflater, fed = zlib.decompressobj(GZIP_WBITS), False
+    pending = b""
     try:
-        with gzip.GzipFile(fileobj=stream, mode="rb") as inflating:
-            while block := inflating.read(chunk):
-                total += len(block)
-                if total > limit:
-                    raise TooLargeError(f"{source}: decompresses to more than {limit:,} bytes, more than this job "
-                                        "can hold in memory (a gzip file this large must be split, or the job "
-                                        "given an instance with more memory)")
+        while True:
+            if not pending and not ended:
+                pending = stream.read(chunk)
+                ended = not pending
+            if not fed:  # between members: NUL padding, then the next member or the end
+                pending = pending.lstrip(b"\x00")
+                if not pending:
+                    if ended:
+                        return
+                    continue
+                fed = True
+            block = inflater.decompress(pending, chunk)  # with nothing pending: what zlib still holds
+            pending = inflater.unconsumed_tail
+            total += len(block)
+            if total > limit:
+                raise TooLargeError(f"{source}: decompresses to more than {limit:,} bytes, more than this job "
+                                    "can hold in memory (a gzip file this large must be split, or the job given "
+                                    "an instance with more memory)")
+            if block:
                 yield block
-    except (OSError, EOFError, zlib.error) as err:
+            if inflater.eof:
+                pending = inflater.unused_data  # what follows this member
+                inflater, fed = zlib.decompressobj(GZIP_WBITS), False
+            elif ended and not pending and not block:
+                raise DataError(f"{source}: corrupt gzip data: it ends before the end of its compressed stream "
+                                "(truncated)")
+    except zlib.error as err:
         raise DataError(f"{source}: corrupt gzip data: {err}") from None
 
 

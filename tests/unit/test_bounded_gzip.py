@@ -39,3 +39,9 @@ def test_corrupt_data_names_the_source(body):
     with pytest.raises(DataError, match=r"^part\.gz: corrupt gzip data") as caught:
         gunzip(io.BytesIO(body), "part.gz", limit=1 << 20)
     assert not isinstance(caught.value, TooLargeError)
+
+
+@pytest.mark.parametrize("body", [gzip.compress(b"a" * 5000, mtime=0) * 3 + bytes(512),
+                                  gzip.compress(bytes(range(256)) * 9000), b""])
+def test_the_same_bytes_as_gzip_decompress_in_small_chunks(body):
+    assert b"".join(iter_gunzip(io.BytesIO(body), "x.gz", limit=1 << 30, chunk=1000)) == gzip.decompress(body)
