@@ -20,6 +20,10 @@ checkpoint: ``algorithm.builtin_fm``) wherever they take this layout: a director
 holding it, or its own path; it loads as an FM without optimizer state. ``export_builtin`` writes an FM
 artifact in the built-in's layout (a model.tar.gz holding model_algo-1). Archives are read in memory, never
 extracted, and refused whole when a member name could point outside the directory (``algorithm.archives``).
+Weights that are not all finite (NaN, infinity) are neither saved nor loaded: ``NonFiniteError`` names each
+array with its counts. ``read`` and ``load`` take ``max_bytes``, the memory the caller gives the model files:
+each file, tarball member and zip member is checked against it by its stated size before it is read, and
+every error names the file at fault in one line.
 
 Any model class with ``artifact_arrays() -> dict``, ``artifact_meta() -> dict`` (holding "algorithm") and a
 classmethod ``from_artifact(meta, arrays)`` can be saved; ``load`` dispatches on ``meta["algorithm"]`` to
