@@ -13,7 +13,7 @@ by ``serve.settings``: a malformed one stops the server with a message naming it
 - numba threads per worker = usable CPUs // workers (at least 1), exported as ``NUMBA_NUM_THREADS`` before
   numba is imported, so it is every thread's default (``numba.set_num_threads`` is per thread and would
   not reach gthread's request threads); workers x threads <= CPUs.
-- ``$NUMBA_CACHE_DIR`` read-only (``docker run --read-only``): the kernels are read from a copy under the
+- ``$NUMBA_CACHE_DIR`` read-only (``docker run --read-only``): the kernels are read through links under the
   temporary directory (``container.numba_cache``), set before numba is imported.
 - ``preload_app``: the master loads the model once and forks. The arrays are never written, so they stay
   shared copy-on-write, and N workers cost one model in memory instead of N. Measured with 2 workers and a
@@ -45,7 +45,7 @@ except ValueError as error:  # SystemExit passes gunicorn's config loader: the m
     sys.exit(f"Cannot start the server: {error}")
 os.environ.setdefault("NUMBA_NUM_THREADS", str(_settings.numba_threads))  # before anything imports numba
 try:
-    writable_cache()  # a read-only root filesystem: the image's kernels from a copy under /tmp
+    writable_cache()  # a read-only root filesystem: the image's kernels through links under /tmp
 except CacheDirError as error:
     sys.exit(f"Cannot start the server: {error}")
 

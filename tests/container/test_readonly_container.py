@@ -31,7 +31,7 @@ def _writable_by_anyone(root: Path) -> None:
 
 
 def _read_only_copy_line(output: str) -> bool:
-    return "numba's cache /opt/numba-cache is read-only: its kernels are read from a copy in /tmp/" in output
+    return "numba's cache /opt/numba-cache is read-only: its kernels are read through links in /tmp/" in output
 
 
 @pytest.fixture(scope="module")

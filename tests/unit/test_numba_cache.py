@@ -1,4 +1,4 @@
-"""A read-only NUMBA_CACHE_DIR is read from a copy under the temporary directory; a writable one is left alone."""
+"""A read-only NUMBA_CACHE_DIR is read through links under the temporary directory; a writable one is left alone."""
 
 from pathlib import Path
 
@@ -38,3 +38,20 @@ def test_no_writable_directory_at_all_is_a_clear_error(tmp_path, monkeypatch):
 def test_unset_leaves_the_choice_to_numba(monkeypatch):
     monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
     assert numba_cache.writable_cache() is None
+
+
+def test_the_links_lead_to_every_file_of_the_cache(tmp_path, monkeypatch):
+    source = tmp_path / "image-cache"
+    (source / "algorithm_0d68").mkdir(parents=True)
+    (source / "algorithm_0d68" / "kernel.nbi").write_bytes(b"index")
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(source))
+    monkeypatch.setattr(numba_cache, "_writable", lambda directory: False)  # root may write anywhere
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    overlay = numba_cache.writable_cache()
+    assert overlay is not None
+    link = overlay / "algorithm_0d68" / "kernel.nbi"
+    assert link.is_symlink() and link.read_bytes() == b"index"
+    replacement = link.with_suffix(".tmp")
+    replacement.write_bytes(b"new index")  # numba's save: a new file renamed over the old one
+    replacement.replace(link)
+    assert (source / "algorithm_0d68" / "kernel.nbi").read_bytes() == b"index"
