@@ -35,11 +35,14 @@ def top_level(name: str) -> str:
     return posixpath.normpath(name.replace("\\", "/"))
 
 
-def read_tar(path: Path, wanted: Callable[[str], bool], limits: Mapping[str, int]) -> dict[str, bytes]:
+def read_tar(path: Path, wanted: Callable[[str], bool], limits: Mapping[str, int],
+             budget: int | None = None) -> dict[str, bytes]:
     """The regular-file members at the top level of the tarball ``path`` whose names ``wanted`` accepts, by name.
     Every member is checked (ArchiveError names the first unsafe one, and nothing is returned); a wanted member
-    larger than ``limits`` (by name, else ``limits["*"]``) is refused before it is read."""
+    larger than ``limits`` (by name, else ``limits["*"]``), or than what is left of ``budget`` (bytes of all
+    wanted members together), is refused by the size its header states, before it is read."""
     found: dict[str, bytes] = {}
+    left = budget
     try:
         with tarfile.open(path, "r:*") as tar:
             for count, member in enumerate(tar, start=1):
@@ -50,6 +53,7 @@ def read_tar(path: Path, wanted: Callable[[str], bool], limits: Mapping[str, int
                 if not (member.isfile() and "/" not in name and wanted(name)):
                     continue
                 _check_size(path, name, member.size, limits)
+                left = _spend(path, name, member.size, left, budget)
                 handle = tar.extractfile(member)
                 if handle is not None:
                     found[name] = handle.read()
@@ -68,9 +72,13 @@ def _check_tar_member(path: Path, member: tarfile.TarInfo) -> None:
         raise ArchiveError(f"{path} has a member {member.name!r} with {reason}: refused, nothing was extracted")
 
 
-def read_zip(payload: bytes, source: str, limits: Mapping[str, int]) -> dict[str, bytes]:
+def read_zip(payload: bytes, source: str, limits: Mapping[str, int], budget: int | None = None
+             ) -> dict[str, bytes]:
     """Every file of the zip archive ``payload`` (named ``source`` in errors) by name, once all member names are
-    checked; a member larger than ``limits`` (by name, else ``limits["*"]``) is refused before it is read."""
+    checked; a member larger than ``limits`` (by name, else ``limits["*"]``), or than what is left of
+    ``budget`` (bytes of all members together), is refused before it is read (zipfile reads no more than the
+    size the archive states)."""
+    left = budget
     try:
         with zipfile.ZipFile(io.BytesIO(payload)) as archive:
             members = archive.infolist()
@@ -87,6 +95,7 @@ def read_zip(payload: bytes, source: str, limits: Mapping[str, int]) -> dict[str
                     continue
                 name = top_level(info.filename)
                 _check_size(Path(source), name, info.file_size, limits)
+                left = _spend(Path(source), name, info.file_size, left, budget)
                 found[name] = archive.read(info)
             return found
     except (OSError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError) as err:
@@ -97,3 +106,14 @@ def _check_size(path: os.PathLike[str], name: str, size: int, limits: Mapping[st
     limit = limits.get(name, limits["*"])
     if size > limit:
         raise ArchiveError(f"{path}: member {name!r} is {size} bytes, more than the {limit} a model file may be")
+
+
+def _spend(path: os.PathLike[str], name: str, size: int, left: int | None, budget: int | None) -> int | None:
+    """What is left of the ``budget`` once member ``name`` of ``size`` bytes is read; ArchiveError when it does
+    not fit."""
+    if left is None:
+        return None
+    if size > left:
+        raise ArchiveError(f"{path}: member {name!r} is {size:,} bytes; with the members before it, more than the "
+                           f"{budget:,} bytes of memory the model may take")
+    return left - size

@@ -20,6 +20,10 @@ checkpoint: ``algorithm.builtin_fm``) wherever they take this layout: a director
 holding it, or its own path; it loads as an FM without optimizer state. ``export_builtin`` writes an FM
 artifact in the built-in's layout (a model.tar.gz holding model_algo-1). Archives are read in memory, never
 extracted, and refused whole when a member name could point outside the directory (``algorithm.archives``).
+Weights that are not all finite (NaN, infinity) are neither saved nor loaded: ``NonFiniteError`` names each
+array with its counts. ``read`` and ``load`` take ``max_bytes``, the memory the caller gives the model files:
+each file, tarball member and zip member is checked against it by its stated size before it is read, and
+every error names the file at fault in one line.
 
 Any model class with ``artifact_arrays() -> dict``, ``artifact_meta() -> dict`` (holding "algorithm") and a
 classmethod ``from_artifact(meta, arrays)`` can be saved; ``load`` dispatches on ``meta["algorithm"]`` to
@@ -44,6 +48,8 @@ import tarfile
 import tempfile
 import time
 import tomllib
+import zipfile
+import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -61,7 +67,7 @@ STATE_FILE = "optimizer_state.npz"
 STATE_KEY = "optimizer_state"
 TARBALL = "model.tar.gz"
 BUILTIN = builtin_fm.MEMBER
-MODEL_LIMIT = 1 << 36  # bytes of one file of a model read from a tarball
+MODEL_LIMIT = 1 << 36  # bytes of the model files read, unless the caller gives its own memory budget
 FILE_MODE = 0o644
 # meta["algorithm"] -> (module, class); imported lazily so loading an FM never imports WALS and vice versa.
 MODEL_CLASSES = {"fm": ("algorithm.fm", "FactorizationMachines"), "wals": ("algorithm.wals_model", "WALSModel")}
@@ -71,6 +77,24 @@ PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"  # beside 
 
 class ArtifactError(ValueError):
     """The model directory holds no readable, intact artifact."""
+
+
+class NonFiniteError(ArtifactError):
+    """A model whose weights hold NaN or infinite values: neither saved nor loaded."""
+
+
+def non_finite(arrays: Mapping[str, np.ndarray]) -> str | None:
+    """What is not finite in the floating-point ``arrays`` (each array named, with its count of NaN and
+    infinite values), or None when every value is finite."""
+    found = []
+    for name, array in arrays.items():
+        if np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.complexfloating):
+            finite = np.isfinite(array)
+            if not finite.all():
+                nan = int(np.isnan(array).sum())
+                found.append(f"{name!r} holds {nan:,} NaN and {finite.size - int(finite.sum()) - nan:,} "
+                             f"infinite of its {array.size:,} values")
+    return "; ".join(found) or None
 
 
 def package_version() -> str:
@@ -98,6 +122,8 @@ def save(model_dir: str | os.PathLike[str], model: Any, extra_meta: Mapping[str,
 
     Each file is written to a temporary file in the same directory and renamed into place (npz first, then
     json), so a reader never sees a half-written file and a json/npz pair from two saves fails the checksum.
+    ``NonFiniteError`` (nothing written) when an array of the model or its optimizer state holds NaN or
+    infinite values.
     ``extra_meta`` adds keys to model.json (they may not replace the artifact's own keys). Returns the
     directory.
     """
@@ -112,6 +138,10 @@ def save(model_dir: str | os.PathLike[str], model: Any, extra_meta: Mapping[str,
     if clash:
         raise ValueError(f"extra_meta may not set {clash}: the artifact writes them itself")
     state = model.artifact_optimizer_state() if hasattr(model, "artifact_optimizer_state") else None
+    for name, checked in ((ARRAYS_FILE, arrays), (STATE_FILE, state[1] if state is not None else {})):
+        reason = non_finite(checked)
+        if reason is not None:
+            raise NonFiniteError(f"Refusing to save a model with non-finite values in {name}: {reason}")
     meta.update(extra_meta or {})
     meta.update(format_version=FORMAT_VERSION, package_version=package_version(), **_described(arrays))
     if state is not None:
@@ -156,24 +186,26 @@ def _write_atomically(path: Path, payload: bytes | Callable[[IO[bytes]], None]) 
         raise
 
 
-def read(model_dir: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def read(model_dir: str | os.PathLike[str], *, max_bytes: int = MODEL_LIMIT
+         ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The verified (meta, arrays) of the artifact in ``model_dir``: a directory with model.json + model.npz,
     a directory with a model.tar.gz holding them (SageMaker SDK local mode), or the path of such a tarball;
     or the built-in FM's model_algo-1 in any of these places (its meta in this layout's FM form).
-    The optimizer state is not read."""
+    The optimizer state is not read. ``max_bytes`` bounds the bytes of files (tarball members, the built-in's
+    zip members) read into memory together, each checked by its stated size before it is read."""
     path = Path(model_dir)
-    return _checked(_artifact_files(path, (META_FILE, ARRAYS_FILE)), path)
+    return _checked(_artifact_files(path, max_bytes, (META_FILE, ARRAYS_FILE)), path, max_bytes)
 
 
-def load(model_dir: str | os.PathLike[str], *, optimizer_state: bool = False) -> Any:
+def load(model_dir: str | os.PathLike[str], *, optimizer_state: bool = False, max_bytes: int = MODEL_LIMIT) -> Any:
     """The fitted model stored in ``model_dir`` (see ``read``), rebuilt by the class its algorithm names.
 
     ``optimizer_state=True`` (a warm start) also restores the optimizer state the artifact describes; when its
     file is missing (only model.json and model.npz were copied) the model loads without it and a warning
-    says so. The built-in's model has none."""
+    says so. The built-in's model has none. ``max_bytes`` as for ``read``."""
     path = Path(model_dir)
-    files = _artifact_files(path, (META_FILE, ARRAYS_FILE), (STATE_FILE,) if optimizer_state else ())
-    meta, arrays = _checked(files, path)
+    files = _artifact_files(path, max_bytes, (META_FILE, ARRAYS_FILE), (STATE_FILE,) if optimizer_state else ())
+    meta, arrays = _checked(files, path, max_bytes)
     algorithm = meta.get("algorithm")
     if algorithm not in MODEL_CLASSES:
         raise ArtifactError(f"{META_FILE} in {model_dir} names algorithm {algorithm!r}; "
@@ -182,10 +214,14 @@ def load(model_dir: str | os.PathLike[str], *, optimizer_state: bool = False) ->
     cls = getattr(importlib.import_module(module), name)
     try:
         model = cls.from_artifact(meta, arrays)
-    except (KeyError, TypeError, ValueError) as err:
-        raise ArtifactError(f"The {algorithm} model in {model_dir} cannot be rebuilt: {err}") from None
+    except KeyError as err:
+        raise ArtifactError(f"{META_FILE} in {path} has no {err.args[0]!r}: not the metadata of a {algorithm} "
+                            "model") from None
+    except (TypeError, ValueError) as err:
+        raise ArtifactError(f"{META_FILE} and {ARRAYS_FILE} in {path} do not make a valid {algorithm} model: "
+                            f"{_one_line(err)}") from None
     if optimizer_state and STATE_KEY in meta:
-        _restore_optimizer_state(model, meta[STATE_KEY], files.get(STATE_FILE), path)
+        _restore_optimizer_state(model, meta[STATE_KEY], files.get(STATE_FILE), path, max_bytes)
     return model
 
 
@@ -208,42 +244,45 @@ def export_builtin(model_dir: str | os.PathLike[str], tarball: str | os.PathLike
     return target
 
 
-def _restore_optimizer_state(model: Any, section: Any, payload: bytes | None, path: Path) -> None:
+def _restore_optimizer_state(model: Any, section: Any, payload: bytes | None, path: Path, max_bytes: int
+                             ) -> None:
     if payload is None:
         log.warning("%s in %s describes an optimizer state in %s, which is not there: the model is read without "
                     "it", META_FILE, path, STATE_FILE)
         return
     if not isinstance(section, dict):
         raise ArtifactError(f"{META_FILE} in {path} has an invalid {STATE_KEY!r} entry")
-    arrays = _load_npz(payload, STATE_FILE, path)
+    arrays = _load_npz(payload, STATE_FILE, path, max_bytes)
     _verify(section, arrays, STATE_FILE, path)
     try:
         model.restore_optimizer_state({key: value for key, value in section.items()
                                        if key not in ("file", "arrays", "checksum")}, arrays)
     except (AttributeError, KeyError, TypeError, ValueError) as err:
-        raise ArtifactError(f"The optimizer state in {path} cannot be restored: {err}") from None
+        raise ArtifactError(f"{STATE_FILE} in {path} is not a valid optimizer state for this model: "
+                            f"{_one_line(err)}") from None
 
 
-def _artifact_files(path: Path, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, bytes]:
+def _artifact_files(path: Path, max_bytes: int, required: tuple[str, ...], optional: tuple[str, ...] = ()
+                    ) -> dict[str, bytes]:
     """The files ``required`` (ArtifactError when one is missing) and those of ``optional`` that are there,
     from the artifact at ``path``: a directory holding model.json beside them, a directory with a
     model.tar.gz, or the path of such a tarball. Where the built-in's model_algo-1 is found instead, the
-    answer is {"model_algo-1": its bytes}."""
+    answer is {"model_algo-1": its bytes}. Together they are at most ``max_bytes``."""
     if path.is_dir() and (path / META_FILE).is_file():
         present = tuple(name for name in optional if (path / name).is_file())
-        return {name: _read_file(path / name) for name in (*required, *present)}
+        return _read_files([path / name for name in (*required, *present)], max_bytes)
     builtin = _builtin_member(path)
     if builtin is not None:
-        return {BUILTIN: _read_file(builtin)}
+        return {BUILTIN: _read_files([builtin], max_bytes)[builtin.name]}
     if path.is_file() and _is_zip(path):
-        return {BUILTIN: _read_file(path)}
+        return {BUILTIN: _read_files([path], max_bytes)[path.name]}
     if path.is_file() or (path / TARBALL).is_file():
         tarball = path if path.is_file() else path / TARBALL
         try:
             found = archives.read_tar(tarball, lambda name: name in (*required, *optional)
-                                      or name.startswith(builtin_fm.MEMBER_PREFIX), {"*": MODEL_LIMIT})
+                                      or name.startswith(builtin_fm.MEMBER_PREFIX), {"*": MODEL_LIMIT}, max_bytes)
         except archives.ArchiveError as err:
-            raise ArtifactError(str(err)) from None
+            raise ArtifactError(_one_line(err)) from None
         missing = [name for name in required if name not in found]
         if missing and META_FILE not in found:
             member = _builtin_choice(sorted(found), tarball)
@@ -282,15 +321,16 @@ def _is_zip(path: Path) -> bool:
         return handle.read(4) == b"PK\x03\x04"
 
 
-def _checked(files: Mapping[str, bytes], path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def _checked(files: Mapping[str, bytes], path: Path, max_bytes: int
+             ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The parsed model.json and the arrays of model.npz, verified against it; or the built-in's model read
     from model_algo-1."""
     if BUILTIN in files:
         source = str(path) if path.is_file() else f"{path}/{BUILTIN}"
         try:
-            meta, arrays = builtin_fm.read(files[BUILTIN], source)
+            meta, arrays = builtin_fm.read(files[BUILTIN], source, max_bytes - len(files[BUILTIN]))
         except builtin_fm.BuiltinModelError as err:
-            raise ArtifactError(str(err)) from None
+            raise ArtifactError(_one_line(err)) from None
         log.info("Read the built-in FM's model from %s: predictor_type=%s, feature_dim=%d, num_factors=%d",
                  source, meta["predictor_type"], meta["feature_dim"], meta["num_factors"])
         return meta, arrays
@@ -298,22 +338,36 @@ def _checked(files: Mapping[str, bytes], path: Path) -> tuple[dict[str, Any], di
         meta = json.loads(files[META_FILE])
     except ValueError as err:
         raise ArtifactError(f"{META_FILE} in {path} is not valid JSON: {err}") from None
+    except RecursionError:
+        raise ArtifactError(f"{META_FILE} in {path} is not valid JSON: nested too deeply") from None
     if not isinstance(meta, dict):
         raise ArtifactError(f"{META_FILE} in {path} must hold a JSON object")
     if meta.get("format_version") != FORMAT_VERSION:
         raise ArtifactError(f"{META_FILE} in {path} has format_version {meta.get('format_version')!r}; "
                             f"this build reads format_version {FORMAT_VERSION}")
-    arrays = _load_npz(files[ARRAYS_FILE], ARRAYS_FILE, path)
+    arrays = _load_npz(files[ARRAYS_FILE], ARRAYS_FILE, path, max_bytes)
     _verify(meta, arrays, ARRAYS_FILE, path)
     return meta, arrays
 
 
-def _load_npz(payload: bytes, name: str, path: Path) -> dict[str, np.ndarray]:
+def _load_npz(payload: bytes, name: str, path: Path, max_bytes: int) -> dict[str, np.ndarray]:
+    """The arrays of an npz file (a zip of .npy members), its members together at most ``max_bytes``."""
+    if not payload.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # a member first, or none (an empty npz)
+        raise ArtifactError(f"{name} in {path} is not an npz file (a zip archive): it starts with {payload[:8]!r}")
+    try:
+        with zipfile.ZipFile(io.BytesIO(payload)) as archive:
+            size = sum(info.file_size for info in archive.infolist())
+    except (OSError, EOFError, zipfile.BadZipFile) as err:
+        raise ArtifactError(f"{name} in {path} cannot be read (truncated or corrupt): {err}") from None
+    if size > max_bytes:
+        raise ArtifactError(f"{name} in {path} holds {size:,} bytes of arrays, more than the {max_bytes:,} bytes "
+                            "of memory the model may take")
     try:
         with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
             return {key: npz[key] for key in npz.files}
-    except (ValueError, OSError) as err:
-        raise ArtifactError(f"{name} in {path} cannot be read: {err}") from None
+    except (ValueError, OSError, EOFError, zlib.error, zipfile.BadZipFile) as err:
+        raise ArtifactError(f"{name} in {path} cannot be read (truncated or corrupt): "
+                            f"{type(err).__name__}: {err}") from None
 
 
 def _verify(section: dict[str, Any], arrays: dict[str, np.ndarray], name: str, path: Path) -> None:
@@ -335,10 +389,24 @@ def _verify(section: dict[str, Any], arrays: dict[str, np.ndarray], name: str, p
     if checksum(arrays, order) != check.get("sha256"):
         raise ArtifactError(f"Checksum mismatch in {path}: {name} does not match {META_FILE} "
                             "(corrupted, or the two files come from different saves)")
+    reason = non_finite(arrays)
+    if reason is not None:
+        raise NonFiniteError(f"{name} in {path} holds non-finite values, which score as null: {reason}")
 
 
-def _read_file(path: Path) -> bytes:
+def _read_files(paths: list[Path], max_bytes: int) -> dict[str, bytes]:
+    """The bytes of each file by name, once their sizes together are known to fit in ``max_bytes``."""
     try:
-        return path.read_bytes()
+        sizes = {path: path.stat().st_size for path in paths}
+        if sum(sizes.values()) > max_bytes:
+            listed = ", ".join(f"{path.name} {size:,}" for path, size in sizes.items())
+            raise ArtifactError(f"The model files in {paths[0].parent} ({listed} bytes) are more than the "
+                                f"{max_bytes:,} bytes of memory the model may take")
+        return {path.name: path.read_bytes() for path in paths}
     except OSError as err:
-        raise ArtifactError(f"Cannot read {path}: {err}") from None
+        raise ArtifactError(f"Cannot read {err.filename}: {err.strerror}") from None
+
+
+def _one_line(err: Exception) -> str:
+    """An exception's message on one line."""
+    return " ".join(str(err).split())

@@ -47,11 +47,12 @@ class BuiltinModelError(ValueError):
     """The built-in's model cannot be read or written (the message names the file and the field)."""
 
 
-def read(payload: bytes, source: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def read(payload: bytes, source: str, max_bytes: int | None = None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """(meta, arrays) in ``algorithm.artifact``'s FM form from the bytes of a ``model_algo-1`` zip (``source``
-    names it in errors). Checks everything before returning: nothing is half-read."""
+    names it in errors), its members together at most ``max_bytes`` once decompressed. Checks everything
+    before returning: nothing is half-read."""
     try:
-        files = archives.read_zip(payload, source, LIMITS)
+        files = archives.read_zip(payload, source, LIMITS, max_bytes)
     except archives.ArchiveError as err:
         raise BuiltinModelError(str(err)) from None
     missing = [name for name in (PARAMS, META) if name not in files]

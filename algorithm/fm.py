@@ -647,15 +647,19 @@ class FactorizationMachines(Estimator):
     def from_artifact(
         cls, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]
     ) -> FactorizationMachines:
-        """Rebuild a fitted model from ``artifact_meta()``/``artifact_arrays()`` output."""
+        """Rebuild a fitted model from ``artifact_meta()``/``artifact_arrays()`` output; ValueError (KeyError for
+        a missing key) naming what does not fit."""
         names = set(cls._param_names())
-        model = cls(**{name: value for name, value in meta["hyperparameters"].items() if name in names})
+        model = cls(**{name: value for name, value in _hyperparameters(meta).items() if name in names})
+        model._check_params()
         d, k = model.feature_dim, model.num_factors
         expected = {"w0": (1,), "w": (d,), "V": (d, k)}
         for name, shape in expected.items():
             if name not in arrays or arrays[name].shape != shape:
                 got = arrays[name].shape if name in arrays else "missing"
                 raise ValueError(f"array {name!r} has shape {got}, expected {shape}")
+            if arrays[name].dtype != np.float32:
+                raise ValueError(f"array {name!r} is {arrays[name].dtype}; an FM model's arrays are float32")
         model.w0_, model.w_, model.V_ = (
             np.ascontiguousarray(arrays[name], dtype=np.float32) for name in expected)
         model.best_epoch_ = int(meta.get("best_epoch", -1))
@@ -666,6 +670,14 @@ class FactorizationMachines(Estimator):
         model.n_threads_ = int(meta.get("n_threads", 0))
         model.n_features_in_ = d
         return model
+
+
+def _hyperparameters(meta: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The "hyperparameters" object of an artifact's metadata."""
+    hyperparameters = meta["hyperparameters"]
+    if not isinstance(hyperparameters, Mapping):
+        raise ValueError(f"hyperparameters must be a JSON object, found {type(hyperparameters).__name__}")
+    return hyperparameters
 
 
 def _training_snapshot(bias: np.ndarray, table: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray, int]:

@@ -628,17 +628,23 @@ class WALS(Estimator):
     @classmethod
     def from_artifact(cls, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> WALS:
         """Rebuild a fitted model from ``artifact_meta()``/``artifact_arrays()`` output."""
+        hyperparameters = meta["hyperparameters"]
+        if not isinstance(hyperparameters, Mapping):
+            raise ValueError(f"hyperparameters must be a JSON object, found {type(hyperparameters).__name__}")
         names = set(cls._param_names())
-        params = {name: value for name, value in meta["hyperparameters"].items() if name in names}
+        params = {name: value for name, value in hyperparameters.items() if name in names}
         for name in WEIGHT_NAMES:
             if params.get(name) is None:
                 params[name] = np.asarray(arrays[name], dtype=np.float32)
         model = cls(**params)
+        model._check_params()
         n, m, k = int(meta["num_rows"]), int(meta["num_cols"]), int(meta["embedding_dimension"])
         for name, shape in (("row_factors", (n, k)), ("col_factors", (m, k))):
             if name not in arrays or arrays[name].shape != shape:
                 got = arrays[name].shape if name in arrays else "missing"
                 raise ValueError(f"array {name!r} has shape {got}, expected {shape}")
+            if arrays[name].dtype != np.float32:
+                raise ValueError(f"array {name!r} is {arrays[name].dtype}; a WALS model's factors are float32")
         model.row_factors_ = np.ascontiguousarray(arrays["row_factors"], dtype=np.float32)
         model.col_factors_ = np.ascontiguousarray(arrays["col_factors"], dtype=np.float32)
         model.row_weights_ = weight_vector(params["row_weights"], n, "row_weights")

@@ -153,6 +153,11 @@ class WALSModel:
         if "seen_indptr" in arrays:
             seen = sp.csr_matrix((np.ones(arrays["seen_indices"].size, np.float32), arrays["seen_indices"],
                                   arrays["seen_indptr"]), shape=(n, m))
+            try:
+                seen.check_format(full_check=True)
+            except ValueError as err:
+                raise ValueError(f"the arrays seen_indptr and seen_indices are not a valid sparse matrix: {err}") \
+                    from None
         else:
             seen = sp.csr_matrix((n, m), dtype=np.float32)
         return cls(wals, row_ids, col_ids, seen)

@@ -10,6 +10,7 @@ import struct
 import zlib
 from collections.abc import Iterator
 
+from container.bounded_gzip import MAGIC as GZIP_MAGIC
 from container.errors import DataError
 from container.formats.chunking import READ_SIZE, Reader
 from container.formats.recordio_framing import (
@@ -21,8 +22,6 @@ from container.formats.recordio_framing import (
     truncated_payload,
     unexpected_flag,
 )
-
-GZIP_MAGIC = b"\x1f\x8b"
 
 
 class StreamError(DataError):

@@ -4,39 +4,55 @@ declared ``ContentType``, or, when the channel declares none, the one the body's
 
 from __future__ import annotations
 
-import gzip
+import io
 import logging
 import stat
 import time
-import zlib
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TypeVar
 
 from algorithm.csr import CSR, concatenate
+from container import bounded_gzip
 from container.channel_files import channel_files
 from container.config import ChannelConfig
 from container.errors import ChannelError, ClientError, DataError, UnsupportedFormatError
 from container.formats.registry import DECODERS, RECORDIO, media_type
 from container.formats.sniff import sniff
 from container.paths import SageMakerPaths
+from container.resources import memory_available_bytes
 
 log = logging.getLogger(__name__)
 
-GZIP_MAGIC = b"\x1f\x8b"
 PIPE_WAIT_SECONDS = 600.0
 
 T = TypeVar("T")
 BodyDecoder = Callable[[bytes, str], T]  # (body, source) -> what the body holds
 
 
+def body_limit() -> int:
+    """The most bytes one body of a channel may have, decompressed: half of what this process may still
+    allocate (its chunks and the joined body exist side by side for a moment, and decoding needs room too)."""
+    return memory_available_bytes() // 2
+
+
+def _too_large(source: str, size: str, limit: int) -> bounded_gzip.TooLargeError:
+    return bounded_gzip.TooLargeError(f"{source} is {size} bytes, more than the {limit:,} this job can hold in "
+                                      "memory: split the data, or give the job an instance with more memory")
+
+
 def _maybe_gunzip(body: bytes, source: str) -> bytes:
-    if not body.startswith(GZIP_MAGIC):
+    if not body.startswith(bounded_gzip.MAGIC):
         return body
-    try:
-        return gzip.decompress(body)
-    except (OSError, EOFError, zlib.error) as err:
-        raise DataError(f"{source}: corrupt gzip data: {err}") from None
+    return bounded_gzip.gunzip(io.BytesIO(body), source, body_limit())
+
+
+def _read_file(path: Path) -> bytes:
+    limit = body_limit()
+    size = path.stat().st_size
+    if size > limit:
+        raise _too_large(str(path), f"{size:,}", limit)
+    return path.read_bytes()
 
 
 def _unwrap(body: bytes, config: ChannelConfig, source: str) -> Iterator[bytes]:
@@ -63,8 +79,14 @@ def wait_for_fifo(path: Path, wait_seconds: float) -> None:
 
 def _read_pipe(path: Path, wait_seconds: float) -> bytes:
     wait_for_fifo(path, wait_seconds)
+    limit, total, blocks = body_limit(), 0, []
     with open(path, "rb") as fifo:
-        return fifo.read()
+        while block := fifo.read(bounded_gzip.CHUNK):
+            total += len(block)
+            if total > limit:
+                raise _too_large(str(path), f"more than {limit:,}", limit)
+            blocks.append(block)
+    return b"".join(blocks)
 
 
 def channel_bodies(
@@ -81,7 +103,7 @@ def channel_bodies(
         files = channel_files(directory) if directory.is_dir() else []
         log.info("Reading channel %r: %d file(s) under %s as %s", config.name, len(files), directory,
                  config.content_type or "their first bytes show (no ContentType declared)")
-        sources = ((str(f), f.read_bytes()) for f in files)
+        sources = ((str(f), _read_file(f)) for f in files)
     for source, body in sources:
         for chunk in _unwrap(_maybe_gunzip(body, source), config, source):
             chunk = _maybe_gunzip(chunk, source)

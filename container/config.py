@@ -35,22 +35,52 @@ class ResourceConfig:
 
 
 def _read_json(path: Path) -> Any:
+    """The JSON value in ``path``, None when the file is absent or blank; ClientError naming the file when it
+    cannot be read, is not UTF-8 or is not JSON."""
     try:
-        text = path.read_text(encoding="utf-8")
+        payload = path.read_bytes()
     except FileNotFoundError:
         return None
+    except OSError as err:
+        raise ClientError(f"{path} is not a readable file: {err.strerror or err}") from None
     try:
-        return json.loads(text) if text.strip() else None
+        text = payload.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ClientError(f"{path} is not UTF-8 text: byte 0x{payload[err.start]:02x} at offset {err.start} "
+                          "(SageMaker writes these files as UTF-8 JSON)") from None
+    if not text.strip():
+        return None
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as err:
         raise ClientError(f"{path} is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
+    except RecursionError:
+        raise ClientError(f"{path} is not valid JSON: nested too deeply") from None
 
 
-def _expect_object(value: Any, path: Path) -> dict[str, Any]:
-    if value is None:
+def _expect_object(value: Any, path: Path, where: str = "") -> dict[str, Any]:
+    if value is None and not where:
         return {}
     if not isinstance(value, dict):
-        raise ClientError(f"{path} must hold a JSON object, found {type(value).__name__}")
+        raise ClientError(f"{path} must hold a JSON object{where}, found {_json_type(value)}")
     return value
+
+
+def _string(entry: dict[str, Any], key: str, path: Path, where: str = "") -> str | None:
+    """``entry[key]`` when it is a string, None when absent, null or empty; ClientError naming the file and
+    the key for any other JSON type."""
+    value = entry.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ClientError(f"{key}{where} in {path} must be a string, found {_json_type(value)} {value!r:.60}")
+    return value
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number",
+             float: "a number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
 
 
 def read_hyperparameters(paths: SageMakerPaths) -> dict[str, Any]:
@@ -60,28 +90,34 @@ def read_hyperparameters(paths: SageMakerPaths) -> dict[str, Any]:
 
 def read_input_data_config(paths: SageMakerPaths) -> dict[str, ChannelConfig]:
     """Channel name -> ChannelConfig; empty when the file is absent."""
-    raw = _expect_object(_read_json(paths.input_data_config_file), paths.input_data_config_file)
+    path = paths.input_data_config_file
+    raw = _expect_object(_read_json(path), path)
     channels = {}
     for name, entry in raw.items():
-        entry = _expect_object(entry, paths.input_data_config_file)
+        where = f" of channel {name!r}"
+        entry = _expect_object(entry, path, f" for channel {name!r}")
         channels[name] = ChannelConfig(
             name=name,
-            content_type=str(entry["ContentType"]) if entry.get("ContentType") else None,
-            input_mode=str(entry.get("TrainingInputMode") or "File"),
-            compression=str(entry.get("CompressionType") or "None"),
-            record_wrapper=str(entry.get("RecordWrapperType") or "None"),
-            distribution=str(entry.get("S3DistributionType") or "FullyReplicated"),
+            content_type=_string(entry, "ContentType", path, where),
+            input_mode=_string(entry, "TrainingInputMode", path, where) or "File",
+            compression=_string(entry, "CompressionType", path, where) or "None",
+            record_wrapper=_string(entry, "RecordWrapperType", path, where) or "None",
+            distribution=_string(entry, "S3DistributionType", path, where) or "FullyReplicated",
         )
     return channels
 
 
 def read_resource_config(paths: SageMakerPaths) -> ResourceConfig:
     """This host and the cluster; ``algo-1`` alone when the file is absent."""
-    raw = _expect_object(_read_json(paths.resource_config_file), paths.resource_config_file)
-    host = str(raw.get("current_host") or "algo-1")
+    path = paths.resource_config_file
+    raw = _expect_object(_read_json(path), path)
+    host = _string(raw, "current_host", path) or "algo-1"
+    hosts = raw.get("hosts") or [host]
+    if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
+        raise ClientError(f"hosts in {path} must be an array of host names, found {hosts!r:.60}")
     return ResourceConfig(
         current_host=host,
-        hosts=list(raw.get("hosts") or [host]),
-        network_interface_name=raw.get("network_interface_name"),
-        current_instance_type=raw.get("current_instance_type"),
+        hosts=hosts,
+        network_interface_name=_string(raw, "network_interface_name", path),
+        current_instance_type=_string(raw, "current_instance_type", path),
     )

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from algorithm import artifact
 from algorithm.csr import CSR
 from algorithm.fm import FactorizationMachines
 from algorithm.metrics import STOPPING_METRIC, train_metrics
@@ -115,4 +113,4 @@ def train_fm(paths: SageMakerPaths, hp: dict[str, Any], channels: dict[str, Chan
         scores = model.predict_scores(test)
         for line in metrics_log.final_lines(host, "test", train_metrics(hp["predictor_type"], y_test, scores)):
             log.info(line)
-    artifact.save(Path(paths.model_dir), model)
+    job.save_model(paths, model)

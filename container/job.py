@@ -17,7 +17,7 @@ from container.channels import channel_present, missing_channel_error
 from container.config import ChannelConfig
 from container.errors import ChannelError, ClientError
 from container.paths import SageMakerPaths
-from container.resources import usable_cpus
+from container.resources import memory_available_bytes, usable_cpus
 
 log = logging.getLogger("train.job")
 
@@ -63,7 +63,8 @@ class ModelChannel:
         """The model in the channel (with its optimizer state when asked and stored); ``error(action, ...)``
         when it cannot be read or is not an ``expected`` (the ``algorithm`` this job trains)."""
         try:
-            model = artifact.load(self.directory, optimizer_state=optimizer_state)
+            model = artifact.load(self.directory, optimizer_state=optimizer_state,
+                                  max_bytes=memory_available_bytes() // 2)
         except artifact.ArtifactError as err:
             raise self.error(action, err) from None
         if not isinstance(model, expected):
@@ -72,6 +73,16 @@ class ModelChannel:
                                      f"algorithm={algorithm}: put an earlier {algorithm} model there, or leave "
                                      f"the {MODEL_CHANNEL!r} channel out")
         return model
+
+
+def save_model(paths: SageMakerPaths, model: Any) -> None:
+    """Write the model's artifact to ``model/``; weights that are not finite (a fit that diverged without
+    being caught) are the user's error, with the arrays named."""
+    try:
+        artifact.save(Path(paths.model_dir), model)
+    except artifact.NonFiniteError as err:
+        raise ClientError(f"{err}. Training diverged: lower the learning rates, or raise the weight decays") \
+            from None
 
 
 def thread_count(num_threads: int) -> int:

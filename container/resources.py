@@ -90,3 +90,13 @@ def _read(path: Path) -> str | None:
         return path.read_text().strip()
     except OSError:
         return None
+
+
+def memory_available_bytes(root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_SELF_CGROUP) -> int:
+    """Bytes this process may still allocate: the cgroup memory limit (else the machine's memory) less its
+    resident set."""
+    limit = memory_limit_bytes(root, proc_cgroup)
+    if limit is None:
+        limit = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    resident = int((_read(Path("/proc/self/statm")) or "0 0").split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    return max(0, limit - resident)

@@ -16,6 +16,7 @@ from algorithm.hyperparameters import HyperparameterError
 from algorithm.schemas import parse_for_algorithm
 from container.config import read_hyperparameters, read_input_data_config, read_resource_config
 from container.errors import ClientError
+from container.numba_cache import writable_cache
 from container.paths import SageMakerPaths
 
 log = logging.getLogger("train")
@@ -43,12 +44,13 @@ def write_failure(paths: SageMakerPaths, text: str) -> None:
 def run(paths: SageMakerPaths) -> None:
     """Train the algorithm the hyperparameters select; raises ClientError for anything the user must fix."""
     started = time.monotonic()
+    writable_cache()  # before numba is imported
     raw = read_hyperparameters(paths)
     log.info("Hyperparameters from %s: %s", paths.hyperparameters_file, raw)
     try:
         algorithm, hyperparameters = parse_for_algorithm(raw)
     except HyperparameterError as err:
-        raise ClientError(str(err)) from None
+        raise ClientError(f"{err} (in {paths.hyperparameters_file})") from None
     log.info("Final configuration (%s): %s", algorithm, hyperparameters)
     channels = read_input_data_config(paths)
     resources = read_resource_config(paths)

@@ -35,8 +35,9 @@ from algorithm.csr import CSR
 from algorithm.wals import Entries, entry_terms
 from algorithm.wals_model import IdMap
 from container import wals_data
+from container.bounded_gzip import MAGIC as GZIP_MAGIC
 from container.channel_files import channel_files
-from container.channels import GZIP_MAGIC, PIPE_WAIT_SECONDS
+from container.channels import PIPE_WAIT_SECONDS
 from container.config import ChannelConfig
 from container.errors import ChannelError, ClientError, DataError, UnsupportedFormatError
 from container.formats import _triplets_kernels as kernels

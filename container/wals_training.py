@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from algorithm import artifact
 from algorithm.schemas import JOB_SETTINGS
 from algorithm.wals import WALS, Entries, weight_vector
 from algorithm.wals_model import IdMap, WALSModel
@@ -138,4 +136,4 @@ def _fit(paths: SageMakerPaths, hp: dict[str, Any], channels: dict[str, ChannelC
         log.info(line)
     for line in metrics_log.final_lines(host, "test", test_m or {}):
         log.info(line)
-    artifact.save(Path(paths.model_dir), WALSModel(model, data.row_ids, data.col_ids, seen))
+    job.save_model(paths, WALSModel(model, data.row_ids, data.col_ids, seen))

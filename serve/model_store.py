@@ -25,6 +25,7 @@ from container.errors import UnsupportedFormatError
 from container.formats import fm_queries, responses
 from container.formats.recordio import write_spmatrix_to_sparse_tensor
 from container.formats.registry import CSV, JSON, JSONLINES, LIBSVM, RECORDIO, decode
+from container.resources import memory_available_bytes
 from serve.limits import MIN_CANDIDATE_BYTES, UNLIMITED, Limits
 from serve.wals_servable import WALSServable
 
@@ -140,8 +141,9 @@ _SERVABLES: dict[type, type[Any]] = {FactorizationMachines: FMServable, WALSMode
 
 def load(model_dir: Path) -> Servable:
     """The servable of the artifact in ``model_dir``: model.json + model.npz, a model.tar.gz there, or the
-    built-in FM's model_algo-1 (``algorithm.artifact`` detects which)."""
-    model = artifact.load(model_dir)
+    built-in FM's model_algo-1 (``algorithm.artifact`` detects which), in at most half the memory this process
+    may still use; ``artifact.ArtifactError`` naming the file when it cannot be read."""
+    model = artifact.load(model_dir, max_bytes=memory_available_bytes() // 2)
     try:
         servable_class = _SERVABLES[type(model)]
     except KeyError:

@@ -29,11 +29,13 @@ def env_args(env: dict[str, str] | None) -> list[str]:
 
 
 def run_train(
-    image: str, opt_ml: Path, *, env: dict[str, str] | None = None, timeout: float = 900
+    image: str, opt_ml: Path, *, env: dict[str, str] | None = None, timeout: float = 900,
+    options: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess[str]:
-    """``docker run --rm -v OPT_ML:/opt/ml IMAGE train`` (never raises on a non-zero exit)."""
+    """``docker run --rm OPTIONS -v OPT_ML:/opt/ml IMAGE train`` (never raises on a non-zero exit)."""
     return docker(
-        "run", "--rm", "-v", f"{opt_ml}:/opt/ml", *env_args(env), image, "train", timeout=timeout, check=False
+        "run", "--rm", *options, "-v", f"{opt_ml}:/opt/ml", *env_args(env), image, "train", timeout=timeout,
+        check=False,
     )
 
 
@@ -59,7 +61,7 @@ def http(
 
 
 class ServeContainer:
-    """``docker run -d -p 127.0.0.1:PORT:8080 -v MODEL:/opt/ml/model IMAGE serve``, ready at /ping 200.
+    """``docker run -d OPTIONS -p 127.0.0.1:PORT:8080 -v MODEL:/opt/ml/model IMAGE serve``, ready at /ping 200.
 
     ``command=()`` starts the image with no command (the entry point then chooses).
     """
@@ -73,12 +75,14 @@ class ServeContainer:
         env: dict[str, str] | None = None,
         ready_timeout: float = 240,
         command: tuple[str, ...] = ("serve",),
+        options: tuple[str, ...] = (),
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.id = docker(
             "run",
             "-d",
+            *options,
             "-p",
             f"127.0.0.1:{self.port}:{container_port}",
             "-v",

@@ -112,7 +112,7 @@ def test_missing_or_garbage_files(tmp_path: Path) -> None:
     with pytest.raises(artifact.ArtifactError, match="not valid JSON"):
         artifact.load(tmp_path)
     (tmp_path / "model.json").write_text(json.dumps({"format_version": 1}))
-    with pytest.raises(artifact.ArtifactError, match=r"model\.npz .* cannot be read"):
+    with pytest.raises(artifact.ArtifactError, match=r"model\.npz .* is not an npz file"):
         artifact.load(tmp_path)
     (tmp_path / "model.tar.gz").write_bytes(b"garbage")
     with pytest.raises(artifact.ArtifactError, match="Cannot read"):
@@ -142,7 +142,7 @@ def test_the_optimizer_state_travels_beside_the_model_and_only_a_warm_start_read
         np.testing.assert_array_equal(restored.arrays[name], array)
     (tmp_path / "optimizer_state.npz").write_bytes(b"garbage")  # serving neither reads nor checks it
     assert artifact.load(tmp_path).optimizer_state_ is None
-    with pytest.raises(artifact.ArtifactError, match=r"optimizer_state\.npz .* cannot be read"):
+    with pytest.raises(artifact.ArtifactError, match=r"optimizer_state\.npz .* is not an npz file"):
         artifact.load(tmp_path, optimizer_state=True)
 
 

@@ -118,6 +118,40 @@ def test_a_file_source_is_its_own_channel(tmp_path):
     assert channel_files(single) == [single]
 
 
+def test_links_are_followed_but_every_directory_and_file_is_read_once(paths, caplog):
+    train = paths.channel_dir("train")
+    (train / "part").mkdir(parents=True)
+    (train / "part" / "rows").write_bytes(_recordio([[1, 1], [2, 2]], [0, 1]))
+    (train / "elsewhere").mkdir()
+    (train / "elsewhere" / "more").write_bytes(_recordio([[3, 3]], [1]))
+    (train / "loop").symlink_to(".")  # would list every file again, 40 levels deep
+    (train / "part" / "up").symlink_to("..")  # a second loop
+    (train / "again").symlink_to("part")  # a second path to a directory
+    (train / "same-rows").symlink_to("part/rows")  # a second path to a file
+    os.link(train / "elsewhere" / "more", train / "hard-link")
+    caplog.set_level("WARNING", logger="container.channel_files")
+    files = channel_files(train)
+    assert files == [train / "hard-link", train / "part" / "rows"]  # of two hard links, the one the walk meets first
+    directories, duplicates = (r.getMessage() for r in caplog.records)
+    assert directories.startswith("Skipped 3 link(s) to a directory read through another path")
+    for skipped in ("again", "loop", "part/up"):
+        assert str(train / skipped) in directories
+    assert duplicates.startswith("Skipped 2 second path(s) to a file read through another path")
+    assert str(train / "elsewhere" / "more") in duplicates and str(train / "same-rows") in duplicates
+    data = read_channel(paths, ChannelConfig("train"), feature_dim=2)
+    assert data.n_rows == 3
+
+
+def test_a_loop_below_the_channel_ends_and_is_named(paths, caplog):
+    train = paths.channel_dir("train")
+    (train / "a" / "b").mkdir(parents=True)
+    (train / "a" / "b" / "rows.csv").write_text("1,2,3\n")
+    (train / "a" / "b" / "back").symlink_to("../..")
+    caplog.set_level("WARNING", logger="container.channel_files")
+    assert channel_files(train) == [train / "a" / "b" / "rows.csv"]
+    assert str(train / "a" / "b" / "back") in caplog.text
+
+
 # --- channels without a ContentType, and declared types the bytes contradict --------------------------------
 
 CSV_BODY = b"1,0.5,2\n0,1.5,0\n"
