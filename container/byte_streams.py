@@ -5,12 +5,13 @@ are consumed, gzip decompressed as it is read (bounded output per read), and Pip
 
 from __future__ import annotations
 
-import gzip
 import struct
-import zlib
+import sys
 from collections.abc import Iterator
+from typing import BinaryIO, cast
 
 from container.bounded_gzip import MAGIC as GZIP_MAGIC
+from container.bounded_gzip import iter_gunzip
 from container.errors import DataError
 from container.formats.chunking import READ_SIZE, Reader
 from container.formats.recordio_framing import (
@@ -72,17 +73,22 @@ def read_all(stream: Reader) -> bytes:
 
 
 class _Gunzipped:
-    """The decompressed bytes of a gzip stream (members concatenated, as ``gzip.decompress`` reads them)."""
+    """The decompressed bytes of a gzip stream (members concatenated, as ``gzip.decompress`` reads them), in the
+    bounded chunks ``bounded_gzip.iter_gunzip`` inflates (no size limit: a stream is never held whole)."""
 
     def __init__(self, stream: Peekable, source: str) -> None:
-        self._file = gzip.GzipFile(fileobj=stream, mode="rb")  # type: ignore[call-overload]  # reads never seek
-        self._source = source
+        self._chunks = iter_gunzip(cast(BinaryIO, stream), source, limit=sys.maxsize)
+        self._chunk, self._at = b"", 0
 
     def read(self, n: int) -> bytes:
-        try:
-            return self._file.read(n)
-        except (OSError, EOFError, zlib.error) as err:
-            raise StreamError(f"{self._source}: corrupt gzip data: {err}") from None
+        if self._at == len(self._chunk):
+            try:
+                self._chunk, self._at = next(self._chunks, b""), 0
+            except DataError as err:
+                raise StreamError(str(err)) from None
+        data = self._chunk[self._at:self._at + n]
+        self._at += len(data)
+        return data
 
 
 def gunzipped(stream: Peekable, source: str) -> Peekable:
