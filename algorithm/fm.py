@@ -24,11 +24,14 @@ from algorithm.hyperparameters import defaults
 from algorithm.loss_trend import RisingLoss
 from algorithm.metrics import STOPPING_METRIC, train_metrics
 from algorithm.optimizer_defaults import resolve_optimizer_defaults
+from algorithm.row_blocks import RowBlocks, block_order
 from algorithm.schemas import FM_SCHEMA
+from algorithm.stream_metrics import StreamingMetrics
 
 log = logging.getLogger(__name__)
 
 OnEpoch = Callable[[int, dict[str, float], "dict[str, float] | None", float], None]
+OnBlock = Callable[[int, int, float], None]  # (epoch, rows done in it, seconds since it started)
 
 PREDICTOR_TYPES = FM_SCHEMA["predictor_type"].choices
 OPTIMIZERS = FM_SCHEMA["optimizer"].choices
@@ -38,6 +41,7 @@ GROUPS = ("bias", "linear", "factors")
 PARALLEL_SCORING_NNZ = 200_000
 INIT_BLOCK_ROWS = 65_536  # rows of the table initialized per block
 CHECK_BLOCK = 65_536  # values (rows) per block of the input checks: no whole-column temporaries beside the data
+BLOCKS_PER_BUFFER = 4  # stream_buffer_mb holds this many blocks (the one trained on, the next being decoded, ...)
 
 SCORING_FORMULA = (
     "z = w0[0] + sum_i w[i]*x[i] + 0.5*sum_f((sum_i V[i,f]*x[i])**2 - sum_i V[i,f]**2*x[i]**2); "
@@ -130,26 +134,32 @@ def _longest_rows(indptr: np.ndarray, count: int) -> np.ndarray:
 
 
 def _training_buffers(n_threads: int, rows: CSR, batch_size: int, feature_dim: int, num_factors: int,
-                      split_batches: bool = True) -> kernels.Buffers:
+                      split_batches: bool = True, current: kernels.Buffers | None = None) -> kernels.Buffers:
     """Per-thread scratch of the training kernels (``kernels.Buffers``) for ``rows`` in batches of ``batch_size``.
     ``split_batches``: each batch is cut into one chunk per thread (the deterministic kernel); otherwise every
-    thread runs whole batches (serial and Hogwild kernels)."""
+    thread runs whole batches (serial and Hogwild kernels). ``current``: buffers of earlier rows (a streamed
+    fit's earlier blocks), returned as they are when large enough, else grown (their feature map kept)."""
     chunk = min(batch_size, rows.n_rows)  # rows per thread per batch
     if split_batches:
         chunk = -(-chunk // n_threads)
     longest = _longest_rows(rows.indptr, chunk)  # a chunk touches at most their sum of distinct features
     slots = max(1, min(feature_dim, int(longest.sum())))
+    row_length = _line_padded(max(1, int(longest.max())), 8)
     T, k = n_threads, num_factors
+    if current is not None:
+        if slots <= current.grad.shape[1] and row_length <= current.row_slots.shape[1]:
+            return current
+        slots, row_length = max(slots, current.grad.shape[1]), max(row_length, current.row_slots.shape[1])
     return kernels.Buffers(
-        slot_of=np.zeros((T, feature_dim), dtype=np.int32),
+        slot_of=np.zeros((T, feature_dim), dtype=np.int32) if current is None else current.slot_of,
         slot_feature=np.zeros((T, slots), dtype=np.int64),
         n_slots=np.zeros(T, dtype=np.int64),
         grad=np.zeros((T, slots, 1 + k), dtype=np.float32),
         bias_grad=np.zeros(T, dtype=np.float64),
         sums=np.zeros((T, _line_padded(1 + k, 4)), dtype=np.float32),
         squares=np.zeros((T, _line_padded(k, 4)), dtype=np.float32),
-        row_slots=np.zeros((T, _line_padded(max(1, int(longest.max())), 8)), dtype=np.int64),
-        loss=np.zeros(T, dtype=np.float64),
+        row_slots=np.zeros((T, row_length), dtype=np.int64),
+        loss=np.zeros(T, dtype=np.float64) if current is None else current.loss,
     )
 
 
@@ -244,6 +254,8 @@ class FactorizationMachines(Estimator):
         early_stopping_patience: int = _DEFAULTS["early_stopping_patience"],
         early_stopping_tolerance: float = _DEFAULTS["early_stopping_tolerance"],
         deterministic: bool = _DEFAULTS["deterministic"],
+        stream_buffer_mb: int = _DEFAULTS["stream_buffer_mb"],
+        shuffle: str = _DEFAULTS["shuffle"],
     ) -> None:
         self.feature_dim = feature_dim
         self.num_factors = num_factors
@@ -280,6 +292,8 @@ class FactorizationMachines(Estimator):
         self.early_stopping_patience = early_stopping_patience
         self.early_stopping_tolerance = early_stopping_tolerance
         self.deterministic = deterministic
+        self.stream_buffer_mb = stream_buffer_mb
+        self.shuffle = shuffle
 
     # ------------------------------------------------------------------------------- parameters
 
@@ -437,6 +451,7 @@ class FactorizationMachines(Estimator):
         bias, table, step, first_epoch = self._initial_table(n_state)
         hp = self._hyperparameter_vector()
         order = np.empty(rows.n_rows, dtype=np.int32 if rows.n_rows < 2**31 else np.int64)
+        block_rows = self._block_rows(rows)
         row_scores = np.zeros(rows.n_rows, dtype=np.float32)
         logistic = self.predictor_type == "binary_classifier"
         early_stopping = evaluation is not None and self.early_stopping_patience > 0
@@ -452,7 +467,7 @@ class FactorizationMachines(Estimator):
             epoch = -1
             for epoch in range(self.epochs):
                 started = time.perf_counter()
-                self._shuffle(order, first_epoch + epoch)
+                self._shuffle(order, first_epoch + epoch, block_rows)
                 buffers.loss[:] = 0.0
                 step = train_epoch(
                     (rows.data, rows.indices, rows.indptr), y, row_weight, order, self.mini_batch_size, bias,
@@ -479,8 +494,117 @@ class FactorizationMachines(Estimator):
                 if early_stopping and best.stale >= self.early_stopping_patience:
                     stopped = "early_stopping"
                     break
+        return self._keep_fit(bias, table, step, epoch, best, stopped, optimizer, first_epoch, n_threads,
+                              evaluated=evaluation is not None, early_stopping=early_stopping)
+
+    def fit_blocks(self, train: RowBlocks, eval_blocks: RowBlocks | None = None,
+                   on_epoch: OnEpoch | None = None, on_block: OnBlock | None = None) -> FactorizationMachines:
+        """``fit`` on rows that arrive in blocks (``algorithm.row_blocks``), each pass over ``train`` one epoch:
+        the memory the data takes is the block in hand, whatever the row count.
+
+        Epoch e's blocks come in the order ``train`` draws from (seed, e) when it can reorder them (else as they
+        arrive); the rows of each block are shuffled by the same random stream, and trained on in mini-batches
+        with the kernels of ``fit``. Every block carries its labels (and optional weights). The train metrics
+        are those of the scores seen while training, accumulated over the blocks (``StreamingMetrics``);
+        ``eval_blocks`` is scored block by block after every epoch. ``on_block(epoch, rows_done, seconds)`` is
+        called after each block. Early stopping, divergence and warm starts work as in ``fit``.
+        """
+        self._check_params()
+        optimizer = self.resolved_params()["optimizer"]
+        d, k = self.feature_dim, self.num_factors
+        n_state = kernels.STATE_ARRAYS[optimizer]
+        bias, table, step, first_epoch = self._initial_table(n_state)
+        hp = self._hyperparameter_vector()
+        logistic = self.predictor_type == "binary_classifier"
+        early_stopping = eval_blocks is not None and self.early_stopping_patience > 0
+        best = BestEpoch(self.early_stopping_tolerance, keep_weights=early_stopping)
+        trend = RisingLoss()
+        stopped, warned = None, False
+        n_threads = self.num_threads or numba.get_num_threads()
+        with numba_threads(n_threads) as running:
+            train_epoch, shares = self._epoch_kernel(n_threads, running)
+            split = train_epoch is kernels.train_epoch_parallel
+            buffers: kernels.Buffers | None = None
+            epoch = -1
+            for epoch in range(self.epochs):
+                started = time.perf_counter()
+                rng = self._epoch_rng(first_epoch + epoch)
+                metrics = StreamingMetrics(self.predictor_type)
+                labels = _LabelSums()
+                rows_done = 0
+                if buffers is not None:
+                    buffers.loss[:] = 0.0
+                for block in train.blocks(rng):
+                    if block.n_rows == 0:
+                        continue
+                    if block.labels is None:
+                        raise ValueError(f"a block of rows {rows_done}..{rows_done + block.n_rows} has no labels")
+                    rows, y, weights, row_weight = self._training_rows(block, block.labels, block.weights)
+                    buffers = _training_buffers(shares, rows, self.mini_batch_size, d, k, split, buffers)
+                    order = rng.permutation(rows.n_rows).astype(np.int32 if rows.n_rows < 2**31 else np.int64)
+                    scores = np.zeros(rows.n_rows, dtype=np.float32)
+                    step = train_epoch(
+                        (rows.data, rows.indices, rows.indptr), y, row_weight, order, self.mini_batch_size, bias,
+                        table, k, kernels.OPTIMIZER_CODES[optimizer],
+                        kernels.LOGISTIC if logistic else kernels.REGRESSION, hp, self.use_bias, self.use_linear,
+                        step, buffers, scores)
+                    metrics.update(y, scores, weights)
+                    labels.update(y, row_weight)
+                    rows_done += rows.n_rows
+                    if on_block is not None:
+                        on_block(epoch, rows_done, time.perf_counter() - started)
+                if buffers is None:
+                    raise ValueError("the training data has no rows")
+                seconds = time.perf_counter() - started
+                loss = float(buffers.loss.sum())
+                if not math.isfinite(loss):
+                    raise DivergedError(self._divergence_message(epoch, f"the training loss became {loss}"))
+                test = None
+                if eval_blocks is not None:
+                    test = self._streamed_metrics(eval_blocks, bias[:1], table[:, 0], table[:, 1:1 + k], n_threads)
+                    best.update(epoch, test[STOPPING_METRIC[self.predictor_type]],
+                                partial(_training_snapshot, bias, table, step))
+                if on_epoch is not None:
+                    on_epoch(epoch, metrics.result(), test, seconds)
+                if epoch == 0:
+                    trend.baseline = labels.constant_prediction_loss(logistic)
+                if trend.update(loss / labels.weight) and not warned:
+                    warned = True
+                    if self._warn_diverging(epoch, trend, best):
+                        stopped = "diverging"
+                        break
+                if early_stopping and best.stale >= self.early_stopping_patience:
+                    stopped = "early_stopping"
+                    break
+        return self._keep_fit(bias, table, step, epoch, best, stopped, optimizer, first_epoch, n_threads,
+                              evaluated=eval_blocks is not None, early_stopping=early_stopping)
+
+    def _streamed_metrics(self, blocks: RowBlocks, w0: np.ndarray, w: np.ndarray, V: np.ndarray,
+                          n_threads: int) -> dict[str, float]:
+        """The built-in's metrics of the weights (w0, w, V) on ``blocks``, scored block by block."""
+        metrics = StreamingMetrics(self.predictor_type)
+        for block in blocks.blocks(None):
+            if block.n_rows == 0:
+                continue
+            rows = _checked_rows(block, self.feature_dim, "eval X")
+            labels = _as_labels(block.labels, rows.n_rows, self.predictor_type, "eval y")
+            scores = _score(rows, w0, w, V, self.predictor_type == "binary_classifier", n_threads)
+            metrics.update(labels, scores, block.weights)
+        return metrics.result()
+
+    def streamed_metrics(self, blocks: RowBlocks) -> dict[str, float]:
+        """The built-in's metrics of the fitted model on ``blocks`` (with labels), scored block by block."""
+        self._check_fitted()
+        return self._streamed_metrics(blocks, self.w0_, self.w_, self.V_, numba.get_num_threads())
+
+    def _keep_fit(self, bias: np.ndarray, table: np.ndarray, step: int, epoch: int, best: BestEpoch,
+                  stopped: str | None, optimizer: str, first_epoch: int, n_threads: int, *, evaluated: bool,
+                  early_stopping: bool) -> FactorizationMachines:
+        """Set the fitted state from the training table after the last ``epoch`` (or from the best epoch's copy
+        that early stopping kept). The table is consumed: its memory is freed (the caller's name for it too)."""
+        k, n_state = self.num_factors, kernels.STATE_ARRAYS[optimizer]
         if best.weights is not None:
-            del table
+            table.resize((0, table.shape[1]), refcheck=False)
             (bias, table, step), best_epoch = best.weights, best.epoch
             best.weights = None
         else:
@@ -499,18 +623,39 @@ class FactorizationMachines(Estimator):
         self.optimizer_state_: OptimizerState | None = OptimizerState(
             optimizer, step, first_epoch + best_epoch + 1, state_arrays)
         self.best_epoch_ = best_epoch
-        self.best_score_ = None if evaluation is None else (best.score if early_stopping else best.last)
+        self.best_score_ = None if not evaluated else (best.score if early_stopping else best.last)
         self.n_epochs_ = epoch + 1
         self.stopped_early_ = stopped
         self.n_threads_ = n_threads
-        self.n_features_in_ = d
+        self.n_features_in_ = self.feature_dim
         return self
 
-    def _shuffle(self, order: np.ndarray, epoch: int) -> None:
+    def _shuffle(self, order: np.ndarray, epoch: int, block_rows: int) -> None:
         """Fill ``order`` with the row order of epoch ``epoch`` (counting every epoch the weights were trained,
-        warm starts included): a permutation drawn from (seed, epoch) alone."""
-        order[:] = np.arange(order.size, dtype=order.dtype)
-        np.random.default_rng([self.seed, 1, epoch]).shuffle(order)
+        warm starts included), drawn from (seed, epoch) alone: a permutation of every row (shuffle=full), or
+        the blocks of ``block_rows`` stored rows in a shuffled order with the rows of each shuffled (blocks)."""
+        rng = self._epoch_rng(epoch)
+        if self.shuffle == "full":
+            order[:] = np.arange(order.size, dtype=order.dtype)
+            rng.shuffle(order)
+            return
+        at = 0
+        for b in block_order(-(-order.size // block_rows), rng):
+            r0 = b * block_rows
+            n = min(block_rows, order.size - r0)
+            order[at:at + n] = r0 + rng.permutation(n)
+            at += n
+
+    def _epoch_rng(self, epoch: int) -> np.random.Generator:
+        """The random stream of epoch ``epoch``'s row order."""
+        return np.random.default_rng([self.seed, 1, epoch])
+
+    def _block_rows(self, rows: CSR) -> int:
+        """Rows per block of shuffle=blocks: ``stream_buffer_mb`` / ``BLOCKS_PER_BUFFER`` of the data, rounded
+        down to whole mini-batches (at least one)."""
+        per_row = max(1.0, rows.nbytes / max(rows.n_rows, 1))
+        batches = int(self.stream_buffer_mb * 2**20 / BLOCKS_PER_BUFFER / per_row) // self.mini_batch_size
+        return max(1, batches) * self.mini_batch_size
 
     def _warn_diverging(self, epoch: int, trend: RisingLoss, best: BestEpoch) -> bool:
         """Warn that the training loss keeps growing; whether to stop (early stopping kept a better epoch's
@@ -666,6 +811,28 @@ class FactorizationMachines(Estimator):
         model.n_threads_ = int(meta.get("n_threads", 0))
         model.n_features_in_ = d
         return model
+
+
+class _LabelSums:
+    """Weighted sums of the labels of a pass: the loss of the best constant prediction, without keeping them."""
+
+    def __init__(self) -> None:
+        self.weight = self.first = self.second = 0.0
+
+    def update(self, y: np.ndarray, row_weight: np.ndarray) -> None:
+        w = np.ones(y.size) if row_weight.size == 0 else row_weight.astype(np.float64)
+        y64 = y.astype(np.float64)
+        self.weight += float(w.sum())
+        self.first += float(np.dot(w, y64))
+        self.second += float(np.dot(w, y64 * y64))
+
+    def constant_prediction_loss(self, logistic: bool) -> float:
+        """As ``_constant_prediction_loss``: log loss of the base rate, or the labels' variance."""
+        mean = self.first / self.weight
+        if logistic:
+            p = min(max(mean, 1e-12), 1.0 - 1e-12)
+            return -(mean * math.log(p) + (1.0 - mean) * math.log(1.0 - p))
+        return max(0.0, self.second / self.weight - mean * mean)
 
 
 def _training_snapshot(bias: np.ndarray, table: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray, int]:

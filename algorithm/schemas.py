@@ -120,6 +120,20 @@ FM_SCHEMA: Schema = make_schema(
           "order): the same seed and num_threads give the same model, at lower speed. False: threads run "
           "whole batches and update the weights lock-free (Hogwild), so repeats differ slightly. One thread is "
           "always deterministic.", default=False),
+    Param("data_loading", str,
+          "How the job reads the training and test data: memory (decoded into memory once), stream (decoded "
+          "block by block every epoch: Pipe mode reads each epoch's FIFO, File mode decodes once into an "
+          "on-disk cache of blocks), or auto: memory when the data files and the model fit in the memory "
+          "limit, else stream (Pipe mode, whose size is unknown, streams).",
+          default="auto", choices=("auto", "memory", "stream")),
+    Param("stream_buffer_mb", int,
+          "Memory (MiB) for the data in hand when streaming: blocks of a quarter of it are decoded, shuffled "
+          "and trained on one after another. Also the block size of shuffle=blocks.",
+          default=256, low=4),
+    Param("shuffle", str,
+          "Row order of each epoch when the data is in memory: full (a permutation of every row) or blocks "
+          "(the order streaming uses: the blocks in a shuffled order, the rows within each block shuffled). "
+          "Streaming always uses blocks.", default="full", choices=("full", "blocks")),
 )
 
 WALS_SCHEMA: Schema = make_schema(
@@ -155,6 +169,8 @@ WALS_SCHEMA: Schema = make_schema(
 )
 
 SCHEMAS: dict[str, Schema] = {"fm": FM_SCHEMA, "wals": WALS_SCHEMA}
+# The hyperparameters of the job rather than of the estimator (which takes every other one of its table).
+JOB_PARAMS = ("algorithm", "data_loading")
 # Values the tuning presets fix besides their ranges (see _FM_TUNE).
 TUNING_FIXED: dict[str, dict[str, str]] = {"fm": {"optimizer": DEFAULT_OPTIMIZER}, "wals": {}}
 

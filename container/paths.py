@@ -68,3 +68,8 @@ class SageMakerPaths:
     @property
     def checkpoint_dir(self) -> Path:
         return self.base / "checkpoints"
+
+    def scratch_dir(self, purpose: str) -> Path:
+        """A directory for the job's own files on the training volume (``input/scratch/<purpose>``, e.g. the
+        streamed data's on-disk cache); never in ``model/`` or ``output/``, which SageMaker uploads."""
+        return self.base / "input" / "scratch" / purpose
