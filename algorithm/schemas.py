@@ -31,6 +31,14 @@ _ALGORITHM = Param(
     "algorithm", str, "Which model to train: fm (Factorization Machines, the default) or wals.",
     default="fm", choices=ALGORITHMS,
 )
+# Settings the training job reads and the estimators do not take (they describe how the job runs).
+DATA_LOADING = ("auto", "memory", "stream")
+_DATA_LOADING = Param(
+    "data_loading", str, "How the job holds the training data: memory (decoded into memory), stream (read in "
+    "bounded chunks, kept in memory-mapped files on the training volume) or auto (memory when the data fits "
+    "the memory limit, else stream; the log says which and why).", default="auto", choices=DATA_LOADING,
+)
+JOB_SETTINGS = ("algorithm", "data_loading")
 _INIT_METHODS = ("normal", "uniform", "constant")
 # FM's tuning presets (fmwals.preset_ranges): a search space to run as is, log-scaled around AdaGrad's defaults
 # for both predictor types, with what matters most on the benchmark sets (docs/benchmarks.md). The ranges are
@@ -120,12 +128,7 @@ FM_SCHEMA: Schema = make_schema(
           "order): the same seed and num_threads give the same model, at lower speed. False: threads run "
           "whole batches and update the weights lock-free (Hogwild), so repeats differ slightly. One thread is "
           "always deterministic.", default=False),
-    Param("data_loading", str,
-          "How the job reads the training and test data: memory (decoded into memory once), stream (decoded "
-          "block by block every epoch: Pipe mode reads each epoch's FIFO, File mode decodes once into an "
-          "on-disk cache of blocks), or auto: memory when the data files and the model fit in the memory "
-          "limit, else stream (Pipe mode, whose size is unknown, streams).",
-          default="auto", choices=("auto", "memory", "stream")),
+    _DATA_LOADING,
     Param("stream_buffer_mb", int,
           "Memory (MiB) for the data in hand when streaming: blocks of a quarter of it are decoded, shuffled "
           "and trained on one after another. Also the block size of shuffle=blocks.",
@@ -166,11 +169,10 @@ WALS_SCHEMA: Schema = make_schema(
     Param("eval_k", int, "Cut-off k of precision@k, MAP@k and NDCG@k on the test channel.", default=10,
           low=0, low_open=True),
     *_COMMON_RUNTIME,
+    _DATA_LOADING,
 )
 
 SCHEMAS: dict[str, Schema] = {"fm": FM_SCHEMA, "wals": WALS_SCHEMA}
-# The hyperparameters of the job rather than of the estimator (which takes every other one of its table).
-JOB_PARAMS = ("algorithm", "data_loading")
 # Values the tuning presets fix besides their ranges (see _FM_TUNE).
 TUNING_FIXED: dict[str, dict[str, str]] = {"fm": {"optimizer": DEFAULT_OPTIMIZER}, "wals": {}}
 

@@ -70,7 +70,7 @@ def train_streamed(paths: SageMakerPaths, params: dict[str, Any], model: Factori
     """Fit ``model`` on the streamed ``train`` channel (``test`` scored by streaming after every epoch and at
     the end), with the metric lines of each epoch and progress lines within them."""
     block_bytes = params["stream_buffer_mb"] * 2**20 // BLOCKS_PER_BUFFER
-    scratch = paths.scratch_dir(CACHE)
+    scratch = paths.scratch_dir / CACHE
 
     def passes(config: ChannelConfig) -> ChannelPasses:
         return ChannelPasses(paths, config, params["feature_dim"], block_bytes, scratch / config.name)

@@ -69,7 +69,11 @@ class SageMakerPaths:
     def checkpoint_dir(self) -> Path:
         return self.base / "checkpoints"
 
-    def scratch_dir(self, purpose: str) -> Path:
-        """A directory for the job's own files on the training volume (``input/scratch/<purpose>``, e.g. the
-        streamed data's on-disk cache); never in ``model/`` or ``output/``, which SageMaker uploads."""
-        return self.base / "input" / "scratch" / purpose
+    @property
+    def scratch_dir(self) -> Path:
+        """Where a job keeps its on-disk working data (caches of decoded data, memory-mapped matrices):
+        ``input/scratch``, on the training volume (``VolumeSizeInGB``, which SageMaker sizes for the data
+        and names as the algorithms' scratch space) beside the channels, never in ``model/`` or ``output/``
+        (uploaded) nor ``checkpoints/`` (synced to S3). Each job makes its own directory under it and removes
+        it at the end."""
+        return self.base / "input" / "scratch"

@@ -10,6 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from algorithm import artifact
+from algorithm.schemas import JOB_SETTINGS
 from algorithm.wals import WALS
 from algorithm.wals_model import IdMap, WALSModel
 from container import job, metrics_log, wals_data
@@ -96,7 +97,7 @@ def train_wals(paths: SageMakerPaths, hp: dict[str, Any], channels: dict[str, Ch
     data = wals_data.build_matrices(train, test, hp)
     del train, test
     ids = (data.row_ids, data.col_ids)
-    params = {k: v for k, v in hp.items() if k not in ("algorithm", "num_rows", "num_cols")}
+    params = {k: v for k, v in hp.items() if k not in (*JOB_SETTINGS, "num_rows", "num_cols")}
     for side, id_map in zip(SIDES, ids, strict=True):
         name = f"{side}_weights"
         config = job.optional_channel(paths, channels, name)
