@@ -50,7 +50,8 @@ def _unwrap(body: bytes, config: ChannelConfig, source: str) -> Iterator[bytes]:
         yield bytes(payload)
 
 
-def _read_pipe(path: Path, wait_seconds: float) -> bytes:
+def wait_for_fifo(path: Path, wait_seconds: float) -> None:
+    """Return once the Pipe-mode FIFO ``path`` exists; ChannelError after ``wait_seconds``."""
     deadline = time.monotonic() + wait_seconds
     while not path.exists():
         if time.monotonic() > deadline:
@@ -58,6 +59,10 @@ def _read_pipe(path: Path, wait_seconds: float) -> bytes:
         time.sleep(0.05)
     if not stat.S_ISFIFO(path.stat().st_mode):
         log.warning("%s is not a FIFO; reading it as a regular file", path)
+
+
+def _read_pipe(path: Path, wait_seconds: float) -> bytes:
+    wait_for_fifo(path, wait_seconds)
     with open(path, "rb") as fifo:
         return fifo.read()
 
@@ -107,19 +112,19 @@ def decode_channel(
     takes). Without a declared ``ContentType`` each body's type is the one its first bytes show (logged once
     per type). When a declared type fails on bytes that look like another type the channel takes, the error
     names the ``ContentType`` to set."""
-    declared = _declared_type(config, decoders)
+    declared = declared_type(config, decoders)
     assumed: set[str] = set()
     parts = []
     for source, body in channel_bodies(paths, config, epoch=epoch, pipe_wait_seconds=pipe_wait_seconds):
-        content_type = declared or _assumed_type(config, source, body, decoders, assumed)
+        content_type = declared or assumed_type(config, source, body, decoders, assumed)
         try:
             parts.append(decoders[content_type](body, source))
         except ClientError as err:
-            raise _explained(err, config, source, body, content_type, declared is not None, decoders) from None
+            raise explained(err, config, source, body, content_type, declared is not None, decoders) from None
     return parts
 
 
-def _declared_type(config: ChannelConfig, decoders: Mapping[str, object]) -> str | None:
+def declared_type(config: ChannelConfig, decoders: Mapping[str, object]) -> str | None:
     if config.content_type is None:
         return None
     content_type = media_type(config.content_type)
@@ -128,7 +133,7 @@ def _declared_type(config: ChannelConfig, decoders: Mapping[str, object]) -> str
     return content_type
 
 
-def _assumed_type(config: ChannelConfig, source: str, body: bytes, decoders: Mapping[str, object],
+def assumed_type(config: ChannelConfig, source: str, body: bytes, decoders: Mapping[str, object],
                   assumed: set[str]) -> str:
     """The type a body of a channel without ``ContentType`` is read as: the one its first bytes show, else
     RecordIO-protobuf (a bare Record has no magic)."""
@@ -146,7 +151,7 @@ def _assumed_type(config: ChannelConfig, source: str, body: bytes, decoders: Map
     return content_type
 
 
-def _explained(err: ClientError, config: ChannelConfig, source: str, body: bytes, content_type: str,
+def explained(err: ClientError, config: ChannelConfig, source: str, body: bytes, content_type: str,
                declared: bool, takes: Collection[str]) -> ClientError:
     """``err`` with the content type at fault named: the declared one against what the bytes look like (when
     the channel takes that), or the one assumed without a declaration."""

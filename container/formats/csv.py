@@ -20,13 +20,19 @@ from container.formats._text_kernels import scan_csv
 
 
 def decode_csv(
-    body: bytes | memoryview, *, source: str, feature_dim: int | None = None, with_labels: bool = False
+    body: bytes | memoryview,
+    *,
+    source: str,
+    feature_dim: int | None = None,
+    with_labels: bool = False,
+    first_line: int = 1,
 ) -> CSR:
-    """Decode CSV rows to a CSR (explicit zeros dropped from the CSR arrays)."""
+    """Decode CSV rows to a CSR (explicit zeros dropped from the CSR arrays). A body that is a piece of a longer
+    stream numbers its lines in errors from ``first_line``."""
     text = bytes(body).removeprefix(codecs.BOM_UTF8)
     lines = text.split(b"\n")
-    numbers = [i + 1 for i, line in enumerate(lines) if line.strip()]
-    rows = [lines[n - 1] for n in numbers]
+    numbers = [i + first_line for i, line in enumerate(lines) if line.strip()]
+    rows = [lines[n - first_line] for n in numbers]
     n_label = int(with_labels)
     if not rows:
         empty_labels = np.empty(0, np.float32) if with_labels else None
@@ -45,7 +51,7 @@ def decode_csv(
     if with_labels and width < 2:
         raise DataError(f"{source}: line {numbers[0]} has no feature columns after the label column")
     scanned = _scanned(text, len(rows), width, with_labels)
-    return scanned if scanned is not None else _parsed(source, rows, numbers, width, with_labels)
+    return scanned if scanned is not None else _parsed(source, rows, numbers, width, with_labels, first_line == 1)
 
 
 def _scanned(text: bytes, n_rows: int, width: int, with_labels: bool) -> CSR | None:
@@ -63,11 +69,12 @@ def _scanned(text: bytes, n_rows: int, width: int, with_labels: bool) -> CSR | N
                    labels=to_float32(labels) if with_labels else None)
 
 
-def _parsed(source: str, rows: list[bytes], numbers: list[int], width: int, with_labels: bool) -> CSR:
+def _parsed(source: str, rows: list[bytes], numbers: list[int], width: int, with_labels: bool,
+            at_start: bool) -> CSR:
     """The checking path: numpy's parser, then the first bad cell, NaN or infinity named."""
     values = parse_floats(b",".join(rows), len(rows) * width, ",")
     if values is None:
-        raise _first_bad_cell(source, rows, numbers)
+        raise _first_bad_cell(source, rows, numbers, at_start)
     matrix = to_float32(values).reshape(len(rows), width)
     n_label = int(with_labels)
     bad = np.flatnonzero(~np.isfinite(matrix))
@@ -78,12 +85,12 @@ def _parsed(source: str, rows: list[bytes], numbers: list[int], width: int, with
     return dense_dataset(matrix[:, n_label:], matrix[:, 0].copy() if with_labels else None)
 
 
-def _first_bad_cell(source: str, rows: list[bytes], numbers: list[int]) -> DataError:
-    """The error for the first cell that is not a number."""
+def _first_bad_cell(source: str, rows: list[bytes], numbers: list[int], at_start: bool) -> DataError:
+    """The error for the first cell that is not a number (a header named as one on the first line of a file)."""
     for row, number in zip(rows, numbers, strict=True):
         for column, cell in enumerate(row.split(b","), 1):
             if not is_number(cell):
-                header = _HEADER_ADVICE if row is rows[0] and _looks_like_header(row) else ""
+                header = _HEADER_ADVICE if at_start and row is rows[0] and _looks_like_header(row) else ""
                 return DataError(f"{source}: line {number} column {column}: {_show(cell)}{header}")
     return DataError(f"{source}: cannot parse the CSV numbers")
 

@@ -24,22 +24,28 @@ _MAX_INDEX = 2**53  # float64 holds every integer below this exactly
 
 
 def decode_libsvm(
-    body: bytes | memoryview, *, source: str, feature_dim: int | None = None, with_labels: bool = False
+    body: bytes | memoryview,
+    *,
+    source: str,
+    feature_dim: int | None = None,
+    with_labels: bool = False,
+    first_line: int = 1,
 ) -> CSR:
-    """Decode libsvm rows to a CSR; see the module docstring."""
+    """Decode libsvm rows to a CSR; see the module docstring. A body that is a piece of a longer stream numbers
+    its lines in errors from ``first_line``."""
     text = bytes(body).removeprefix(codecs.BOM_UTF8)
     scanned = _scanned(text, feature_dim, with_labels)
-    return scanned if scanned is not None else _split(text, source, feature_dim, with_labels)
+    return scanned if scanned is not None else _split(text, source, feature_dim, with_labels, first_line)
 
 
-def _split(text: bytes, source: str, feature_dim: int | None, with_labels: bool) -> CSR:
+def _split(text: bytes, source: str, feature_dim: int | None, with_labels: bool, first_line: int) -> CSR:
     """The checking path: the body split in Python, all numbers parsed in one numpy call, errors named."""
     has_comments = b"#" in text
     labels: list[bytes] = []
     pairs: list[bytes] = []
     counts: list[int] = []
     numbers: list[int] = []
-    for number, line in enumerate(text.split(b"\n"), 1):
+    for number, line in enumerate(text.split(b"\n"), first_line):
         tokens = (line.split(b"#", 1)[0] if has_comments else line).split()
         if not tokens:
             continue

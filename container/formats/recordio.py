@@ -50,9 +50,16 @@ _ENCODE_CHUNK_VALUES = 1 << 23  # values per encoder call: bounds the writers' m
 
 
 def decode_recordio(
-    body: bytes | memoryview, *, source: str, feature_dim: int | None = None, with_labels: bool = False
+    body: bytes | memoryview,
+    *,
+    source: str,
+    feature_dim: int | None = None,
+    with_labels: bool = False,
+    first_record: int = 0,
+    first_byte: int = 0,
 ) -> CSR:
-    """Decode framed RecordIO-protobuf (or one bare Record) to a CSR; see the module docstring."""
+    """Decode framed RecordIO-protobuf (or one bare Record) to a CSR; see the module docstring. A body that
+    is a piece of a longer stream names its records in errors from ``first_record`` at ``first_byte``."""
     buf = np.frombuffer(body, dtype=np.uint8)
     buf.flags.writeable = False  # one compiled kernel signature whatever the buffer's owner
     framed = len(buf) == 0 or bytes(buf[:4]) == MAGIC_BYTES
@@ -75,9 +82,13 @@ def decode_recordio(
             break
         max_rows, max_nnz = max_rows * 4, max_nnz * 4
     if status[0] == k.FALLBACK:
-        return _decode_with_protobuf(memoryview(body).cast("B"), framed, source, feature_dim, with_labels)
+        return _decode_with_protobuf(memoryview(body).cast("B"), framed, source, feature_dim, with_labels,
+                                     first_record, first_byte)
     if status[0] != k.OK:
-        raise _error(source, framed, *status)
+        code, index, offset, a, b, c = (int(x) for x in status)
+        if code == k.RAGGED:
+            c += first_record
+        raise _error(source, framed, code, index + first_record, offset + first_byte, a, b, c)
     for array, size in ((data, indptr[n_rows]), (indices, indptr[n_rows]), (indptr, n_rows + 1)):
         array.resize(size, refcheck=False)
     labels.resize(n_rows if with_labels else 0, refcheck=False)
@@ -292,12 +303,13 @@ class _RowReader:
 
 
 def _decode_with_protobuf(
-    buf: memoryview, framed: bool, source: str, feature_dim: int | None, with_labels: bool
+    buf: memoryview, framed: bool, source: str, feature_dim: int | None, with_labels: bool, first_record: int = 0,
+    first_byte: int = 0
 ) -> CSR:
     reader = _RowReader(feature_dim)
     data, indices, labels, weights = [], [], [], []
     any_weight = False
-    for index, offset, parts in frames(buf, framed, source):
+    for index, offset, parts in frames(buf, framed, source, first_record, first_byte):
         record = parse(parts)
         if record is None:
             raise error(source, framed, index, offset, NOT_A_RECORD)

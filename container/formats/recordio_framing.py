@@ -37,6 +37,13 @@ def truncated_payload(declared: int, left: int) -> str:
     return f"truncated record: header says {declared} bytes but only {left} remain"
 
 
+def unexpected_flag(cflag: int, inside: bool) -> str:
+    return f"unexpected multi-part flag cflag={cflag} ({'inside' if inside else 'outside'} a multi-part record)"
+
+
+NO_END_PART = "multi-part record has no end part (cflag=3)"
+
+
 def error(source: str, framed: bool, index: int, offset: int, what: str) -> DataError:
     """A ``DataError`` locating ``what`` at record ``index`` (byte ``offset``) of ``source``."""
     if not framed:
@@ -46,45 +53,48 @@ def error(source: str, framed: bool, index: int, offset: int, what: str) -> Data
     return DataError(f"{source}: {where}: {what}")
 
 
-def frames(buf: memoryview, framed: bool, source: str) -> Iterator[tuple[int, int, list[bytes]]]:
+def frames(
+    buf: memoryview, framed: bool, source: str, first_record: int = 0, first_byte: int = 0
+) -> Iterator[tuple[int, int, list[bytes]]]:
     """(record index, byte offset, payload parts) for each record, multi-part records gathered; an unframed
-    body is one record."""
+    body is one record. A body that is a piece of a longer stream counts its records from ``first_record``
+    at byte ``first_byte``."""
     if not framed:
-        yield 0, 0, [bytes(buf)]
+        yield first_record, first_byte, [bytes(buf)]
         return
     n = len(buf)
-    p = start = index = 0
+    p = start = 0
+    index = first_record
     parts: list[bytes] = []
     while p < n:
         if not parts:
             start = p
+        at = start + first_byte
         if n - p < 8:
-            raise error(source, framed, index, start, truncated_header(n - p))
+            raise error(source, framed, index, at, truncated_header(n - p))
         magic, lrec = struct.unpack_from("<II", buf, p)
         if magic != MAGIC:
-            raise error(source, framed, index, start, bad_magic(magic))
+            raise error(source, framed, index, at, bad_magic(magic))
         cflag, length = lrec >> 29, lrec & LENGTH_MASK
         if length > n - p - 8:
-            raise error(source, framed, index, start, truncated_payload(length, n - p - 8))
+            raise error(source, framed, index, at, truncated_payload(length, n - p - 8))
         part = bytes(buf[p + 8 : p + 8 + length])
         if cflag == 0 and not parts:
-            yield index, start, [part]
+            yield index, at, [part]
             index += 1
         elif cflag == 1 and not parts:
             parts = [part]
         elif cflag in (2, 3) and parts:
             parts.append(part)
             if cflag == 3:
-                yield index, start, parts
+                yield index, at, parts
                 parts = []
                 index += 1
         else:
-            where = "inside" if parts else "outside"
-            raise error(source, framed, index, start, f"unexpected multi-part flag cflag={cflag} ({where} a "
-                        "multi-part record)")
+            raise error(source, framed, index, at, unexpected_flag(cflag, bool(parts)))
         p = min(n, p + 8 + ((length + 3) & ~3))
     if parts:
-        raise error(source, framed, index, start, "multi-part record has no end part (cflag=3)")
+        raise error(source, framed, index, start + first_byte, NO_END_PART)
 
 
 def parse(parts: list[bytes]) -> Record | None:

@@ -1,0 +1,150 @@
+"""A training channel as a sequence of CSR blocks of bounded size, read from its files (File mode) or its FIFO
+(Pipe mode) incrementally: memory holds one block and the bytes it is decoded from, whatever the channel's size.
+
+Each source (file, FIFO, or S3 object of a RecordIO-wrapped FIFO) is gunzipped as it is read when it starts with
+gzip's magic number, its content type is the declared ``ContentType`` or the one its first bytes show (as
+``container.channels`` reads it), and it is cut into whole records (RecordIO-protobuf) or whole lines (CSV,
+libsvm) that the whole-body decoder decodes: a block holds exactly the rows the whole-body decoder gives for
+its part of the source, and errors name the source and the record, line or byte offset in it. JSON and JSON
+Lines bodies are decoded whole, one block per body.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import ExitStack
+from typing import BinaryIO
+
+from algorithm.csr import CSR
+from container.byte_streams import Peekable, StreamError, gunzipped, read_all, unwrapped
+from container.channel_files import channel_files
+from container.channels import (
+    PIPE_WAIT_SECONDS,
+    assumed_type,
+    declared_type,
+    explained,
+    missing_channel_error,
+    wait_for_fifo,
+)
+from container.config import ChannelConfig
+from container.errors import ClientError
+from container.formats.chunking import Chunk, LineChunker, Reader, RecordChunker
+from container.formats.csv import decode_csv
+from container.formats.libsvm import decode_libsvm
+from container.formats.recordio import decode_recordio
+from container.formats.registry import CSV, DECODERS, LIBSVM, RECORDIO
+from container.formats.sniff import HEAD
+from container.paths import SageMakerPaths
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BLOCK_BYTES = 64 << 20
+FIRST_EXPANSION = 8  # decoded bytes per source byte assumed before the first block of a source is measured
+
+
+def iter_channel_blocks(
+    paths: SageMakerPaths,
+    config: ChannelConfig,
+    *,
+    feature_dim: int,
+    epoch: int = 0,
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+    pipe_wait_seconds: float = PIPE_WAIT_SECONDS,
+) -> Iterator[tuple[str, CSR]]:
+    """(source, block) for the rows of a channel in order: its files in File mode, the FIFO ``<channel>_<epoch>``
+    in Pipe mode. Every block has ``feature_dim`` columns, labels, at least one row, and about ``block_bytes``
+    of arrays (``CSR.nbytes``; more only for a single record that is larger); its ``weights`` are None when
+    none of its rows carries a weight (all 1). ChannelError when the channel has no rows at all."""
+    any_rows = False
+    with ExitStack() as stack:
+        for source, file in _sources(paths, config, epoch, pipe_wait_seconds, stack):
+            for block in stream_blocks(file, source, config, feature_dim=feature_dim, block_bytes=block_bytes):
+                any_rows = True
+                yield source, block
+    if not any_rows:
+        raise missing_channel_error(paths, config)
+
+
+def _sources(paths: SageMakerPaths, config: ChannelConfig, epoch: int, pipe_wait_seconds: float,
+             stack: ExitStack) -> Iterator[tuple[str, BinaryIO]]:
+    """(source, open file) for each file of the channel in order, or its FIFO; each closed by the next."""
+    if config.input_mode.lower() == "pipe":
+        fifo = paths.pipe_path(config.name, epoch)
+        log.info("Streaming channel %r from FIFO %s", config.name, fifo)
+        wait_for_fifo(fifo, pipe_wait_seconds)
+        with open(fifo, "rb") as file:
+            yield str(fifo), file
+        return
+    directory = paths.channel_dir(config.name)
+    files = channel_files(directory) if directory.is_dir() else []
+    log.info("Streaming channel %r: %d file(s) under %s as %s", config.name, len(files), directory,
+             config.content_type or "their first bytes show (no ContentType declared)")
+    for path in files:
+        with open(path, "rb") as file:
+            yield str(path), file
+
+
+def stream_blocks(
+    stream: Reader, source: str, config: ChannelConfig, *, feature_dim: int, block_bytes: int = DEFAULT_BLOCK_BYTES
+) -> Iterator[CSR]:
+    """The blocks of one source of the channel ``config`` (its bytes read from ``stream`` as they come); see
+    ``iter_channel_blocks``."""
+    declared = declared_type(config, DECODERS)
+    assumed: set[str] = set()
+    top = gunzipped(Peekable(stream), source)
+    bodies = unwrapped(top, source) if config.record_wrapper.lower() == "recordio" else iter([top])
+    for wrapped in bodies:
+        body = gunzipped(wrapped, source)
+        if _blank(body):
+            continue
+        head = body.peek(HEAD)
+        content_type = declared or assumed_type(config, source, head, DECODERS, assumed)
+        try:
+            yield from _blocks(content_type, body, source, feature_dim, block_bytes)
+        except StreamError:
+            raise
+        except ClientError as err:
+            raise explained(err, config, source, head, content_type, declared is not None, DECODERS) from None
+
+
+def _blank(body: Peekable) -> bool:
+    """Whether ``body`` holds only whitespace (such a body is skipped, as ``container.channels`` skips it)."""
+    n = HEAD
+    while True:
+        head = body.peek(n)
+        if head.strip():
+            return False
+        if len(head) < n:
+            return True
+        n *= 2
+
+
+def _blocks(content_type: str, body: Peekable, source: str, feature_dim: int, block_bytes: int) -> Iterator[CSR]:
+    """The rows of one body, a chunk of whole records or lines per block; a JSON body whole."""
+    if content_type == RECORDIO:
+        chunker: RecordChunker | LineChunker = RecordChunker(body, source)
+
+        def decode(chunk: Chunk) -> CSR:
+            return decode_recordio(chunk.data, source=source, feature_dim=feature_dim, with_labels=True,
+                                   first_record=chunk.first, first_byte=chunk.offset)
+    elif content_type in (CSV, LIBSVM):
+        chunker = LineChunker(body)
+        decode_text = decode_csv if content_type == CSV else decode_libsvm
+
+        def decode(chunk: Chunk) -> CSR:
+            return decode_text(chunk.data, source=source, feature_dim=feature_dim, with_labels=True,
+                               first_line=chunk.first)
+    else:
+        block = DECODERS[content_type](read_all(body), source=source, feature_dim=feature_dim,
+                                       with_labels=True)
+        if block.n_rows:
+            yield block
+        return
+    limit = max(block_bytes // FIRST_EXPANSION, 1)  # a chunk holds at least one whole record or line
+    while (chunk := chunker.next(limit)) is not None:
+        block = decode(chunk)
+        if block.n_rows:
+            yield block
+        if block.nbytes:  # the next read aims at block_bytes decoded, at most block_bytes read
+            limit = min(max(block_bytes * len(chunk.data) // block.nbytes, 1), block_bytes)
