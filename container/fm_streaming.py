@@ -16,6 +16,7 @@ block (``docs/benchmarks.md`` measures the effect).
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -66,9 +67,12 @@ class ChannelPasses:
 
 
 def train_streamed(paths: SageMakerPaths, params: dict[str, Any], model: FactorizationMachines,
-                   train_config: ChannelConfig, test_config: ChannelConfig | None, host: str) -> None:
+                   train_config: ChannelConfig, test_config: ChannelConfig | None, host: str,
+                   progress_seconds: float) -> None:
     """Fit ``model`` on the streamed ``train`` channel (``test`` scored by streaming after every epoch and at
-    the end), with the metric lines of each epoch and progress lines within them."""
+    the end), with the metric lines of each epoch and progress lines within them every ``progress_seconds``.
+    The final train metrics are those of the kept epoch (the scores seen while training on it), which spares
+    a pass over the data. The on-disk caches are removed at the end, however the job ends."""
     block_bytes = params["stream_buffer_mb"] * 2**20 // BLOCKS_PER_BUFFER
     scratch = paths.scratch_dir / CACHE
 
@@ -79,18 +83,22 @@ def train_streamed(paths: SageMakerPaths, params: dict[str, Any], model: Factori
     test = None if test_config is None else passes(test_config)
     log.info("Streaming FM training: blocks of %.1f MiB (stream_buffer_mb=%d)", block_bytes / 2**20,
              params["stream_buffer_mb"])
-    progress = BlockProgress(host, params["epochs"])
+    progress = BlockProgress(host, params["epochs"], progress_seconds)
     epoch_log = job.EpochLog(host, params["epochs"], 0)
-    seconds = job.fit(model, train, test, on_epoch=_counting(epoch_log, progress), on_block=progress)
-    stop = job.EarlyStop(STOPPING_METRIC[params["predictor_type"]], params["early_stopping_patience"],
-                         params["early_stopping_tolerance"])
-    epoch_log.finish(seconds, model.best_epoch_, stop if model.stopped_early_ == "early_stopping" else None)
-    kept_train, _ = epoch_log.history[model.best_epoch_]
-    for line in metrics_log.final_lines(host, "train", kept_train):
-        log.info(line)
-    if test is not None:
-        for line in metrics_log.final_lines(host, "test", model.streamed_metrics(test)):
+    try:
+        seconds = job.timed_fit(model.fit_blocks, train, test, on_epoch=_counting(epoch_log, progress),
+                                on_block=progress)
+        stop = job.EarlyStop(STOPPING_METRIC[params["predictor_type"]], params["early_stopping_patience"],
+                             params["early_stopping_tolerance"])
+        epoch_log.finish(seconds, model.best_epoch_, stop if model.stopped_early_ == "early_stopping" else None)
+        kept_train, _ = epoch_log.history[model.best_epoch_]
+        for line in metrics_log.final_lines(host, "train", kept_train):
             log.info(line)
+        if test is not None:
+            for line in metrics_log.final_lines(host, "test", model.streamed_metrics(test)):
+                log.info(line)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _counting(epoch_log: job.EpochLog, progress: BlockProgress) -> Any:
