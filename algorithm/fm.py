@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numba
@@ -19,6 +20,7 @@ from algorithm import _fm_kernels as kernels
 from algorithm._threads import numba_threads
 from algorithm.base import DivergedError, Estimator, NotFittedError
 from algorithm.best_epoch import BestEpoch
+from algorithm.checkpoint import Checkpoints, TrainingStopped
 from algorithm.csr import CSR
 from algorithm.hyperparameters import defaults
 from algorithm.loss_trend import RisingLoss
@@ -42,6 +44,10 @@ PARALLEL_SCORING_NNZ = 200_000
 INIT_BLOCK_ROWS = 65_536  # rows of the table initialized per block
 CHECK_BLOCK = 65_536  # values (rows) per block of the input checks: no whole-column temporaries beside the data
 BLOCKS_PER_BUFFER = 4  # stream_buffer_mb holds this many blocks (the one trained on, the next being decoded, ...)
+CHUNK_ROWS = 65_536  # rows per call of the epoch kernel (rounded up to whole mini-batches): stop requests and
+# checkpoints happen between calls
+# Settings a checkpoint may be resumed under with other values: they do not change what the state means.
+RESUMABLE_CHANGES = ("epochs", "num_threads")
 
 SCORING_FORMULA = (
     "z = w0[0] + sum_i w[i]*x[i] + 0.5*sum_f((sum_i V[i,f]*x[i])**2 - sum_i V[i,f]**2*x[i]**2); "
@@ -427,7 +433,7 @@ class FactorizationMachines(Estimator):
     # ------------------------------------------------------------------------------- training
 
     def fit(self, X: Any, y: Any, sample_weight: Any = None, eval_set: tuple[Any, Any] | None = None,
-            on_epoch: OnEpoch | None = None) -> FactorizationMachines:
+            on_epoch: OnEpoch | None = None, checkpoints: Checkpoints | None = None) -> FactorizationMachines:
         """Train for ``epochs`` passes over the rows of ``X`` (epoch e in an order drawn from ``seed`` and e),
         continuing the model ``warm_start_from`` gave, if any.
 
@@ -436,6 +442,13 @@ class FactorizationMachines(Estimator):
         built-in's metric names (train metrics are those of the scores seen while training, as the built-in
         reports them; ``seconds`` is the training time of the epoch). Raises ``DivergedError`` when the loss
         becomes NaN or infinite, or keeps growing without early stopping to fall back on.
+
+        ``checkpoints`` (``algorithm.checkpoint.Checkpoints``): the fit resumes the checkpoint found there (of the
+        same hyperparameters, epochs aside, and data shape; ``CheckpointError`` otherwise), saves one after every
+        epoch but the last and within epochs when one is due, and when a stop is requested ends at the next
+        chunk of rows (at most ``CHUNK_ROWS`` rows and whole mini-batches) with a checkpoint, raising
+        ``TrainingStopped``. A resumed fit trains exactly as the uninterrupted one (deterministic or one
+        thread, same threads): the row order is drawn from (seed, epoch), so the position in it suffices.
         """
         self._check_params()
         optimizer = self.resolved_params()["optimizer"]
@@ -458,23 +471,70 @@ class FactorizationMachines(Estimator):
         best = BestEpoch(self.early_stopping_tolerance, keep_weights=early_stopping)
         trend = RisingLoss(_constant_prediction_loss(y, row_weight, logistic))
         total_weight = float(row_weight.sum()) if row_weight.size else float(rows.n_rows)
-        stopped, warned = None, False
+        stopped = None
         n_threads = self.num_threads or numba.get_num_threads()
+        identity = self._checkpoint_identity(rows, row_weight, evaluation)
+        resumed = None if checkpoints is None else checkpoints.load("fm", identity)
+        start, position, warned, resumed_loss = 0, 0, False, 0.0
+        if resumed is not None:
+            progress, arrays = resumed
+            bias, table, row_scores = arrays["bias"], arrays["table"], arrays.get("row_scores", row_scores)
+            step, first_epoch = int(progress["steps"]), int(progress["first_epoch"])
+            start, position, warned = int(progress["epoch"]), int(progress["position"]), bool(progress["warned"])
+            resumed_loss = float(progress["loss"])
+            best.resume(progress["best"], None if "best_table" not in arrays else
+                        (arrays["best_bias"], arrays["best_table"], int(progress["best_steps"])))
+            trend.losses = [float(loss) for loss in progress["losses"]]
+            log.info("Resuming from checkpoint %s: epoch %d, row %d of %d (%d optimizer steps taken)",
+                     checkpoints.meta_path if checkpoints else None, start, position, rows.n_rows, step)
+            if self.deterministic and int(progress["n_threads"]) != n_threads:
+                log.warning("The checkpoint was written training on %s threads and this fit runs %d: the model "
+                            "will differ from an uninterrupted run's", progress["n_threads"], n_threads)
         with numba_threads(n_threads) as running:
             train_epoch, shares = self._epoch_kernel(n_threads, running)
             buffers = _training_buffers(shares, rows, self.mini_batch_size, d, k,
                                         split_batches=train_epoch is kernels.train_epoch_parallel)
-            epoch = -1
-            for epoch in range(self.epochs):
-                started = time.perf_counter()
+            chunk = _chunk_rows(self.mini_batch_size)
+            def saved(epoch: int, position: int, table: np.ndarray) -> Path | None:
+                """Write the checkpoint of the fit at ``position`` in ``epoch`` (None: checkpoints off)."""
+                if checkpoints is None:
+                    return None
+                state = {"epoch": epoch, "position": position, "steps": step, "first_epoch": first_epoch,
+                         "loss": float(buffers.loss.sum()), "best": best.progress(), "losses": trend.losses,
+                         "warned": warned, "n_threads": n_threads,
+                         "best_steps": None if best.weights is None else best.weights[2]}
+                arrays = {"bias": bias, "table": table}
+                if position:
+                    arrays["row_scores"] = row_scores
+                if best.weights is not None:
+                    arrays["best_bias"], arrays["best_table"] = best.weights[:2]
+                return checkpoints.save("fm", identity, state, arrays)
+
+            epoch = start - 1
+            for epoch in range(start, self.epochs):
+                seconds = 0.0
                 self._shuffle(order, first_epoch + epoch, block_rows)
                 buffers.loss[:] = 0.0
-                step = train_epoch(
-                    (rows.data, rows.indices, rows.indptr), y, row_weight, order, self.mini_batch_size, bias,
-                    table, k, kernels.OPTIMIZER_CODES[optimizer],
-                    kernels.LOGISTIC if logistic else kernels.REGRESSION, hp, self.use_bias, self.use_linear,
-                    step, buffers, row_scores)
-                seconds = time.perf_counter() - started
+                if position:
+                    buffers.loss[0] = resumed_loss
+
+                while position < rows.n_rows:  # bounded kernel calls: a stop request is seen between them
+                    end = min(position + chunk, rows.n_rows)
+                    started = time.perf_counter()
+                    step = train_epoch(
+                        (rows.data, rows.indices, rows.indptr), y, row_weight, order[position:end],
+                        self.mini_batch_size, bias, table, k, kernels.OPTIMIZER_CODES[optimizer],
+                        kernels.LOGISTIC if logistic else kernels.REGRESSION, hp, self.use_bias, self.use_linear,
+                        step, buffers, row_scores)
+                    seconds += time.perf_counter() - started
+                    position = end
+                    if checkpoints is not None and position < rows.n_rows:
+                        if checkpoints.stop_requested:
+                            raise TrainingStopped(f"in epoch {epoch} at row {position} of {rows.n_rows}",
+                                                  saved(epoch, position, table))
+                        if checkpoints.due():
+                            saved(epoch, position, table)
+                position = 0
                 loss = float(buffers.loss.sum())
                 if not math.isfinite(loss):
                     raise DivergedError(self._divergence_message(epoch, f"the training loss became {loss}"))
@@ -494,6 +554,10 @@ class FactorizationMachines(Estimator):
                 if early_stopping and best.stale >= self.early_stopping_patience:
                     stopped = "early_stopping"
                     break
+                if epoch + 1 < self.epochs:
+                    path = saved(epoch + 1, 0, table)
+                    if checkpoints is not None and checkpoints.stop_requested:
+                        raise TrainingStopped(f"after epoch {epoch}", path)
         return self._keep_fit(bias, table, step, epoch, best, stopped, optimizer, first_epoch, n_threads,
                               evaluated=evaluation is not None, early_stopping=early_stopping)
 
@@ -604,7 +668,8 @@ class FactorizationMachines(Estimator):
         that early stopping kept). The table is consumed: its memory is freed (the caller's name for it too)."""
         k, n_state = self.num_factors, kernels.STATE_ARRAYS[optimizer]
         if best.weights is not None:
-            table.resize((0, table.shape[1]), refcheck=False)
+            if table.flags.owndata:  # (a table resumed from a checkpoint may be a view, which cannot shrink)
+                table.resize((0, table.shape[1]), refcheck=False)
             (bias, table, step), best_epoch = best.weights, best.epoch
             best.weights = None
         else:
@@ -629,6 +694,15 @@ class FactorizationMachines(Estimator):
         self.n_threads_ = n_threads
         self.n_features_in_ = self.feature_dim
         return self
+
+    def _checkpoint_identity(self, rows: CSR, row_weight: np.ndarray, evaluation: tuple[CSR, np.ndarray] | None
+                             ) -> dict[str, Any]:
+        """What a checkpoint of this fit belongs to: the settings that shape its state and the data's shape."""
+        params = {name: value for name, value in _json_params(self.resolved_params()).items()
+                  if name not in RESUMABLE_CHANGES}
+        return {**params, "data_rows": rows.n_rows, "data_nonzeros": rows.nnz,
+                "data_weighted": bool(row_weight.size),
+                "test_rows": None if evaluation is None else evaluation[0].n_rows}
 
     def _shuffle(self, order: np.ndarray, epoch: int, block_rows: int) -> None:
         """Fill ``order`` with the row order of epoch ``epoch`` (counting every epoch the weights were trained,
@@ -833,6 +907,12 @@ class _LabelSums:
             p = min(max(mean, 1e-12), 1.0 - 1e-12)
             return -(mean * math.log(p) + (1.0 - mean) * math.log(1.0 - p))
         return max(0.0, self.second / self.weight - mean * mean)
+
+
+def _chunk_rows(batch_size: int) -> int:
+    """Rows per epoch-kernel call: about ``CHUNK_ROWS``, whole mini-batches (so the batches, and the model, are
+    those of one call over the whole order)."""
+    return max(1, CHUNK_ROWS // batch_size) * batch_size
 
 
 def _training_snapshot(bias: np.ndarray, table: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray, int]:
