@@ -562,7 +562,8 @@ class FactorizationMachines(Estimator):
                               evaluated=evaluation is not None, early_stopping=early_stopping)
 
     def fit_blocks(self, train: RowBlocks, eval_blocks: RowBlocks | None = None,
-                   on_epoch: OnEpoch | None = None, on_block: OnBlock | None = None) -> FactorizationMachines:
+                   on_epoch: OnEpoch | None = None, on_block: OnBlock | None = None,
+                   checkpoints: Checkpoints | None = None) -> FactorizationMachines:
         """``fit`` on rows that arrive in blocks (``algorithm.row_blocks``), each pass over ``train`` one epoch:
         the memory the data takes is the block in hand, whatever the row count.
 
@@ -572,6 +573,11 @@ class FactorizationMachines(Estimator):
         are those of the scores seen while training, accumulated over the blocks (``StreamingMetrics``);
         ``eval_blocks`` is scored block by block after every epoch. ``on_block(epoch, rows_done, seconds)`` is
         called after each block. Early stopping, divergence and warm starts work as in ``fit``.
+
+        ``checkpoints``: as in ``fit``, but at epoch ends only (a stream cannot be re-entered mid-pass): a fit
+        resumes at the start of the epoch after the last one saved, and a stop requested within an epoch ends
+        it at the next block, raising ``TrainingStopped`` with that last checkpoint (the resumed fit trains the
+        interrupted epoch again, so it ends with the uninterrupted fit's model).
         """
         self._check_params()
         optimizer = self.resolved_params()["optimizer"]
@@ -585,12 +591,38 @@ class FactorizationMachines(Estimator):
         trend = RisingLoss()
         stopped, warned = None, False
         n_threads = self.num_threads or numba.get_num_threads()
+        identity = self._stream_identity(eval_blocks is not None)
+        resumed = None if checkpoints is None else checkpoints.load("fm", identity)
+        start, saved_path = 0, None
+        if resumed is not None and checkpoints is not None:
+            progress, arrays = resumed
+            bias, table = arrays["bias"].copy(), arrays["table"].copy()
+            step, first_epoch, start = int(progress["steps"]), int(progress["first_epoch"]), int(progress["epoch"])
+            warned, trend.baseline = bool(progress["warned"]), float(progress["baseline"])
+            trend.losses = [float(loss) for loss in progress["losses"]]
+            best.resume(progress["best"], None if "best_table" not in arrays else
+                        (arrays["best_bias"], arrays["best_table"], int(progress["best_steps"])))
+            saved_path = checkpoints.meta_path
+            log.info("Resuming from checkpoint %s: epoch %d (%d optimizer steps taken)", saved_path, start, step)
+
+        def save(next_epoch: int) -> Path | None:
+            """Write the checkpoint of the fit before epoch ``next_epoch`` (None: checkpoints off)."""
+            if checkpoints is None:
+                return None
+            progress = {"epoch": next_epoch, "steps": step, "first_epoch": first_epoch, "best": best.progress(),
+                        "losses": trend.losses, "baseline": trend.baseline, "warned": warned,
+                        "best_steps": None if best.weights is None else best.weights[2]}
+            arrays = {"bias": bias, "table": table}
+            if best.weights is not None:
+                arrays["best_bias"], arrays["best_table"] = best.weights[:2]
+            return checkpoints.save("fm", identity, progress, arrays)
+
         with numba_threads(n_threads) as running:
             train_epoch, shares = self._epoch_kernel(n_threads, running)
             split = train_epoch is kernels.train_epoch_parallel
             buffers: kernels.Buffers | None = None
-            epoch = -1
-            for epoch in range(self.epochs):
+            epoch = start - 1
+            for epoch in range(start, self.epochs):
                 started = time.perf_counter()
                 rng = self._epoch_rng(first_epoch + epoch)
                 metrics = StreamingMetrics(self.predictor_type)
@@ -617,6 +649,9 @@ class FactorizationMachines(Estimator):
                     rows_done += rows.n_rows
                     if on_block is not None:
                         on_block(epoch, rows_done, time.perf_counter() - started)
+                    if checkpoints is not None and checkpoints.stop_requested:
+                        raise TrainingStopped(f"in epoch {epoch} after {rows_done} rows (a resumed job trains "
+                                              "this epoch again)", saved_path)
                 if buffers is None:
                     raise ValueError("the training data has no rows")
                 seconds = time.perf_counter() - started
@@ -630,7 +665,7 @@ class FactorizationMachines(Estimator):
                                 partial(_training_snapshot, bias, table, step))
                 if on_epoch is not None:
                     on_epoch(epoch, metrics.result(), test, seconds)
-                if epoch == 0:
+                if epoch == start and resumed is None:
                     trend.baseline = labels.constant_prediction_loss(logistic)
                 if trend.update(loss / labels.weight) and not warned:
                     warned = True
@@ -640,6 +675,10 @@ class FactorizationMachines(Estimator):
                 if early_stopping and best.stale >= self.early_stopping_patience:
                     stopped = "early_stopping"
                     break
+                if epoch + 1 < self.epochs:
+                    saved_path = save(epoch + 1)
+                    if checkpoints is not None and checkpoints.stop_requested:
+                        raise TrainingStopped(f"after epoch {epoch}", saved_path)
         return self._keep_fit(bias, table, step, epoch, best, stopped, optimizer, first_epoch, n_threads,
                               evaluated=eval_blocks is not None, early_stopping=early_stopping)
 
@@ -703,6 +742,13 @@ class FactorizationMachines(Estimator):
         return {**params, "data_rows": rows.n_rows, "data_nonzeros": rows.nnz,
                 "data_weighted": bool(row_weight.size),
                 "test_rows": None if evaluation is None else evaluation[0].n_rows}
+
+    def _stream_identity(self, evaluated: bool) -> dict[str, Any]:
+        """What a checkpoint of a streamed fit belongs to: the settings that shape its state (a stream's shape is
+        unknown before it is read)."""
+        params = {name: value for name, value in _json_params(self.resolved_params()).items()
+                  if name not in RESUMABLE_CHANGES}
+        return {**params, "streamed": True, "evaluated": evaluated}
 
     def _shuffle(self, order: np.ndarray, epoch: int, block_rows: int) -> None:
         """Fill ``order`` with the row order of epoch ``epoch`` (counting every epoch the weights were trained,

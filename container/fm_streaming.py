@@ -3,14 +3,14 @@ so the memory the data takes is ``stream_buffer_mb`` whatever its size.
 
 - Pipe mode: pass p of a channel reads its FIFO ``<channel>_<p>`` (one per epoch, as the platform delivers
   them); nothing of the data is kept between passes.
-- File mode: the first pass decodes the files in order and appends each block to an on-disk cache under the
-  training volume's scratch directory (``container.block_cache``); later passes read the cache's blocks
-  through memory maps, in the order the epoch draws.
+- File mode: before the first pass the files are decoded in order, each block appended to an on-disk cache
+  under the training volume's scratch directory (``container.block_cache``); every pass reads the cache's
+  blocks through memory maps, in the order the epoch draws.
 
 What is shuffled: within each block, every row (a permutation per block per epoch); across blocks, their
-order, in File mode from the second epoch on (the first epoch and every Pipe-mode epoch see the blocks in the
-order of the data). Rows never move between blocks, so data sorted by some key stays clustered within a
-block (``docs/benchmarks.md`` measures the effect).
+order, in File mode (every Pipe-mode epoch sees the blocks in the order of the data). Rows never move between
+blocks, so data sorted by some key stays clustered within a block (``docs/benchmarks.md`` measures the
+effect).
 """
 
 from __future__ import annotations
@@ -51,19 +51,19 @@ class ChannelPasses:
         self.passes = 0
 
     def blocks(self, order_rng: np.random.Generator | None) -> Iterator[CSR]:
-        if self.cache is not None:
-            yield from self.cache.blocks(order_rng)
-            return
         decoded = (block for _, block in iter_channel_blocks(
             self.paths, self.config, feature_dim=self.feature_dim, epoch=self.passes, block_bytes=self.block_bytes))
-        self.passes += 1
         if self.pipe:
+            self.passes += 1
             yield from decoded
             return
-        yield from write_cache(self.cache_dir, self.feature_dim, decoded)
-        self.cache = BlockCache(self.cache_dir)
-        log.info("Channel %r: %d rows, %d nonzeros in %d blocks cached in %s", self.config.name,
-                 self.cache.n_rows, self.cache.nnz, self.cache.n_blocks, self.cache_dir)
+        if self.cache is None:
+            for _ in write_cache(self.cache_dir, self.feature_dim, decoded):
+                pass
+            self.cache = BlockCache(self.cache_dir)
+            log.info("Channel %r: %d rows, %d nonzeros in %d blocks cached in %s", self.config.name,
+                     self.cache.n_rows, self.cache.nnz, self.cache.n_blocks, self.cache_dir)
+        yield from self.cache.blocks(order_rng)
 
 
 def train_streamed(paths: SageMakerPaths, params: dict[str, Any], model: FactorizationMachines,

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from algorithm.checkpoint import META_FILE, CheckpointError, Checkpoints, TrainingStopped
 from algorithm.csr import CSR
 from algorithm.fm import FactorizationMachines
 from algorithm.metrics import train_metrics
@@ -113,3 +114,44 @@ def test_fit_blocks_early_stopping_keeps_the_best_epoch() -> None:
     assert model.best_score_ is not None
     kept = model.streamed_metrics(MemoryBlocks(test, 1000))["binary_classification_cross_entropy"]
     assert kept == pytest.approx(model.best_score_, rel=1e-6)
+
+
+@pytest.mark.parametrize("stop_at", [(1, None), (2, 2000)])  # after epoch 1; in epoch 2 after 2,000 rows
+def test_fit_blocks_stopped_resumes_to_the_uninterrupted_model(tmp_path, stop_at) -> None:
+    rows = _rows()
+    source = MemoryBlocks(rows, 1000)
+    reference = _model(rows, epochs=4, early_stopping_patience=2).fit_blocks(source, MemoryBlocks(rows, 3000))
+    checkpoints = Checkpoints(tmp_path)
+    stop_epoch, stop_rows = stop_at
+
+    def stop(epoch: int, train: dict, test: dict | None, seconds: float) -> None:
+        if epoch == stop_epoch and stop_rows is None:
+            checkpoints.stop.requested = True
+
+    def stop_within(epoch: int, done: int, seconds: float) -> None:
+        if epoch == stop_epoch and done == stop_rows:
+            checkpoints.stop.requested = True
+
+    with pytest.raises(TrainingStopped) as stopped:
+        _model(rows, epochs=4, early_stopping_patience=2).fit_blocks(
+            source, MemoryBlocks(rows, 3000), on_epoch=stop, on_block=stop_within, checkpoints=checkpoints)
+    assert stopped.value.checkpoint == tmp_path / META_FILE
+    epochs: list[int] = []
+    resumed = _model(rows, epochs=4, early_stopping_patience=2).fit_blocks(
+        source, MemoryBlocks(rows, 3000), on_epoch=lambda e, tr, te, s: epochs.append(e),
+        checkpoints=Checkpoints(tmp_path))
+    assert epochs == list(range(2, 4))  # the stopped epoch 2 is trained again
+    np.testing.assert_array_equal(resumed.V_, reference.V_)
+    np.testing.assert_array_equal(resumed.w_, reference.w_)
+    assert resumed.best_epoch_ == reference.best_epoch_ and resumed.best_score_ == reference.best_score_
+    assert resumed.optimizer_state_.steps == reference.optimizer_state_.steps
+
+
+def test_a_checkpoint_of_an_in_memory_fit_is_not_resumed_by_a_streamed_one(tmp_path) -> None:
+    rows = _rows(n=1000)
+    checkpoints = Checkpoints(tmp_path)
+    with pytest.raises(TrainingStopped):
+        _model(rows, epochs=3).fit(rows, rows.labels, checkpoints=checkpoints,
+                                   on_epoch=lambda *args: setattr(checkpoints.stop, "requested", True))
+    with pytest.raises(CheckpointError, match="belongs to another job"):
+        _model(rows, epochs=3).fit_blocks(MemoryBlocks(rows, 100), checkpoints=Checkpoints(tmp_path))
