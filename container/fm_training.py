@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import resource
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from container.channels import read_channel
 from container.config import ChannelConfig
 from container.errors import ClientError, DataError
 from container.paths import SageMakerPaths
-from container.resources import memory_limit_bytes
+from container.resources import memory_limit_bytes, peak_rss_bytes
 
 log = logging.getLogger("train.fm")
 
@@ -101,7 +100,9 @@ def train_fm(paths: SageMakerPaths, hp: dict[str, Any], channels: dict[str, Chan
     else:
         model = _train_in_memory(paths, params, train_config, test_config, host)
     artifact.save(Path(paths.model_dir), model)
-    log.info("Peak memory (RSS) of the job: %.1f MiB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    peak = peak_rss_bytes()
+    if peak is not None:
+        log.info("Peak memory (RSS) of the job: %.1f MiB", peak / 2**20)
 
 
 def _model(paths: SageMakerPaths, params: dict[str, Any]) -> FactorizationMachines:
