@@ -106,7 +106,8 @@ class CSR:
 
 
 def concatenate(parts: Sequence[CSR], n_cols: int | None = None) -> CSR:
-    """Stack the rows of ``parts``; labels/weights kept only when every part has them.
+    """Stack the rows of ``parts``; labels kept only when every part has them, weights when any part has them
+    (the rows of parts without weights weigh 1).
 
     ``n_cols`` defaults to the widest part.
     """
@@ -117,15 +118,17 @@ def concatenate(parts: Sequence[CSR], n_cols: int | None = None) -> CSR:
     offsets = np.cumsum([0] + [p.nnz for p in parts[:-1]])
     indptr = np.concatenate([parts[0].indptr[:1]] + [p.indptr[1:] + off for p, off in zip(parts, offsets, strict=True)])
 
-    def stack(name: str) -> np.ndarray | None:
-        arrays = [getattr(p, name) for p in parts]
-        return None if any(a is None for a in arrays) else np.concatenate(arrays)
-
+    labels = None
+    if all(p.labels is not None for p in parts):
+        labels = np.concatenate([p.labels for p in parts if p.labels is not None])
+    weights = None
+    if any(p.weights is not None for p in parts):
+        weights = np.concatenate([np.ones(p.n_rows, np.float32) if p.weights is None else p.weights for p in parts])
     return CSR(
         data=np.concatenate([p.data for p in parts]),
         indices=np.concatenate([p.indices for p in parts]),
         indptr=indptr.astype(np.int64),
         n_cols=max(p.n_cols for p in parts) if n_cols is None else n_cols,
-        labels=stack("labels"),
-        weights=stack("weights"),
+        labels=labels,
+        weights=weights,
     )

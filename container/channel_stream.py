@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from contextlib import ExitStack
 from typing import BinaryIO
 
 from algorithm.csr import CSR
@@ -40,6 +39,7 @@ from container.paths import SageMakerPaths
 log = logging.getLogger(__name__)
 
 DEFAULT_BLOCK_BYTES = 64 << 20
+BLANK_PEEK_BYTES = 16 << 20  # the most read ahead to find whether a source is blank
 FIRST_EXPANSION = 8  # decoded bytes per source byte assumed before the first block of a source is measured
 
 
@@ -57,18 +57,20 @@ def iter_channel_blocks(
     of arrays (``CSR.nbytes``; more only for a single record that is larger); its ``weights`` are None when
     none of its rows carries a weight (all 1). ChannelError when the channel has no rows at all."""
     any_rows = False
-    with ExitStack() as stack:
-        for source, file in _sources(paths, config, epoch, pipe_wait_seconds, stack):
-            for block in stream_blocks(file, source, config, feature_dim=feature_dim, block_bytes=block_bytes):
-                any_rows = True
-                yield source, block
+    assumed: set[str] = set()
+    for source, file in _sources(paths, config, epoch, pipe_wait_seconds):
+        for block in stream_blocks(file, source, config, feature_dim=feature_dim, block_bytes=block_bytes,
+                                   assumed=assumed):
+            any_rows = True
+            yield source, block
     if not any_rows:
-        raise missing_channel_error(paths, config)
+        raise missing_channel_error(paths, config, epoch)
 
 
-def _sources(paths: SageMakerPaths, config: ChannelConfig, epoch: int, pipe_wait_seconds: float,
-             stack: ExitStack) -> Iterator[tuple[str, BinaryIO]]:
-    """(source, open file) for each file of the channel in order, or its FIFO; each closed by the next."""
+def _sources(paths: SageMakerPaths, config: ChannelConfig, epoch: int,
+             pipe_wait_seconds: float) -> Iterator[tuple[str, BinaryIO]]:
+    """(source, open file) for each file of the channel in order, or its FIFO; each closed before the next
+    opens (and when the caller stops early)."""
     if config.input_mode.lower() == "pipe":
         fifo = paths.pipe_path(config.name, epoch)
         log.info("Streaming channel %r from FIFO %s", config.name, fifo)
@@ -86,12 +88,18 @@ def _sources(paths: SageMakerPaths, config: ChannelConfig, epoch: int, pipe_wait
 
 
 def stream_blocks(
-    stream: Reader, source: str, config: ChannelConfig, *, feature_dim: int, block_bytes: int = DEFAULT_BLOCK_BYTES
+    stream: Reader,
+    source: str,
+    config: ChannelConfig,
+    *,
+    feature_dim: int,
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+    assumed: set[str] | None = None,
 ) -> Iterator[CSR]:
     """The blocks of one source of the channel ``config`` (its bytes read from ``stream`` as they come); see
-    ``iter_channel_blocks``."""
+    ``iter_channel_blocks``. ``assumed``: the content types already logged as assumed for the channel."""
     declared = declared_type(config, DECODERS)
-    assumed: set[str] = set()
+    assumed = set() if assumed is None else assumed
     top = gunzipped(Peekable(stream), source)
     bodies = unwrapped(top, source) if config.record_wrapper.lower() == "recordio" else iter([top])
     for wrapped in bodies:
@@ -109,15 +117,17 @@ def stream_blocks(
 
 
 def _blank(body: Peekable) -> bool:
-    """Whether ``body`` holds only whitespace (such a body is skipped, as ``container.channels`` skips it)."""
+    """Whether ``body`` holds only whitespace (such a body is skipped, as ``container.channels`` skips it); a body
+    longer than BLANK_PEEK_BYTES is decoded whatever it starts with."""
     n = HEAD
-    while True:
+    while n <= BLANK_PEEK_BYTES:
         head = body.peek(n)
         if head.strip():
             return False
         if len(head) < n:
             return True
         n *= 2
+    return False
 
 
 def _blocks(content_type: str, body: Peekable, source: str, feature_dim: int, block_bytes: int) -> Iterator[CSR]:
@@ -129,7 +139,7 @@ def _blocks(content_type: str, body: Peekable, source: str, feature_dim: int, bl
             return decode_recordio(chunk.data, source=source, feature_dim=feature_dim, with_labels=True,
                                    first_record=chunk.first, first_byte=chunk.offset)
     elif content_type in (CSV, LIBSVM):
-        chunker = LineChunker(body)
+        chunker = LineChunker(body, source)
         decode_text = decode_csv if content_type == CSV else decode_libsvm
 
         def decode(chunk: Chunk) -> CSR:

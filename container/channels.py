@@ -89,10 +89,11 @@ def channel_bodies(
                 yield source, chunk
 
 
-def missing_channel_error(paths: SageMakerPaths, config: ChannelConfig) -> ChannelError:
-    """The failure reason for a channel with no data: where we looked and the usual causes."""
+def missing_channel_error(paths: SageMakerPaths, config: ChannelConfig, epoch: int = 0) -> ChannelError:
+    """The failure reason for a channel with no data (in Pipe mode, in the FIFO of ``epoch``): where we looked
+    and the usual causes."""
     pipe = config.input_mode.lower() == "pipe"
-    where = paths.pipe_path(config.name, 0) if pipe else paths.channel_dir(config.name)
+    where = paths.pipe_path(config.name, epoch) if pipe else paths.channel_dir(config.name)
     return ChannelError(
         f"Channel {config.name!r} has no data ({'Pipe' if pipe else 'File'} mode, looked in {where}). Usual "
         f"causes: the S3 prefix is empty or misspelt, the channel is named differently in the job (expected "

@@ -11,9 +11,10 @@ log = logging.getLogger(__name__)
 def warm_up() -> None:
     """Run each kernel on tiny inputs: decoders, FM and WALS training and scoring."""
     from algorithm import warmup as algorithm_warmup
-    from container.formats import recordio, registry, triplets
+    from container.formats import chunking, recordio, registry, triplets
 
-    for name, step in (("recordio", recordio.warm_up), ("text", registry.warm_up), ("triplets", triplets.warm_up),
+    for name, step in (("recordio", recordio.warm_up), ("stream chunking", chunking.warm_up),
+                       ("text", registry.warm_up), ("triplets", triplets.warm_up),
                        ("fm", algorithm_warmup.warm_up_fm),
                        ("fm top-k", algorithm_warmup.warm_up_fm_top_k), ("wals", algorithm_warmup.warm_up_wals)):
         started = time.monotonic()

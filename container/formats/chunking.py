@@ -8,11 +8,14 @@ The stream is anything with ``read(n) -> bytes`` that returns at most ``n`` byte
 
 from __future__ import annotations
 
+import io
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
+from container.errors import DataError
 from container.formats import _chunk_kernels as k
 from container.formats.recordio_framing import (
     MAGIC_BYTES,
@@ -25,6 +28,7 @@ from container.formats.recordio_framing import (
 )
 
 READ_SIZE = 1 << 22  # bytes asked of the stream per read
+MAX_UNIT_BYTES = 1 << 30  # the longest record or line read (a stream without line ends is not read whole)
 
 
 class Reader(Protocol):
@@ -36,12 +40,12 @@ class Chunk:
     """``data``, which starts ``offset`` bytes into its stream, at record index (RecordIO) or line number
     (text, 1-based) ``first``."""
 
-    data: bytes
+    data: memoryview
     offset: int
     first: int
 
 
-class _Chunker:
+class _Chunker(ABC):
     """The bytes read and not yet cut, and where they start."""
 
     def __init__(self, stream: Reader, first: int) -> None:
@@ -60,10 +64,22 @@ class _Chunker:
             else:
                 self._eof = True
 
+    def _grow(self) -> None:
+        """Read as much again as is pending (a record or line is longer); ``_too_long`` past MAX_UNIT_BYTES."""
+        if len(self._pending) > MAX_UNIT_BYTES:
+            raise self._too_long()
+        self._fill(min(2 * len(self._pending), MAX_UNIT_BYTES + 1))
+
+    @abstractmethod
+    def _too_long(self) -> DataError:
+        """The error for a record or line longer than MAX_UNIT_BYTES."""
+
     def _cut(self, end: int, items: int) -> Chunk:
-        """The first ``end`` pending bytes, holding ``items`` records or line ends, as a chunk."""
-        chunk = Chunk(bytes(memoryview(self._pending)[:end]), self._offset, self._first)
-        del self._pending[:end]
+        """The first ``end`` pending bytes, holding ``items`` records or line ends, as a chunk (the chunk takes
+        the pending buffer; what follows ``end``, a part of one record or line, is copied out)."""
+        data, self._pending = self._pending, self._pending[end:]
+        del data[end:]
+        chunk = Chunk(memoryview(data), self._offset, self._first)
         self._offset += end
         self._first += items
         return chunk
@@ -78,6 +94,7 @@ class RecordChunker(_Chunker):
     def __init__(self, stream: Reader, source: str) -> None:
         super().__init__(stream, 0)
         self._source = source
+        self._framed = True
         self._scan = np.zeros(6, np.int64)
 
     def next(self, limit: int) -> Chunk | None:
@@ -86,7 +103,9 @@ class RecordChunker(_Chunker):
         if not self._pending:
             return None
         if self._offset == 0 and not self._pending.startswith(MAGIC_BYTES):
-            self._fill(1 << 62)  # a bare Record is read whole
+            self._framed = False
+            while not self._eof:  # a bare Record is read whole
+                self._grow()
             return self._cut(len(self._pending), 1)
         while True:
             buf = np.frombuffer(self._pending, np.uint8)
@@ -97,7 +116,12 @@ class RecordChunker(_Chunker):
                 return self._cut(end, count)
             if code != k.MORE:
                 raise error(self._source, True, self._first, self._offset + at, _describe(code, a, b))
-            self._fill(2 * len(self._pending))  # one record longer than what is pending
+            self._grow()
+
+    def _too_long(self) -> DataError:
+        return error(self._source, self._framed, self._first, self._offset,
+                     f"record longer than {MAX_UNIT_BYTES} bytes, the most one record may take (is the data "
+                     "RecordIO-protobuf?)")
 
 
 def _describe(code: int, a: int, b: int) -> str:
@@ -115,8 +139,9 @@ def _describe(code: int, a: int, b: int) -> str:
 class LineChunker(_Chunker):
     """Text cut after a line end (``\\n``); the last line of a stream may have none."""
 
-    def __init__(self, stream: Reader) -> None:
+    def __init__(self, stream: Reader, source: str) -> None:
         super().__init__(stream, 1)
+        self._source = source
 
     def next(self, limit: int) -> Chunk | None:
         """The next whole lines from about ``limit`` bytes on (at least one line), None at the end."""
@@ -127,8 +152,17 @@ class LineChunker(_Chunker):
             if end or self._eof:
                 break
             searched = len(self._pending)
-            self._fill(2 * searched)  # one line longer than what is pending
+            self._grow()
         if not self._pending:
             return None
         end = end or len(self._pending)
         return self._cut(end, self._pending.count(b"\n", 0, end))
+
+    def _too_long(self) -> DataError:
+        return DataError(f"{self._source}: line {self._first} (byte offset {self._offset}) has no line end within "
+                         f"{MAX_UNIT_BYTES} bytes, the longest line read (is the data text?)")
+
+
+def warm_up() -> None:
+    """Compile (or load from cache) the RecordIO header scanner on a buffer like the chunker's."""
+    RecordChunker(io.BytesIO(MAGIC_BYTES + bytes(4) + MAGIC_BYTES + bytes(4)), "warm-up").next(8)

@@ -70,7 +70,7 @@ def _scanned(text: bytes, n_rows: int, width: int, with_labels: bool) -> CSR | N
 
 
 def _parsed(source: str, rows: list[bytes], numbers: list[int], width: int, with_labels: bool,
-            at_start: bool) -> CSR:
+            at_start: bool = True) -> CSR:
     """The checking path: numpy's parser, then the first bad cell, NaN or infinity named."""
     values = parse_floats(b",".join(rows), len(rows) * width, ",")
     if values is None:

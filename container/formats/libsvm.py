@@ -38,7 +38,7 @@ def decode_libsvm(
     return scanned if scanned is not None else _split(text, source, feature_dim, with_labels, first_line)
 
 
-def _split(text: bytes, source: str, feature_dim: int | None, with_labels: bool, first_line: int) -> CSR:
+def _split(text: bytes, source: str, feature_dim: int | None, with_labels: bool, first_line: int = 1) -> CSR:
     """The checking path: the body split in Python, all numbers parsed in one numpy call, errors named."""
     has_comments = b"#" in text
     labels: list[bytes] = []

@@ -167,3 +167,19 @@ def test_a_declared_type_the_bytes_contradict_names_the_content_type_to_set(path
     with pytest.raises(DataError, match=f"Channel 'train' declares ContentType {declared} but .*part-0 looks like "
                                         f"{shown}: set the channel's ContentType to {shown}"):
         read_channel(paths, ChannelConfig("train", content_type=declared), feature_dim=2)
+
+
+def test_weights_of_some_files_are_kept_and_the_others_rows_weigh_one(paths):
+    from container.formats.record_pb2 import Record
+    from container.formats.recordio_framing import frame_records
+
+    record = Record()
+    record.features["values"].float32_tensor.values.extend([1.0, 2.0])
+    record.label["values"].float32_tensor.values.append(1.0)
+    record.label["weight"].float32_tensor.values.append(0.25)
+    train = paths.channel_dir("train")
+    train.mkdir(parents=True)
+    (train / "a").write_bytes(_recordio([[1, 1], [2, 2]], [0, 1]))
+    (train / "b").write_bytes(frame_records([record.SerializeToString()]))
+    data = read_channel(paths, ChannelConfig("train"), feature_dim=2)
+    np.testing.assert_array_equal(data.weights, [1, 1, 0.25])
