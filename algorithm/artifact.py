@@ -44,9 +44,9 @@ import tarfile
 import tempfile
 import time
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -89,7 +89,7 @@ def checksum(arrays: Mapping[str, np.ndarray], order: list[str]) -> str:
     """SHA-256 (hex) of the arrays' C-order bytes concatenated in ``order``."""
     digest = hashlib.sha256()
     for name in order:
-        digest.update(np.ascontiguousarray(arrays[name]).tobytes())
+        digest.update(np.ascontiguousarray(arrays[name]).reshape(-1).view(np.uint8).data)  # no copy
     return digest.hexdigest()
 
 
@@ -133,18 +133,21 @@ def _described(arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
             "checksum": {"sha256": checksum(arrays, order), "over": order}}
 
 
-def _npz(arrays: Mapping[str, np.ndarray]) -> bytes:
-    buffer = io.BytesIO()
-    np.savez(buffer, allow_pickle=False, **arrays)
-    return buffer.getvalue()
+def _npz(arrays: Mapping[str, np.ndarray]) -> Callable[[IO[bytes]], None]:
+    """Writes the arrays as an npz straight to a file, a bounded buffer at a time (arrays may be memory-mapped
+    files larger than memory)."""
+    return lambda handle: np.savez(handle, allow_pickle=False, **arrays)
 
 
-def _write_atomically(path: Path, payload: bytes) -> None:
+def _write_atomically(path: Path, payload: bytes | Callable[[IO[bytes]], None]) -> None:
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, FILE_MODE)  # mkstemp creates 0600
         with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
+            if isinstance(payload, bytes):
+                handle.write(payload)
+            else:
+                payload(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temp, path)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar, TypeAlias
 
 import numba
@@ -62,7 +63,7 @@ def _as_csr(matrix: Any, what: str) -> sp.csr_matrix:
     return csr
 
 
-def _weight_vector(value: Any, n: int, what: str) -> np.ndarray:
+def weight_vector(value: Any, n: int, what: str) -> np.ndarray:
     """A scalar or per-item weight as a float32 vector of length ``n`` (each weight finite and >= 0)."""
     vector = np.ascontiguousarray(np.broadcast_to(np.asarray(value, dtype=np.float32), (n,))) \
         if np.ndim(value) == 0 else np.ascontiguousarray(value, dtype=np.float32)
@@ -103,14 +104,48 @@ def _entries(csr: sp.csr_matrix, row_weights: np.ndarray, col_weights: np.ndarra
             product = product * entry_weights
         else:
             values = values * entry_weights
-    if alpha is None:
-        target, extra = values.copy(), product
-    else:
-        target = (values > 0).astype(np.float32)
-        extra = (np.float32(alpha) * product * values).astype(np.float32)
+    target, extra = entry_terms(values, product, alpha)
     entries = CSR(np.ascontiguousarray(target, dtype=np.float32), csr.indices.astype(np.int64),
                   csr.indptr.astype(np.int64), csr.shape[1])
     return entries, np.ascontiguousarray(extra, dtype=np.float32)
+
+
+def entry_terms(values: np.ndarray, product: np.ndarray, alpha: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """(targets t_ij, extra weights e_ij) of entries with values a_ij and weight products r_i c_j (s_ij), as
+    in the module docstring: the one formula of ``fit`` and of entries prepared elsewhere (``Entries``)."""
+    if alpha is None:
+        return values.copy(), product
+    return (values > 0).astype(np.float32), (np.float32(alpha) * product * values).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Entries:
+    """A training matrix prepared for the sweeps, for data that does not fit in memory: its entries by row
+    (``rows``: targets t_ij at the columns, canonical: columns sorted, duplicates summed) and by column
+    (``cols``: the same entries, rows sorted within each column), each with the extra weights e_ij beside
+    them (``entry_terms`` with the estimator's weights and alpha). The arrays may be memory-mapped files
+    (``np.memmap``): the sweeps read them in order and copy none of them."""
+
+    rows: CSR
+    row_extra: np.ndarray
+    cols: CSR
+    col_extra: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.rows.n_rows, self.rows.n_cols
+
+    def seen_rows(self, rows: np.ndarray) -> sp.csr_matrix:
+        """The stored entries of ``rows`` only (the others empty), values 1: what the ranking metrics leave
+        out of the candidates of the rows they score."""
+        n, m = self.shape
+        indptr = self.rows.indptr
+        lengths = np.zeros(n, np.int64)
+        lengths[rows] = indptr[rows + 1] - indptr[rows]
+        indices = np.concatenate([self.rows.indices[indptr[r]:indptr[r + 1]] for r in rows.tolist()]
+                                 or [np.zeros(0, np.int64)])
+        return sp.csr_matrix((np.ones(indices.size, np.float32), indices, np.concatenate([[0], np.cumsum(lengths)])),
+                             shape=(n, m))
 
 
 def _transpose(entries: CSR, extra: np.ndarray) -> tuple[CSR, np.ndarray]:
@@ -257,10 +292,11 @@ class WALS(Estimator):
             out.append(factors)
         return out[0], out[1]
 
-    def fit(self, R: Sparse, eval_set: Sparse | None = None, on_epoch: OnEpoch | None = None,
+    def fit(self, R: Sparse | Entries, eval_set: Sparse | None = None, on_epoch: OnEpoch | None = None,
             init_row_factors: np.ndarray | None = None, init_col_factors: np.ndarray | None = None,
             entry_weights: Sparse | None = None) -> WALS:
-        """Factorize the sparse matrix ``R`` (rows x columns) in ``max_sweeps`` sweeps.
+        """Factorize the sparse matrix ``R`` (rows x columns) in ``max_sweeps`` sweeps. ``R`` may also be
+        ``Entries`` prepared with this estimator's weights and alpha (then without ``entry_weights``).
 
         ``entry_weights``: per-entry weights s_ij >= 0, a sparse matrix storing exactly R's entries
         (duplicates summed like R's): the explicit form's observed weight becomes w0 + r_i c_j s_ij; under the
@@ -273,24 +309,37 @@ class WALS(Estimator):
         when the loss or the factors become non-finite.
         """
         self._check_params()
-        csr = _as_csr(R, "R")
-        data_shape = csr.shape
-        n, m = self._shape(data_shape)
-        if (n, m) != csr.shape:
-            csr.resize((n, m))
-        scale = None if entry_weights is None else _entry_weights(entry_weights, csr, data_shape)
-        if self.alpha is not None and (csr.data < 0).any():
-            raise ValueError("The implicit form (alpha set) needs values >= 0: a value is a confidence count")
+        if isinstance(R, Entries):
+            n, m = self._shape(R.shape)
+            if (n, m) != R.shape or entry_weights is not None:
+                raise ValueError(f"Entries must have the declared shape ({n}, {m}), got {R.shape}, and come "
+                                 "without entry_weights (prepare them with the weights)")
+        else:
+            csr = _as_csr(R, "R")
+            data_shape = csr.shape
+            n, m = self._shape(data_shape)
+            if (n, m) != csr.shape:
+                csr.resize((n, m))
+            scale = None if entry_weights is None else _entry_weights(entry_weights, csr, data_shape)
+            if self.alpha is not None and (csr.data < 0).any():
+                raise ValueError("The implicit form (alpha set) needs values >= 0: a value is a confidence "
+                                 "count")
         test = None
         if eval_set is not None:
             test = _as_csr(eval_set, "eval_set")
             if test.shape != (n, m):
                 raise ValueError(f"eval_set has shape {test.shape}, expected ({n}, {m}) like the training "
                                  "matrix")
-        row_weights = _weight_vector(self.row_weights, n, "row_weights")
-        col_weights = _weight_vector(self.col_weights, m, "col_weights")
-        rows, row_extra = _entries(csr, row_weights, col_weights, self.alpha, scale)
-        cols, col_extra = _transpose(rows, row_extra)
+        row_weights = weight_vector(self.row_weights, n, "row_weights")
+        col_weights = weight_vector(self.col_weights, m, "col_weights")
+        if isinstance(R, Entries):
+            rows, row_extra, cols, col_extra = R.rows, R.row_extra, R.cols, R.col_extra
+            seen = R.seen_rows(np.unique(test.nonzero()[0])) if test is not None and self.alpha is not None \
+                else None
+        else:
+            rows, row_extra = _entries(csr, row_weights, col_weights, self.alpha, scale)
+            cols, col_extra = _transpose(rows, row_extra)
+            seen = csr
         U, V = self._initial_factors(n, m, init_row_factors, init_col_factors)
         w0, lam = float(self.unobserved_weight), float(self.regularization_coeff)
         sum_weights = w0 * n * m + float(row_extra.sum(dtype=np.float64))
@@ -310,7 +359,7 @@ class WALS(Estimator):
                     raise DivergedError(self._divergence_message(sweep, f"the loss became {train['loss']}"))
                 metrics = None
                 if test is not None:
-                    metrics = self._test_metrics(test, csr, U, V, workers)
+                    metrics = self._test_metrics(test, seen, U, V, workers)
                     best.update(sweep, metrics[self.stopping_metric], lambda: (U.copy(), V.copy()))
                 if on_epoch is not None:
                     on_epoch(sweep, train, metrics, seconds)
@@ -344,7 +393,7 @@ class WALS(Estimator):
         rwse = math.sqrt(max(unregularized, 0.0) / sum_weights) if sum_weights > 0 else math.nan
         return {"loss": unregularized + regularization, "rwse": rwse}
 
-    def _test_metrics(self, test: sp.csr_matrix, train: sp.csr_matrix, U: np.ndarray, V: np.ndarray,
+    def _test_metrics(self, test: sp.csr_matrix, train: sp.csr_matrix | None, U: np.ndarray, V: np.ndarray,
                       workers: int) -> dict[str, float]:
         if self.alpha is None:
             coo = test.tocoo()
@@ -472,7 +521,7 @@ class WALS(Estimator):
 
     def _project(self, csr: sp.csr_matrix, weights: Any, other: np.ndarray, other_weights: np.ndarray
                  ) -> np.ndarray:
-        own = _weight_vector(1.0 if weights is None else weights, csr.shape[0], "weights")
+        own = weight_vector(1.0 if weights is None else weights, csr.shape[0], "weights")
         entries, extra = _entries(csr, own, other_weights, self.alpha)
         factors = np.zeros((csr.shape[0], other.shape[1]), dtype=np.float32)
         kernels.solve(entries, extra, other, factors, float(self.unobserved_weight),
@@ -592,8 +641,8 @@ class WALS(Estimator):
                 raise ValueError(f"array {name!r} has shape {got}, expected {shape}")
         model.row_factors_ = np.ascontiguousarray(arrays["row_factors"], dtype=np.float32)
         model.col_factors_ = np.ascontiguousarray(arrays["col_factors"], dtype=np.float32)
-        model.row_weights_ = _weight_vector(params["row_weights"], n, "row_weights")
-        model.col_weights_ = _weight_vector(params["col_weights"], m, "col_weights")
+        model.row_weights_ = weight_vector(params["row_weights"], n, "row_weights")
+        model.col_weights_ = weight_vector(params["col_weights"], m, "col_weights")
         model.best_sweep_ = int(meta.get("best_sweep", -1))
         model.best_score_ = None
         model.n_sweeps_ = int(meta.get("sweeps_run", 0))

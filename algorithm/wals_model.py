@@ -137,7 +137,7 @@ class WALSModel:
     def artifact_arrays(self) -> dict[str, np.ndarray]:
         return {**self.wals.artifact_arrays(), "row_ids": self.row_ids.ids, "col_ids": self.col_ids.ids,
                 "seen_indptr": self.seen.indptr.astype(np.int64),
-                "seen_indices": self.seen.indices.astype(np.int32)}
+                "seen_indices": self.seen.indices.astype(np.int32, copy=False)}
 
     def artifact_meta(self) -> dict[str, Any]:
         return {**self.wals.artifact_meta(), "row_ids": self.row_ids.kind, "col_ids": self.col_ids.kind}

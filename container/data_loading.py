@@ -1,60 +1,65 @@
-"""The ``data_loading`` hyperparameter: whether a job decodes its channels into memory or streams them."""
+"""The job's choice between decoding a channel into memory and streaming it (``data_loading``): ``memory`` and
+``stream`` decide; ``auto`` compares what the in-memory path would take (the channel's file sizes times what
+the algorithm holds per byte) with the memory limit (the cgroup's, else the machine's memory), and streams a
+Pipe-mode channel (its size is unknown)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import os
 
 from container.channel_files import channel_files
-from container.channels import GZIP_MAGIC
 from container.config import ChannelConfig
 from container.paths import SageMakerPaths
 from container.resources import memory_limit_bytes
 
-log = logging.getLogger("train.data_loading")
+log = logging.getLogger(__name__)
 
-MEMORY, STREAM, AUTO = "memory", "stream", "auto"
-MEMORY_SHARE = 0.9  # of the memory limit the model and the data may take in memory (as the memory check)
-GZIP_EXPANSION = 5  # decoded bytes per gzip file byte assumed when choosing
+# Share of the memory limit the in-memory path may expect to use.
+MEMORY_SHARE = 0.5
+# A gzip file counts this many times its size (text compresses about so much).
+GZIP_RATIO = 4
+GIB = 2.0**30
 
 
 def channel_bytes(paths: SageMakerPaths, config: ChannelConfig) -> int | None:
-    """The bytes a File-mode channel's files hold (gzip files counted ``GZIP_EXPANSION`` times); None in Pipe
-    mode, whose size is unknown until read."""
+    """The bytes a channel holds (gzip files at GZIP_RATIO times their size), None in Pipe mode."""
     if config.input_mode.lower() == "pipe":
         return None
     directory = paths.channel_dir(config.name)
     total = 0
     for path in channel_files(directory) if directory.is_dir() else []:
-        with open(path, "rb") as file:
-            gzipped = file.read(2) == GZIP_MAGIC
-        total += path.stat().st_size * (GZIP_EXPANSION if gzipped else 1)
+        with open(path, "rb") as handle:
+            gzipped = handle.read(2) == b"\x1f\x8b"
+        total += path.stat().st_size * (GZIP_RATIO if gzipped else 1)
     return total
 
 
-def choose(paths: SageMakerPaths, channels: Iterable[ChannelConfig], setting: str, model_bytes: int) -> str:
-    """``memory`` or ``stream`` for ``data_loading=setting``: ``auto`` streams when a channel is in Pipe mode
-    or when the model (``model_bytes``) and the channels' files exceed ``MEMORY_SHARE`` of the memory limit.
-    The choice and its reason are logged."""
-    if setting != AUTO:
-        log.info("data_loading=%s: the data is %s", setting,
-                 "streamed block by block every epoch" if setting == STREAM else "decoded into memory")
-        return setting
-    sizes = {config.name: channel_bytes(paths, config) for config in channels}
-    piped = sorted(name for name, size in sizes.items() if size is None)
-    if piped:
-        log.info("data_loading=auto: streaming, as channel(s) %s are in Pipe mode (size unknown until read); "
-                 "set data_loading=memory to decode them into memory", piped)
-        return STREAM
-    data = sum(size or 0 for size in sizes.values())
+def streams(paths: SageMakerPaths, config: ChannelConfig, setting: str, bytes_per_byte: float, *,
+            unwraps: bool = True) -> bool:
+    """Whether the job streams ``config``'s channel: ``setting`` is the data_loading hyperparameter,
+    ``bytes_per_byte`` the in-memory path's peak memory per byte of data, ``unwraps`` whether the streaming
+    path reads RecordWrapperType=RecordIO (auto reads such a channel in memory when it does not). The choice
+    is logged."""
+    if setting == "auto" and not unwraps and config.record_wrapper.lower() == "recordio":
+        log.info("data_loading=auto: decoding the %r channel into memory (RecordWrapperType=RecordIO)",
+                 config.name)
+        return False
+    if setting != "auto":
+        log.info("data_loading=%s: %s the %r channel", setting,
+                 "streaming" if setting == "stream" else "decoding into memory", config.name)
+        return setting == "stream"
+    size = channel_bytes(paths, config)
     limit = memory_limit_bytes()
-    gib = 2.0**30
-    if limit is not None and model_bytes + data > MEMORY_SHARE * limit:
-        log.info("data_loading=auto: streaming, as the data files (%.3f GiB) and the model (%.3f GiB) exceed "
-                 "%.0f %% of the memory limit (%.2f GiB)", data / gib, model_bytes / gib, 100 * MEMORY_SHARE,
-                 limit / gib)
-        return STREAM
-    log.info("data_loading=auto: decoding into memory, as the data files (%.3f GiB) and the model (%.3f GiB) "
-             "fit in the memory limit (%s)", data / gib, model_bytes / gib,
-             "none" if limit is None else f"{limit / gib:.2f} GiB")
-    return MEMORY
+    if size is None:
+        log.info("data_loading=auto: streaming the %r channel (Pipe mode: its size is unknown)", config.name)
+        return True
+    what = "memory limit"
+    if limit is None:  # a SageMaker instance gives the container the machine's memory
+        limit, what = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "no memory limit; the machine's memory"
+    need = size * bytes_per_byte
+    stream = need > MEMORY_SHARE * limit
+    log.info("data_loading=auto: %s the %r channel (%.3f GiB of data, about %.3f GiB in memory; %s %.2f GiB)",
+             "streaming" if stream else "decoding into memory", config.name, size / GIB, need / GIB, what,
+             limit / GIB)
+    return stream

@@ -22,6 +22,10 @@ from container.resources import memory_limit_bytes, peak_rss_bytes
 
 log = logging.getLogger("train.fm")
 
+# Peak memory of the in-memory path per byte of data files: the body read whole, its decoded parts and their
+# concatenation (RecordIO-protobuf decodes to about its own size).
+IN_MEMORY_BYTES_PER_BYTE = 3.0
+
 
 def _check_labels(data: CSR, channel: str, predictor_type: str) -> np.ndarray:
     if data.labels is None:
@@ -83,16 +87,13 @@ def _log_optimizer_settings(model: FactorizationMachines) -> None:
 
 def train_fm(paths: SageMakerPaths, hp: dict[str, Any], channels: dict[str, ChannelConfig], host: str) -> None:
     """Fit an FM model on the ``train`` channel (``test`` optional) and write it to ``model/``: decoded into
-    memory, or streamed block by block (``data_loading``)."""
+    memory, or streamed block by block (``data_loading``, decided by the ``train`` channel; ``test`` follows)."""
     train_config = job.required_channel(paths, channels, "train")
     test_config = job.optional_channel(paths, channels, "test")
     params = {k: v for k, v in hp.items() if k not in JOB_SETTINGS}
     params["num_threads"] = job.thread_count(params["num_threads"])
     early_stopping = test_config is not None and hp["early_stopping_patience"] > 0
-    state = FactorizationMachines.state_bytes(hp["feature_dim"], hp["num_factors"], hp["optimizer"],
-                                              early_stopping=early_stopping)
-    configs = [train_config] if test_config is None else [train_config, test_config]
-    if data_loading.choose(paths, configs, hp["data_loading"], state) == data_loading.STREAM:
+    if data_loading.streams(paths, train_config, hp["data_loading"], IN_MEMORY_BYTES_PER_BYTE):
         _check_memory(params, params["stream_buffer_mb"] * 2**20, early_stopping)
         model = _model(paths, params)
         fm_streaming.train_streamed(paths, params, model, train_config, test_config, host,

@@ -61,7 +61,7 @@ def read_triplets(paths: SageMakerPaths, config: ChannelConfig, hp: dict[str, An
     return triplets.concatenate(parts)
 
 
-def _entry_values(data: triplets.Triplets, alpha: float | None) -> np.ndarray:
+def entry_values(data: triplets.Triplets, alpha: float | None) -> np.ndarray:
     """Values with the per-entry weights applied: the implicit form multiplies each count by its weight; the
     explicit form has no per-entry weight, so weights other than 1 are refused."""
     if data.weights is None or bool((data.weights == 1).all()):
@@ -83,7 +83,7 @@ def _id_map(ids: np.ndarray, names: np.ndarray | None, declared: int | None, n_i
     return id_map, index_of_name[ids]
 
 
-def _test_index(ids: np.ndarray, names: np.ndarray | None, id_map: IdMap) -> np.ndarray:
+def test_index(ids: np.ndarray, names: np.ndarray | None, id_map: IdMap) -> np.ndarray:
     """The training matrix index of each test entry's id, -1 for ids training does not have."""
     return id_map.index(ids) if names is None else id_map.index(names)[ids]
 
@@ -94,14 +94,14 @@ def build_matrices(train: triplets.Triplets, test: triplets.Triplets | None, hp:
     row_ids, rows = _id_map(train.rows, train.row_names, hp["num_rows"])
     col_ids, cols = _id_map(train.cols, train.col_names, hp["num_cols"], int(train.cols.max()) + 1)
     shape = (len(row_ids), len(col_ids))
-    matrix = sp.csr_matrix((_entry_values(train, hp["alpha"]), (rows, cols)), shape=shape, dtype=np.float32)
+    matrix = sp.csr_matrix((entry_values(train, hp["alpha"]), (rows, cols)), shape=shape, dtype=np.float32)
     matrix.sum_duplicates()
     log.info("train: %d entries (%d distinct), %d rows x %d columns (%s row ids, %s column ids)", len(train),
              matrix.nnz, shape[0], shape[1], row_ids.kind, col_ids.kind)
     held_out = None
     if test is not None:
-        test_rows = _test_index(test.rows, test.row_names, row_ids)
-        test_cols = _test_index(test.cols, test.col_names, col_ids)
+        test_rows = test_index(test.rows, test.row_names, row_ids)
+        test_cols = test_index(test.cols, test.col_names, col_ids)
         known = (test_rows >= 0) & (test_cols >= 0)
         dropped = int((~known).sum())
         if dropped:

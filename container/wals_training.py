@@ -11,9 +11,9 @@ import scipy.sparse as sp
 
 from algorithm import artifact
 from algorithm.schemas import JOB_SETTINGS
-from algorithm.wals import WALS
+from algorithm.wals import WALS, Entries, weight_vector
 from algorithm.wals_model import IdMap, WALSModel
-from container import job, metrics_log, wals_data
+from container import data_loading, job, metrics_log, wals_data, wals_ondisk
 from container.config import ChannelConfig
 from container.errors import ChannelError, ClientError
 from container.paths import SageMakerPaths
@@ -22,6 +22,8 @@ from container.resources import memory_limit_bytes
 log = logging.getLogger("train.wals")
 
 SIDES = ("row", "col")
+# Peak memory of the in-memory path per byte of triplet text (measured: bench/bench_wals_stream.py).
+IN_MEMORY_BYTES_PER_BYTE = 10.0
 
 
 def _check_empty_lines(train: sp.csr_matrix, ids: tuple[IdMap, IdMap], hp: dict[str, Any]) -> None:
@@ -40,7 +42,8 @@ def _check_empty_lines(train: sp.csr_matrix, ids: tuple[IdMap, IdMap], hp: dict[
 
 
 def _check_memory(shape: tuple[int, int], nnz: int, k: int) -> None:
-    """Factors (and the best sweep's copy) plus the entries in both orientations must fit."""
+    """Factors (and the best sweep's copy) plus the entries in both orientations (``nnz``; 0 when they are
+    on disk) must fit."""
     need = 2 * 4 * k * (shape[0] + shape[1]) + 2 * nnz * (8 + 4 + 4) + 8 * (shape[0] + shape[1])
     limit = memory_limit_bytes()
     gib = 2.0**30
@@ -91,11 +94,21 @@ def train_wals(paths: SageMakerPaths, hp: dict[str, Any], channels: dict[str, Ch
                host: str) -> None:
     """Fit WALS on the ``train`` channel (``test``, ``row_weights``, ``col_weights``, ``model`` optional) and
     write the model with its id maps to ``model/``."""
-    train = wals_data.read_triplets(paths, job.required_channel(paths, channels, "train"), hp)
+    train_config = job.required_channel(paths, channels, "train")
     test_config = job.optional_channel(paths, channels, "test")
+    if data_loading.streams(paths, train_config, hp["data_loading"], IN_MEMORY_BYTES_PER_BYTE, unwraps=False):
+        with wals_ondisk.Scratch(paths.scratch_dir) as scratch:
+            _fit(paths, hp, channels, host, wals_ondisk.build(paths, train_config, test_config, hp, scratch))
+        return
+    train = wals_data.read_triplets(paths, train_config, hp)
     test = None if test_config is None else wals_data.read_triplets(paths, test_config, hp)
     data = wals_data.build_matrices(train, test, hp)
     del train, test
+    _fit(paths, hp, channels, host, data)
+
+
+def _fit(paths: SageMakerPaths, hp: dict[str, Any], channels: dict[str, ChannelConfig], host: str,
+         data: wals_data.Matrices | wals_ondisk.StreamedMatrices) -> None:
     ids = (data.row_ids, data.col_ids)
     params = {k: v for k, v in hp.items() if k not in (*JOB_SETTINGS, "num_rows", "num_cols")}
     for side, id_map in zip(SIDES, ids, strict=True):
@@ -103,14 +116,21 @@ def train_wals(paths: SageMakerPaths, hp: dict[str, Any], channels: dict[str, Ch
         config = job.optional_channel(paths, channels, name)
         if config is not None:
             params[name] = wals_data.read_weights(paths, config, id_map, hp[name], hp[f"num_{side}s"])
-    _check_empty_lines(data.train, ids, hp)
-    _check_memory(data.train.shape, data.train.nnz, hp["embedding_dimension"])
+    on_disk = isinstance(data, wals_ondisk.StreamedMatrices)
+    seen = data.train.seen() if on_disk else data.train
+    _check_empty_lines(seen, ids, hp)
+    _check_memory(seen.shape, 0 if on_disk else seen.nnz, hp["embedding_dimension"])
     params["num_threads"] = job.thread_count(params["num_threads"])
     model = WALS(**params)
     init = _initial_factors(paths, hp, ids)
+    fit_input: sp.csr_matrix | Entries = seen
+    if isinstance(data, wals_ondisk.StreamedMatrices):
+        row_weights, col_weights = (weight_vector(params[f"{side}_weights"], len(id_map), f"{side}_weights")
+                                    for side, id_map in zip(SIDES, ids, strict=True))
+        fit_input = data.train.entries(row_weights, col_weights, hp["alpha"])
 
-    epoch_log = job.EpochLog(host, hp["max_sweeps"], data.train.nnz, unit="sweep")
-    seconds = job.fit(model, data.train, eval_set=data.test, on_epoch=epoch_log, **init)
+    epoch_log = job.EpochLog(host, hp["max_sweeps"], seen.nnz, unit="sweep")
+    seconds = job.fit(model, fit_input, eval_set=data.test, on_epoch=epoch_log, **init)
     stop = job.EarlyStop(model.stopping_metric, hp["early_stopping_patience"], hp["early_stopping_tolerance"])
     epoch_log.finish(seconds, model.best_sweep_, stop)
     train_m, test_m = epoch_log.history[model.best_sweep_]
@@ -118,4 +138,4 @@ def train_wals(paths: SageMakerPaths, hp: dict[str, Any], channels: dict[str, Ch
         log.info(line)
     for line in metrics_log.final_lines(host, "test", test_m or {}):
         log.info(line)
-    artifact.save(Path(paths.model_dir), WALSModel(model, data.row_ids, data.col_ids, data.train))
+    artifact.save(Path(paths.model_dir), WALSModel(model, data.row_ids, data.col_ids, seen))

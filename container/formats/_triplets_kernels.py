@@ -1,6 +1,7 @@
 """Numba kernels of the CSV triplet reader: one pass over the raw bytes that splits lines and fields, copies
 the two id fields (unquoted) into one buffer and parses the value and weight fields; then the hashing that
-groups equal ids without making a Python string per line.
+groups equal ids without making a Python string per line; and the counting sort's placement of entries in
+the on-disk matrices (``container.wals_ondisk``).
 
 The tokenizer reads what Python's ``csv.reader(skipinitialspace=True)`` reads, for the lines it accepts:
 fields split at commas, spaces at the start of a field dropped, a field that starts with a quote runs to the
@@ -272,3 +273,19 @@ def padded(arena: np.ndarray, ends: np.ndarray, width: int) -> np.ndarray:
             out[g, q - start] = arena[q]
         start = ends[g]
     return out
+
+
+@njit(cache=True, nogil=True)
+def scatter(keys: np.ndarray, cursor: np.ndarray, ints: np.ndarray, floats: np.ndarray, extra: np.ndarray,
+            out_ints: np.ndarray, out_floats: np.ndarray, out_extra: np.ndarray) -> None:
+    """Entry i goes to position ``cursor[keys[i]]`` (then advanced) of the outputs: a counting sort's
+    placement, stable (entries of one key keep their order). ``extra`` may be empty (then not moved)."""
+    moved = extra.size > 0
+    for i in range(keys.size):
+        key = keys[i]
+        position = cursor[key]
+        cursor[key] = position + 1
+        out_ints[position] = ints[i]
+        out_floats[position] = floats[i]
+        if moved:
+            out_extra[position] = extra[i]

@@ -23,8 +23,9 @@ import codecs
 import csv
 import io
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import numpy as np
 
@@ -106,11 +107,11 @@ def _triplets(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, weights: n
     return Triplets(rows, cols, values, weights, row_names, col_names)
 
 
-def _text(body: bytes | memoryview, source: str) -> str:
+def _text(body: bytes | memoryview, source: str, first_byte: int = 0) -> str:
     try:
         return bytes(body).decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise DataError(f"{source}: not UTF-8 text at byte {err.start}") from None
+        raise DataError(f"{source}: not UTF-8 text at byte {first_byte + err.start}") from None
 
 
 def _is_number(text: str) -> bool:
@@ -220,24 +221,25 @@ def _empty(num_rows: int | None, num_cols: int | None) -> Triplets:
 
 
 def decode_triplets_csv_simple(body: bytes | memoryview, *, source: str, num_rows: int | None = None,
-                               num_cols: int | None = None, nonnegative_values: bool = False) -> Triplets:
+                               num_cols: int | None = None, nonnegative_values: bool = False,
+                               first_line: int = 1, first_byte: int = 0, header: bool = True) -> Triplets:
     """``decode_triplets_csv`` with Python's csv module, a batch of lines at a time: what the fast reader
     falls back to for the lines it leaves to the csv module (and its reference in the tests)."""
-    reader = csv.reader(io.StringIO(_text(body, source)), skipinitialspace=True)
+    reader = csv.reader(io.StringIO(_text(body, source, first_byte)), skipinitialspace=True)
     parts: list[Columns] = []
-    first_line = 1
+    line = first_line
     try:
         while chunk := list(itertools.islice(reader, CHUNK_LINES)):
-            if first_line == 1:
-                header = next((r for r in chunk if any(c.strip() for c in r)), None)
-                if header is not None and _is_header(header):
-                    header.clear()  # an empty record is a blank line
-            part = _csv_chunk(chunk, first_line, source, num_rows, num_cols, nonnegative_values)
+            if header and line == first_line:
+                text = next((r for r in chunk if any(c.strip() for c in r)), None)
+                if text is not None and _is_header(text):
+                    text.clear()  # an empty record is a blank line
+            part = _csv_chunk(chunk, line, source, num_rows, num_cols, nonnegative_values)
             if part is not None:
                 parts.append(part)
-            first_line += len(chunk)
+            line += len(chunk)
     except csv.Error as err:
-        raise DataError(f"{source}: line {reader.line_num}: {err}") from None
+        raise DataError(f"{source}: line {first_line - 1 + reader.line_num}: {err}") from None
     if not parts:
         return _empty(num_rows, num_cols)
     weighted = any(p[3] is not None for p in parts)
@@ -254,8 +256,9 @@ class _Lines:
     """The tokenized body: per line its start, field count, id slices, value, weight and flags
     (``_triplets_kernels.scan``); ``entries`` then narrows every per-line array to the lines with data."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, header: bool = True) -> None:
         self.data = data
+        self.header = header
         buf = np.frombuffer(data, np.uint8)
         n = data.count(b"\n") + 1
         self.start = np.empty(n, np.int64)
@@ -284,7 +287,8 @@ class _Lines:
         blank = self.width[:self.n] == 0
         for i in np.flatnonzero(self.width[:self.n] == 1):
             blank[i] = not self._text(int(self.bounds[2 * i]), int(self.bounds[2 * i + 1])).strip()
-        for i in np.flatnonzero(~blank):  # the first line with text: a header when its value is no number
+        # the first line with text is a header when its value is no number (and the body may start with one)
+        for i in np.flatnonzero(~blank) if self.header else ():
             record = self.record(int(i))
             if any(c.strip() for c in record):
                 blank[i] = _is_header(record)
@@ -314,14 +318,15 @@ class _Lines:
 class _FirstError:
     """The problem of the lowest line (fields, then row id, col id, value, weight within a line)."""
 
-    def __init__(self, lines: _Lines, source: str) -> None:
+    def __init__(self, lines: _Lines, source: str, first_line: int) -> None:
         self.lines = lines
         self.source = source
+        self.first_line = first_line
         self.best: tuple[int, int, str] | None = None
 
     def add(self, entry: int, rank: int, message: str) -> None:
         """The problem of an entry: ``message`` is prefixed with the source and its line."""
-        line = int(self.lines.line[entry]) + 1
+        line = int(self.lines.line[entry]) + self.first_line
         if self.best is None or (line, rank) < self.best[:2]:
             self.best = (line, rank, f"{self.source}: line {line}{message}")
 
@@ -398,26 +403,31 @@ def _checked_numbers(lines: _Lines, field: int, nonnegative: bool, errors: _Firs
 
 
 def decode_triplets_csv(body: bytes | memoryview, *, source: str, num_rows: int | None = None,
-                        num_cols: int | None = None, nonnegative_values: bool = False) -> Triplets:
+                        num_cols: int | None = None, nonnegative_values: bool = False, first_line: int = 1,
+                        first_byte: int = 0, header: bool = True) -> Triplets:
     """CSV ``row,col,value[,weight]`` lines (see the module docstring) as Triplets; ``nonnegative_values``
     also rejects values < 0 (the implicit form's counts).
+
+    A part of a longer text (``iter_line_chunks``) gives the line and byte its body starts at in the source,
+    for the error messages, and ``header=False`` when a line with text came before it (so no header).
 
     The numba tokenizer reads the bytes in one pass (``_triplets_kernels``); a body it cannot read exactly as
     the csv module would (a stray quote or carriage return) goes to ``decode_triplets_csv_simple``. The error
     reported is the one of the lowest line."""
     data = bytes(body)
     if not data.isascii():
-        _text(data, source)  # UTF-8 check
+        _text(data, source, first_byte)  # UTF-8 check
     if data.startswith(codecs.BOM_UTF8):
         data = data[len(codecs.BOM_UTF8):]
-    lines = _Lines(data)
+    lines = _Lines(data, header)
     if not lines.ok:
         return decode_triplets_csv_simple(body, source=source, num_rows=num_rows, num_cols=num_cols,
-                                          nonnegative_values=nonnegative_values)
+                                          nonnegative_values=nonnegative_values, first_line=first_line,
+                                          first_byte=first_byte, header=header)
     lines.entries()
     if not lines.line.size:
         return _empty(num_rows, num_cols)
-    errors = _FirstError(lines, source)
+    errors = _FirstError(lines, source, first_line)
     bad = np.flatnonzero((lines.width < 3) | (lines.width > 4))
     if bad.size:
         errors.add(int(bad[0]), 0, f" has {lines.width[bad[0]]} fields; expected {FIELDS}")
@@ -464,6 +474,34 @@ def decode_triplets_recordio(body: bytes | memoryview, *, source: str, num_rows:
     return Triplets(rows=low, cols=high - num_rows, values=values, weights=data.weights)
 
 
+def iter_line_chunks(stream: BinaryIO, chunk_bytes: int, read_bytes: int = 1 << 20
+                     ) -> Iterator[tuple[int, int, bytes]]:
+    """(first line (1-based), first byte, body) of consecutive parts of a text read from ``stream``, each of
+    whole lines (cut after a line break) and about ``chunk_bytes`` long (a longer line makes a longer part):
+    what ``decode_triplets_csv`` reads part by part, naming the lines and bytes of the whole text. Reads
+    ``read_bytes`` at a time; a line split across reads is joined before it is cut."""
+    pending = bytearray()
+    line, byte = 1, 0
+    while True:
+        block = stream.read(read_bytes)
+        if block:
+            pending += block
+            if len(pending) < chunk_bytes:
+                continue
+            cut = pending.rfind(b"\n") + 1
+            if cut == 0:
+                continue
+        else:
+            cut = len(pending)
+            if cut == 0:
+                return
+        body = bytes(pending[:cut])
+        del pending[:cut]
+        yield line, byte, body
+        line += body.count(b"\n")
+        byte += len(body)
+
+
 def decode_id_weights_csv(body: bytes | memoryview, *, source: str, what: str,
                           declared: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """CSV ``id,weight`` lines, the weight of a ``what`` ("row" or "col"; header and blank lines as for
@@ -483,6 +521,10 @@ def decode_id_weights_csv(body: bytes | memoryview, *, source: str, what: str,
 
 
 def warm_up() -> None:
-    """Compile the CSV reader's kernels: string ids (sorted as bytes) and declared integer ids."""
+    """Compile the CSV reader's kernels (string ids sorted as bytes, declared integer ids) and the on-disk
+    matrices' placement."""
     decode_triplets_csv(b'row,col,value,weight\nu1,"i 1",1.5,2\nu2,i2,3\n', source="warm-up")
     decode_triplets_csv(b"0,1,1\n1,0,2\n", source="warm-up", num_rows=2, num_cols=2)
+    ints, floats, none = np.zeros(1, np.int64), np.zeros(1, np.float32), np.zeros(0, np.float32)
+    kernels.scatter(ints, np.zeros(1, np.int64), ints, floats, floats, ints.copy(), floats.copy(), floats.copy())
+    kernels.scatter(ints, np.zeros(1, np.int64), ints, floats, none, ints.copy(), floats.copy(), none)

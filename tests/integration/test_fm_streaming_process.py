@@ -98,7 +98,7 @@ def in_memory(tmp_path_factory: pytest.TempPathFactory) -> dict[str, float]:
     base = _job(tmp_path_factory.mktemp("memory"), "File", data_loading="memory", shuffle="blocks")
     proc = _train(base)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "data_loading=memory: the data is decoded into memory" in proc.stdout
+    assert "data_loading=memory: decoding into memory the 'train' channel" in proc.stdout
     return _test_metrics(proc)
 
 
@@ -106,7 +106,7 @@ def test_file_mode_streams_through_the_cache_to_the_in_memory_metrics(tmp_path: 
     base = _job(tmp_path, "File", data_loading="stream")
     proc = _train(base)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "data_loading=stream: the data is streamed block by block every epoch" in proc.stdout
+    assert "data_loading=stream: streaming the 'train' channel" in proc.stdout
     assert "Channel 'train': 60000 rows" in proc.stdout  # cached by the first pass
     streamed = _test_metrics(proc)
     for name, value in in_memory.items():
@@ -125,7 +125,7 @@ def test_pipe_mode_reads_a_fifo_per_epoch(tmp_path: Path, in_memory) -> None:
     writers = [_feed_pipes(base, "train", TRAIN, 3), _feed_pipes(base, "test", [TEST], 4)]
     proc = _train(base)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "data_loading=auto: streaming, as channel(s) ['test', 'train'] are in Pipe mode" in proc.stdout
+    assert "data_loading=auto: streaming the 'train' channel (Pipe mode: its size is unknown)" in proc.stdout
     for writer in writers:
         writer.join(timeout=10)
         assert not writer.is_alive()

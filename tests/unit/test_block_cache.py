@@ -1,4 +1,4 @@
-"""The streamed data's on-disk cache, the data_loading choice and the progress lines within epochs."""
+"""The streamed data's on-disk cache and the progress lines within epochs."""
 
 from __future__ import annotations
 
@@ -10,10 +10,7 @@ import pytest
 
 from algorithm.csr import CSR, concatenate
 from algorithm.row_blocks import MemoryBlocks, row_range
-from container import data_loading
 from container.block_cache import META, BlockCache, write_cache
-from container.config import ChannelConfig
-from container.paths import SageMakerPaths
 from container.progress import BlockProgress
 
 
@@ -67,38 +64,6 @@ def test_an_abandoned_pass_leaves_no_readable_cache(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="bad record"):
         list(write_cache(tmp_path / "c", rows.n_cols, failing()))
     assert not (tmp_path / "c" / META).exists()
-
-
-def _job(tmp_path: Path, files: dict[str, bytes], mode: str = "File") -> tuple[SageMakerPaths, ChannelConfig]:
-    paths = SageMakerPaths(tmp_path)
-    for name, body in files.items():
-        path = paths.channel_dir("train") / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(body)
-    return paths, ChannelConfig("train", input_mode=mode)
-
-
-def test_data_loading_auto_compares_the_files_and_model_with_the_memory_limit(tmp_path: Path, caplog) -> None:
-    caplog.set_level(logging.INFO)
-    paths, config = _job(tmp_path, {"a.csv": b"1,2\n" * 1000, "b.gz": b"\x1f\x8b" + bytes(98)})
-    assert data_loading.channel_bytes(paths, config) == 4000 + 100 * data_loading.GZIP_EXPANSION
-    limit = data_loading.memory_limit_bytes()
-    expected = "memory" if limit is None or limit * data_loading.MEMORY_SHARE > 10_000 else "stream"
-    assert data_loading.choose(paths, [config], "auto", 5_500) == expected
-    if limit is not None:
-        assert data_loading.choose(paths, [config], "auto", limit) == "stream"
-        assert "exceed 90 % of the memory limit" in caplog.text
-    assert data_loading.choose(paths, [config], "memory", 10**15) == "memory"
-    assert data_loading.choose(paths, [config], "stream", 0) == "stream"
-
-
-def test_data_loading_auto_streams_pipe_mode(tmp_path: Path, caplog) -> None:
-    caplog.set_level(logging.INFO)
-    paths = SageMakerPaths(tmp_path)
-    piped = ChannelConfig("train", input_mode="Pipe")
-    assert data_loading.channel_bytes(paths, piped) is None
-    assert data_loading.choose(paths, [piped], "auto", 0) == "stream"
-    assert "['train'] are in Pipe mode" in caplog.text
 
 
 def test_progress_lines_within_epochs(caplog) -> None:
