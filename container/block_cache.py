@@ -15,7 +15,7 @@ import errno
 import json
 import shutil
 from collections.abc import Iterable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from pathlib import Path
 from typing import BinaryIO
 
@@ -54,7 +54,7 @@ class BlockCacheWriter:
                 name: self._files.enter_context(open(_file(directory, name), "wb"))  # noqa: SIM115
                 for name in ARRAYS}
         except OSError as err:
-            self.close()
+            self.abandon()
             raise self._error(err) from None
         self._write("indptr", np.zeros(1, np.int64))
 
@@ -83,14 +83,27 @@ class BlockCacheWriter:
         return BlockCache(self.directory)
 
     def close(self) -> None:
-        self._files.close()
+        """Close the files; a failing flush (a full volume) is the cache's error."""
+        try:
+            self._files.close()
+        except OSError as err:
+            self.abandon()
+            raise self._error(err) from None
+
+    def abandon(self) -> None:
+        """Close the files after an error, whatever fails on the way (the cache stays unfinished)."""
+        for file in getattr(self, "files", {}).values():
+            with suppress(OSError):
+                file.close()
+        with suppress(OSError):
+            self._files.close()
 
     def _write(self, name: str, array: np.ndarray) -> None:
         try:
             little_endian = np.dtype(ARRAYS[name]).newbyteorder("<")
             self.files[name].write(np.ascontiguousarray(array, dtype=little_endian).data)
         except OSError as err:
-            self.close()
+            self.abandon()
             raise self._error(err) from None
 
     def _error(self, err: OSError) -> ClientError:
@@ -146,6 +159,6 @@ def write_cache(directory: Path, n_cols: int, blocks: Iterable[CSR]) -> Iterator
             writer.append(block)
             yield block
     except BaseException:  # an error, or the pass abandoned: the cache stays unfinished
-        writer.close()
+        writer.abandon()
         raise
     writer.finish()
