@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,3 +48,13 @@ class BestEpoch:
                 self.weights = snapshot()
         else:
             self.stale += 1
+
+    def progress(self) -> dict[str, float | int]:
+        """The counters (not the weights) a checkpoint keeps, for ``resume``."""
+        return {"epoch": self.epoch, "stale": self.stale, "last": self.last, "lowest": self._lowest}
+
+    def resume(self, progress: Mapping[str, float | int], weights: Any = None) -> None:
+        """Continue from ``progress()`` of an earlier fit, with its kept ``weights``."""
+        self.epoch, self.stale = int(progress["epoch"]), int(progress["stale"])
+        self.last, self._lowest = float(progress["last"]), float(progress["lowest"])
+        self.weights = weights

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numba
@@ -19,16 +20,20 @@ from algorithm import _fm_kernels as kernels
 from algorithm._threads import numba_threads
 from algorithm.base import DivergedError, Estimator, NotFittedError
 from algorithm.best_epoch import BestEpoch
+from algorithm.checkpoint import Checkpoints, TrainingStopped
 from algorithm.csr import CSR
 from algorithm.hyperparameters import defaults
 from algorithm.loss_trend import RisingLoss
 from algorithm.metrics import STOPPING_METRIC, train_metrics
 from algorithm.optimizer_defaults import resolve_optimizer_defaults
+from algorithm.row_blocks import RowBlocks, block_order
 from algorithm.schemas import FM_SCHEMA
+from algorithm.stream_metrics import StreamingMetrics
 
 log = logging.getLogger(__name__)
 
 OnEpoch = Callable[[int, dict[str, float], "dict[str, float] | None", float], None]
+OnBlock = Callable[[int, int, float], None]  # (epoch, rows done in it, seconds since it started)
 
 PREDICTOR_TYPES = FM_SCHEMA["predictor_type"].choices
 OPTIMIZERS = FM_SCHEMA["optimizer"].choices
@@ -38,6 +43,11 @@ GROUPS = ("bias", "linear", "factors")
 PARALLEL_SCORING_NNZ = 200_000
 INIT_BLOCK_ROWS = 65_536  # rows of the table initialized per block
 CHECK_BLOCK = 65_536  # values (rows) per block of the input checks: no whole-column temporaries beside the data
+BLOCKS_PER_BUFFER = 4  # stream_buffer_mb holds this many blocks (the one trained on, the next being decoded, ...)
+CHUNK_ROWS = 65_536  # rows per call of the epoch kernel (rounded up to whole mini-batches): stop requests and
+# checkpoints happen between calls
+# Settings a checkpoint may be resumed under with other values: they do not change what the state means.
+RESUMABLE_CHANGES = ("epochs", "num_threads")
 
 SCORING_FORMULA = (
     "z = w0[0] + sum_i w[i]*x[i] + 0.5*sum_f((sum_i V[i,f]*x[i])**2 - sum_i V[i,f]**2*x[i]**2); "
@@ -130,26 +140,32 @@ def _longest_rows(indptr: np.ndarray, count: int) -> np.ndarray:
 
 
 def _training_buffers(n_threads: int, rows: CSR, batch_size: int, feature_dim: int, num_factors: int,
-                      split_batches: bool = True) -> kernels.Buffers:
+                      split_batches: bool = True, current: kernels.Buffers | None = None) -> kernels.Buffers:
     """Per-thread scratch of the training kernels (``kernels.Buffers``) for ``rows`` in batches of ``batch_size``.
     ``split_batches``: each batch is cut into one chunk per thread (the deterministic kernel); otherwise every
-    thread runs whole batches (serial and Hogwild kernels)."""
+    thread runs whole batches (serial and Hogwild kernels). ``current``: buffers of earlier rows (a streamed
+    fit's earlier blocks), returned as they are when large enough, else grown (their feature map kept)."""
     chunk = min(batch_size, rows.n_rows)  # rows per thread per batch
     if split_batches:
         chunk = -(-chunk // n_threads)
     longest = _longest_rows(rows.indptr, chunk)  # a chunk touches at most their sum of distinct features
     slots = max(1, min(feature_dim, int(longest.sum())))
+    row_length = _line_padded(max(1, int(longest.max())), 8)
     T, k = n_threads, num_factors
+    if current is not None:
+        if slots <= current.grad.shape[1] and row_length <= current.row_slots.shape[1]:
+            return current
+        slots, row_length = max(slots, current.grad.shape[1]), max(row_length, current.row_slots.shape[1])
     return kernels.Buffers(
-        slot_of=np.zeros((T, feature_dim), dtype=np.int32),
+        slot_of=np.zeros((T, feature_dim), dtype=np.int32) if current is None else current.slot_of,
         slot_feature=np.zeros((T, slots), dtype=np.int64),
         n_slots=np.zeros(T, dtype=np.int64),
         grad=np.zeros((T, slots, 1 + k), dtype=np.float32),
         bias_grad=np.zeros(T, dtype=np.float64),
         sums=np.zeros((T, _line_padded(1 + k, 4)), dtype=np.float32),
         squares=np.zeros((T, _line_padded(k, 4)), dtype=np.float32),
-        row_slots=np.zeros((T, _line_padded(max(1, int(longest.max())), 8)), dtype=np.int64),
-        loss=np.zeros(T, dtype=np.float64),
+        row_slots=np.zeros((T, row_length), dtype=np.int64),
+        loss=np.zeros(T, dtype=np.float64) if current is None else current.loss,
     )
 
 
@@ -244,6 +260,8 @@ class FactorizationMachines(Estimator):
         early_stopping_patience: int = _DEFAULTS["early_stopping_patience"],
         early_stopping_tolerance: float = _DEFAULTS["early_stopping_tolerance"],
         deterministic: bool = _DEFAULTS["deterministic"],
+        stream_buffer_mb: int = _DEFAULTS["stream_buffer_mb"],
+        shuffle: str = _DEFAULTS["shuffle"],
     ) -> None:
         self.feature_dim = feature_dim
         self.num_factors = num_factors
@@ -280,6 +298,8 @@ class FactorizationMachines(Estimator):
         self.early_stopping_patience = early_stopping_patience
         self.early_stopping_tolerance = early_stopping_tolerance
         self.deterministic = deterministic
+        self.stream_buffer_mb = stream_buffer_mb
+        self.shuffle = shuffle
 
     # ------------------------------------------------------------------------------- parameters
 
@@ -413,7 +433,7 @@ class FactorizationMachines(Estimator):
     # ------------------------------------------------------------------------------- training
 
     def fit(self, X: Any, y: Any, sample_weight: Any = None, eval_set: tuple[Any, Any] | None = None,
-            on_epoch: OnEpoch | None = None) -> FactorizationMachines:
+            on_epoch: OnEpoch | None = None, checkpoints: Checkpoints | None = None) -> FactorizationMachines:
         """Train for ``epochs`` passes over the rows of ``X`` (epoch e in an order drawn from ``seed`` and e),
         continuing the model ``warm_start_from`` gave, if any.
 
@@ -422,6 +442,13 @@ class FactorizationMachines(Estimator):
         built-in's metric names (train metrics are those of the scores seen while training, as the built-in
         reports them; ``seconds`` is the training time of the epoch). Raises ``DivergedError`` when the loss
         becomes NaN or infinite, or keeps growing without early stopping to fall back on.
+
+        ``checkpoints`` (``algorithm.checkpoint.Checkpoints``): the fit resumes the checkpoint found there (of the
+        same hyperparameters, epochs aside, and data shape; ``CheckpointError`` otherwise), saves one after every
+        epoch but the last and within epochs when one is due, and when a stop is requested ends at the next
+        chunk of rows (at most ``CHUNK_ROWS`` rows and whole mini-batches) with a checkpoint, raising
+        ``TrainingStopped``. A resumed fit trains exactly as the uninterrupted one (deterministic or one
+        thread, same threads): the row order is drawn from (seed, epoch), so the position in it suffices.
         """
         self._check_params()
         optimizer = self.resolved_params()["optimizer"]
@@ -437,29 +464,77 @@ class FactorizationMachines(Estimator):
         bias, table, step, first_epoch = self._initial_table(n_state)
         hp = self._hyperparameter_vector()
         order = np.empty(rows.n_rows, dtype=np.int32 if rows.n_rows < 2**31 else np.int64)
+        block_rows = self._block_rows(rows)
         row_scores = np.zeros(rows.n_rows, dtype=np.float32)
         logistic = self.predictor_type == "binary_classifier"
         early_stopping = evaluation is not None and self.early_stopping_patience > 0
         best = BestEpoch(self.early_stopping_tolerance, keep_weights=early_stopping)
         trend = RisingLoss(_constant_prediction_loss(y, row_weight, logistic))
         total_weight = float(row_weight.sum()) if row_weight.size else float(rows.n_rows)
-        stopped, warned = None, False
+        stopped = None
         n_threads = self.num_threads or numba.get_num_threads()
+        identity = self._checkpoint_identity(rows, row_weight, evaluation)
+        resumed = None if checkpoints is None else checkpoints.load("fm", identity)
+        start, position, warned, resumed_loss = 0, 0, False, 0.0
+        if resumed is not None:
+            progress, arrays = resumed
+            bias, table, row_scores = arrays["bias"], arrays["table"], arrays.get("row_scores", row_scores)
+            step, first_epoch = int(progress["steps"]), int(progress["first_epoch"])
+            start, position, warned = int(progress["epoch"]), int(progress["position"]), bool(progress["warned"])
+            resumed_loss = float(progress["loss"])
+            best.resume(progress["best"], None if "best_table" not in arrays else
+                        (arrays["best_bias"], arrays["best_table"], int(progress["best_steps"])))
+            trend.losses = [float(loss) for loss in progress["losses"]]
+            log.info("Resuming from checkpoint %s: epoch %d, row %d of %d (%d optimizer steps taken)",
+                     checkpoints.meta_path if checkpoints else None, start, position, rows.n_rows, step)
+            if self.deterministic and int(progress["n_threads"]) != n_threads:
+                log.warning("The checkpoint was written training on %s threads and this fit runs %d: the model "
+                            "will differ from an uninterrupted run's", progress["n_threads"], n_threads)
         with numba_threads(n_threads) as running:
             train_epoch, shares = self._epoch_kernel(n_threads, running)
             buffers = _training_buffers(shares, rows, self.mini_batch_size, d, k,
                                         split_batches=train_epoch is kernels.train_epoch_parallel)
-            epoch = -1
-            for epoch in range(self.epochs):
-                started = time.perf_counter()
-                self._shuffle(order, first_epoch + epoch)
+            chunk = _chunk_rows(self.mini_batch_size)
+            def saved(epoch: int, position: int, table: np.ndarray) -> Path | None:
+                """Write the checkpoint of the fit at ``position`` in ``epoch`` (None: checkpoints off)."""
+                if checkpoints is None:
+                    return None
+                state = {"epoch": epoch, "position": position, "steps": step, "first_epoch": first_epoch,
+                         "loss": float(buffers.loss.sum()), "best": best.progress(), "losses": trend.losses,
+                         "warned": warned, "n_threads": n_threads,
+                         "best_steps": None if best.weights is None else best.weights[2]}
+                arrays = {"bias": bias, "table": table}
+                if position:
+                    arrays["row_scores"] = row_scores
+                if best.weights is not None:
+                    arrays["best_bias"], arrays["best_table"] = best.weights[:2]
+                return checkpoints.save("fm", identity, state, arrays)
+
+            epoch = start - 1
+            for epoch in range(start, self.epochs):
+                seconds = 0.0
+                self._shuffle(order, first_epoch + epoch, block_rows)
                 buffers.loss[:] = 0.0
-                step = train_epoch(
-                    (rows.data, rows.indices, rows.indptr), y, row_weight, order, self.mini_batch_size, bias,
-                    table, k, kernels.OPTIMIZER_CODES[optimizer],
-                    kernels.LOGISTIC if logistic else kernels.REGRESSION, hp, self.use_bias, self.use_linear,
-                    step, buffers, row_scores)
-                seconds = time.perf_counter() - started
+                if position:
+                    buffers.loss[0] = resumed_loss
+
+                while position < rows.n_rows:  # bounded kernel calls: a stop request is seen between them
+                    end = min(position + chunk, rows.n_rows)
+                    started = time.perf_counter()
+                    step = train_epoch(
+                        (rows.data, rows.indices, rows.indptr), y, row_weight, order[position:end],
+                        self.mini_batch_size, bias, table, k, kernels.OPTIMIZER_CODES[optimizer],
+                        kernels.LOGISTIC if logistic else kernels.REGRESSION, hp, self.use_bias, self.use_linear,
+                        step, buffers, row_scores)
+                    seconds += time.perf_counter() - started
+                    position = end
+                    if checkpoints is not None and position < rows.n_rows:
+                        if checkpoints.stop_requested:
+                            raise TrainingStopped(f"in epoch {epoch} at row {position} of {rows.n_rows}",
+                                                  saved(epoch, position, table))
+                        if checkpoints.due():
+                            saved(epoch, position, table)
+                position = 0
                 loss = float(buffers.loss.sum())
                 if not math.isfinite(loss):
                     raise DivergedError(self._divergence_message(epoch, f"the training loss became {loss}"))
@@ -479,8 +554,161 @@ class FactorizationMachines(Estimator):
                 if early_stopping and best.stale >= self.early_stopping_patience:
                     stopped = "early_stopping"
                     break
+                if epoch + 1 < self.epochs:
+                    path = saved(epoch + 1, 0, table)
+                    if checkpoints is not None and checkpoints.stop_requested:
+                        raise TrainingStopped(f"after epoch {epoch}", path)
+        return self._keep_fit(bias, table, step, epoch, best, stopped, optimizer, first_epoch, n_threads,
+                              evaluated=evaluation is not None, early_stopping=early_stopping)
+
+    def fit_blocks(self, train: RowBlocks, eval_blocks: RowBlocks | None = None,
+                   on_epoch: OnEpoch | None = None, on_block: OnBlock | None = None,
+                   checkpoints: Checkpoints | None = None) -> FactorizationMachines:
+        """``fit`` on rows that arrive in blocks (``algorithm.row_blocks``), each pass over ``train`` one epoch:
+        the memory the data takes is the block in hand, whatever the row count.
+
+        Epoch e's blocks come in the order ``train`` draws from (seed, e) when it can reorder them (else as they
+        arrive); the rows of each block are shuffled by the same random stream, and trained on in mini-batches
+        with the kernels of ``fit``. Every block carries its labels (and optional weights). The train metrics
+        are those of the scores seen while training, accumulated over the blocks (``StreamingMetrics``);
+        ``eval_blocks`` is scored block by block after every epoch. ``on_block(epoch, rows_done, seconds)`` is
+        called after each block. Early stopping, divergence and warm starts work as in ``fit``.
+
+        ``checkpoints``: as in ``fit``, but at epoch ends only (a stream cannot be re-entered mid-pass): a fit
+        resumes at the start of the epoch after the last one saved, and a stop requested within an epoch ends
+        it at the next block, raising ``TrainingStopped`` with that last checkpoint (the resumed fit trains the
+        interrupted epoch again, so it ends with the uninterrupted fit's model).
+        """
+        self._check_params()
+        optimizer = self.resolved_params()["optimizer"]
+        d, k = self.feature_dim, self.num_factors
+        n_state = kernels.STATE_ARRAYS[optimizer]
+        bias, table, step, first_epoch = self._initial_table(n_state)
+        hp = self._hyperparameter_vector()
+        logistic = self.predictor_type == "binary_classifier"
+        early_stopping = eval_blocks is not None and self.early_stopping_patience > 0
+        best = BestEpoch(self.early_stopping_tolerance, keep_weights=early_stopping)
+        trend = RisingLoss()
+        stopped, warned = None, False
+        n_threads = self.num_threads or numba.get_num_threads()
+        identity = self._stream_identity(eval_blocks is not None)
+        resumed = None if checkpoints is None else checkpoints.load("fm", identity)
+        start, saved_path = 0, None
+        if resumed is not None and checkpoints is not None:
+            progress, arrays = resumed
+            bias, table = arrays["bias"].copy(), arrays["table"].copy()
+            step, first_epoch, start = int(progress["steps"]), int(progress["first_epoch"]), int(progress["epoch"])
+            warned, trend.baseline = bool(progress["warned"]), float(progress["baseline"])
+            trend.losses = [float(loss) for loss in progress["losses"]]
+            best.resume(progress["best"], None if "best_table" not in arrays else
+                        (arrays["best_bias"], arrays["best_table"], int(progress["best_steps"])))
+            saved_path = checkpoints.meta_path
+            log.info("Resuming from checkpoint %s: epoch %d (%d optimizer steps taken)", saved_path, start, step)
+
+        def save(next_epoch: int) -> Path | None:
+            """Write the checkpoint of the fit before epoch ``next_epoch`` (None: checkpoints off)."""
+            if checkpoints is None:
+                return None
+            progress = {"epoch": next_epoch, "steps": step, "first_epoch": first_epoch, "best": best.progress(),
+                        "losses": trend.losses, "baseline": trend.baseline, "warned": warned,
+                        "best_steps": None if best.weights is None else best.weights[2]}
+            arrays = {"bias": bias, "table": table}
+            if best.weights is not None:
+                arrays["best_bias"], arrays["best_table"] = best.weights[:2]
+            return checkpoints.save("fm", identity, progress, arrays)
+
+        with numba_threads(n_threads) as running:
+            train_epoch, shares = self._epoch_kernel(n_threads, running)
+            split = train_epoch is kernels.train_epoch_parallel
+            buffers: kernels.Buffers | None = None
+            epoch = start - 1
+            for epoch in range(start, self.epochs):
+                started = time.perf_counter()
+                rng = self._epoch_rng(first_epoch + epoch)
+                metrics = StreamingMetrics(self.predictor_type)
+                labels = _LabelSums()
+                rows_done = 0
+                if buffers is not None:
+                    buffers.loss[:] = 0.0
+                for block in train.blocks(rng):
+                    if block.n_rows == 0:
+                        continue
+                    if block.labels is None:
+                        raise ValueError(f"a block of rows {rows_done}..{rows_done + block.n_rows} has no labels")
+                    rows, y, weights, row_weight = self._training_rows(block, block.labels, block.weights)
+                    buffers = _training_buffers(shares, rows, self.mini_batch_size, d, k, split, buffers)
+                    order = rng.permutation(rows.n_rows).astype(np.int32 if rows.n_rows < 2**31 else np.int64)
+                    scores = np.zeros(rows.n_rows, dtype=np.float32)
+                    step = train_epoch(
+                        (rows.data, rows.indices, rows.indptr), y, row_weight, order, self.mini_batch_size, bias,
+                        table, k, kernels.OPTIMIZER_CODES[optimizer],
+                        kernels.LOGISTIC if logistic else kernels.REGRESSION, hp, self.use_bias, self.use_linear,
+                        step, buffers, scores)
+                    metrics.update(y, scores, weights)
+                    labels.update(y, row_weight)
+                    rows_done += rows.n_rows
+                    if on_block is not None:
+                        on_block(epoch, rows_done, time.perf_counter() - started)
+                    if checkpoints is not None and checkpoints.stop_requested:
+                        raise TrainingStopped(f"in epoch {epoch} after {rows_done} rows (a resumed job trains "
+                                              "this epoch again)", saved_path)
+                if buffers is None:
+                    raise ValueError("the training data has no rows")
+                seconds = time.perf_counter() - started
+                loss = float(buffers.loss.sum())
+                if not math.isfinite(loss):
+                    raise DivergedError(self._divergence_message(epoch, f"the training loss became {loss}"))
+                test = None
+                if eval_blocks is not None:
+                    test = self._streamed_metrics(eval_blocks, bias[:1], table[:, 0], table[:, 1:1 + k], n_threads)
+                    best.update(epoch, test[STOPPING_METRIC[self.predictor_type]],
+                                partial(_training_snapshot, bias, table, step))
+                if on_epoch is not None:
+                    on_epoch(epoch, metrics.result(), test, seconds)
+                if epoch == start and resumed is None:
+                    trend.baseline = labels.constant_prediction_loss(logistic)
+                if trend.update(loss / labels.weight) and not warned:
+                    warned = True
+                    if self._warn_diverging(epoch, trend, best):
+                        stopped = "diverging"
+                        break
+                if early_stopping and best.stale >= self.early_stopping_patience:
+                    stopped = "early_stopping"
+                    break
+                if epoch + 1 < self.epochs:
+                    saved_path = save(epoch + 1)
+                    if checkpoints is not None and checkpoints.stop_requested:
+                        raise TrainingStopped(f"after epoch {epoch}", saved_path)
+        return self._keep_fit(bias, table, step, epoch, best, stopped, optimizer, first_epoch, n_threads,
+                              evaluated=eval_blocks is not None, early_stopping=early_stopping)
+
+    def _streamed_metrics(self, blocks: RowBlocks, w0: np.ndarray, w: np.ndarray, V: np.ndarray,
+                          n_threads: int) -> dict[str, float]:
+        """The built-in's metrics of the weights (w0, w, V) on ``blocks``, scored block by block."""
+        metrics = StreamingMetrics(self.predictor_type)
+        for block in blocks.blocks(None):
+            if block.n_rows == 0:
+                continue
+            rows = _checked_rows(block, self.feature_dim, "eval X")
+            labels = _as_labels(block.labels, rows.n_rows, self.predictor_type, "eval y")
+            scores = _score(rows, w0, w, V, self.predictor_type == "binary_classifier", n_threads)
+            metrics.update(labels, scores, block.weights)
+        return metrics.result()
+
+    def streamed_metrics(self, blocks: RowBlocks) -> dict[str, float]:
+        """The built-in's metrics of the fitted model on ``blocks`` (with labels), scored block by block."""
+        self._check_fitted()
+        return self._streamed_metrics(blocks, self.w0_, self.w_, self.V_, numba.get_num_threads())
+
+    def _keep_fit(self, bias: np.ndarray, table: np.ndarray, step: int, epoch: int, best: BestEpoch,
+                  stopped: str | None, optimizer: str, first_epoch: int, n_threads: int, *, evaluated: bool,
+                  early_stopping: bool) -> FactorizationMachines:
+        """Set the fitted state from the training table after the last ``epoch`` (or from the best epoch's copy
+        that early stopping kept). The table is consumed: its memory is freed (the caller's name for it too)."""
+        k, n_state = self.num_factors, kernels.STATE_ARRAYS[optimizer]
         if best.weights is not None:
-            del table
+            if table.flags.owndata:  # (a table resumed from a checkpoint may be a view, which cannot shrink)
+                table.resize((0, table.shape[1]), refcheck=False)
             (bias, table, step), best_epoch = best.weights, best.epoch
             best.weights = None
         else:
@@ -499,18 +727,55 @@ class FactorizationMachines(Estimator):
         self.optimizer_state_: OptimizerState | None = OptimizerState(
             optimizer, step, first_epoch + best_epoch + 1, state_arrays)
         self.best_epoch_ = best_epoch
-        self.best_score_ = None if evaluation is None else (best.score if early_stopping else best.last)
+        self.best_score_ = None if not evaluated else (best.score if early_stopping else best.last)
         self.n_epochs_ = epoch + 1
         self.stopped_early_ = stopped
         self.n_threads_ = n_threads
-        self.n_features_in_ = d
+        self.n_features_in_ = self.feature_dim
         return self
 
-    def _shuffle(self, order: np.ndarray, epoch: int) -> None:
+    def _checkpoint_identity(self, rows: CSR, row_weight: np.ndarray, evaluation: tuple[CSR, np.ndarray] | None
+                             ) -> dict[str, Any]:
+        """What a checkpoint of this fit belongs to: the settings that shape its state and the data's shape."""
+        params = {name: value for name, value in _json_params(self.resolved_params()).items()
+                  if name not in RESUMABLE_CHANGES}
+        return {**params, "data_rows": rows.n_rows, "data_nonzeros": rows.nnz,
+                "data_weighted": bool(row_weight.size),
+                "test_rows": None if evaluation is None else evaluation[0].n_rows}
+
+    def _stream_identity(self, evaluated: bool) -> dict[str, Any]:
+        """What a checkpoint of a streamed fit belongs to: the settings that shape its state (a stream's shape is
+        unknown before it is read)."""
+        params = {name: value for name, value in _json_params(self.resolved_params()).items()
+                  if name not in RESUMABLE_CHANGES}
+        return {**params, "streamed": True, "evaluated": evaluated}
+
+    def _shuffle(self, order: np.ndarray, epoch: int, block_rows: int) -> None:
         """Fill ``order`` with the row order of epoch ``epoch`` (counting every epoch the weights were trained,
-        warm starts included): a permutation drawn from (seed, epoch) alone."""
-        order[:] = np.arange(order.size, dtype=order.dtype)
-        np.random.default_rng([self.seed, 1, epoch]).shuffle(order)
+        warm starts included), drawn from (seed, epoch) alone: a permutation of every row (shuffle=full), or
+        the blocks of ``block_rows`` stored rows in a shuffled order with the rows of each shuffled (blocks)."""
+        rng = self._epoch_rng(epoch)
+        if self.shuffle == "full":
+            order[:] = np.arange(order.size, dtype=order.dtype)
+            rng.shuffle(order)
+            return
+        at = 0
+        for b in block_order(-(-order.size // block_rows), rng):
+            r0 = b * block_rows
+            n = min(block_rows, order.size - r0)
+            order[at:at + n] = r0 + rng.permutation(n)
+            at += n
+
+    def _epoch_rng(self, epoch: int) -> np.random.Generator:
+        """The random stream of epoch ``epoch``'s row order."""
+        return np.random.default_rng([self.seed, 1, epoch])
+
+    def _block_rows(self, rows: CSR) -> int:
+        """Rows per block of shuffle=blocks: ``stream_buffer_mb`` / ``BLOCKS_PER_BUFFER`` of the data, rounded
+        down to whole mini-batches (at least one)."""
+        per_row = max(1.0, rows.nbytes / max(rows.n_rows, 1))
+        batches = int(self.stream_buffer_mb * 2**20 / BLOCKS_PER_BUFFER / per_row) // self.mini_batch_size
+        return max(1, batches) * self.mini_batch_size
 
     def _warn_diverging(self, epoch: int, trend: RisingLoss, best: BestEpoch) -> bool:
         """Warn that the training loss keeps growing; whether to stop (early stopping kept a better epoch's
@@ -678,6 +943,34 @@ def _hyperparameters(meta: Mapping[str, Any]) -> Mapping[str, Any]:
     if not isinstance(hyperparameters, Mapping):
         raise ValueError(f"hyperparameters must be a JSON object, found {type(hyperparameters).__name__}")
     return hyperparameters
+
+
+class _LabelSums:
+    """Weighted sums of the labels of a pass: the loss of the best constant prediction, without keeping them."""
+
+    def __init__(self) -> None:
+        self.weight = self.first = self.second = 0.0
+
+    def update(self, y: np.ndarray, row_weight: np.ndarray) -> None:
+        w = np.ones(y.size) if row_weight.size == 0 else row_weight.astype(np.float64)
+        y64 = y.astype(np.float64)
+        self.weight += float(w.sum())
+        self.first += float(np.dot(w, y64))
+        self.second += float(np.dot(w, y64 * y64))
+
+    def constant_prediction_loss(self, logistic: bool) -> float:
+        """As ``_constant_prediction_loss``: log loss of the base rate, or the labels' variance."""
+        mean = self.first / self.weight
+        if logistic:
+            p = min(max(mean, 1e-12), 1.0 - 1e-12)
+            return -(mean * math.log(p) + (1.0 - mean) * math.log(1.0 - p))
+        return max(0.0, self.second / self.weight - mean * mean)
+
+
+def _chunk_rows(batch_size: int) -> int:
+    """Rows per epoch-kernel call: about ``CHUNK_ROWS``, whole mini-batches (so the batches, and the model, are
+    those of one call over the whole order)."""
+    return max(1, CHUNK_ROWS // batch_size) * batch_size
 
 
 def _training_snapshot(bias: np.ndarray, table: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray, int]:

@@ -38,7 +38,12 @@ _DATA_LOADING = Param(
     "bounded chunks, kept in memory-mapped files on the training volume) or auto (memory when the data fits "
     "the memory limit, else stream; the log says which and why).", default="auto", choices=DATA_LOADING,
 )
-JOB_SETTINGS = ("algorithm", "data_loading")
+_PROGRESS_INTERVAL = Param(
+    "progress_interval_seconds", float, "Seconds between the #progress_metric and #throughput_metric lines "
+    "logged within an epoch while streaming (every epoch's end logs them too).", default=60.0, low=0,
+    low_open=True,
+)
+JOB_SETTINGS = ("algorithm", "data_loading", "progress_interval_seconds")
 _INIT_METHODS = ("normal", "uniform", "constant")
 # FM's tuning presets (fmwals.preset_ranges): a search space to run as is, log-scaled around AdaGrad's defaults
 # for both predictor types, with what matters most on the benchmark sets (docs/benchmarks.md). The ranges are
@@ -128,6 +133,16 @@ FM_SCHEMA: Schema = make_schema(
           "order): the same seed and num_threads give the same model, at lower speed. False: threads run "
           "whole batches and update the weights lock-free (Hogwild), so repeats differ slightly. One thread is "
           "always deterministic.", default=False),
+    _DATA_LOADING,
+    _PROGRESS_INTERVAL,
+    Param("stream_buffer_mb", int,
+          "Memory (MiB) for the data in hand when streaming: blocks of a quarter of it are decoded, shuffled "
+          "and trained on one after another. Also the block size of shuffle=blocks.",
+          default=256, low=4),
+    Param("shuffle", str,
+          "Row order of each epoch when the data is in memory: full (a permutation of every row) or blocks "
+          "(the order streaming uses: the blocks in a shuffled order, the rows within each block shuffled). "
+          "Streaming always uses blocks.", default="full", choices=("full", "blocks")),
 )
 
 WALS_SCHEMA: Schema = make_schema(

@@ -10,14 +10,19 @@ import numpy as np
 from algorithm.csr import CSR
 from algorithm.fm import FactorizationMachines
 from algorithm.metrics import STOPPING_METRIC, train_metrics
-from container import job, metrics_log
+from algorithm.schemas import JOB_SETTINGS
+from container import data_loading, fm_streaming, job, metrics_log
 from container.channels import read_channel
 from container.config import ChannelConfig
 from container.errors import ClientError, DataError
 from container.paths import SageMakerPaths
-from container.resources import memory_limit_bytes
+from container.resources import memory_limit_bytes, peak_rss_bytes
 
 log = logging.getLogger("train.fm")
+
+# Peak memory of the in-memory path per byte of data files: the body read whole, its decoded parts and their
+# concatenation (RecordIO-protobuf decodes to about its own size).
+IN_MEMORY_BYTES_PER_BYTE = 3.0
 
 
 def _check_labels(data: CSR, channel: str, predictor_type: str) -> np.ndarray:
@@ -79,38 +84,63 @@ def _log_optimizer_settings(model: FactorizationMachines) -> None:
 
 
 def train_fm(paths: SageMakerPaths, hp: dict[str, Any], channels: dict[str, ChannelConfig], host: str) -> None:
-    """Fit an FM model on the ``train`` channel (``test`` optional) and write it to ``model/``."""
-    feature_dim = hp["feature_dim"]
-    train = read_channel(paths, job.required_channel(paths, channels, "train"), feature_dim=feature_dim)
-    y = _check_labels(train, "train", hp["predictor_type"])
-    log.info("train: %d rows, %d nonzeros, feature_dim=%d", train.n_rows, train.nnz, feature_dim)
-    test, y_test = None, None
+    """Fit an FM model on the ``train`` channel (``test`` optional) and write it to ``model/``: decoded into
+    memory, or streamed block by block (``data_loading``, decided by the ``train`` channel; ``test`` follows)."""
+    train_config = job.required_channel(paths, channels, "train")
     test_config = job.optional_channel(paths, channels, "test")
-    if test_config is not None:
-        test = read_channel(paths, test_config, feature_dim=feature_dim)
-        y_test = _check_labels(test, "test", hp["predictor_type"])
-        log.info("test: %d rows, %d nonzeros", test.n_rows, test.nnz)
-
-    params = {k: v for k, v in hp.items() if k != "algorithm"}
+    params = {k: v for k, v in hp.items() if k not in JOB_SETTINGS}
     params["num_threads"] = job.thread_count(params["num_threads"])
-    early_stopping = test is not None and hp["early_stopping_patience"] > 0
-    _check_memory(params, train.nbytes + (test.nbytes if test else 0), early_stopping)
+    early_stopping = test_config is not None and hp["early_stopping_patience"] > 0
+    if data_loading.streams(paths, train_config, hp["data_loading"], IN_MEMORY_BYTES_PER_BYTE):
+        _check_memory(params, params["stream_buffer_mb"] * 2**20, early_stopping)
+        model = _model(paths, params)
+        fm_streaming.train_streamed(paths, params, model, train_config, test_config, host,
+                                    hp["progress_interval_seconds"])
+    else:
+        model = _train_in_memory(paths, params, train_config, test_config, host)
+    job.save_model(paths, model)
+    peak = peak_rss_bytes()
+    if peak is not None:
+        log.info("Peak memory (RSS) of the job: %.1f MiB", peak / 2**20)
+
+
+def _model(paths: SageMakerPaths, params: dict[str, Any]) -> FactorizationMachines:
+    """The estimator of the job, continuing the model channel's model when there is one."""
     model = FactorizationMachines(**params)
     _log_optimizer_settings(model)
     _warm_start(paths, model)
+    return model
 
-    epoch_log = job.EpochLog(host, hp["epochs"], train.n_rows)
+
+def _train_in_memory(paths: SageMakerPaths, params: dict[str, Any], train_config: ChannelConfig,
+                     test_config: ChannelConfig | None, host: str) -> FactorizationMachines:
+    """Decode the channels into memory, fit with metric lines and score the final model on both."""
+    feature_dim, predictor_type = params["feature_dim"], params["predictor_type"]
+    train = read_channel(paths, train_config, feature_dim=feature_dim)
+    y = _check_labels(train, "train", predictor_type)
+    log.info("train: %d rows, %d nonzeros, feature_dim=%d", train.n_rows, train.nnz, feature_dim)
+    test, y_test = None, None
+    if test_config is not None:
+        test = read_channel(paths, test_config, feature_dim=feature_dim)
+        y_test = _check_labels(test, "test", predictor_type)
+        log.info("test: %d rows, %d nonzeros", test.n_rows, test.nnz)
+
+    early_stopping = test is not None and params["early_stopping_patience"] > 0
+    _check_memory(params, train.nbytes + (test.nbytes if test else 0), early_stopping)
+    model = _model(paths, params)
+
+    epoch_log = job.EpochLog(host, params["epochs"], train.n_rows)
     seconds = job.fit(model, train, y, sample_weight=train.weights,
                       eval_set=None if test is None else (test, y_test), on_epoch=epoch_log)
-    stop = job.EarlyStop(STOPPING_METRIC[hp["predictor_type"]], hp["early_stopping_patience"],
-                         hp["early_stopping_tolerance"])
+    stop = job.EarlyStop(STOPPING_METRIC[predictor_type], params["early_stopping_patience"],
+                         params["early_stopping_tolerance"])
     epoch_log.finish(seconds, model.best_epoch_, stop if model.stopped_early_ == "early_stopping" else None)
 
-    for line in metrics_log.final_lines(host, "train", train_metrics(hp["predictor_type"], y,
+    for line in metrics_log.final_lines(host, "train", train_metrics(predictor_type, y,
                                                                       model.predict_scores(train))):
         log.info(line)
     if test is not None and y_test is not None:
         scores = model.predict_scores(test)
-        for line in metrics_log.final_lines(host, "test", train_metrics(hp["predictor_type"], y_test, scores)):
+        for line in metrics_log.final_lines(host, "test", train_metrics(predictor_type, y_test, scores)):
             log.info(line)
-    job.save_model(paths, model)
+    return model

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,9 +142,15 @@ class EarlyStop:
 
 def fit(model: Any, *args: Any, **kwargs: Any) -> float:
     """``model.fit(*args, **kwargs)``, a diverged fit being the user's error; returns the seconds it took."""
+    return timed_fit(model.fit, *args, **kwargs)
+
+
+def timed_fit(fit: Callable[..., Any], *args: Any, **kwargs: Any) -> float:
+    """``fit(*args, **kwargs)`` (a model's fit method), a diverged fit being the user's error; returns the
+    seconds it took."""
     started = time.monotonic()
     try:
-        model.fit(*args, **kwargs)
+        fit(*args, **kwargs)
     except DivergedError as err:
         raise ClientError(str(err)) from None
     return time.monotonic() - started

@@ -63,7 +63,7 @@ def final_lines(host: str, split: str, metrics: Mapping[str, float]) -> list[str
     return lines
 
 
-def progress_line(host: str, done: int, total: int) -> str:
+def progress_line(host: str, done: float, total: int) -> str:
     return f"#progress_metric: host={host}, completed {100.0 * done / max(total, 1):.1f} % of epochs"
 
 

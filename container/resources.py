@@ -1,4 +1,5 @@
-"""What this process may use: CPUs (affinity and cgroup CPU quota) and memory (cgroup limit).
+"""What this process may use: CPUs (affinity and cgroup CPU quota) and memory (cgroup limit); and the memory
+it used at its peak.
 
 ``os.cpu_count()`` reports the host's CPUs; a container limited with ``--cpus`` or a SageMaker instance
 shares them through a cgroup quota, and ``taskset``/cpusets through the affinity mask. Both cgroup v2
@@ -16,6 +17,7 @@ from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PROC_SELF_CGROUP = Path("/proc/self/cgroup")
+PROC_SELF_STATUS = Path("/proc/self/status")
 
 # cgroup v1 reports "no memory limit" as a huge page-aligned number (2**63 rounded down to a page).
 _V1_UNLIMITED_MEMORY = 1 << 62
@@ -41,6 +43,15 @@ def memory_limit_bytes(root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_SELF_C
         if v1 is not None and int(v1) < _V1_UNLIMITED_MEMORY:
             limits.append(int(v1))
     return min(limits, default=None)
+
+
+def peak_rss_bytes(status: Path = PROC_SELF_STATUS) -> int | None:
+    """This process's peak resident memory (``VmHWM``: since its program started, unlike ``ru_maxrss``, which
+    keeps the high-water mark of the process that forked it), or None where /proc does not say."""
+    for line in (_read(status) or "").splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return None
 
 
 def _cpu_quota(root: Path, proc_cgroup: Path) -> float | None:

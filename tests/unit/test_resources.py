@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from container.resources import memory_limit_bytes, usable_cpus
+from container.resources import memory_limit_bytes, peak_rss_bytes, usable_cpus
 
 AFFINITY = len(os.sched_getaffinity(0))
 
@@ -85,3 +85,11 @@ def test_defaults_read_this_machine():
     assert 1 <= usable_cpus() <= AFFINITY
     limit = memory_limit_bytes()
     assert limit is None or limit > 0
+
+
+def test_peak_rss_is_the_programs_high_water_mark(tmp_path):
+    status = tmp_path / "status"
+    status.write_text("Name:\ttrain\nVmPeak:\t  900000 kB\nVmHWM:\t  204800 kB\nVmRSS:\t  102400 kB\n")
+    assert peak_rss_bytes(status) == 204800 * 1024
+    assert peak_rss_bytes(tmp_path / "absent") is None
+    assert peak_rss_bytes() > 10 * 2**20  # this process's own, from /proc

@@ -1,0 +1,55 @@
+"""Rows in blocks: what a streamed FM fit (``FactorizationMachines.fit_blocks``) reads, one block at a time.
+
+A ``RowBlocks`` gives the rows of one pass as a sequence of ``CSR`` blocks with labels. A source that holds
+its blocks (in memory, or in an on-disk cache) visits them in the order its ``order_rng`` draws; a stream
+(a Pipe-mode FIFO) yields them as they arrive and ignores it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from algorithm.csr import CSR
+
+
+class RowBlocks(Protocol):
+    """The rows of a pass, in blocks."""
+
+    def blocks(self, order_rng: np.random.Generator | None) -> Iterator[CSR]:
+        """The next pass over the rows; ``order_rng`` (when given, and the source can) draws the block order."""
+        ...
+
+
+def row_range(rows: CSR, r0: int, r1: int) -> CSR:
+    """Rows ``r0:r1`` of ``rows``: views of data, indices, labels and weights, and a rebased indptr."""
+    start, end = int(rows.indptr[r0]), int(rows.indptr[r1])
+    return CSR(rows.data[start:end], rows.indices[start:end], rows.indptr[r0:r1 + 1] - start, rows.n_cols,
+               None if rows.labels is None else rows.labels[r0:r1],
+               None if rows.weights is None else rows.weights[r0:r1])
+
+
+def block_order(n_blocks: int, order_rng: np.random.Generator | None) -> np.ndarray:
+    """The order to visit ``n_blocks`` blocks in: drawn from ``order_rng``, or as stored without one."""
+    return np.arange(n_blocks) if order_rng is None else order_rng.permutation(n_blocks)
+
+
+@dataclass(frozen=True)
+class MemoryBlocks:
+    """``rows`` in contiguous blocks of ``block_rows`` rows (the last one shorter)."""
+
+    rows: CSR
+    block_rows: int
+
+    def __post_init__(self) -> None:
+        if self.block_rows < 1:
+            raise ValueError(f"block_rows must be >= 1, got {self.block_rows}")
+
+    def blocks(self, order_rng: np.random.Generator | None) -> Iterator[CSR]:
+        starts = range(0, self.rows.n_rows, self.block_rows)
+        for b in block_order(len(starts), order_rng):
+            r0 = starts[b]
+            yield row_range(self.rows, r0, min(r0 + self.block_rows, self.rows.n_rows))
