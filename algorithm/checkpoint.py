@@ -212,7 +212,7 @@ def _read_arrays(path: Path, meta: Mapping[str, Any]) -> dict[str, np.ndarray]:
                               f"{START_OVER}")
     try:
         with np.load(npz, allow_pickle=False) as stored:
-            arrays = {name: stored[name] for name in stored.files}
+            arrays = {name: stored[name].copy() for name in stored.files}  # arrays that own their memory
     except FileNotFoundError:
         raise CheckpointError(f"Checkpoint {path} names {npz.name}, which is missing (the checkpoint is "
                               f"incomplete); {START_OVER}") from None

@@ -31,6 +31,15 @@ _ALGORITHM = Param(
     "algorithm", str, "Which model to train: fm (Factorization Machines, the default) or wals.",
     default="fm", choices=ALGORITHMS,
 )
+_CHECKPOINT_INTERVAL = Param(
+    "checkpoint_interval_minutes", float,
+    "With checkpoints on (the job has a CheckpointConfig, i.e. /opt/ml/checkpoints exists), the longest time "
+    "between two checkpoints within an epoch (FM) or sweep (WALS); a checkpoint is also written after every "
+    "epoch or sweep and when the job is stopped (SIGTERM). 0: at epoch or sweep ends and on SIGTERM only.",
+    default=10.0, low=0,
+)
+# Settings of the training job rather than of the estimator (train reads them; the estimators take the rest).
+JOB_PARAMS = ("algorithm", "checkpoint_interval_minutes")
 _INIT_METHODS = ("normal", "uniform", "constant")
 # FM's tuning presets (fmwals.preset_ranges): a search space to run as is, log-scaled around AdaGrad's defaults
 # for both predictor types, with what matters most on the benchmark sets (docs/benchmarks.md). The ranges are
@@ -120,6 +129,7 @@ FM_SCHEMA: Schema = make_schema(
           "order): the same seed and num_threads give the same model, at lower speed. False: threads run "
           "whole batches and update the weights lock-free (Hogwild), so repeats differ slightly. One thread is "
           "always deterministic.", default=False),
+    _CHECKPOINT_INTERVAL,
 )
 
 WALS_SCHEMA: Schema = make_schema(
@@ -152,6 +162,7 @@ WALS_SCHEMA: Schema = make_schema(
     Param("eval_k", int, "Cut-off k of precision@k, MAP@k and NDCG@k on the test channel.", default=10,
           low=0, low_open=True),
     *_COMMON_RUNTIME,
+    _CHECKPOINT_INTERVAL,
 )
 
 SCHEMAS: dict[str, Schema] = {"fm": FM_SCHEMA, "wals": WALS_SCHEMA}

@@ -9,9 +9,11 @@ from typing import Any
 import numpy as np
 
 from algorithm import artifact
+from algorithm.checkpoint import Checkpoints
 from algorithm.csr import CSR
 from algorithm.fm import FactorizationMachines
 from algorithm.metrics import STOPPING_METRIC, train_metrics
+from algorithm.schemas import JOB_PARAMS
 from container import job, metrics_log
 from container.channels import read_channel
 from container.config import ChannelConfig
@@ -80,8 +82,10 @@ def _log_optimizer_settings(model: FactorizationMachines) -> None:
              ", ".join(f"{name}={resolved[name]:g}" for name in names if resolved[name] is not None))
 
 
-def train_fm(paths: SageMakerPaths, hp: dict[str, Any], channels: dict[str, ChannelConfig], host: str) -> None:
-    """Fit an FM model on the ``train`` channel (``test`` optional) and write it to ``model/``."""
+def train_fm(paths: SageMakerPaths, hp: dict[str, Any], channels: dict[str, ChannelConfig], host: str,
+             checkpoints: Checkpoints) -> None:
+    """Fit an FM model on the ``train`` channel (``test`` optional), resuming and writing ``checkpoints``, and write
+    it to ``model/``."""
     feature_dim = hp["feature_dim"]
     train = read_channel(paths, job.required_channel(paths, channels, "train"), feature_dim=feature_dim)
     y = _check_labels(train, "train", hp["predictor_type"])
@@ -93,7 +97,7 @@ def train_fm(paths: SageMakerPaths, hp: dict[str, Any], channels: dict[str, Chan
         y_test = _check_labels(test, "test", hp["predictor_type"])
         log.info("test: %d rows, %d nonzeros", test.n_rows, test.nnz)
 
-    params = {k: v for k, v in hp.items() if k != "algorithm"}
+    params = {k: v for k, v in hp.items() if k not in JOB_PARAMS}
     params["num_threads"] = job.thread_count(params["num_threads"])
     early_stopping = test is not None and hp["early_stopping_patience"] > 0
     _check_memory(params, train.nbytes + (test.nbytes if test else 0), early_stopping)
@@ -101,18 +105,20 @@ def train_fm(paths: SageMakerPaths, hp: dict[str, Any], channels: dict[str, Chan
     _log_optimizer_settings(model)
     _warm_start(paths, model)
 
-    epoch_log = job.EpochLog(host, hp["epochs"], train.n_rows)
-    seconds = job.fit(model, train, y, sample_weight=train.weights,
-                      eval_set=None if test is None else (test, y_test), on_epoch=epoch_log)
-    stop = job.EarlyStop(STOPPING_METRIC[hp["predictor_type"]], hp["early_stopping_patience"],
-                         hp["early_stopping_tolerance"])
-    epoch_log.finish(seconds, model.best_epoch_, stop if model.stopped_early_ == "early_stopping" else None)
+    with checkpoints.stop.deferred():  # SIGTERM from here on: the fit stops at a safe point, model/ stays whole
+        epoch_log = job.EpochLog(host, hp["epochs"], train.n_rows)
+        seconds = job.fit(model, train, y, sample_weight=train.weights,
+                          eval_set=None if test is None else (test, y_test), on_epoch=epoch_log,
+                          checkpoints=checkpoints)
+        stop = job.EarlyStop(STOPPING_METRIC[hp["predictor_type"]], hp["early_stopping_patience"],
+                             hp["early_stopping_tolerance"])
+        epoch_log.finish(seconds, model.best_epoch_, stop if model.stopped_early_ == "early_stopping" else None)
 
-    for line in metrics_log.final_lines(host, "train", train_metrics(hp["predictor_type"], y,
-                                                                      model.predict_scores(train))):
-        log.info(line)
-    if test is not None and y_test is not None:
-        scores = model.predict_scores(test)
-        for line in metrics_log.final_lines(host, "test", train_metrics(hp["predictor_type"], y_test, scores)):
+        for line in metrics_log.final_lines(host, "train", train_metrics(hp["predictor_type"], y,
+                                                                          model.predict_scores(train))):
             log.info(line)
-    artifact.save(Path(paths.model_dir), model)
+        if test is not None and y_test is not None:
+            scores = model.predict_scores(test)
+            for line in metrics_log.final_lines(host, "test", train_metrics(hp["predictor_type"], y_test, scores)):
+                log.info(line)
+        artifact.save(Path(paths.model_dir), model)

@@ -10,6 +10,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from algorithm import artifact
+from algorithm.checkpoint import Checkpoints
+from algorithm.schemas import JOB_PARAMS
 from algorithm.wals import WALS
 from algorithm.wals_model import IdMap, WALSModel
 from container import job, metrics_log, wals_data
@@ -87,16 +89,16 @@ def _initial_factors(paths: SageMakerPaths, hp: dict[str, Any], ids: tuple[IdMap
 
 
 def train_wals(paths: SageMakerPaths, hp: dict[str, Any], channels: dict[str, ChannelConfig],
-               host: str) -> None:
-    """Fit WALS on the ``train`` channel (``test``, ``row_weights``, ``col_weights``, ``model`` optional) and
-    write the model with its id maps to ``model/``."""
+               host: str, checkpoints: Checkpoints) -> None:
+    """Fit WALS on the ``train`` channel (``test``, ``row_weights``, ``col_weights``, ``model`` optional),
+    resuming and writing ``checkpoints``, and write the model with its id maps to ``model/``."""
     train = wals_data.read_triplets(paths, job.required_channel(paths, channels, "train"), hp)
     test_config = job.optional_channel(paths, channels, "test")
     test = None if test_config is None else wals_data.read_triplets(paths, test_config, hp)
     data = wals_data.build_matrices(train, test, hp)
     del train, test
     ids = (data.row_ids, data.col_ids)
-    params = {k: v for k, v in hp.items() if k not in ("algorithm", "num_rows", "num_cols")}
+    params = {k: v for k, v in hp.items() if k not in (*JOB_PARAMS, "num_rows", "num_cols")}
     for side, id_map in zip(SIDES, ids, strict=True):
         name = f"{side}_weights"
         config = job.optional_channel(paths, channels, name)
@@ -108,13 +110,16 @@ def train_wals(paths: SageMakerPaths, hp: dict[str, Any], channels: dict[str, Ch
     model = WALS(**params)
     init = _initial_factors(paths, hp, ids)
 
-    epoch_log = job.EpochLog(host, hp["max_sweeps"], data.train.nnz, unit="sweep")
-    seconds = job.fit(model, data.train, eval_set=data.test, on_epoch=epoch_log, **init)
-    stop = job.EarlyStop(model.stopping_metric, hp["early_stopping_patience"], hp["early_stopping_tolerance"])
-    epoch_log.finish(seconds, model.best_sweep_, stop)
-    train_m, test_m = epoch_log.history[model.best_sweep_]
-    for line in metrics_log.final_lines(host, "train", train_m):
-        log.info(line)
-    for line in metrics_log.final_lines(host, "test", test_m or {}):
-        log.info(line)
-    artifact.save(Path(paths.model_dir), WALSModel(model, data.row_ids, data.col_ids, data.train))
+    with checkpoints.stop.deferred():  # SIGTERM from here on: the fit stops at a safe point, model/ stays whole
+        epoch_log = job.EpochLog(host, hp["max_sweeps"], data.train.nnz, unit="sweep")
+        seconds = job.fit(model, data.train, eval_set=data.test, on_epoch=epoch_log,
+                          checkpoints=checkpoints, **init)
+        stop = job.EarlyStop(model.stopping_metric, hp["early_stopping_patience"], hp["early_stopping_tolerance"])
+        epoch_log.finish(seconds, model.best_sweep_, stop)
+        if model.best_sweep_ in epoch_log.history:  # else the job that ran that sweep logged its metrics
+            train_m, test_m = epoch_log.history[model.best_sweep_]
+            for line in metrics_log.final_lines(host, "train", train_m):
+                log.info(line)
+            for line in metrics_log.final_lines(host, "test", test_m or {}):
+                log.info(line)
+        artifact.save(Path(paths.model_dir), WALSModel(model, data.row_ids, data.col_ids, data.train))

@@ -17,7 +17,7 @@ from algorithm._threads import numba_threads
 from algorithm.csr import CSR
 from algorithm.fm import DivergedError, FactorizationMachines, NotFittedError
 from algorithm.metrics import binary_classification_cross_entropy, rmse
-from algorithm.schemas import FM_SCHEMA
+from algorithm.schemas import FM_SCHEMA, JOB_PARAMS
 
 
 def _toy(n: int = 400, d: int = 50, seed: int = 0) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
@@ -47,10 +47,10 @@ def _model(**params) -> FactorizationMachines:
 
 def test_parameters_are_the_schema() -> None:
     signature = inspect.signature(FactorizationMachines.__init__).parameters
-    schema_names = [name for name in FM_SCHEMA if name != "algorithm"]
+    schema_names = [name for name in FM_SCHEMA if name not in JOB_PARAMS]
     assert [name for name in signature if name != "self"] == schema_names
     for name, param in FM_SCHEMA.items():
-        if name != "algorithm" and not param.required:
+        if name not in JOB_PARAMS and not param.required:
             assert signature[name].default == param.default, name
 
 

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 from algorithm import _wals_kernels as kernels
 from algorithm import _wals_reference as reference
 from algorithm import artifact
-from algorithm.schemas import WALS_SCHEMA
+from algorithm.schemas import JOB_PARAMS, WALS_SCHEMA
 from algorithm.wals import WALS, NotFittedError, _entries
 from algorithm.warmup import warm_up_wals
 
@@ -55,7 +55,7 @@ def _dense_problem(model: WALS, R: sp.csr_matrix) -> tuple[np.ndarray, np.ndarra
 def test_parameters_are_the_schema_names_and_defaults() -> None:
     model = WALS(embedding_dimension=3)
     params = model.get_params()
-    assert set(params) == set(WALS_SCHEMA) - {"algorithm"}
+    assert set(params) == set(WALS_SCHEMA) - set(JOB_PARAMS)
     for name, value in params.items():
         if name != "embedding_dimension":
             assert value == WALS_SCHEMA[name].default, name
