@@ -60,17 +60,22 @@ class TrainingStopped(Exception):  # noqa: N818 - a stop request, not an error
 
 class StopFlag:
     """A stop request (set from a signal handler). While ``deferred`` (inside a fit, which checks ``requested``
-    between kernel calls and stops at a safe point), ``request`` only sets the flag; otherwise it raises
-    ``TrainingStopped`` at once: there is no state yet worth saving."""
+    between kernel calls and stops at a safe point) or once the job is ``complete``, ``request`` only sets the
+    flag; otherwise it raises ``TrainingStopped`` at once: there is no state yet worth saving."""
 
     def __init__(self) -> None:
         self.requested = False
         self._deferred = 0
+        self._complete = False
 
     def request(self) -> None:
         self.requested = True
-        if not self._deferred:
+        if not self._deferred and not self._complete:
             raise TrainingStopped("before training started", None)
+
+    def complete(self) -> None:
+        """The job's work is done (the model written): a later request changes nothing."""
+        self._complete = True
 
     @contextmanager
     def deferred(self) -> Iterator[None]:

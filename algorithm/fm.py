@@ -484,6 +484,7 @@ class FactorizationMachines(Estimator):
             buffers = _training_buffers(shares, rows, self.mini_batch_size, d, k,
                                         split_batches=train_epoch is kernels.train_epoch_parallel)
             chunk = _chunk_rows(self.mini_batch_size, FIRST_CHUNK_ROWS / CHUNK_SECONDS)  # until a rate is known
+
             def saved(epoch: int, position: int, table: np.ndarray) -> Path | None:
                 """Write the checkpoint of the fit at ``position`` in ``epoch`` (None: checkpoints off)."""
                 if checkpoints is None:

@@ -122,3 +122,4 @@ def train_fm(paths: SageMakerPaths, hp: dict[str, Any], channels: dict[str, Chan
             for line in metrics_log.final_lines(host, "test", train_metrics(hp["predictor_type"], y_test, scores)):
                 log.info(line)
         artifact.save(Path(paths.model_dir), model)
+        checkpoints.stop.complete()

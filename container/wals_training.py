@@ -123,3 +123,4 @@ def train_wals(paths: SageMakerPaths, hp: dict[str, Any], channels: dict[str, Ch
             for line in metrics_log.final_lines(host, "test", test_m or {}):
                 log.info(line)
         artifact.save(Path(paths.model_dir), WALSModel(model, data.row_ids, data.col_ids, data.train))
+        checkpoints.stop.complete()

@@ -100,6 +100,8 @@ def test_a_stop_request_raises_at_once_unless_deferred() -> None:
         flag.request()
     with pytest.raises(TrainingStopped), flag.deferred():
         pass
+    flag.complete()
+    flag.request()  # after the job's work: recorded only
 
 
 # ------------------------------------------------------------------------------- FM stops and resumes
