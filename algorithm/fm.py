@@ -42,9 +42,11 @@ INIT_BLOCK_ROWS = 65_536  # rows of the table initialized per block
 CHECK_BLOCK = 65_536  # values (rows) per block of the input checks: no whole-column temporaries beside the data
 # Rows per call of the epoch kernel: at most CHUNK_ROWS and about CHUNK_SECONDS of training at the rate of the
 # previous call (whole mini-batches, at least one): stop requests and checkpoints happen between calls, so a
-# stop waits about CHUNK_SECONDS even on a loaded machine.
-CHUNK_ROWS = 65_536
-CHUNK_SECONDS = 0.1
+# stop waits about CHUNK_SECONDS even on a loaded machine. Shorter calls slow Hogwild epochs on a loaded
+# machine (each call ends waiting for the slowest thread): 0.1 s cost 1.6x there, 0.5 s 1.02x
+# (bench/bench_fm_chunks.py).
+CHUNK_ROWS = 1 << 20
+CHUNK_SECONDS = 0.5
 FIRST_CHUNK_ROWS = 4_096
 # Settings a checkpoint may be resumed under with other values: they do not change what the state means.
 RESUMABLE_CHANGES = ("epochs", "num_threads")

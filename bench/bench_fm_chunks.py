@@ -1,6 +1,6 @@
 """FM epochs in bounded kernel calls (at most ``algorithm.fm.CHUNK_ROWS`` rows and about ``CHUNK_SECONDS`` each,
-so a stop request is seen between them) against the anchor, one kernel call per epoch; and the time a
-checkpoint of the model takes to write.
+so a stop request is seen between them; ``--chunk-seconds`` and ``--chunk-rows`` try other bounds) against the
+anchor, one kernel call per epoch; and the time a checkpoint of the model takes to write.
 
     .venv/bin/python -m bench.bench_fm_chunks --threads 2 --k 8 --repeats 5
     .venv/bin/python -m bench.bench_fm_chunks --data-dir /path/to/bench/data   # a cache made elsewhere
@@ -16,6 +16,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from algorithm import fm as fm_module
@@ -23,12 +24,17 @@ from algorithm.checkpoint import Checkpoints
 from algorithm.fm import FactorizationMachines
 from bench import fm_data
 
-WHOLE_EPOCH = 1 << 62
 RATIO_GOAL = 1.03
+CHUNKED = fm_module._chunk_rows
 
 
-def _epoch_seconds(model: FactorizationMachines, data: fm_data.BenchData, chunk_rows: int) -> float:
-    fm_module.CHUNK_ROWS = chunk_rows
+def _whole_epoch(batch_size: int, rows_per_second: float = 0.0) -> int:
+    """The anchor's chunk: every row of the epoch in one kernel call."""
+    return 1 << 62
+
+
+def _epoch_seconds(model: FactorizationMachines, data: fm_data.BenchData, chunking: Callable[..., int]) -> float:
+    fm_module._chunk_rows = chunking
     seconds: list[float] = []
     model.fit(data.train, data.train.labels, on_epoch=lambda _e, _tr, _te, s: seconds.append(s))
     return seconds[0]
@@ -41,22 +47,27 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--chunk-seconds", type=float, default=fm_module.CHUNK_SECONDS,
+                        help="the fit's target seconds per kernel call (default: algorithm.fm.CHUNK_SECONDS)")
+    parser.add_argument("--chunk-rows", type=int, default=fm_module.CHUNK_ROWS,
+                        help="the fit's most rows per kernel call (default: algorithm.fm.CHUNK_ROWS)")
     args = parser.parse_args()
+    fm_module.CHUNK_SECONDS, fm_module.CHUNK_ROWS = args.chunk_seconds, args.chunk_rows
     data = fm_data.load("ctr", data_dir=args.data_dir, rows=args.rows)
-    chunked = fm_module.CHUNK_ROWS
     for deterministic in (False, True):
         model = FactorizationMachines(feature_dim=data.feature_dim, num_factors=args.k, epochs=1,
                                       predictor_type="binary_classifier", num_threads=args.threads,
                                       deterministic=deterministic)
         model.fit(data.train.head(256), data.train.labels[:256])  # compile (or load the cache)
-        times: dict[int, list[float]] = {chunked: [], WHOLE_EPOCH: []}
+        times: dict[Callable[..., int], list[float]] = {CHUNKED: [], _whole_epoch: []}
         for _ in range(args.repeats):
-            for rows in times:
-                times[rows].append(_epoch_seconds(model, data, rows))
-        fm_module.CHUNK_ROWS = chunked
-        ours, anchor = statistics.median(times[chunked]), statistics.median(times[WHOLE_EPOCH])
+            for chunking in times:
+                times[chunking].append(_epoch_seconds(model, data, chunking))
+        fm_module._chunk_rows = CHUNKED
+        ours, anchor = statistics.median(times[CHUNKED]), statistics.median(times[_whole_epoch])
         ratio = ours / anchor
-        print(f"deterministic={deterministic} threads={args.threads} k={args.k} rows={data.train.n_rows}: "
+        print(f"deterministic={deterministic} threads={args.threads} k={args.k} rows={data.train.n_rows} chunks of "
+              f"<= {args.chunk_rows} rows, ~{args.chunk_seconds:g} s: "
               f"chunked {ours:.3f} s/epoch, whole {anchor:.3f} s/epoch: ratio {ratio:.3f} "
               f"{'PASS' if ratio <= RATIO_GOAL else 'MISS'} (goal <= {RATIO_GOAL})")
     with tempfile.TemporaryDirectory() as scratch:
