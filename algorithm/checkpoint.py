@@ -144,7 +144,14 @@ class Checkpoints:
         checkpoints are off."""
         if self.directory is None:
             return None
-        directory = self.directory
+        try:
+            return self._save(self.directory, algorithm, identity, progress, arrays)
+        except OSError as err:
+            raise CheckpointError(f"Cannot write a checkpoint in {self.directory} ({err}): free space there or "
+                                  "run the job without CheckpointConfig") from None
+
+    def _save(self, directory: Path, algorithm: str, identity: Mapping[str, Any], progress: Mapping[str, Any],
+              arrays: Mapping[str, np.ndarray]) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
         for stale in directory.glob(".checkpoint*.tmp"):  # left by a save that was killed
             stale.unlink(missing_ok=True)

@@ -44,6 +44,13 @@ def test_a_new_save_replaces_the_previous_one_and_leaves_no_other_file(tmp_path:
     assert checkpoints.load("fm", IDENTITY)[0] == {"epoch": 3}
 
 
+def test_a_checkpoint_that_cannot_be_written_says_where(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    blocked = tmp_path / "file" / "checkpoints"
+    with pytest.raises(CheckpointError, match=f"Cannot write a checkpoint in {blocked} .*Not a directory"):
+        Checkpoints(blocked).save("fm", IDENTITY, {"epoch": 3}, {"table": np.zeros(2, np.float32)})
+
+
 def test_no_directory_or_no_checkpoint_means_a_fresh_start(tmp_path: Path) -> None:
     assert Checkpoints(None).load("fm", IDENTITY) is None
     assert Checkpoints(None).save("fm", IDENTITY, {}, {}) is None
