@@ -60,17 +60,22 @@ class TrainingStopped(Exception):  # noqa: N818 - a stop request, not an error
 
 class StopFlag:
     """A stop request (set from a signal handler). While ``deferred`` (inside a fit, which checks ``requested``
-    between kernel calls and stops at a safe point), ``request`` only sets the flag; otherwise it raises
-    ``TrainingStopped`` at once: there is no state yet worth saving."""
+    between kernel calls and stops at a safe point) or once the job is ``complete``, ``request`` only sets the
+    flag; otherwise it raises ``TrainingStopped`` at once: there is no state yet worth saving."""
 
     def __init__(self) -> None:
         self.requested = False
         self._deferred = 0
+        self._complete = False
 
     def request(self) -> None:
         self.requested = True
-        if not self._deferred:
+        if not self._deferred and not self._complete:
             raise TrainingStopped("before training started", None)
+
+    def complete(self) -> None:
+        """The job's work is done (the model written): a later request changes nothing."""
+        self._complete = True
 
     @contextmanager
     def deferred(self) -> Iterator[None]:
@@ -139,7 +144,14 @@ class Checkpoints:
         checkpoints are off."""
         if self.directory is None:
             return None
-        directory = self.directory
+        try:
+            return self._save(self.directory, algorithm, identity, progress, arrays)
+        except OSError as err:
+            raise CheckpointError(f"Cannot write a checkpoint in {self.directory} ({err}): free space there or "
+                                  "run the job without CheckpointConfig") from None
+
+    def _save(self, directory: Path, algorithm: str, identity: Mapping[str, Any], progress: Mapping[str, Any],
+              arrays: Mapping[str, np.ndarray]) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
         for stale in directory.glob(".checkpoint*.tmp"):  # left by a save that was killed
             stale.unlink(missing_ok=True)
@@ -212,7 +224,7 @@ def _read_arrays(path: Path, meta: Mapping[str, Any]) -> dict[str, np.ndarray]:
                               f"{START_OVER}")
     try:
         with np.load(npz, allow_pickle=False) as stored:
-            arrays = {name: stored[name] for name in stored.files}
+            arrays = {name: stored[name].copy() for name in stored.files}  # arrays that own their memory
     except FileNotFoundError:
         raise CheckpointError(f"Checkpoint {path} names {npz.name}, which is missing (the checkpoint is "
                               f"incomplete); {START_OVER}") from None

@@ -44,8 +44,14 @@ PARALLEL_SCORING_NNZ = 200_000
 INIT_BLOCK_ROWS = 65_536  # rows of the table initialized per block
 CHECK_BLOCK = 65_536  # values (rows) per block of the input checks: no whole-column temporaries beside the data
 BLOCKS_PER_BUFFER = 4  # stream_buffer_mb holds this many blocks (the one trained on, the next being decoded, ...)
-CHUNK_ROWS = 65_536  # rows per call of the epoch kernel (rounded up to whole mini-batches): stop requests and
-# checkpoints happen between calls
+# Rows per call of the epoch kernel: at most CHUNK_ROWS and about CHUNK_SECONDS of training at the rate of the
+# previous call (whole mini-batches, at least one): stop requests and checkpoints happen between calls, so a
+# stop waits about CHUNK_SECONDS even on a loaded machine. Shorter calls slow Hogwild epochs on a loaded
+# machine (each call ends waiting for the slowest thread): 0.1 s cost 1.6x there, 0.5 s 1.02x
+# (bench/bench_fm_chunks.py).
+CHUNK_ROWS = 1 << 20
+CHUNK_SECONDS = 0.5
+FIRST_CHUNK_ROWS = 4_096
 # Settings a checkpoint may be resumed under with other values: they do not change what the state means.
 RESUMABLE_CHANGES = ("epochs", "num_threads")
 
@@ -446,7 +452,7 @@ class FactorizationMachines(Estimator):
         ``checkpoints`` (``algorithm.checkpoint.Checkpoints``): the fit resumes the checkpoint found there (of the
         same hyperparameters, epochs aside, and data shape; ``CheckpointError`` otherwise), saves one after every
         epoch but the last and within epochs when one is due, and when a stop is requested ends at the next
-        chunk of rows (at most ``CHUNK_ROWS`` rows and whole mini-batches) with a checkpoint, raising
+        chunk of rows (whole mini-batches, about ``CHUNK_SECONDS`` of training) with a checkpoint, raising
         ``TrainingStopped``. A resumed fit trains exactly as the uninterrupted one (deterministic or one
         thread, same threads): the row order is drawn from (seed, epoch), so the position in it suffices.
         """
@@ -494,7 +500,8 @@ class FactorizationMachines(Estimator):
             train_epoch, shares = self._epoch_kernel(n_threads, running)
             buffers = _training_buffers(shares, rows, self.mini_batch_size, d, k,
                                         split_batches=train_epoch is kernels.train_epoch_parallel)
-            chunk = _chunk_rows(self.mini_batch_size)
+            chunk = _chunk_rows(self.mini_batch_size, FIRST_CHUNK_ROWS / CHUNK_SECONDS)  # until a rate is known
+
             def saved(epoch: int, position: int, table: np.ndarray) -> Path | None:
                 """Write the checkpoint of the fit at ``position`` in ``epoch`` (None: checkpoints off)."""
                 if checkpoints is None:
@@ -526,7 +533,9 @@ class FactorizationMachines(Estimator):
                         self.mini_batch_size, bias, table, k, kernels.OPTIMIZER_CODES[optimizer],
                         kernels.LOGISTIC if logistic else kernels.REGRESSION, hp, self.use_bias, self.use_linear,
                         step, buffers, row_scores)
-                    seconds += time.perf_counter() - started
+                    elapsed = time.perf_counter() - started
+                    seconds += elapsed
+                    chunk = _chunk_rows(self.mini_batch_size, (end - position) / max(elapsed, 1e-9))
                     position = end
                     if checkpoints is not None and position < rows.n_rows:
                         if checkpoints.stop_requested:
@@ -967,10 +976,11 @@ class _LabelSums:
         return max(0.0, self.second / self.weight - mean * mean)
 
 
-def _chunk_rows(batch_size: int) -> int:
-    """Rows per epoch-kernel call: about ``CHUNK_ROWS``, whole mini-batches (so the batches, and the model, are
-    those of one call over the whole order)."""
-    return max(1, CHUNK_ROWS // batch_size) * batch_size
+def _chunk_rows(batch_size: int, rows_per_second: float = math.inf) -> int:
+    """Rows of the next epoch-kernel call (``CHUNK_ROWS`` and ``CHUNK_SECONDS`` at ``rows_per_second``), in whole
+    mini-batches, so the batches, and the model, are those of one call over the whole order."""
+    rows = min(CHUNK_ROWS, rows_per_second * CHUNK_SECONDS)
+    return max(1, int(rows) // batch_size) * batch_size
 
 
 def _training_snapshot(bias: np.ndarray, table: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray, int]:

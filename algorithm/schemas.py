@@ -43,7 +43,15 @@ _PROGRESS_INTERVAL = Param(
     "logged within an epoch while streaming (every epoch's end logs them too).", default=60.0, low=0,
     low_open=True,
 )
-JOB_SETTINGS = ("algorithm", "data_loading", "progress_interval_seconds")
+_CHECKPOINT_INTERVAL = Param(
+    "checkpoint_interval_minutes", float,
+    "With checkpoints on (the job has a CheckpointConfig, i.e. /opt/ml/checkpoints exists), the longest time "
+    "between two checkpoints within an epoch (FM) or sweep (WALS); a checkpoint is also written after every "
+    "epoch or sweep and when the job is stopped (SIGTERM). 0: at epoch or sweep ends and on SIGTERM only.",
+    default=10.0, low=0,
+)
+# Settings of the training job rather than of the estimator (train reads them; the estimators take the rest).
+JOB_SETTINGS = ("algorithm", "data_loading", "progress_interval_seconds", "checkpoint_interval_minutes")
 _INIT_METHODS = ("normal", "uniform", "constant")
 # FM's tuning presets (fmwals.preset_ranges): a search space to run as is, log-scaled around AdaGrad's defaults
 # for both predictor types, with what matters most on the benchmark sets (docs/benchmarks.md). The ranges are
@@ -143,6 +151,7 @@ FM_SCHEMA: Schema = make_schema(
           "Row order of each epoch when the data is in memory: full (a permutation of every row) or blocks "
           "(the order streaming uses: the blocks in a shuffled order, the rows within each block shuffled). "
           "Streaming always uses blocks.", default="full", choices=("full", "blocks")),
+    _CHECKPOINT_INTERVAL,
 )
 
 WALS_SCHEMA: Schema = make_schema(
@@ -176,6 +185,7 @@ WALS_SCHEMA: Schema = make_schema(
           low=0, low_open=True),
     *_COMMON_RUNTIME,
     _DATA_LOADING,
+    _CHECKPOINT_INTERVAL,
 )
 
 SCHEMAS: dict[str, Schema] = {"fm": FM_SCHEMA, "wals": WALS_SCHEMA}

@@ -17,10 +17,13 @@ entries are summed (scipy's rule).
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, TypeAlias
 
 import numba
@@ -31,6 +34,7 @@ from algorithm import _wals_kernels as kernels
 from algorithm._threads import numba_threads
 from algorithm.base import DivergedError, Estimator, NotFittedError
 from algorithm.best_epoch import BestEpoch
+from algorithm.checkpoint import Checkpoints, TrainingStopped
 from algorithm.csr import CSR
 from algorithm.hyperparameters import defaults
 from algorithm.metrics import rmse
@@ -40,8 +44,12 @@ from algorithm.schemas import WALS_SCHEMA
 OnEpoch = Callable[[int, dict[str, float], "dict[str, float] | None", float], None]
 Sparse: TypeAlias = sp.spmatrix | sp.sparray
 
+log = logging.getLogger(__name__)
+
 _DEFAULTS = defaults(WALS_SCHEMA)
 WEIGHT_NAMES = ("row_weights", "col_weights")
+# Settings a checkpoint may be resumed under with other values: they do not change what the state means.
+RESUMABLE_CHANGES = ("max_sweeps", "num_threads")
 # predict scores serially below this many pairs (serving sends small requests).
 PARALLEL_SCORING_PAIRS = 100_000
 # Gramians for the training loss are summed in float64 over chunks of this many factor rows.
@@ -294,7 +302,7 @@ class WALS(Estimator):
 
     def fit(self, R: Sparse | Entries, eval_set: Sparse | None = None, on_epoch: OnEpoch | None = None,
             init_row_factors: np.ndarray | None = None, init_col_factors: np.ndarray | None = None,
-            entry_weights: Sparse | None = None) -> WALS:
+            entry_weights: Sparse | None = None, checkpoints: Checkpoints | None = None) -> WALS:
         """Factorize the sparse matrix ``R`` (rows x columns) in ``max_sweeps`` sweeps. ``R`` may also be
         ``Entries`` prepared with this estimator's weights and alpha (then without ``entry_weights``).
 
@@ -307,8 +315,15 @@ class WALS(Estimator):
         with train metrics ``loss`` (the objective, regularization included) and ``rwse`` (TF's root weighted
         squared error), the test metrics, and the seconds the two half-sweeps took. Raises ``DivergedError``
         when the loss or the factors become non-finite.
+
+        ``checkpoints`` (``algorithm.checkpoint.Checkpoints``): the fit resumes the checkpoint found there (same
+        settings, max_sweeps and num_threads aside, and data; ``CheckpointError`` otherwise), saves one after every
+        sweep but the last and between half-sweeps when one is due, and when a stop is requested ends after the
+        half-sweep in flight with a checkpoint, raising ``TrainingStopped``. A resumed fit ends with the factors
+        of the uninterrupted one (the solves are deterministic).
         """
         self._check_params()
+        scale = None  # entry weights: folded into Entries' extra weights, else given beside R
         if isinstance(R, Entries):
             n, m = self._shape(R.shape)
             if (n, m) != R.shape or entry_weights is not None:
@@ -347,11 +362,39 @@ class WALS(Estimator):
         best = BestEpoch(self.early_stopping_tolerance, keep_weights=early_stopping,
                          higher_is_better=self.alpha is not None)
         n_threads = self.num_threads or numba.get_num_threads()
+        identity = self._checkpoint_identity((n, m), rows.nnz, test, row_weights, col_weights, scale)
+        resumed = None if checkpoints is None else checkpoints.load("wals", identity)
+        start, half = 0, 0
+        if resumed is not None:
+            progress, arrays = resumed
+            U, V = arrays["row_factors"], arrays["col_factors"]
+            start, half = int(progress["sweep"]), int(progress["half"])
+            best.resume(progress["best"], (arrays["best_row_factors"], arrays["best_col_factors"])
+                        if "best_row_factors" in arrays else None)
+            log.info("Resuming from checkpoint %s: sweep %d%s", checkpoints.meta_path if checkpoints else None,
+                     start, " after its row half" if half else "")
+
+        def saved(sweep: int, half: int) -> Path | None:
+            """Write the checkpoint of the fit before ``half`` (0: rows, 1: columns) of ``sweep``."""
+            if checkpoints is None:
+                return None
+            arrays = {"row_factors": U, "col_factors": V}
+            if best.weights is not None:
+                arrays["best_row_factors"], arrays["best_col_factors"] = best.weights
+            return checkpoints.save("wals", identity, {"sweep": sweep, "half": half, "best": best.progress()},
+                                    arrays)
+
         with numba_threads(n_threads) as workers:
-            sweep = -1
-            for sweep in range(self.max_sweeps):
+            sweep = start - 1
+            for sweep in range(start, self.max_sweeps):
                 started = time.perf_counter()
-                kernels.solve(rows, row_extra, V, U, w0, lam, self.solver, self.cg_steps, workers)
+                if not half:
+                    kernels.solve(rows, row_extra, V, U, w0, lam, self.solver, self.cg_steps, workers)
+                    if checkpoints is not None and (checkpoints.stop_requested or checkpoints.due()):
+                        path = saved(sweep, 1)
+                        if checkpoints.stop_requested:
+                            raise TrainingStopped(f"in sweep {sweep} after its row half", path)
+                half = 0
                 kernels.solve(cols, col_extra, U, V, w0, lam, self.solver, self.cg_steps, workers)
                 seconds = time.perf_counter() - started
                 train = self._train_metrics(rows, row_extra, U, V, sum_weights, workers)
@@ -365,6 +408,10 @@ class WALS(Estimator):
                     on_epoch(sweep, train, metrics, seconds)
                 if early_stopping and best.stale >= self.early_stopping_patience:
                     break
+                if sweep + 1 < self.max_sweeps:
+                    path = saved(sweep + 1, 0)
+                    if checkpoints is not None and checkpoints.stop_requested:
+                        raise TrainingStopped(f"after sweep {sweep}", path)
         if best.weights is not None:
             (U, V), best_sweep = best.weights, best.epoch
         else:
@@ -380,6 +427,19 @@ class WALS(Estimator):
         self.n_sweeps_ = sweep + 1
         self.n_threads_ = n_threads
         return self
+
+    def _checkpoint_identity(self, shape: tuple[int, int], nnz: int, test: sp.csr_matrix | None,
+                             row_weights: np.ndarray, col_weights: np.ndarray, scale: np.ndarray | None
+                             ) -> dict[str, Any]:
+        """What a checkpoint of this fit belongs to: the settings that shape the factors and the data's shape
+        (weight vectors and entry weights by their SHA-256)."""
+        params = {name: value for name, value in self.get_params().items()
+                  if name not in RESUMABLE_CHANGES and name not in WEIGHT_NAMES}
+        digests = {name: hashlib.sha256(np.ascontiguousarray(array, dtype=np.float32).tobytes()).hexdigest()
+                   for name, array in (("row_weights", row_weights), ("col_weights", col_weights),
+                                       ("entry_weights", scale if scale is not None else np.empty(0)))}
+        return {**params, **digests, "data_shape": list(shape), "data_entries": int(nnz),
+                "test_entries": None if test is None else int(test.nnz)}
 
     def _train_metrics(self, rows: CSR, extra: np.ndarray, U: np.ndarray, V: np.ndarray, sum_weights: float,
                        workers: int) -> dict[str, float]:

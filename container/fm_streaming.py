@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from algorithm.checkpoint import Checkpoints
 from algorithm.csr import CSR
 from algorithm.fm import BLOCKS_PER_BUFFER, FactorizationMachines
 from algorithm.metrics import STOPPING_METRIC
@@ -68,9 +69,10 @@ class ChannelPasses:
 
 def train_streamed(paths: SageMakerPaths, params: dict[str, Any], model: FactorizationMachines,
                    train_config: ChannelConfig, test_config: ChannelConfig | None, host: str,
-                   progress_seconds: float) -> None:
+                   progress_seconds: float, checkpoints: Checkpoints) -> None:
     """Fit ``model`` on the streamed ``train`` channel (``test`` scored by streaming after every epoch and at
-    the end), with the metric lines of each epoch and progress lines within them every ``progress_seconds``.
+    the end), with the metric lines of each epoch and progress lines within them every ``progress_seconds``,
+    resuming and writing ``checkpoints`` at epoch ends.
     The final train metrics are those of the kept epoch (the scores seen while training on it), which spares
     a pass over the data. The on-disk caches are removed at the end, however the job ends."""
     block_bytes = params["stream_buffer_mb"] * 2**20 // BLOCKS_PER_BUFFER
@@ -87,13 +89,14 @@ def train_streamed(paths: SageMakerPaths, params: dict[str, Any], model: Factori
     epoch_log = job.EpochLog(host, params["epochs"], 0)
     try:
         seconds = job.timed_fit(model.fit_blocks, train, test, on_epoch=_counting(epoch_log, progress),
-                                on_block=progress)
+                                on_block=progress, checkpoints=checkpoints)
         stop = job.EarlyStop(STOPPING_METRIC[params["predictor_type"]], params["early_stopping_patience"],
                              params["early_stopping_tolerance"])
         epoch_log.finish(seconds, model.best_epoch_, stop if model.stopped_early_ == "early_stopping" else None)
-        kept_train, _ = epoch_log.history[model.best_epoch_]
-        for line in metrics_log.final_lines(host, "train", kept_train):
-            log.info(line)
+        if model.best_epoch_ in epoch_log.history:  # else the job that ran that epoch logged its metrics
+            kept_train, _ = epoch_log.history[model.best_epoch_]
+            for line in metrics_log.final_lines(host, "train", kept_train):
+                log.info(line)
         if test is not None:
             for line in metrics_log.final_lines(host, "test", model.streamed_metrics(test)):
                 log.info(line)

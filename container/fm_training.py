@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from algorithm.checkpoint import Checkpoints
 from algorithm.csr import CSR
 from algorithm.fm import FactorizationMachines
 from algorithm.metrics import STOPPING_METRIC, train_metrics
@@ -83,9 +84,11 @@ def _log_optimizer_settings(model: FactorizationMachines) -> None:
              ", ".join(f"{name}={resolved[name]:g}" for name in names if resolved[name] is not None))
 
 
-def train_fm(paths: SageMakerPaths, hp: dict[str, Any], channels: dict[str, ChannelConfig], host: str) -> None:
-    """Fit an FM model on the ``train`` channel (``test`` optional) and write it to ``model/``: decoded into
-    memory, or streamed block by block (``data_loading``, decided by the ``train`` channel; ``test`` follows)."""
+def train_fm(paths: SageMakerPaths, hp: dict[str, Any], channels: dict[str, ChannelConfig], host: str,
+             checkpoints: Checkpoints) -> None:
+    """Fit an FM model on the ``train`` channel (``test`` optional), resuming and writing ``checkpoints``, and
+    write it to ``model/``: decoded into memory, or streamed block by block (``data_loading``, decided by the
+    ``train`` channel; ``test`` follows)."""
     train_config = job.required_channel(paths, channels, "train")
     test_config = job.optional_channel(paths, channels, "test")
     params = {k: v for k, v in hp.items() if k not in JOB_SETTINGS}
@@ -94,11 +97,13 @@ def train_fm(paths: SageMakerPaths, hp: dict[str, Any], channels: dict[str, Chan
     if data_loading.streams(paths, train_config, hp["data_loading"], IN_MEMORY_BYTES_PER_BYTE):
         _check_memory(params, params["stream_buffer_mb"] * 2**20, early_stopping)
         model = _model(paths, params)
-        fm_streaming.train_streamed(paths, params, model, train_config, test_config, host,
-                                    hp["progress_interval_seconds"])
+        with checkpoints.stop.deferred():  # decoding streams too: the fit stops between blocks
+            fm_streaming.train_streamed(paths, params, model, train_config, test_config, host,
+                                        hp["progress_interval_seconds"], checkpoints)
+            job.save_model(paths, model)
+            checkpoints.stop.complete()
     else:
-        model = _train_in_memory(paths, params, train_config, test_config, host)
-    job.save_model(paths, model)
+        _train_in_memory(paths, params, train_config, test_config, host, checkpoints)
     peak = peak_rss_bytes()
     if peak is not None:
         log.info("Peak memory (RSS) of the job: %.1f MiB", peak / 2**20)
@@ -113,8 +118,9 @@ def _model(paths: SageMakerPaths, params: dict[str, Any]) -> FactorizationMachin
 
 
 def _train_in_memory(paths: SageMakerPaths, params: dict[str, Any], train_config: ChannelConfig,
-                     test_config: ChannelConfig | None, host: str) -> FactorizationMachines:
-    """Decode the channels into memory, fit with metric lines and score the final model on both."""
+                     test_config: ChannelConfig | None, host: str, checkpoints: Checkpoints) -> None:
+    """Decode the channels into memory, fit with metric lines (resuming and writing ``checkpoints``), score the
+    final model on both and write it."""
     feature_dim, predictor_type = params["feature_dim"], params["predictor_type"]
     train = read_channel(paths, train_config, feature_dim=feature_dim)
     y = _check_labels(train, "train", predictor_type)
@@ -129,18 +135,21 @@ def _train_in_memory(paths: SageMakerPaths, params: dict[str, Any], train_config
     _check_memory(params, train.nbytes + (test.nbytes if test else 0), early_stopping)
     model = _model(paths, params)
 
-    epoch_log = job.EpochLog(host, params["epochs"], train.n_rows)
-    seconds = job.fit(model, train, y, sample_weight=train.weights,
-                      eval_set=None if test is None else (test, y_test), on_epoch=epoch_log)
-    stop = job.EarlyStop(STOPPING_METRIC[predictor_type], params["early_stopping_patience"],
-                         params["early_stopping_tolerance"])
-    epoch_log.finish(seconds, model.best_epoch_, stop if model.stopped_early_ == "early_stopping" else None)
+    with checkpoints.stop.deferred():  # SIGTERM from here on: the fit stops at a safe point, model/ stays whole
+        epoch_log = job.EpochLog(host, params["epochs"], train.n_rows)
+        seconds = job.fit(model, train, y, sample_weight=train.weights,
+                          eval_set=None if test is None else (test, y_test), on_epoch=epoch_log,
+                          checkpoints=checkpoints)
+        stop = job.EarlyStop(STOPPING_METRIC[predictor_type], params["early_stopping_patience"],
+                             params["early_stopping_tolerance"])
+        epoch_log.finish(seconds, model.best_epoch_, stop if model.stopped_early_ == "early_stopping" else None)
 
-    for line in metrics_log.final_lines(host, "train", train_metrics(predictor_type, y,
-                                                                      model.predict_scores(train))):
-        log.info(line)
-    if test is not None and y_test is not None:
-        scores = model.predict_scores(test)
-        for line in metrics_log.final_lines(host, "test", train_metrics(predictor_type, y_test, scores)):
+        for line in metrics_log.final_lines(host, "train", train_metrics(predictor_type, y,
+                                                                          model.predict_scores(train))):
             log.info(line)
-    return model
+        if test is not None and y_test is not None:
+            scores = model.predict_scores(test)
+            for line in metrics_log.final_lines(host, "test", train_metrics(predictor_type, y_test, scores)):
+                log.info(line)
+        job.save_model(paths, model)
+        checkpoints.stop.complete()

@@ -13,6 +13,7 @@ from typing import Any
 
 from algorithm import artifact
 from algorithm.base import DivergedError
+from algorithm.checkpoint import CheckpointError
 from container import metrics_log
 from container.channels import channel_present, missing_channel_error
 from container.config import ChannelConfig
@@ -97,16 +98,17 @@ def thread_count(num_threads: int) -> int:
 class EpochLog:
     """``fit``'s ``on_epoch``: logs the train and test metric lines, progress and throughput (``items`` per
     second of training) of each epoch and keeps its metrics in ``history``; ``finish`` reports how the fit
-    ended. ``unit`` names an epoch ("sweep" for WALS)."""
+    ended. ``unit`` names an epoch ("sweep" for WALS). ``history`` holds the epochs this job ran (a resumed
+    fit's earlier epochs were logged by the job that ran them)."""
 
     host: str
     epochs: int
     items: int
     unit: str = "epoch"
-    history: list[tuple[Metrics, Metrics | None]] = field(default_factory=list)
+    history: dict[int, tuple[Metrics, Metrics | None]] = field(default_factory=dict)
 
     def __call__(self, epoch: int, train: Metrics, test: Metrics | None, seconds: float) -> None:
-        self.history.append((train, test))
+        self.history[epoch] = (train, test)
         lines = metrics_log.epoch_lines(self.host, epoch, "train", train)
         if test:
             lines += metrics_log.epoch_lines(self.host, epoch, "test", test)
@@ -118,9 +120,10 @@ class EpochLog:
     def finish(self, seconds: float, kept: int, early_stop: EarlyStop | None = None) -> None:
         """Log the epochs the fit ran, which one's weights the model holds, and, when early stopping ended it
         (``early_stop``), the line that says so and the progress at 100 %, as at the end of every job."""
-        run, unit = len(self.history), self.unit
-        log.info("Fitted %d %s(s) of %d in %.2f s; the model holds %s %d", run, unit, self.epochs, seconds, unit,
-                 kept)
+        run, unit = max(self.history, default=-1) + 1, self.unit
+        resumed = f" ({len(self.history)} in this job, after resuming)" if len(self.history) < run else ""
+        log.info("Fitted %d %s(s) of %d in %.2f s%s; the model holds %s %d", run, unit, self.epochs, seconds,
+                 resumed, unit, kept)
         if early_stop is not None and run < self.epochs:
             log.info("Early stopping ended training after %s %d (%d of %d %ss): the test %s did not improve by "
                      "more than early_stopping_tolerance=%g for early_stopping_patience=%d %ss; the model keeps "
@@ -141,16 +144,17 @@ class EarlyStop:
 
 
 def fit(model: Any, *args: Any, **kwargs: Any) -> float:
-    """``model.fit(*args, **kwargs)``, a diverged fit being the user's error; returns the seconds it took."""
+    """``model.fit(*args, **kwargs)``, a diverged fit or a checkpoint it cannot resume being the user's error;
+    returns the seconds it took."""
     return timed_fit(model.fit, *args, **kwargs)
 
 
 def timed_fit(fit: Callable[..., Any], *args: Any, **kwargs: Any) -> float:
-    """``fit(*args, **kwargs)`` (a model's fit method), a diverged fit being the user's error; returns the
-    seconds it took."""
+    """``fit(*args, **kwargs)`` (a model's fit method), a diverged fit or a checkpoint it cannot resume being the
+    user's error; returns the seconds it took."""
     started = time.monotonic()
     try:
         fit(*args, **kwargs)
-    except DivergedError as err:
+    except (DivergedError, CheckpointError) as err:
         raise ClientError(str(err)) from None
     return time.monotonic() - started

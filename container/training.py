@@ -1,19 +1,25 @@
 """The ``train`` entry point: contract -> hyperparameters -> channels -> fit -> artifact, or a failure file.
 
 A user error (``ClientError``: bad hyperparameter, bad data, missing channel, diverged training, a model that
-cannot fit in memory) writes its one-line reason first in ``output/failure`` and exits 1. Any other exception
-is our bug: ``output/failure`` gets the reason and the traceback, exit 2. Success exits 0.
+cannot fit in memory, a checkpoint that cannot be resumed) writes its one-line reason first in
+``output/failure`` and exits 1. Any other exception is our bug: ``output/failure`` gets the reason and the
+traceback, exit 2. SIGTERM stops the job (``container.checkpointing``): ``output/failure`` says where it stopped
+and which checkpoint a restarted job resumes, exit 143 (128 + SIGTERM, as a process the signal ended). Success
+exits 0.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import time
 import traceback
 
+from algorithm.checkpoint import StopFlag, TrainingStopped
 from algorithm.hyperparameters import HyperparameterError
 from algorithm.schemas import parse_for_algorithm
+from container.checkpointing import job_checkpoints, stop_on_sigterm
 from container.config import read_hyperparameters, read_input_data_config, read_resource_config
 from container.errors import ClientError
 from container.numba_cache import writable_cache
@@ -22,6 +28,7 @@ from container.paths import SageMakerPaths
 log = logging.getLogger("train")
 
 EXIT_OK, EXIT_CLIENT_ERROR, EXIT_INTERNAL_ERROR = 0, 1, 2
+EXIT_STOPPED = 128 + signal.SIGTERM
 
 
 def configure_logging() -> None:
@@ -41,8 +48,9 @@ def write_failure(paths: SageMakerPaths, text: str) -> None:
         paths.failure_file.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
 
 
-def run(paths: SageMakerPaths) -> None:
-    """Train the algorithm the hyperparameters select; raises ClientError for anything the user must fix."""
+def run(paths: SageMakerPaths, stop: StopFlag) -> None:
+    """Train the algorithm the hyperparameters select, honouring ``stop``; raises ClientError for anything the
+    user must fix, TrainingStopped when stopped."""
     started = time.monotonic()
     writable_cache()  # before numba is imported
     raw = read_hyperparameters(paths)
@@ -57,17 +65,18 @@ def run(paths: SageMakerPaths) -> None:
     if len(resources.hosts) > 1:
         log.warning("Distributed training is not supported: host %s trains on its own data only (hosts: %s)",
                     resources.current_host, resources.hosts)
+    checkpoints = job_checkpoints(paths, hyperparameters, stop)
     from container.kernel_compilation import logged_compilation  # imports numba: only once the job is valid
 
     with logged_compilation(log):
         if algorithm == "fm":
             from container.fm_training import train_fm
 
-            train_fm(paths, hyperparameters, channels, resources.current_host)
+            train_fm(paths, hyperparameters, channels, resources.current_host, checkpoints)
         else:
             from container.wals_training import train_wals
 
-            train_wals(paths, hyperparameters, channels, resources.current_host)
+            train_wals(paths, hyperparameters, channels, resources.current_host, checkpoints)
     log.info("Training finished in %.1f s; model written to %s", time.monotonic() - started, paths.model_dir)
 
 
@@ -76,8 +85,19 @@ def main(argv: list[str] | None = None) -> int:
     del argv  # SageMaker passes "train"; there are no options.
     configure_logging()
     paths = SageMakerPaths.from_env()
+    stop = StopFlag()
+    stop_on_sigterm(stop)
     try:
-        run(paths)
+        run(paths, stop)
+    except TrainingStopped as stopped:
+        saved = (f"checkpoint {stopped.checkpoint} written: a job started with the same checkpoint directory "
+                 "resumes from it" if stopped.checkpoint is not None else
+                 f"no checkpoint written ({paths.checkpoint_dir} does not exist, or training had not started): a "
+                 "job started again trains from the beginning")
+        reason = f"Training stopped by SIGTERM {stopped.where}; {saved}"
+        log.warning(reason)
+        write_failure(paths, reason)
+        return EXIT_STOPPED
     except ClientError as err:
         reason = " ".join(str(err).split())
         log.error("Training failed: %s", reason)

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from algorithm.checkpoint import Checkpoints
 from algorithm.schemas import JOB_SETTINGS
 from algorithm.wals import WALS, Entries, weight_vector
 from algorithm.wals_model import IdMap, WALSModel
@@ -89,24 +90,25 @@ def _initial_factors(paths: SageMakerPaths, hp: dict[str, Any], ids: tuple[IdMap
 
 
 def train_wals(paths: SageMakerPaths, hp: dict[str, Any], channels: dict[str, ChannelConfig],
-               host: str) -> None:
-    """Fit WALS on the ``train`` channel (``test``, ``row_weights``, ``col_weights``, ``model`` optional) and
-    write the model with its id maps to ``model/``."""
+               host: str, checkpoints: Checkpoints) -> None:
+    """Fit WALS on the ``train`` channel (``test``, ``row_weights``, ``col_weights``, ``model`` optional),
+    resuming and writing ``checkpoints``, and write the model with its id maps to ``model/``."""
     train_config = job.required_channel(paths, channels, "train")
     test_config = job.optional_channel(paths, channels, "test")
     if data_loading.streams(paths, train_config, hp["data_loading"], IN_MEMORY_BYTES_PER_BYTE, unwraps=False):
         with wals_ondisk.Scratch(paths.scratch_dir) as scratch:
-            _fit(paths, hp, channels, host, wals_ondisk.build(paths, train_config, test_config, hp, scratch))
+            _fit(paths, hp, channels, host, wals_ondisk.build(paths, train_config, test_config, hp, scratch),
+                 checkpoints)
         return
     train = wals_data.read_triplets(paths, train_config, hp)
     test = None if test_config is None else wals_data.read_triplets(paths, test_config, hp)
     data = wals_data.build_matrices(train, test, hp)
     del train, test
-    _fit(paths, hp, channels, host, data)
+    _fit(paths, hp, channels, host, data, checkpoints)
 
 
 def _fit(paths: SageMakerPaths, hp: dict[str, Any], channels: dict[str, ChannelConfig], host: str,
-         data: wals_data.Matrices | wals_ondisk.StreamedMatrices) -> None:
+         data: wals_data.Matrices | wals_ondisk.StreamedMatrices, checkpoints: Checkpoints) -> None:
     ids = (data.row_ids, data.col_ids)
     params = {k: v for k, v in hp.items() if k not in (*JOB_SETTINGS, "num_rows", "num_cols")}
     for side, id_map in zip(SIDES, ids, strict=True):
@@ -127,13 +129,17 @@ def _fit(paths: SageMakerPaths, hp: dict[str, Any], channels: dict[str, ChannelC
                                     for side, id_map in zip(SIDES, ids, strict=True))
         fit_input = data.train.entries(row_weights, col_weights, hp["alpha"])
 
-    epoch_log = job.EpochLog(host, hp["max_sweeps"], seen.nnz, unit="sweep")
-    seconds = job.fit(model, fit_input, eval_set=data.test, on_epoch=epoch_log, **init)
-    stop = job.EarlyStop(model.stopping_metric, hp["early_stopping_patience"], hp["early_stopping_tolerance"])
-    epoch_log.finish(seconds, model.best_sweep_, stop)
-    train_m, test_m = epoch_log.history[model.best_sweep_]
-    for line in metrics_log.final_lines(host, "train", train_m):
-        log.info(line)
-    for line in metrics_log.final_lines(host, "test", test_m or {}):
-        log.info(line)
-    job.save_model(paths, WALSModel(model, data.row_ids, data.col_ids, seen))
+    with checkpoints.stop.deferred():  # SIGTERM from here on: the fit stops at a safe point, model/ stays whole
+        epoch_log = job.EpochLog(host, hp["max_sweeps"], seen.nnz, unit="sweep")
+        seconds = job.fit(model, fit_input, eval_set=data.test, on_epoch=epoch_log, checkpoints=checkpoints,
+                          **init)
+        stop = job.EarlyStop(model.stopping_metric, hp["early_stopping_patience"], hp["early_stopping_tolerance"])
+        epoch_log.finish(seconds, model.best_sweep_, stop)
+        if model.best_sweep_ in epoch_log.history:  # else the job that ran that sweep logged its metrics
+            train_m, test_m = epoch_log.history[model.best_sweep_]
+            for line in metrics_log.final_lines(host, "train", train_m):
+                log.info(line)
+            for line in metrics_log.final_lines(host, "test", test_m or {}):
+                log.info(line)
+        job.save_model(paths, WALSModel(model, data.row_ids, data.col_ids, seen))
+        checkpoints.stop.complete()

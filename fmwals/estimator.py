@@ -34,6 +34,7 @@ V1_NAMES = {
     "train_max_wait": "max_wait",
 }
 MODEL_CONTENT_TYPE = "application/x-sagemaker-model"
+CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"  # where the image reads and writes checkpoints
 
 
 def translate_v1(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -79,6 +80,8 @@ class Estimator:
         encrypt_inter_container_traffic: bool = False,
         use_spot_instances: bool = False,
         max_wait: int | None = None,
+        checkpoint_s3_uri: str | None = None,
+        checkpoint_local_path: str | None = None,
         environment: dict[str, str] | None = None,
         **v1_arguments: Any,
     ) -> None:
@@ -111,6 +114,12 @@ class Estimator:
         self.max_run: int = named.get("max_run", max_run)
         self.use_spot_instances = named.get("use_spot_instances", use_spot_instances)
         self.max_wait = named.get("max_wait", max_wait)
+        if checkpoint_local_path not in (None, CHECKPOINT_LOCAL_PATH, CHECKPOINT_LOCAL_PATH + "/"):
+            raise ValueError(f"checkpoint_local_path={checkpoint_local_path!r}: the image reads and writes its "
+                             f"checkpoints in {CHECKPOINT_LOCAL_PATH}; leave checkpoint_local_path unset (or set "
+                             "it to that)")
+        self.checkpoint_s3_uri = checkpoint_s3_uri
+        self.checkpoint_local_path = checkpoint_local_path
         if input_mode not in ("File", "Pipe"):
             raise ValueError(f"input_mode={input_mode!r}: expected 'File' or 'Pipe'")
         self.input_mode = input_mode
@@ -211,6 +220,10 @@ class Estimator:
         if self.use_spot_instances:
             request["EnableManagedSpotTraining"] = True
             stopping["MaxWaitTimeInSeconds"] = int(self.max_wait or self.max_run)
+        if self.checkpoint_s3_uri:
+            request["CheckpointConfig"] = {"S3Uri": self.checkpoint_s3_uri}
+            if self.checkpoint_local_path:
+                request["CheckpointConfig"]["LocalPath"] = self.checkpoint_local_path
         return request
 
     def fit(
@@ -287,6 +300,10 @@ class Estimator:
             sagemaker_session=sagemaker_session,
             model_channel_name=model_channel_name,
             environment=description.get("Environment"),
+            use_spot_instances=bool(description.get("EnableManagedSpotTraining")),
+            max_wait=description.get("StoppingCondition", {}).get("MaxWaitTimeInSeconds"),
+            checkpoint_s3_uri=description.get("CheckpointConfig", {}).get("S3Uri"),
+            checkpoint_local_path=description.get("CheckpointConfig", {}).get("LocalPath"),
         )
         estimator.set_hyperparameters(**description.get("HyperParameters", {}))
         estimator.metric_definitions = definitions if definitions != estimator._metric_definitions() else None

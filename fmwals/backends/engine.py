@@ -35,9 +35,11 @@ class Engine(Protocol):
         ...
 
     def start_training(
-        self, image: str, opt_ml: Path, channels: dict[str, Path], env: dict[str, str], name: str
+        self, image: str, opt_ml: Path, channels: dict[str, Path], env: dict[str, str], name: str,
+        checkpoints: Path | None = None,
     ) -> Running:
-        """Run ``train`` on ``opt_ml``; ``channels`` maps File-mode channel names to local files or dirs."""
+        """Run ``train`` on ``opt_ml``; ``channels`` maps File-mode channel names to local files or dirs;
+        ``checkpoints``, a host directory, appears as ``opt_ml/checkpoints`` (read and written)."""
         ...
 
     def start_serving(

@@ -87,6 +87,11 @@ class LocalBackend:
         self.engine.check(request["AlgorithmSpecification"]["TrainingImage"])
         if jobs.exists("jobs", name):
             raise ValueError(f"a training job named {name!r} already exists: choose another job_name")
+        checkpoint_uri = request.get("CheckpointConfig", {}).get("S3Uri")
+        if checkpoint_uri and not is_local(checkpoint_uri):
+            raise ValueError(f"checkpoint_s3_uri={checkpoint_uri!r}: the local back ends keep checkpoints in a "
+                             "local directory (a path or file:// URI), which a job started again with the same "
+                             "checkpoint_s3_uri resumes from")
         job_dir = jobs.entity_dir("jobs", name)
         (job_dir / "opt_ml").mkdir(parents=True)
         (job_dir / "log.txt").touch()

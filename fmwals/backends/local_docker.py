@@ -113,9 +113,12 @@ class DockerEngine:
             raise _api_error(err, what) from None
 
     def start_training(
-        self, image: str, opt_ml: Path, channels: dict[str, Path], env: dict[str, str], name: str
+        self, image: str, opt_ml: Path, channels: dict[str, Path], env: dict[str, str], name: str,
+        checkpoints: Path | None = None,
     ) -> _Container:
         volumes = {str(opt_ml): {"bind": "/opt/ml", "mode": "rw"}}
+        if checkpoints is not None:
+            volumes[str(checkpoints)] = {"bind": "/opt/ml/checkpoints", "mode": "rw"}
         for channel, source in channels.items():
             target = f"/opt/ml/input/data/{channel}" + ("" if source.is_dir() else f"/{source.name}")
             volumes[str(source)] = {"bind": target, "mode": "ro"}

@@ -84,9 +84,12 @@ class ProcessEngine:
             )
 
     def start_training(
-        self, image: str, opt_ml: Path, channels: dict[str, Path], env: dict[str, str], name: str
+        self, image: str, opt_ml: Path, channels: dict[str, Path], env: dict[str, str], name: str,
+        checkpoints: Path | None = None,
     ) -> _Process:
         link_channels(opt_ml, channels)
+        if checkpoints is not None:
+            (opt_ml / "checkpoints").symlink_to(checkpoints, target_is_directory=True)
         process = subprocess.Popen(
             [sys.executable, str(program_dir() / "train")],
             cwd=program_dir(),

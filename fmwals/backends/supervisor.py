@@ -76,6 +76,17 @@ def channel_sources(job_dir: Path, record: dict[str, Any]) -> dict[str, tuple[Pa
     return sources
 
 
+def checkpoint_dir(record: dict[str, Any]) -> Path | None:
+    """The host directory the job's ``CheckpointConfig.S3Uri`` names (a path or file:// URI; created), which the
+    engine shows the container as /opt/ml/checkpoints; None without checkpoints."""
+    uri = record.get("CheckpointConfig", {}).get("S3Uri")
+    if not uri:
+        return None
+    directory = local_path(uri)
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
 def pack_model(job_dir: Path, record: dict[str, Any]) -> str:
     """``model.tar.gz`` of the model directory, where OutputDataConfig says; returns its URI."""
     archive = job_dir / "model.tar.gz"
@@ -148,9 +159,10 @@ class _Supervisor:
                 PipeFeeder(opt_ml / "input" / "data", n, src, self.feeders_stop).start()
         env = {"TRAINING_JOB_NAME": self.name, **self.record.get("Environment", {})}
         image = self.record["AlgorithmSpecification"]["TrainingImage"]
+        checkpoints = checkpoint_dir(self.record)
         with self.lock:
             if self.stop_reason is None:
-                self.running = self.engine.start_training(image, opt_ml, files, env, self.name)
+                self.running = self.engine.start_training(image, opt_ml, files, env, self.name, checkpoints)
         if self.running is None:
             return self.finish(None)
         jobs.update("jobs", self.name, SecondaryStatus="Training", TrainingStartTime=jobs.now())

@@ -9,7 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from fmwals import BackendUnavailableError, EndpointError, FactorizationMachines
+from algorithm import artifact
+from fmwals import BackendUnavailableError, EndpointError, FactorizationMachines, JobFailedError
 from fmwals.backends.local_docker import client
 
 FM_ARGS = {
@@ -43,6 +44,33 @@ def test_train_deploy_predict_in_docker(docker_image, digits, input_mode):
     fm.delete_endpoint()
     with pytest.raises(EndpointError, match="does not exist"):
         predictor.predict(xt[:1])
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_a_stopped_container_job_resumes_from_its_checkpoints_in_a_new_job(docker_image, digits, tmp_path):
+    x, y, _, _ = digits
+    rows = np.tile(x, (20, 1)), np.tile(y, 20)
+    args = {"epochs": 60, "num_threads": 1, "seed": 5}
+    checkpoints = tmp_path / "checkpoints"
+    stopped = _fm(docker_image, **args, checkpoint_s3_uri=str(checkpoints))
+    records = stopped.record_set(*rows)
+    stopped.fit(records, mini_batch_size=10, wait=False)
+    deadline = time.monotonic() + 300
+    while not (checkpoints / "checkpoint.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stopped.latest_training_job.stop()
+    with pytest.raises(JobFailedError, match="Stopped by request"):
+        stopped.latest_training_job.wait(logs=False)
+    assert "Received SIGTERM" in stopped.latest_training_job.log()
+    resumed = _fm(docker_image, **args, checkpoint_s3_uri=f"file://{checkpoints}")
+    resumed.fit(records, mini_batch_size=10, logs=False)
+    assert "Resuming from checkpoint /opt/ml/checkpoints/checkpoint.json" in resumed.latest_training_job.log()
+    whole = _fm(docker_image, **args)
+    whole.fit(records, mini_batch_size=10, logs=False)
+    expected = artifact.read(whole.model_data.removeprefix("file://"))[1]
+    for name, array in artifact.read(resumed.model_data.removeprefix("file://"))[1].items():
+        np.testing.assert_array_equal(array, expected[name], err_msg=name)
 
 
 @pytest.mark.docker

@@ -255,6 +255,48 @@ def test_stop_a_running_job(digits):
         fm.latest_training_job.wait(logs=False)
 
 
+def _wait_for_epoch(checkpoint: Path, epoch: int) -> None:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        try:
+            if json.loads(checkpoint.read_text())["progress"]["epoch"] >= epoch:
+                return
+        except (FileNotFoundError, json.JSONDecodeError):
+            pass
+        time.sleep(0.005)
+    raise AssertionError(f"no checkpoint of epoch {epoch} in {checkpoint}")
+
+
+def test_a_stopped_job_with_checkpoints_resumes_in_a_new_job_to_the_uninterrupted_model(digits, tmp_path):
+    x, y, _, _ = digits
+    rows = np.tile(x, (20, 1)), np.tile(y, 20)
+    args = {"epochs": 60, "num_threads": 1, "seed": 5}
+    whole = _fm(**args)
+    records = whole.record_set(*rows)
+    whole.fit(records, mini_batch_size=10, logs=False)
+    checkpoints = tmp_path / "checkpoints"
+    stopped = _fm(**args, checkpoint_s3_uri=f"file://{checkpoints}")
+    stopped.fit(records, mini_batch_size=10, wait=False)
+    _wait_for_epoch(checkpoints / "checkpoint.json", 2)
+    stopped.latest_training_job.stop()
+    with pytest.raises(JobFailedError, match="Stopped by request"):
+        stopped.latest_training_job.wait(logs=False)
+    assert "Received SIGTERM" in stopped.latest_training_job.log()
+    resumed = _fm(**args, checkpoint_s3_uri=str(checkpoints))
+    resumed.fit(records, mini_batch_size=10, logs=False)
+    assert "Resuming from checkpoint" in resumed.latest_training_job.log()
+    expected = artifact.read(whole.model_data.removeprefix("file://"))[1]
+    for name, array in artifact.read(resumed.model_data.removeprefix("file://"))[1].items():
+        np.testing.assert_array_equal(array, expected[name], err_msg=name)
+
+
+def test_checkpoints_in_s3_are_refused_by_the_local_back_ends(digits):
+    x, y, _, _ = digits
+    fm = _fm(checkpoint_s3_uri="s3://bucket/checkpoints")
+    with pytest.raises(ValueError, match="the local back ends keep checkpoints in a local directory"):
+        fm.fit(fm.record_set(x, y), logs=False)
+
+
 def test_pipe_mode_feeds_fifos_each_epoch(digits, tmp_path):
     x, y, xt, yt = digits
     fm = _fm(epochs=3, input_mode="Pipe")

@@ -206,6 +206,54 @@ def test_fit_sends_create_training_job_and_reads_metrics_from_logs(aws):
     assert metrics["test:binary_classification_accuracy"] == [0.97]
 
 
+def test_spot_training_with_checkpoints_sends_checkpoint_config_and_max_wait(aws):
+    x, y = _rows()
+    estimator = _estimator(aws.session, use_spot_instances=True, max_run=3600, max_wait=7200,
+                           checkpoint_s3_uri="s3://test-bucket/checkpoints/fm",
+                           checkpoint_local_path="/opt/ml/checkpoints")
+    records = estimator.record_set(x, y)
+    name = "fm-spot-1"
+    aws.sm.add_response(
+        "create_training_job",
+        {"TrainingJobArn": ARN.format("training-job", name)},
+        {
+            "TrainingJobName": name,
+            "RoleArn": ROLE,
+            "AlgorithmSpecification": {
+                "TrainingImage": IMAGE,
+                "TrainingInputMode": "File",
+                "MetricDefinitions": metrics_log.metric_definitions("fm", "binary_classifier"),
+            },
+            "HyperParameters": {"num_factors": "4", "predictor_type": "binary_classifier", "epochs": "2",
+                                "feature_dim": "8", "mini_batch_size": "20"},
+            "InputDataConfig": [{"ChannelName": "train", "DataSource": {"S3DataSource": {
+                "S3DataType": "ManifestFile", "S3Uri": records.s3_data,
+                "S3DataDistributionType": "ShardedByS3Key"}}}],
+            "OutputDataConfig": {"S3OutputPath": "s3://test-bucket/"},
+            "ResourceConfig": {"InstanceType": "ml.c5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
+            "StoppingCondition": {"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 7200},
+            "EnableManagedSpotTraining": True,
+            "CheckpointConfig": {"S3Uri": "s3://test-bucket/checkpoints/fm", "LocalPath": "/opt/ml/checkpoints"},
+        },
+    )
+    completed = _describe(name, "Completed", EnableManagedSpotTraining=True,
+                          CheckpointConfig={"S3Uri": "s3://test-bucket/checkpoints/fm"},
+                          StoppingCondition={"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 7200})
+    aws.sm.add_response("describe_training_job", completed, {"TrainingJobName": name})
+    estimator.fit(records, mini_batch_size=20, job_name=name, logs=False)
+    aws.sm.add_response("describe_training_job", completed, {"TrainingJobName": name})
+    attached = FactorizationMachines.attach(name, sagemaker_session=aws.session)
+    assert (attached.use_spot_instances, attached.max_wait, attached.checkpoint_s3_uri) == (
+        True, 7200, "s3://test-bucket/checkpoints/fm")
+
+
+def test_a_checkpoint_local_path_the_image_does_not_read_is_refused():
+    with pytest.raises(ValueError, match="the image reads and writes its checkpoints in /opt/ml/checkpoints"):
+        FactorizationMachines(role=ROLE, instance_count=1, instance_type="ml.c5.xlarge", num_factors=4,
+                              predictor_type="regressor", checkpoint_s3_uri="s3://b/c",
+                              checkpoint_local_path="/tmp/checkpoints")
+
+
 def test_local_inputs_are_uploaded_and_a_failure_reason_is_raised(aws, tmp_path):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "part-0.csv").write_text("1,0.5,0.25\n")

@@ -13,6 +13,7 @@ import scipy.sparse as sp
 from algorithm import fm as fm_module
 from algorithm.checkpoint import META_FILE, CheckpointError, Checkpoints, StopFlag, TrainingStopped
 from algorithm.fm import FactorizationMachines
+from algorithm.wals import WALS
 
 IDENTITY = {"num_factors": 4, "data_rows": 10}
 
@@ -41,6 +42,13 @@ def test_a_new_save_replaces_the_previous_one_and_leaves_no_other_file(tmp_path:
     checkpoints.save("fm", IDENTITY, {"epoch": 3}, {"table": np.zeros(2, np.float32)})
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([META_FILE, _arrays_file(tmp_path).name])
     assert checkpoints.load("fm", IDENTITY)[0] == {"epoch": 3}
+
+
+def test_a_checkpoint_that_cannot_be_written_says_where(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    blocked = tmp_path / "file" / "checkpoints"
+    with pytest.raises(CheckpointError, match=f"Cannot write a checkpoint in {blocked} .*Not a directory"):
+        Checkpoints(blocked).save("fm", IDENTITY, {"epoch": 3}, {"table": np.zeros(2, np.float32)})
 
 
 def test_no_directory_or_no_checkpoint_means_a_fresh_start(tmp_path: Path) -> None:
@@ -99,6 +107,8 @@ def test_a_stop_request_raises_at_once_unless_deferred() -> None:
         flag.request()
     with pytest.raises(TrainingStopped), flag.deferred():
         pass
+    flag.complete()
+    flag.request()  # after the job's work: recorded only
 
 
 # ------------------------------------------------------------------------------- FM stops and resumes
@@ -145,6 +155,7 @@ def _same_model(a: FactorizationMachines, b: FactorizationMachines) -> None:
 def test_fm_stopped_after_an_epoch_or_within_one_resumes_to_the_uninterrupted_model(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threads: int) -> None:
     monkeypatch.setattr(fm_module, "CHUNK_ROWS", 100)  # 5 mini-batches a call, 25 calls an epoch
+    monkeypatch.setattr(fm_module, "CHUNK_SECONDS", 1e9)
     X, y, X_test, y_test = _data()
     params = dict(num_threads=threads, deterministic=True)
     whole = _fm(**params).fit(X, y, eval_set=(X_test, y_test))
@@ -176,3 +187,48 @@ def test_fm_refuses_a_checkpoint_of_other_settings(tmp_path: Path) -> None:
         _fm(num_factors=5).fit(X, y, checkpoints=Checkpoints(tmp_path))
     with pytest.raises(CheckpointError, match="data_rows: checkpoint 2500, this job 2000"):
         _fm().fit(X[:2000], y[:2000], checkpoints=Checkpoints(tmp_path))
+
+
+# ------------------------------------------------------------------------------- WALS stops and resumes
+
+
+class StopAtCall(Checkpoints):
+    """Checkpoints that request a stop at the ``calls``-th check of ``due`` (one per sweep's row half)."""
+
+    def __init__(self, directory: Path, calls: int) -> None:
+        super().__init__(directory)
+        self.calls = calls
+
+    def due(self) -> bool:
+        self.calls -= 1
+        self.stop.requested = self.calls == 0
+        return self.stop.requested
+
+
+def _ratings() -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    matrix = sp.random(80, 50, density=0.2, format="csr", random_state=1, dtype=np.float32)
+    matrix.data = np.ceil(matrix.data * 5)
+    test = matrix.copy()
+    test.data[::3] = 0
+    test.eliminate_zeros()
+    return (matrix - test).tocsr(), sp.csr_matrix((matrix - (matrix - test)).toarray())
+
+
+def test_wals_stopped_between_half_sweeps_or_after_one_resumes_to_the_uninterrupted_factors(tmp_path: Path) -> None:
+    train, test = _ratings()
+    params = dict(embedding_dimension=4, max_sweeps=6, regularization_coeff=0.5, early_stopping_patience=2,
+                  num_threads=2)
+    whole = WALS(**params).fit(train, eval_set=test)
+    WALS(**{**params, "max_sweeps": 3}).fit(train, eval_set=test, checkpoints=Checkpoints(tmp_path))  # as if
+    # killed after sweep 1: its checkpoint resumes at sweep 2
+    with pytest.raises(TrainingStopped, match="in sweep 3 after its row half") as stopped:
+        WALS(**params).fit(train, eval_set=test, checkpoints=StopAtCall(tmp_path, 2))
+    assert stopped.value.checkpoint == tmp_path / META_FILE
+    resumed = WALS(**params).fit(train, eval_set=test, checkpoints=Checkpoints(tmp_path))
+    np.testing.assert_array_equal(whole.row_factors_, resumed.row_factors_)
+    np.testing.assert_array_equal(whole.col_factors_, resumed.col_factors_)
+    assert (whole.best_sweep_, whole.n_sweeps_) == (resumed.best_sweep_, resumed.n_sweeps_)
+    with pytest.raises(CheckpointError, match="embedding_dimension: checkpoint 4, this job 5"):
+        WALS(**{**params, "embedding_dimension": 5}).fit(train, checkpoints=Checkpoints(tmp_path))
+    with pytest.raises(CheckpointError, match="written by algorithm=wals, and this job trains algorithm=fm"):
+        _fm(feature_dim=50).fit(train, np.zeros(80, np.float32), checkpoints=Checkpoints(tmp_path))
