@@ -16,6 +16,7 @@ import tarfile
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -73,7 +74,7 @@ def _recordio_bodies() -> Iterator[bytes]:
     yield one_hot.getvalue()
 
 
-def _tar(members: dict[str, bytes], mode: str) -> bytes:
+def _tar(members: dict[str, bytes], mode: Literal["w", "w:gz"]) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode=mode) as tar:
         for name, payload in members.items():
@@ -103,8 +104,8 @@ def _artifact_inputs() -> Iterator[bytes]:
             pieces = [files.get(n, b"") for n in (artifact.META_FILE, artifact.ARRAYS_FILE, artifact.STATE_FILE)]
             for flags in (0, 4):
                 yield bytes([flags]) + join(*pieces)
-            for mode in ("w", "w:gz"):
-                yield bytes([1]) + _tar(files, mode)
+            yield bytes([1]) + _tar(files, "w")
+            yield bytes([1]) + _tar(files, "w:gz")
         tarball = artifact.export_builtin(Path(scratch) / "fm", Path(scratch) / "builtin.tar.gz")
         with tarfile.open(tarball) as tar:
             member = tar.extractfile(artifact.BUILTIN)
