@@ -64,7 +64,7 @@ def _triplets(data: bytes) -> object:
     from container.formats import triplets
 
     flags, body = _options(data)
-    declared = (None, 3, 1000)[(flags >> 2) % 3]
+    declared = (None, 3, 1000)[((flags >> 2) & 3) % 3]
     nonnegative = bool(flags & 2)
     if flags & 1:  # RecordIO one-hot layout: num_rows is required there
         return triplets.decode_triplets_recordio(body, source=SOURCE, num_rows=declared or 2,
@@ -113,13 +113,14 @@ ARTIFACT_LAYOUTS = ("model.json + model.npz + optimizer_state.npz", "model.tar.g
 
 
 def _artifact(data: bytes) -> object:
-    """Layout 0: pieces are model.json, model.npz, optimizer_state.npz (written when not empty); 1: the one
-    piece is model.tar.gz; 2: the one piece is model_algo-1. Bit 2: load with the optimizer state (warm start)."""
+    """Bits 0-1 choose the layout: 0 (and 3) the pieces are model.json, model.npz, optimizer_state.npz (written
+    when not empty); 1 the one piece is model.tar.gz; 2 it is model_algo-1. Bit 2: load with the optimizer
+    state (a warm start)."""
     from algorithm import artifact
 
     flags, body = _options(data)
     directory = _fresh_dir()
-    layout = flags % 3
+    layout = (flags & 3) % 3
     if layout == 0:
         for name, piece in zip((artifact.META_FILE, artifact.ARRAYS_FILE, artifact.STATE_FILE), split(body, 3),
                                strict=True):
@@ -139,7 +140,7 @@ def _config(data: bytes) -> object:
 
     flags, body = _options(data)
     paths = SageMakerPaths(_fresh_dir())
-    which = flags % 3
+    which = (flags & 3) % 3
     file = (paths.hyperparameters_file, paths.input_data_config_file, paths.resource_config_file)[which]
     file.parent.mkdir(parents=True, exist_ok=True)
     file.write_bytes(body)
