@@ -309,7 +309,7 @@ def _load_npz(payload: bytes, name: str, path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
             return {key: npz[key] for key in npz.files}
-    except (ValueError, OSError) as err:
+    except archives.ZIP_ERRORS as err:  # an npz is a zip archive
         raise ArtifactError(f"{name} in {path} cannot be read: {err}") from None
 
 
