@@ -2,6 +2,7 @@
 
     python -m bench.fuzz.run TARGET [--time S | --runs N] [-- libFuzzer flags]
     python -m bench.fuzz.run all --time S        # every target in turn, each in its own process
+    python -m bench.fuzz.run TARGET --minimize FILE   # the shortest input giving FILE's finding
 
 A target's corpus lives in ``bench/fuzz/corpus/<target>/`` (seeded from the tests by ``bench.fuzz.seeds``
 when empty; libFuzzer adds what reaches new code). An input that raises an exception outside the target's
@@ -139,6 +140,35 @@ def _one(target: Target, data: bytes) -> None:
         target.run(data)
 
 
+def outcome(target: Target, data: bytes) -> str | None:
+    """The finding ``data`` gives (exception type and place), None when it gives none."""
+    try:
+        target.run(data)
+    except target.expected:
+        return None
+    except Exception as err:
+        return f"{type(err).__name__}-{_where(err)}"
+    return None
+
+
+def minimize(target: Target, data: bytes) -> bytes:
+    """The shortest input found by deleting ever smaller chunks of ``data`` while it gives the same finding."""
+    wanted = outcome(target, data)
+    if wanted is None:
+        raise SystemExit(f"this input gives no finding on {target.name}")
+    chunk = max(len(data) // 2, 1)
+    while chunk:
+        at = 0
+        while at < len(data):
+            shorter = data[:at] + data[at + chunk:]
+            if outcome(target, shorter) == wanted:
+                data = shorter
+            else:
+                at += chunk
+        chunk //= 2
+    return data
+
+
 def run_all(targets: list[str], child_args: list[str]) -> int:
     """Each target in its own niced process (``child_args``: this command's options), one after the other;
     prints inputs run, rate and findings."""
@@ -175,7 +205,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slow", type=float, default=2.0, help="CPU seconds on one input that make it a finding")
     parser.add_argument("--timeout", type=int, default=20, help="seconds on one input that end the run (hang)")
     parser.add_argument("--max-len", type=int, default=16384, help="largest input in bytes")
+    parser.add_argument("--minimize", type=Path, metavar="FILE", help="print the shortest input giving FILE's finding")
     options = parser.parse_args(ours)
+    if options.minimize:
+        from bench.fuzz.targets import TARGETS
+
+        target = TARGETS[options.target]
+        shortest = minimize(target, options.minimize.read_bytes())
+        print(f"{outcome(target, shortest)} ({len(shortest)} bytes): {shortest!r}")
+        return 0
     flags = [f"-timeout={options.timeout}", f"-max_len={options.max_len}", "-rss_limit_mb=2048",
              "-print_final_stats=1"]
     flags += [f"-max_total_time={options.time}"] if options.time else []
