@@ -8,7 +8,8 @@ files at ``SEPARATOR``, so seeds and mutations stay plain bytes.
 
 from __future__ import annotations
 
-import shutil
+import functools
+import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pathlib import Path
 from algorithm.artifact import ArtifactError
 from algorithm.hyperparameters import HyperparameterError
 from container.errors import ClientError
+from container.paths import SageMakerPaths
 
 SEPARATOR = b"\n\x00--8<--\x00\n"
 # feature_dim choices of the decoders: None (training without one, a body's own width), small, a model's.
@@ -86,27 +88,27 @@ def _queries(data: bytes) -> object:
     return None if instances is None else fm_queries.read_queries(instances, FEATURE_DIMS[(flags >> 2) % 4] or 8)
 
 
-class _Scratch:
-    """A directory under /dev/shm (else the temp dir) emptied before every input."""
-
-    def __init__(self) -> None:
-        shm = Path("/dev/shm")
-        self.root = Path(tempfile.mkdtemp(prefix="fmwals-fuzz-", dir=shm if shm.is_dir() else None))
-
-    def fresh(self) -> Path:
-        shutil.rmtree(self.root, ignore_errors=True)
-        self.root.mkdir()
-        return self.root
+@functools.cache
+def _scratch() -> Path:
+    """This process's scratch directory, under /dev/shm when there is one."""
+    shm = Path("/dev/shm")
+    return Path(tempfile.mkdtemp(prefix="fmwals-fuzz-", dir=shm if shm.is_dir() else None))
 
 
-_scratch: _Scratch | None = None
+def _emptied(directory: Path) -> Path:
+    """``directory`` without the files an earlier input left there (the targets write files only)."""
+    for entry in os.scandir(directory):
+        if entry.is_file():
+            os.unlink(entry.path)
+    return directory
 
 
-def _fresh_dir() -> Path:
-    global _scratch
-    if _scratch is None:
-        _scratch = _Scratch()
-    return _scratch.fresh()
+@functools.cache
+def _config_files() -> tuple[Path, SageMakerPaths]:
+    """The config directory of a SageMaker layout in the scratch directory, and its paths."""
+    paths = SageMakerPaths(_scratch() / "ml")
+    paths.input_config.mkdir(parents=True)
+    return paths.input_config, paths
 
 
 ARTIFACT_LAYOUTS = ("model.json + model.npz + optimizer_state.npz", "model.tar.gz", "model_algo-1")
@@ -119,7 +121,7 @@ def _artifact(data: bytes) -> object:
     from algorithm import artifact
 
     flags, body = _options(data)
-    directory = _fresh_dir()
+    directory = _emptied(_scratch())
     layout = (flags & 3) % 3
     if layout == 0:
         for name, piece in zip((artifact.META_FILE, artifact.ARRAYS_FILE, artifact.STATE_FILE), split(body, 3),
@@ -136,14 +138,12 @@ def _config(data: bytes) -> object:
     resourceconfig.json."""
     from algorithm.schemas import parse_for_algorithm
     from container import config
-    from container.paths import SageMakerPaths
 
     flags, body = _options(data)
-    paths = SageMakerPaths(_fresh_dir())
+    directory, paths = _config_files()
+    _emptied(directory)
     which = (flags & 3) % 3
-    file = (paths.hyperparameters_file, paths.input_data_config_file, paths.resource_config_file)[which]
-    file.parent.mkdir(parents=True, exist_ok=True)
-    file.write_bytes(body)
+    (paths.hyperparameters_file, paths.input_data_config_file, paths.resource_config_file)[which].write_bytes(body)
     if which == 0:
         return parse_for_algorithm(config.read_hyperparameters(paths))
     if which == 1:
