@@ -3,7 +3,8 @@
 Text targets take every bytes literal, every string literal with a digit in it and every dict or list literal
 (as JSON) of their test files (read with ``ast``, never imported); RecordIO and the artifact take what the
 tests build with the project's own writers (``write_*_tensor``, ``artifact.save``, ``export_builtin``). Each
-body is written once per option byte of ``OPTIONS`` (see ``bench.fuzz.targets``).
+body is written once per option byte of ``OPTIONS`` (see ``bench.fuzz.targets``). Beside the corpus goes a
+libFuzzer dictionary: the quoted names of the seeds (and JSON's tokens for the JSON targets).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import ast
 import hashlib
 import io
 import json
+import re
 import tarfile
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -35,6 +37,7 @@ TEST_FILES = {
     "recordio": ("test_recordio.py",),
     "config": ("test_config.py", "test_hyperparameters.py", "test_fm_defaults.py"),
 }
+JSON_TARGETS = ("json", "jsonlines", "queries", "artifact", "config")
 # option bytes each body is seeded with: labels or not and each feature_dim choice; the other targets' layouts
 OPTIONS = {
     "recordio": range(8), "csv": range(8), "libsvm": range(8), "json": range(8), "jsonlines": range(8),
@@ -132,12 +135,33 @@ def inputs(target: str) -> Iterable[bytes]:
     return [bytes([flags]) + body for body in bodies(target) for flags in OPTIONS[target]]
 
 
+JSON_TOKENS = (b"{}", b"[]", b"null", b"true", b"false", b"-1", b"0", b"1e400", b"1.5", b'""', b"[[]]", b"{\"\":0}")
+NAME = re.compile(rb'"[A-Za-z_][A-Za-z0-9_.-]{1,40}"')
+
+
+def dictionary(target: str, seeds: Iterable[bytes]) -> list[bytes]:
+    """libFuzzer dictionary entries for ``target``: the quoted names its seeds hold (JSON keys, content types)
+    and JSON's own tokens, so that mutations can put a key or a value of another type in place of one."""
+    names = {m.group() for data in seeds for m in NAME.finditer(data)}
+    return sorted(names | set(JSON_TOKENS)) if target in JSON_TARGETS else sorted(names)
+
+
 def write(target: str, directory: Path) -> int:
     """Write ``target``'s seeds into ``directory`` (named by content, as libFuzzer names its corpus files);
     returns how many."""
     directory.mkdir(parents=True, exist_ok=True)
-    count = 0
-    for data in inputs(target):
+    seeds = list(inputs(target))
+    for data in seeds:
         (directory / hashlib.sha1(data).hexdigest()).write_bytes(data)
-        count += 1
-    return count
+    entries = dictionary(target, seeds)
+    dictionary_file(directory).write_text("".join(f'"{_escaped(e)}"\n' for e in entries), encoding="ascii")
+    return len(seeds)
+
+
+def dictionary_file(corpus: Path) -> Path:
+    """Where the libFuzzer dictionary of the corpus in ``corpus`` lives (beside it)."""
+    return corpus.with_suffix(".dict")
+
+
+def _escaped(entry: bytes) -> str:
+    return "".join(chr(b) if 32 <= b < 127 and b not in b'"\\' else f"\\x{b:02x}" for b in entry)
