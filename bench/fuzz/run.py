@@ -130,8 +130,7 @@ def fuzz(target_name: str, libfuzzer_args: list[str], slow_seconds: float) -> No
 
     findings.directory.mkdir(parents=True, exist_ok=True)
     if not seeds.dictionary_file(corpus).exists():
-        seeds.dictionary_file(corpus).write_text("".join(
-            f'"{seeds._escaped(e)}"\n' for e in seeds.dictionary(target_name, seeds.inputs(target_name))))
+        seeds.write_dictionary(target_name, corpus)
     argv = [sys.argv[0], str(corpus), f"-artifact_prefix={findings.directory}/",
             f"-dict={seeds.dictionary_file(corpus)}", *libfuzzer_args]
     print(f"fuzzing {target_name}: {target.doc}; libFuzzer {argv[1:]}", file=sys.stderr, flush=True)

@@ -153,9 +153,16 @@ def write(target: str, directory: Path) -> int:
     seeds = list(inputs(target))
     for data in seeds:
         (directory / hashlib.sha1(data).hexdigest()).write_bytes(data)
-    entries = dictionary(target, seeds)
-    dictionary_file(directory).write_text("".join(f'"{_escaped(e)}"\n' for e in entries), encoding="ascii")
+    write_dictionary(target, directory, seeds)
     return len(seeds)
+
+
+def write_dictionary(target: str, corpus: Path, seeds: Iterable[bytes] | None = None) -> Path:
+    """Write the libFuzzer dictionary of ``target`` (from ``seeds``, else its seed inputs) beside ``corpus``."""
+    entries = dictionary(target, inputs(target) if seeds is None else seeds)
+    path = dictionary_file(corpus)
+    path.write_text("".join(f'"{_escaped(e)}"\n' for e in entries), encoding="ascii")
+    return path
 
 
 def dictionary_file(corpus: Path) -> Path:
