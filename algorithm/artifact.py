@@ -308,9 +308,13 @@ def _checked(files: Mapping[str, bytes], path: Path) -> tuple[dict[str, Any], di
 def _load_npz(payload: bytes, name: str, path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
-            return {key: npz[key] for key in npz.files}
+            arrays = {key: npz[key] for key in npz.files}
     except archives.ZIP_ERRORS as err:  # an npz is a zip archive
         raise ArtifactError(f"{name} in {path} cannot be read: {err}") from None
+    other = sorted(key for key, value in arrays.items() if not isinstance(value, np.ndarray))
+    if other:  # numpy returns the bytes of a member not named .npy
+        raise ArtifactError(f"{name} in {path} holds {other[0]!r}, which is not a .npy array")
+    return arrays
 
 
 def _verify(section: dict[str, Any], arrays: dict[str, np.ndarray], name: str, path: Path) -> None:
@@ -322,11 +326,14 @@ def _verify(section: dict[str, Any], arrays: dict[str, np.ndarray], name: str, p
         raise ArtifactError(f"{name} in {path} holds arrays {sorted(arrays)} but {META_FILE} describes {listed!r}")
     for key, array in arrays.items():
         spec = described[key]
+        if not isinstance(spec, dict):
+            raise ArtifactError(f"{META_FILE} in {path} describes array {key!r} as {spec!r:.60}, not as "
+                                '{"shape": [...], "dtype": ...}')
         if list(array.shape) != spec.get("shape") or array.dtype.name != spec.get("dtype"):
             raise ArtifactError(f"array {key!r} in {path} is {array.dtype} {array.shape}, {META_FILE} says "
                                 f"{spec.get('dtype')} {spec.get('shape')}")
-    check = section.get("checksum") or {}
-    order = check.get("over")
+    check = section.get("checksum")
+    order = check.get("over") if isinstance(check, dict) else None
     if not isinstance(order, list) or set(order) != set(arrays):
         raise ArtifactError(f"{META_FILE} in {path} has no valid checksum for {name}")
     if checksum(arrays, order) != check.get("sha256"):

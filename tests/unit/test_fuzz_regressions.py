@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pytest
 
@@ -125,4 +127,36 @@ def test_a_damaged_member_of_a_model_npz_fails_its_crc(tmp_path: Path) -> None:
 def test_fuzzed_builtin_models_are_artifact_errors(tmp_path: Path, body: bytes) -> None:
     (tmp_path / "model_algo-1").write_bytes(body)
     with pytest.raises(ArtifactError, match="as a zip archive"):
+        artifact.load(tmp_path)
+
+
+def _npz(**members: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, payload in members.items():
+            archive.writestr(name, payload)
+    return buffer.getvalue()
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+W = {"w.npy": _npy(np.zeros(3, np.float32))}
+W_META = {"format_version": 1, "arrays": {"w": {"shape": [3], "dtype": "float32"}}}
+
+
+@pytest.mark.parametrize(("meta", "members", "message"), [
+    # numpy gives the bytes of a member not named .npy: AttributeError 'bytes' object has no attribute 'shape'
+    ({"format_version": 1, "arrays": {"w": {}}}, {"w": b"raw"}, "model.npz in .* holds 'w', which is not a .npy array"),
+    # AttributeError: 'int' object has no attribute 'get'
+    ({"format_version": 1, "arrays": {"w": 5}}, W, "describes array 'w' as 5, not as"),
+    ({**W_META, "checksum": "x"}, W, "model.json in .* has no valid checksum for model.npz"),
+], ids=["member not .npy", "array description not an object", "checksum not an object"])
+def test_fuzzed_model_files_are_artifact_errors(tmp_path: Path, meta: dict, members: dict, message: str) -> None:
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    (tmp_path / "model.npz").write_bytes(_npz(**members))
+    with pytest.raises(ArtifactError, match=message):
         artifact.load(tmp_path)
