@@ -333,7 +333,8 @@ def _verify(section: dict[str, Any], arrays: dict[str, np.ndarray], name: str, p
             raise ArtifactError(f"array {key!r} in {path} is {array.dtype} {array.shape}, {META_FILE} says "
                                 f"{spec.get('dtype')} {spec.get('shape')}")
     check = section.get("checksum")
-    order = check.get("over") if isinstance(check, dict) else None
+    check = check if isinstance(check, dict) else {}
+    order = check.get("over")
     if not isinstance(order, list) or set(order) != set(arrays):
         raise ArtifactError(f"{META_FILE} in {path} has no valid checksum for {name}")
     if checksum(arrays, order) != check.get("sha256"):
