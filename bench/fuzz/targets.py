@@ -2,7 +2,7 @@
 
 An input's first byte chooses the call's options (with or without labels, a feature_dim or none, which file or
 layout); the rest is the body. A target returns normally or raises one of its ``expected`` exceptions (the
-project's user errors); any other exception is a finding. ``split`` cuts the artifact and config inputs into
+project's user errors); any other exception is a finding. ``split`` cuts the artifact inputs into
 files at ``SEPARATOR``, so seeds and mutations stay plain bytes.
 """
 
@@ -111,7 +111,6 @@ def _config_files() -> tuple[Path, SageMakerPaths]:
     return paths.input_config, paths
 
 
-ARTIFACT_LAYOUTS = ("model.json + model.npz + optimizer_state.npz", "model.tar.gz", "model_algo-1")
 
 
 def _artifact(data: bytes) -> object:
