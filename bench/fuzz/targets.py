@@ -111,8 +111,6 @@ def _config_files() -> tuple[Path, SageMakerPaths]:
     return paths.input_config, paths
 
 
-
-
 def _artifact(data: bytes) -> object:
     """Bits 0-1 choose the layout: 0 (and 3) the pieces are model.json, model.npz, optimizer_state.npz (written
     when not empty); 1 the one piece is model.tar.gz; 2 it is model_algo-1. Bit 2: load with the optimizer
