@@ -43,6 +43,7 @@ import os
 import tarfile
 import tempfile
 import time
+import tokenize
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -172,7 +173,7 @@ def load(model_dir: str | os.PathLike[str], *, optimizer_state: bool = False) ->
     files = _artifact_files(path, (META_FILE, ARRAYS_FILE), (STATE_FILE,) if optimizer_state else ())
     meta, arrays = _checked(files, path)
     algorithm = meta.get("algorithm")
-    if algorithm not in MODEL_CLASSES:
+    if not isinstance(algorithm, str) or algorithm not in MODEL_CLASSES:
         raise ArtifactError(f"{META_FILE} in {model_dir} names algorithm {algorithm!r}; "
                             f"known: {sorted(MODEL_CLASSES)}")
     module, name = MODEL_CLASSES[algorithm]
@@ -309,7 +310,7 @@ def _load_npz(payload: bytes, name: str, path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
-    except archives.ZIP_ERRORS as err:  # an npz is a zip archive
+    except (*archives.ZIP_ERRORS, tokenize.TokenError) as err:  # a zip archive of .npy files (their headers tokenized)
         raise ArtifactError(f"{name} in {path} cannot be read: {err}") from None
     other = sorted(key for key, value in arrays.items() if not isinstance(value, np.ndarray))
     if other:  # numpy returns the bytes of a member not named .npy
@@ -335,7 +336,7 @@ def _verify(section: dict[str, Any], arrays: dict[str, np.ndarray], name: str, p
     check = section.get("checksum")
     check = check if isinstance(check, dict) else {}
     order = check.get("over")
-    if not isinstance(order, list) or set(order) != set(arrays):
+    if not isinstance(order, list) or not all(isinstance(n, str) for n in order) or set(order) != set(arrays):
         raise ArtifactError(f"{META_FILE} in {path} has no valid checksum for {name}")
     if checksum(arrays, order) != check.get("sha256"):
         raise ArtifactError(f"Checksum mismatch in {path}: {name} does not match {META_FILE} "

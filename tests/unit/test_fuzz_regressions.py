@@ -154,9 +154,26 @@ W_META = {"format_version": 1, "arrays": {"w": {"shape": [3], "dtype": "float32"
     # AttributeError: 'int' object has no attribute 'get'
     ({"format_version": 1, "arrays": {"w": 5}}, W, "describes array 'w' as 5, not as"),
     ({**W_META, "checksum": "x"}, W, "model.json in .* has no valid checksum for model.npz"),
-], ids=["member not .npy", "array description not an object", "checksum not an object"])
+    # TypeError: unhashable type: 'list'
+    ({**W_META, "checksum": {"over": [["w"]], "sha256": ""}}, W, "has no valid checksum for model.npz"),
+    # tokenize.TokenError from numpy reading a .npy header with an unclosed parenthesis
+    (W_META, {"w.npy": b"\x93NUMPY\x01\x00\x36\x00{'descr': '<f4', 'fortran_order': False, 'shape': (3,\n"
+              + bytes(12)}, "model.npz in .* cannot be read: .*EOF in multi-line statement"),
+], ids=["member not .npy", "array description not an object", "checksum not an object", "checksum over lists",
+        "npy header unclosed"])
 def test_fuzzed_model_files_are_artifact_errors(tmp_path: Path, meta: dict, members: dict, message: str) -> None:
     (tmp_path / "model.json").write_text(json.dumps(meta))
     (tmp_path / "model.npz").write_bytes(_npz(**members))
     with pytest.raises(ArtifactError, match=message):
+        artifact.load(tmp_path)
+
+
+def test_an_algorithm_that_is_not_a_string_is_an_artifact_error(tmp_path: Path) -> None:
+    # TypeError: unhashable type: 'list', looking {"algorithm": [[]]} up among the model classes
+    weights = np.zeros(3, np.float32)
+    sha256 = artifact.checksum({"w": weights}, ["w"])
+    meta = {**W_META, "algorithm": [[]], "checksum": {"over": ["w"], "sha256": sha256}}
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    (tmp_path / "model.npz").write_bytes(_npz(**{"w.npy": _npy(weights)}))
+    with pytest.raises(ArtifactError, match=r"names algorithm \[\[\]\]; known: \['fm', 'wals'\]"):
         artifact.load(tmp_path)
