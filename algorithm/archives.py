@@ -4,14 +4,22 @@ absolute paths, no ``..``, no links pointing out), and each member read is bound
 from __future__ import annotations
 
 import io
+import lzma
 import os
 import posixpath
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 MAX_MEMBERS = 10_000
+# What zipfile raises on a damaged archive: besides BadZipFile, a bad member name (UnicodeDecodeError, a
+# ValueError), an offset out of the file (ValueError), compressed data that does not inflate (zlib.error,
+# LZMAError, OSError), a truncated member (EOFError), an encrypted or unsupported one (RuntimeError,
+# NotImplementedError).
+ZIP_ERRORS = (OSError, EOFError, ValueError, RuntimeError, zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error,
+              lzma.LZMAError)
 
 
 class ArchiveError(ValueError):
@@ -98,7 +106,9 @@ def read_zip(payload: bytes, source: str, limits: Mapping[str, int], budget: int
                 left = _spend(Path(source), name, info.file_size, left, budget)
                 found[name] = archive.read(info)
             return found
-    except (OSError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError) as err:
+    except ArchiveError:
+        raise
+    except ZIP_ERRORS as err:
         raise ArchiveError(f"Cannot read {source} as a zip archive: {err}") from None
 
 

@@ -47,9 +47,9 @@ import os
 import tarfile
 import tempfile
 import time
+import tokenize
 import tomllib
 import zipfile
-import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -207,7 +207,7 @@ def load(model_dir: str | os.PathLike[str], *, optimizer_state: bool = False, ma
     files = _artifact_files(path, max_bytes, (META_FILE, ARRAYS_FILE), (STATE_FILE,) if optimizer_state else ())
     meta, arrays = _checked(files, path, max_bytes)
     algorithm = meta.get("algorithm")
-    if algorithm not in MODEL_CLASSES:
+    if not isinstance(algorithm, str) or algorithm not in MODEL_CLASSES:
         raise ArtifactError(f"{META_FILE} in {model_dir} names algorithm {algorithm!r}; "
                             f"known: {sorted(MODEL_CLASSES)}")
     module, name = MODEL_CLASSES[algorithm]
@@ -357,17 +357,21 @@ def _load_npz(payload: bytes, name: str, path: Path, max_bytes: int) -> dict[str
     try:
         with zipfile.ZipFile(io.BytesIO(payload)) as archive:
             size = sum(info.file_size for info in archive.infolist())
-    except (OSError, EOFError, zipfile.BadZipFile) as err:
+    except archives.ZIP_ERRORS as err:
         raise ArtifactError(f"{name} in {path} cannot be read (truncated or corrupt): {err}") from None
     if size > max_bytes:
         raise ArtifactError(f"{name} in {path} holds {size:,} bytes of arrays, more than the {max_bytes:,} bytes "
                             "of memory the model may take")
     try:
         with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
-            return {key: npz[key] for key in npz.files}
-    except (ValueError, OSError, EOFError, zlib.error, zipfile.BadZipFile) as err:
+            arrays = {key: npz[key] for key in npz.files}
+    except (*archives.ZIP_ERRORS, tokenize.TokenError) as err:  # a zip of .npy files (their headers tokenized)
         raise ArtifactError(f"{name} in {path} cannot be read (truncated or corrupt): "
                             f"{type(err).__name__}: {err}") from None
+    other = sorted(key for key, value in arrays.items() if not isinstance(value, np.ndarray))
+    if other:  # numpy returns the bytes of a member not named .npy
+        raise ArtifactError(f"{name} in {path} holds {other[0]!r}, which is not a .npy array")
+    return arrays
 
 
 def _verify(section: dict[str, Any], arrays: dict[str, np.ndarray], name: str, path: Path) -> None:
@@ -379,12 +383,16 @@ def _verify(section: dict[str, Any], arrays: dict[str, np.ndarray], name: str, p
         raise ArtifactError(f"{name} in {path} holds arrays {sorted(arrays)} but {META_FILE} describes {listed!r}")
     for key, array in arrays.items():
         spec = described[key]
+        if not isinstance(spec, dict):
+            raise ArtifactError(f"{META_FILE} in {path} describes array {key!r} as {spec!r:.60}, not as "
+                                '{"shape": [...], "dtype": ...}')
         if list(array.shape) != spec.get("shape") or array.dtype.name != spec.get("dtype"):
             raise ArtifactError(f"array {key!r} in {path} is {array.dtype} {array.shape}, {META_FILE} says "
                                 f"{spec.get('dtype')} {spec.get('shape')}")
-    check = section.get("checksum") or {}
+    check = section.get("checksum")
+    check = check if isinstance(check, dict) else {}
     order = check.get("over")
-    if not isinstance(order, list) or set(order) != set(arrays):
+    if not isinstance(order, list) or not all(isinstance(n, str) for n in order) or set(order) != set(arrays):
         raise ArtifactError(f"{META_FILE} in {path} has no valid checksum for {name}")
     if checksum(arrays, order) != check.get("sha256"):
         raise ArtifactError(f"Checksum mismatch in {path}: {name} does not match {META_FILE} "

@@ -90,10 +90,13 @@ def _ints(name: str, values: Any) -> np.ndarray:
     """A JSON list of integers as int64 (empty allowed)."""
     if not isinstance(values, list):
         raise FieldError(f"field {name!r} must be a list of integers, got {type(values).__name__}")
-    array = np.array(values) if values else np.zeros(0, np.int64)
-    if array.ndim != 1 or array.dtype.kind not in "iu":
+    try:
+        array = np.array(values) if values else np.zeros(0, np.int64)
+    except ValueError:  # lists of different lengths inside
+        array = None
+    if array is None or array.ndim != 1 or array.dtype.kind != "i":  # uint64, object: integers past int64
         bad = next((v for v in values if isinstance(v, bool) or not isinstance(v, int)), values)
-        raise FieldError(f"field {name!r} must be a list of integers, got {bad!r}")
+        raise FieldError(f"field {name!r} must be a list of 64-bit integers, got {bad!r:.60}")
     return array.astype(np.int64, copy=False)
 
 

@@ -507,7 +507,11 @@ def decode_id_weights_csv(body: bytes | memoryview, *, source: str, what: str,
     """CSV ``id,weight`` lines, the weight of a ``what`` ("row" or "col"; header and blank lines as for
     triplets), as (ids, float32 weights); with ``declared`` (num_rows or num_cols) the ids must be integers
     in [0, declared)."""
-    records = list(csv.reader(io.StringIO(_text(body, source)), skipinitialspace=True))
+    reader = csv.reader(io.StringIO(_text(body, source)), skipinitialspace=True)
+    try:
+        records = list(reader)
+    except csv.Error as err:
+        raise DataError(f"{source}: line {reader.line_num}: {err}") from None
     numbered = [(n, r) for n, r in enumerate(records, start=1) if any(c.strip() for c in r)]
     if numbered and len(numbered[0][1]) == 2 and not _is_number(numbered[0][1][1]):
         numbered = numbered[1:]

@@ -9,6 +9,7 @@ import logging
 import numpy as np
 import pytest
 
+from algorithm.checkpoint import Checkpoints
 from algorithm.fm import FactorizationMachines
 from algorithm.metrics import rmse
 from algorithm.optimizer_defaults import (
@@ -156,7 +157,7 @@ def test_the_training_job_logs_and_stores_the_values_it_used(tmp_path, caplog):
                                  "predictor_type": "regressor", "optimizer": "adagrad", "bias_lr": "0.3",
                                  "num_threads": "1"})
     caplog.set_level(logging.INFO)
-    train_fm(paths, hp, {"train": ChannelConfig("train")}, "algo-1")
+    train_fm(paths, hp, {"train": ChannelConfig("train")}, "algo-1", Checkpoints(None))
     table = OPTIMIZER_DEFAULTS["adagrad"]
     assert f"Optimizer adagrad: bias_lr=0.3, linear_lr={table['linear_lr']:g}" in caplog.text
     stored = json.loads((paths.model_dir / "model.json").read_text())["hyperparameters"]
@@ -168,7 +169,7 @@ def test_a_default_job_logs_and_stores_the_optimizer_it_resolved(tmp_path, caplo
     caplog.set_level(logging.INFO)
     _, hp = parse_for_algorithm({"feature_dim": str(X.shape[1]), "num_factors": "4",
                                  "predictor_type": "regressor", "num_threads": "1"})
-    train_fm(paths, hp, {"train": ChannelConfig("train")}, "algo-1")
+    train_fm(paths, hp, {"train": ChannelConfig("train")}, "algo-1", Checkpoints(None))
     assert "optimizer unset: training with adagrad" in caplog.text
     assert f"Optimizer adagrad: bias_lr={OPTIMIZER_DEFAULTS['adagrad']['bias_lr']:g}" in caplog.text
     stored = json.loads((paths.model_dir / "model.json").read_text())["hyperparameters"]

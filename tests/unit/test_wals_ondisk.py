@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from algorithm import artifact
+from algorithm.checkpoint import Checkpoints
 from algorithm.schemas import parse_for_algorithm
 from container import data_loading, wals_ondisk, wals_training
 from container.config import ChannelConfig
@@ -122,7 +123,7 @@ def _train(paths: SageMakerPaths, configs: dict[str, ChannelConfig], loading: st
            **hp: str) -> dict[str, np.ndarray]:
     _, parsed = parse_for_algorithm({"algorithm": "wals", "embedding_dimension": "3", "max_sweeps": "3",
                                      "data_loading": loading, **hp})
-    wals_training.train_wals(paths, parsed, configs, "algo-1")
+    wals_training.train_wals(paths, parsed, configs, "algo-1", Checkpoints(None))
     return artifact.read(paths.model_dir)[1]
 
 
