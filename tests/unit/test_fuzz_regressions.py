@@ -109,7 +109,7 @@ def test_a_damaged_builtin_model_is_an_artifact_error_naming_the_file(tmp_path: 
 def test_a_damaged_member_of_a_model_npz_fails_its_crc(tmp_path: Path) -> None:
     (tmp_path / "model.json").write_text('{"format_version": 1}')
     (tmp_path / "model.npz").write_bytes(_bad_crc())
-    with pytest.raises(ArtifactError, match=re.escape("(truncated or corrupt): BadZipFile: Bad CRC-32 for file 'w.npy'")):
+    with pytest.raises(ArtifactError, match=re.escape("corrupt): BadZipFile: Bad CRC-32 for file 'w.npy'")):
         artifact.load(tmp_path)
 
 
