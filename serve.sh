@@ -37,6 +37,11 @@ gunicorn_pid=$!
 while [ -z "$stopping" ] && [ ! -S "$socket" ] && kill -0 "$gunicorn_pid" 2>/dev/null; do
     sleep 0.1  # gunicorn loads the model, then listens; nginx starts once there is something to proxy to
 done
+if [ -z "$stopping" ] && [ ! -S "$socket" ]; then
+    gunicorn_status=0  # gunicorn did not start (it has said why, e.g. a model that does not load)
+    wait "$gunicorn_pid" || gunicorn_status=$?
+    exit $(( gunicorn_status ? gunicorn_status : 1 ))
+fi
 nginx -e stderr -c "$run_dir/nginx.conf" &
 nginx_pid=$!
 while [ -z "$stopping" ] && kill -0 "$nginx_pid" 2>/dev/null && kill -0 "$gunicorn_pid" 2>/dev/null; do

@@ -33,11 +33,13 @@ if TYPE_CHECKING:
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-# Modules holding numba kernels: left uninstrumented (numba cannot compile instrumented bytecode).
-NUMBA_MODULES = (
-    "algorithm._fm_kernels", "algorithm._wals_kernels", "algorithm.fm_topk", "algorithm.ranking_metrics",
-    "container.formats._recordio_encoder", "container.formats._recordio_kernels",
-    "container.formats._text_kernels", "container.formats._triplets_kernels",
+# Modules holding numba kernels, found by their decorators: left uninstrumented (numba cannot compile
+# instrumented bytecode).
+NUMBA_MODULES = tuple(
+    ".".join(path.relative_to(ROOT).with_suffix("").parts)
+    for package in ("algorithm", "container")
+    for path in sorted((ROOT / package).rglob("*.py"))
+    if re.search(r"^@(numba\.)?(njit|jit|intrinsic)\b", path.read_text(), re.MULTILINE)
 )
 # Modules the targets reach, instrumented for coverage.
 INSTRUMENTED = (
