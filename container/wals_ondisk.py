@@ -2,9 +2,10 @@
 bounded chunks into a CSR (entries by row) and a CSC (by column) in memory-mapped files under the job's
 scratch directory (``SageMakerPaths.scratch_dir``), which the sweeps read in order.
 
-The passes: (1) each chunk of a file (``CHUNK_BYTES`` of whole lines; RecordIO a file at a time) is decoded
-as in memory, lines numbered in the whole file, and its entries appended to spill files, string ids numbered
-in first-seen order; (2) the id maps are made from the distinct ids as in memory (``IdMap.from_ids``:
+The passes: (1) each chunk of a source (``CHUNK_BYTES`` of whole CSV lines or whole RecordIO records, read
+through FM's stream layers: gzip undone and ``RecordWrapperType=RecordIO`` unwrapped as read) is decoded as
+in memory, lines and records numbered in the whole file or object, and its entries appended to spill files,
+string ids numbered in first-seen order; (2) the id maps are made from the distinct ids as in memory (``IdMap.from_ids``:
 exact, sorted) and the entries counted per row; (3) each entry is placed in its row, rows in read order (a
 counting sort); (4) each block of rows is made canonical by scipy as the in-memory path does (columns
 sorted, duplicates summed, in the same order); (5) ``OnDiskMatrix.entries`` computes the targets and extra
