@@ -5,9 +5,9 @@ scratch directory (``SageMakerPaths.scratch_dir``), which the sweeps read in ord
 The passes: (1) each chunk of a source (``CHUNK_BYTES`` of whole CSV lines or whole RecordIO records, read
 through FM's stream layers: gzip undone and ``RecordWrapperType=RecordIO`` unwrapped as read) is decoded as
 in memory, lines and records numbered in the whole file or object, and its entries appended to spill files,
-string ids numbered in first-seen order; (2) the id maps are made from the distinct ids as in memory (``IdMap.from_ids``:
-exact, sorted) and the entries counted per row; (3) each entry is placed in its row, rows in read order (a
-counting sort); (4) each block of rows is made canonical by scipy as the in-memory path does (columns
+string ids numbered in first-seen order; (2) the id maps are made from the distinct ids as in memory
+(``IdMap.from_ids``: exact, sorted) and the entries counted per row; (3) each entry is placed in its row, rows
+in read order (a counting sort); (4) each block of rows is made canonical by scipy as the in-memory path does (columns
 sorted, duplicates summed, in the same order); (5) ``OnDiskMatrix.entries`` computes the targets and extra
 weights and places the entries by column (a second counting sort). Entries and values are never all in
 memory: what is, is the id maps, per-row and per-column arrays (counts, indptr) and ``BLOCK_ENTRIES``
