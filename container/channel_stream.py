@@ -58,7 +58,7 @@ def iter_channel_blocks(
     none of its rows carries a weight (all 1). ChannelError when the channel has no rows at all."""
     any_rows = False
     assumed: set[str] = set()
-    for source, file in _sources(paths, config, epoch, pipe_wait_seconds):
+    for source, file in channel_sources(paths, config, epoch, pipe_wait_seconds):
         for block in stream_blocks(file, source, config, feature_dim=feature_dim, block_bytes=block_bytes,
                                    assumed=assumed):
             any_rows = True
@@ -67,8 +67,8 @@ def iter_channel_blocks(
         raise missing_channel_error(paths, config, epoch)
 
 
-def _sources(paths: SageMakerPaths, config: ChannelConfig, epoch: int,
-             pipe_wait_seconds: float) -> Iterator[tuple[str, BinaryIO]]:
+def channel_sources(paths: SageMakerPaths, config: ChannelConfig, epoch: int = 0,
+                    pipe_wait_seconds: float = PIPE_WAIT_SECONDS) -> Iterator[tuple[str, BinaryIO]]:
     """(source, open file) for each file of the channel in order, or its FIFO; each closed before the next
     opens (and when the caller stops early)."""
     if config.input_mode.lower() == "pipe":
@@ -100,12 +100,7 @@ def stream_blocks(
     ``iter_channel_blocks``. ``assumed``: the content types already logged as assumed for the channel."""
     declared = declared_type(config, DECODERS)
     assumed = set() if assumed is None else assumed
-    top = gunzipped(Peekable(stream), source)
-    bodies = unwrapped(top, source) if config.record_wrapper.lower() == "recordio" else iter([top])
-    for wrapped in bodies:
-        body = gunzipped(wrapped, source)
-        if _blank(body):
-            continue
+    for body in source_bodies(stream, source, config):
         head = body.peek(HEAD)
         content_type = declared or assumed_type(config, source, head, DECODERS, assumed)
         try:
@@ -114,6 +109,18 @@ def stream_blocks(
             raise
         except ClientError as err:
             raise explained(err, config, source, head, content_type, declared is not None, DECODERS) from None
+
+
+def source_bodies(stream: Reader, source: str, config: ChannelConfig) -> Iterator[Peekable]:
+    """The bodies of one source as streams, in order: the source gunzipped as it is read, or with
+    ``RecordWrapperType=RecordIO`` each wrapped S3 object, gunzipped in turn; blank bodies skipped. Each body is
+    to be read (as far as wanted) before the next is asked for."""
+    top = gunzipped(Peekable(stream), source)
+    wrapped = unwrapped(top, source) if config.record_wrapper.lower() == "recordio" else iter([top])
+    for body in wrapped:
+        body = gunzipped(body, source)
+        if not _blank(body):
+            yield body
 
 
 def _blank(body: Peekable) -> bool:

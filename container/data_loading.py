@@ -35,16 +35,9 @@ def channel_bytes(paths: SageMakerPaths, config: ChannelConfig) -> int | None:
     return total
 
 
-def streams(paths: SageMakerPaths, config: ChannelConfig, setting: str, bytes_per_byte: float, *,
-            unwraps: bool = True) -> bool:
+def streams(paths: SageMakerPaths, config: ChannelConfig, setting: str, bytes_per_byte: float) -> bool:
     """Whether the job streams ``config``'s channel: ``setting`` is the data_loading hyperparameter,
-    ``bytes_per_byte`` the in-memory path's peak memory per byte of data, ``unwraps`` whether the streaming
-    path reads RecordWrapperType=RecordIO (auto reads such a channel in memory when it does not). The choice
-    is logged."""
-    if setting == "auto" and not unwraps and config.record_wrapper.lower() == "recordio":
-        log.info("data_loading=auto: decoding the %r channel into memory (RecordWrapperType=RecordIO)",
-                 config.name)
-        return False
+    ``bytes_per_byte`` the in-memory path's peak memory per byte of data. The choice is logged."""
     if setting != "auto":
         log.info("data_loading=%s: %s the %r channel", setting,
                  "streaming" if setting == "stream" else "decoding into memory", config.name)

@@ -2,11 +2,12 @@
 bounded chunks into a CSR (entries by row) and a CSC (by column) in memory-mapped files under the job's
 scratch directory (``SageMakerPaths.scratch_dir``), which the sweeps read in order.
 
-The passes: (1) each chunk of a file (``CHUNK_BYTES`` of whole lines; RecordIO a file at a time) is decoded
-as in memory, lines numbered in the whole file, and its entries appended to spill files, string ids numbered
-in first-seen order; (2) the id maps are made from the distinct ids as in memory (``IdMap.from_ids``:
-exact, sorted) and the entries counted per row; (3) each entry is placed in its row, rows in read order (a
-counting sort); (4) each block of rows is made canonical by scipy as the in-memory path does (columns
+The passes: (1) each chunk of a source (``CHUNK_BYTES`` of whole CSV lines or whole RecordIO records, read
+through FM's stream layers: gzip undone and ``RecordWrapperType=RecordIO`` unwrapped as read) is decoded as
+in memory, lines and records numbered in the whole file or object, and its entries appended to spill files,
+string ids numbered in first-seen order; (2) the id maps are made from the distinct ids as in memory
+(``IdMap.from_ids``: exact, sorted) and the entries counted per row; (3) each entry is placed in its row, rows
+in read order (a counting sort); (4) each block of rows is made canonical by scipy as the in-memory path does (columns
 sorted, duplicates summed, in the same order); (5) ``OnDiskMatrix.entries`` computes the targets and extra
 weights and places the entries by column (a second counting sort). Entries and values are never all in
 memory: what is, is the id maps, per-row and per-column arrays (counts, indptr) and ``BLOCK_ENTRIES``
@@ -16,17 +17,15 @@ at once with the size it lacks, never with a crash on a mapped page.
 
 from __future__ import annotations
 
-import gzip
 import logging
 import os
 import shutil
 import tempfile
 import time
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -35,20 +34,21 @@ from algorithm.csr import CSR
 from algorithm.wals import Entries, entry_terms
 from algorithm.wals_model import IdMap
 from container import wals_data
-from container.bounded_gzip import MAGIC as GZIP_MAGIC
-from container.channel_files import channel_files
-from container.channels import PIPE_WAIT_SECONDS
+from container.byte_streams import StreamError
+from container.channel_stream import channel_sources, source_bodies
+from container.channels import assumed_type, declared_type, explained
 from container.config import ChannelConfig
-from container.errors import ChannelError, ClientError, DataError, UnsupportedFormatError
+from container.errors import ChannelError, ClientError, DataError
 from container.formats import _triplets_kernels as kernels
 from container.formats import triplets
-from container.formats.registry import CSV, RECORDIO, media_type
-from container.formats.sniff import HEAD, sniff
+from container.formats.chunking import LineChunker, Reader, RecordChunker
+from container.formats.registry import CSV, RECORDIO
+from container.formats.sniff import HEAD
 from container.paths import SageMakerPaths
 
 log = logging.getLogger("train.wals")
 
-CHUNK_BYTES = 4 << 20  # text decoded at a time (the decoder's own arrays take about 10x as much)
+CHUNK_BYTES = 4 << 20  # text or RecordIO decoded at a time (the decoders' own arrays take several times as much)
 BLOCK_ENTRIES = 1 << 20  # entries per step of the passes over the files
 GIB = 2.0**30
 
@@ -130,96 +130,66 @@ class _Spill:
             yield rows, cols, values
 
 
-class _Checked:
-    """A channel's byte stream with its first ``HEAD`` bytes read ahead (``head``: what the content type and
-    gzip are told from, however few bytes a FIFO delivers at a time), whose read errors (a corrupt gzip
-    member) name the source."""
-
-    def __init__(self, stream: Any, source: str) -> None:
-        self.stream = stream
-        self.source = source
-        self.head = self._read(HEAD)
-        self.ahead = self.head
-
-    def _read(self, size: int) -> bytes:
-        try:
-            return bytes(self.stream.read(size))
-        except (OSError, EOFError, zlib.error) as err:
-            raise DataError(f"{self.source}: corrupt gzip data: {err}") from None
-
-    def read(self, size: int = -1) -> bytes:
-        if not self.ahead:
-            return self._read(size)
-        if size < 0:
-            data, self.ahead = self.ahead + self._read(-1), b""
-        else:
-            data, self.ahead = self.ahead[:size], self.ahead[size:]
-        return data
-
-
-def _wait_for(fifo: Path) -> None:
-    deadline = time.monotonic() + PIPE_WAIT_SECONDS
-    while not fifo.exists():
-        if time.monotonic() > deadline:
-            raise ChannelError(f"Pipe-mode channel FIFO {fifo} did not appear within {PIPE_WAIT_SECONDS:.0f} s")
-        time.sleep(0.05)
-
-
-def _streams(paths: SageMakerPaths, config: ChannelConfig) -> Iterator[_Checked]:
-    """The byte stream of each object of a channel, gzip undone as it is read: the files of File mode in
-    order, or the FIFO of epoch 0 in Pipe mode."""
-    if config.record_wrapper.lower() == "recordio":
-        raise ClientError(f"Channel {config.name!r}: data_loading=stream reads RecordWrapperType=None channels; "
-                          "set data_loading=memory for RecordWrapperType=RecordIO")
-    if config.input_mode.lower() == "pipe":
-        fifo = paths.pipe_path(config.name, 0)
-        _wait_for(fifo)
-        sources = [fifo]
-    else:
-        directory = paths.channel_dir(config.name)
-        sources = channel_files(directory) if directory.is_dir() else []
-    log.info("Reading channel %r from %d source(s) in chunks", config.name, len(sources))
-    for path in sources:
-        with open(path, "rb") as raw:
-            stream = _Checked(raw, str(path))
-            if stream.head.startswith(GZIP_MAGIC):
-                stream = _Checked(gzip.GzipFile(fileobj=cast(Any, stream), mode="rb"), str(path))
-            yield stream
-
-
-def _content_type(config: ChannelConfig, source: str, head: bytes) -> str:
-    if config.content_type is not None:
-        declared = media_type(config.content_type)
-        if declared not in (CSV, RECORDIO):
-            raise UnsupportedFormatError(f"{config.content_type} (channel {config.name!r})", [CSV, RECORDIO])
-        return declared
-    shown = sniff(head) or RECORDIO
-    if shown not in (CSV, RECORDIO):
-        raise UnsupportedFormatError(
-            f"{shown}, which {source} looks like (channel {config.name!r} declares no ContentType)", [CSV, RECORDIO])
-    return shown
+TAKES = dict.fromkeys((CSV, RECORDIO))  # the content types of triplets
 
 
 def iter_triplets(paths: SageMakerPaths, config: ChannelConfig, hp: dict[str, Any]) -> Iterator[triplets.Triplets]:
-    """The entries of a train or test channel, a chunk at a time (CSV: CHUNK_BYTES of whole lines, each error
-    naming the file and its line in the file; RecordIO: a file at a time)."""
-    num_rows, num_cols = hp["num_rows"], hp["num_cols"]
-    nonnegative = config.name == "train" and hp["alpha"] is not None
-    for stream in _streams(paths, config):
-        source = stream.source
-        if _content_type(config, source, stream.head) == RECORDIO:
-            if num_rows is None:
-                raise ClientError(f"{source}: RecordIO-protobuf triplets are in the one-hot layout "
-                                  "[row, num_rows + col]: set the num_rows hyperparameter to read them")
-            yield triplets.decode_triplets_recordio(stream.read(), source=source, num_rows=num_rows,
-                                                    num_cols=num_cols, nonnegative_values=nonnegative)
-            continue
-        text_seen = False
-        for line, byte, body in triplets.iter_line_chunks(stream, CHUNK_BYTES):  # type: ignore[arg-type]
-            yield triplets.decode_triplets_csv(body, source=source, num_rows=num_rows, num_cols=num_cols,
-                                               nonnegative_values=nonnegative, first_line=line, first_byte=byte,
-                                               header=not text_seen)
-            text_seen = text_seen or bool(body.strip())
+    """The entries of a train or test channel, a chunk of whole lines or records at a time: its files in File
+    mode, the FIFO of epoch 0 in Pipe mode (``source_triplets``)."""
+    assumed: set[str] = set()
+    for source, file in channel_sources(paths, config):
+        yield from source_triplets(file, source, config, hp, assumed)
+
+
+def source_triplets(stream: Reader, source: str, config: ChannelConfig, hp: dict[str, Any],
+                    assumed: set[str] | None = None) -> Iterator[triplets.Triplets]:
+    """The entries of one source of the channel ``config``, its bytes read from ``stream`` as they come: gzip
+    undone and ``RecordWrapperType=RecordIO`` unwrapped as FM's streams are (``channel_stream.source_bodies``),
+    each body cut into CHUNK_BYTES of whole CSV lines or RecordIO records, each decoded as in memory with
+    errors naming the line, or the record and its byte offset, in the body. ``assumed``: the content types
+    already logged as assumed for the channel."""
+    declared = declared_type(config, TAKES)
+    assumed = set() if assumed is None else assumed
+    for body in source_bodies(stream, source, config):
+        head = body.peek(HEAD)
+        content_type = declared or assumed_type(config, source, head, TAKES, assumed)
+        try:
+            if content_type == RECORDIO:
+                yield from _recordio_triplets(body, source, config, hp)
+            else:
+                yield from _csv_triplets(body, source, config, hp)
+        except StreamError:
+            raise
+        except ClientError as err:
+            raise explained(err, config, source, head, content_type, declared is not None, TAKES) from None
+
+
+def _nonnegative(config: ChannelConfig, hp: dict[str, Any]) -> bool:
+    return config.name == "train" and hp["alpha"] is not None
+
+
+def _recordio_triplets(body: Reader, source: str, config: ChannelConfig, hp: dict[str, Any]
+                       ) -> Iterator[triplets.Triplets]:
+    num_rows = hp["num_rows"]
+    if num_rows is None:
+        raise ClientError(f"{source}: RecordIO-protobuf triplets are in the one-hot layout "
+                          "[row, num_rows + col]: set the num_rows hyperparameter to read them")
+    chunker = RecordChunker(body, source)
+    while (chunk := chunker.next(CHUNK_BYTES)) is not None:
+        yield triplets.decode_triplets_recordio(chunk.data, source=source, num_rows=num_rows,
+                                                num_cols=hp["num_cols"], nonnegative_values=_nonnegative(config, hp),
+                                                first_record=chunk.first, first_byte=chunk.offset)
+
+
+def _csv_triplets(body: Reader, source: str, config: ChannelConfig, hp: dict[str, Any]
+                  ) -> Iterator[triplets.Triplets]:
+    chunker = LineChunker(body, source)
+    text_seen = False
+    while (chunk := chunker.next(CHUNK_BYTES)) is not None:
+        yield triplets.decode_triplets_csv(chunk.data, source=source, num_rows=hp["num_rows"],
+                                           num_cols=hp["num_cols"], nonnegative_values=_nonnegative(config, hp),
+                                           first_line=chunk.first, first_byte=chunk.offset, header=not text_seen)
+        text_seen = text_seen or not chunk.data.tobytes().isspace()
 
 
 class _Side:

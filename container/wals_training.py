@@ -95,7 +95,7 @@ def train_wals(paths: SageMakerPaths, hp: dict[str, Any], channels: dict[str, Ch
     resuming and writing ``checkpoints``, and write the model with its id maps to ``model/``."""
     train_config = job.required_channel(paths, channels, "train")
     test_config = job.optional_channel(paths, channels, "test")
-    if data_loading.streams(paths, train_config, hp["data_loading"], IN_MEMORY_BYTES_PER_BYTE, unwraps=False):
+    if data_loading.streams(paths, train_config, hp["data_loading"], IN_MEMORY_BYTES_PER_BYTE):
         with wals_ondisk.Scratch(paths.scratch_dir) as scratch:
             _fit(paths, hp, channels, host, wals_ondisk.build(paths, train_config, test_config, hp, scratch),
                  checkpoints)

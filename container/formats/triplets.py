@@ -23,9 +23,8 @@ import codecs
 import csv
 import io
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import BinaryIO
 
 import numpy as np
 
@@ -408,7 +407,7 @@ def decode_triplets_csv(body: bytes | memoryview, *, source: str, num_rows: int 
     """CSV ``row,col,value[,weight]`` lines (see the module docstring) as Triplets; ``nonnegative_values``
     also rejects values < 0 (the implicit form's counts).
 
-    A part of a longer text (``iter_line_chunks``) gives the line and byte its body starts at in the source,
+    A part of a longer text (``chunking.LineChunker``) gives the line and byte its body starts at in the source,
     for the error messages, and ``header=False`` when a line with text came before it (so no header).
 
     The numba tokenizer reads the bytes in one pass (``_triplets_kernels``); a body it cannot read exactly as
@@ -448,58 +447,33 @@ def decode_triplets_csv(body: bytes | memoryview, *, source: str, num_rows: int 
 
 
 def decode_triplets_recordio(body: bytes | memoryview, *, source: str, num_rows: int,
-                             num_cols: int | None = None, nonnegative_values: bool = False) -> Triplets:
+                             num_cols: int | None = None, nonnegative_values: bool = False,
+                             first_record: int = 0, first_byte: int = 0) -> Triplets:
     """RecordIO-protobuf records in the one-hot layout ``[row, num_rows + col]``, label = value;
-    ``nonnegative_values`` also rejects values < 0."""
+    ``nonnegative_values`` also rejects values < 0. A part of a longer stream (``chunking.RecordChunker``)
+    gives the record index and byte its body starts at in the stream, for the error messages."""
     data = decode_recordio(body, source=source, with_labels=True,
-                           feature_dim=None if num_cols is None else num_rows + num_cols)
+                           feature_dim=None if num_cols is None else num_rows + num_cols,
+                           first_record=first_record, first_byte=first_byte)
     counts = np.diff(data.indptr)
     bad = np.flatnonzero(counts != 2)
     if bad.size:
-        raise DataError(f"{source}: record {bad[0]} has {counts[bad[0]]} feature keys; WALS reads the "
-                        f"one-hot layout with exactly two: [row, num_rows + col] (num_rows={num_rows})")
+        raise DataError(f"{source}: record {first_record + bad[0]} has {counts[bad[0]]} feature keys; WALS reads "
+                        f"the one-hot layout with exactly two: [row, num_rows + col] (num_rows={num_rows})")
     keys = data.indices.reshape(-1, 2)
     low, high = keys.min(axis=1), keys.max(axis=1)
     bad = np.flatnonzero((low >= num_rows) | (high < num_rows))
     if bad.size:
-        raise DataError(f"{source}: record {bad[0]} has keys {keys[bad[0]].tolist()}; the one-hot layout "
-                        f"needs one row key < num_rows={num_rows} and one column key >= num_rows")
+        raise DataError(f"{source}: record {first_record + bad[0]} has keys {keys[bad[0]].tolist()}; the one-hot "
+                        f"layout needs one row key < num_rows={num_rows} and one column key >= num_rows")
     if data.labels is None:
         raise DataError(f"{source}: records need label['values'], the entry's value")
     values = data.labels  # finite: the decoder checks labels
     if nonnegative_values and (values < 0).any():
         first = int(np.flatnonzero(values < 0)[0])
-        raise DataError(f"{source}: record {first}: label (value) {values[first]} must be >= 0 (alpha is "
-                        "set: values are counts)")
+        raise DataError(f"{source}: record {first_record + first}: label (value) {values[first]} must be >= 0 "
+                        "(alpha is set: values are counts)")
     return Triplets(rows=low, cols=high - num_rows, values=values, weights=data.weights)
-
-
-def iter_line_chunks(stream: BinaryIO, chunk_bytes: int, read_bytes: int = 1 << 20
-                     ) -> Iterator[tuple[int, int, bytes]]:
-    """(first line (1-based), first byte, body) of consecutive parts of a text read from ``stream``, each of
-    whole lines (cut after a line break) and about ``chunk_bytes`` long (a longer line makes a longer part):
-    what ``decode_triplets_csv`` reads part by part, naming the lines and bytes of the whole text. Reads
-    ``read_bytes`` at a time; a line split across reads is joined before it is cut."""
-    pending = bytearray()
-    line, byte = 1, 0
-    while True:
-        block = stream.read(read_bytes)
-        if block:
-            pending += block
-            if len(pending) < chunk_bytes:
-                continue
-            cut = pending.rfind(b"\n") + 1
-            if cut == 0:
-                continue
-        else:
-            cut = len(pending)
-            if cut == 0:
-                return
-        body = bytes(pending[:cut])
-        del pending[:cut]
-        yield line, byte, body
-        line += body.count(b"\n")
-        byte += len(body)
 
 
 def decode_id_weights_csv(body: bytes | memoryview, *, source: str, what: str,

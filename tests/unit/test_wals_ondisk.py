@@ -8,13 +8,17 @@ import gzip
 import io
 import logging
 import os
+import re
 import subprocess
 import threading
 import time
+import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from algorithm import artifact
 from algorithm.checkpoint import Checkpoints
@@ -24,6 +28,7 @@ from container.config import ChannelConfig
 from container.errors import ClientError, DataError
 from container.formats import triplets
 from container.formats.recordio import write_spmatrix_to_sparse_tensor
+from container.formats.recordio_framing import MAGIC_BYTES, frame_records
 from container.paths import SageMakerPaths
 
 CSV, RECORDIO = "text/csv", "application/x-recordio-protobuf"
@@ -49,12 +54,16 @@ TEXT = ('\ufeffuser,item,rating,weight\n\nu1,"item, 7",5\r\nu2 , i2,3,2\n  \n"u"
         + "".join(f"u{i % 13},i{i % 7},{i % 5},{1 + i % 3}\n" for i in range(200)) + "u9,i9,7").encode()
 
 
-def _chunked(data: bytes, read_size: int, chunk_bytes: int, **kwargs) -> triplets.Triplets:
-    parts, text_seen = [], False
-    for line, byte, body in triplets.iter_line_chunks(Trickle(data, read_size), chunk_bytes):
-        parts.append(triplets.decode_triplets_csv(body, source="f.csv", first_line=line, first_byte=byte,
-                                                  header=not text_seen, **kwargs))
-        text_seen = text_seen or bool(body.strip())
+HP = {"num_rows": None, "num_cols": None, "alpha": None}
+
+
+def _chunked(data: bytes, read_size: int, chunk_bytes: int, config: ChannelConfig | None = None,
+             **hp: object) -> triplets.Triplets:
+    """The triplets of one source read ``read_size`` bytes at a time, decoded ``chunk_bytes`` at a time."""
+    config = config or ChannelConfig("train", CSV)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(wals_ondisk, "CHUNK_BYTES", chunk_bytes)
+        parts = list(wals_ondisk.source_triplets(Trickle(data, read_size), "f.csv", config, {**HP, **hp}))
     return triplets.concatenate(parts)
 
 
@@ -160,26 +169,51 @@ def test_stream_gives_the_in_memory_model(tmp_path: Path, small_blocks: None, ca
     assert not any((tmp_path / "stream" / "input" / "scratch").iterdir())  # the job's files are gone
 
 
-def _recordio() -> bytes:
-    import scipy.sparse as sp
-
-    rows, cols, values = _ratings(2, 400)
-    one_hot = sp.csr_matrix((np.ones(800), (np.repeat(np.arange(400), 2), np.column_stack([rows, 60 + cols]).ravel())),
-                            shape=(400, 85))
+def _recordio(seed: int = 2, n: int = 400, bad: int | None = None) -> bytes:
+    """``n`` entries as RecordIO one-hot records over 60 rows and 25 columns (``bad``: that record has a third
+    key)."""
+    rows, cols, values = _ratings(seed, n)
+    entries, keys = np.repeat(np.arange(n), 2), np.column_stack([rows, 60 + cols]).ravel()
+    if bad is not None:
+        entries, keys = np.append(entries, bad), np.append(keys, 84 if keys[2 * bad + 1] != 84 else 83)
+    one_hot = sp.csr_matrix((np.ones(entries.size), (entries, keys)), shape=(n, 85))
     buffer = io.BytesIO()
     write_spmatrix_to_sparse_tensor(buffer, one_hot, values.astype(np.float32))
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize("kind", ["recordio", "gzip csv"])
-def test_pipe_mode_streams_a_fifo_delivered_a_few_bytes_at_a_time(tmp_path: Path, small_blocks: None,
-                                                                   kind: str) -> None:
-    payload = _recordio() if kind == "recordio" else gzip.compress(_csv(*_ratings(3, 500)).encode())
-    content_type = RECORDIO if kind == "recordio" else None  # gzip and CSV told from the bytes
-    hp = {"num_rows": "60"} if kind == "recordio" else {}
-    memory = _train(*_job(tmp_path / "memory", {"train": {"t": payload}}, {"train": content_type}), "memory", **hp)
-    paths, configs = _job(tmp_path / "pipe", {}, mode="Pipe")
-    configs = {"train": ChannelConfig("train", content_type, input_mode="Pipe")}
+def _assert_same_triplets(parts: triplets.Triplets, whole: triplets.Triplets) -> None:
+    for name in ("rows", "cols", "values", "weights", "row_names", "col_names"):
+        np.testing.assert_array_equal(getattr(parts, name), getattr(whole, name), err_msg=name)
+
+
+OBJECTS = [_recordio(2, 150), gzip.compress(_recordio(3, 250)), b"", _recordio(4, 1)]  # S3 objects in a pipe
+
+
+@pytest.mark.parametrize("read_size", [1, 5, 77, 1 << 20])
+@pytest.mark.parametrize("chunk_bytes", [1, 97, 1 << 20])
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_recordio_read_in_chunks_decodes_as_the_whole_body(read_size: int, chunk_bytes: int, wrapped: bool) -> None:
+    config = ChannelConfig("train", RECORDIO, record_wrapper="RecordIO" if wrapped else "None")
+    data = frame_records(OBJECTS) if wrapped else OBJECTS[0] + OBJECTS[3]
+    bodies = [gzip.decompress(o) if o.startswith(b"\x1f\x8b") else o for o in OBJECTS] if wrapped else [data]
+    whole = triplets.concatenate([triplets.decode_triplets_recordio(body, source="f.csv", num_rows=60)
+                                  for body in bodies if body])
+    _assert_same_triplets(_chunked(data, read_size, chunk_bytes, config, num_rows=60), whole)
+
+
+@pytest.mark.parametrize("read_size", [1, 7, 1 << 20])
+def test_wrapped_csv_objects_each_have_their_header(read_size: int) -> None:
+    objects = [_csv(*_ratings(5, 30)).encode(), gzip.compress(_csv(*_ratings(6, 20)).encode()), b"\n"]
+    config = ChannelConfig("train", CSV, record_wrapper="RecordIO")
+    whole = triplets.concatenate([triplets.decode_triplets_csv(body, source="f.csv")
+                                  for body in (objects[0], gzip.decompress(objects[1]))])
+    _assert_same_triplets(_chunked(frame_records(objects), read_size, 50, config), whole)
+
+
+def _pipe(base: Path, payload: bytes, config: ChannelConfig) -> tuple[SageMakerPaths, dict[str, ChannelConfig]]:
+    """A Pipe-mode job whose FIFO ``train_0`` a thread feeds: one byte, a pause, then 999 bytes per write."""
+    paths = SageMakerPaths(base)
     fifo = paths.pipe_path("train", 0)
     fifo.parent.mkdir(parents=True)
     os.mkfifo(fifo)
@@ -191,12 +225,99 @@ def test_pipe_mode_streams_a_fifo_delivered_a_few_bytes_at_a_time(tmp_path: Path
             for start in range(1, len(payload), 999):
                 pipe.write(payload[start:start + 999])
 
-    writer = threading.Thread(target=feed)
-    writer.start()
-    streamed = _train(paths, configs, "stream", **hp)
-    writer.join(10)
+    threading.Thread(target=feed, daemon=True).start()
+    return paths, {"train": config}
+
+
+PIPES = {
+    "recordio": (RECORDIO, "None", _recordio(), {"num_rows": "60"}),
+    "gzip csv": (None, "None", gzip.compress(_csv(*_ratings(3, 500)).encode()), {}),  # gzip and CSV from the bytes
+    "wrapped recordio": (RECORDIO, "RecordIO", frame_records(OBJECTS), {"num_rows": "60", "alpha": "1"}),
+    "wrapped csv, sniffed": (None, "RecordIO", frame_records([_csv(*_ratings(7, 300)).encode(), b"",
+                                                              gzip.compress(_csv(*_ratings(8, 200)).encode())]), {}),
+}
+
+
+@pytest.mark.parametrize("kind", PIPES)
+def test_pipe_mode_streams_a_fifo_delivered_a_few_bytes_at_a_time(tmp_path: Path, small_blocks: None,
+                                                                   kind: str) -> None:
+    content_type, wrapper, payload, hp = PIPES[kind]
+    config = ChannelConfig("train", content_type, input_mode="Pipe", record_wrapper=wrapper)
+    memory, streamed = (_train(*_pipe(tmp_path / loading, payload, config), loading, **hp)
+                        for loading in ("memory", "stream"))
+    assert set(memory) == set(streamed)
     for name, array in memory.items():
         np.testing.assert_array_equal(streamed[name], array, err_msg=name)
+
+
+@pytest.mark.parametrize("hp", [{"num_rows": "60"}, {"num_rows": "60", "num_cols": "25", "alpha": "2"}])
+def test_recordio_files_stream_to_the_in_memory_model(tmp_path: Path, small_blocks: None,
+                                                      hp: dict[str, str]) -> None:
+    channels = {"train": {"a.rec": _recordio(2, 400), "part/b.rec.gz": gzip.compress(_recordio(4, 300)),
+                          "c.rec": _recordio(5, 1)},
+                "test": {"t.rec": _recordio(6, 90)}}
+    types = {"train": RECORDIO, "test": RECORDIO}
+    models = {loading: _train(*_job(tmp_path / loading, channels, types), loading, **hp)
+              for loading in ("memory", "stream")}
+    assert set(models["memory"]) == set(models["stream"])
+    for name, array in models["memory"].items():
+        np.testing.assert_array_equal(models["stream"][name], array, err_msg=name)
+
+
+def _errors(run: Callable[[str], object], base: Path) -> dict[str, str]:
+    """The DataError messages of a job on both paths (the job's directory ``base / <path>`` written BASE)."""
+    messages = {}
+    for loading in ("memory", "stream"):
+        with pytest.raises(DataError) as caught:
+            run(loading)
+        messages[loading] = str(caught.value).replace(str(base / loading), "BASE")
+    return messages
+
+
+def test_a_record_that_is_not_a_triplet_is_named_by_its_index_in_the_file(tmp_path: Path,
+                                                                          small_blocks: None) -> None:
+    paths, configs = _job(tmp_path, {"train": {"a.rec": _recordio(2, 50), "b.rec": _recordio(3, 300, bad=237)}},
+                          {"train": RECORDIO})
+    messages = _errors(lambda loading: _train(paths, configs, loading, num_rows="60"), tmp_path)
+    assert messages["stream"] == messages["memory"]
+    assert re.fullmatch(r".*/b\.rec: record 237 has 3 feature keys; WALS reads the one-hot layout .*",
+                        messages["stream"])
+
+
+@pytest.mark.parametrize("wrapper", ["None", "RecordIO"])
+def test_a_truncated_record_at_the_end_of_a_fifo_is_named_by_its_index_and_offset(
+        tmp_path: Path, small_blocks: None, wrapper: str) -> None:
+    data = frame_records(OBJECTS) if wrapper == "RecordIO" else _recordio(2, 300)
+    cut = data[:-7]
+    last = len(OBJECTS) - 1 if wrapper == "RecordIO" else 299
+    offset = len(data) - len(OBJECTS[-1]) - 8 - (-len(OBJECTS[-1]) % 4) if wrapper == "RecordIO" else \
+        cut.rindex(MAGIC_BYTES)
+    config = ChannelConfig("train", RECORDIO, input_mode="Pipe", record_wrapper=wrapper)
+    messages = _errors(lambda loading: _train(*_pipe(tmp_path / loading, cut, config), loading, num_rows="60"),
+                       tmp_path)
+    assert messages["stream"] == messages["memory"]
+    assert re.fullmatch(rf"BASE/input/data/train_0: record {last} \(byte offset {offset}\): truncated record: "
+                        r"header says \d+ bytes but only \d+ remain", messages["stream"])
+
+
+def test_a_recordio_file_much_larger_than_a_chunk_is_read_in_memory_bounded_by_the_chunk(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    n, chunk = 400_000, 256 << 10
+    payload = _recordio(9, n)
+    assert len(payload) > 64 * chunk
+    paths, configs = _job(tmp_path, {"train": {"big.rec": payload}}, {"train": RECORDIO})
+    monkeypatch.setattr(wals_ondisk, "CHUNK_BYTES", chunk)
+    hp = {**HP, "num_rows": 60}
+    del payload
+    list(wals_ondisk.source_triplets(io.BytesIO(_recordio(1, 10)), "warm-up", configs["train"], hp))  # compiled
+    tracemalloc.start()
+    try:
+        read = sum(len(part) for part in wals_ondisk.iter_triplets(paths, configs["train"], hp))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert read == n
+    assert peak < 16 * chunk, f"peak {peak} bytes traced reading {n} records in chunks of {chunk} bytes"
 
 
 def test_a_bad_line_fails_the_streamed_job_naming_file_and_line(tmp_path: Path, small_blocks: None) -> None:
@@ -244,6 +365,6 @@ def test_auto_streams_what_does_not_fit(tmp_path: Path, monkeypatch: pytest.Monk
     assert "data_loading=auto: streaming the 'train' channel (0.000 GiB of data" in caplog.text
     assert data_loading.streams(paths, ChannelConfig("train", input_mode="Pipe"), "auto", 2.0)
     wrapped = ChannelConfig("train", input_mode="Pipe", record_wrapper="RecordIO")
-    assert not data_loading.streams(paths, wrapped, "auto", 2.0, unwraps=False)
+    assert data_loading.streams(paths, wrapped, "auto", 2.0)
     assert not data_loading.streams(paths, configs["train"], "memory", 2.0)
     assert data_loading.streams(paths, configs["train"], "stream", 2.0)
