@@ -670,9 +670,10 @@ class FactorizationMachines(Estimator):
                 else:
                     (metrics, labels, carried_loss), carried = carried, None
                     done = skip_blocks(blocks, rng, resume_at, path)
-                    log.info("Skipped the first %d block(s) (%d rows) of epoch %d without training them, in %.1f s "
-                             "(a stream, such as a Pipe-mode FIFO, reads and decodes them again; File mode maps "
-                             "them from its cache)", done.blocks, done.rows, epoch, time.perf_counter() - started)
+                    log.info("Skipped the first %d block(s) (%d rows) of epoch %d without training them, %.1f s "
+                             "after the epoch started (a stream, such as a Pipe-mode FIFO, reads and decodes them "
+                             "again; File mode maps them from its cache, once built)", done.blocks, done.rows, epoch,
+                             time.perf_counter() - started)
                 if buffers is not None:
                     buffers.loss[:] = 0.0
                 for block in blocks:
