@@ -613,7 +613,7 @@ class FactorizationMachines(Estimator):
         expected_pass: BlockPosition | None = None  # ... of the checkpoint's job, until this job checked them
         if resumed is not None:
             progress, arrays = resumed
-            bias, table = arrays["bias"].copy(), arrays["table"].copy()
+            bias, table = arrays["bias"], arrays["table"]  # (arrays that own their memory: no copies)
             step, first_epoch, start = int(progress["steps"]), int(progress["first_epoch"]), int(progress["epoch"])
             warned, trend.baseline = bool(progress["warned"]), float(progress["baseline"])
             trend.losses = [float(loss) for loss in progress["losses"]]
