@@ -8,7 +8,7 @@ rows and nonzeros of those blocks must be the checkpoint's, which makes other da
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from itertools import islice
 from pathlib import Path
@@ -47,9 +47,10 @@ class BlockPosition:
 
 
 def skip_blocks(blocks: Iterator[CSR], rng: np.random.Generator, position: BlockPosition,
-                checkpoint: Path | None) -> BlockPosition:
+                checkpoint: Path | None, on_skipped: Callable[[BlockPosition], None] | None = None) -> BlockPosition:
     """Pass over the first ``position.blocks`` of an epoch's ``blocks`` without training them, drawing from the
-    epoch's ``rng`` what training them draws (a row permutation per block with rows); the position reached.
+    epoch's ``rng`` what training them draws (a row permutation per block with rows), calling
+    ``on_skipped(done)`` after each (a stop request can end the pass there); the position reached.
     ``CheckpointError`` naming ``checkpoint`` when the blocks end sooner or hold other rows than the
     checkpoint's."""
     done = BlockPosition()
@@ -57,6 +58,8 @@ def skip_blocks(blocks: Iterator[CSR], rng: np.random.Generator, position: Block
         done.advance(block)
         if block.n_rows:
             rng.permutation(block.n_rows)
+        if on_skipped is not None:
+            on_skipped(done)
     if done != position:
         short = done.blocks < position.blocks
         found = (f"an epoch of this job's training data has only {done.describe()}" if short else

@@ -669,7 +669,7 @@ class FactorizationMachines(Estimator):
                     metrics, labels, done = StreamingMetrics(self.predictor_type), _LabelSums(), BlockPosition()
                 else:
                     (metrics, labels, carried_loss), carried = carried, None
-                    done = skip_blocks(blocks, rng, resume_at, path)
+                    done = skip_blocks(blocks, rng, resume_at, path, partial(_stop_while_skipping, checkpoints, epoch))
                     log.info("Skipped the first %d block(s) (%d rows) of epoch %d without training them, %.1f s "
                              "after the epoch started (a stream, such as a Pipe-mode FIFO, reads and decodes them "
                              "again; File mode maps them from its cache, once built)", done.blocks, done.rows, epoch,
@@ -1030,6 +1030,14 @@ class _LabelSums:
             p = min(max(mean, 1e-12), 1.0 - 1e-12)
             return -(mean * math.log(p) + (1.0 - mean) * math.log(1.0 - p))
         return max(0.0, self.second / self.weight - mean * mean)
+
+
+def _stop_while_skipping(checkpoints: Checkpoints | None, epoch: int, done: BlockPosition) -> None:
+    """``TrainingStopped`` when a stop was requested while a resumed fit skips the blocks its checkpoint had
+    done (the checkpoint stays as it is: the fit has trained nothing since)."""
+    if checkpoints is not None and checkpoints.stop_requested:
+        raise TrainingStopped(f"in epoch {epoch} while skipping the blocks its checkpoint had done (at block "
+                              f"{done.blocks}; nothing trained since the checkpoint)", checkpoints.meta_path)
 
 
 def _carry_loss(loss: np.ndarray, carried: np.ndarray) -> None:

@@ -203,6 +203,29 @@ def _stopped_in_epoch_1(rows: CSR, directory, block_rows: int = 1000, after_rows
         _model(rows).fit_blocks(MemoryBlocks(rows, block_rows), on_block=stop_within, checkpoints=checkpoints)
 
 
+def test_a_stop_while_skipping_the_blocks_done_keeps_the_checkpoint(tmp_path) -> None:
+    rows = _rows()
+    source = MemoryBlocks(rows, 1000)
+    reference = _model(rows).fit_blocks(source)
+    _stopped_in_epoch_1(rows, tmp_path)  # 4 blocks done
+    saved = (tmp_path / META_FILE).read_text()
+    checkpoints = Checkpoints(tmp_path)
+
+    class StopOnSecondBlock:
+        def blocks(self, order_rng):
+            for i, block in enumerate(source.blocks(order_rng)):
+                checkpoints.stop.requested |= i == 1
+                yield block
+
+    with pytest.raises(TrainingStopped) as stopped:
+        _model(rows).fit_blocks(StopOnSecondBlock(), checkpoints=checkpoints)
+    assert "while skipping the blocks its checkpoint had done (at block 2;" in stopped.value.where
+    assert stopped.value.checkpoint == tmp_path / META_FILE
+    assert (tmp_path / META_FILE).read_text() == saved
+    resumed = _model(rows).fit_blocks(source, checkpoints=Checkpoints(tmp_path))
+    np.testing.assert_array_equal(resumed.V_, reference.V_)
+
+
 @pytest.mark.parametrize("other", ["fewer_blocks", "other_rows"])
 def test_a_position_that_does_not_fit_the_data_names_the_checkpoint(tmp_path, other) -> None:
     rows = _rows()
