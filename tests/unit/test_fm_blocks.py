@@ -226,6 +226,13 @@ def test_a_stop_while_skipping_the_blocks_done_keeps_the_checkpoint(tmp_path) ->
     np.testing.assert_array_equal(resumed.V_, reference.V_)
 
 
+def test_a_checkpoint_of_other_blocks_is_refused_naming_stream_buffer_mb(tmp_path) -> None:
+    rows = _rows()
+    _stopped_in_epoch_1(rows, tmp_path)
+    with pytest.raises(CheckpointError, match="stream_buffer_mb: checkpoint 4, this job 8"):
+        _model(rows, stream_buffer_mb=8).fit_blocks(MemoryBlocks(rows, 1000), checkpoints=Checkpoints(tmp_path))
+
+
 @pytest.mark.parametrize("other", ["fewer_blocks", "other_rows"])
 def test_a_position_that_does_not_fit_the_data_names_the_checkpoint(tmp_path, other) -> None:
     rows = _rows()
