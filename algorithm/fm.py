@@ -649,7 +649,8 @@ class FactorizationMachines(Estimator):
             arrays = {"bias": bias, "table": table}
             if best.weights is not None:
                 arrays["best_bias"], arrays["best_table"] = best.weights[:2]
-            if metrics is not None and labels is not None and buffers is not None:
+            if metrics is not None and labels is not None:  # within the epoch, after a block trained
+                assert buffers is not None
                 progress["metrics_total"], sums = metrics.state()
                 progress["labels"] = labels.progress()
                 arrays.update({f"metrics_{name}": array for name, array in sums.items()}, loss=buffers.loss)
