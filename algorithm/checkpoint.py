@@ -144,11 +144,15 @@ class Checkpoints:
         checkpoints are off."""
         if self.directory is None:
             return None
+        started = time.monotonic()
         try:
-            return self._save(self.directory, algorithm, identity, progress, arrays)
+            path = self._save(self.directory, algorithm, identity, progress, arrays)
         except OSError as err:
             raise CheckpointError(f"Cannot write a checkpoint in {self.directory} ({err}): free space there or "
                                   "run the job without CheckpointConfig") from None
+        log.info("Checkpoint written: %s (%.1f MiB of arrays, %.2f s)", path,
+                 sum(array.nbytes for array in arrays.values()) / 2**20, time.monotonic() - started)
+        return path
 
     def _save(self, directory: Path, algorithm: str, identity: Mapping[str, Any], progress: Mapping[str, Any],
               arrays: Mapping[str, np.ndarray]) -> Path:

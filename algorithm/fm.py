@@ -20,6 +20,7 @@ from algorithm import _fm_kernels as kernels
 from algorithm._threads import numba_threads
 from algorithm.base import DivergedError, Estimator, NotFittedError
 from algorithm.best_epoch import BestEpoch
+from algorithm.block_position import BlockPosition, check_pass, skip_blocks
 from algorithm.checkpoint import Checkpoints, TrainingStopped
 from algorithm.csr import CSR
 from algorithm.hyperparameters import defaults
@@ -583,10 +584,12 @@ class FactorizationMachines(Estimator):
         ``eval_blocks`` is scored block by block after every epoch. ``on_block(epoch, rows_done, seconds)`` is
         called after each block. Early stopping, divergence and warm starts work as in ``fit``.
 
-        ``checkpoints``: as in ``fit``, but at epoch ends only (a stream cannot be re-entered mid-pass): a fit
-        resumes at the start of the epoch after the last one saved, and a stop requested within an epoch ends
-        it at the next block, raising ``TrainingStopped`` with that last checkpoint (the resumed fit trains the
-        interrupted epoch again, so it ends with the uninterrupted fit's model).
+        ``checkpoints``: as in ``fit``, at block ends: a checkpoint after every epoch but the last, after a block
+        when one is due, and when a stop is requested, after the block in hand (then ``TrainingStopped``). One
+        within an epoch keeps the blocks done and the epoch's sums (metrics, label sums, loss); the resumed fit
+        starts that epoch's pass again with its random stream and passes over those blocks without training them
+        (``algorithm.block_position``), so it ends with the uninterrupted fit's model (deterministic or one
+        thread, same threads). ``CheckpointError`` when the data does not fit the checkpoint's position.
         """
         self._check_params()
         optimizer = self.resolved_params()["optimizer"]
@@ -602,28 +605,55 @@ class FactorizationMachines(Estimator):
         n_threads = self.num_threads or numba.get_num_threads()
         identity = self._stream_identity(eval_blocks is not None)
         resumed = None if checkpoints is None else checkpoints.load("fm", identity)
+        path = None if checkpoints is None else checkpoints.meta_path
         start, saved_path = 0, None
-        if resumed is not None and checkpoints is not None:
+        resume_at = BlockPosition()
+        carried: tuple[StreamingMetrics, _LabelSums, np.ndarray] | None = None  # the sums of the resumed epoch
+        whole_pass: BlockPosition | None = None  # the blocks, rows and nonzeros of an epoch, once one ended
+        expected_pass: BlockPosition | None = None  # ... of the checkpoint's job, until this job checked them
+        if resumed is not None:
             progress, arrays = resumed
-            bias, table = arrays["bias"].copy(), arrays["table"].copy()
+            bias, table = arrays["bias"], arrays["table"]  # (arrays that own their memory: no copies)
             step, first_epoch, start = int(progress["steps"]), int(progress["first_epoch"]), int(progress["epoch"])
             warned, trend.baseline = bool(progress["warned"]), float(progress["baseline"])
             trend.losses = [float(loss) for loss in progress["losses"]]
             best.resume(progress["best"], None if "best_table" not in arrays else
                         (arrays["best_bias"], arrays["best_table"], int(progress["best_steps"])))
-            saved_path = checkpoints.meta_path
-            log.info("Resuming from checkpoint %s: epoch %d (%d optimizer steps taken)", saved_path, start, step)
+            resume_at = BlockPosition.from_progress(progress["position"])
+            if progress["pass"] is not None:
+                whole_pass = expected_pass = BlockPosition.from_progress(progress["pass"])
+            if resume_at.blocks:
+                metrics, labels = StreamingMetrics(self.predictor_type), _LabelSums()
+                metrics.restore(float(progress["metrics_total"]),
+                                {name: arrays[f"metrics_{name}"] for name in ("sums", "histograms")
+                                 if f"metrics_{name}" in arrays})
+                labels.restore(progress["labels"])
+                carried = metrics, labels, arrays["loss"]
+            saved_path = path
+            log.info("Resuming from checkpoint %s: epoch %d, block %d (%d rows done in it; %d optimizer steps "
+                     "taken)", path, start, resume_at.blocks, resume_at.rows, step)
+            if self.deterministic and int(progress["n_threads"]) != n_threads:
+                log.warning("The checkpoint was written training on %s threads and this fit runs %d: the model "
+                            "will differ from an uninterrupted run's", progress["n_threads"], n_threads)
 
-        def save(next_epoch: int) -> Path | None:
-            """Write the checkpoint of the fit before epoch ``next_epoch`` (None: checkpoints off)."""
+        def save(epoch: int, done: BlockPosition, metrics: StreamingMetrics | None = None,
+                 labels: _LabelSums | None = None) -> Path | None:
+            """Write the checkpoint of the fit at ``done`` in ``epoch``, with the epoch's sums (``metrics``,
+            ``labels``, the loss) when within it (None: checkpoints off)."""
             if checkpoints is None:
                 return None
-            progress = {"epoch": next_epoch, "steps": step, "first_epoch": first_epoch, "best": best.progress(),
+            progress = {"epoch": epoch, "position": done.progress(), "steps": step, "first_epoch": first_epoch,
+                        "pass": None if whole_pass is None else whole_pass.progress(), "best": best.progress(),
                         "losses": trend.losses, "baseline": trend.baseline, "warned": warned,
-                        "best_steps": None if best.weights is None else best.weights[2]}
+                        "n_threads": n_threads, "best_steps": None if best.weights is None else best.weights[2]}
             arrays = {"bias": bias, "table": table}
             if best.weights is not None:
                 arrays["best_bias"], arrays["best_table"] = best.weights[:2]
+            if metrics is not None and labels is not None:  # within the epoch, after a block trained
+                assert buffers is not None
+                progress["metrics_total"], sums = metrics.state()
+                progress["labels"] = labels.progress()
+                arrays.update({f"metrics_{name}": array for name, array in sums.items()}, loss=buffers.loss)
             return checkpoints.save("fm", identity, progress, arrays)
 
         with numba_threads(n_threads) as running:
@@ -634,18 +664,31 @@ class FactorizationMachines(Estimator):
             for epoch in range(start, self.epochs):
                 started = time.perf_counter()
                 rng = self._epoch_rng(first_epoch + epoch)
-                metrics = StreamingMetrics(self.predictor_type)
-                labels = _LabelSums()
-                rows_done = 0
+                blocks = iter(train.blocks(rng))
+                carried_loss = None
+                if carried is None:
+                    metrics, labels, done = StreamingMetrics(self.predictor_type), _LabelSums(), BlockPosition()
+                else:
+                    (metrics, labels, carried_loss), carried = carried, None
+                    done = skip_blocks(blocks, rng, resume_at, path, partial(_stop_while_skipping, checkpoints, epoch))
+                    log.info("Skipped the first %d block(s) (%d rows) of epoch %d without training them, %.1f s "
+                             "after the epoch started (a stream, such as a Pipe-mode FIFO, reads and decodes them "
+                             "again; File mode maps them from its cache, once built)", done.blocks, done.rows, epoch,
+                             time.perf_counter() - started)
                 if buffers is not None:
                     buffers.loss[:] = 0.0
-                for block in train.blocks(rng):
+                for block in blocks:
+                    done.advance(block)
+                    check_pass(done, expected_pass, path, complete=False)
                     if block.n_rows == 0:
                         continue
                     if block.labels is None:
-                        raise ValueError(f"a block of rows {rows_done}..{rows_done + block.n_rows} has no labels")
+                        raise ValueError(f"a block of rows {done.rows - block.n_rows}..{done.rows} has no labels")
                     rows, y, weights, row_weight = self._training_rows(block, block.labels, block.weights)
                     buffers = _training_buffers(shares, rows, self.mini_batch_size, d, k, split, buffers)
+                    if carried_loss is not None:
+                        _carry_loss(buffers.loss, carried_loss)
+                        carried_loss = None
                     order = rng.permutation(rows.n_rows).astype(np.int32 if rows.n_rows < 2**31 else np.int64)
                     scores = np.zeros(rows.n_rows, dtype=np.float32)
                     step = train_epoch(
@@ -655,16 +698,23 @@ class FactorizationMachines(Estimator):
                         step, buffers, scores)
                     metrics.update(y, scores, weights)
                     labels.update(y, row_weight)
-                    rows_done += rows.n_rows
                     if on_block is not None:
-                        on_block(epoch, rows_done, time.perf_counter() - started)
-                    if checkpoints is not None and checkpoints.stop_requested:
-                        raise TrainingStopped(f"in epoch {epoch} after {rows_done} rows (a resumed job trains "
-                                              "this epoch again)", saved_path)
-                if buffers is None:
+                        on_block(epoch, done.rows, time.perf_counter() - started)
+                    if checkpoints is not None:
+                        if checkpoints.stop_requested:
+                            raise TrainingStopped(f"in epoch {epoch} after block {done.blocks} ({done.rows} rows)",
+                                                  save(epoch, done, metrics, labels))
+                        if checkpoints.due():
+                            save(epoch, done, metrics, labels)
+                if done.rows == 0:
                     raise ValueError("the training data has no rows")
+                check_pass(done, expected_pass, path, complete=True)
+                whole_pass, expected_pass = done, None
                 seconds = time.perf_counter() - started
-                loss = float(buffers.loss.sum())
+                if carried_loss is None:  # (else every block of the resumed epoch was done before it)
+                    assert buffers is not None
+                    carried_loss = buffers.loss
+                loss = float(carried_loss.sum())
                 if not math.isfinite(loss):
                     raise DivergedError(self._divergence_message(epoch, f"the training loss became {loss}"))
                 test = None
@@ -674,7 +724,7 @@ class FactorizationMachines(Estimator):
                                 partial(_training_snapshot, bias, table, step))
                 if on_epoch is not None:
                     on_epoch(epoch, metrics.result(), test, seconds)
-                if epoch == start and resumed is None:
+                if epoch == 0:
                     trend.baseline = labels.constant_prediction_loss(logistic)
                 if trend.update(loss / labels.weight) and not warned:
                     warned = True
@@ -685,7 +735,7 @@ class FactorizationMachines(Estimator):
                     stopped = "early_stopping"
                     break
                 if epoch + 1 < self.epochs:
-                    saved_path = save(epoch + 1)
+                    saved_path = save(epoch + 1, BlockPosition())
                     if checkpoints is not None and checkpoints.stop_requested:
                         raise TrainingStopped(f"after epoch {epoch}", saved_path)
         return self._keep_fit(bias, table, step, epoch, best, stopped, optimizer, first_epoch, n_threads,
@@ -967,6 +1017,13 @@ class _LabelSums:
         self.first += float(np.dot(w, y64))
         self.second += float(np.dot(w, y64 * y64))
 
+    def progress(self) -> dict[str, float]:
+        """The sums as a checkpoint keeps them, for ``restore``."""
+        return {"weight": self.weight, "first": self.first, "second": self.second}
+
+    def restore(self, progress: Mapping[str, float]) -> None:
+        self.weight, self.first, self.second = (float(progress[name]) for name in ("weight", "first", "second"))
+
     def constant_prediction_loss(self, logistic: bool) -> float:
         """As ``_constant_prediction_loss``: log loss of the base rate, or the labels' variance."""
         mean = self.first / self.weight
@@ -974,6 +1031,24 @@ class _LabelSums:
             p = min(max(mean, 1e-12), 1.0 - 1e-12)
             return -(mean * math.log(p) + (1.0 - mean) * math.log(1.0 - p))
         return max(0.0, self.second / self.weight - mean * mean)
+
+
+def _stop_while_skipping(checkpoints: Checkpoints | None, epoch: int, done: BlockPosition) -> None:
+    """``TrainingStopped`` when a stop was requested while a resumed fit skips the blocks its checkpoint had
+    done (the checkpoint stays as it is: the fit has trained nothing since)."""
+    if checkpoints is not None and checkpoints.stop_requested:
+        raise TrainingStopped(f"in epoch {epoch} while skipping the blocks its checkpoint had done (at block "
+                              f"{done.blocks}; nothing trained since the checkpoint)", checkpoints.meta_path)
+
+
+def _carry_loss(loss: np.ndarray, carried: np.ndarray) -> None:
+    """Start the per-thread loss sums ``loss`` from those a checkpoint ``carried`` (their total in the first
+    thread's when the thread count differs)."""
+    loss[:] = 0.0
+    if carried.shape == loss.shape:
+        loss[:] = carried
+    else:
+        loss[0] = carried.sum()
 
 
 def _chunk_rows(batch_size: int, rows_per_second: float = math.inf) -> int:

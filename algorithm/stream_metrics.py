@@ -47,6 +47,24 @@ class StreamingMetrics:
             mask = actual if label else ~actual
             histogram += np.bincount(bins[mask], weights=w[mask], minlength=AUC_BINS)
 
+    def state(self) -> tuple[float, dict[str, np.ndarray]]:
+        """The sums so far: the total weight and the arrays (``sums``, ``histograms``), for ``restore``."""
+        arrays = {"sums": self.sums} if self.histograms is None else {"sums": self.sums, "histograms": self.histograms}
+        return self.total, arrays
+
+    def restore(self, total: float, arrays: dict[str, np.ndarray]) -> None:
+        """Continue from ``state()`` (of the same predictor_type); ValueError when the arrays do not fit."""
+        expected: dict[str, tuple[int, ...]] = {"sums": self.sums.shape}
+        if self.histograms is not None:
+            expected["histograms"] = self.histograms.shape
+        if {name: np.shape(array) for name, array in arrays.items()} != expected:
+            raise ValueError(f"metric sums shaped {({n: np.shape(a) for n, a in arrays.items()})}, "
+                             f"expected {expected}")
+        self.total = total
+        self.sums = np.array(arrays["sums"], dtype=np.float64)
+        if self.histograms is not None:
+            self.histograms = np.asarray(arrays["histograms"], dtype=np.float64)  # (16 MB: not copied)
+
     def result(self) -> dict[str, float]:
         total = self.total if self.total > 0 else float("nan")
         if not self.classifier:

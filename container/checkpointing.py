@@ -1,6 +1,6 @@
 """Checkpoints and SIGTERM for a training job: checkpoints go to ``/opt/ml/checkpoints`` when it exists (the
 local path of SageMaker's ``CheckpointConfig``, synced to ``checkpoint_s3_uri``), and SIGTERM (a stopped job, a
-reclaimed Spot instance) becomes a stop request the fit honours at its next chunk of rows."""
+reclaimed Spot instance) becomes a stop request the fit honours at its next chunk of rows (streamed: block)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def job_checkpoints(paths: SageMakerPaths, hp: dict[str, Any], stop: StopFlag) -
 
 def stop_on_sigterm(stop: StopFlag) -> None:
     """Make SIGTERM a stop request (``StopFlag.request``: at once before the fit, at the fit's next chunk of rows
-    during it)."""
+    or block during it)."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
         del frame

@@ -7,6 +7,14 @@ so the memory the data takes is ``stream_buffer_mb`` whatever its size.
   under the training volume's scratch directory (``container.block_cache``); every pass reads the cache's
   blocks through memory maps, in the order the epoch draws.
 
+Checkpoints and resuming (``FactorizationMachines.fit_blocks``): a checkpoint within an epoch keeps the blocks
+done; the resumed job reads the epoch's pass again from its start and skips that many blocks without training
+them. File mode rebuilds the cache from the files first (a new host has none), cut into the same blocks, and
+maps the skipped blocks without reading them; Pipe mode reads and decodes them from the FIFO and drops them.
+The FIFOs of a job are numbered from 0 (``ChannelPasses`` counts the passes of this job), as the platform
+numbers them in every container it starts, a restarted one included: the resumed epoch, whatever its number,
+reads ``<channel>_0``, the next ``<channel>_1``, and so on.
+
 What is shuffled: within each block, every row (a permutation per block per epoch); across blocks, their
 order, in File mode (every Pipe-mode epoch sees the blocks in the order of the data). Rows never move between
 blocks, so data sorted by some key stays clustered within a block (``docs/benchmarks.md`` measures the
@@ -40,8 +48,8 @@ CACHE = "fm-blocks"  # the scratch directory of the File-mode caches
 
 
 class ChannelPasses:
-    """A channel read pass after pass (``algorithm.row_blocks.RowBlocks``): Pipe mode's FIFO of each pass, or
-    File mode's files once and its on-disk cache in ``cache_dir`` after."""
+    """A channel read pass after pass (``algorithm.row_blocks.RowBlocks``): Pipe mode's FIFO of each pass of this
+    job (``<channel>_0`` first), or File mode's files once and its on-disk cache in ``cache_dir`` after."""
 
     def __init__(self, paths: SageMakerPaths, config: ChannelConfig, feature_dim: int, block_bytes: int,
                  cache_dir: Path) -> None:
@@ -72,7 +80,7 @@ def train_streamed(paths: SageMakerPaths, params: dict[str, Any], model: Factori
                    progress_seconds: float, checkpoints: Checkpoints) -> None:
     """Fit ``model`` on the streamed ``train`` channel (``test`` scored by streaming after every epoch and at
     the end), with the metric lines of each epoch and progress lines within them every ``progress_seconds``,
-    resuming and writing ``checkpoints`` at epoch ends.
+    resuming and writing ``checkpoints`` (at epoch ends, within epochs when due, and on a stop request).
     The final train metrics are those of the kept epoch (the scores seen while training on it), which spares
     a pass over the data. The on-disk caches are removed at the end, however the job ends."""
     block_bytes = params["stream_buffer_mb"] * 2**20 // BLOCKS_PER_BUFFER

@@ -1,6 +1,7 @@
 """Training beyond memory: a container limited to 256 MB trains FM on data whose decoded size is over 3 times
 that, streaming it in File mode (through the on-disk cache) and in Pipe mode (a FIFO per epoch fed by a writer
-process), and ends with the test metrics of the same job decoded into memory in a container without a limit."""
+process), and ends with the test metrics of the same job decoded into memory in a container without a limit; stopped
+(docker stop) in the middle of an epoch, such a job leaves a checkpoint that a new container resumes there."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -157,3 +159,48 @@ def test_a_cache_volume_without_space_is_the_users_error(docker_image: str, data
     assert failure.startswith("No space left on the training volume for the on-disk cache"), failure
     assert "/opt/ml/input/scratch/fm-blocks/train" in failure and "VolumeSizeInGB" in failure
     assert not (opt_ml / "model" / "model.json").exists()
+
+
+def _position(checkpoint: Path) -> tuple[int, int] | None:
+    """(epoch, blocks done in it) of the checkpoint, None before there is one."""
+    try:
+        progress = json.loads(checkpoint.read_text())["progress"]
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return progress["epoch"], progress["position"]["blocks"]
+
+
+def test_a_streamed_job_stopped_mid_epoch_resumes_there_in_a_new_container(docker_image: str, data: Path,
+                                                                          in_memory, tmp_path: Path) -> None:
+    opt_ml = _opt_ml(tmp_path, "File", checkpoint_interval_minutes="0.005")  # a checkpoint every block or so
+    (opt_ml / "checkpoints").mkdir()
+    checkpoint = opt_ml / "checkpoints" / "checkpoint.json"
+    name = f"fm-stream-stop-{os.getpid()}"
+    docker("run", "-d", "--name", name, *_limited(), "-v", f"{opt_ml}:/opt/ml",
+           "-v", f"{data / 'train'}:/opt/ml/input/data/train:ro", "-v", f"{data / 'test'}:/opt/ml/input/data/test:ro",
+           docker_image, "train")
+    try:
+        deadline = time.monotonic() + 600
+        while (position := _position(checkpoint)) is None or position < (0, 3):
+            assert time.monotonic() < deadline, "no checkpoint 3 blocks into the first epoch"
+            time.sleep(0.2)
+        docker("stop", "-t", "60", name)
+        status = docker("inspect", "-f", "{{.State.ExitCode}} {{.State.OOMKilled}}", name).stdout.split()
+        logs = docker("logs", name)
+    finally:
+        docker("rm", "-f", name, check=False)
+    assert status == ["143", "false"], logs.stdout[-3000:] + logs.stderr[-3000:]
+    epoch, blocks = _position(checkpoint) or (-1, -1)
+    assert blocks > 0  # within the epoch
+    failure = (opt_ml / "output" / "failure").read_text()
+    assert failure.startswith(f"Training stopped by SIGTERM in epoch {epoch} after block {blocks} ("), failure
+    assert not (opt_ml / "model" / "model.json").exists()
+    (opt_ml / "output" / "failure").unlink()
+    result = _train(docker_image, opt_ml, data, *_limited())
+    log = result.stdout + result.stderr
+    resumed = _test_metrics(result)
+    assert f"Resuming from checkpoint /opt/ml/checkpoints/checkpoint.json: epoch {epoch}, block {blocks} (" in log
+    assert f"Skipped the first {blocks} block(s)" in log
+    for name, value in in_memory.items():
+        assert resumed[name] == pytest.approx(value, abs=TOLERANCE), name
+    assert (opt_ml / "model" / "model.json").is_file()
