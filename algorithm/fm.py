@@ -34,7 +34,7 @@ from algorithm.stream_metrics import StreamingMetrics
 log = logging.getLogger(__name__)
 
 OnEpoch = Callable[[int, dict[str, float], "dict[str, float] | None", float], None]
-OnBlock = Callable[[int, int, float], None]  # (epoch, rows done in it, seconds since it started)
+OnBlock = Callable[[int, int, int, float], None]  # (epoch, rows done in it, of them trained by this fit, seconds)
 
 PREDICTOR_TYPES = FM_SCHEMA["predictor_type"].choices
 OPTIMIZERS = FM_SCHEMA["optimizer"].choices
@@ -581,8 +581,9 @@ class FactorizationMachines(Estimator):
         arrive); the rows of each block are shuffled by the same random stream, and trained on in mini-batches
         with the kernels of ``fit``. Every block carries its labels (and optional weights). The train metrics
         are those of the scores seen while training, accumulated over the blocks (``StreamingMetrics``);
-        ``eval_blocks`` is scored block by block after every epoch. ``on_block(epoch, rows_done, seconds)`` is
-        called after each block. Early stopping, divergence and warm starts work as in ``fit``.
+        ``eval_blocks`` is scored block by block after every epoch. ``on_block(epoch, rows_done, rows_trained,
+        seconds)`` is called after each block (rows trained: rows done less those a resume passed over). Early
+        stopping, divergence and warm starts work as in ``fit``.
 
         ``checkpoints``: as in ``fit``, at block ends: a checkpoint after every epoch but the last, after a block
         when one is due, and when a stop is requested, after the block in hand (then ``TrainingStopped``). One
@@ -665,12 +666,13 @@ class FactorizationMachines(Estimator):
                 started = time.perf_counter()
                 rng = self._epoch_rng(first_epoch + epoch)
                 blocks = iter(train.blocks(rng))
-                carried_loss = None
+                carried_loss, skipped_rows = None, 0
                 if carried is None:
                     metrics, labels, done = StreamingMetrics(self.predictor_type), _LabelSums(), BlockPosition()
                 else:
                     (metrics, labels, carried_loss), carried = carried, None
                     done = skip_blocks(blocks, rng, resume_at, path, partial(_stop_while_skipping, checkpoints, epoch))
+                    skipped_rows = done.rows
                     log.info("Skipped the first %d block(s) (%d rows) of epoch %d without training them, %.1f s "
                              "after the epoch started (a stream, such as a Pipe-mode FIFO, reads and decodes them "
                              "again; File mode maps them from its cache, once built)", done.blocks, done.rows, epoch,
@@ -699,7 +701,7 @@ class FactorizationMachines(Estimator):
                     metrics.update(y, scores, weights)
                     labels.update(y, row_weight)
                     if on_block is not None:
-                        on_block(epoch, done.rows, time.perf_counter() - started)
+                        on_block(epoch, done.rows, done.rows - skipped_rows, time.perf_counter() - started)
                     if checkpoints is not None:
                         if checkpoints.stop_requested:
                             raise TrainingStopped(f"in epoch {epoch} after block {done.blocks} ({done.rows} rows)",

@@ -113,11 +113,11 @@ def train_streamed(paths: SageMakerPaths, params: dict[str, Any], model: Factori
 
 
 def _counting(epoch_log: job.EpochLog, progress: BlockProgress) -> Any:
-    """``epoch_log`` with its throughput counted from the rows of the first epoch (unknown before it ends)."""
+    """``epoch_log`` with the throughput of each epoch counted from the rows it trained (a resumed epoch's
+    rows passed over are not)."""
 
     def on_epoch(epoch: int, train: dict[str, float], test: dict[str, float] | None, seconds: float) -> None:
-        if not epoch_log.items:
-            epoch_log.items = progress.rows_per_epoch or progress.rows_in_epoch
+        epoch_log.items = progress.trained_in_epoch
         epoch_log(epoch, train, test, seconds)
 
     return on_epoch

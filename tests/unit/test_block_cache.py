@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -69,11 +70,26 @@ def test_an_abandoned_pass_leaves_no_readable_cache(tmp_path: Path) -> None:
 def test_progress_lines_within_epochs(caplog) -> None:
     caplog.set_level(logging.INFO)
     progress = BlockProgress("algo-1", epochs=4, interval=0.0)
-    progress(0, 500, 1.0)
-    progress(0, 1000, 2.0)
-    progress(1, 250, 0.5)
+    progress(0, 500, 500, 1.0)
+    progress(0, 1000, 1000, 2.0)
+    progress(1, 250, 250, 0.5)
     lines = [r.getMessage() for r in caplog.records]
     assert lines[0] == "#progress_metric: host=algo-1, completed 0.0 % of epochs"  # rows per epoch unknown yet
     assert lines[-2] == "#progress_metric: host=algo-1, completed 31.2 % of epochs"  # (1 + 250 / 1000) / 4
     assert all(line.startswith("#throughput_metric: host=algo-1, train throughput=") for line in lines[1::2])
     assert progress.rows_per_epoch == 1000
+
+
+def test_progress_of_a_resumed_epoch_counts_passed_over_rows_as_progress_not_throughput(caplog) -> None:
+    caplog.set_level(logging.INFO)
+    started = time.monotonic()
+    progress = BlockProgress("algo-1", epochs=4, interval=0.0)
+    time.sleep(0.05)
+    progress(2, 900, 100, 1.0)  # resumed in epoch 2 at row 800: 100 rows trained
+    elapsed = time.monotonic() - started
+    rate = float(caplog.records[-1].getMessage().rsplit("=", 1)[1].split()[0])
+    assert 100 / elapsed <= rate <= 100 / 0.05
+    progress(2, 1000, 200, 1.5)
+    progress(3, 500, 500, 0.5)
+    assert progress.rows_per_epoch == 1000 and progress.trained_in_epoch == 500
+    assert caplog.records[-2].getMessage() == "#progress_metric: host=algo-1, completed 87.5 % of epochs"

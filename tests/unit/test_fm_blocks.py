@@ -52,7 +52,7 @@ def test_fit_blocks_trains_the_model_fit_trains_with_block_shuffle(classifier: b
     blocks_seen: list = []
     streamed.fit_blocks(MemoryBlocks(rows, block_rows),
                         on_epoch=lambda e, train, test, s: streamed_history.append(train),
-                        on_block=lambda e, done, s: blocks_seen.append((e, done)))
+                        on_block=lambda e, done, trained, s: blocks_seen.append((e, done)))
     np.testing.assert_array_equal(streamed.V_, reference.V_)
     np.testing.assert_array_equal(streamed.w_, reference.w_)
     np.testing.assert_array_equal(streamed.w0_, reference.w0_)
@@ -142,7 +142,7 @@ def test_fit_blocks_stopped_resumes_to_the_uninterrupted_model(tmp_path, caplog,
         if epoch == stop_epoch and stop_rows is None:
             checkpoints.stop.requested = True
 
-    def stop_within(epoch: int, done: int, seconds: float) -> None:
+    def stop_within(epoch: int, done: int, trained: int, seconds: float) -> None:
         if epoch == stop_epoch and done == stop_rows:
             checkpoints.stop.requested = True
 
@@ -176,7 +176,7 @@ def test_fit_blocks_checkpoints_within_epochs_when_due_and_resumes_any_of_them(t
     checkpoints = Checkpoints(live, interval_seconds=0.0)  # due after every block
     copies: list = []
 
-    def copy_checkpoint(epoch: int, done: int, seconds: float) -> None:
+    def copy_checkpoint(epoch: int, done: int, trained: int, seconds: float) -> None:
         if (epoch, done) in ((0, 2000), (1, 4000)):  # (on_block runs before the block's checkpoint)
             copies.append(tmp_path / f"copy-{epoch}")
             shutil.copytree(live, copies[-1])
@@ -196,7 +196,7 @@ def test_fit_blocks_checkpoints_within_epochs_when_due_and_resumes_any_of_them(t
 def _stopped_in_epoch_1(rows: CSR, directory, block_rows: int = 1000, after_rows: int = 4000) -> None:
     checkpoints = Checkpoints(directory)
 
-    def stop_within(epoch: int, done: int, seconds: float) -> None:
+    def stop_within(epoch: int, done: int, trained: int, seconds: float) -> None:
         checkpoints.stop.requested |= (epoch, done) == (1, after_rows)
 
     with pytest.raises(TrainingStopped):
