@@ -12,8 +12,8 @@ Lines bodies are decoded whole, one block per body.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from typing import BinaryIO
+from collections.abc import Callable, Iterator, Mapping
+from typing import BinaryIO, TypeVar
 
 from algorithm.csr import CSR
 from container.byte_streams import Peekable, StreamError, gunzipped, read_all, unwrapped
@@ -37,6 +37,7 @@ from container.formats.sniff import HEAD
 from container.paths import SageMakerPaths
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_BLOCK_BYTES = 64 << 20
 BLANK_PEEK_BYTES = 16 << 20  # the most read ahead to find whether a source is blank
@@ -98,20 +99,31 @@ def stream_blocks(
 ) -> Iterator[CSR]:
     """The blocks of one source of the channel ``config`` (its bytes read from ``stream`` as they come); see
     ``iter_channel_blocks``. ``assumed``: the content types already logged as assumed for the channel."""
-    declared = declared_type(config, DECODERS)
+    def decode(content_type: str, body: Peekable) -> Iterator[CSR]:
+        return _blocks(content_type, body, source, feature_dim, block_bytes)
+
+    return decoded_bodies(stream, source, config, DECODERS, decode, assumed)
+
+
+def decoded_bodies(stream: Reader, source: str, config: ChannelConfig, takes: Mapping[str, object],
+                   decode: Callable[[str, Peekable], Iterator[T]], assumed: set[str] | None = None) -> Iterator[T]:
+    """What ``decode(content_type, body)`` yields for each body of one source (``_source_bodies``), in order: the
+    content type the channel's declared one among ``takes``, else the one the body's first bytes show (logged
+    once per channel through ``assumed``); a ``ClientError`` explained with the content type at fault."""
+    declared = declared_type(config, takes)
     assumed = set() if assumed is None else assumed
-    for body in source_bodies(stream, source, config):
+    for body in _source_bodies(stream, source, config):
         head = body.peek(HEAD)
-        content_type = declared or assumed_type(config, source, head, DECODERS, assumed)
+        content_type = declared or assumed_type(config, source, head, takes, assumed)
         try:
-            yield from _blocks(content_type, body, source, feature_dim, block_bytes)
+            yield from decode(content_type, body)
         except StreamError:
             raise
         except ClientError as err:
-            raise explained(err, config, source, head, content_type, declared is not None, DECODERS) from None
+            raise explained(err, config, source, head, content_type, declared is not None, takes) from None
 
 
-def source_bodies(stream: Reader, source: str, config: ChannelConfig) -> Iterator[Peekable]:
+def _source_bodies(stream: Reader, source: str, config: ChannelConfig) -> Iterator[Peekable]:
     """The bodies of one source as streams, in order: the source gunzipped as it is read, or with
     ``RecordWrapperType=RecordIO`` each wrapped S3 object, gunzipped in turn; blank bodies skipped. Each body is
     to be read (as far as wanted) before the next is asked for."""

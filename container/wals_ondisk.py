@@ -34,16 +34,14 @@ from algorithm.csr import CSR
 from algorithm.wals import Entries, entry_terms
 from algorithm.wals_model import IdMap
 from container import wals_data
-from container.byte_streams import StreamError
-from container.channel_stream import channel_sources, source_bodies
-from container.channels import assumed_type, declared_type, explained
+from container.byte_streams import Peekable
+from container.channel_stream import channel_sources, decoded_bodies
 from container.config import ChannelConfig
 from container.errors import ChannelError, ClientError, DataError
 from container.formats import _triplets_kernels as kernels
 from container.formats import triplets
 from container.formats.chunking import LineChunker, Reader, RecordChunker
 from container.formats.registry import CSV, RECORDIO
-from container.formats.sniff import HEAD
 from container.paths import SageMakerPaths
 
 log = logging.getLogger("train.wals")
@@ -144,24 +142,16 @@ def iter_triplets(paths: SageMakerPaths, config: ChannelConfig, hp: dict[str, An
 def source_triplets(stream: Reader, source: str, config: ChannelConfig, hp: dict[str, Any],
                     assumed: set[str] | None = None) -> Iterator[triplets.Triplets]:
     """The entries of one source of the channel ``config``, its bytes read from ``stream`` as they come: gzip
-    undone and ``RecordWrapperType=RecordIO`` unwrapped as FM's streams are (``channel_stream.source_bodies``),
+    undone and ``RecordWrapperType=RecordIO`` unwrapped as FM's streams are (``channel_stream.decoded_bodies``),
     each body cut into CHUNK_BYTES of whole CSV lines or RecordIO records, each decoded as in memory with
     errors naming the line, or the record and its byte offset, in the body. ``assumed``: the content types
     already logged as assumed for the channel."""
-    declared = declared_type(config, TAKES)
-    assumed = set() if assumed is None else assumed
-    for body in source_bodies(stream, source, config):
-        head = body.peek(HEAD)
-        content_type = declared or assumed_type(config, source, head, TAKES, assumed)
-        try:
-            if content_type == RECORDIO:
-                yield from _recordio_triplets(body, source, config, hp)
-            else:
-                yield from _csv_triplets(body, source, config, hp)
-        except StreamError:
-            raise
-        except ClientError as err:
-            raise explained(err, config, source, head, content_type, declared is not None, TAKES) from None
+    def decode(content_type: str, body: Peekable) -> Iterator[triplets.Triplets]:
+        if content_type == RECORDIO:
+            return _recordio_triplets(body, source, config, hp)
+        return _csv_triplets(body, source, config, hp)
+
+    return decoded_bodies(stream, source, config, TAKES, decode, assumed)
 
 
 def _nonnegative(config: ChannelConfig, hp: dict[str, Any]) -> bool:

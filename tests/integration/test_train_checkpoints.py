@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +96,18 @@ def _run(base: Path) -> tuple[int, str, str | None]:
 
 def _wait_for_checkpoint(proc: subprocess.Popen[str], base: Path, key: str, at_least: int) -> dict:
     """Poll checkpoint.json until its progress[key] reaches ``at_least``; the progress then."""
+    return _wait_for_progress(proc, base, lambda progress: progress[key] >= at_least,
+                              f"no checkpoint with {key} >= {at_least}")
+
+
+def _wait_for_position(proc: subprocess.Popen[str], base: Path, epoch: int, blocks: int) -> None:
+    """Poll checkpoint.json until it is at ``blocks`` or more blocks into ``epoch`` (or later)."""
+    _wait_for_progress(proc, base, lambda progress: (progress["epoch"], progress["position"]["blocks"]) >=
+                       (epoch, blocks), f"no checkpoint at epoch {epoch}, block {blocks}")
+
+
+def _wait_for_progress(proc: subprocess.Popen[str], base: Path, reached: Callable[[dict], bool], what: str) -> dict:
+    """Poll checkpoint.json until ``reached(its progress)``; the progress then."""
     path = base / "checkpoints" / META_FILE
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
@@ -103,10 +116,10 @@ def _wait_for_checkpoint(proc: subprocess.Popen[str], base: Path, key: str, at_l
             progress = json.loads(path.read_text())["progress"]
         except (FileNotFoundError, json.JSONDecodeError):  # not there yet (the rename makes it whole)
             progress = None
-        if progress is not None and progress[key] >= at_least:
+        if progress is not None and reached(progress):
             return progress
         time.sleep(0.005)
-    raise AssertionError(f"no checkpoint with {key} >= {at_least}")
+    raise AssertionError(what)
 
 
 class _Pipes:
@@ -160,22 +173,6 @@ def _run_streamed(base: Path, clicks: bytes, mode: str) -> tuple[int, str, str |
     finally:
         if pipes is not None:
             pipes.close()
-
-
-def _wait_for_position(proc: subprocess.Popen[str], base: Path, epoch: int, blocks: int) -> None:
-    """Poll checkpoint.json until it is at ``blocks`` or more blocks into ``epoch`` (or later)."""
-    path = base / "checkpoints" / META_FILE
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "the job ended before the checkpoint the test waits for"
-        try:
-            progress = json.loads(path.read_text())["progress"]
-        except (FileNotFoundError, json.JSONDecodeError):
-            progress = None
-        if progress is not None and (progress["epoch"], progress["position"]["blocks"]) >= (epoch, blocks):
-            return
-        time.sleep(0.005)
-    raise AssertionError(f"no checkpoint at epoch {epoch}, block {blocks}")
 
 
 def _arrays(base: Path) -> dict[str, np.ndarray]:
