@@ -2,10 +2,12 @@
 the estimator's epoch kernels) and the rule that combines the replicas' changes (``combine``).
 
 A fit on N replicas: each starts from the same table (``FactorizationMachines`` initialization or warm start),
-trains its rows in rounds of mini-batches, and after each round sends the table rows of the features it touched
-(``changes``); ``combine`` gives each such row the mean of the replicas that touched it (a feature only one replica
-saw keeps that replica's update whole, a feature every replica saw gets their average, the bias too), and every
-replica applies the result (``apply``). After the last round of an epoch every replica holds the same table.
+trains its rows in rounds of mini-batches, and after each round sends how the table rows of the features it
+touched changed in the round (``changes``: deltas from the round's start); ``combine`` adds every replica's
+deltas to the round's start (as if the replicas' mini-batches had run one after another: the weights and the
+accumulators of AdaGrad and FTRL take every replica's steps; Adam's moving averages take the mean of the
+replicas' changes), and every replica applies the result (``apply``). After the last round of an epoch every
+replica holds the same table.
 """
 
 from __future__ import annotations
@@ -49,10 +51,67 @@ class EpochSums:
 
 
 @numba.njit(cache=True, nogil=True)
-def _mark_features(indices: np.ndarray, indptr: np.ndarray, order: np.ndarray, mark: np.ndarray) -> None:
+def _mark_features(indices, indptr, order, mark, touched, n_touched):  # pragma: no cover - numba
+    """Append to ``touched`` (from ``n_touched`` on) the features of rows ``order`` not yet marked; the new count."""
     for r in order:
         for j in range(indptr[r], indptr[r + 1]):
-            mark[indices[j]] = True
+            f = indices[j]
+            if not mark[f]:
+                mark[f] = True
+                touched[n_touched] = f
+                n_touched += 1
+    return n_touched
+
+
+@numba.njit(cache=True, nogil=True)
+def _deltas(features, table, base, mark, out):  # pragma: no cover - numba
+    """``out[i] = table[f] - base[f]`` for each ``features[i] = f``, unmarking f."""
+    for i in range(features.size):
+        f = features[i]
+        mark[f] = False
+        for c in range(table.shape[1]):
+            out[i, c] = table[f, c] - base[f, c]
+
+
+@numba.njit(cache=True, nogil=True)
+def _put(features, rows, table, base):  # pragma: no cover - numba
+    for i in range(features.size):
+        f = features[i]
+        for c in range(table.shape[1]):
+            table[f, c] = rows[i, c]
+            base[f, c] = rows[i, c]
+
+
+@numba.njit(cache=True, nogil=True)
+def _add_changes(features, deltas, slot, union, n_union, sums, counts):  # pragma: no cover - numba
+    """Add one replica's ``deltas`` of ``features`` into ``sums`` (rows by ``slot[f]``, new features appended to
+    ``union``); the new union size."""
+    for i in range(features.size):
+        f = features[i]
+        s = slot[f]
+        if s < 0:
+            s = n_union
+            slot[f] = s
+            union[s] = f
+            n_union += 1
+            for c in range(sums.shape[1]):
+                sums[s, c] = 0.0
+            counts[s] = 0.0
+        for c in range(sums.shape[1]):
+            sums[s, c] += deltas[i, c]
+        counts[s] += 1.0
+    return n_union
+
+
+@numba.njit(cache=True, nogil=True)
+def _finish_rows(union, sums, counts, base, averaged, slot):  # pragma: no cover - numba
+    """``sums`` rows become base + summed deltas (the mean in ``averaged`` columns); ``slot`` cleared."""
+    for s in range(union.size):
+        f = union[s]
+        slot[f] = -1
+        for c in range(sums.shape[1]):
+            value = sums[s, c] / counts[s] if averaged[c] else sums[s, c]
+            sums[s, c] = base[f, c] + value
 
 
 class FMReplica:
@@ -69,17 +128,22 @@ class FMReplica:
         self.hp = model._hyperparameter_vector()
         self.order = np.arange(self.rows.n_rows, dtype=np.int64)
         self.row_scores = np.zeros(self.rows.n_rows, dtype=np.float32)
-        self.touched = np.zeros(model.feature_dim, dtype=np.bool_)
+        self.mark = np.zeros(model.feature_dim, dtype=np.bool_)  # features trained since the round's start
+        self.touched = np.zeros(model.feature_dim, dtype=np.int64)  # ... listed: touched[:n_touched]
+        self.n_touched = 0
         self.position = 0
         self.trained = False  # since the last ``changes``
         self.bias = np.zeros(0, dtype=np.float32)
         self.table = np.zeros((0, 0), dtype=np.float32)
+        self.base_bias = self.bias
+        self.base = self.table  # the table at the round's start (the same on every replica)
         self.step = self.first_epoch = 0
         self._buffers: kernels.Buffers | None = None
 
     def start(self, bias: np.ndarray, table: np.ndarray, step: int, first_epoch: int) -> None:
         """Begin from the fit's initial bias row, packed table, optimizer steps and earlier epochs."""
         self.bias, self.table = np.array(bias, dtype=np.float32), np.array(table, dtype=np.float32)
+        self.base_bias, self.base = self.bias.copy(), self.table.copy()
         self.step, self.first_epoch = int(step), int(first_epoch)
 
     def begin_epoch(self, epoch: int) -> None:
@@ -114,25 +178,29 @@ class FMReplica:
                 self.table, model.num_factors, kernels.OPTIMIZER_CODES[self.optimizer],
                 kernels.LOGISTIC if model.predictor_type == "binary_classifier" else kernels.REGRESSION, self.hp,
                 model.use_bias, model.use_linear, self.step, self._buffers, self.row_scores)
-        _mark_features(self.rows.indices, self.rows.indptr, order, self.touched)
+        self.n_touched = _mark_features(self.rows.indices, self.rows.indptr, order, self.mark, self.touched,
+                                        self.n_touched)
         self.position, self.trained = end, True
         return int(order.size)
 
     def changes(self) -> Update:
-        """The table rows of the features trained since the last call, and the bias row (empty when nothing was
-        trained)."""
-        features = np.flatnonzero(self.touched)
-        self.touched[:] = False
-        bias = self.bias.copy() if self.trained else np.zeros(0, dtype=np.float32)
+        """How the table rows of the features trained since the round's start, and the bias row, changed (empty
+        when nothing was trained)."""
+        features = self.touched[:self.n_touched].copy()
+        deltas = np.empty((features.size, self.table.shape[1]), dtype=np.float32)
+        _deltas(features, self.table, self.base, self.mark, deltas)
+        self.n_touched = 0
+        bias = self.bias - self.base_bias if self.trained else np.zeros(0, dtype=np.float32)
         self.trained = False
-        return Update(features, self.table[features], bias)
+        return Update(features, deltas, bias)
 
     def apply(self, update: Update) -> None:
-        """Take the combined rows and bias of a round."""
+        """Take the combined rows and bias of a round (``combine``): the next round starts from them."""
         if update.features.size:
-            self.table[update.features] = update.rows
+            _put(update.features, update.rows, self.table, self.base)
         if update.bias.size:
             self.bias[:] = update.bias
+            self.base_bias[:] = update.bias
 
     def epoch_sums(self) -> EpochSums:
         """This replica's epoch so far (``EpochSums``)."""
@@ -172,19 +240,38 @@ def initial_state(model: FactorizationMachines) -> tuple[np.ndarray, np.ndarray,
     return model._initial_table(kernels.STATE_ARRAYS[model.resolved_params()["optimizer"]])
 
 
-def combine(changes: list[Update]) -> Update:
-    """The update every replica applies: each touched table row the mean of the replicas that touched it, the
-    bias row the mean of the replicas that trained (sent a bias row)."""
-    trained = [change for change in changes if change.bias.size]
-    features = np.unique(np.concatenate([change.features for change in changes])) if changes else np.zeros(0, int)
-    width = next((change.rows.shape[1] for change in changes if change.rows.ndim == 2), 0)
-    sums = np.zeros((features.size, width), dtype=np.float32)
-    counts = np.zeros(features.size, dtype=np.float32)
-    for change in changes:
-        at = np.searchsorted(features, change.features)
-        sums[at] += change.rows
-        counts[at] += 1.0
-    sums /= np.maximum(counts, 1.0)[:, None]
-    bias = (np.mean([change.bias for change in trained], axis=0).astype(np.float32) if trained
-            else np.zeros(0, dtype=np.float32))
-    return Update(features, sums, bias)
+def averaged_columns(optimizer: str, num_factors: int) -> np.ndarray:
+    """Which columns of a packed table row ``combine`` averages (Adam's moving averages) rather than adds."""
+    width = (1 + num_factors) * (1 + kernels.STATE_ARRAYS[optimizer])
+    averaged = np.zeros(width, dtype=np.bool_)
+    if optimizer == "adam":
+        averaged[1 + num_factors:] = True
+    return averaged
+
+
+class Combiner:
+    """``combine`` with its scratch kept between rounds (a slot per feature)."""
+
+    def __init__(self, feature_dim: int, averaged: np.ndarray) -> None:
+        self.slot = np.full(feature_dim, -1, dtype=np.int64)
+        self.averaged = averaged
+
+    def __call__(self, changes: list[Update], base: np.ndarray, base_bias: np.ndarray) -> Update:
+        """The round's result every replica applies: the start (``base``, ``base_bias``) plus the replicas'
+        summed changes, their mean in the ``averaged`` columns (over the replicas that touched the row)."""
+        bound = min(self.slot.size, sum(change.features.size for change in changes))
+        union = np.empty(bound, dtype=np.int64)
+        sums = np.empty((bound, base.shape[1]), dtype=np.float32)
+        counts = np.empty(bound, dtype=np.float32)
+        n = 0
+        for change in changes:
+            n = _add_changes(change.features, change.rows, self.slot, union, n, sums, counts)
+        union, sums, counts = union[:n], sums[:n], counts[:n]
+        _finish_rows(union, sums, counts, base, self.averaged, self.slot)
+        biases = [change.bias for change in changes if change.bias.size]
+        bias = base_bias.copy()
+        if biases:
+            bias += np.sum(biases, axis=0)
+            if self.averaged.any():  # Adam: the bias's moving averages take the mean
+                bias[1:] = base_bias[1:] + np.mean(biases, axis=0)[1:]
+        return Update(union, sums, bias.astype(np.float32))

@@ -128,7 +128,7 @@ def worker_ttl_seconds() -> float:
     return _seconds("FMWALS_WORKER_TTL_SECONDS", WORKER_TTL_SECONDS)
 
 
-def resolve(host: str, deadline: float) -> str:
+def resolve(host: str, deadline: float, where: str = "") -> str:
     """The IPv4 address of ``host``, retried until ``deadline`` (``time.monotonic()``): DNS for the other hosts
     may lag their start. ClientError naming the host when it never resolves."""
     while True:
@@ -136,7 +136,7 @@ def resolve(host: str, deadline: float) -> str:
             return str(socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_STREAM)[0][4][0])
         except OSError as err:
             if time.monotonic() >= deadline:
-                raise ClientError(f"Host {host} does not resolve to an IPv4 address ({err}) after waiting "
+                raise ClientError(f"Host {host}{where} does not resolve to an IPv4 address ({err}) after waiting "
                                   f"{host_wait_seconds():g} s (FMWALS_HOST_WAIT_SECONDS)") from None
             time.sleep(POLL_SECONDS)
 
@@ -173,7 +173,7 @@ def read_cluster_spec(paths: SageMakerPaths, deadline: float | None = None) -> C
         raise ClientError(f"network_interface_name {name!r} in {path} is not an interface of this host with an "
                           f"IPv4 address (interfaces: {', '.join(sorted(networks)) or 'none'})")
     deadline = time.monotonic() + host_wait_seconds() if deadline is None else deadline
-    address = resolve(config.current_host, deadline)
+    address = resolve(config.current_host, deadline, f" (current_host in {path})")
     ip = ipaddress.IPv4Address(address)
     holders = [iface for iface, nets in networks.items() if any(ip in net.network for net in nets)]
     if name is None:
@@ -351,7 +351,7 @@ def serve_as_worker(spec: ClusterSpec) -> None:
     bound = host_wait_seconds()
     deadline = time.monotonic() + bound
     with _dask_config():
-        address = resolve(driver_host, deadline)
+        address = resolve(driver_host, deadline, " (the first of hosts in resourceconfig.json)")
         scheduler = f"tcp://{address}:{spec.scheduler_port}"
         log.info("Host %s joins the scheduler of %s at %s (waiting up to %g s)", spec.current_host, driver_host,
                  scheduler, bound)

@@ -22,7 +22,7 @@ from algorithm.best_epoch import BestEpoch
 from algorithm.checkpoint import Checkpoints, TrainingStopped
 from algorithm.csr import CSR
 from algorithm.fm import FactorizationMachines
-from algorithm.fm_replica import EpochSums, FMReplica, Update, combine, initial_state
+from algorithm.fm_replica import Combiner, EpochSums, FMReplica, Update, averaged_columns, initial_state
 from algorithm.loss_trend import RisingLoss
 from algorithm.metrics import STOPPING_METRIC, train_metrics
 from algorithm.schemas import JOB_SETTINGS
@@ -81,15 +81,16 @@ def _begin_epoch(key: str, epoch: int) -> None:
     _replicas[key].begin_epoch(epoch)
 
 
-def _round(key: str, update: Update | None, batches: int) -> tuple[Update, bool]:
-    """Apply the last round's combined update, train ``batches`` mini-batches (0: the rest of the epoch); this
-    replica's changes and whether its epoch is done."""
+def _round(key: str, update: Update | None, batches: int, send: bool) -> tuple[Update | None, bool]:
+    """Apply the last round's combined update, train ``batches`` mini-batches (0: the rest of the epoch, -1:
+    none); this replica's changes (when ``send``: the driver reads its own replica in-process) and whether its
+    epoch is done."""
     replica = _replicas[key]
     if update is not None:
         replica.apply(update)
     if batches >= 0:
         replica.train(batches)
-    return replica.changes(), replica.epoch_done
+    return (replica.changes() if send else None), replica.epoch_done
 
 
 def _epoch_sums(key: str) -> EpochSums:
@@ -179,11 +180,12 @@ def _fit(cluster: Cluster, paths: SageMakerPaths, hp: dict[str, Any], channels: 
     for epoch in range(epochs):
         started = time.monotonic()
         cluster.each(_begin_epoch, key, epoch)
-        syncs, sent = _train_epoch(cluster, key, batches, checkpoints, epoch)
+        syncs, sent, rounds = _train_epoch(cluster, key, batches, checkpoints, epoch)
         seconds = time.monotonic() - started
         fit_seconds += seconds
-        log.info("Epoch %d: %d synchronisation(s) of the %d hosts, %.2f MB sent per synchronisation on average",
-                 epoch, syncs, n, sent / max(syncs, 1) / 1e6)
+        log.info("Epoch %d: %d synchronisation(s) of the %d hosts, %.2f MB sent per synchronisation on average; "
+                 "%.2f s of the epoch's %.2f s waiting for the hosts' rounds, the rest combining and sending", epoch,
+                 syncs, n, sent / max(syncs, 1) / 1e6, rounds, seconds)
         sums = list(cluster.each(_epoch_sums, key).values())
         loss = sum(s.loss for s in sums)
         weight = sum(s.weight for s in sums)
@@ -220,22 +222,43 @@ def _fit(cluster: Cluster, paths: SageMakerPaths, hp: dict[str, Any], channels: 
     checkpoints.stop.complete()
 
 
-def _train_epoch(cluster: Cluster, key: str, batches: int, checkpoints: Checkpoints, epoch: int) -> tuple[int, int]:
+def _train_epoch(cluster: Cluster, key: str, batches: int, checkpoints: Checkpoints, epoch: int
+                 ) -> tuple[int, int, float]:
     """One epoch in rounds of ``batches`` mini-batches per host (0: one round), each round's changes combined
-    and applied by every host; (synchronisations, bytes sent over them)."""
+    and applied by every host; (synchronisations, bytes sent over the network in them, seconds waiting for the
+    rounds). The driver's own replica
+    (its worker runs in this process) hands over its changes and takes the update in memory."""
+    local, driver, remote = _replicas[key], cluster.hosts[0], cluster.hosts[1:]
+    combine = Combiner(local.model.feature_dim, averaged_columns(local.optimizer, local.model.num_factors))
     update: Update | None = None
     syncs = sent = 0
+    waited = 0.0
     while True:
         if checkpoints.stop_requested:
             raise TrainingStopped(f"in epoch {epoch}", None)
-        results = cluster.results({h: cluster.submit(h, _round, key, update, batches) for h in cluster.hosts})
-        changes = [change for change, _ in results.values()]
-        update = combine(changes)
+        shipped = _ship(cluster, update)
+        futures = {h: cluster.submit(h, _round, key, shipped, batches, True) for h in remote}
+        futures[driver] = cluster.submit(driver, _round, key, None, batches, False)
+        started = time.monotonic()
+        results = cluster.results(futures)
+        waited += time.monotonic() - started
+        changes = [local.changes()] + [results[h][0] for h in remote]
+        update = combine(changes, local.base, local.base_bias)
         syncs += 1
-        sent += sum(change.nbytes for change in changes) + len(cluster.hosts) * update.nbytes
+        sent += sum(change.nbytes for change in changes[1:]) + len(remote) * update.nbytes
+        local.apply(update)
         if all(done for _, done in results.values()):
-            cluster.results({h: cluster.submit(h, _round, key, update, -1) for h in cluster.hosts})
-            return syncs, sent
+            shipped = _ship(cluster, update)
+            cluster.results({h: cluster.submit(h, _round, key, shipped, -1, False) for h in remote})
+            return syncs, sent, waited
+
+
+def _ship(cluster: Cluster, update: Update | None) -> Any:
+    """``update`` sent once, straight to the other hosts' workers (a future their tasks take), None for none."""
+    if update is None or len(cluster.hosts) == 1:
+        return None
+    addresses = [cluster.workers[h] for h in cluster.hosts[1:]]
+    return cluster.client.scatter(update, workers=addresses, broadcast=True, direct=True, hash=False)
 
 
 def _weighted(parts: list[tuple[int, dict[str, float]]]) -> dict[str, float]:
