@@ -206,3 +206,26 @@ def test_duplicate_hosts_fail_on_every_host(tmp_path):
     base = _job(tmp_path / "a", HOSTS[0], [HOSTS[0], HOSTS[1], HOSTS[0]])
     code, _, failure = _finish(_start(base, _env()), base, timeout=60)
     assert code == 1 and failure.startswith("hosts in ") and "names 127.0.0.1 more than once" in failure
+
+
+def test_wals_on_two_hosts_trains_on_the_first_alone(tmp_path):
+    hp = {"algorithm": "wals", "embedding_dimension": "4", "max_sweeps": "2"}
+    rng = np.random.default_rng(0)
+    body = "".join(f"{r},{c},{v:.3f}\n" for r, c, v in zip(rng.integers(0, 30, 300), rng.integers(0, 20, 300),
+                                                             rng.random(300), strict=True)).encode()
+    bases = []
+    for host in HOSTS[:2]:
+        base = tmp_path / host
+        (base / "input/config").mkdir(parents=True)
+        (base / "input/config/hyperparameters.json").write_text(json.dumps(hp))
+        (base / "input/config/resourceconfig.json").write_text(json.dumps(
+            {"current_host": host, "hosts": HOSTS[:2], "network_interface_name": "lo"}))
+        (base / "input/config/inputdataconfig.json").write_text(json.dumps({"train": {"ContentType": "text/csv"}}))
+        (base / "input/data/train").mkdir(parents=True)
+        (base / "input/data/train/a.csv").write_bytes(body)
+        bases.append(base)
+    (driver_code, driver_log, failure), (worker_code, worker_log, _) = _run_hosts(bases, _env())
+    assert (driver_code, worker_code) == (0, 0), failure
+    assert "WALS trains on the first host 127.0.0.1 alone in this version; the other hosts (127.0.0.2)" in driver_log
+    assert (bases[0] / "model/model.npz").exists() and not (bases[1] / "model/model.npz").exists()
+    assert "The job on 127.0.0.1 is done; host 127.0.0.2 ends" in worker_log
