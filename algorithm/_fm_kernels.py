@@ -127,13 +127,14 @@ def _prefetch_codegen(context, builder, sig, args):
 
 
 def _prefetch_intrinsic(typingctx, array, index):
-    """``_prefetch(array, i)``: prefetch ``array[i]`` (1-D); no effect on results."""
-    return types.void(array, index), _prefetch_codegen
+    """``_prefetch(array, i)``: prefetch ``array[i]`` (1-D; ``i`` of any integer type); no effect on results."""
+    return types.void(array, types.intp), _prefetch_codegen
 
 
 def _prefetch_2d_intrinsic(typingctx, array, row, col):
-    """``_prefetch_2d(array, i, j)``: prefetch ``array[i, j]`` (2-D, any layout); no effect on results."""
-    return types.void(array, row, col), _prefetch_codegen
+    """``_prefetch_2d(array, i, j)``: prefetch ``array[i, j]`` (2-D, any layout; indices of any integer type);
+    no effect on results."""
+    return types.void(array, types.intp, types.intp), _prefetch_codegen
 
 
 _prefetch = cast(Callable[[np.ndarray, int], None], intrinsic(_prefetch_intrinsic))

@@ -35,6 +35,8 @@ EPOCH_GOALS = {("ctr", 8, 2): 0.6, ("ctr", 32, 2): 1.2, ("ctr", 8, 1): 1.3, ("ct
                ("ratings", 8, 1): 0.05}
 CTR_AUC_GOAL, CTR_LOGLOSS_GOAL, RATINGS_RMSE_GOAL, DIGITS_ACCURACY_GOAL = 0.767, 0.478, 0.805, 0.98
 ADAM_VS_FASTEST_GOAL, MEMORY_GOAL, QUALITY_EPOCHS = 1.5, 1.5, 10
+# CTR epoch of the default optimizer and of our fastest one, at most this share of tuned xLearn's, by threads.
+CTR_VS_XLEARN_GOALS = {1: 0.6, 2: 0.5}
 
 LEGEND = """\
 ratio   = this row's median epoch seconds / our Adam's at the same data, k and threads (> 1: we are faster)
@@ -106,7 +108,7 @@ def warm_up_ours(data: Any, k: int, threads: int, optimizer: str, task: str) -> 
 
 
 def run_ours(data: Any, k: int, threads: int, epochs: int, optimizer: str, seed: int,
-             mini_batch_size: int = 1000) -> Any:
+             mini_batch_size: int = 1000, shuffle: str = "full") -> Any:
     """Our FM with the default learning rates of ``optimizer`` (a variant of ``OUR_OPTIMIZERS``); times from
     ``on_epoch``."""
     from algorithm.fm import FactorizationMachines
@@ -121,14 +123,15 @@ def run_ours(data: Any, k: int, threads: int, epochs: int, optimizer: str, seed:
 
     model = FactorizationMachines(feature_dim=data.feature_dim, num_factors=k, predictor_type=data.task,
                                   epochs=epochs, mini_batch_size=mini_batch_size,
-                                  optimizer=_optimizer_param(optimizer), num_threads=threads, seed=seed)
+                                  optimizer=_optimizer_param(optimizer), num_threads=threads, seed=seed,
+                                  shuffle=shuffle)
     model.fit(data.train, data.train.labels, eval_set=(data.test, data.test.labels), on_epoch=on_epoch)
     score = model.predict_scores(data.test)
     state = FactorizationMachines.state_bytes(data.feature_dim, k, model.resolved_params()["optimizer"], threads)
     quality = held_out_metrics(data.task, data.test.labels, score)
     return RunResult("ours", data.name, k, threads, optimizer, seconds, quality, per_epoch, data.train.n_rows,
-                     state, f"mini_batch_size={mini_batch_size}; default learning rates; epoch time excludes "
-                     "the per-epoch test scoring")
+                     state, f"mini_batch_size={mini_batch_size}; shuffle={shuffle}; default learning rates; epoch "
+                     "time excludes the per-epoch test scoring")
 
 
 def worker(spec: dict[str, Any]) -> dict[str, Any]:
@@ -152,7 +155,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     if trainer == "ours":
         result = run_ours(data, k, threads, spec["epochs"], spec["variant"], spec["seed"],
-                          spec.get("mini_batch_size", 1000))
+                          spec.get("mini_batch_size", 1000), spec.get("shuffle", "full"))
     elif trainer == "xlearn":
         result = fm_anchors.run_xlearn(data, k, threads, spec["epochs"], tuned=spec["variant"] == "tuned")
     elif trainer == "myfm":
@@ -239,7 +242,7 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
                         "repeat": rep}
                 epochs = DIGITS["epochs"] if name == "digits" else args.epochs
                 batch = {"mini_batch_size": DIGITS["mini_batch_size"]} if name == "digits" else {}
-                ours = [dict(base, trainer="ours", variant=o, epochs=epochs, **batch)
+                ours = [dict(base, trainer="ours", variant=o, epochs=epochs, shuffle=args.shuffle, **batch)
                         for o in ([] if args.skip_ours else args.optimizers)]
                 others: list[dict[str, Any]] = []
                 if "xlearn" in anchors:
@@ -422,10 +425,20 @@ def goals(rows: list[dict[str, Any]], full_rows: dict[str, int]) -> list[tuple[s
             out.append((f"digits 'is it a 0' {optimizer}: accuracy >= {DIGITS_ACCURACY_GOAL}",
                         verdict(acc >= DIGITS_ACCURACY_GOAL) if optimizer in ("default", "adam") else "info",
                         f"accuracy {acc:.4f} after {r['epochs']} epochs"))
+    xlearn = {(r["dataset"], r["k"], r["threads"]): r for r in rows
+              if r["trainer"] == "xlearn" and r["variant"] == "tuned"}
     for (name, k, threads) in sorted({key[:3] for key in ours}):
         if name == "digits":
             continue
         rs = [r for key, r in ours.items() if key[:3] == (name, k, threads)]
+        anchor, share = xlearn.get((name, k, threads)), CTR_VS_XLEARN_GOALS.get(threads)
+        if name == "ctr" and anchor is not None and share is not None:
+            fastest = min(rs, key=lambda r: r["epoch_s"])
+            for r in {id(r): r for r in rs if r["variant"] == "default" or r is fastest}.values():
+                ratio = r["epoch_s"] / anchor["epoch_s"]
+                out.append((f"ctr k={k} thr={threads} {r['variant']}: epoch <= {share}x tuned xLearn's",
+                            verdict(ratio <= share),
+                            f"{ratio:.2f}x ({r['epoch_s']:.3f} s against {anchor['epoch_s']:.3f} s)"))
         adam = next((r for r in rs if r["variant"] == "adam"), None)
         fastest = min(rs, key=lambda r: r["epoch_s"])
         if adam and len(rs) > 1:
@@ -454,6 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--anchors", default="xlearn,myfm,numpy", help="comma list of xlearn, myfm, numpy")
     p.add_argument("--optimizers", nargs="+", default=list(OUR_OPTIMIZERS), choices=OUR_OPTIMIZERS)
     p.add_argument("--skip-ours", action="store_true", help="run the anchors only")
+    p.add_argument("--shuffle", choices=("full", "blocks", "runs"), default="full", help="our row order")
     p.add_argument("--floor-epochs", type=int, default=2, help="epochs of the numpy floor (timing only)")
     p.add_argument("--myfm-iters", default="", help="e.g. ctr=3,ratings=30 (defaults: ctr 3, others 30)")
     p.add_argument("--myfm-methods", default="",

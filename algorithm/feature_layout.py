@@ -1,0 +1,89 @@
+"""Features renumbered by training frequency: ``FactorizationMachines.fit`` trains with the rows of its packed
+table (``algorithm._fm_kernels``) in the order of how many training nonzeros use each feature, most used first
+(ties in the users' id order), so the rows most nonzeros touch share cache lines and pages. The training rows'
+feature ids are rewritten into that space once, as int32 when the ids fit (half the bytes the kernels read per
+nonzero), and the table is permuted in place to it at the start and back at the end: artifacts, warm starts,
+checkpoints' meaning and serving all stay in the users' ids. Features no training row uses come last and keep
+their initial values (the lazy updates never touch them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+BLOCK = 1 << 20  # nonzeros per block of the counting and renumbering passes
+
+
+@njit(cache=True)
+def _permute_rows(table, target):
+    """Move row i of the 2-D ``table`` to row ``target[i]`` (a permutation), in place: cycle by cycle, with one
+    row of scratch."""
+    n = table.shape[0]
+    placed = np.zeros(n, np.bool_)
+    carry = np.empty(table.shape[1], table.dtype)
+    spare = np.empty(table.shape[1], table.dtype)
+    for start in range(n):
+        if placed[start]:
+            continue
+        carry[:] = table[start]
+        i = start
+        while True:
+            j = target[i]
+            spare[:] = table[j]
+            table[j] = carry
+            placed[j] = True
+            carry, spare = spare, carry
+            i = j
+            if j == start:
+                break
+
+
+@dataclass(frozen=True)
+class FeatureLayout:
+    """A renumbering of ``feature_dim`` features: training row ``r`` holds the users' feature ``order[r]``, and
+    the users' feature ``i`` is training row ``rank[i]``."""
+
+    order: np.ndarray  # (feature_dim,) int64: users' id of each training row
+    rank: np.ndarray  # (feature_dim,) int32 (int64 past 2**31 features): training row of each users' id
+
+    @classmethod
+    def by_frequency(cls, indices: np.ndarray, feature_dim: int) -> FeatureLayout:
+        """The layout of features by descending count in ``indices`` (the training nonzeros' ids, all in
+        [0, feature_dim)), ties in id order."""
+        counts = np.zeros(feature_dim, np.int64)
+        for start in range(0, indices.size, BLOCK):
+            counts += np.bincount(indices[start:start + BLOCK], minlength=feature_dim)
+        return cls.from_order(np.argsort(-counts, kind="stable"))
+
+    @classmethod
+    def from_order(cls, order: np.ndarray) -> FeatureLayout:
+        """The layout whose training row ``r`` holds the users' feature ``order[r]``; ValueError when ``order``
+        is not a permutation."""
+        order = np.ascontiguousarray(order, dtype=np.int64)
+        n = order.size
+        rank = np.full(n, -1, dtype=np.int32 if n < 2**31 else np.int64)
+        if n and (order.min() < 0 or order.max() >= n):
+            raise ValueError(f"a feature order holds ids outside [0, {n})")
+        rank[order] = np.arange(n, dtype=rank.dtype)
+        if n and rank.min() < 0:
+            raise ValueError("a feature order names some feature twice")
+        return cls(order, rank)
+
+    def renumbered(self, indices: np.ndarray) -> np.ndarray:
+        """``indices`` (users' ids) as training rows, a new array of ``rank``'s dtype."""
+        out = np.empty(indices.size, dtype=self.rank.dtype)
+        for start in range(0, indices.size, BLOCK):
+            np.take(self.rank, indices[start:start + BLOCK], out=out[start:start + BLOCK])
+        return out
+
+    def to_training(self, table: np.ndarray) -> None:
+        """Reorder the rows of the 2-D ``table`` (one per feature, in the users' ids) into training rows, in
+        place."""
+        _permute_rows(table, self.rank)
+
+    def to_users(self, table: np.ndarray) -> None:
+        """Reorder the rows of the 2-D ``table`` (training rows) back into the users' ids, in place."""
+        _permute_rows(table, self.order)
