@@ -1,8 +1,9 @@
 """Features renumbered by training frequency: ``FactorizationMachines.fit`` trains with the rows of its packed
 table (``algorithm._fm_kernels``) in the order of how many training nonzeros use each feature, most used first
 (ties in the users' id order), so the rows most nonzeros touch share cache lines and pages. The training rows'
-feature ids are rewritten into that space once, as int32 when the ids fit (half the bytes the kernels read per
-nonzero), and the table is permuted in place to it at the start and back at the end: artifacts, warm starts,
+feature ids are rewritten into that space once, in the narrowest integer type that holds them (int16 up to 32,768
+features, int32 up to 2**31: a quarter or half the bytes of the users' int64 ids, for the copy and for the kernels'
+reads), and the table is permuted in place to it at the start and back at the end: artifacts, warm starts,
 checkpoints' meaning and serving all stay in the users' ids. Features no training row uses come last and keep
 their initial values (the lazy updates never touch them).
 """
@@ -41,13 +42,18 @@ def _permute_rows(table, target):
                 break
 
 
+def index_dtype(feature_dim: int) -> type:
+    """The narrowest integer type of renumbered ids of ``feature_dim`` features."""
+    return np.int16 if feature_dim <= 2**15 else np.int32 if feature_dim <= 2**31 else np.int64
+
+
 @dataclass(frozen=True)
 class FeatureLayout:
     """A renumbering of ``feature_dim`` features: training row ``r`` holds the users' feature ``order[r]``, and
     the users' feature ``i`` is training row ``rank[i]``."""
 
     order: np.ndarray  # (feature_dim,) int64: users' id of each training row
-    rank: np.ndarray  # (feature_dim,) int32 (int64 past 2**31 features): training row of each users' id
+    rank: np.ndarray  # (feature_dim,) int16, int32 or int64 (``index_dtype``): training row of each users' id
 
     @classmethod
     def by_frequency(cls, indices: np.ndarray, feature_dim: int) -> FeatureLayout:
@@ -64,7 +70,7 @@ class FeatureLayout:
         is not a permutation."""
         order = np.ascontiguousarray(order, dtype=np.int64)
         n = order.size
-        rank = np.full(n, -1, dtype=np.int32 if n < 2**31 else np.int64)
+        rank = np.full(n, -1, dtype=index_dtype(n))
         if n and (order.min() < 0 or order.max() >= n):
             raise ValueError(f"a feature order holds ids outside [0, {n})")
         rank[order] = np.arange(n, dtype=rank.dtype)

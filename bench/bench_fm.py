@@ -89,8 +89,10 @@ def _quality_per_epoch(task: str, test: dict[str, float] | None) -> dict[str, fl
 
 
 def _optimizer_param(variant: str) -> str | None:
-    """The ``optimizer`` argument of our variant ("default": unset)."""
-    return None if variant == "default" else variant
+    """The ``optimizer`` argument of our variant ("default": unset; "<optimizer>/<order>" for a shuffle other than
+    full)."""
+    optimizer = variant.split("/")[0]
+    return None if optimizer == "default" else optimizer
 
 
 def warm_up_ours(data: Any, k: int, threads: int, optimizer: str, task: str) -> float:
@@ -169,6 +171,8 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     peak = _status_kb("VmHWM") if peak_reset else _peak_rusage_kb()
     out = result.to_dict()
     data_bytes = data.train.nbytes + data.test.nbytes
+    if trainer == "ours" and spec.get("shuffle", "full") != "full":
+        out["variant"] = f"{out['variant']}/{spec['shuffle']}"
     out.update(load_avg_1min=os.getloadavg()[0], wall_seconds=wall, warm_up_seconds=warm_up_seconds,
                rss_import_mb=rss_import / 1024,
                rss_base_mb=rss_base / 1024, rss_loaded_mb=rss_loaded / 1024, peak_mb=peak / 1024,
@@ -242,8 +246,8 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
                         "repeat": rep}
                 epochs = DIGITS["epochs"] if name == "digits" else args.epochs
                 batch = {"mini_batch_size": DIGITS["mini_batch_size"]} if name == "digits" else {}
-                ours = [dict(base, trainer="ours", variant=o, epochs=epochs, shuffle=args.shuffle, **batch)
-                        for o in ([] if args.skip_ours else args.optimizers)]
+                ours = [dict(base, trainer="ours", variant=o, epochs=epochs, shuffle=order, **batch)
+                        for o in ([] if args.skip_ours else args.optimizers) for order in args.shuffle]
                 others: list[dict[str, Any]] = []
                 if "xlearn" in anchors:
                     variants = ["tuned"] if name != "digits" else []
@@ -434,7 +438,7 @@ def goals(rows: list[dict[str, Any]], full_rows: dict[str, int]) -> list[tuple[s
         anchor, share = xlearn.get((name, k, threads)), CTR_VS_XLEARN_GOALS.get(threads)
         if name == "ctr" and anchor is not None and share is not None:
             fastest = min(rs, key=lambda r: r["epoch_s"])
-            for r in {id(r): r for r in rs if r["variant"] == "default" or r is fastest}.values():
+            for r in {id(r): r for r in rs if r["variant"].split("/")[0] == "default" or r is fastest}.values():
                 ratio = r["epoch_s"] / anchor["epoch_s"]
                 out.append((f"ctr k={k} thr={threads} {r['variant']}: epoch <= {share}x tuned xLearn's",
                             verdict(ratio <= share),
@@ -467,7 +471,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--anchors", default="xlearn,myfm,numpy", help="comma list of xlearn, myfm, numpy")
     p.add_argument("--optimizers", nargs="+", default=list(OUR_OPTIMIZERS), choices=OUR_OPTIMIZERS)
     p.add_argument("--skip-ours", action="store_true", help="run the anchors only")
-    p.add_argument("--shuffle", choices=("full", "blocks", "runs"), default="full", help="our row order")
+    p.add_argument("--shuffle", nargs="+", choices=("full", "blocks", "runs"), default=["full"],
+                   help="our row orders (each a variant of ours; other than full, named optimizer/order)")
     p.add_argument("--floor-epochs", type=int, default=2, help="epochs of the numpy floor (timing only)")
     p.add_argument("--myfm-iters", default="", help="e.g. ctr=3,ratings=30 (defaults: ctr 3, others 30)")
     p.add_argument("--myfm-methods", default="",

@@ -45,7 +45,8 @@ def test_the_layout_orders_features_by_descending_count_ties_in_id_order() -> No
     indices = np.array([5, 2, 5, 1, 2, 5, 0, 3], dtype=np.int64)
     layout = FeatureLayout.by_frequency(indices, 7)
     assert layout.order.tolist() == [5, 2, 0, 1, 3, 4, 6]  # 5 x3, 2 x2, then 0, 1, 3 once, 4 and 6 never
-    assert layout.rank.dtype == np.int32
+    assert layout.rank.dtype == np.int16
+    assert FeatureLayout.from_order(np.arange(2**15 + 1)).rank.dtype == np.int32
     np.testing.assert_array_equal(layout.order[layout.renumbered(indices)], indices)
     table = np.arange(7 * 3, dtype=np.float32).reshape(7, 3)
     moved = table.copy()
