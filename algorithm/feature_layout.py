@@ -70,7 +70,7 @@ class FeatureLayout:
         is not a permutation."""
         order = np.ascontiguousarray(order, dtype=np.int64)
         n = order.size
-        rank = np.full(n, -1, dtype=index_dtype(n))
+        rank: np.ndarray = np.full(n, -1, dtype=index_dtype(n))
         if n and (order.min() < 0 or order.max() >= n):
             raise ValueError(f"a feature order holds ids outside [0, {n})")
         rank[order] = np.arange(n, dtype=rank.dtype)
