@@ -52,15 +52,20 @@ def main() -> None:
     initial = np.zeros((d, (1 + k) * (1 + n_state)), np.float32)
     initial[:, 1:1 + k] = np.random.default_rng(0).standard_normal((d, k), dtype=np.float32) * np.float32(0.01)
     moved = initial.copy()
-    layout.to_training(moved)  # compiles
+    layout.to_training(moved, 1 + k)  # compiles
     moved[:] = initial
     t0 = time.perf_counter()
-    layout.to_training(moved)
-    layout.to_users(moved)
-    permuted = time.perf_counter() - t0
-    layout.to_training(moved)
-    print(f"renumbering (once per fit): count, order and renumber the ids {counted:.3f} s; permute the table there "
-          f"and back {permuted:.3f} s", flush=True)
+    layout.to_training(moved, 1 + k)
+    there = time.perf_counter() - t0
+    back = []
+    for rows in (None, layout.order, None, layout.order):  # the table's split at a fit's end, plain and permuting
+        spare = moved.copy()
+        t0 = time.perf_counter()
+        kernels.split_in_place(spare, k, n_state, rows=rows)
+        back.append(time.perf_counter() - t0)
+    print(f"renumbering (once per fit): count, order and renumber the ids {counted:.3f} s; move [w, V] into the "
+          f"layout {there:.3f} s; split the table at the end {min(back[0::2]):.3f} s in place, "
+          f"{min(back[1::2]):.3f} s back into the users' ids", flush=True)
 
     def full(rng: np.random.Generator) -> np.ndarray:
         order = np.arange(n, dtype=np.int32)
