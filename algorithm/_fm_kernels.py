@@ -127,13 +127,14 @@ def _prefetch_codegen(context, builder, sig, args):
 
 
 def _prefetch_intrinsic(typingctx, array, index):
-    """``_prefetch(array, i)``: prefetch ``array[i]`` (1-D); no effect on results."""
-    return types.void(array, index), _prefetch_codegen
+    """``_prefetch(array, i)``: prefetch ``array[i]`` (1-D; ``i`` of any integer type); no effect on results."""
+    return types.void(array, types.intp), _prefetch_codegen
 
 
 def _prefetch_2d_intrinsic(typingctx, array, row, col):
-    """``_prefetch_2d(array, i, j)``: prefetch ``array[i, j]`` (2-D, any layout); no effect on results."""
-    return types.void(array, row, col), _prefetch_codegen
+    """``_prefetch_2d(array, i, j)``: prefetch ``array[i, j]`` (2-D, any layout; indices of any integer type);
+    no effect on results."""
+    return types.void(array, types.intp, types.intp), _prefetch_codegen
 
 
 _prefetch = cast(Callable[[np.ndarray, int], None], intrinsic(_prefetch_intrinsic))
@@ -157,20 +158,23 @@ def unpack(table: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(table[:, 0]), np.ascontiguousarray(table[:, 1:1 + k])
 
 
-def split_in_place(table: np.ndarray, k: int, n_state: int, block_rows: int = 65_536
+def split_in_place(table: np.ndarray, k: int, n_state: int, block_rows: int = 65_536,
+                   rows: np.ndarray | None = None
                    ) -> tuple[np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
     """(w, V) and the ``n_state`` optimizer-state copies [(of w, of V), ...] of a packed table that owns its
     memory, as contiguous arrays. Rows are copied in blocks from the last one back and the table is shrunk
     past each block as it goes (realloc frees the tail), so the copies and the table never hold much more
-    memory together than the table did. The table must not be used (nor any view of it exist) after."""
+    memory together than the table did. The table must not be used (nor any view of it exist) after.
+    ``rows``: the row of the copies each table row goes to (a permutation; default: the same row)."""
     d, width = table.shape
     w, V = np.empty(d, np.float32), np.empty((d, k), np.float32)
     states = [(np.empty(d, np.float32), np.empty((d, k), np.float32)) for _ in range(n_state)]
     for r1 in range(d, 0, -block_rows):
         r0 = max(0, r1 - block_rows)
+        to = slice(r0, r1) if rows is None else rows[r0:r1]
         for c, (to_w, to_V) in zip(range(0, width, 1 + k), [(w, V), *states], strict=True):
-            to_w[r0:r1] = table[r0:r1, c]
-            to_V[r0:r1] = table[r0:r1, c + 1:c + 1 + k]
+            to_w[to] = table[r0:r1, c]
+            to_V[to] = table[r0:r1, c + 1:c + 1 + k]
         table.resize((r0, width), refcheck=False)
     return w, V, states
 

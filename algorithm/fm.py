@@ -23,11 +23,12 @@ from algorithm.best_epoch import BestEpoch
 from algorithm.block_position import BlockPosition, check_pass, skip_blocks
 from algorithm.checkpoint import Checkpoints, TrainingStopped
 from algorithm.csr import CSR
+from algorithm.feature_layout import FeatureLayout
 from algorithm.hyperparameters import defaults
 from algorithm.loss_trend import RisingLoss
 from algorithm.metrics import STOPPING_METRIC, train_metrics
 from algorithm.optimizer_defaults import resolve_optimizer_defaults
-from algorithm.row_blocks import RowBlocks, block_order
+from algorithm.row_blocks import RUN_ROWS, RowBlocks, block_order, rows_order
 from algorithm.schemas import FM_SCHEMA
 from algorithm.stream_metrics import StreamingMetrics
 
@@ -232,6 +233,9 @@ class FactorizationMachines(Estimator):
     """
 
     schema = FM_SCHEMA
+    # ``fit`` trains with the features renumbered by frequency (``algorithm.feature_layout``); False trains in
+    # the users' ids: the same model up to float reassociation, more slowly (for tests and benchmarks).
+    renumber_features = True
 
     def __init__(
         self, *, feature_dim: int, num_factors: int, predictor_type: str,
@@ -456,6 +460,12 @@ class FactorizationMachines(Estimator):
         chunk of rows (whole mini-batches, about ``CHUNK_SECONDS`` of training) with a checkpoint, raising
         ``TrainingStopped``. A resumed fit trains exactly as the uninterrupted one (deterministic or one
         thread, same threads): the row order is drawn from (seed, epoch), so the position in it suffices.
+
+        Training runs with the features renumbered by frequency (``algorithm.feature_layout``): the rows' ids are
+        rewritten once (a copy of the indices, int16 or int32 when the ids fit), the table's rows are moved in
+        place to that layout and written back as the table is split at the end, so the fitted arrays, the
+        optimizer state and checkpoints' meaning are in the users' ids (a checkpoint keeps its tables in the
+        layout, with the feature order).
         """
         self._check_params()
         optimizer = self.resolved_params()["optimizer"]
@@ -483,6 +493,7 @@ class FactorizationMachines(Estimator):
         identity = self._checkpoint_identity(rows, row_weight, evaluation)
         resumed = None if checkpoints is None else checkpoints.load("fm", identity)
         start, position, warned, resumed_loss = 0, 0, False, 0.0
+        layout = None  # (set below: the training rows of a resumed table, else by frequency)
         if resumed is not None:
             progress, arrays = resumed
             bias, table, row_scores = arrays["bias"], arrays["table"], arrays.get("row_scores", row_scores)
@@ -492,11 +503,21 @@ class FactorizationMachines(Estimator):
             best.resume(progress["best"], None if "best_table" not in arrays else
                         (arrays["best_bias"], arrays["best_table"], int(progress["best_steps"])))
             trend.losses = [float(loss) for loss in progress["losses"]]
+            if "feature_order" in arrays:  # (the tables are in its training rows)
+                layout = FeatureLayout.from_order(arrays["feature_order"])
             log.info("Resuming from checkpoint %s: epoch %d, row %d of %d (%d optimizer steps taken)",
                      checkpoints.meta_path if checkpoints else None, start, position, rows.n_rows, step)
             if self.deterministic and int(progress["n_threads"]) != n_threads:
                 log.warning("The checkpoint was written training on %s threads and this fit runs %d: the model "
                             "will differ from an uninterrupted run's", progress["n_threads"], n_threads)
+        if layout is None and self.renumber_features:
+            layout = FeatureLayout.by_frequency(rows.indices, d)
+            fresh = resumed is None and step == 0  # the optimizer state is zeros: only [w, V] differ by row
+            for array in (table, None if best.weights is None else best.weights[1]):
+                if array is not None:
+                    layout.to_training(array, 1 + k if fresh else None)
+        X = _renumbered(rows, layout)
+        eval_X = None if evaluation is None else _renumbered(evaluation[0], layout)
         with numba_threads(n_threads) as running:
             train_epoch, shares = self._epoch_kernel(n_threads, running)
             buffers = _training_buffers(shares, rows, self.mini_batch_size, d, k,
@@ -512,6 +533,8 @@ class FactorizationMachines(Estimator):
                          "warned": warned, "n_threads": n_threads,
                          "best_steps": None if best.weights is None else best.weights[2]}
                 arrays = {"bias": bias, "table": table}
+                if layout is not None:
+                    arrays["feature_order"] = layout.order
                 if position:
                     arrays["row_scores"] = row_scores
                 if best.weights is not None:
@@ -530,7 +553,7 @@ class FactorizationMachines(Estimator):
                     end = min(position + chunk, rows.n_rows)
                     started = time.perf_counter()
                     step = train_epoch(
-                        (rows.data, rows.indices, rows.indptr), y, row_weight, order[position:end],
+                        X, y, row_weight, order[position:end],
                         self.mini_batch_size, bias, table, k, kernels.OPTIMIZER_CODES[optimizer],
                         kernels.LOGISTIC if logistic else kernels.REGRESSION, hp, self.use_bias, self.use_linear,
                         step, buffers, row_scores)
@@ -549,9 +572,9 @@ class FactorizationMachines(Estimator):
                 if not math.isfinite(loss):
                     raise DivergedError(self._divergence_message(epoch, f"the training loss became {loss}"))
                 test = None
-                if evaluation is not None:  # scored from views of the table, not copies
-                    test = train_metrics(self.predictor_type, evaluation[1], _score(
-                        evaluation[0], bias[:1], table[:, 0], table[:, 1:1 + k], logistic, n_threads))
+                if evaluation is not None and eval_X is not None:  # scored from views of the table, not copies
+                    test = train_metrics(self.predictor_type, evaluation[1], _score_arrays(
+                        eval_X, bias[:1], table[:, 0], table[:, 1:1 + k], logistic, n_threads))
                     best.update(epoch, test[STOPPING_METRIC[self.predictor_type]],
                                 partial(_training_snapshot, bias, table, step))
                 if on_epoch is not None:
@@ -569,7 +592,7 @@ class FactorizationMachines(Estimator):
                     if checkpoints is not None and checkpoints.stop_requested:
                         raise TrainingStopped(f"after epoch {epoch}", path)
         return self._keep_fit(bias, table, step, epoch, best, stopped, optimizer, first_epoch, n_threads,
-                              evaluated=evaluation is not None, early_stopping=early_stopping)
+                              evaluated=evaluation is not None, early_stopping=early_stopping, layout=layout)
 
     def fit_blocks(self, train: RowBlocks, eval_blocks: RowBlocks | None = None,
                    on_epoch: OnEpoch | None = None, on_block: OnBlock | None = None,
@@ -691,7 +714,8 @@ class FactorizationMachines(Estimator):
                     if carried_loss is not None:
                         _carry_loss(buffers.loss, carried_loss)
                         carried_loss = None
-                    order = rng.permutation(rows.n_rows).astype(np.int32 if rows.n_rows < 2**31 else np.int64)
+                    order = rows_order(rows.n_rows, rng, self._run_rows()).astype(
+                        np.int32 if rows.n_rows < 2**31 else np.int64)
                     scores = np.zeros(rows.n_rows, dtype=np.float32)
                     step = train_epoch(
                         (rows.data, rows.indices, rows.indptr), y, row_weight, order, self.mini_batch_size, bias,
@@ -763,7 +787,7 @@ class FactorizationMachines(Estimator):
 
     def _keep_fit(self, bias: np.ndarray, table: np.ndarray, step: int, epoch: int, best: BestEpoch,
                   stopped: str | None, optimizer: str, first_epoch: int, n_threads: int, *, evaluated: bool,
-                  early_stopping: bool) -> FactorizationMachines:
+                  early_stopping: bool, layout: FeatureLayout | None = None) -> FactorizationMachines:
         """Set the fitted state from the training table after the last ``epoch`` (or from the best epoch's copy
         that early stopping kept). The table is consumed: its memory is freed (the caller's name for it too)."""
         k, n_state = self.num_factors, kernels.STATE_ARRAYS[optimizer]
@@ -774,7 +798,7 @@ class FactorizationMachines(Estimator):
             best.weights = None
         else:
             best_epoch = epoch
-        w, V, states = kernels.split_in_place(table, k, n_state)
+        w, V, states = kernels.split_in_place(table, k, n_state, rows=None if layout is None else layout.order)
         del table
         for name, array in (("w0", bias[:1]), ("w", w), ("V", V)):
             if not np.isfinite(array).all():
@@ -814,7 +838,8 @@ class FactorizationMachines(Estimator):
     def _shuffle(self, order: np.ndarray, epoch: int, block_rows: int) -> None:
         """Fill ``order`` with the row order of epoch ``epoch`` (counting every epoch the weights were trained,
         warm starts included), drawn from (seed, epoch) alone: a permutation of every row (shuffle=full), or
-        the blocks of ``block_rows`` stored rows in a shuffled order with the rows of each shuffled (blocks)."""
+        the blocks of ``block_rows`` stored rows in a shuffled order with the rows of each in ``rows_order``
+        (blocks: shuffled; runs: runs of ``RUN_ROWS`` rows shuffled), as ``fit_blocks`` visits them."""
         rng = self._epoch_rng(epoch)
         if self.shuffle == "full":
             order[:] = np.arange(order.size, dtype=order.dtype)
@@ -824,8 +849,12 @@ class FactorizationMachines(Estimator):
         for b in block_order(-(-order.size // block_rows), rng):
             r0 = b * block_rows
             n = min(block_rows, order.size - r0)
-            order[at:at + n] = r0 + rng.permutation(n)
+            order[at:at + n] = r0 + rows_order(n, rng, self._run_rows())
             at += n
+
+    def _run_rows(self) -> int:
+        """Rows per run of ``rows_order`` under this ``shuffle`` (1: every row shuffled)."""
+        return RUN_ROWS if self.shuffle == "runs" else 1
 
     def _epoch_rng(self, epoch: int) -> np.random.Generator:
         """The random stream of epoch ``epoch``'s row order."""
@@ -1084,10 +1113,24 @@ def _json_params(params: Mapping[str, Any]) -> dict[str, Any]:
 
 def _score(rows: CSR, w0: np.ndarray, w: np.ndarray, V: np.ndarray, logistic: bool,
            n_threads: int) -> np.ndarray:
-    out = np.empty(rows.n_rows, dtype=np.float32)
-    if n_threads > 1 and rows.n_rows > 1:
-        kernels.score_parallel(rows.data, rows.indices, rows.indptr, w0, w, V, logistic, out,
-                               min(n_threads, rows.n_rows))
+    return _score_arrays((rows.data, rows.indices, rows.indptr), w0, w, V, logistic, n_threads)
+
+
+def _score_arrays(X: tuple[np.ndarray, np.ndarray, np.ndarray], w0: np.ndarray, w: np.ndarray, V: np.ndarray,
+                  logistic: bool, n_threads: int) -> np.ndarray:
+    """Scores of the CSR rows ``X`` = (data, indices, indptr), whose indices are rows of (w, V)."""
+    data, indices, indptr = X
+    n_rows = indptr.size - 1
+    out = np.empty(n_rows, dtype=np.float32)
+    if n_threads > 1 and n_rows > 1:
+        kernels.score_parallel(data, indices, indptr, w0, w, V, logistic, out, min(n_threads, n_rows))
     else:
-        kernels.score_serial(rows.data, rows.indices, rows.indptr, w0, w, V, logistic, out)
+        kernels.score_serial(data, indices, indptr, w0, w, V, logistic, out)
     return out
+
+
+def _renumbered(rows: CSR, layout: FeatureLayout | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(data, indices, indptr) of ``rows`` with the indices as ``layout``'s training rows (as they are without
+    one)."""
+    indices = rows.indices if layout is None else layout.renumbered(rows.indices)
+    return rows.data, indices, rows.indptr

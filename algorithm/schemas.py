@@ -156,9 +156,11 @@ FM_SCHEMA: Schema = make_schema(
           "and trained on one after another. Also the block size of shuffle=blocks.",
           default=256, low=4),
     Param("shuffle", str,
-          "Row order of each epoch when the data is in memory: full (a permutation of every row) or blocks "
-          "(the order streaming uses: the blocks in a shuffled order, the rows within each block shuffled). "
-          "Streaming always uses blocks.", default="full", choices=("full", "blocks")),
+          "Row order of each epoch: full (a permutation of every row; in memory only), blocks (the blocks of "
+          "stream_buffer_mb / 4 in a shuffled order, the rows within each block shuffled) or runs (as blocks, "
+          "but within each block runs of 32 consecutive stored rows in a shuffled order, which trains faster "
+          "on rows stored in random order and worse on rows sorted by some key). Streaming uses blocks for "
+          "full.", default="full", choices=("full", "blocks", "runs")),
     _CHECKPOINT_INTERVAL,
     _SYNC_EVERY,
 )
