@@ -3,11 +3,14 @@
 Every host's worker reads its own share of the ``train`` channel (``container.wals_shards``); the driver
 builds the job's id maps from the hosts' distinct ids (the ids and order one host would build from all the
 data), cuts the rows and the columns into one contiguous block per host, balanced by entries, and has the
-hosts exchange their entries once (worker to worker) so each holds its row block and its column block. Each
-half-sweep then sends the fixed side's factors and their Gramian to every host once, each host re-solves its
-block with the one-host kernels, and the driver assembles the factors, computes the sweep's metrics (the
-training loss from the hosts' per-block sums, test metrics on its own ``test`` channel), stops early and
-checkpoints as one host does, and alone writes ``model/``: the same artifact one host would write.
+hosts exchange their entries once (worker to worker) so each holds its row block and its column block.
+
+Each half-sweep every host re-solves its block with the one-host kernels against the fixed side, which it
+receives once, from the hosts that solved its blocks (dask moves them worker to worker), and its Gramian G,
+which the driver sums from the hosts' per-block Gramians and sends to each. The driver assembles the
+factors from the blocks (while the hosts solve the next half), computes the sweep's metrics (the training
+loss from the hosts' per-block sums, test metrics on its own ``test`` channel), stops early and checkpoints
+as one host does, and alone writes ``model/``: the same artifact one host would write.
 """
 
 from __future__ import annotations
@@ -26,11 +29,10 @@ import numpy as np
 import scipy.sparse as sp
 from distributed import Future, wait
 
-from algorithm import _wals_kernels as kernels
 from algorithm.best_epoch import BestEpoch
 from algorithm.checkpoint import CheckpointError, Checkpoints, TrainingStopped
 from algorithm.schemas import JOB_SETTINGS
-from algorithm.wals import WALS, weight_vector
+from algorithm.wals import WALS, gram64, weight_vector
 from algorithm.wals_model import IdMap, WALSModel
 from container import job, metrics_log, wals_data, wals_shards, wals_training
 from container.config import ChannelConfig
@@ -246,17 +248,42 @@ def _seen(hosts: _Hosts, rows: _Blocks, shape: tuple[int, int]) -> tuple[sp.csr_
     return seen, math.fsum(f[0] for f in facts)
 
 
-def _half_sweep(hosts: _Hosts, side: _Blocks, other: np.ndarray, settings: dict[str, Any], with_loss: bool,
-                what: str) -> tuple[np.ndarray, float]:
-    """Every host re-solves its block against ``other`` (sent once to each with its Gramian); the new factors
-    in order and Σ of the hosts' sparse loss parts (``with_loss``)."""
-    gram = kernels.gramian(other, settings["unobserved_weight"], settings["regularization_coeff"])
-    other_f, gram_f = hosts.broadcast(other, what), hosts.broadcast(gram, what)
-    solved = [hosts.on(r, wals_shards.solve, side.blocks[r], other_f, gram_f, side.factors[r], settings,
-                       with_loss) for r in range(len(hosts))]
-    results = hosts.result(solved, what)
+def _gramian(gram: np.ndarray, settings: dict[str, Any]) -> np.ndarray:
+    """G = w0 YᵀY + λI of the fixed side (``kernels.gramian``) from YᵀY in float64."""
+    k = gram.shape[0]
+    G = float(settings["unobserved_weight"]) * gram + float(settings["regularization_coeff"]) * np.eye(k)
+    return np.ascontiguousarray(G, dtype=np.float32)
+
+
+def _solve(hosts: _Hosts, side: _Blocks, other: _Blocks, gram: np.ndarray, settings: dict[str, Any],
+           with_loss: bool, what: str) -> list[Future]:
+    """Every host re-solves its block of ``side`` against the other side's blocks (fetched from the hosts
+    that hold them) and G from ``gram`` (sent to each); the solves' futures, ``side.factors`` set to the new
+    blocks."""
+    gram_f = hosts.broadcast(_gramian(gram, settings), what)
+    solved = [hosts.on(r, wals_shards.solve, side.blocks[r], gram_f, side.factors[r], settings, with_loss,
+                       *other.factors) for r in range(len(hosts))]
     side.factors = [hosts.on(r, wals_shards.factors_of, solved[r]) for r in range(len(hosts))]
-    return np.concatenate([r[0] for r in results]), math.fsum(r[1] for r in results)
+    return solved
+
+
+def _sums(hosts: _Hosts, solved: list[Future], what: str) -> tuple[np.ndarray, float, list[wals_shards.Solved]]:
+    """Σ of the hosts' Gramians (float64) and sparse loss parts of a half-sweep, and each host's result
+    without its factors (for its timings)."""
+    sums = hosts.result([hosts.on(r, wals_shards.sums_of, solved[r]) for r in range(len(hosts))], what)
+    return np.sum([s.gram for s in sums], axis=0), math.fsum(s.loss for s in sums), sums
+
+
+def _per_host(*halves: list[wals_shards.Solved]) -> list[wals_shards.Solved]:
+    """Each host's solve seconds (wall, CPU) summed over the half-sweeps given (an empty list: not run)."""
+    hosts = max(len(h) for h in halves)
+    return [wals_shards.Solved(np.zeros(0), np.zeros(0), 0.0, sum(h[r].seconds for h in halves if h),
+                               sum(h[r].cpu_seconds for h in halves if h)) for r in range(hosts)]
+
+
+def _assemble(hosts: _Hosts, side: _Blocks, what: str) -> np.ndarray:
+    """The side's factors, its hosts' blocks in order."""
+    return np.concatenate(hosts.result(side.factors, what))
 
 
 def train_wals_distributed(cluster: Cluster, paths: SageMakerPaths, hp: dict[str, Any],
@@ -346,19 +373,30 @@ def _sweeps(hosts: _Hosts, model: WALS, sides: tuple[_Blocks, _Blocks], factors:
                  " after its row half" if half else "")
     for side, current in ((rows, U), (cols, V)):
         side.factors = [hosts.to(r, current[side.bounds[r]:side.bounds[r + 1]]) for r in range(len(hosts))]
+    gram_u, gram_v = gram64(U), gram64(V)
     exclude = seen if model.alpha is not None else None
     workers = model.num_threads or 1
     sweep = start - 1
     for sweep in range(start, model.max_sweeps):
         sent, received, started = hosts.sent, hosts.received, time.perf_counter()
+        timings: list[wals_shards.Solved] = []
         if not half:
-            U, _ = _half_sweep(hosts, rows, V, settings, False, f"solving the rows of sweep {sweep}")
+            what = f"solving the rows of sweep {sweep}"
+            gram_u, _, timings = _sums(hosts, _solve(hosts, rows, cols, gram_v, settings, False, what), what)
         half = 0
-        V, sparse_part = _half_sweep(hosts, cols, U, settings, True, f"solving the columns of sweep {sweep}")
+        what = f"solving the columns of sweep {sweep}"
+        solved = _solve(hosts, cols, rows, gram_u, settings, True, what)
+        U = _assemble(hosts, rows, what)  # while the hosts solve the columns
+        gram_v, sparse_part, col_timings = _sums(hosts, solved, what)
+        V = _assemble(hosts, cols, what)
         seconds = time.perf_counter() - started
-        log.info("Sweep %d: %.1f MiB sent to the %d hosts, %.1f MiB gathered", sweep,
-                 (hosts.sent - sent) / 2**20, len(hosts), (hosts.received - received) / 2**20)
-        train = model.train_metrics(sparse_part, U, V, sum_weights)
+        between = (len(hosts) - 1) * (U.nbytes + V.nbytes) / 2**20
+        log.info("Sweep %d: %.3f s on %d hosts (solving, per host, wall/CPU s: %s); %.1f MiB of factors between "
+                 "the hosts, %.1f MiB sent by the driver, %.1f MiB gathered", sweep, seconds, len(hosts),
+                 ", ".join(f"{h} {t.seconds:.2f}/{t.cpu_seconds:.2f}" for h, t in
+                           zip(hosts.names, _per_host(timings, col_timings), strict=True)),
+                 between, (hosts.sent - sent) / 2**20, (hosts.received - received) / 2**20)
+        train = model.train_metrics(sparse_part, gram_u, gram_v, sum_weights)
         if not math.isfinite(train["loss"]):
             raise ClientError(model._divergence_message(sweep, f"the loss became {train['loss']}"))
         metrics = None

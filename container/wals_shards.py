@@ -11,6 +11,7 @@ one-host kernels.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ import scipy.sparse as sp
 from algorithm import _wals_kernels as kernels
 from algorithm._threads import numba_threads
 from algorithm.csr import CSR
-from algorithm.wals import entry_terms
+from algorithm.wals import entry_terms, gram64
 from container import wals_data
 from container.config import ChannelConfig
 from container.errors import ChannelError
@@ -160,21 +161,42 @@ def _threads(num_threads: int) -> int:
     return num_threads or usable_cpus()
 
 
-def solve(part: Block, other: np.ndarray, gram: np.ndarray, start: np.ndarray, settings: dict[str, Any],
-          with_loss: bool) -> tuple[np.ndarray, float]:
-    """The block's new factors re-solved against the fixed ``other`` side (its Gramian ``gram`` from the
-    driver), warm-started from ``start`` (cg); with ``with_loss`` also the sparse part of the training loss
-    over the block's entries (``kernels.row_losses`` summed), else 0."""
+@dataclass(frozen=True)
+class Solved:
+    """A block's half-sweep: its new factors, their UᵀU in float64, the sparse part of the training loss over
+    its entries (0 when not asked for), and the wall and CPU seconds the host spent on it."""
+
+    factors: np.ndarray
+    gram: np.ndarray
+    loss: float
+    seconds: float
+    cpu_seconds: float
+
+
+def solve(part: Block, gram: np.ndarray, start: np.ndarray, settings: dict[str, Any], with_loss: bool,
+          *other: np.ndarray) -> Solved:
+    """The block's new factors re-solved against the fixed other side, given as its hosts' blocks in order
+    (``other``; dask brings them from the hosts that solved them) with its Gramian ``gram`` from the driver,
+    warm-started from ``start`` (cg); with ``with_loss`` also the sparse part of the training loss over the
+    block's entries (``kernels.row_losses`` summed)."""
+    started, cpu = time.perf_counter(), time.thread_time()
+    fixed = np.concatenate(other) if len(other) > 1 else other[0]
     factors = np.array(start, dtype=np.float32, order="C")
     w0, lam = float(settings["unobserved_weight"]), float(settings["regularization_coeff"])
     with numba_threads(_threads(settings["num_threads"])) as workers:
-        kernels.solve(part.entries, part.extra, other, factors, w0, lam, settings["solver"], settings["cg_steps"],
+        kernels.solve(part.entries, part.extra, fixed, factors, w0, lam, settings["solver"], settings["cg_steps"],
                       workers, gram=gram)
-        loss = float(kernels.row_losses(part.entries, part.extra, factors, other, w0, workers).sum()) \
+        loss = float(kernels.row_losses(part.entries, part.extra, factors, fixed, w0, workers).sum()) \
             if with_loss else 0.0
-    return factors, loss
+    return Solved(factors, gram64(factors), loss, time.perf_counter() - started, time.thread_time() - cpu)
 
 
-def factors_of(result: tuple[np.ndarray, float]) -> np.ndarray:
-    """The factors of a ``solve`` result (the next half-sweep's warm start, kept on the host)."""
-    return result[0]
+def factors_of(result: Solved) -> np.ndarray:
+    """The factors of a ``solve`` result (kept on the host: the other side's next half-sweep and this
+    block's warm start read them there)."""
+    return result.factors
+
+
+def sums_of(result: Solved) -> Solved:
+    """A ``solve`` result without its factors: what the driver needs before the next half-sweep."""
+    return Solved(np.zeros((0, 0), np.float32), result.gram, result.loss, result.seconds, result.cpu_seconds)

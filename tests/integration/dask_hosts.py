@@ -35,6 +35,7 @@ def _worker(scheduler: str, host: str, base: Path, cpu: int | None, threads: int
                "--nthreads", "1", "--no-nanny", "--no-dashboard", "--death-timeout", "60"]
     if cpu is not None:
         command = ["taskset", "-c", str(cpu), *command]
+    base.mkdir(parents=True, exist_ok=True)
     log = (base / "worker.log").open("wb")
     return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
 

@@ -110,6 +110,33 @@ def test_distributed_sweeps_match_one_host(tmp_path: Path, caplog: pytest.LogCap
     assert not any((base / "model").exists() and any((base / "model").iterdir()) for base in bases[1:])
 
 
+def test_a_distributed_job_resumes_its_checkpoint(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    lines = _lines(5000, seed=11)
+    expected_losses, _, expected, _ = _one_host(tmp_path, lines, lines[:500], _hp(alpha="2.0"), caplog)
+    bases = [tmp_path / "a", tmp_path / "b"]
+    for r, base in enumerate(bases):
+        _write(base, {"train": {"part.csv": "".join(lines[r::2])}, "test": {"t.csv": "".join(lines[:500])}})
+    configs = {"train": ChannelConfig("train", "text/csv", distribution="ShardedByS3Key"),
+               "test": ChannelConfig("test", "text/csv")}
+    checkpoints = tmp_path / "checkpoints"
+    with loopback_hosts(bases) as cluster:
+        caplog.clear()
+        train_wals_distributed(cluster, SageMakerPaths(bases[0]), _hp(alpha="2.0", max_sweeps="2"), configs,
+                               Checkpoints(checkpoints))
+        assert (checkpoints / "checkpoint.json").exists()
+        first, _ = _metrics(caplog.text)
+        caplog.clear()
+        train_wals_distributed(cluster, SageMakerPaths(bases[0]), _hp(alpha="2.0"), configs,
+                               Checkpoints(checkpoints))
+        assert "Resuming from checkpoint" in caplog.text
+        resumed, _ = _metrics(caplog.text)
+    assert len(first) == 2 and len(resumed) == 3
+    np.testing.assert_allclose([first[0], *resumed], expected_losses, rtol=1e-4)
+    _, arrays = artifact.read(SageMakerPaths(bases[0]).model_dir)
+    np.testing.assert_allclose(arrays["col_factors"], expected["col_factors"], rtol=1e-2, atol=1e-3)
+
+
 def test_a_job_without_entries_on_any_host_is_refused(tmp_path: Path) -> None:
     bases = [tmp_path / "a", tmp_path / "b"]
     for base in bases:
