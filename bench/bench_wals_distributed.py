@@ -130,7 +130,7 @@ def main() -> None:
         matrix = data.train
         params = {k: v for k, v in hp.items() if k not in (*JOB_SETTINGS, "num_rows", "num_cols")}
         single, multi, traffic, single_cpu, host_cpu = [], [], [], [], []
-        with loopback_hosts(bases, cpus=list(range(args.hosts))) as cluster:
+        with loopback_hosts(bases, cpus=[r % (os.cpu_count() or 1) for r in range(args.hosts)]) as cluster:
             for round_ in range(args.rounds):
                 one_seconds, one_cpu, one_loss = _one_host(matrix, params)
                 lines = _run(train_wals_distributed, cluster, SageMakerPaths(bases[0]), hp, channels,
