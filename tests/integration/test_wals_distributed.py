@@ -41,7 +41,8 @@ def _write(base: Path, channels: dict[str, dict[str, str]]) -> SageMakerPaths:
     for name, files in channels.items():
         for file, text in files.items():
             (paths.channel_dir(name) / file).parent.mkdir(parents=True, exist_ok=True)
-            (paths.channel_dir(name) / file).write_text("row,col,value\n" + text)
+            header = "row,col,value\n" if name in ("train", "test") else ""
+            (paths.channel_dir(name) / file).write_text(header + text)
     paths.model_dir.mkdir(parents=True, exist_ok=True)
     return paths
 
@@ -108,6 +109,33 @@ def test_distributed_sweeps_match_one_host(tmp_path: Path, caplog: pytest.LogCap
     assert meta["best_sweep"] == expected_meta["best_sweep"]
     assert meta["sweeps_run"] == expected_meta["sweeps_run"]
     assert not any((base / "model").exists() and any((base / "model").iterdir()) for base in bases[1:])
+
+
+def test_declared_integer_ids_and_weight_channels_match_one_host(tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    lines = [re.sub(r"user (\d+),item-0*(\d+)", r"\1,\2", line) for line in _lines(4000, seed=5)]
+    weights = "".join(f"{r},{1 + r % 3}\n" for r in range(0, 300, 7))
+    hp = _hp(num_rows="310", num_cols="125", alpha="1.0")
+    paths = _write(tmp_path / "one", {"train": {"all.csv": "".join(lines)}, "row_weights": {"w.csv": weights}})
+    configs = {"train": ChannelConfig("train", "text/csv", distribution="ShardedByS3Key"),
+               "row_weights": ChannelConfig("row_weights", "text/csv")}
+    caplog.clear()
+    wals_training.train_wals(paths, hp, configs, "algo-1", Checkpoints(None))
+    expected_losses, _ = _metrics(caplog.text)
+    _, expected = artifact.read(paths.model_dir)
+    bases = [tmp_path / "a", tmp_path / "b"]
+    _write(bases[0], {"train": {"p.csv": "".join(lines[::2])}, "row_weights": {"w.csv": weights}})
+    _write(bases[1], {"train": {"p.csv": "".join(lines[1::2])}})
+    caplog.clear()
+    with loopback_hosts(bases) as cluster:
+        train_wals_distributed(cluster, SageMakerPaths(bases[0]), hp, configs, Checkpoints(None))
+    losses, _ = _metrics(caplog.text)
+    np.testing.assert_allclose(losses, expected_losses, rtol=1e-4)
+    _, arrays = artifact.read(SageMakerPaths(bases[0]).model_dir)
+    assert arrays["row_factors"].shape == (310, 4) and arrays["col_factors"].shape == (125, 4)
+    for name in ("row_ids", "col_ids", "row_weights", "seen_indptr", "seen_indices"):
+        np.testing.assert_array_equal(arrays[name], expected[name], err_msg=name)
 
 
 def test_a_distributed_job_resumes_its_checkpoint(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
