@@ -7,10 +7,11 @@ hosts exchange their entries once (worker to worker) so each holds its row block
 
 Each half-sweep every host re-solves its block with the one-host kernels against the fixed side, which it
 receives once, from the hosts that solved its blocks (dask moves them worker to worker), and its Gramian G,
-which the driver sums from the hosts' per-block Gramians and sends to each. The driver assembles the
-factors from the blocks (while the hosts solve the next half), computes the sweep's metrics (the training
-loss from the hosts' per-block sums, test metrics on its own ``test`` channel), stops early and checkpoints
-as one host does, and alone writes ``model/``: the same artifact one host would write.
+which the driver sums from the hosts' per-block Gramians and sends to each. The driver computes the
+sweep's training loss from the hosts' per-block sums, assembles the factors from the blocks (after every
+sweep, while the hosts solve the next half, when test metrics on its own ``test`` channel or checkpoints need
+them; else once at the end), stops early and checkpoints as one host does, and alone writes ``model/``: the
+same artifact one host would write.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import math
 import operator
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -48,6 +50,8 @@ log = logging.getLogger("train.wals")
 POLL_SECONDS = 1.0
 # How long after a broken connection the driver waits for the scheduler to see which host left (seconds).
 LOST_SECONDS = 10.0
+# The bound on placing an array on a host (seconds).
+SEND_SECONDS = 60.0
 SOLVER_SETTINGS = ("unobserved_weight", "regularization_coeff", "solver", "cg_steps", "num_threads")
 
 
@@ -56,14 +60,14 @@ class HostLostError(RuntimeError):
 
 
 class _Hosts:
-    """The job's hosts in rank order: tasks pinned to one host, broadcasts, and bounded waits that fail
+    """The job's hosts in rank order: tasks pinned to one host, arrays sent to them, and bounded waits that fail
     naming the host that left."""
 
     def __init__(self, cluster: Cluster) -> None:
         self.client = cluster.client
         self.names = tuple(cluster.hosts)
         self.addresses = tuple(cluster.workers[host] for host in self.names)
-        self.sent = 0  # bytes of arrays the driver sent to the hosts (broadcasts and scatters)
+        self.sent = 0  # bytes of arrays the driver sent to the hosts (task arguments and scatters)
         self.received = 0  # bytes of arrays it gathered
 
     def __len__(self) -> int:
@@ -74,19 +78,23 @@ class _Hosts:
         return self.client.submit(function, *args, workers=[self.addresses[rank]], allow_other_workers=False,
                                   pure=False)
 
-    def to(self, rank: int, value: Any) -> Future:
-        """``value`` placed on host ``rank``."""
+    def to(self, rank: int, value: Any, what: str) -> Future:
+        """``value`` placed on host ``rank`` (bounded by ``SEND_SECONDS``: dask's scatter to a host that died
+        while it was sent may never return)."""
         self.sent += _nbytes(value)
-        with self._connections(f"sending factors to host {self.names[rank]}"):
-            future: Future = self.client.scatter([value], workers=[self.addresses[rank]], hash=False)[0]
+        pool = ThreadPoolExecutor(1)
+        with self._connections(what):
+            try:
+                future: Future = pool.submit(self.client.scatter, [value], workers=[self.addresses[rank]],
+                                             hash=False).result(timeout=SEND_SECONDS)[0]
+            finally:
+                pool.shutdown(wait=False)
         return future
 
-    def broadcast(self, value: Any, what: str) -> Future:
-        """``value`` placed on every host."""
-        self.sent += len(self) * _nbytes(value)
-        with self._connections(what):
-            future: Future = self.client.scatter([value], broadcast=True, hash=False)[0]
-        return future
+    def sending(self, value: np.ndarray) -> np.ndarray:
+        """``value`` as an argument of a task on every host (small arrays: it travels with the tasks)."""
+        self.sent += len(self) * value.nbytes
+        return value
 
     def result(self, futures: Sequence[Future], what: str) -> list[Any]:
         """The futures' results in order; a task's error is raised as it is, a host that leaves the job while
@@ -104,11 +112,12 @@ class _Hosts:
 
     @contextmanager
     def _connections(self, what: str) -> Iterator[None]:
-        """A connection that breaks is a ``HostLostError`` naming the host once the scheduler has seen it go
-        (within ``LOST_SECONDS``), else the error as it is."""
+        """A connection that breaks, a send that takes longer than ``SEND_SECONDS`` or tasks cancelled because
+        data they need was lost is a ``HostLostError`` naming the host once the scheduler has seen it go (within
+        ``LOST_SECONDS``), else the error as it is."""
         try:
             yield
-        except OSError:
+        except (OSError, TimeoutError, CancelledError):  # CancelledError: tasks whose data a lost host held
             deadline = time.monotonic() + LOST_SECONDS
             while time.monotonic() < deadline:
                 self._check_alive(what)
@@ -214,7 +223,7 @@ def _weight_vectors(paths: SageMakerPaths, hp: dict[str, Any], channels: dict[st
 
 
 def _shuffle(hosts: _Hosts, shares: list[Future], summaries: list[wals_shards.IdSummary], ids: _JobIds,
-             weights: Future, alpha: float | None) -> tuple[_Blocks, _Blocks]:
+             weights: tuple[np.ndarray, np.ndarray], alpha: float | None) -> tuple[_Blocks, _Blocks]:
     """Each host's entries cut by the owner of their row and of their column and moved to it (worker to
     worker, through dask), each owner building its row block and its column block."""
     n = len(hosts)
@@ -260,8 +269,8 @@ def _solve(hosts: _Hosts, side: _Blocks, other: _Blocks, gram: np.ndarray, setti
     """Every host re-solves its block of ``side`` against the other side's blocks (fetched from the hosts
     that hold them) and G from ``gram`` (sent to each); the solves' futures, ``side.factors`` set to the new
     blocks."""
-    gram_f = hosts.broadcast(_gramian(gram, settings), what)
-    solved = [hosts.on(r, wals_shards.solve, side.blocks[r], gram_f, side.factors[r], settings, with_loss,
+    G = hosts.sending(_gramian(gram, settings))
+    solved = [hosts.on(r, wals_shards.solve, side.blocks[r], G, side.factors[r], settings, with_loss,
                        *other.factors) for r in range(len(hosts))]
     side.factors = [hosts.on(r, wals_shards.factors_of, solved[r]) for r in range(len(hosts))]
     return solved
@@ -309,7 +318,7 @@ def train_wals_distributed(cluster: Cluster, paths: SageMakerPaths, hp: dict[str
     shape = (len(ids.row_ids), len(ids.col_ids))
     params = {k: v for k, v in hp.items() if k not in (*JOB_SETTINGS, "num_rows", "num_cols")}
     row_weights, col_weights = _weight_vectors(paths, hp, channels, ids, params)
-    weights = hosts.broadcast((row_weights, col_weights), "sending the weights")
+    weights = (hosts.sending(row_weights), hosts.sending(col_weights))
     rows, cols = _shuffle(hosts, shares, summaries, ids, weights, hp["alpha"])
     del shares
     seen, extra_sum = _seen(hosts, rows, shape)
@@ -351,7 +360,8 @@ def _sweeps(hosts: _Hosts, model: WALS, sides: tuple[_Blocks, _Blocks], factors:
             seen: sp.csr_matrix, on_epoch: job.EpochLog, checkpoints: Checkpoints, settings: dict[str, Any]
             ) -> tuple[np.ndarray, np.ndarray]:
     """The sweep loop of ``WALS.fit`` over the hosts' blocks; sets the model's fitted state and returns the
-    factors it holds."""
+    factors it holds. The driver gathers the factors after every sweep when test metrics or checkpoints need
+    them, else once at the end."""
     rows, cols = sides
     U, V = factors
     n, m = U.shape[0], V.shape[0]
@@ -372,9 +382,11 @@ def _sweeps(hosts: _Hosts, model: WALS, sides: tuple[_Blocks, _Blocks], factors:
         log.info("Resuming from checkpoint %s: sweep %d%s", checkpoints.meta_path, start,
                  " after its row half" if half else "")
     for side, current in ((rows, U), (cols, V)):
-        side.factors = [hosts.to(r, current[side.bounds[r]:side.bounds[r + 1]]) for r in range(len(hosts))]
+        side.factors = [hosts.to(r, current[side.bounds[r]:side.bounds[r + 1]], "sending the initial factors")
+                        for r in range(len(hosts))]
     gram_u, gram_v = gram64(U), gram64(V)
     exclude = seen if model.alpha is not None else None
+    every_sweep = test is not None or checkpoints.enabled  # the factors are needed after every sweep
     workers = model.num_threads or 1
     sweep = start - 1
     for sweep in range(start, model.max_sweeps):
@@ -386,9 +398,11 @@ def _sweeps(hosts: _Hosts, model: WALS, sides: tuple[_Blocks, _Blocks], factors:
         half = 0
         what = f"solving the columns of sweep {sweep}"
         solved = _solve(hosts, cols, rows, gram_u, settings, True, what)
-        U = _assemble(hosts, rows, what)  # while the hosts solve the columns
+        if every_sweep:
+            U = _assemble(hosts, rows, what)  # while the hosts solve the columns
         gram_v, sparse_part, col_timings = _sums(hosts, solved, what)
-        V = _assemble(hosts, cols, what)
+        if every_sweep:
+            V = _assemble(hosts, cols, what)
         seconds = time.perf_counter() - started
         between = (len(hosts) - 1) * (U.nbytes + V.nbytes) / 2**20
         log.info("Sweep %d: %.3f s on %d hosts (solving, per host, wall/CPU s: %s); %.1f MiB of factors between "
@@ -415,6 +429,8 @@ def _sweeps(hosts: _Hosts, model: WALS, sides: tuple[_Blocks, _Blocks], factors:
                                     arrays)
             if checkpoints.stop_requested:
                 raise TrainingStopped(f"after sweep {sweep}", path)
+    if not every_sweep:
+        U, V = _assemble(hosts, rows, "gathering the row factors"), _assemble(hosts, cols, "gathering the columns")
     best_sweep = sweep
     if best.weights is not None:
         (U, V), best_sweep = best.weights, best.epoch
