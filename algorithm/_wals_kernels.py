@@ -483,10 +483,12 @@ def _short_row_inputs(indptr: np.ndarray, other: np.ndarray, G: np.ndarray
 
 
 def solve(entries: CSR, extra: np.ndarray, other: np.ndarray, factors: np.ndarray, unobserved_weight: float,
-          regularization: float, solver: str, cg_steps: int, n_workers: int) -> None:
+          regularization: float, solver: str, cg_steps: int, n_workers: int, gram: np.ndarray | None = None
+          ) -> None:
     """One half-sweep: re-solve every row of ``factors`` (in place) against the fixed ``other`` factors.
     ``entries``: the observed entries of this side (columns of the other side) with their targets t_ij as
-    values; ``extra``: their extra weights e_ij = w_ij − w0, aligned with ``entries.data``."""
+    values; ``extra``: their extra weights e_ij = w_ij − w0, aligned with ``entries.data``. ``gram``: G of
+    ``other`` (``gramian``) when the caller has it already (a part of the rows solved on each host)."""
     _require(other, np.float32, "other factors", 2)
     _require(factors, np.float32, "factors", 2)
     if factors.shape[1] != other.shape[1]:
@@ -494,7 +496,10 @@ def solve(entries: CSR, extra: np.ndarray, other: np.ndarray, factors: np.ndarra
     _check_entries(entries, extra, factors.shape[0], other.shape[0])
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
-    G = gramian(other, unobserved_weight, regularization)
+    G = gramian(other, unobserved_weight, regularization) if gram is None else gram
+    _require(G, np.float32, "gram", 2)
+    if G.shape != (other.shape[1], other.shape[1]):
+        raise ValueError(f"gram must have shape {(other.shape[1], other.shape[1])}, got {G.shape}")
     w0 = float(unobserved_weight)
     if solver == "cholesky":
         Z, Linv, short = _short_row_inputs(entries.indptr, other, G)

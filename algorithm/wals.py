@@ -166,7 +166,7 @@ def _transpose(entries: CSR, extra: np.ndarray) -> tuple[CSR, np.ndarray]:
                 entries.n_rows), extra[perm])
 
 
-def _gram64(F: np.ndarray) -> np.ndarray:
+def gram64(F: np.ndarray) -> np.ndarray:
     """FᵀF summed in float64, chunk by chunk."""
     total = np.zeros((F.shape[1], F.shape[1]))
     for start in range(0, F.shape[0], GRAM_CHUNK):
@@ -445,9 +445,15 @@ class WALS(Estimator):
                        workers: int) -> dict[str, float]:
         """loss = Σ_all w_ij (t_ij − u_i·v_j)² + λ(|U|² + |V|²) and rwse = sqrt(unregularized / Σ_all w_ij),
         the dense part computed as w0·trace(UᵀU VᵀV) (TF's reformulation)."""
+        sparse_part = float(kernels.row_losses(rows, extra, U, V, float(self.unobserved_weight), workers).sum())
+        return self.train_metrics(sparse_part, gram64(U), gram64(V), sum_weights)
+
+    def train_metrics(self, sparse_part: float, gram_u: np.ndarray, gram_v: np.ndarray, sum_weights: float
+                      ) -> dict[str, float]:
+        """The train metrics of factors U, V from the sparse part of the loss (``kernels.row_losses`` summed
+        over every row, or over every column with the sides swapped), UᵀU and VᵀV in float64 (``gram64``,
+        or its sum over blocks of rows) and Σ_all w_ij (``sum_weights``)."""
         w0, lam = float(self.unobserved_weight), float(self.regularization_coeff)
-        gram_u, gram_v = _gram64(U), _gram64(V)
-        sparse_part = float(kernels.row_losses(rows, extra, U, V, w0, workers).sum())
         unregularized = sparse_part + w0 * float((gram_u * gram_v).sum())
         regularization = lam * float(np.trace(gram_u) + np.trace(gram_v))
         rwse = math.sqrt(max(unregularized, 0.0) / sum_weights) if sum_weights > 0 else math.nan

@@ -98,24 +98,28 @@ def build_matrices(train: triplets.Triplets, test: triplets.Triplets | None, hp:
     matrix.sum_duplicates()
     log.info("train: %d entries (%d distinct), %d rows x %d columns (%s row ids, %s column ids)", len(train),
              matrix.nnz, shape[0], shape[1], row_ids.kind, col_ids.kind)
-    held_out = None
-    if test is not None:
-        test_rows = test_index(test.rows, test.row_names, row_ids)
-        test_cols = test_index(test.cols, test.col_names, col_ids)
-        known = (test_rows >= 0) & (test_cols >= 0)
-        dropped = int((~known).sum())
-        if dropped:
-            log.warning("test: dropped %d of %d entries whose ids the training data does not have "
-                        "(%d unknown row ids, %d unknown column ids)", dropped, len(test),
-                        np.unique(test.rows[test_rows < 0]).size, np.unique(test.cols[test_cols < 0]).size)
-        if not known.any():
-            raise DataError(f"Channel 'test': none of its {len(test)} entries has a row id and a column id "
-                            "seen in training")
-        held_out = sp.csr_matrix((test.values[known], (test_rows[known], test_cols[known])), shape=shape,
-                                 dtype=np.float32)
-        held_out.sum_duplicates()
-        log.info("test: %d entries (%d distinct)", int(known.sum()), held_out.nnz)
+    held_out = None if test is None else held_out_matrix(test, row_ids, col_ids)
     return Matrices(matrix, row_ids, col_ids, held_out)
+
+
+def held_out_matrix(test: triplets.Triplets, row_ids: IdMap, col_ids: IdMap) -> sp.csr_matrix:
+    """``test`` over the training ids, its entries with ids unseen in training dropped (count logged)."""
+    test_rows = test_index(test.rows, test.row_names, row_ids)
+    test_cols = test_index(test.cols, test.col_names, col_ids)
+    known = (test_rows >= 0) & (test_cols >= 0)
+    dropped = int((~known).sum())
+    if dropped:
+        log.warning("test: dropped %d of %d entries whose ids the training data does not have "
+                    "(%d unknown row ids, %d unknown column ids)", dropped, len(test),
+                    np.unique(test.rows[test_rows < 0]).size, np.unique(test.cols[test_cols < 0]).size)
+    if not known.any():
+        raise DataError(f"Channel 'test': none of its {len(test)} entries has a row id and a column id "
+                        "seen in training")
+    held_out = sp.csr_matrix((test.values[known], (test_rows[known], test_cols[known])),
+                             shape=(len(row_ids), len(col_ids)), dtype=np.float32)
+    held_out.sum_duplicates()
+    log.info("test: %d entries (%d distinct)", int(known.sum()), held_out.nnz)
+    return held_out
 
 
 def read_weights(paths: SageMakerPaths, config: ChannelConfig, ids: IdMap, default: float,

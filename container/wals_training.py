@@ -25,7 +25,7 @@ SIDES = ("row", "col")
 IN_MEMORY_BYTES_PER_BYTE = 10.0
 
 
-def _check_empty_lines(train: sp.csr_matrix, ids: tuple[IdMap, IdMap], hp: dict[str, Any]) -> None:
+def check_empty_lines(train: sp.csr_matrix, ids: tuple[IdMap, IdMap], hp: dict[str, Any]) -> None:
     """With w0 = 0 and lambda = 0 a row (column) without entries has an all-zero system: refuse it."""
     if hp["unobserved_weight"] > 0 or hp["regularization_coeff"] > 0:
         return
@@ -40,7 +40,7 @@ def _check_empty_lines(train: sp.csr_matrix, ids: tuple[IdMap, IdMap], hp: dict[
             )
 
 
-def _check_memory(shape: tuple[int, int], nnz: int, k: int) -> None:
+def check_memory(shape: tuple[int, int], nnz: int, k: int) -> None:
     """Factors (and the best sweep's copy) plus the entries in both orientations (``nnz``; 0 when they are
     on disk) must fit."""
     need = 2 * 4 * k * (shape[0] + shape[1]) + 2 * nnz * (8 + 4 + 4) + 8 * (shape[0] + shape[1])
@@ -54,7 +54,7 @@ def _check_memory(shape: tuple[int, int], nnz: int, k: int) -> None:
                           "available: lower embedding_dimension or use an instance with more memory")
 
 
-def _initial_factors(paths: SageMakerPaths, hp: dict[str, Any], ids: tuple[IdMap, IdMap]
+def initial_factors(paths: SageMakerPaths, hp: dict[str, Any], ids: tuple[IdMap, IdMap]
                      ) -> dict[str, np.ndarray]:
     """``init_row_factors``/``init_col_factors`` for row_init/col_init=model: the earlier model's factors of
     the ids it shares with this data; the other ids get N(0, 1) draws as with random init."""
@@ -118,11 +118,11 @@ def _fit(paths: SageMakerPaths, hp: dict[str, Any], channels: dict[str, ChannelC
             params[name] = wals_data.read_weights(paths, config, id_map, hp[name], hp[f"num_{side}s"])
     on_disk = isinstance(data, wals_ondisk.StreamedMatrices)
     seen = data.train.seen() if on_disk else data.train
-    _check_empty_lines(seen, ids, hp)
-    _check_memory(seen.shape, 0 if on_disk else seen.nnz, hp["embedding_dimension"])
+    check_empty_lines(seen, ids, hp)
+    check_memory(seen.shape, 0 if on_disk else seen.nnz, hp["embedding_dimension"])
     params["num_threads"] = job.thread_count(params["num_threads"])
     model = WALS(**params)
-    init = _initial_factors(paths, hp, ids)
+    init = initial_factors(paths, hp, ids)
     fit_input: sp.csr_matrix | Entries = seen
     if isinstance(data, wals_ondisk.StreamedMatrices):
         row_weights, col_weights = (weight_vector(params[f"{side}_weights"], len(id_map), f"{side}_weights")

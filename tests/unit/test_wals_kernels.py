@@ -56,6 +56,22 @@ def test_cholesky_matches_reference(w0: float, lam: float) -> None:
     assert not X[2].any()  # an empty row solves to exactly 0
 
 
+@pytest.mark.parametrize("solver", ["cholesky", "cg"])
+def test_a_given_gramian_is_the_one_solved_with(solver: str) -> None:
+    entries, extra = _entries()
+    Y = _factors(1, N_OTHER)
+    start = _factors(2, N_ROWS)
+    computed, given = start.copy(), start.copy()
+    kernels.solve(entries, extra, Y, computed, 0.4, 0.8, solver, 3, 1)
+    kernels.solve(entries, extra, Y, given, 0.4, 0.8, solver, 3, 1, gram=kernels.gramian(Y, 0.4, 0.8))
+    np.testing.assert_array_equal(given, computed)
+    other = start.copy()
+    kernels.solve(entries, extra, Y, other, 0.4, 0.8, solver, 3, 1, gram=kernels.gramian(Y, 0.4, 5.0))
+    assert not np.allclose(other, computed)
+    with pytest.raises(ValueError, match="gram must have shape"):
+        kernels.solve(entries, extra, Y, start.copy(), 0.4, 0.8, solver, 3, 1, gram=np.eye(K + 1, dtype=np.float32))
+
+
 @pytest.mark.parametrize("cg_steps", [1, 3])
 def test_cg_matches_reference(cg_steps: int) -> None:
     entries, extra = _entries(seed=3)
