@@ -27,7 +27,7 @@ from container.numba_cache import writable_cache
 from container.paths import SageMakerPaths
 
 if TYPE_CHECKING:
-    from container.cluster import Cluster
+    pass
 
 log = logging.getLogger("train")
 
@@ -105,24 +105,12 @@ def _train_on_hosts(paths: SageMakerPaths, algorithm: str, hyperparameters: dict
 
                 train_fm_distributed(hosts, paths, hyperparameters, channels, checkpoints)
             else:
-                _train_wals_on_hosts(hosts, paths, hyperparameters, channels, checkpoints)
+                from container.wals_distributed import train_wals_distributed
+
+                train_wals_distributed(hosts, paths, hyperparameters, channels, checkpoints)
     log.info("Model written to %s", paths.model_dir)
 
 
-def _train_wals_on_hosts(hosts: Cluster, paths: SageMakerPaths, hyperparameters: dict[str, Any],
-                         channels: dict[str, ChannelConfig], checkpoints: Checkpoints) -> None:
-    """WALS on several hosts: distributed ALS when the image has it (``container.wals_distributed``), else the
-    first host trains alone and says so."""
-    try:
-        from container.wals_distributed import train_wals_distributed  # type: ignore[import-not-found]
-    except ImportError:
-        from container.wals_training import train_wals
-
-        log.warning("WALS trains on the first host %s alone in this version; the other hosts (%s) end without "
-                    "training", hosts.hosts[0], ", ".join(hosts.hosts[1:]))
-        train_wals(paths, hyperparameters, channels, hosts.hosts[0], checkpoints)
-        return
-    train_wals_distributed(hosts, paths, hyperparameters, channels, checkpoints)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,5 +148,3 @@ def main(argv: list[str] | None = None) -> int:
         write_failure(paths, f"Internal error: {type(err).__name__}: {err}\n{trace}")
         return EXIT_INTERNAL_ERROR
     return EXIT_OK
-
-

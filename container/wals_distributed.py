@@ -55,8 +55,9 @@ SEND_SECONDS = 60.0
 SOLVER_SETTINGS = ("unobserved_weight", "regularization_coeff", "solver", "cg_steps", "num_threads")
 
 
-class HostLostError(RuntimeError):
-    """A host left the job (its worker is gone from the scheduler) while the driver waited for it."""
+class HostLostError(ClientError):
+    """A host left the job (its worker is gone from the scheduler) while the driver waited for it: the job ends
+    with exit 1 and this reason, naming the host, in ``output/failure``."""
 
 
 class _Hosts:

@@ -10,22 +10,14 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from distributed import Client, LocalCluster
 
+from container.cluster import Cluster
+
 ROOT = Path(__file__).resolve().parents[2]
 START_SECONDS = 90.0
-
-
-@dataclass(frozen=True)
-class Cluster:
-    """The shape of ``container.cluster.Cluster``: what the driver holds while the job runs."""
-
-    client: Client
-    workers: dict[str, str]
-    hosts: tuple[str, ...]
 
 
 def _worker(scheduler: str, host: str, base: Path, cpu: int | None, threads: int) -> subprocess.Popen[bytes]:

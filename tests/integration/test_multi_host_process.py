@@ -208,24 +208,32 @@ def test_duplicate_hosts_fail_on_every_host(tmp_path):
     assert code == 1 and failure.startswith("hosts in ") and "names 127.0.0.1 more than once" in failure
 
 
-def test_wals_on_two_hosts_trains_on_the_first_alone(tmp_path):
-    hp = {"algorithm": "wals", "embedding_dimension": "4", "max_sweeps": "2"}
+def _wals_job(base: Path, host: str, hosts: list[str], body: bytes) -> Path:
+    hp = {"algorithm": "wals", "embedding_dimension": "4", "max_sweeps": "3", "regularization_coeff": "0.1"}
+    (base / "input/config").mkdir(parents=True)
+    (base / "input/config/hyperparameters.json").write_text(json.dumps(hp))
+    (base / "input/config/resourceconfig.json").write_text(json.dumps(
+        {"current_host": host, "hosts": hosts, "network_interface_name": "lo"}))
+    (base / "input/config/inputdataconfig.json").write_text(json.dumps({"train": {"ContentType": "text/csv"}}))
+    (base / "input/data/train").mkdir(parents=True)
+    (base / "input/data/train/a.csv").write_bytes(body)
+    return base
+
+
+def test_wals_on_two_hosts_trains_the_one_host_model(tmp_path):
     rng = np.random.default_rng(0)
-    body = "".join(f"{r},{c},{v:.3f}\n" for r, c, v in zip(rng.integers(0, 30, 300), rng.integers(0, 20, 300),
-                                                             rng.random(300), strict=True)).encode()
-    bases = []
-    for host in HOSTS[:2]:
-        base = tmp_path / host
-        (base / "input/config").mkdir(parents=True)
-        (base / "input/config/hyperparameters.json").write_text(json.dumps(hp))
-        (base / "input/config/resourceconfig.json").write_text(json.dumps(
-            {"current_host": host, "hosts": HOSTS[:2], "network_interface_name": "lo"}))
-        (base / "input/config/inputdataconfig.json").write_text(json.dumps({"train": {"ContentType": "text/csv"}}))
-        (base / "input/data/train").mkdir(parents=True)
-        (base / "input/data/train/a.csv").write_bytes(body)
-        bases.append(base)
+    body = "".join(f"u{r},i{c},{v:.3f}\n" for r, c, v in zip(rng.integers(0, 30, 300), rng.integers(0, 20, 300),
+                                                               rng.random(300), strict=True)).encode()
+    bases = [_wals_job(tmp_path / host, host, HOSTS[:2], body) for host in HOSTS[:2]]
+    alone = _wals_job(tmp_path / "alone", HOSTS[0], HOSTS[:1], body)
     (driver_code, driver_log, failure), (worker_code, worker_log, _) = _run_hosts(bases, _env())
     assert (driver_code, worker_code) == (0, 0), failure
-    assert "WALS trains on the first host 127.0.0.1 alone in this version; the other hosts (127.0.0.2)" in driver_log
-    assert (bases[0] / "model/model.npz").exists() and not (bases[1] / "model/model.npz").exists()
+    assert _run_hosts([alone], _env())[0][0] == 0
+    assert "Sweep 0:" in driver_log and "on 2 hosts" in driver_log
+    assert not (bases[1] / "model/model.npz").exists()
     assert "The job on 127.0.0.1 is done; host 127.0.0.2 ends" in worker_log
+    together, one = artifact.load(bases[0] / "model"), artifact.load(alone / "model")
+    assert list(together.row_ids.ids) == list(one.row_ids.ids)
+    assert list(together.col_ids.ids) == list(one.col_ids.ids)
+    scores = [m.wals.row_factors_ @ m.wals.col_factors_.T for m in (together, one)]
+    np.testing.assert_allclose(scores[0], scores[1], rtol=1e-3, atol=1e-4)
