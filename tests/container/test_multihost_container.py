@@ -173,7 +173,7 @@ def test_sdk_local_mode_with_two_instances_trains_one_model(docker_image, tmp_pa
     assert meta["algorithm"] == "fm"
     lines = _lines_by_host(output)
     assert sorted(lines) == ["algo-1", "algo-2"], f"expected the output of two hosts:\n{output[-4000:]}"
-    writers = [host for host, text in lines.items() if "model written to /opt/ml/model" in text]
+    writers = [host for host, text in lines.items() if "model written to /opt/ml/model" in text.lower()]
     assert writers == ["algo-1"], f"one model, written by the first host; written by {writers}:\n{output[-4000:]}"
 
 
