@@ -16,6 +16,7 @@ import pytest
 from algorithm import artifact
 from container.formats.recordio import write_numpy_to_dense_tensor
 from fmwals import FactorizationMachines, JobFailedError, TrainingInput, jobs
+from fmwals.backends.hosts import Shard, share
 from fmwals.backends.local_docker import client
 
 FM_ARGS = {
@@ -71,6 +72,18 @@ def _check_hosts(fm: FactorizationMachines, hosts: list[str], interface: str) ->
 def test_two_processes_on_loopback_each_with_its_config_and_shard(tmp_path, digits):
     fm = _fit_two_hosts("local_process", tmp_path, digits)
     _check_hosts(fm, ["127.0.0.1", "127.0.0.2"], "lo")
+
+
+def test_a_sharded_channel_is_dealt_round_robin_in_key_order_and_others_reach_every_host(tmp_path):
+    for name in ("b/part-2", "a/part-1", "c", ".hidden", "a/part-0"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(name)
+    shares = [share(tmp_path, "ShardedByS3Key", rank, 2) for rank in range(2)]
+    assert [[relative for _, relative in s.placements()] for s in shares if isinstance(s, Shard)] == [
+        ["a/part-0", "b/part-2"], ["a/part-1", "c"]]
+    assert share(tmp_path, "FullyReplicated", 1, 2) == tmp_path
+    assert share(tmp_path, "ShardedByS3Key", 0, 1) == tmp_path
+    assert [r for _, r in share(tmp_path / "c", "ShardedByS3Key", 1, 2).placements()] == []  # one file, two hosts
 
 
 def _failing_program(directory: Path) -> Path:
