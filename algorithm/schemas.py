@@ -50,8 +50,15 @@ _CHECKPOINT_INTERVAL = Param(
     "epoch or sweep and when the job is stopped (SIGTERM). 0: at epoch or sweep ends and on SIGTERM only.",
     default=10.0, low=0,
 )
+_SYNC_EVERY = Param(
+    "sync_every", int, "Training on several hosts (instance_count > 1): the mini-batches each host trains between "
+    "two combinations of the hosts' weights and optimizer state (0: once per epoch). Fewer rounds cost less "
+    "network time; more keep the hosts' models closer (docs/distributed.md). One host: no effect.",
+    default=0, low=0,
+)
 # Settings of the training job rather than of the estimator (train reads them; the estimators take the rest).
-JOB_SETTINGS = ("algorithm", "data_loading", "progress_interval_seconds", "checkpoint_interval_minutes")
+JOB_SETTINGS = ("algorithm", "data_loading", "progress_interval_seconds", "checkpoint_interval_minutes",
+                "sync_every")
 _INIT_METHODS = ("normal", "uniform", "constant")
 # FM's tuning presets (fmwals.preset_ranges): a search space to run as is, log-scaled around AdaGrad's defaults
 # for both predictor types, with what matters most on the benchmark sets (docs/benchmarks.md). The ranges are
@@ -152,6 +159,7 @@ FM_SCHEMA: Schema = make_schema(
           "(the order streaming uses: the blocks in a shuffled order, the rows within each block shuffled). "
           "Streaming always uses blocks.", default="full", choices=("full", "blocks")),
     _CHECKPOINT_INTERVAL,
+    _SYNC_EVERY,
 )
 
 WALS_SCHEMA: Schema = make_schema(

@@ -15,15 +15,19 @@ import signal
 import sys
 import time
 import traceback
+from typing import TYPE_CHECKING, Any
 
-from algorithm.checkpoint import StopFlag, TrainingStopped
+from algorithm.checkpoint import Checkpoints, StopFlag, TrainingStopped
 from algorithm.hyperparameters import HyperparameterError
 from algorithm.schemas import parse_for_algorithm
 from container.checkpointing import job_checkpoints, stop_on_sigterm
-from container.config import read_hyperparameters, read_input_data_config, read_resource_config
+from container.config import ChannelConfig, read_hyperparameters, read_input_data_config, read_resource_config
 from container.errors import ClientError
 from container.numba_cache import writable_cache
 from container.paths import SageMakerPaths
+
+if TYPE_CHECKING:
+    from container.cluster import Cluster
 
 log = logging.getLogger("train")
 
@@ -62,10 +66,11 @@ def run(paths: SageMakerPaths, stop: StopFlag) -> None:
     log.info("Final configuration (%s): %s", algorithm, hyperparameters)
     channels = read_input_data_config(paths)
     resources = read_resource_config(paths)
-    if len(resources.hosts) > 1:
-        log.warning("Distributed training is not supported: host %s trains on its own data only (hosts: %s)",
-                    resources.current_host, resources.hosts)
     checkpoints = job_checkpoints(paths, hyperparameters, stop)
+    if len(resources.hosts) > 1:
+        _train_on_hosts(paths, algorithm, hyperparameters, channels, checkpoints)
+        log.info("Training finished in %.1f s", time.monotonic() - started)
+        return
     from container.kernel_compilation import logged_compilation  # imports numba: only once the job is valid
 
     with logged_compilation(log):
@@ -78,6 +83,46 @@ def run(paths: SageMakerPaths, stop: StopFlag) -> None:
 
             train_wals(paths, hyperparameters, channels, resources.current_host, checkpoints)
     log.info("Training finished in %.1f s; model written to %s", time.monotonic() - started, paths.model_dir)
+
+
+def _train_on_hosts(paths: SageMakerPaths, algorithm: str, hyperparameters: dict[str, Any],
+                    channels: dict[str, ChannelConfig], checkpoints: Checkpoints) -> None:
+    """Several hosts train one model (docs/distributed.md): the first drives the cluster and writes ``model/``,
+    the others serve as its workers until it ends the job."""
+    from container import cluster
+    from container.kernel_compilation import logged_compilation
+
+    spec = cluster.read_cluster_spec(paths)
+    log.info("Host %s (%d of %d: %s) on %s, address %s", spec.current_host, spec.rank + 1, len(spec.hosts),
+             "drives the job" if spec.is_driver else f"a worker of {spec.hosts[0]}", spec.interface, spec.address)
+    with logged_compilation(log):
+        if not spec.is_driver:
+            cluster.serve_as_worker(spec)
+            return
+        with cluster.driver(spec) as hosts:
+            if algorithm == "fm":
+                from container.fm_distributed import train_fm_distributed
+
+                train_fm_distributed(hosts, paths, hyperparameters, channels, checkpoints)
+            else:
+                _train_wals_on_hosts(hosts, paths, hyperparameters, channels, checkpoints)
+    log.info("Model written to %s", paths.model_dir)
+
+
+def _train_wals_on_hosts(hosts: Cluster, paths: SageMakerPaths, hyperparameters: dict[str, Any],
+                         channels: dict[str, ChannelConfig], checkpoints: Checkpoints) -> None:
+    """WALS on several hosts: distributed ALS when the image has it (``container.wals_distributed``), else the
+    first host trains alone and says so."""
+    try:
+        from container.wals_distributed import train_wals_distributed  # type: ignore[import-not-found]
+    except ImportError:
+        from container.wals_training import train_wals
+
+        log.warning("WALS trains on the first host %s alone in this version; the other hosts (%s) end without "
+                    "training", hosts.hosts[0], ", ".join(hosts.hosts[1:]))
+        train_wals(paths, hyperparameters, channels, hosts.hosts[0], checkpoints)
+        return
+    train_wals_distributed(hosts, paths, hyperparameters, channels, checkpoints)
 
 
 def main(argv: list[str] | None = None) -> int:

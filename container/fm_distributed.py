@@ -1,0 +1,267 @@
+"""FM on several hosts, data parallel: each host's worker trains an ``FMReplica`` on its share of the ``train``
+channel with the epoch kernels; the driver combines the replicas' changed table rows every ``sync_every``
+mini-batches (0: once per epoch), scores the ``test`` channel once per epoch, stops early and writes ``model/``
+as a one-host job does (docs/distributed.md).
+
+Shares: a ``ShardedByS3Key`` channel is the host's own shard, whole; a ``FullyReplicated`` one is every N-th row
+from the host's rank (row r stays on host r % N), so N hosts still split the work. The driver never gathers the
+training data: only table rows (and metrics) cross the network.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from typing import Any
+
+import numpy as np
+
+from algorithm.best_epoch import BestEpoch
+from algorithm.checkpoint import Checkpoints, TrainingStopped
+from algorithm.csr import CSR
+from algorithm.fm import FactorizationMachines
+from algorithm.fm_replica import Combiner, EpochSums, FMReplica, Update, averaged_columns, initial_state
+from algorithm.loss_trend import RisingLoss
+from algorithm.metrics import STOPPING_METRIC, train_metrics
+from algorithm.schemas import JOB_SETTINGS
+from container import data_loading, job, metrics_log
+from container.channels import read_channel
+from container.cluster import Cluster
+from container.config import ChannelConfig, read_input_data_config
+from container.errors import ClientError
+from container.fm_training import IN_MEMORY_BYTES_PER_BYTE, _check_labels, _check_memory, _model, train_fm
+from container.paths import SageMakerPaths
+
+log = logging.getLogger("train.fm")
+
+_replicas: dict[str, FMReplica] = {}  # this host's replica of each running job (held by its worker)
+
+
+# ------------------------------------------------------------------------------------- tasks on each host
+
+
+def share(data: CSR, distribution: str, rank: int, n_hosts: int) -> CSR:
+    """This host's rows of a channel: all of a sharded one, every ``n_hosts``-th from ``rank`` of a replicated
+    one."""
+    if distribution == "ShardedByS3Key" or n_hosts == 1:
+        return data
+    keep = np.arange(rank, data.n_rows, n_hosts)
+    matrix = data.to_scipy()[keep]
+    return CSR.from_matrix(matrix, None if data.labels is None else data.labels[keep],
+                           None if data.weights is None else data.weights[keep])
+
+
+def _load_share(key: str, hp: dict[str, Any], rank: int, n_hosts: int, early_stopping: bool) -> tuple[int, int, str]:
+    """Read this host's ``train`` channel, keep its share and hold its replica; (rows, nonzeros, distribution)."""
+    paths = SageMakerPaths.from_env()
+    channels = read_input_data_config(paths)
+    config = job.required_channel(paths, channels, "train")
+    params = {k: v for k, v in hp.items() if k not in JOB_SETTINGS}
+    params["num_threads"] = job.thread_count(params["num_threads"])
+    data = share(read_channel(paths, config, feature_dim=params["feature_dim"]), config.distribution, rank,
+                 n_hosts)
+    if data.n_rows == 0:
+        raise ClientError(f"The 'train' channel of this host has no rows for it ({config.distribution}, host "
+                          f"{rank + 1} of {n_hosts}): give every host training data")
+    labels = _check_labels(data, "train", params["predictor_type"])
+    _check_memory(params, data.nbytes, early_stopping)
+    _replicas[key] = FMReplica(FactorizationMachines(**params), data, labels, data.weights, rank)
+    log.info("train share of this host: %d rows, %d nonzeros (%s, rank %d of %d)", data.n_rows, data.nnz,
+             config.distribution, rank, n_hosts)
+    return data.n_rows, data.nnz, config.distribution
+
+
+def _start(key: str, state: tuple[np.ndarray, np.ndarray, int, int]) -> None:
+    _replicas[key].start(*state)
+
+
+def _begin_epoch(key: str, epoch: int) -> None:
+    _replicas[key].begin_epoch(epoch)
+
+
+def _round(key: str, update: Update | None, batches: int, send: bool) -> tuple[Update | None, bool]:
+    """Apply the last round's combined update, train ``batches`` mini-batches (0: the rest of the epoch, -1:
+    none); this replica's changes (when ``send``: the driver reads its own replica in-process) and whether its
+    epoch is done."""
+    replica = _replicas[key]
+    if update is not None:
+        replica.apply(update)
+    if batches >= 0:
+        replica.train(batches)
+    return (replica.changes() if send else None), replica.epoch_done
+
+
+def _epoch_sums(key: str) -> EpochSums:
+    return _replicas[key].epoch_sums()
+
+
+def _final_sums(key: str, weights: tuple[np.ndarray, np.ndarray, int] | None) -> tuple[int, dict[str, float]]:
+    """Rows and train metrics of this host's share scored with the final weights (``weights``: early stopping's
+    best epoch, else the replica's own, the same on every host)."""
+    replica = _replicas[key]
+    if weights is not None:
+        replica.bias, replica.table, replica.step = weights[0].copy(), weights[1].copy(), weights[2]
+    return replica.rows.n_rows, train_metrics(replica.model.predictor_type, replica.y,
+                                              replica.scores(replica.rows))
+
+
+def _drop(key: str) -> None:
+    _replicas.pop(key, None)
+
+
+# ------------------------------------------------------------------------------------------- the driver
+
+
+def single_host_reason(paths: SageMakerPaths, hp: dict[str, Any], channels: dict[str, ChannelConfig]) -> str | None:
+    """Why this job trains on the first host alone (the user's settings), None when it trains on every host."""
+    train_config = job.required_channel(paths, channels, "train")
+    if data_loading.streams(paths, train_config, hp["data_loading"], IN_MEMORY_BYTES_PER_BYTE):
+        return ("the 'train' channel is streamed (Pipe mode, data_loading=stream, or more data than memory); "
+                "training on several hosts needs it in memory (data_loading=memory and File mode)")
+    return None
+
+
+def train_fm_distributed(cluster: Cluster, paths: SageMakerPaths, hp: dict[str, Any],
+                         channels: dict[str, ChannelConfig], checkpoints: Checkpoints) -> None:
+    """Fit one FM model on every host's share of ``train`` (``test`` scored here) and write it to ``model/``."""
+    host = cluster.hosts[0]
+    reason = single_host_reason(paths, hp, channels)
+    if reason is not None:
+        log.warning("This job trains on the first host %s alone, the other hosts (%s) end without training: %s",
+                    host, ", ".join(cluster.hosts[1:]), reason)
+        train_fm(paths, hp, channels, host, checkpoints)
+        return
+    if checkpoints.enabled:
+        log.warning("Checkpoints are not written when training on several hosts: a stopped job trains again from "
+                    "the beginning")
+    key = uuid.uuid4().hex
+    try:
+        with checkpoints.stop.deferred():  # SIGTERM: the driver stops between rounds, model/ stays whole
+            _fit(cluster, paths, hp, channels, checkpoints, key)
+        cluster.each(_drop, key)
+    finally:
+        _replicas.pop(key, None)
+
+
+def _fit(cluster: Cluster, paths: SageMakerPaths, hp: dict[str, Any], channels: dict[str, ChannelConfig],
+         checkpoints: Checkpoints, key: str) -> None:
+    host, hosts, n = cluster.hosts[0], cluster.hosts, len(cluster.hosts)
+    params = {k: v for k, v in hp.items() if k not in JOB_SETTINGS}
+    predictor_type, epochs = params["predictor_type"], params["epochs"]
+    test_config = job.optional_channel(paths, channels, "test")
+    early_stopping = test_config is not None and params["early_stopping_patience"] > 0
+    loaded = cluster.results({h: cluster.submit(h, _load_share, key, hp, rank, n, early_stopping)
+                              for rank, h in enumerate(hosts)})
+    total_rows = sum(rows for rows, _, _ in loaded.values())
+    log.info("train: %d rows on %d hosts (%s)", total_rows, n,
+             ", ".join(f"{h}: {rows} rows, {distribution}" for h, (rows, _, distribution) in loaded.items()))
+    test, y_test = None, None
+    if test_config is not None:
+        test = read_channel(paths, test_config, feature_dim=params["feature_dim"])
+        y_test = _check_labels(test, "test", predictor_type)
+        log.info("test: %d rows, %d nonzeros (scored on %s)", test.n_rows, test.nnz, host)
+
+    model = _model(paths, {**params, "num_threads": job.thread_count(params["num_threads"])})
+    state = initial_state(model)
+    state_future = cluster.client.scatter(state, broadcast=True, hash=False)
+    cluster.results({h: cluster.submit(h, _start, key, state_future) for h in hosts})
+    del state, state_future
+    local = _replicas[key]  # the driver's own worker runs in this process: its replica holds the combined model
+    batches = hp["sync_every"]
+    log.info("Training on %d hosts, combining weights and optimizer state %s", n,
+             "once per epoch" if batches == 0 else f"every {batches} mini-batches")
+
+    best = BestEpoch(params["early_stopping_tolerance"], keep_weights=early_stopping)
+    trend: RisingLoss | None = None
+    epoch_log = job.EpochLog(host, epochs, total_rows)
+    stopped, warned, fit_seconds, epoch = None, False, 0.0, -1
+    for epoch in range(epochs):
+        started = time.monotonic()
+        cluster.each(_begin_epoch, key, epoch)
+        syncs, sent, rounds = _train_epoch(cluster, key, batches, checkpoints, epoch)
+        seconds = time.monotonic() - started
+        fit_seconds += seconds
+        log.info("Epoch %d: %d synchronisation(s) of the %d hosts, %.2f MB sent per synchronisation on average; "
+                 "%.2f s of the epoch's %.2f s waiting for the hosts' rounds, the rest combining and sending", epoch,
+                 syncs, n, sent / max(syncs, 1) / 1e6, rounds, seconds)
+        sums = list(cluster.each(_epoch_sums, key).values())
+        loss = sum(s.loss for s in sums)
+        weight = sum(s.weight for s in sums)
+        if not math.isfinite(loss):
+            raise ClientError(model._divergence_message(epoch, f"the training loss became {loss}"))
+        if trend is None:
+            trend = RisingLoss(sum(s.constant_loss * s.weight for s in sums) / weight)
+        test_metrics = None
+        if test is not None and y_test is not None:
+            test_metrics = train_metrics(predictor_type, y_test, local.scores(test))
+            best.update(epoch, test_metrics[STOPPING_METRIC[predictor_type]], local.snapshot)
+        epoch_log(epoch, _weighted([(s.rows, s.metrics) for s in sums]), test_metrics, seconds)
+        if trend.update(loss / weight) and not warned:
+            warned = True
+            if model._warn_diverging(epoch, trend, best):
+                stopped = "diverging"
+                break
+        if early_stopping and best.stale >= params["early_stopping_patience"]:
+            stopped = "early_stopping"
+            break
+    rollback = best.weights
+    finals = cluster.each(_final_sums, key, rollback)
+    fitted = local.keep_fit(epoch, best, stopped, evaluated=test is not None, early_stopping=early_stopping)
+    stop = job.EarlyStop(STOPPING_METRIC[predictor_type], params["early_stopping_patience"],
+                         params["early_stopping_tolerance"])
+    epoch_log.finish(fit_seconds, fitted.best_epoch_, stop if fitted.stopped_early_ == "early_stopping" else None)
+    for line in metrics_log.final_lines(host, "train", _weighted(list(finals.values()))):
+        log.info(line)
+    if test is not None and y_test is not None:
+        for line in metrics_log.final_lines(host, "test", train_metrics(predictor_type, y_test,
+                                                                         fitted.predict_scores(test))):
+            log.info(line)
+    job.save_model(paths, fitted)
+    checkpoints.stop.complete()
+
+
+def _train_epoch(cluster: Cluster, key: str, batches: int, checkpoints: Checkpoints, epoch: int
+                 ) -> tuple[int, int, float]:
+    """One epoch in rounds of ``batches`` mini-batches per host (0: one round), each round's changes combined
+    and applied by every host; (synchronisations, bytes sent over the network in them, seconds waiting for the
+    rounds). The driver's own replica
+    (its worker runs in this process) hands over its changes and takes the update in memory."""
+    local, driver, remote = _replicas[key], cluster.hosts[0], cluster.hosts[1:]
+    combine = Combiner(local.model.feature_dim, averaged_columns(local.optimizer, local.model.num_factors))
+    update: Update | None = None
+    syncs = sent = 0
+    waited = 0.0
+    while True:
+        if checkpoints.stop_requested:
+            raise TrainingStopped(f"in epoch {epoch}", None)
+        shipped = _ship(cluster, update)
+        futures = {h: cluster.submit(h, _round, key, shipped, batches, True) for h in remote}
+        futures[driver] = cluster.submit(driver, _round, key, None, batches, False)
+        started = time.monotonic()
+        results = cluster.results(futures)
+        waited += time.monotonic() - started
+        changes = [local.changes()] + [results[h][0] for h in remote]
+        update = combine(changes, local.base, local.base_bias)
+        syncs += 1
+        sent += sum(change.nbytes for change in changes[1:]) + len(remote) * update.nbytes
+        local.apply(update)
+        if all(done for _, done in results.values()):
+            shipped = _ship(cluster, update)
+            cluster.results({h: cluster.submit(h, _round, key, shipped, -1, False) for h in remote})
+            return syncs, sent, waited
+
+
+def _ship(cluster: Cluster, update: Update | None) -> Any:
+    """``update`` sent once, straight to the other hosts' workers (a future their tasks take), None for none."""
+    if update is None or len(cluster.hosts) == 1:
+        return None
+    addresses = [cluster.workers[h] for h in cluster.hosts[1:]]
+    return cluster.client.scatter(update, workers=addresses, broadcast=True, direct=True, hash=False)
+
+
+def _weighted(parts: list[tuple[int, dict[str, float]]]) -> dict[str, float]:
+    """Metrics of several hosts' rows: each metric averaged weighted by the hosts' row counts."""
+    total = sum(rows for rows, _ in parts)
+    return {name: sum(rows * metrics[name] for rows, metrics in parts) / total for name in parts[0][1]}
