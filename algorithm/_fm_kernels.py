@@ -496,7 +496,7 @@ def _serial_batch(t, b0, b1, X, y, row_weight, order, bias, P, k, opt, loss_kind
         _bias_step(t, t + 1, bias, opt, hp, coef, scale, buffers)
 
 
-@njit(fastmath=FASTMATH, cache=True)
+@njit(fastmath=FASTMATH, cache=True, nogil=True)
 def train_epoch_serial(X, y, row_weight, order, batch_size, bias, P, k, opt, loss_kind, hp, train_bias,
                        train_linear, step, buffers, row_scores):
     """One epoch over ``order`` in mini-batches on one thread; returns the optimizer step count after it.
@@ -514,7 +514,7 @@ def train_epoch_serial(X, y, row_weight, order, batch_size, bias, P, k, opt, los
     return step
 
 
-@njit(fastmath=FASTMATH, cache=True, parallel=True)
+@njit(fastmath=FASTMATH, cache=True, parallel=True, nogil=True)
 def train_epoch_hogwild(X, y, row_weight, order, batch_size, bias, P, k, opt, loss_kind, hp, train_bias,
                         train_linear, step, buffers, row_scores):
     """``train_epoch_serial`` on T = ``buffers.n_slots.size`` threads in one parallel region: thread t runs batches
@@ -531,7 +531,7 @@ def train_epoch_hogwild(X, y, row_weight, order, batch_size, bias, P, k, opt, lo
     return step + n_batches
 
 
-@njit(fastmath=FASTMATH, cache=True, parallel=True)
+@njit(fastmath=FASTMATH, cache=True, parallel=True, nogil=True)
 def train_epoch_parallel(X, y, row_weight, order, batch_size, bias, P, k, opt, loss_kind, hp, train_bias,
                          train_linear, step, buffers, row_scores):
     """``train_epoch_serial`` with T = ``buffers.n_slots.size`` row chunks per batch on numba threads: the

@@ -52,9 +52,10 @@ _CHECKPOINT_INTERVAL = Param(
 )
 _SYNC_EVERY = Param(
     "sync_every", int, "Training on several hosts (instance_count > 1): the mini-batches each host trains between "
-    "two combinations of the hosts' weights and optimizer state (0: once per epoch). Fewer rounds cost less "
-    "network time; more keep the hosts' models closer (docs/distributed.md). One host: no effect.",
-    default=0, low=0,
+    "two combinations of the hosts' weights and optimizer state (0: once per epoch). Larger values cost less "
+    "network time but let the hosts' steps pile up on the frequent features (at 0, or 50 on the CTR bench set, "
+    "the model falls behind one host's; docs/distributed.md). One host: no effect.",
+    default=10, low=0,
 )
 # Settings of the training job rather than of the estimator (train reads them; the estimators take the rest).
 JOB_SETTINGS = ("algorithm", "data_loading", "progress_interval_seconds", "checkpoint_interval_minutes",

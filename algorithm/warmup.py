@@ -19,6 +19,7 @@ import scipy.sparse as sp
 from algorithm import _wals_kernels, artifact
 from algorithm.csr import CSR
 from algorithm.fm import OPTIMIZERS, PREDICTOR_TYPES, FactorizationMachines, _score
+from algorithm.fm_replica import Combiner, FMReplica, averaged_columns, initial_state
 from algorithm.fm_topk import Candidates, FMTopK, TopKQuery
 from algorithm.ranking_metrics import ranking_metrics, top_k
 from algorithm.wals import WALS, _entries
@@ -61,6 +62,19 @@ def warm_up_fm() -> None:
             for threads in (1, 2):
                 _score(rows, model.w0_, model.w_, model.V_, predictor_type == "binary_classifier", threads)
 
+
+
+def warm_up_fm_replica() -> None:
+    """Compile the kernels of a data-parallel FM round (touched features, changes, their combination)."""
+    labels = np.array([1.0, 0.0, 1.0], dtype=np.float32)
+    model = FactorizationMachines(feature_dim=4, num_factors=2, predictor_type="binary_classifier",
+                                  mini_batch_size=2, num_threads=1)
+    replica = FMReplica(model, _tiny_rows(False), labels)
+    replica.start(*initial_state(model))
+    replica.begin_epoch(0)
+    replica.train(1)
+    replica.apply(Combiner(4, averaged_columns(replica.optimizer, 2))([replica.changes()], replica.base,
+                                                                      replica.base_bias))
 
 
 def warm_up_fm_top_k() -> None:

@@ -118,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
                         _job(base, host, hosts, hp, data, test=host == hosts[0])
                     logs = _run(bases, [0, 1], args.timeout)
                 measured = _measure(logs[0], data.train.n_rows)
+                for line in re.findall(r"Epoch \d+: .*", logs[0]):
+                    print("   ", line, flush=True)
                 results.setdefault(variant, []).append(measured)
                 print(f"repeat {repeat} {variant}: {measured}  load {os.getloadavg()[0]:.2f}",
                       flush=True)

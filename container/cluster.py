@@ -93,21 +93,29 @@ class Cluster:
                 break
             except TimeoutError:
                 self.check_members()
+        from distributed.scheduler import KilledWorker
+
         out = {}
         for host, future in futures.items():
             try:
                 out[host] = future.result()
             except ClientError as err:
                 raise type(err)(f"On host {host}: {err}") from None
+            except KilledWorker:  # the host's worker died while running the task
+                raise self.left([host]) from None
         return out
+
+    def left(self, hosts: list[str]) -> ClientError:
+        """The error for ``hosts`` that left the cluster during training."""
+        return ClientError(f"Host(s) {', '.join(hosts)} left the cluster during training (the process or "
+                           "container stopped, or its network went away); see that host's log")
 
     def check_members(self) -> None:
         """ClientError naming the hosts whose workers have left the cluster, if any."""
         present = {info.get("name") for info in self.client.scheduler_info(n_workers=-1)["workers"].values()}
         gone = [host for host in self.hosts if host not in present]
         if gone:
-            raise ClientError(f"Host(s) {', '.join(gone)} left the cluster during training (the process or "
-                              "container stopped, or its network went away); see that host's log")
+            raise self.left(gone)
 
 
 def _seconds(name: str, default: float) -> float:

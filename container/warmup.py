@@ -16,6 +16,7 @@ def warm_up() -> None:
     for name, step in (("recordio", recordio.warm_up), ("stream chunking", chunking.warm_up),
                        ("text", registry.warm_up), ("triplets", triplets.warm_up),
                        ("rows", algorithm_warmup.warm_up_rows), ("fm", algorithm_warmup.warm_up_fm),
+                       ("fm replica", algorithm_warmup.warm_up_fm_replica),
                        ("fm top-k", algorithm_warmup.warm_up_fm_top_k), ("wals", algorithm_warmup.warm_up_wals)):
         started = time.monotonic()
         step()

@@ -1,0 +1,231 @@
+"""Several hosts train one model: real ``train`` processes on loopback addresses (127.0.0.1, .2, .3 as host names,
+network_interface_name lo), each with its own SAGEMAKER_BASE_DIR, as SageMaker runs one per instance."""
+
+import io
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import scipy.sparse as sp
+
+from algorithm import artifact
+from container.formats.recordio import write_spmatrix_to_sparse_tensor
+
+ROOT = Path(__file__).resolve().parents[2]
+HOSTS = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
+FIELDS, VALUES = 10, 100
+HP = {"feature_dim": str(FIELDS * VALUES), "num_factors": "4", "predictor_type": "binary_classifier",
+      "epochs": "4", "mini_batch_size": "100", "num_threads": "1"}
+TEST_AUC = re.compile(r"#quality_metric: host=\S+, test auc <score>=([0-9.]+)")
+
+
+def _clicks(rows: int, seed: int) -> tuple[sp.csr_matrix, np.ndarray]:
+    """CTR-like rows: one value per field (skewed frequencies), labels from a hidden rank-4 FM."""
+    hidden = np.random.default_rng(1234)
+    w, V = hidden.normal(0, 0.6, FIELDS * VALUES), hidden.normal(0, 0.5, (FIELDS * VALUES, 4))
+    rng = np.random.default_rng(seed)
+    cols = (np.minimum(rng.zipf(1.3, (rows, FIELDS)) - 1, VALUES - 1) + np.arange(FIELDS) * VALUES).ravel()
+    x = sp.csr_matrix((np.ones(rows * FIELDS, np.float32), cols, np.arange(0, rows * FIELDS + 1, FIELDS)),
+                      shape=(rows, FIELDS * VALUES))
+    vx = x @ V
+    logit = x @ w + 0.5 * ((vx**2).sum(1) - (x @ V**2).sum(1)) - 1.0
+    return x, (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(np.float32)
+
+
+def _recordio(x: sp.csr_matrix, y: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    write_spmatrix_to_sparse_tensor(buf, x, y)
+    return buf.getvalue()
+
+
+TRAIN, TEST = _clicks(40_000, 0), _clicks(8_000, 1)
+
+
+def _job(base: Path, host: str, hosts: list[str], hp: dict[str, str] | None = None, train=TRAIN, test=True,
+         distribution: str = "FullyReplicated") -> Path:
+    (base / "input/config").mkdir(parents=True)
+    (base / "input/config/hyperparameters.json").write_text(json.dumps(HP if hp is None else hp))
+    (base / "input/config/resourceconfig.json").write_text(json.dumps(
+        {"current_host": host, "hosts": hosts, "network_interface_name": "lo"}))
+    channels = {"train": {"S3DistributionType": distribution, "ContentType": "application/x-recordio-protobuf"}}
+    (base / "input/data/train").mkdir(parents=True)
+    (base / "input/data/train/part.rec").write_bytes(_recordio(*train))
+    if test:
+        channels["test"] = {"ContentType": "application/x-recordio-protobuf"}
+        (base / "input/data/test").mkdir(parents=True)
+        (base / "input/data/test/part.rec").write_bytes(_recordio(*TEST))
+    (base / "input/config/inputdataconfig.json").write_text(json.dumps(channels))
+    return base
+
+
+def _ports() -> dict[str, str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return {"FMWALS_SCHEDULER_PORT": str(port), "FMWALS_WORKER_PORT": str(port + 2)}
+
+
+def _start(base: Path, env: dict[str, str]) -> subprocess.Popen:
+    log = open(base / "train.log", "w")  # noqa: SIM115 - the process holds it
+    return subprocess.Popen([sys.executable, str(ROOT / "train")], stdout=log, stderr=subprocess.STDOUT,
+                            env={"SAGEMAKER_BASE_DIR": str(base), "PATH": "/usr/bin:/bin", **env})
+
+
+def _env(wait: float = 60) -> dict[str, str]:
+    return {**_ports(), "FMWALS_HOST_WAIT_SECONDS": str(wait)}
+
+
+def _finish(proc: subprocess.Popen, base: Path, timeout: float = 240) -> tuple[int, str, str | None]:
+    code = proc.wait(timeout=timeout)
+    failure = base / "output/failure"
+    return code, (base / "train.log").read_text(), failure.read_text() if failure.exists() else None
+
+
+def _run_hosts(bases: list[Path], env: dict[str, str]) -> list[tuple[int, str, str | None]]:
+    procs = [_start(base, env) for base in bases]
+    return [_finish(proc, base) for proc, base in zip(procs, bases, strict=True)]
+
+
+def _wait_for(path: Path, pattern: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and re.search(pattern, path.read_text()):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{pattern!r} not in {path} after {timeout} s:\n{path.read_text()[-2000:]}")
+
+
+def _one_host_auc(tmp_path: Path) -> float:
+    base = _job(tmp_path / "one", HOSTS[0], HOSTS[:1])
+    code, log, failure = _run_hosts([base], _env())[0]
+    assert code == 0, failure
+    return float(TEST_AUC.findall(log)[-1])
+
+
+def test_two_hosts_train_one_model_as_good_as_one_host(tmp_path):
+    bases = [_job(tmp_path / host, host, HOSTS[:2]) for host in HOSTS[:2]]
+    (driver_code, driver_log, driver_failure), (worker_code, worker_log, worker_failure) = \
+        _run_hosts(bases, _env())
+    assert (driver_code, worker_code) == (0, 0), (driver_failure, worker_failure)
+    assert "Every host joined: 127.0.0.1=tcp://127.0.0.1:" in driver_log
+    assert "train: 40000 rows on 2 hosts (127.0.0.1: 20000 rows, FullyReplicated, 127.0.0.2: 20000 rows" in driver_log
+    assert re.search(r"Epoch 3: \d+ synchronisation\(s\) of the 2 hosts, [0-9.]+ MB sent", driver_log)
+    assert "The job on 127.0.0.1 is done; host 127.0.0.2 ends" in worker_log
+    assert "#quality_metric" not in worker_log
+    assert not (bases[1] / "model").exists() or not any((bases[1] / "model").iterdir())
+    model = artifact.load(bases[0] / "model")
+    assert model.w_.shape == (FIELDS * VALUES,) and model.n_epochs_ == 4
+    assert sorted(p.name for p in (bases[0] / "model").iterdir()) == ["model.json", "model.npz",
+                                                                      "optimizer_state.npz"]
+    two = float(TEST_AUC.findall(driver_log)[-1])
+    one = _one_host_auc(tmp_path)
+    assert abs(two - one) <= 0.003, (one, two)
+
+
+def test_three_hosts_on_sharded_data(tmp_path):
+    x, y = TRAIN
+    shards = [(x[r::3], y[r::3]) for r in range(3)]
+    hp = dict(HP, sync_every="3")  # three hosts' steps pile up on the frequent features: combine more often
+    bases = [_job(tmp_path / host, host, HOSTS, hp=hp, train=shard, test=host == HOSTS[0],
+                  distribution="ShardedByS3Key") for host, shard in zip(HOSTS, shards, strict=True)]
+    results = _run_hosts(bases, _env())
+    assert [code for code, _, _ in results] == [0, 0, 0], [failure for _, _, failure in results]
+    assert "train: 40000 rows on 3 hosts (127.0.0.1: 13334 rows, ShardedByS3Key" in results[0][1]
+    three, one = float(TEST_AUC.findall(results[0][1])[-1]), _one_host_auc(tmp_path)
+    assert three >= one - 0.003, (one, three)  # (the hosts' summed steps may also train it further in 4 epochs)
+
+
+def test_a_host_that_never_comes_up(tmp_path):
+    base = _job(tmp_path / "driver", HOSTS[0], HOSTS[:2])
+    started = time.monotonic()
+    code, _, failure = _finish(_start(base, _env(wait=4)), base, timeout=60)
+    assert code == 1 and time.monotonic() - started < 60
+    assert failure.startswith("Host(s) 127.0.0.2 did not join the cluster within 4 s (FMWALS_HOST_WAIT_SECONDS)")
+
+
+def test_a_worker_whose_first_host_never_comes_up(tmp_path):
+    base = _job(tmp_path / "worker", HOSTS[1], HOSTS[:2])
+    code, _, failure = _finish(_start(base, _env(wait=4)), base, timeout=60)
+    assert code == 1
+    assert failure.startswith("Host 127.0.0.2 could not join the scheduler of the first host 127.0.0.1 at "
+                              "tcp://127.0.0.1:")
+
+
+def _long_job(tmp_path: Path) -> tuple[list[Path], list[subprocess.Popen]]:
+    hp = dict(HP, epochs="100000")
+    bases = [_job(tmp_path / host, host, HOSTS[:2], hp=hp) for host in HOSTS[:2]]
+    env = _env()
+    procs = [_start(base, env) for base in bases]
+    _wait_for(bases[0] / "train.log", r"epoch=1, train auc")
+    return bases, procs
+
+
+def test_a_worker_killed_mid_job_ends_the_job_naming_it(tmp_path):
+    bases, (driver, worker) = _long_job(tmp_path)
+    for proc, host in ((driver, HOSTS[0]), (worker, HOSTS[1])):
+        listening = {c.laddr.ip for c in psutil.Process(proc.pid).net_connections("inet") if c.status == "LISTEN"}
+        assert listening == {host}, listening  # nothing outside the cluster address
+    os.kill(worker.pid, signal.SIGKILL)
+    killed = time.monotonic()
+    code, _, failure = _finish(driver, bases[0], timeout=120)
+    worker.wait(timeout=10)
+    assert code == 1 and time.monotonic() - killed < 90
+    assert failure.startswith("Host(s) 127.0.0.2 left the cluster during training")
+
+
+def test_a_driver_killed_mid_job_ends_the_workers(tmp_path):
+    bases, (driver, worker) = _long_job(tmp_path)
+    os.kill(driver.pid, signal.SIGKILL)
+    killed = time.monotonic()
+    code, _, failure = _finish(worker, bases[1], timeout=120)
+    driver.wait(timeout=10)
+    assert code == 1 and time.monotonic() - killed < 90
+    assert failure.startswith("Host 127.0.0.2 lost the scheduler on the first host 127.0.0.1")
+
+
+def test_a_streamed_job_trains_on_the_first_host_alone(tmp_path):
+    hp = dict(HP, data_loading="stream", epochs="2")
+    bases = [_job(tmp_path / host, host, HOSTS[:2], hp=hp) for host in HOSTS[:2]]
+    (driver_code, driver_log, failure), (worker_code, worker_log, _) = _run_hosts(bases, _env())
+    assert (driver_code, worker_code) == (0, 0), failure
+    assert "This job trains on the first host 127.0.0.1 alone, the other hosts (127.0.0.2) end without training: " \
+           "the 'train' channel is streamed" in driver_log
+    assert "The job on 127.0.0.1 is done; host 127.0.0.2 ends" in worker_log
+    assert artifact.load(bases[0] / "model").n_epochs_ == 2
+
+
+def test_duplicate_hosts_fail_on_every_host(tmp_path):
+    base = _job(tmp_path / "a", HOSTS[0], [HOSTS[0], HOSTS[1], HOSTS[0]])
+    code, _, failure = _finish(_start(base, _env()), base, timeout=60)
+    assert code == 1 and failure.startswith("hosts in ") and "names 127.0.0.1 more than once" in failure
+
+
+def test_wals_on_two_hosts_trains_on_the_first_alone(tmp_path):
+    hp = {"algorithm": "wals", "embedding_dimension": "4", "max_sweeps": "2"}
+    rng = np.random.default_rng(0)
+    body = "".join(f"{r},{c},{v:.3f}\n" for r, c, v in zip(rng.integers(0, 30, 300), rng.integers(0, 20, 300),
+                                                             rng.random(300), strict=True)).encode()
+    bases = []
+    for host in HOSTS[:2]:
+        base = tmp_path / host
+        (base / "input/config").mkdir(parents=True)
+        (base / "input/config/hyperparameters.json").write_text(json.dumps(hp))
+        (base / "input/config/resourceconfig.json").write_text(json.dumps(
+            {"current_host": host, "hosts": HOSTS[:2], "network_interface_name": "lo"}))
+        (base / "input/config/inputdataconfig.json").write_text(json.dumps({"train": {"ContentType": "text/csv"}}))
+        (base / "input/data/train").mkdir(parents=True)
+        (base / "input/data/train/a.csv").write_bytes(body)
+        bases.append(base)
+    (driver_code, driver_log, failure), (worker_code, worker_log, _) = _run_hosts(bases, _env())
+    assert (driver_code, worker_code) == (0, 0), failure
+    assert "WALS trains on the first host 127.0.0.1 alone in this version; the other hosts (127.0.0.2)" in driver_log
+    assert (bases[0] / "model/model.npz").exists() and not (bases[1] / "model/model.npz").exists()
+    assert "The job on 127.0.0.1 is done; host 127.0.0.2 ends" in worker_log
