@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import statistics
@@ -96,7 +97,8 @@ def main() -> None:
     image = os.environ.get("IMAGE") or "fm-wals:latest"
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(dir=REPO / "bench") as tmp:
-        files, rows, feature_dim = _write_set(Path(tmp) / "data", args.rows, max(args.hosts))
+        # lcm(hosts) files: every host count gets an equal number of files under ShardedByS3Key
+        files, rows, feature_dim = _write_set(Path(tmp) / "data", args.rows, math.lcm(*args.hosts))
         hp = {"feature_dim": str(feature_dim), "num_factors": str(args.k), "predictor_type": "binary_classifier",
               "epochs": str(args.epochs), "mini_batch_size": str(args.mini_batch_size), "num_threads": "1"}
         if args.sync_every is not None:
