@@ -76,6 +76,28 @@ class Cluster:
         return self.client.submit(function, *args, workers=[self.workers[host]], allow_other_workers=False,
                                   pure=False)
 
+    def actor(self, host: str, cls: type) -> Any:
+        """An instance of ``cls`` held by ``host``'s worker, as a dask Actor: its methods are called straight on
+        that worker (no scheduler in between) and return futures for ``actor_results``."""
+        return self.client.submit(cls, workers=[self.workers[host]], allow_other_workers=False, actor=True,
+                                  pure=False).result()
+
+    def actor_results(self, futures: dict[str, Any]) -> dict[str, Any]:
+        """The results of actor calls by host, waiting as long as every host stays in the cluster (``results``)."""
+        out = {}
+        for host, future in futures.items():
+            while True:
+                try:
+                    out[host] = future.result(timeout=POLL_SECONDS)
+                    break
+                except TimeoutError:
+                    self.check_members()
+                except ClientError as err:
+                    raise type(err)(f"On host {host}: {err}") from None
+                except OSError:  # the connection to the host's worker broke
+                    raise self.left([host]) from None
+        return out
+
     def each(self, function: Callable[..., T], *args: Any) -> dict[str, T]:
         """``function(*args)`` run on every host's worker at once; the results by host (``results``)."""
         return self.results({host: self.submit(host, function, *args) for host in self.hosts})

@@ -14,6 +14,7 @@ import logging
 import math
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -91,6 +92,13 @@ def _round(key: str, update: Update | None, batches: int, send: bool) -> tuple[U
     if batches >= 0:
         replica.train(batches)
     return (replica.changes() if send else None), replica.epoch_done
+
+
+class Rounds:
+    """Held by each host's worker (a dask Actor): the rounds of the job's replica, called straight by the driver."""
+
+    def round(self, key: str, update: Update | None, batches: int) -> tuple[Update | None, bool]:
+        return _round(key, update, batches, True)
 
 
 def _epoch_sums(key: str) -> EpochSums:
@@ -173,6 +181,8 @@ def _fit(cluster: Cluster, paths: SageMakerPaths, hp: dict[str, Any], channels: 
     log.info("Training on %d hosts, combining weights and optimizer state %s", n,
              "once per epoch" if batches == 0 else f"every {batches} mini-batches")
 
+    rounds = {h: cluster.actor(h, Rounds) for h in hosts[1:]}
+    pool = ThreadPoolExecutor(1, thread_name_prefix="fm-round")
     best = BestEpoch(params["early_stopping_tolerance"], keep_weights=early_stopping)
     trend: RisingLoss | None = None
     epoch_log = job.EpochLog(host, epochs, total_rows)
@@ -180,12 +190,12 @@ def _fit(cluster: Cluster, paths: SageMakerPaths, hp: dict[str, Any], channels: 
     for epoch in range(epochs):
         started = time.monotonic()
         cluster.each(_begin_epoch, key, epoch)
-        syncs, sent, rounds = _train_epoch(cluster, key, batches, checkpoints, epoch)
+        syncs, sent, waiting = _train_epoch(cluster, key, batches, checkpoints, epoch, rounds, pool)
         seconds = time.monotonic() - started
         fit_seconds += seconds
         log.info("Epoch %d: %d synchronisation(s) of the %d hosts, %.2f MB sent per synchronisation on average; "
                  "%.2f s of the epoch's %.2f s waiting for the hosts' rounds, the rest combining and sending", epoch,
-                 syncs, n, sent / max(syncs, 1) / 1e6, rounds, seconds)
+                 syncs, n, sent / max(syncs, 1) / 1e6, waiting, seconds)
         sums = list(cluster.each(_epoch_sums, key).values())
         loss = sum(s.loss for s in sums)
         weight = sum(s.weight for s in sums)
@@ -206,6 +216,7 @@ def _fit(cluster: Cluster, paths: SageMakerPaths, hp: dict[str, Any], channels: 
         if early_stopping and best.stale >= params["early_stopping_patience"]:
             stopped = "early_stopping"
             break
+    pool.shutdown()
     rollback = best.weights
     finals = cluster.each(_final_sums, key, rollback)
     fitted = local.keep_fit(epoch, best, stopped, evaluated=test is not None, early_stopping=early_stopping)
@@ -222,13 +233,14 @@ def _fit(cluster: Cluster, paths: SageMakerPaths, hp: dict[str, Any], channels: 
     checkpoints.stop.complete()
 
 
-def _train_epoch(cluster: Cluster, key: str, batches: int, checkpoints: Checkpoints, epoch: int
-                 ) -> tuple[int, int, float]:
+def _train_epoch(cluster: Cluster, key: str, batches: int, checkpoints: Checkpoints, epoch: int,
+                 rounds: dict[str, Any], pool: ThreadPoolExecutor) -> tuple[int, int, float]:
     """One epoch in rounds of ``batches`` mini-batches per host (0: one round), each round's changes combined
     and applied by every host; (synchronisations, bytes sent over the network in them, seconds waiting for the
-    rounds). The driver's own replica
-    (its worker runs in this process) hands over its changes and takes the update in memory."""
-    local, driver, remote = _replicas[key], cluster.hosts[0], cluster.hosts[1:]
+    rounds). The other hosts' rounds are calls on their ``Rounds`` actors (the update sent with the call); the
+    driver's own replica (its worker runs in this process) trains on ``pool``'s thread meanwhile, hands over its
+    changes and takes the update in memory."""
+    local, remote = _replicas[key], cluster.hosts[1:]
     combine = Combiner(local.model.feature_dim, averaged_columns(local.optimizer, local.model.num_factors))
     update: Update | None = None
     syncs = sent = 0
@@ -236,11 +248,11 @@ def _train_epoch(cluster: Cluster, key: str, batches: int, checkpoints: Checkpoi
     while True:
         if checkpoints.stop_requested:
             raise TrainingStopped(f"in epoch {epoch}", None)
-        shipped = _ship(cluster, update)
-        futures = {h: cluster.submit(h, _round, key, shipped, batches, True) for h in remote}
-        futures[driver] = cluster.submit(driver, _round, key, None, batches, False)
         started = time.monotonic()
-        results = cluster.results(futures)
+        futures = {h: rounds[h].round(key, update, batches) for h in remote}
+        own = pool.submit(_round, key, None, batches, False)
+        results = cluster.actor_results(futures)
+        results[cluster.hosts[0]] = own.result()
         waited += time.monotonic() - started
         changes = [local.changes()] + [results[h][0] for h in remote]
         update = combine(changes, local.base, local.base_bias)
@@ -248,17 +260,8 @@ def _train_epoch(cluster: Cluster, key: str, batches: int, checkpoints: Checkpoi
         sent += sum(change.nbytes for change in changes[1:]) + len(remote) * update.nbytes
         local.apply(update)
         if all(done for _, done in results.values()):
-            shipped = _ship(cluster, update)
-            cluster.results({h: cluster.submit(h, _round, key, shipped, -1, False) for h in remote})
+            cluster.actor_results({h: rounds[h].round(key, update, -1) for h in remote})
             return syncs, sent, waited
-
-
-def _ship(cluster: Cluster, update: Update | None) -> Any:
-    """``update`` sent once, straight to the other hosts' workers (a future their tasks take), None for none."""
-    if update is None or len(cluster.hosts) == 1:
-        return None
-    addresses = [cluster.workers[h] for h in cluster.hosts[1:]]
-    return cluster.client.scatter(update, workers=addresses, broadcast=True, direct=True, hash=False)
 
 
 def _weighted(parts: list[tuple[int, dict[str, float]]]) -> dict[str, float]:
