@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from fmwals.backends.hosts import Channel, HostJob
 
 
 class Running(Protocol):
@@ -35,11 +38,21 @@ class Engine(Protocol):
         ...
 
     def start_training(
-        self, image: str, opt_ml: Path, channels: dict[str, Path], env: dict[str, str], name: str,
+        self, image: str, opt_ml: Path, channels: dict[str, Channel], env: dict[str, str], name: str,
         checkpoints: Path | None = None,
     ) -> Running:
         """Run ``train`` on ``opt_ml``; ``channels`` maps File-mode channel names to local files or dirs;
         ``checkpoints``, a host directory, appears as ``opt_ml/checkpoints`` (read and written)."""
+        ...
+
+    def host_names(self, count: int) -> tuple[tuple[str, ...], str]:
+        """The names of a job's ``count`` hosts and the network interface they reach each other on."""
+        ...
+
+    def start_hosts(
+        self, image: str, hosts: list[HostJob], env: dict[str, str], name: str, checkpoints: Path | None = None
+    ) -> Running:
+        """Run ``train`` on every host of a multi-host job, the hosts reaching each other by name."""
         ...
 
     def start_serving(

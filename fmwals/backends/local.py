@@ -1,8 +1,9 @@
 """The local back ends (``local_process`` and ``local``): one implementation over two engines.
 
-Training jobs run under a detached supervisor process (``fmwals.backends.supervisor``) and are described by
-their record on disk, so ``wait``, ``attach`` and ``model_data`` work from any process. Endpoints are
-servers on 127.0.0.1 whose record holds their URL and handle (pid or container id).
+Training jobs run under a detached supervisor process (``fmwals.backends.supervisor``), one container or
+process per host (``instance_count``), and are described by their record on disk, so ``wait``, ``attach`` and
+``model_data`` work from any process. Endpoints are servers on 127.0.0.1 whose record holds their URL and
+handle (pid or container id).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from fmwals.session import Session, download
 READY_TIMEOUT_SECONDS = 120.0
 POLL_SECONDS = 0.2
 LOG_TAIL_LINES = 30
+MAX_LOCAL_HOSTS = 16
 
 
 def _tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
@@ -82,8 +84,10 @@ class LocalBackend:
 
     def create_training_job(self, request: dict[str, Any]) -> None:
         name = jobs.check_name(request["TrainingJobName"])
-        if request["ResourceConfig"]["InstanceCount"] != 1:
-            raise ValueError("the local back ends train on one instance: use instance_count=1")
+        count = request["ResourceConfig"]["InstanceCount"]
+        if not 1 <= count <= MAX_LOCAL_HOSTS:
+            raise ValueError(f"instance_count={count}: the local back ends run 1 to {MAX_LOCAL_HOSTS} hosts "
+                             "(one container or process per host) on this machine")
         self.engine.check(request["AlgorithmSpecification"]["TrainingImage"])
         if jobs.exists("jobs", name):
             raise ValueError(f"a training job named {name!r} already exists: choose another job_name")

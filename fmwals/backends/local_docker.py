@@ -1,8 +1,10 @@
 """The ``local`` engine: the image in the Docker engine (the ``docker`` Python package), /opt/ml mounted.
 
 Training runs ``train`` with the job's /opt/ml tree mounted at /opt/ml and each File-mode channel mounted
-read-only at /opt/ml/input/data/<channel>; serving runs ``serve`` with the model mounted at /opt/ml/model
-and container port 8080 published on 127.0.0.1.
+read-only at /opt/ml/input/data/<channel>. A job of several hosts runs one container per host on a network of
+its own (``fmwals-<job>``, removed when the job ends), each with the host name ``algo-<i>`` as its hostname
+and network alias, so the hosts resolve each other by name as on SageMaker. Serving runs ``serve`` with the
+model mounted at /opt/ml/model and container port 8080 published on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from fmwals.backends.hosts import Channel, HostJob, HostsRun, Shard
 from fmwals.errors import BackendUnavailableError
 
 STOP_GRACE_SECONDS = 30
@@ -46,6 +49,22 @@ def _api_error(err: Exception, what: str) -> BackendUnavailableError:
             "listens there, or deploy without port= to use a free one."
         )
     return BackendUnavailableError(f"Cannot {what}: {text}")
+
+
+def _channel_volumes(opt_ml: Path, channel: str, source: Channel) -> dict[str, dict[str, str]]:
+    """The read-only bind mounts that show ``source`` as /opt/ml/input/data/<channel>."""
+    target = f"/opt/ml/input/data/{channel}"
+    if isinstance(source, Shard):
+        (opt_ml / "input" / "data" / channel).mkdir(parents=True, exist_ok=True)  # there even if empty
+        return {str(f): {"bind": f"{target}/{relative}", "mode": "ro"} for f, relative in source.placements()}
+    return {str(source): {"bind": target + ("" if source.is_dir() else f"/{source.name}"), "mode": "ro"}}
+
+
+def _remove(network: Any) -> None:
+    import docker
+
+    with contextlib.suppress(docker.errors.APIError):  # already gone, or a container of another job joined it
+        network.remove()
 
 
 class _Container:
@@ -113,25 +132,57 @@ class DockerEngine:
             raise _api_error(err, what) from None
 
     def start_training(
-        self, image: str, opt_ml: Path, channels: dict[str, Path], env: dict[str, str], name: str,
-        checkpoints: Path | None = None,
+        self, image: str, opt_ml: Path, channels: dict[str, Channel], env: dict[str, str], name: str,
+        checkpoints: Path | None = None, host: str | None = None, network: str | None = None,
     ) -> _Container:
+        """``train`` in a container; with ``host``, as that host of a multi-host job on ``network``."""
         volumes = {str(opt_ml): {"bind": "/opt/ml", "mode": "rw"}}
         if checkpoints is not None:
             volumes[str(checkpoints)] = {"bind": "/opt/ml/checkpoints", "mode": "rw"}
         for channel, source in channels.items():
-            target = f"/opt/ml/input/data/{channel}" + ("" if source.is_dir() else f"/{source.name}")
-            volumes[str(source)] = {"bind": target, "mode": "ro"}
-        container = self._run(
-            f"start training job {name}",
-            image,
-            "train",
-            volumes=volumes,
-            environment=env,
-            name=f"fmwals-train-{name}",
-            labels={"fmwals.training-job": name},
-        )
+            volumes.update(_channel_volumes(opt_ml, channel, source))
+        options: dict[str, Any] = {"name": f"fmwals-train-{name}", "labels": {"fmwals.training-job": name}}
+        if host is not None and network is not None:
+            endpoint = self.docker.api.create_endpoint_config(aliases=[host])
+            options.update(
+                name=f"fmwals-train-{name}-{host}",
+                hostname=host,
+                network=network,
+                networking_config={network: endpoint},
+                labels={"fmwals.training-job": name, "fmwals.host": host},
+            )
+        container = self._run(f"start training job {name}", image, "train", volumes=volumes, environment=env,
+                              **options)
         return _Container(container)
+
+    def host_names(self, count: int) -> tuple[tuple[str, ...], str]:
+        return tuple(f"algo-{i}" for i in range(1, count + 1)), "eth0"
+
+    def start_hosts(
+        self, image: str, hosts: list[HostJob], env: dict[str, str], name: str, checkpoints: Path | None = None
+    ) -> HostsRun:
+        """One container per host on the job's own network; the network goes when the last host ends."""
+        import docker
+
+        try:
+            network = self.docker.networks.create(
+                f"fmwals-{name}", driver="bridge", labels={"fmwals.training-job": name}
+            )
+        except docker.errors.APIError as err:
+            raise _api_error(err, f"create the network of training job {name}") from None
+        runs: dict[str, Any] = {}
+        try:
+            for job in hosts:
+                runs[job.host] = self.start_training(
+                    image, job.opt_ml, job.channels, env, name, checkpoints, host=job.host, network=network.name
+                )
+        except BaseException:
+            for run in runs.values():
+                run.kill()
+                run.wait()
+            _remove(network)
+            raise
+        return HostsRun(runs, on_exit=lambda: _remove(network))
 
     def start_serving(
         self, image: str, opt_ml: Path, port: int, env: dict[str, str], name: str, log_path: Path

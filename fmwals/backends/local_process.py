@@ -1,7 +1,9 @@
 """The ``local_process`` engine: the repo's ``train`` and ``serve.sh`` as subprocesses, no Docker.
 
 They run with the Python running this client (its venv must hold the image's runtime requirements) and
-``SAGEMAKER_BASE_DIR`` pointing at the job's /opt/ml tree. The program directory is the one holding
+``SAGEMAKER_BASE_DIR`` pointing at the job's /opt/ml tree. A job of several hosts runs one process per host,
+each with its own tree, the hosts named by loopback addresses (127.0.0.1, 127.0.0.2, ...) on the interface
+``lo``, so each host's servers bind an address of its own. The program directory is the one holding
 ``train`` and ``serve.sh``: ``$FMWALS_PROGRAM_DIR``, or this repository.
 """
 
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fmwals.backends import processes
+from fmwals.backends.hosts import Channel, HostJob, HostsRun, Shard
 from fmwals.errors import BackendUnavailableError
 
 STOP_GRACE_SECONDS = 30.0
@@ -40,11 +43,16 @@ def _environment(opt_ml: Path, extra: dict[str, str]) -> dict[str, str]:
     }
 
 
-def link_channels(opt_ml: Path, channels: dict[str, Path]) -> None:
+def link_channels(opt_ml: Path, channels: dict[str, Channel]) -> None:
     """Make each File-mode channel appear under ``input/data/<channel>`` (symlinks, no copies)."""
     for name, source in channels.items():
         target = opt_ml / "input" / "data" / name
-        if source.is_dir():
+        if isinstance(source, Shard):
+            target.mkdir(parents=True, exist_ok=True)
+            for path, relative in source.placements():
+                (target / relative).parent.mkdir(parents=True, exist_ok=True)
+                (target / relative).symlink_to(path)
+        elif source.is_dir():
             target.parent.mkdir(parents=True, exist_ok=True)
             target.symlink_to(source, target_is_directory=True)
         else:
@@ -84,7 +92,7 @@ class ProcessEngine:
             )
 
     def start_training(
-        self, image: str, opt_ml: Path, channels: dict[str, Path], env: dict[str, str], name: str,
+        self, image: str, opt_ml: Path, channels: dict[str, Channel], env: dict[str, str], name: str,
         checkpoints: Path | None = None,
     ) -> _Process:
         link_channels(opt_ml, channels)
@@ -101,6 +109,17 @@ class ProcessEngine:
             start_new_session=True,
         )
         return _Process(process)
+
+    def host_names(self, count: int) -> tuple[tuple[str, ...], str]:
+        if count == 1:
+            return ("algo-1",), "eth0"
+        return tuple(f"127.0.0.{i}" for i in range(1, count + 1)), "lo"
+
+    def start_hosts(
+        self, image: str, hosts: list[HostJob], env: dict[str, str], name: str, checkpoints: Path | None = None
+    ) -> HostsRun:
+        return HostsRun({job.host: self.start_training(image, job.opt_ml, job.channels, env, name, checkpoints)
+                         for job in hosts})
 
     def start_serving(
         self, image: str, opt_ml: Path, port: int, env: dict[str, str], name: str, log_path: Path

@@ -1,8 +1,8 @@
 """Pipe mode emulated locally: feed a channel's files through the FIFOs ``input/data/<channel>_<epoch>``.
 
 As on SageMaker, the FIFO of epoch ``e + 1`` appears once the container has finished reading epoch ``e``;
-each FIFO carries the files of the channel (``container.channel_files``: the ones File mode reads),
-concatenated in order.
+each FIFO carries the files it is given (``container.channel_files`` of the channel: the ones File mode
+reads, or a host's share of them), concatenated in order.
 """
 
 from __future__ import annotations
@@ -16,17 +16,15 @@ import threading
 import time
 from pathlib import Path
 
-from container.channel_files import channel_files
-
 
 class PipeFeeder(threading.Thread):
     """Writes the channel to one FIFO per epoch until ``stop`` is set."""
 
-    def __init__(self, data_dir: Path, channel: str, source: Path, stop: threading.Event) -> None:
+    def __init__(self, data_dir: Path, channel: str, files: list[Path], stop: threading.Event) -> None:
         super().__init__(name=f"pipe-{channel}", daemon=True)
         self.data_dir = data_dir
         self.channel = channel
-        self.files = channel_files(source)
+        self.files = files
         self.stop = stop
 
     def _open(self, fifo: Path) -> int | None:

@@ -1,10 +1,11 @@
-"""Runs one local training job to its end, detached from the client that started it:
-``python -m fmwals.backends.supervisor <job-name>``.
+"""Runs one local training job to its end, detached from the client that started it: ``python -m
+fmwals.backends.supervisor <job-name>``.
 
-It writes the job's /opt/ml config files, downloads ``s3://`` channels, feeds Pipe-mode FIFOs, runs
-``train`` through the job's engine, appends its output to the job's ``log.txt``, enforces
-``MaxRuntimeInSeconds`` (SIGTERM, then SIGKILL after a grace period), stops on SIGTERM (a stop request),
-packs ``model.tar.gz`` and records the final status in the job's record, the failure file's text included.
+It writes the job's /opt/ml config files (one tree per host when ``InstanceCount > 1``:
+``fmwals.backends.hosts``), downloads ``s3://`` channels, feeds Pipe-mode FIFOs, runs ``train`` through the
+job's engine, appends its output to the job's ``log.txt``, enforces ``MaxRuntimeInSeconds`` (SIGTERM, then
+SIGKILL after a grace period), stops on SIGTERM (a stop request), packs ``model.tar.gz`` and records the final
+status in the job's record, the failure file's text included.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from typing import Any
 from fmwals import jobs
 from fmwals.backends.engine import Running
 from fmwals.backends.engines import engine_for
+from fmwals.backends.hosts import HostJob, HostsRun, opt_ml_dir, share, share_files
+from fmwals.backends.hosts import failure_reason as hosts_failure_reason
 from fmwals.backends.pipe import PipeFeeder
 from fmwals.inputs import is_local, local_path
 from fmwals.session import Session, download, upload
@@ -33,8 +36,11 @@ FAILURE_TAIL_LINES = 20
 STOP_POLL_SECONDS = 0.2
 
 
-def write_config(opt_ml: Path, record: dict[str, Any]) -> None:
-    """hyperparameters.json, inputdataconfig.json and resourceconfig.json as SageMaker writes them."""
+def write_config(
+    opt_ml: Path, record: dict[str, Any], host: str = HOST, hosts: tuple[str, ...] = (HOST,), interface: str = "eth0"
+) -> None:
+    """hyperparameters.json, inputdataconfig.json and resourceconfig.json as SageMaker writes them for
+    ``host`` of ``hosts``."""
     config = opt_ml / "input" / "config"
     config.mkdir(parents=True, exist_ok=True)
     default_mode = record["AlgorithmSpecification"].get("TrainingInputMode", "File")
@@ -49,9 +55,9 @@ def write_config(opt_ml: Path, record: dict[str, Any]) -> None:
                 entry[key] = channel[key]
         data_config[channel["ChannelName"]] = entry
     resources = {
-        "current_host": HOST,
-        "hosts": [HOST],
-        "network_interface_name": "eth0",
+        "current_host": host,
+        "hosts": list(hosts),
+        "network_interface_name": interface,
         "current_instance_type": record["ResourceConfig"]["InstanceType"],
     }
     for name, body in (
@@ -64,15 +70,17 @@ def write_config(opt_ml: Path, record: dict[str, Any]) -> None:
     (opt_ml / "output" / "data").mkdir(parents=True, exist_ok=True)
 
 
-def channel_sources(job_dir: Path, record: dict[str, Any]) -> dict[str, tuple[Path, str]]:
-    """Channel -> (local file or directory, input mode); ``s3://`` channels are downloaded first."""
+def channel_sources(job_dir: Path, record: dict[str, Any]) -> dict[str, tuple[Path, str, str | None]]:
+    """Channel -> (local file or directory, input mode, S3 distribution type); ``s3://`` channels are
+    downloaded first."""
     default_mode = record["AlgorithmSpecification"].get("TrainingInputMode", "File")
     sources = {}
     for channel in record.get("InputDataConfig", []):
-        name, uri = channel["ChannelName"], channel["DataSource"]["S3DataSource"]["S3Uri"]
+        s3_source = channel["DataSource"]["S3DataSource"]
+        name, uri = channel["ChannelName"], s3_source["S3Uri"]
         downloads = job_dir / "downloads" / name
         source = local_path(uri) if is_local(uri) else download(Session().s3_client, uri, downloads)
-        sources[name] = (source, channel.get("InputMode", default_mode))
+        sources[name] = (source, channel.get("InputMode", default_mode), s3_source.get("S3DataDistributionType"))
     return sources
 
 
@@ -125,6 +133,7 @@ class _Supervisor:
         self.job_dir = jobs.entity_dir("jobs", name)
         self.engine = engine_for(self.record["ResourceConfig"]["InstanceType"])
         self.running: Running | None = None
+        self.hosts: list[HostJob] = []
         self.stop_reason: tuple[str, str] | None = None  # (secondary status, reason)
         self.feeders_stop = threading.Event()
         self.lock = threading.Lock()
@@ -149,20 +158,30 @@ class _Supervisor:
     def run(self) -> None:
         signal.signal(signal.SIGTERM, lambda *_: self.request_stop("Stopped", "Stopped by request"))
         threading.Thread(target=self._watch_stop_marker, daemon=True).start()
-        opt_ml = self.job_dir / "opt_ml"
-        write_config(opt_ml, self.record)
+        count = int(self.record["ResourceConfig"]["InstanceCount"])
+        hosts, interface = self.engine.host_names(count)
         jobs.update("jobs", self.name, SecondaryStatus="Downloading")
         sources = channel_sources(self.job_dir, self.record)
-        files = {n: src for n, (src, mode) in sources.items() if mode != "Pipe"}
-        for n, (src, mode) in sources.items():
-            if mode == "Pipe":
-                PipeFeeder(opt_ml / "input" / "data", n, src, self.feeders_stop).start()
+        for rank, host in enumerate(hosts):
+            opt_ml = opt_ml_dir(self.job_dir, hosts, host)
+            write_config(opt_ml, self.record, host, hosts, interface)
+            shares = {n: share(src, distribution, rank, count) for n, (src, _, distribution) in sources.items()}
+            for n, (_, mode, _) in sources.items():
+                if mode == "Pipe":
+                    PipeFeeder(opt_ml / "input" / "data", n, share_files(shares[n]), self.feeders_stop).start()
+            files = {n: shares[n] for n, (_, mode, _) in sources.items() if mode != "Pipe"}
+            self.hosts.append(HostJob(host, opt_ml, files))
         env = {"TRAINING_JOB_NAME": self.name, **self.record.get("Environment", {})}
         image = self.record["AlgorithmSpecification"]["TrainingImage"]
         checkpoints = checkpoint_dir(self.record)
         with self.lock:
             if self.stop_reason is None:
-                self.running = self.engine.start_training(image, opt_ml, files, env, self.name, checkpoints)
+                if count == 1:
+                    job = self.hosts[0]
+                    self.running = self.engine.start_training(image, job.opt_ml, job.channels, env, self.name,
+                                                              checkpoints)
+                else:
+                    self.running = self.engine.start_hosts(image, self.hosts, env, self.name, checkpoints)
         if self.running is None:
             return self.finish(None)
         jobs.update("jobs", self.name, SecondaryStatus="Training", TrainingStartTime=jobs.now())
@@ -184,6 +203,11 @@ class _Supervisor:
         code = self.running.wait()
         timer.cancel()
         self.finish(code)
+
+    def _failure_reason(self, code: int) -> str:
+        if isinstance(self.running, HostsRun):
+            return hosts_failure_reason(self.hosts, self.running.codes)
+        return failure_reason(self.job_dir, code)
 
     def finish(self, code: int | None) -> None:
         self.feeders_stop.set()
@@ -214,7 +238,7 @@ class _Supervisor:
                 self.name,
                 TrainingJobStatus="Failed",
                 SecondaryStatus="Failed",
-                FailureReason=failure_reason(self.job_dir, code if code is not None else -1),
+                FailureReason=self._failure_reason(code if code is not None else -1),
                 **end,
             )
 

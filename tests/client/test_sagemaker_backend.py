@@ -587,3 +587,61 @@ def test_tuner_creates_the_tuning_job_and_reads_results(aws):
     attached = HyperparameterTuner.attach(name, sagemaker_session=aws.session)
     assert attached.hyperparameter_ranges() == config["ParameterRanges"]
     assert attached.early_stopping_type == "Auto" and attached.max_parallel_jobs == 2
+
+
+def test_instance_count_2_is_passed_through_with_one_shard_per_host_and_both_hosts_logs(aws):
+    x, y = _rows()
+    estimator = _estimator(aws.session)
+    estimator.instance_count = 2
+    records = estimator.record_set(x, y)
+    name = "fm-two-hosts"
+    aws.sm.add_response(
+        "create_training_job",
+        {"TrainingJobArn": ARN.format("training-job", name)},
+        {
+            "TrainingJobName": name,
+            "RoleArn": ROLE,
+            "AlgorithmSpecification": {
+                "TrainingImage": IMAGE,
+                "TrainingInputMode": "File",
+                "MetricDefinitions": metrics_log.metric_definitions("fm", "binary_classifier"),
+            },
+            "HyperParameters": {"num_factors": "4", "predictor_type": "binary_classifier", "epochs": "2",
+                                "feature_dim": "8", "mini_batch_size": "20"},
+            "InputDataConfig": [{"ChannelName": "train", "DataSource": {"S3DataSource": {
+                "S3DataType": "ManifestFile", "S3Uri": records.s3_data,
+                "S3DataDistributionType": "ShardedByS3Key"}}}],
+            "OutputDataConfig": {"S3OutputPath": "s3://test-bucket/"},
+            "ResourceConfig": {"InstanceType": "ml.c5.xlarge", "InstanceCount": 2, "VolumeSizeInGB": 30},
+            "StoppingCondition": {"MaxRuntimeInSeconds": 86400},
+        },
+    )
+    resources = {"InstanceType": "ml.c5.xlarge", "InstanceCount": 2, "VolumeSizeInGB": 30}
+    completed = _describe(name, "Completed", ResourceConfig=resources)
+    aws.sm.add_response("describe_training_job", completed, {"TrainingJobName": name})
+    estimator.fit(records, mini_batch_size=20, job_name=name, logs=False)
+    manifest = json.loads(aws.s3.get_object(Bucket="test-bucket", Key=records.s3_data.removeprefix(
+        "s3://test-bucket/"))["Body"].read())
+    assert manifest[1:] == ["matrix_0.pbr", "matrix_1.pbr"]  # one shard per host
+    aws.sm.add_response("describe_training_job", completed, {"TrainingJobName": name})
+    assert FactorizationMachines.attach(name, sagemaker_session=aws.session).instance_count == 2
+    streams = [f"{name}/algo-1-1700000000", f"{name}/algo-2-1700000000"]
+    aws.logs.add_response(
+        "describe_log_streams",
+        {"logStreams": [{"logStreamName": s} for s in streams]},
+        {"logGroupName": LOG_GROUP, "logStreamNamePrefix": f"{name}/"},
+    )
+    for stream in streams:
+        host = stream.split("/")[1].rsplit("-", 1)[0]
+        aws.logs.add_response(
+            "get_log_events",
+            {"events": [{"timestamp": 0, "message": f"{host} trains", "ingestionTime": 0}],
+             "nextForwardToken": "f/1"},
+            {"logGroupName": LOG_GROUP, "logStreamName": stream, "startFromHead": True},
+        )
+        aws.logs.add_response(
+            "get_log_events",
+            {"events": [], "nextForwardToken": "f/1"},
+            {"logGroupName": LOG_GROUP, "logStreamName": stream, "startFromHead": True, "nextToken": "f/1"},
+        )
+    assert estimator.latest_training_job.log().splitlines() == ["algo-1 trains", "algo-2 trains"]
