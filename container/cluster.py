@@ -35,6 +35,8 @@ WORKER_PORT = 8788
 HOST_WAIT_SECONDS = 120.0  # every host's worker must join within this (FMWALS_HOST_WAIT_SECONDS)
 WORKER_TTL_SECONDS = 60.0  # a worker silent this long has left the cluster (FMWALS_WORKER_TTL_SECONDS)
 POLL_SECONDS = 0.5
+# How long after a failed call the driver waits for the scheduler to see which host left (seconds).
+LOST_SECONDS = 10.0
 JOB_DONE, JOB_FAILED = "done", "failed"
 
 T = TypeVar("T")
@@ -94,8 +96,9 @@ class Cluster:
                     self.check_members()
                 except ClientError as err:
                     raise type(err)(f"On host {host}: {err}") from None
-                except OSError:  # the connection to the host's worker broke
-                    raise self.left([host]) from None
+                except Exception:  # a broken connection, "Worker holding Actor was lost", a cancelled future
+                    self.name_lost_host(host)
+                    raise
         return out
 
     def each(self, function: Callable[..., T], *args: Any) -> dict[str, T]:
@@ -125,12 +128,31 @@ class Cluster:
                 raise type(err)(f"On host {host}: {err}") from None
             except KilledWorker:  # the host's worker died while running the task
                 raise self.left([host]) from None
+            except Exception:  # a cancelled future or a broken connection: a host that left is named
+                self.name_lost_host(host)
+                raise
         return out
 
     def left(self, hosts: list[str]) -> ClientError:
         """The error for ``hosts`` that left the cluster during training."""
         return ClientError(f"Host(s) {', '.join(hosts)} left the cluster during training (the process or "
                            "container stopped, or its network went away); see that host's log")
+
+    def name_lost_host(self, host: str) -> None:
+        """After a call on ``host`` failed other than by a ClientError: the ClientError naming the hosts that left
+        the cluster, once the scheduler has seen them go (within ``LOST_SECONDS``); ``host`` itself when the
+        scheduler cannot be asked. Returns when every host is still there (the caller re-raises)."""
+        deadline = time.monotonic() + LOST_SECONDS
+        while True:
+            try:
+                self.check_members()
+            except ClientError:
+                raise
+            except Exception:  # the scheduler is gone too: the host whose call broke is the one to name
+                raise self.left([host]) from None
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(POLL_SECONDS)
 
     def check_members(self) -> None:
         """ClientError naming the hosts whose workers have left the cluster, if any."""
