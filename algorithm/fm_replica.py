@@ -12,6 +12,7 @@ replica holds the same table.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,9 +84,9 @@ def _put(features, rows, table, base):  # pragma: no cover - numba
 
 
 @numba.njit(cache=True, nogil=True)
-def _add_changes(features, deltas, slot, union, n_union, sums, counts):  # pragma: no cover - numba
+def _add_changes(features, deltas, slot, union, n_union, sums, counts, accumulator):  # pragma: no cover - numba
     """Add one replica's ``deltas`` of ``features`` into ``sums`` (rows by ``slot[f]``, new features appended to
-    ``union``); the new union size."""
+    ``union``), all but the columns with an ``accumulator`` (``_add_scaled`` adds those); the new union size."""
     for i in range(features.size):
         f = features[i]
         s = slot[f]
@@ -98,9 +99,25 @@ def _add_changes(features, deltas, slot, union, n_union, sums, counts):  # pragm
                 sums[s, c] = 0.0
             counts[s] = 0.0
         for c in range(sums.shape[1]):
-            sums[s, c] += deltas[i, c]
+            if accumulator[c] < 0:
+                sums[s, c] += deltas[i, c]
         counts[s] += 1.0
     return n_union
+
+
+@numba.njit(cache=True, nogil=True)
+def _add_scaled(features, deltas, slot, sums, base, accumulator):  # pragma: no cover - numba
+    """Add one replica's weight ``deltas`` into ``sums`` (after every replica's ``_add_changes``), each scaled by
+    sqrt(accumulator the replica stepped with / combined accumulator): the step the combined accumulator gives."""
+    for i in range(features.size):
+        f = features[i]
+        s = slot[f]
+        for c in range(sums.shape[1]):
+            a = accumulator[c]
+            if a >= 0:
+                total = base[f, a] + sums[s, a]
+                scale = math.sqrt((base[f, a] + deltas[i, a]) / total) if total > 0.0 else 1.0
+                sums[s, c] += deltas[i, c] * scale
 
 
 @numba.njit(cache=True, nogil=True)
@@ -240,38 +257,53 @@ def initial_state(model: FactorizationMachines) -> tuple[np.ndarray, np.ndarray,
     return model._initial_table(kernels.STATE_ARRAYS[model.resolved_params()["optimizer"]])
 
 
-def averaged_columns(optimizer: str, num_factors: int) -> np.ndarray:
-    """Which columns of a packed table row ``combine`` averages (Adam's moving averages) rather than adds."""
-    width = (1 + num_factors) * (1 + kernels.STATE_ARRAYS[optimizer])
-    averaged = np.zeros(width, dtype=np.bool_)
-    if optimizer == "adam":
-        averaged[1 + num_factors:] = True
-    return averaged
-
-
 class Combiner:
-    """``combine`` with its scratch kept between rounds (a slot per feature)."""
+    """The rule that combines the replicas' changes of a round (``__call__``), with its scratch kept between rounds
+    (a slot per feature), for ``optimizer`` and ``num_factors``.
 
-    def __init__(self, feature_dim: int, averaged: np.ndarray) -> None:
+    Per table row, over the replicas that touched it: AdaGrad's accumulators add up (every replica's squared
+    gradients), and each replica's weight step is scaled by sqrt(its accumulator / the combined one), the step the
+    combined accumulator gives. A row one replica touched keeps its whole step; a row N replicas touched alike
+    moves sqrt(N) times one replica's step, not N times (summed steps from a common start overshoot on the
+    frequent features as rounds grow). Adam's moving averages take the replicas' mean; every other column (SGD's
+    weights, FTRL's z and n and the weights derived from them, Adam's weights) the replicas' summed changes.
+    """
+
+    def __init__(self, feature_dim: int, optimizer: str, num_factors: int) -> None:
+        weights = 1 + num_factors
+        width = weights * (1 + kernels.STATE_ARRAYS[optimizer])
         self.slot = np.full(feature_dim, -1, dtype=np.int64)
-        self.averaged = averaged
+        self.averaged = np.zeros(width, dtype=np.bool_)  # columns taking the mean
+        self.accumulator = np.full(width, -1, dtype=np.int64)  # a weight column's AdaGrad accumulator column
+        if optimizer == "adam":
+            self.averaged[weights:] = True
+        if optimizer == "adagrad":
+            self.accumulator[:weights] = np.arange(weights, 2 * weights)
 
     def __call__(self, changes: list[Update], base: np.ndarray, base_bias: np.ndarray) -> Update:
-        """The round's result every replica applies: the start (``base``, ``base_bias``) plus the replicas'
-        summed changes, their mean in the ``averaged`` columns (over the replicas that touched the row)."""
+        """The round's result every replica applies: the start (``base``, ``base_bias``) and the replicas'
+        changes combined by the rule."""
         bound = min(self.slot.size, sum(change.features.size for change in changes))
         union = np.empty(bound, dtype=np.int64)
         sums = np.empty((bound, base.shape[1]), dtype=np.float32)
         counts = np.empty(bound, dtype=np.float32)
         n = 0
         for change in changes:
-            n = _add_changes(change.features, change.rows, self.slot, union, n, sums, counts)
+            n = _add_changes(change.features, change.rows, self.slot, union, n, sums, counts, self.accumulator)
+        if self.accumulator.max() >= 0:
+            for change in changes:
+                _add_scaled(change.features, change.rows, self.slot, sums, base, self.accumulator)
         union, sums, counts = union[:n], sums[:n], counts[:n]
         _finish_rows(union, sums, counts, base, self.averaged, self.slot)
         biases = [change.bias for change in changes if change.bias.size]
-        bias = base_bias.copy()
+        bias = base_bias.astype(np.float64)
         if biases:
-            bias += np.sum(biases, axis=0)
+            deltas = np.array(biases, dtype=np.float64)
+            bias += deltas.sum(axis=0)
             if self.averaged.any():  # Adam: the bias's moving averages take the mean
-                bias[1:] = base_bias[1:] + np.mean(biases, axis=0)[1:]
+                bias[1:] = base_bias[1:] + deltas[:, 1:].mean(axis=0)
+            if self.accumulator.max() >= 0:  # AdaGrad: the bias's steps scaled like a row's
+                total = bias[1]
+                scale = np.sqrt((base_bias[1] + deltas[:, 1]) / total) if total > 0 else np.ones(len(biases))
+                bias[0] = base_bias[0] + float((deltas[:, 0] * scale).sum())
         return Update(union, sums, bias.astype(np.float32))
