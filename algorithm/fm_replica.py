@@ -84,9 +84,11 @@ def _put(features, rows, table, base):  # pragma: no cover - numba
 
 
 @numba.njit(cache=True, nogil=True)
-def _add_changes(features, deltas, slot, union, n_union, sums, counts, accumulator):  # pragma: no cover - numba
+def _add_changes(features, deltas, slot, union, n_union, sums, counts, starts, base, accumulator, where
+                 ):  # pragma: no cover - numba
     """Add one replica's ``deltas`` of ``features`` into ``sums`` (rows by ``slot[f]``, new features appended to
-    ``union``), all but the columns with an ``accumulator`` (``_add_scaled`` adds those); the new union size."""
+    ``union`` with their ``base`` row copied to ``starts``), all but the columns with an ``accumulator``
+    (``_add_scaled`` adds those); ``where[i]``: the sums row of ``features[i]``. The new union size."""
     for i in range(features.size):
         f = features[i]
         s = slot[f]
@@ -97,7 +99,9 @@ def _add_changes(features, deltas, slot, union, n_union, sums, counts, accumulat
             n_union += 1
             for c in range(sums.shape[1]):
                 sums[s, c] = 0.0
+                starts[s, c] = base[f, c]
             counts[s] = 0.0
+        where[i] = s
         for c in range(sums.shape[1]):
             if accumulator[c] < 0:
                 sums[s, c] += deltas[i, c]
@@ -106,29 +110,27 @@ def _add_changes(features, deltas, slot, union, n_union, sums, counts, accumulat
 
 
 @numba.njit(cache=True, nogil=True)
-def _add_scaled(features, deltas, slot, sums, base, accumulator):  # pragma: no cover - numba
+def _add_scaled(where, deltas, sums, starts, accumulator):  # pragma: no cover - numba
     """Add one replica's weight ``deltas`` into ``sums`` (after every replica's ``_add_changes``), each scaled by
     sqrt(accumulator the replica stepped with / combined accumulator): the step the combined accumulator gives."""
-    for i in range(features.size):
-        f = features[i]
-        s = slot[f]
+    for i in range(where.size):
+        s = where[i]
         for c in range(sums.shape[1]):
             a = accumulator[c]
             if a >= 0:
-                total = base[f, a] + sums[s, a]
-                scale = math.sqrt((base[f, a] + deltas[i, a]) / total) if total > 0.0 else 1.0
+                total = starts[s, a] + sums[s, a]
+                scale = math.sqrt((starts[s, a] + deltas[i, a]) / total) if total > 0.0 else 1.0
                 sums[s, c] += deltas[i, c] * scale
 
 
 @numba.njit(cache=True, nogil=True)
-def _finish_rows(union, sums, counts, base, averaged, slot):  # pragma: no cover - numba
-    """``sums`` rows become base + summed deltas (the mean in ``averaged`` columns); ``slot`` cleared."""
+def _finish_rows(union, sums, counts, starts, averaged, slot):  # pragma: no cover - numba
+    """``sums`` rows become their start + summed deltas (the mean in ``averaged`` columns); ``slot`` cleared."""
     for s in range(union.size):
-        f = union[s]
-        slot[f] = -1
+        slot[union[s]] = -1
         for c in range(sums.shape[1]):
             value = sums[s, c] / counts[s] if averaged[c] else sums[s, c]
-            sums[s, c] = base[f, c] + value
+            sums[s, c] = starts[s, c] + value
 
 
 class FMReplica:
@@ -203,7 +205,7 @@ class FMReplica:
     def changes(self) -> Update:
         """How the table rows of the features trained since the round's start, and the bias row, changed (empty
         when nothing was trained)."""
-        features = self.touched[:self.n_touched].copy()
+        features = np.sort(self.touched[:self.n_touched])  # ascending: table rows read in memory order
         deltas = np.empty((features.size, self.table.shape[1]), dtype=np.float32)
         _deltas(features, self.table, self.base, self.mark, deltas)
         self.n_touched = 0
@@ -287,14 +289,17 @@ class Combiner:
         union = np.empty(bound, dtype=np.int64)
         sums = np.empty((bound, base.shape[1]), dtype=np.float32)
         counts = np.empty(bound, dtype=np.float32)
+        starts = np.empty_like(sums)  # the union's rows of ``base``, read once
+        where = [np.empty(change.features.size, dtype=np.int64) for change in changes]
         n = 0
-        for change in changes:
-            n = _add_changes(change.features, change.rows, self.slot, union, n, sums, counts, self.accumulator)
+        for change, at in zip(changes, where, strict=True):
+            n = _add_changes(change.features, change.rows, self.slot, union, n, sums, counts, starts, base,
+                             self.accumulator, at)
         if self.accumulator.max() >= 0:
-            for change in changes:
-                _add_scaled(change.features, change.rows, self.slot, sums, base, self.accumulator)
+            for change, at in zip(changes, where, strict=True):
+                _add_scaled(at, change.rows, sums, starts, self.accumulator)
         union, sums, counts = union[:n], sums[:n], counts[:n]
-        _finish_rows(union, sums, counts, base, self.averaged, self.slot)
+        _finish_rows(union, sums, counts, starts, self.averaged, self.slot)
         biases = [change.bias for change in changes if change.bias.size]
         bias = base_bias.astype(np.float64)
         if biases:
