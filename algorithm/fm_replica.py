@@ -3,16 +3,13 @@ the estimator's epoch kernels) and the rule that combines the replicas' changes 
 
 A fit on N replicas: each starts from the same table (``FactorizationMachines`` initialization or warm start),
 trains its rows in rounds of mini-batches, and after each round sends how the table rows of the features it
-touched changed in the round (``changes``: deltas from the round's start); ``combine`` adds every replica's
-deltas to the round's start (as if the replicas' mini-batches had run one after another: the weights and the
-accumulators of AdaGrad and FTRL take every replica's steps; Adam's moving averages take the mean of the
-replicas' changes), and every replica applies the result (``apply``). After the last round of an epoch every
-replica holds the same table.
+touched changed in the round (``changes``: deltas from the round's start); ``Combiner`` merges every replica's
+deltas into the round's start (they add up; Adam's moving averages take the mean), and every replica applies
+the result (``apply``). After the last round of an epoch every replica holds the same table.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,11 +81,10 @@ def _put(features, rows, table, base):  # pragma: no cover - numba
 
 
 @numba.njit(cache=True, nogil=True)
-def _add_changes(features, deltas, slot, union, n_union, sums, counts, starts, base, accumulator, where
-                 ):  # pragma: no cover - numba
+def _add_changes(features, deltas, slot, union, n_union, sums, counts, starts, base):  # pragma: no cover - numba
     """Add one replica's ``deltas`` of ``features`` into ``sums`` (rows by ``slot[f]``, new features appended to
-    ``union`` with their ``base`` row copied to ``starts``), all but the columns with an ``accumulator``
-    (``_add_scaled`` adds those); ``where[i]``: the sums row of ``features[i]``. The new union size."""
+    ``union`` with their ``base`` row copied to ``starts``: each touched row is read from the table once); the new
+    union size."""
     for i in range(features.size):
         f = features[i]
         s = slot[f]
@@ -101,26 +97,10 @@ def _add_changes(features, deltas, slot, union, n_union, sums, counts, starts, b
                 sums[s, c] = 0.0
                 starts[s, c] = base[f, c]
             counts[s] = 0.0
-        where[i] = s
         for c in range(sums.shape[1]):
-            if accumulator[c] < 0:
-                sums[s, c] += deltas[i, c]
+            sums[s, c] += deltas[i, c]
         counts[s] += 1.0
     return n_union
-
-
-@numba.njit(cache=True, nogil=True)
-def _add_scaled(where, deltas, sums, starts, accumulator):  # pragma: no cover - numba
-    """Add one replica's weight ``deltas`` into ``sums`` (after every replica's ``_add_changes``), each scaled by
-    sqrt(accumulator the replica stepped with / combined accumulator): the step the combined accumulator gives."""
-    for i in range(where.size):
-        s = where[i]
-        for c in range(sums.shape[1]):
-            a = accumulator[c]
-            if a >= 0:
-                total = starts[s, a] + sums[s, a]
-                scale = math.sqrt((starts[s, a] + deltas[i, a]) / total) if total > 0.0 else 1.0
-                sums[s, c] += deltas[i, c] * scale
 
 
 @numba.njit(cache=True, nogil=True)
@@ -263,24 +243,17 @@ class Combiner:
     """The rule that combines the replicas' changes of a round (``__call__``), with its scratch kept between rounds
     (a slot per feature), for ``optimizer`` and ``num_factors``.
 
-    Per table row, over the replicas that touched it: AdaGrad's accumulators add up (every replica's squared
-    gradients), and each replica's weight step is scaled by sqrt(its accumulator / the combined one), the step the
-    combined accumulator gives. A row one replica touched keeps its whole step; a row N replicas touched alike
-    moves sqrt(N) times one replica's step, not N times (summed steps from a common start overshoot on the
-    frequent features as rounds grow). Adam's moving averages take the replicas' mean; every other column (SGD's
-    weights, FTRL's z and n and the weights derived from them, Adam's weights) the replicas' summed changes.
+    Per table row, over the replicas that touched it, the changes add up (as if the replicas' mini-batches had run
+    one after another: the weights and the accumulators of AdaGrad and FTRL take every replica's steps), but
+    Adam's moving averages take the replicas' mean.
     """
 
     def __init__(self, feature_dim: int, optimizer: str, num_factors: int) -> None:
         weights = 1 + num_factors
-        width = weights * (1 + kernels.STATE_ARRAYS[optimizer])
         self.slot = np.full(feature_dim, -1, dtype=np.int64)
-        self.averaged = np.zeros(width, dtype=np.bool_)  # columns taking the mean
-        self.accumulator = np.full(width, -1, dtype=np.int64)  # a weight column's AdaGrad accumulator column
+        self.averaged = np.zeros(weights * (1 + kernels.STATE_ARRAYS[optimizer]), dtype=np.bool_)  # take the mean
         if optimizer == "adam":
             self.averaged[weights:] = True
-        if optimizer == "adagrad":
-            self.accumulator[:weights] = np.arange(weights, 2 * weights)
 
     def __call__(self, changes: list[Update], base: np.ndarray, base_bias: np.ndarray) -> Update:
         """The round's result every replica applies: the start (``base``, ``base_bias``) and the replicas'
@@ -289,26 +262,16 @@ class Combiner:
         union = np.empty(bound, dtype=np.int64)
         sums = np.empty((bound, base.shape[1]), dtype=np.float32)
         counts = np.empty(bound, dtype=np.float32)
-        starts = np.empty_like(sums)  # the union's rows of ``base``, read once
-        where = [np.empty(change.features.size, dtype=np.int64) for change in changes]
+        starts = np.empty_like(sums)  # the union's rows of ``base``
         n = 0
-        for change, at in zip(changes, where, strict=True):
-            n = _add_changes(change.features, change.rows, self.slot, union, n, sums, counts, starts, base,
-                             self.accumulator, at)
-        if self.accumulator.max() >= 0:
-            for change, at in zip(changes, where, strict=True):
-                _add_scaled(at, change.rows, sums, starts, self.accumulator)
+        for change in changes:
+            n = _add_changes(change.features, change.rows, self.slot, union, n, sums, counts, starts, base)
         union, sums, counts = union[:n], sums[:n], counts[:n]
         _finish_rows(union, sums, counts, starts, self.averaged, self.slot)
         biases = [change.bias for change in changes if change.bias.size]
-        bias = base_bias.astype(np.float64)
+        bias = base_bias.copy()
         if biases:
-            deltas = np.array(biases, dtype=np.float64)
-            bias += deltas.sum(axis=0)
+            bias += np.sum(biases, axis=0)
             if self.averaged.any():  # Adam: the bias's moving averages take the mean
-                bias[1:] = base_bias[1:] + deltas[:, 1:].mean(axis=0)
-            if self.accumulator.max() >= 0:  # AdaGrad: the bias's steps scaled like a row's
-                total = bias[1]
-                scale = np.sqrt((base_bias[1] + deltas[:, 1]) / total) if total > 0 else np.ones(len(biases))
-                bias[0] = base_bias[0] + float((deltas[:, 0] * scale).sum())
+                bias[1:] = base_bias[1:] + np.mean(biases, axis=0)[1:]
         return Update(union, sums, bias.astype(np.float32))

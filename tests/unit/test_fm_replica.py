@@ -8,22 +8,6 @@ from algorithm.fm import FactorizationMachines
 from algorithm.fm_replica import Combiner, FMReplica, Update, initial_state
 
 
-def test_adagrad_steps_are_scaled_to_the_combined_accumulator():
-    combine = Combiner(4, "adagrad", 1)  # (1 + k) weights, then their accumulators: 4 columns
-    base, base_bias = np.ones((4, 4), np.float32), np.ones(2, np.float32)
-    a = Update(np.array([0, 2]), np.array([[1, 1, 3, 3], [1, -1, 3, 8]], np.float32), np.array([1, 3], np.float32))
-    b = Update(np.array([2, 3]), np.array([[2, 2, 3, 0], [4, 4, 8, 8]], np.float32), np.array([2, 3], np.float32))
-    out = combine([a, b], base, base_bias)
-    rows = dict(zip(out.features.tolist(), out.rows.tolist(), strict=True))
-    assert sorted(rows) == [0, 2, 3]
-    assert rows[0] == [2.0, 2.0, 4.0, 4.0] and rows[3] == [5.0, 5.0, 9.0, 9.0]  # one replica: its whole step
-    root = np.sqrt
-    assert np.allclose(rows[2], [1 + root(4 / 7) * 1 + root(4 / 7) * 2, 1 + root(9 / 9) * -1 + root(1 / 9) * 2,
-                                 7.0, 9.0])
-    assert np.allclose(out.bias, [1 + 2 * root(4 / 7) * 1.5, 7.0])
-    assert np.array_equal(combine.slot, np.full(4, -1))  # scratch cleared for the next round
-
-
 def test_changes_add_up_and_adams_moments_are_averaged():
     base, base_bias = np.full((4, 6), 10.0, np.float32), np.full(3, 10.0, np.float32)
     a = Update(np.array([0, 2]), np.ones((2, 6), np.float32), np.ones(3, np.float32))
@@ -62,10 +46,9 @@ def test_replicas_hold_the_same_model_after_a_round():
     assert np.array_equal(np.sort(update.features), touched)
     untouched = np.setdiff1d(np.arange(100), touched)
     assert np.array_equal(replicas[0].table[untouched], start[1][untouched])
-    # AdaGrad: the accumulators add up; a row one replica touched takes its whole step
+    # each row: the start plus both replicas' changes (AdaGrad: weights and accumulators add up)
     expected = start[1].copy()
     for change in changes:
         expected[change.features] += change.rows
-    assert np.allclose(replicas[0].table[:, 4:], expected[:, 4:], atol=1e-6)
-    alone = np.setxor1d(changes[0].features, changes[1].features)
-    assert alone.size and np.allclose(replicas[0].table[alone], expected[alone], atol=1e-6)
+    assert np.allclose(replicas[0].table, expected, atol=1e-6)
+    assert np.array_equal(combine.slot, np.full(100, -1))  # scratch cleared for the next round
