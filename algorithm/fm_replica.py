@@ -3,11 +3,9 @@ the estimator's epoch kernels) and the rule that combines the replicas' changes 
 
 A fit on N replicas: each starts from the same table (``FactorizationMachines`` initialization or warm start),
 trains its rows in rounds of mini-batches, and after each round sends how the table rows of the features it
-touched changed in the round (``changes``: deltas from the round's start); ``combine`` adds every replica's
-deltas to the round's start (as if the replicas' mini-batches had run one after another: the weights and the
-accumulators of AdaGrad and FTRL take every replica's steps; Adam's moving averages take the mean of the
-replicas' changes), and every replica applies the result (``apply``). After the last round of an epoch every
-replica holds the same table.
+touched changed in the round (``changes``: deltas from the round's start); ``Combiner`` merges every replica's
+deltas into the round's start (they add up; Adam's moving averages take the mean), and every replica applies
+the result (``apply``). After the last round of an epoch every replica holds the same table.
 """
 
 from __future__ import annotations
@@ -83,9 +81,10 @@ def _put(features, rows, table, base):  # pragma: no cover - numba
 
 
 @numba.njit(cache=True, nogil=True)
-def _add_changes(features, deltas, slot, union, n_union, sums, counts):  # pragma: no cover - numba
+def _add_changes(features, deltas, slot, union, n_union, sums, counts, starts, base):  # pragma: no cover - numba
     """Add one replica's ``deltas`` of ``features`` into ``sums`` (rows by ``slot[f]``, new features appended to
-    ``union``); the new union size."""
+    ``union`` with their ``base`` row copied to ``starts``: each touched row is read from the table once); the new
+    union size."""
     for i in range(features.size):
         f = features[i]
         s = slot[f]
@@ -96,6 +95,7 @@ def _add_changes(features, deltas, slot, union, n_union, sums, counts):  # pragm
             n_union += 1
             for c in range(sums.shape[1]):
                 sums[s, c] = 0.0
+                starts[s, c] = base[f, c]
             counts[s] = 0.0
         for c in range(sums.shape[1]):
             sums[s, c] += deltas[i, c]
@@ -104,14 +104,13 @@ def _add_changes(features, deltas, slot, union, n_union, sums, counts):  # pragm
 
 
 @numba.njit(cache=True, nogil=True)
-def _finish_rows(union, sums, counts, base, averaged, slot):  # pragma: no cover - numba
-    """``sums`` rows become base + summed deltas (the mean in ``averaged`` columns); ``slot`` cleared."""
+def _finish_rows(union, sums, counts, starts, averaged, slot):  # pragma: no cover - numba
+    """``sums`` rows become their start + summed deltas (the mean in ``averaged`` columns); ``slot`` cleared."""
     for s in range(union.size):
-        f = union[s]
-        slot[f] = -1
+        slot[union[s]] = -1
         for c in range(sums.shape[1]):
             value = sums[s, c] / counts[s] if averaged[c] else sums[s, c]
-            sums[s, c] = base[f, c] + value
+            sums[s, c] = starts[s, c] + value
 
 
 class FMReplica:
@@ -186,7 +185,7 @@ class FMReplica:
     def changes(self) -> Update:
         """How the table rows of the features trained since the round's start, and the bias row, changed (empty
         when nothing was trained)."""
-        features = self.touched[:self.n_touched].copy()
+        features = np.sort(self.touched[:self.n_touched])  # ascending: table rows read in memory order
         deltas = np.empty((features.size, self.table.shape[1]), dtype=np.float32)
         _deltas(features, self.table, self.base, self.mark, deltas)
         self.n_touched = 0
@@ -240,34 +239,35 @@ def initial_state(model: FactorizationMachines) -> tuple[np.ndarray, np.ndarray,
     return model._initial_table(kernels.STATE_ARRAYS[model.resolved_params()["optimizer"]])
 
 
-def averaged_columns(optimizer: str, num_factors: int) -> np.ndarray:
-    """Which columns of a packed table row ``combine`` averages (Adam's moving averages) rather than adds."""
-    width = (1 + num_factors) * (1 + kernels.STATE_ARRAYS[optimizer])
-    averaged = np.zeros(width, dtype=np.bool_)
-    if optimizer == "adam":
-        averaged[1 + num_factors:] = True
-    return averaged
-
-
 class Combiner:
-    """``combine`` with its scratch kept between rounds (a slot per feature)."""
+    """The rule that combines the replicas' changes of a round (``__call__``), with its scratch kept between rounds
+    (a slot per feature), for ``optimizer`` and ``num_factors``.
 
-    def __init__(self, feature_dim: int, averaged: np.ndarray) -> None:
+    Per table row, over the replicas that touched it, the changes add up (as if the replicas' mini-batches had run
+    one after another: the weights and the accumulators of AdaGrad and FTRL take every replica's steps), but
+    Adam's moving averages take the replicas' mean.
+    """
+
+    def __init__(self, feature_dim: int, optimizer: str, num_factors: int) -> None:
+        weights = 1 + num_factors
         self.slot = np.full(feature_dim, -1, dtype=np.int64)
-        self.averaged = averaged
+        self.averaged = np.zeros(weights * (1 + kernels.STATE_ARRAYS[optimizer]), dtype=np.bool_)  # take the mean
+        if optimizer == "adam":
+            self.averaged[weights:] = True
 
     def __call__(self, changes: list[Update], base: np.ndarray, base_bias: np.ndarray) -> Update:
-        """The round's result every replica applies: the start (``base``, ``base_bias``) plus the replicas'
-        summed changes, their mean in the ``averaged`` columns (over the replicas that touched the row)."""
+        """The round's result every replica applies: the start (``base``, ``base_bias``) and the replicas'
+        changes combined by the rule."""
         bound = min(self.slot.size, sum(change.features.size for change in changes))
         union = np.empty(bound, dtype=np.int64)
         sums = np.empty((bound, base.shape[1]), dtype=np.float32)
         counts = np.empty(bound, dtype=np.float32)
+        starts = np.empty_like(sums)  # the union's rows of ``base``
         n = 0
         for change in changes:
-            n = _add_changes(change.features, change.rows, self.slot, union, n, sums, counts)
+            n = _add_changes(change.features, change.rows, self.slot, union, n, sums, counts, starts, base)
         union, sums, counts = union[:n], sums[:n], counts[:n]
-        _finish_rows(union, sums, counts, base, self.averaged, self.slot)
+        _finish_rows(union, sums, counts, starts, self.averaged, self.slot)
         biases = [change.bias for change in changes if change.bias.size]
         bias = base_bias.copy()
         if biases:

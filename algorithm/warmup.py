@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from algorithm import _wals_kernels, artifact
 from algorithm.csr import CSR
 from algorithm.fm import OPTIMIZERS, PREDICTOR_TYPES, FactorizationMachines, _score
-from algorithm.fm_replica import Combiner, FMReplica, averaged_columns, initial_state
+from algorithm.fm_replica import Combiner, FMReplica, initial_state
 from algorithm.fm_topk import Candidates, FMTopK, TopKQuery
 from algorithm.ranking_metrics import ranking_metrics, top_k
 from algorithm.row_blocks import MemoryBlocks
@@ -79,8 +79,7 @@ def warm_up_fm_replica() -> None:
     replica.start(*initial_state(model))
     replica.begin_epoch(0)
     replica.train(1)
-    replica.apply(Combiner(4, averaged_columns(replica.optimizer, 2))([replica.changes()], replica.base,
-                                                                      replica.base_bias))
+    replica.apply(Combiner(4, replica.optimizer, 2)([replica.changes()], replica.base, replica.base_bias))
 
 
 def warm_up_fm_top_k() -> None:

@@ -23,7 +23,7 @@ from algorithm.best_epoch import BestEpoch
 from algorithm.checkpoint import Checkpoints, TrainingStopped
 from algorithm.csr import CSR
 from algorithm.fm import FactorizationMachines
-from algorithm.fm_replica import Combiner, EpochSums, FMReplica, Update, averaged_columns, initial_state
+from algorithm.fm_replica import Combiner, EpochSums, FMReplica, Update, initial_state
 from algorithm.loss_trend import RisingLoss
 from algorithm.metrics import STOPPING_METRIC, train_metrics
 from algorithm.schemas import JOB_SETTINGS
@@ -241,7 +241,7 @@ def _train_epoch(cluster: Cluster, key: str, batches: int, checkpoints: Checkpoi
     driver's own replica (its worker runs in this process) trains on ``pool``'s thread meanwhile, hands over its
     changes and takes the update in memory."""
     local, remote = _replicas[key], cluster.hosts[1:]
-    combine = Combiner(local.model.feature_dim, averaged_columns(local.optimizer, local.model.num_factors))
+    combine = Combiner(local.model.feature_dim, local.optimizer, local.model.num_factors)
     update: Update | None = None
     syncs = sent = 0
     waited = 0.0

@@ -5,16 +5,14 @@ import scipy.sparse as sp
 
 from algorithm.csr import CSR
 from algorithm.fm import FactorizationMachines
-from algorithm.fm_replica import Combiner, FMReplica, Update, averaged_columns, initial_state
+from algorithm.fm_replica import Combiner, FMReplica, Update, initial_state
 
 
 def test_changes_add_up_and_adams_moments_are_averaged():
-    averaged = averaged_columns("adam", 1)  # (1 + k) weights, then m and v: 6 columns
-    assert averaged.tolist() == [False, False, True, True, True, True]
     base, base_bias = np.full((4, 6), 10.0, np.float32), np.full(3, 10.0, np.float32)
     a = Update(np.array([0, 2]), np.ones((2, 6), np.float32), np.ones(3, np.float32))
     b = Update(np.array([2, 3]), np.full((2, 6), 2.0, np.float32), np.full(3, 2.0, np.float32))
-    out = Combiner(4, averaged)([a, b], base, base_bias)
+    out = Combiner(4, "adam", 1)([a, b], base, base_bias)  # (1 + k) weights, m, v
     rows = dict(zip(out.features.tolist(), out.rows.tolist(), strict=True))
     assert sorted(rows) == [0, 2, 3]
     assert rows[0] == [11.0] * 6 and rows[3] == [12.0] * 6
@@ -33,7 +31,7 @@ def test_replicas_hold_the_same_model_after_a_round():
     halves = [CSR.from_matrix(x.to_scipy()[r::2], labels=x.labels[r::2]) for r in range(2)]
     replicas = [FMReplica(FactorizationMachines(**params), h, h.labels, None, r) for r, h in enumerate(halves)]
     start = initial_state(FactorizationMachines(**params))
-    combine = Combiner(100, averaged_columns(replicas[0].optimizer, 3))
+    combine = Combiner(100, replicas[0].optimizer, 3)
     for replica in replicas:
         replica.start(*start)
         replica.begin_epoch(0)
@@ -53,3 +51,4 @@ def test_replicas_hold_the_same_model_after_a_round():
     for change in changes:
         expected[change.features] += change.rows
     assert np.allclose(replicas[0].table, expected, atol=1e-6)
+    assert np.array_equal(combine.slot, np.full(100, -1))  # scratch cleared for the next round

@@ -1,0 +1,72 @@
+"""Quality of data-parallel FM against one host, by hosts and ``sync_every``: replicas trained in one process.
+
+    .venv/bin/python -m bench.bench_fm_sync                                 # CTR set, 2 and 3 hosts, 3 epochs
+    .venv/bin/python -m bench.bench_fm_sync --hosts 2 --sync-every 10 0 --rows 200000 --epochs 1
+
+Each of N ``algorithm.fm_replica.FMReplica`` trains every N-th training row (FullyReplicated's shares) in rounds
+of ``sync_every`` mini-batches (0: one round per epoch), combined by ``Combiner`` as the first host combines them;
+one host is N=1. Per epoch: the test AUC and the megabytes a round sends over the network on average (every host
+but the first sends its changes and receives the combined rows). No timings: replicas run one after another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from algorithm.csr import CSR
+from algorithm.fm import FactorizationMachines
+from algorithm.fm_replica import Combiner, FMReplica, initial_state
+from bench import fm_data
+
+
+def run(data: fm_data.BenchData, hosts: int, sync_every: int, epochs: int, k: int) -> list[tuple[float, float]]:
+    """(test AUC, MB sent per synchronisation) after each epoch."""
+    params = dict(feature_dim=data.feature_dim, num_factors=k, predictor_type=data.task, num_threads=1)
+    matrix = data.train.to_scipy()
+    shares = [CSR.from_matrix(matrix[r::hosts], labels=data.train.labels[r::hosts]) for r in range(hosts)]
+    replicas = [FMReplica(FactorizationMachines(**params), s, s.labels, None, r) for r, s in enumerate(shares)]
+    start = initial_state(FactorizationMachines(**params))
+    combine = Combiner(data.feature_dim, replicas[0].optimizer, k)
+    for replica in replicas:
+        replica.start(*start)
+    out = []
+    for epoch in range(epochs):
+        syncs = sent = 0
+        for replica in replicas:
+            replica.begin_epoch(epoch)
+        while not all(replica.epoch_done for replica in replicas):
+            for replica in replicas:
+                replica.train(sync_every)
+            changes = [replica.changes() for replica in replicas]
+            update = combine(changes, replicas[0].base, replicas[0].base_bias)
+            for replica in replicas:
+                replica.apply(update)
+            syncs += 1
+            sent += sum(change.nbytes for change in changes[1:]) + (hosts - 1) * update.nbytes
+        out.append((fm_data.auc(data.test.labels, replicas[0].scores(data.test)), sent / syncs / 1e6))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=None, help="training rows of the CTR set (default: all)")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--k", type=int, default=8)
+    parser.add_argument("--hosts", type=int, nargs="+", default=[2, 3])
+    parser.add_argument("--sync-every", type=int, nargs="+", default=[10, 50, 0])
+    args = parser.parse_args(argv)
+    data = fm_data.load("ctr", rows=args.rows)
+    print(f"CTR set: {data.train.n_rows} train rows, k={args.k}; test AUC by epoch", flush=True)
+    one = run(data, 1, 0, args.epochs, args.k)
+    print(f"one host                 AUC {' '.join(f'{auc:.4f}' for auc, _ in one)}", flush=True)
+    for hosts in args.hosts:
+        for sync_every in args.sync_every:
+            epochs = run(data, hosts, sync_every, args.epochs, args.k)
+            print(f"{hosts} hosts, sync_every={sync_every:<3d}  AUC {' '.join(f'{auc:.4f}' for auc, _ in epochs)}  "
+                  f"vs one host {epochs[-1][0] - one[-1][0]:+.4f}  MB per sync {epochs[-1][1]:.2f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
