@@ -42,7 +42,14 @@ latency-bound; the kernels issue software prefetches (``_prefetch``) a few rows 
 helpers are inlined at the numba IR level: a call with exploded array arguments costs more than the work.
 The optimizer loops index views from 0 and the update kernels use numpy's error model (no
 ZeroDivisionError check), so LLVM vectorizes their square roots and divisions (this makes the k = 32 Adam
-and FTRL epoch about a quarter shorter).
+and FTRL epoch about a quarter shorter). The optimizer steps index the flat table at unsigned offsets
+instead of taking views of each row: a view made per feature (inside the optimizer's branch) kept its
+reference counting, two atomic operations, and the update pass took 3-5x as long.
+
+Short rows: when every row has at most two nonzeros (``Buffers.short_rows``: one-hot user x item ratings),
+``_short_rows_pass`` replaces ``_rows_pass``: a row is one dot product and two scaled adds (x_a x_b <V_a, V_b>,
+∂z/∂V_a = x_a x_b V_b), with the prefetches such a row needs; the same model up to float reassociation, in
+less than half the rows pass's time.
 
 Sparse (lazy) updates, like MXNet's ``lazy_update`` for row_sparse gradients:
     only the ``w`` entries and ``V`` rows of features present in the batch are updated, weight decay
@@ -111,6 +118,7 @@ class Buffers(NamedTuple):
     squares: np.ndarray  # (T, >= k) float32: per-factor sums of squares of the row
     row_slots: np.ndarray  # (T, >= longest row) int64: the slot of each nonzero of the row in hand
     loss: np.ndarray  # (T,) float64: weighted training loss summed over the epoch
+    short_rows: bool  # every row of the data in hand has at most 2 nonzeros (``_short_rows_pass``)
 
 
 def _prefetch_codegen(context, builder, sig, args):
@@ -236,48 +244,77 @@ def score_parallel(data, indices, indptr, w0, w, V, logistic, out, n_chunks):
 
 
 @njit(fastmath=FASTMATH, cache=True, inline="always")
-def _step(opt, row, lo, hi, block, grad, g0, coef, scale, wd, eps, clip, lr):
-    """One optimizer step on ``row[lo:hi]`` with gradient ``grad[g0:g0 + hi - lo]``; the optimizer state of
-    ``row[j]`` is ``row[j + block]`` (and ``row[j + 2·block]``). ``coef`` is lr_t for Adam, else lr. The
-    loops index separate views from 0, which lets LLVM vectorize them."""
-    n = hi - lo
-    w = row[lo:hi]
-    g = grad[g0:g0 + n]
+def _step_one(opt, row, j, block, grad, coef, scale, wd, eps, clip, lr):
+    """One optimizer step on the single weight ``row[j]`` (a linear weight, the bias) with gradient ``grad``; its
+    state is ``row[j + block]`` (and ``row[j + 2·block]``). ``coef`` is lr_t for Adam, else lr."""
+    w = row[j]
     if opt == ADAM:
-        m = row[lo + block:hi + block]
-        v = row[lo + 2 * block:hi + 2 * block]
-        for j in range(n):
-            gj = min(max(g[j] * scale + wd * w[j], -clip), clip)
-            mj = np.float32(ADAM_BETA1) * m[j] + np.float32(1.0 - ADAM_BETA1) * gj
-            vj = np.float32(ADAM_BETA2) * v[j] + np.float32(1.0 - ADAM_BETA2) * gj * gj
-            m[j] = mj
-            v[j] = vj
-            w[j] -= coef * mj / (math.sqrt(vj) + eps)
+        gj = min(max(grad * scale + wd * w, -clip), clip)
+        mj = np.float32(ADAM_BETA1) * row[j + block] + np.float32(1.0 - ADAM_BETA1) * gj
+        vj = np.float32(ADAM_BETA2) * row[j + 2 * block] + np.float32(1.0 - ADAM_BETA2) * gj * gj
+        row[j + block] = mj
+        row[j + 2 * block] = vj
+        row[j] = w - coef * mj / (math.sqrt(vj) + eps)
     elif opt == SGD:
-        for j in range(n):
-            gj = min(max(g[j] * scale, -clip), clip)
-            w[j] -= coef * (gj + wd * w[j])
+        gj = min(max(grad * scale, -clip), clip)
+        row[j] = w - coef * (gj + wd * w)
     elif opt == ADAGRAD:
-        h = row[lo + block:hi + block]
-        for j in range(n):
-            gj = min(max(g[j] * scale, -clip), clip)
-            hj = h[j] + gj * gj
-            h[j] = hj
-            w[j] -= coef * (gj / math.sqrt(hj + eps) + wd * w[j])
+        gj = min(max(grad * scale, -clip), clip)
+        hj = row[j + block] + gj * gj
+        row[j + block] = hj
+        row[j] = w - coef * (gj / math.sqrt(hj + eps) + wd * w)
     else:
-        zs = row[lo + block:hi + block]
-        ns = row[lo + 2 * block:hi + 2 * block]
-        for j in range(n):
-            gj = min(max(g[j] * scale, -clip), clip)
-            nj = ns[j]
+        gj = min(max(grad * scale, -clip), clip)
+        nj = row[j + 2 * block]
+        n_new = nj + gj * gj
+        z = row[j + block] + gj - (math.sqrt(n_new) - math.sqrt(nj)) * w / lr
+        row[j + block] = z
+        row[j + 2 * block] = n_new
+        if abs(z) > FTRL_LAMBDA1:
+            row[j] = (math.copysign(FTRL_LAMBDA1, z) - z) / ((FTRL_BETA + math.sqrt(n_new)) / lr + wd)
+        else:
+            row[j] = 0.0
+
+
+@njit(fastmath=FASTMATH, cache=True, inline="always")
+def _step_factors(opt, flat, at, block, grad, g_at, coef, scale, wd, eps, clip, lr):
+    """One optimizer step on the k = block - 1 factors ``flat[at + 1:at + block]`` of a packed table row with
+    gradient ``grad[g_at + 1:g_at + block]``; their state is ``block`` (and 2·block) further on. The offsets are
+    unsigned, so numba indexes without its negative-index wraparound and LLVM vectorizes the loops; views of the
+    row (the earlier form) kept their reference counting, two atomic operations each, in every step, and the
+    update pass took 3-5x as long on short rows."""
+    one = np.uint64(1)
+    second = block + block
+    if opt == ADAM:
+        for j in range(one, block):
+            gj = min(max(grad[g_at + j] * scale + wd * flat[at + j], -clip), clip)
+            mj = np.float32(ADAM_BETA1) * flat[at + block + j] + np.float32(1.0 - ADAM_BETA1) * gj
+            vj = np.float32(ADAM_BETA2) * flat[at + second + j] + np.float32(1.0 - ADAM_BETA2) * gj * gj
+            flat[at + block + j] = mj
+            flat[at + second + j] = vj
+            flat[at + j] -= coef * mj / (math.sqrt(vj) + eps)
+    elif opt == SGD:
+        for j in range(one, block):
+            gj = min(max(grad[g_at + j] * scale, -clip), clip)
+            flat[at + j] -= coef * (gj + wd * flat[at + j])
+    elif opt == ADAGRAD:
+        for j in range(one, block):
+            gj = min(max(grad[g_at + j] * scale, -clip), clip)
+            hj = flat[at + block + j] + gj * gj
+            flat[at + block + j] = hj
+            flat[at + j] -= coef * (gj / math.sqrt(hj + eps) + wd * flat[at + j])
+    else:
+        for j in range(one, block):
+            gj = min(max(grad[g_at + j] * scale, -clip), clip)
+            nj = flat[at + second + j]
             n_new = nj + gj * gj
-            z = zs[j] + gj - (math.sqrt(n_new) - math.sqrt(nj)) * w[j] / lr
-            zs[j] = z
-            ns[j] = n_new
+            z = flat[at + block + j] + gj - (math.sqrt(n_new) - math.sqrt(nj)) * flat[at + j] / lr
+            flat[at + block + j] = z
+            flat[at + second + j] = n_new
             if abs(z) > FTRL_LAMBDA1:
-                w[j] = (math.copysign(FTRL_LAMBDA1, z) - z) / ((FTRL_BETA + math.sqrt(n_new)) / lr + wd)
+                flat[at + j] = (math.copysign(FTRL_LAMBDA1, z) - z) / ((FTRL_BETA + math.sqrt(n_new)) / lr + wd)
             else:
-                w[j] = 0.0
+                flat[at + j] = 0.0
 
 
 @njit(fastmath=FASTMATH, cache=True)
@@ -401,6 +438,118 @@ def _rows_pass(t, r0, r1, X, y, row_weight, order, bias, P, k, loss_kind, buffer
     buffers.loss[t] += thread_loss
 
 
+@njit(fastmath=FASTMATH, cache=True)
+def _short_rows_pass(t, r0, r1, X, y, row_weight, order, bias, P, k, loss_kind, buffers, row_scores):
+    """``_rows_pass`` for rows of at most two nonzeros (a user and an item, one-hot), the same gradients up to
+    float reassociation. With nonzeros (a, x_a), (b, x_b) the pairwise term is x_a x_b <V_a, V_b> and
+    ∂z/∂V_a = x_a x_b V_b, so a row is one dot product and two scaled adds, with no per-factor sums; the
+    prefetches are those such a row needs (its index, nonzeros, label, score and two parameter rows), not
+    the general loop's over every nonzero, which cost more than the row's arithmetic."""
+    data, indices, indptr = X
+    gt = buffers.grad[t]
+    slots = buffers.slot_of[t]
+    features = buffers.slot_feature[t]
+    n = 0
+    g0 = 0.0
+    thread_loss = 0.0
+    w0 = bias[0]
+    flat = P.reshape(P.size)
+    stride = P.shape[1]
+    weighted = row_weight.size > 0
+    for r in range(r0, r1):
+        if r + 2 * PREFETCH_ROWS < r1:
+            _prefetch(indptr, order[r + 2 * PREFETCH_ROWS])
+        if r + PREFETCH_ROWS < r1:
+            ahead = order[r + PREFETCH_ROWS]
+            _prefetch(indices, indptr[ahead])
+            _prefetch(data, indptr[ahead])
+            _prefetch(y, ahead)
+            _prefetch(row_scores, ahead)
+            if weighted:
+                _prefetch(row_weight, ahead)
+        if r + PREFETCH_PARAMS < r1:
+            ahead = order[r + PREFETCH_PARAMS]
+            p = indptr[ahead]
+            for q in range(p, min(p + 2, indptr[ahead + 1])):
+                i = indices[q] * stride
+                _prefetch(flat, i)
+                _prefetch(flat, i + k)  # [w, V] may straddle a line boundary
+        row = order[r]
+        start = indptr[row]
+        size = indptr[row + 1] - start
+        z32 = w0
+        sa = sb = 0
+        ia = ib = 0
+        xa = xb = np.float32(0.0)
+        if size >= 1:
+            ia = indices[start]
+            xa = data[start]
+            sa = slots[ia]
+            if sa >= n or features[sa] != ia:
+                sa = n
+                n += 1
+                slots[ia] = sa
+                features[sa] = ia
+                gt[sa, :] = 0.0
+            z32 += P[ia, 0] * xa
+        if size == 2:
+            ib = indices[start + 1]
+            xb = data[start + 1]
+            sb = slots[ib]
+            if sb >= n or features[sb] != ib:
+                sb = n
+                n += 1
+                slots[ib] = sb
+                features[sb] = ib
+                gt[sb, :] = 0.0
+            pa = P[ia]
+            pb = P[ib]
+            dot = np.float32(0.0)
+            for f in range(1, k + 1):
+                dot += pa[f] * pb[f]
+            z32 += pb[0] * xb + xa * xb * dot
+        z = float(z32)
+        label = float(y[row])
+        weight = float(row_weight[row]) if weighted else 1.0
+        if loss_kind == LOGISTIC:
+            e = math.exp(-abs(z))  # one exp for the sigmoid and the loss
+            score = 1.0 / (1.0 + e) if z >= 0.0 else e / (1.0 + e)
+            dl = score - label
+            thread_loss += weight * (math.log1p(e) + max(z, 0.0) - label * z)
+        else:
+            score = z
+            dl = z - label
+            thread_loss += weight * dl * dl
+        row_scores[row] = score
+        mult = np.float32(weight * dl)
+        g0 += float(mult)
+        if size >= 1:
+            gt[sa, 0] += mult * xa
+        if size == 2:
+            ga = gt[sa]
+            gb = gt[sb]
+            pa = P[ia]
+            pb = P[ib]
+            gb[0] += mult * xb
+            mab = mult * xa * xb
+            for f in range(1, k + 1):
+                ga[f] += mab * pb[f]
+                gb[f] += mab * pa[f]
+    buffers.n_slots[t] = n
+    buffers.bias_grad[t] = g0
+    buffers.loss[t] += thread_loss
+
+
+@njit(fastmath=FASTMATH, cache=True, inline="always")
+def _batch_rows(t, r0, r1, X, y, row_weight, order, bias, P, k, loss_kind, buffers, row_scores):
+    """Forward + backward of batch rows ``order[r0:r1]``: ``_short_rows_pass`` when every row has at most two
+    nonzeros, else ``_rows_pass``."""
+    if buffers.short_rows:
+        _short_rows_pass(t, r0, r1, X, y, row_weight, order, bias, P, k, loss_kind, buffers, row_scores)
+    else:
+        _rows_pass(t, r0, r1, X, y, row_weight, order, bias, P, k, loss_kind, buffers, row_scores)
+
+
 @njit(fastmath=FASTMATH, cache=True, inline="always")
 def _slot(buffers, t, i):
     """Thread t's gradient slot of feature i in the current batch, or -1 (a sparse set: entries left over
@@ -430,6 +579,7 @@ def _update_pass(t, T, P, k, opt, hp, coef, scale, train_linear, buffers):
     lr_factors = np.float32(hp[HP_LR + FACTORS])
     step_linear = train_linear and lr_linear > 0.0
     flat = P.reshape(P.size)
+    grads = gt.reshape(gt.size)
     stride = P.shape[1]
     count = buffers.n_slots[t]
     for j in range(count):
@@ -439,7 +589,6 @@ def _update_pass(t, T, P, k, opt, hp, coef, scale, train_linear, buffers):
                 _prefetch(flat, ahead + c)
             _prefetch(flat, ahead + stride - 1)
         i = slot_feature[t, j]
-        grad = gt[j]
         if T > 1:
             owner = t
             for step in range(T):
@@ -449,19 +598,21 @@ def _update_pass(t, T, P, k, opt, hp, coef, scale, train_linear, buffers):
                     break
             if owner != t:
                 continue
-            grad = total
-            grad[:] = 0.0
+            total[:] = 0.0
             for u in range(T):
                 su = _slot(buffers, u, i)
                 if su >= 0:
                     for f in range(block):
-                        grad[f] += G[u, su, f]
-        row = P[i]
+                        total[f] += G[u, su, f]
+            for f in range(block):  # thread t owns feature i: no other thread reads its slot j now
+                gt[j, f] = total[f]
+        at = np.uint64(i * stride)
+        g_at = np.uint64(j * block)
         if step_linear:
-            _step(opt, row, 0, 1, block, grad, 0, coef[LINEAR], scale32, wd_linear, eps, clip, lr_linear)
+            _step_one(opt, flat, at, block, grads[g_at], coef[LINEAR], scale32, wd_linear, eps, clip, lr_linear)
         if lr_factors > 0.0:
-            _step(opt, row, 1, block, block, grad, 1, coef[FACTORS], scale32, wd_factors, eps, clip,
-                  lr_factors)
+            _step_factors(opt, flat, at, np.uint64(block), grads, g_at, coef[FACTORS], scale32, wd_factors, eps,
+                          clip, lr_factors)
 
 
 @njit(fastmath=FASTMATH, cache=True, error_model="numpy")
@@ -474,9 +625,8 @@ def _bias_step(t0, t1, bias, opt, hp, coef, scale, buffers):
     total = 0.0
     for t in range(t0, t1):
         total += bias_grad[t]
-    grad = np.full(1, total, np.float32)
-    _step(opt, bias, 0, 1, 1, grad, 0, coef[BIAS], np.float32(scale), np.float32(hp[HP_WD + BIAS]),
-          np.float32(hp[HP_EPS]), np.float32(hp[HP_CLIP]), lr)
+    _step_one(opt, bias, 0, 1, np.float32(total), coef[BIAS], np.float32(scale), np.float32(hp[HP_WD + BIAS]),
+              np.float32(hp[HP_EPS]), np.float32(hp[HP_CLIP]), lr)
 
 
 @njit(fastmath=FASTMATH, cache=True, inline="always")
@@ -490,7 +640,7 @@ def _serial_batch(t, b0, b1, X, y, row_weight, order, bias, P, k, opt, loss_kind
     """Optimizer step ``step`` on batch rows ``order[b0:b1]``, all on thread t with thread t's buffers."""
     scale = _batch_scale(hp, b0, b1)
     coef = _group_coefficients(opt, hp, step)
-    _rows_pass(t, b0, b1, X, y, row_weight, order, bias, P, k, loss_kind, buffers, row_scores)
+    _batch_rows(t, b0, b1, X, y, row_weight, order, bias, P, k, loss_kind, buffers, row_scores)
     _update_pass(t, 1, P, k, opt, hp, coef, scale, train_linear, buffers)
     if train_bias:
         _bias_step(t, t + 1, bias, opt, hp, coef, scale, buffers)
@@ -545,7 +695,7 @@ def train_epoch_parallel(X, y, row_weight, order, batch_size, bias, P, k, opt, l
         coef = _group_coefficients(opt, hp, step)
         for t in prange(T):
             r0, r1 = _chunk(t, T, b0, b1)
-            _rows_pass(t, r0, r1, X, y, row_weight, order, bias, P, k, loss_kind, buffers, row_scores)
+            _batch_rows(t, r0, r1, X, y, row_weight, order, bias, P, k, loss_kind, buffers, row_scores)
         for t in prange(T):
             _update_pass(t, T, P, k, opt, hp, coef, scale, train_linear, buffers)
         if train_bias:

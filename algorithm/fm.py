@@ -151,17 +151,19 @@ def _training_buffers(n_threads: int, rows: CSR, batch_size: int, feature_dim: i
     """Per-thread scratch of the training kernels (``kernels.Buffers``) for ``rows`` in batches of ``batch_size``.
     ``split_batches``: each batch is cut into one chunk per thread (the deterministic kernel); otherwise every
     thread runs whole batches (serial and Hogwild kernels). ``current``: buffers of earlier rows (a streamed
-    fit's earlier blocks), returned as they are when large enough, else grown (their feature map kept)."""
+    fit's earlier blocks), returned as they are when large enough, else grown (their feature map kept);
+    ``short_rows`` always tells whether ``rows`` has at most two nonzeros in every row."""
     chunk = min(batch_size, rows.n_rows)  # rows per thread per batch
     if split_batches:
         chunk = -(-chunk // n_threads)
     longest = _longest_rows(rows.indptr, chunk)  # a chunk touches at most their sum of distinct features
     slots = max(1, min(feature_dim, int(longest.sum())))
     row_length = _line_padded(max(1, int(longest.max())), 8)
+    short_rows = int(longest.max()) <= 2  # (kernels._short_rows_pass)
     T, k = n_threads, num_factors
     if current is not None:
         if slots <= current.grad.shape[1] and row_length <= current.row_slots.shape[1]:
-            return current
+            return current._replace(short_rows=short_rows)
         slots, row_length = max(slots, current.grad.shape[1]), max(row_length, current.row_slots.shape[1])
     return kernels.Buffers(
         slot_of=np.zeros((T, feature_dim), dtype=np.int32) if current is None else current.slot_of,
@@ -173,6 +175,7 @@ def _training_buffers(n_threads: int, rows: CSR, batch_size: int, feature_dim: i
         squares=np.zeros((T, _line_padded(k, 4)), dtype=np.float32),
         row_slots=np.zeros((T, row_length), dtype=np.int64),
         loss=np.zeros(T, dtype=np.float64) if current is None else current.loss,
+        short_rows=short_rows,
     )
 
 

@@ -221,3 +221,57 @@ def test_split_in_place_gives_the_weights_and_each_state_copy(n_state: int) -> N
         assert got_w.flags.c_contiguous and got_V.flags.c_contiguous
         np.testing.assert_array_equal(got_w, want_w)
         np.testing.assert_array_equal(got_V, want_V)
+
+
+def _short_rows(seed: int = 3, n: int = 64, d: int = FEATURE_DIM) -> CSR:
+    """Rows of 0, 1 or 2 nonzeros (the short-row kernel's case), values off 1."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(0, 3, n)
+    sizes[:3] = [2, 1, 0]
+    indices = np.concatenate([rng.choice(d, size, replace=False) for size in sizes]).astype(np.int64)
+    indptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    return CSR(rng.uniform(0.5, 2.0, indices.size).astype(np.float32), indices, indptr, d)
+
+
+def test_buffers_say_whether_every_row_is_short() -> None:
+    short, long = _short_rows(), _rows()
+    assert _training_buffers(1, short, 16, FEATURE_DIM, K).short_rows
+    grown = _training_buffers(1, long, 16, FEATURE_DIM, K)
+    assert not grown.short_rows
+    reused = _training_buffers(1, short, 16, FEATURE_DIM, K, current=grown)  # a later streamed block
+    assert reused.short_rows and reused.grad is grown.grad
+    assert not _training_buffers(1, long, 16, FEATURE_DIM, K, current=reused).short_rows
+
+
+@pytest.mark.parametrize("n_threads", [1, 3])
+@pytest.mark.parametrize("loss_kind", [kernels.REGRESSION, kernels.LOGISTIC])
+@pytest.mark.parametrize("opt", [kernels.ADAM, kernels.SGD, kernels.ADAGRAD, kernels.FTRL])
+def test_short_row_kernel_trains_the_general_kernels_model(opt: int, loss_kind: int, n_threads: int) -> None:
+    """On rows of at most two nonzeros the short-row pass gives the general pass's loss, scores and model,
+    up to float reassociation (serial and deterministic kernels, weighted rows, two epochs)."""
+    rng = np.random.default_rng(opt * 10 + loss_kind)
+    rows = _short_rows()
+    n = rows.n_rows
+    y = ((rng.random(n) < 0.5) if loss_kind == kernels.LOGISTIC else rng.normal(size=n)).astype(np.float32)
+    row_weight = (rng.random(n) + 0.5).astype(np.float32)
+    model = _model(rng)
+    hp = _hyperparameters(opt)
+    short = _training_buffers(n_threads, rows, 8, FEATURE_DIM, K)
+    assert short.short_rows
+    runs = []
+    for buffers in (short, _training_buffers(n_threads, rows, 8, FEATURE_DIM, K)._replace(short_rows=False)):
+        bias, table, _ = _start(opt, model)
+        train_epoch = kernels.train_epoch_serial if n_threads == 1 else kernels.train_epoch_parallel
+        step, losses, scores = 0, [], np.zeros(n, np.float32)
+        for epoch in range(2):
+            buffers.loss[:] = 0.0
+            step = train_epoch(_arrays(rows), y, row_weight, np.random.default_rng(epoch).permutation(n), 8, bias,
+                               table, K, opt, loss_kind, hp, True, True, step, buffers, scores)
+            losses.append(float(buffers.loss.sum()))
+        runs.append((losses, scores, bias, table))
+    (short_loss, short_scores, short_bias, short_table), (loss, scores, bias, table) = runs
+    np.testing.assert_allclose(short_loss, loss, rtol=1e-6)
+    np.testing.assert_allclose(short_scores, scores, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(short_bias, bias, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(short_table, table, rtol=1e-4, atol=1e-5)  # (Adam: steps of ~lr for tiny gradients)
+    assert not np.array_equal(table, _start(opt, model)[1])  # it trained
