@@ -1,5 +1,5 @@
-"""FM training benchmark: our ``algorithm.fm.FactorizationMachines`` against xLearn, myfm and a numpy/scipy
-SGD floor, interleaved per configuration, one subprocess per run (so peak RSS is per run).
+"""FM training benchmark: our ``algorithm.fm.FactorizationMachines`` against xLearn, libFM (when built: ``--libfm``),
+myfm and a numpy/scipy SGD floor, interleaved per configuration, one subprocess per run (so peak RSS is per run).
 
     .venv/bin/python -m bench.bench_fm --dataset all                      # the full comparison
     .venv/bin/python -m bench.bench_fm --dataset ctr --rows 100000 --k 8 --threads 2 --epochs 3
@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,9 @@ EPOCH_GOALS = {("ctr", 8, 2): 0.6, ("ctr", 32, 2): 1.2, ("ctr", 8, 1): 1.3, ("ct
                ("ratings", 8, 1): 0.05}
 CTR_AUC_GOAL, CTR_LOGLOSS_GOAL, RATINGS_RMSE_GOAL, DIGITS_ACCURACY_GOAL = 0.767, 0.478, 0.805, 0.98
 ADAM_VS_FASTEST_GOAL, MEMORY_GOAL, QUALITY_EPOCHS = 1.5, 1.5, 10
+# Against the anchors on one thread (epoch seconds): our SGD <= libFM's SGD, our default optimizer <= 1.5x libFM's
+# and <= 0.5x xLearn's (the faster of its variants run).
+LIBFM_SGD_GOAL, LIBFM_DEFAULT_GOAL, XLEARN_DEFAULT_GOAL = 1.0, 1.5, 0.5
 
 LEGEND = """\
 ratio   = this row's median epoch seconds / our Adam's at the same data, k and threads (> 1: we are faster)
@@ -48,10 +52,10 @@ used MB = peak RSS - RSS after imports (and our warm-up); need MB = data + model
 
 # Not measured here: reference figures on real data of the same shape as each set.
 QUOTED = {
-    "ctr": "libFM: not on PyPI, not measured. Reference on a real CTR set of this shape: xLearn AUC "
-           "0.738 / logloss 0.490 (defaults), 0.767 / 0.478 (tuned); myfm Gibbs 0.783 / 0.459.",
-    "ratings": "libFM: not on PyPI, not measured. Reference on MovieLens-1M: libFM SGD RMSE 0.806, "
-               "xLearn 0.816, myfm Gibbs (k=16) 0.791.",
+    "ctr": "Reference on a real CTR set of this shape: xLearn AUC 0.738 / logloss 0.490 (defaults), "
+           "0.767 / 0.478 (tuned); myfm Gibbs 0.783 / 0.459.",
+    "ratings": "Reference on MovieLens-1M: libFM SGD RMSE 0.806, xLearn 0.816, myfm Gibbs (k=16) 0.791. libFM's "
+               "epoch seconds are its rlog time_learn (user CPU time), ours and xLearn's wall-clock.",
 }
 
 
@@ -155,6 +159,8 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
                           spec.get("mini_batch_size", 1000))
     elif trainer == "xlearn":
         result = fm_anchors.run_xlearn(data, k, threads, spec["epochs"], tuned=spec["variant"] == "tuned")
+    elif trainer == "libfm":
+        result = fm_anchors.run_libfm(data, k, spec["epochs"], spec["libfm"], seed=spec["seed"])
     elif trainer == "myfm":
         result = fm_anchors.run_myfm(data, k, spec["epochs"], method=spec["variant"], seed=spec["seed"])
     elif trainer == "numpy":
@@ -247,6 +253,8 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
                     if (k, threads) == (configs[0][0], max(t for _, t in configs)) or name == "digits":
                         variants.insert(0, "defaults")
                     others += [dict(base, trainer="xlearn", variant=v, epochs=epochs) for v in variants]
+                if "libfm" in anchors and threads == 1 and name != "digits" and args.libfm_path:
+                    others.append(dict(base, trainer="libfm", variant="sgd", epochs=epochs, libfm=args.libfm_path))
                 if "numpy" in anchors and threads == 1:
                     others.append(dict(base, trainer="numpy", variant="sgd",
                                        epochs=min(epochs, args.floor_epochs) if name != "digits" else epochs,
@@ -273,7 +281,7 @@ def prepare(runs: list[dict[str, Any]]) -> None:
     sets: dict[tuple, bool] = {}
     for r in runs:
         key = (r["dataset"], r["seed"], r["rows"])
-        sets[key] = sets.get(key, False) or r["trainer"] == "xlearn"
+        sets[key] = sets.get(key, False) or r["trainer"] in ("xlearn", "libfm")  # (libFM reads the same files)
     for (name, seed, rows), xlearn in sets.items():
         t0 = time.perf_counter()
         data = fm_data.load(name, seed=seed, rows=rows)
@@ -389,6 +397,7 @@ def goals(rows: list[dict[str, Any]], full_rows: dict[str, int]) -> list[tuple[s
     def ran(r: dict[str, Any]) -> str:
         return "" if r["epochs"] >= QUALITY_EPOCHS else f" (only {r['epochs']} epochs run)"
 
+    out += _anchor_goals(rows, ours, verdict)
     for (name, k, threads), limit in EPOCH_GOALS.items():
         r = ours.get((name, k, threads, "adam"))
         label = f"{name} k={k} {threads} thread{'s' if threads > 1 else ''}: Adam epoch <= {limit} s"
@@ -442,6 +451,36 @@ def goals(rows: list[dict[str, Any]], full_rows: dict[str, int]) -> list[tuple[s
     return out
 
 
+def _anchor_goals(rows: list[dict[str, Any]], ours: dict[tuple, dict[str, Any]],
+                  verdict: Callable[[bool | None], str]) -> list[tuple[str, str, str]]:
+    """Epoch-time goals against libFM's SGD and xLearn at the same data, k and one thread."""
+    out: list[tuple[str, str, str]] = []
+    for lib in (r for r in rows if r["trainer"] == "libfm"):
+        name, k, threads = lib["dataset"], lib["k"], lib["threads"]
+        where = f"{name} k={k} {threads} thread"
+        xlearn = [r for r in rows if r["trainer"] == "xlearn" and (r["dataset"], r["k"], r["threads"]) ==
+                  (name, k, threads)]
+        fastest_xlearn = min(xlearn, key=lambda r: r["epoch_s"]) if xlearn else None
+        sgd, default = ours.get((name, k, threads, "sgd")), ours.get((name, k, threads, "default"))
+        if sgd:
+            ratio = sgd["epoch_s"] / lib["epoch_s"]
+            out.append((f"{where}: our SGD epoch <= {LIBFM_SGD_GOAL}x libFM's SGD epoch",
+                        verdict(ratio <= LIBFM_SGD_GOAL),
+                        f"{sgd['epoch_s']:.3f} s / {lib['epoch_s']:.3f} s = {ratio:.2f}x"))
+        if default:
+            ratio = default["epoch_s"] / lib["epoch_s"]
+            out.append((f"{where}: default optimizer's epoch <= {LIBFM_DEFAULT_GOAL}x libFM's SGD epoch",
+                        verdict(ratio <= LIBFM_DEFAULT_GOAL),
+                        f"{default['epoch_s']:.3f} s / {lib['epoch_s']:.3f} s = {ratio:.2f}x"))
+        if default and fastest_xlearn:
+            ratio = default["epoch_s"] / fastest_xlearn["epoch_s"]
+            out.append((f"{where}: default optimizer's epoch <= {XLEARN_DEFAULT_GOAL}x xLearn's",
+                        verdict(ratio <= XLEARN_DEFAULT_GOAL),
+                        f"{default['epoch_s']:.3f} s / {fastest_xlearn['epoch_s']:.3f} s "
+                        f"({fastest_xlearn['variant']}) = {ratio:.2f}x"))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """The benchmark CLI (see the module docstring)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -451,7 +490,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=10, help="epochs for ours and xLearn (digits: 100)")
     p.add_argument("--repeat", type=int, default=1, help="runs per configuration (medians over them)")
     p.add_argument("--rows", type=int, default=None, help="subsample the training rows (quick runs)")
-    p.add_argument("--anchors", default="xlearn,myfm,numpy", help="comma list of xlearn, myfm, numpy")
+    p.add_argument("--anchors", default="xlearn,libfm,myfm,numpy", help="comma list of xlearn, libfm, myfm, numpy")
+    p.add_argument("--libfm", default=None, metavar="PATH",
+                   help="the libFM binary (default: $LIBFM, else libFM on PATH; the runs are skipped when absent)")
     p.add_argument("--optimizers", nargs="+", default=list(OUR_OPTIMIZERS), choices=OUR_OPTIMIZERS)
     p.add_argument("--skip-ours", action="store_true", help="run the anchors only")
     p.add_argument("--floor-epochs", type=int, default=2, help="epochs of the numpy floor (timing only)")
@@ -478,6 +519,13 @@ def main(argv: list[str] | None = None) -> int:
         saved = [json.loads(Path(f).read_text()) for f in args.from_results]
         report([r for s in saved for r in s["runs"]])
         return 0
+    args.libfm_path = None
+    if "libfm" in args.anchors.split(","):
+        from bench.fm_anchors import libfm_binary
+
+        args.libfm_path, why = libfm_binary(args.libfm)
+        if why:
+            print(f"# {why}", flush=True)
     runs = plan(args)
     print(f"# {len(runs)} runs: " + " ".join(sys.argv[1:]), flush=True)
     if args.env:
