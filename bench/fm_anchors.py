@@ -50,6 +50,7 @@ class RunResult:
     train_rows: int = 0
     state_bytes: int = 0
     notes: str = ""
+    cpu_seconds: list[float] = field(default_factory=list)  # per epoch, where measured (libFM: its time_learn)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -209,7 +210,7 @@ def run_libfm(data: BenchData, k: int, epochs: int, binary: str, seed: int = 0) 
              f"{wall:.2f}s incl. reading the text files")
     return RunResult("libfm", data.name, k, 1, "sgd", epoch_seconds,
                      held_out_metrics(data.task, data.test.labels, pred), epoch_metrics, data.train.n_rows, state,
-                     notes)
+                     notes, cpu_seconds=epoch_seconds)
 
 
 class _capture_fd1:  # noqa: N801 - used as a context manager
