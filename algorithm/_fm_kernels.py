@@ -378,7 +378,10 @@ def _rows_pass(t, r0, r1, X, y, row_weight, order, bias, P, k, loss_kind, buffer
     thread_loss = 0.0
     w0 = bias[0]
     flat = P.reshape(P.size)
+    grads = gt.reshape(gt.size)
     stride = P.shape[1]
+    one = np.uint64(1)
+    block = np.uint64(1 + k)
     weighted = row_weight.size > 0
     for r in range(r0, r1):
         _prefetch_rows(r, r1, X, y, row_weight, order, flat, stride, k, slots, row_scores)
@@ -399,12 +402,12 @@ def _rows_pass(t, r0, r1, X, y, row_weight, order, bias, P, k, loss_kind, buffer
                 features[slot] = i
                 gt[slot, :] = 0.0
             row_slots[p - start] = slot
-            lin += P[i, 0] * x
-            v = P[i, 1:1 + k]
-            for f in range(k):
-                vx = v[f] * x
-                s[f] += vx
-                q[f] += vx * vx
+            at = np.uint64(i * stride)  # (unsigned offsets, no views: see _step_factors)
+            lin += flat[at] * x
+            for f in range(one, block):
+                vx = flat[at + f] * x
+                s[f - one] += vx
+                q[f - one] += vx * vx
         pair = np.float32(0.0)
         for f in range(k):
             pair += s[f] * s[f] - q[f]
@@ -426,13 +429,12 @@ def _rows_pass(t, r0, r1, X, y, row_weight, order, bias, P, k, loss_kind, buffer
         for p in range(start, end):
             i = indices[p]
             x = data[p]
-            slot = row_slots[p - start]
-            v = P[i, 1:1 + k]
-            grad = gt[slot, 1:]
+            at = np.uint64(i * stride)
+            g_at = np.uint64(row_slots[p - start]) * block
             mx = mult * x
-            gt[slot, 0] += mx
-            for f in range(k):
-                grad[f] += mx * (s[f] - v[f] * x)
+            grads[g_at] += mx
+            for f in range(one, block):
+                grads[g_at + f] += mx * (s[f - one] - flat[at + f] * x)
     buffers.n_slots[t] = n
     buffers.bias_grad[t] = g0
     buffers.loss[t] += thread_loss
