@@ -9,11 +9,12 @@ loss-agnostic. Features, weights and optimizer state are float32, ``indices``/``
 many rows (the loss, the bias gradient) are float64. The epoch loop, shuffling and metrics stay in Python
 (``algorithm.fm``); one call here runs every mini-batch of one epoch.
 
-Training layout ("packed table"): row i of the float32 table ``P`` (feature_dim, (1 + k)·(1 + s)) holds
-[w_i, V_i0 … V_ik-1] followed by the s optimizer-state copies of those 1 + k numbers (Adam: m then v). A
-feature the batch touches is then one contiguous run of memory for the forward pass, the gradient and the
-update, instead of six scattered arrays: rare features cost one cache miss, not six. ``pack``/``unpack``
-convert. The bias w0 and its state live in ``bias`` (1 + s,).
+Training layout ("packed table"): row i of the float32 table ``P`` (feature_dim, (1 + k) + s·(1 + c)) holds
+[w_i, V_i0 … V_ik-1] followed by the s optimizer-state copies (Adam: m then v), each the state of w_i and c
+values for the factors: c = k, one per factor, or c = 1 for row-wise AdaGrad (``StateLayout``). A feature the
+batch touches is then one contiguous run of memory for the forward pass, the gradient and the update, instead
+of six scattered arrays: rare features cost one cache miss, not six. ``pack``/``unpack`` convert. The bias w0
+and its state live in ``bias`` (1 + s,).
 
 Threads. Every thread keeps its batch gradient in its own compact buffer: one slot per distinct feature it
 touches. ``slot_of[t, feature]`` maps a feature to its slot as a sparse set (valid only when
@@ -61,6 +62,8 @@ Optimizer steps follow MXNet's update rules with g = rescale · gradient:
              lr_t = lr √(1−β2^t) / (1−β1^t)
     sgd      clip; w −= lr (g + wd·w)
     adagrad  clip; h += g²; w −= lr (g / √(h + eps) + wd·w)
+             row-wise (adagrad_state=row): the k factors of a row share one h, h += mean_f g_f², as row-wise
+             AdaGrad and Adafactor keep it (w and w0 keep their own h)
     ftrl     clip; z += g − (√(n + g²) − √n) w / lr; n += g²;
              w = (sign(z) λ1 − z) / ((β + √n) / lr + wd) if |z| > λ1 else 0
 A learning rate of 0 freezes its group.
@@ -80,11 +83,41 @@ from numba.extending import intrinsic
 
 from algorithm._fastmath import FASTMATH
 
-ADAM, SGD, ADAGRAD, FTRL = 0, 1, 2, 3
+ADAM, SGD, ADAGRAD, FTRL, ADAGRAD_ROW = 0, 1, 2, 3, 4
 OPTIMIZER_CODES = {"adam": ADAM, "sgd": SGD, "adagrad": ADAGRAD, "ftrl": FTRL}
 # The optimizer state copies of the model, in table order (Adam: m then v; FTRL: z then n; AdaGrad: h).
 STATE_NAMES = {"adam": ("m", "v"), "sgd": (), "adagrad": ("h",), "ftrl": ("z", "n")}
 STATE_ARRAYS = {optimizer: len(names) for optimizer, names in STATE_NAMES.items()}
+ADAGRAD_STATES = ("element", "row")  # AdaGrad's second moment: one per factor, or one per table row
+
+
+class StateLayout(NamedTuple):
+    """The optimizer state a packed table row holds: the kernels' optimizer ``code``, the state copies'
+    ``names`` and ``factor_width``, the values each copy keeps for the k factors (k, or 1 for row-wise
+    AdaGrad)."""
+
+    code: int
+    names: tuple[str, ...]
+    factor_width: int
+
+    @property
+    def n_state(self) -> int:
+        return len(self.names)
+
+    def offsets(self, k: int) -> list[int]:
+        """Column of each copy in a table row: the weights [w, V] at 0, then each state copy."""
+        return [0] + [1 + k + j * (1 + self.factor_width) for j in range(self.n_state)]
+
+    def width(self, k: int) -> int:
+        """Floats per packed table row."""
+        return 1 + k + self.n_state * (1 + self.factor_width)
+
+
+def state_layout(optimizer: str, k: int, adagrad_state: str = "element") -> StateLayout:
+    """The ``StateLayout`` of ``optimizer`` for k factors (``adagrad_state``: AdaGrad's, see ADAGRAD_STATES)."""
+    if optimizer == "adagrad" and adagrad_state == "row":
+        return StateLayout(ADAGRAD_ROW, STATE_NAMES[optimizer], 1)
+    return StateLayout(OPTIMIZER_CODES[optimizer], STATE_NAMES[optimizer], k)
 
 REGRESSION, LOGISTIC = 0, 1
 
@@ -135,13 +168,14 @@ def _prefetch_codegen(context, builder, sig, args):
 
 
 def _prefetch_intrinsic(typingctx, array, index):
-    """``_prefetch(array, i)``: prefetch ``array[i]`` (1-D); no effect on results."""
-    return types.void(array, index), _prefetch_codegen
+    """``_prefetch(array, i)``: prefetch ``array[i]`` (1-D; ``i`` of any integer type); no effect on results."""
+    return types.void(array, types.intp), _prefetch_codegen
 
 
 def _prefetch_2d_intrinsic(typingctx, array, row, col):
-    """``_prefetch_2d(array, i, j)``: prefetch ``array[i, j]`` (2-D, any layout); no effect on results."""
-    return types.void(array, row, col), _prefetch_codegen
+    """``_prefetch_2d(array, i, j)``: prefetch ``array[i, j]`` (2-D, any layout; indices of any integer type);
+    no effect on results."""
+    return types.void(array, types.intp, types.intp), _prefetch_codegen
 
 
 _prefetch = cast(Callable[[np.ndarray, int], None], intrinsic(_prefetch_intrinsic))
@@ -151,10 +185,11 @@ _prefetch_2d = cast(Callable[[np.ndarray, int, int], None], intrinsic(_prefetch_
 # --------------------------------------------------------------------------------------------- layout
 
 
-def pack(w: np.ndarray, V: np.ndarray, n_state: int) -> np.ndarray:
-    """The packed training table of (w, V) with ``n_state`` zeroed optimizer-state copies."""
+def pack(w: np.ndarray, V: np.ndarray, n_state: int, factor_width: int | None = None) -> np.ndarray:
+    """The packed training table of (w, V) with ``n_state`` zeroed optimizer-state copies of ``factor_width``
+    factor values each (default k)."""
     d, k = V.shape
-    table = np.zeros((d, (1 + k) * (1 + n_state)), dtype=np.float32)
+    table = np.zeros((d, 1 + k + n_state * (1 + (k if factor_width is None else factor_width))), dtype=np.float32)
     table[:, 0] = w
     table[:, 1:1 + k] = V
     return table
@@ -165,20 +200,24 @@ def unpack(table: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(table[:, 0]), np.ascontiguousarray(table[:, 1:1 + k])
 
 
-def split_in_place(table: np.ndarray, k: int, n_state: int, block_rows: int = 65_536
+def split_in_place(table: np.ndarray, k: int, n_state: int, block_rows: int = 65_536,
+                   factor_width: int | None = None
                    ) -> tuple[np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
     """(w, V) and the ``n_state`` optimizer-state copies [(of w, of V), ...] of a packed table that owns its
-    memory, as contiguous arrays. Rows are copied in blocks from the last one back and the table is shrunk
-    past each block as it goes (realloc frees the tail), so the copies and the table never hold much more
-    memory together than the table did. The table must not be used (nor any view of it exist) after."""
+    memory, as contiguous arrays (a copy's V part is (feature_dim, ``factor_width``), default k). Rows are
+    copied in blocks from the last one back and the table is shrunk past each block as it goes (realloc frees
+    the tail), so the copies and the table never hold much more memory together than the table did. The table
+    must not be used (nor any view of it exist) after."""
     d, width = table.shape
+    c = k if factor_width is None else factor_width
     w, V = np.empty(d, np.float32), np.empty((d, k), np.float32)
-    states = [(np.empty(d, np.float32), np.empty((d, k), np.float32)) for _ in range(n_state)]
+    states = [(np.empty(d, np.float32), np.empty((d, c), np.float32)) for _ in range(n_state)]
+    offsets = [0] + [1 + k + j * (1 + c) for j in range(n_state)]
     for r1 in range(d, 0, -block_rows):
         r0 = max(0, r1 - block_rows)
-        for c, (to_w, to_V) in zip(range(0, width, 1 + k), [(w, V), *states], strict=True):
-            to_w[r0:r1] = table[r0:r1, c]
-            to_V[r0:r1] = table[r0:r1, c + 1:c + 1 + k]
+        for at, (to_w, to_V) in zip(offsets, [(w, V), *states], strict=True):
+            to_w[r0:r1] = table[r0:r1, at]
+            to_V[r0:r1] = table[r0:r1, at + 1:at + 1 + to_V.shape[1]]
         table.resize((r0, width), refcheck=False)
     return w, V, states
 
@@ -258,7 +297,7 @@ def _step_one(opt, row, j, block, grad, coef, scale, wd, eps, clip, lr):
     elif opt == SGD:
         gj = min(max(grad * scale, -clip), clip)
         row[j] = w - coef * (gj + wd * w)
-    elif opt == ADAGRAD:
+    elif opt == ADAGRAD or opt == ADAGRAD_ROW:  # noqa: SIM109 (two integer compares in numba)
         gj = min(max(grad * scale, -clip), clip)
         hj = row[j + block] + gj * gj
         row[j + block] = hj
@@ -279,7 +318,8 @@ def _step_one(opt, row, j, block, grad, coef, scale, wd, eps, clip, lr):
 @njit(fastmath=FASTMATH, cache=True, inline="always")
 def _step_factors(opt, flat, at, block, grad, g_at, coef, scale, wd, eps, clip, lr):
     """One optimizer step on the k = block - 1 factors ``flat[at + 1:at + block]`` of a packed table row with
-    gradient ``grad[g_at + 1:g_at + block]``; their state is ``block`` (and 2·block) further on. The offsets are
+    gradient ``grad[g_at + 1:g_at + block]``; their state is ``block`` (and 2·block) further on (row-wise
+    AdaGrad: the one h at ``at + block + 1``, after the linear weight's). The offsets are
     unsigned, so numba indexes without its negative-index wraparound and LLVM vectorizes the loops; views of the
     row (the earlier form) kept their reference counting, two atomic operations each, in every step, and the
     update pass took 3-5x as long on short rows."""
@@ -303,6 +343,17 @@ def _step_factors(opt, flat, at, block, grad, g_at, coef, scale, wd, eps, clip, 
             hj = flat[at + block + j] + gj * gj
             flat[at + block + j] = hj
             flat[at + j] -= coef * (gj / math.sqrt(hj + eps) + wd * flat[at + j])
+    elif opt == ADAGRAD_ROW:
+        squares = np.float32(0.0)
+        for j in range(one, block):
+            gj = min(max(grad[g_at + j] * scale, -clip), clip)
+            squares += gj * gj
+        h = flat[at + block + one] + squares / np.float32(block - one)
+        flat[at + block + one] = h
+        inverse = np.float32(1.0) / np.float32(math.sqrt(h + eps))
+        for j in range(one, block):
+            gj = min(max(grad[g_at + j] * scale, -clip), clip)
+            flat[at + j] -= coef * (gj * inverse + wd * flat[at + j])
     else:
         for j in range(one, block):
             gj = min(max(grad[g_at + j] * scale, -clip), clip)

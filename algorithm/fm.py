@@ -23,11 +23,12 @@ from algorithm.best_epoch import BestEpoch
 from algorithm.block_position import BlockPosition, check_pass, skip_blocks
 from algorithm.checkpoint import Checkpoints, TrainingStopped
 from algorithm.csr import CSR
+from algorithm.feature_layout import FeatureLayout
 from algorithm.hyperparameters import defaults
 from algorithm.loss_trend import RisingLoss
 from algorithm.metrics import STOPPING_METRIC, train_metrics
 from algorithm.optimizer_defaults import resolve_optimizer_defaults
-from algorithm.row_blocks import RowBlocks, block_order
+from algorithm.row_blocks import RUN_ROWS, RowBlocks, block_order, rows_order
 from algorithm.schemas import FM_SCHEMA
 from algorithm.stream_metrics import StreamingMetrics
 
@@ -118,7 +119,8 @@ def _init_array(rng: np.random.Generator, shape: tuple[int, ...], method: str, s
 class OptimizerState:
     """Where training left off, for a warm start to continue from: the ``optimizer``, its state arrays by
     name (``<state>_<weights>`` for each of ``kernels.STATE_NAMES[optimizer]``, e.g. Adam's ``m_w0``,
-    ``m_w``, ``m_V``, ``v_w0``, ``v_w``, ``v_V``, float32 and shaped like w0, w, V), the optimizer ``steps``
+    ``m_w``, ``m_V``, ``v_w0``, ``v_w``, ``v_V``, float32 and shaped like w0, w, V; row-wise AdaGrad's ``h_V``
+    is (feature_dim, 1), one value per feature for its k factors), the optimizer ``steps``
     taken (one per mini-batch: Adam's bias correction counts them) and the ``epochs`` the weights have been
     trained (the next epoch's row order is drawn from the seed and this count)."""
 
@@ -127,14 +129,27 @@ class OptimizerState:
     epochs: int
     arrays: dict[str, np.ndarray]
 
-    def matches(self, feature_dim: int, num_factors: int) -> bool:
-        """Whether the arrays are exactly the optimizer's, shaped for this model size."""
+    def matches(self, feature_dim: int, num_factors: int, factor_width: int | None = None) -> bool:
+        """Whether the arrays are exactly the optimizer's, shaped for this model size, with ``factor_width``
+        state values per feature for the factors (None: any the optimizer can keep, num_factors or, for
+        AdaGrad, 1)."""
         if self.optimizer not in kernels.STATE_NAMES:
             return False
-        shapes = {"w0": (1,), "w": (feature_dim,), "V": (feature_dim, num_factors)}
-        expected = {f"{state}_{name}": shape for state in kernels.STATE_NAMES[self.optimizer]
-                    for name, shape in shapes.items()}
-        return {name: array.shape for name, array in self.arrays.items()} == expected
+        widths = ([factor_width] if factor_width is not None else
+                  sorted({kernels.state_layout(self.optimizer, num_factors, adagrad_state).factor_width
+                          for adagrad_state in kernels.ADAGRAD_STATES}))
+        got = {name: array.shape for name, array in self.arrays.items()}
+        for width in widths:
+            shapes = {"w0": (1,), "w": (feature_dim,), "V": (feature_dim, width)}
+            if got == {f"{state}_{name}": shape for state in kernels.STATE_NAMES[self.optimizer]
+                       for name, shape in shapes.items()}:
+                return True
+        return False
+
+    def factor_width(self) -> int | None:
+        """State values per feature for the factors (None for a state-less optimizer)."""
+        names = kernels.STATE_NAMES.get(self.optimizer, ())
+        return self.arrays[f"{names[0]}_V"].shape[1] if names and f"{names[0]}_V" in self.arrays else None
 
 
 def _longest_rows(indptr: np.ndarray, count: int) -> np.ndarray:
@@ -201,7 +216,10 @@ class FactorizationMachines(Estimator):
     the optimizer and values training uses): Adam's are the built-in's, the others' were tuned for mean batch
     gradients on CTR-like and ratings data (AdaGrad's large eps makes rarely seen features take small SGD-like
     steps). Unset ``rescale_grad`` is 1 / rows in the batch; unset ``clip_gradient`` means no clipping. A
-    learning rate of 0 freezes its group. FTRL uses MXNet's λ1 = 0.01 and β = 1. All four optimizers share one
+    learning rate of 0 freezes its group. ``adagrad_state=row`` (the default) keeps one AdaGrad second moment
+    per feature for its k factors (the mean of their squared gradients) instead of one per factor: 2 state
+    floats per feature instead of 1 + k, the same quality on the bench sets, shorter CTR epochs.
+    FTRL uses MXNet's λ1 = 0.01 and β = 1. All four optimizers share one
     kernel (a branch per update), so each costs no more than Adam.
 
     With ``eval_set`` and ``early_stopping_patience`` > 0, training stops after that many epochs without a
@@ -235,6 +253,9 @@ class FactorizationMachines(Estimator):
     """
 
     schema = FM_SCHEMA
+    # ``fit`` trains with the features renumbered by frequency (``algorithm.feature_layout``); False trains in
+    # the users' ids: the same model up to float reassociation, more slowly (for tests and benchmarks).
+    renumber_features = True
 
     def __init__(
         self, *, feature_dim: int, num_factors: int, predictor_type: str,
@@ -264,6 +285,7 @@ class FactorizationMachines(Estimator):
         use_bias: bool = _DEFAULTS["use_bias"],
         use_linear: bool = _DEFAULTS["use_linear"],
         optimizer: str | None = _DEFAULTS["optimizer"],
+        adagrad_state: str = _DEFAULTS["adagrad_state"],
         positive_class_weight: float = _DEFAULTS["positive_class_weight"],
         seed: int = _DEFAULTS["seed"],
         num_threads: int = _DEFAULTS["num_threads"],
@@ -302,6 +324,7 @@ class FactorizationMachines(Estimator):
         self.use_bias = use_bias
         self.use_linear = use_linear
         self.optimizer = optimizer
+        self.adagrad_state = adagrad_state
         self.positive_class_weight = positive_class_weight
         self.seed = seed
         self.num_threads = num_threads
@@ -326,15 +349,15 @@ class FactorizationMachines(Estimator):
 
     @staticmethod
     def state_bytes(feature_dim: int, num_factors: int, optimizer: str, n_threads: int = 1,
-                    early_stopping: bool = False) -> int:
-        """Bytes of the model (w0, w, V float32), its optimizer state and the per-thread feature->slot maps
-        training needs (4 bytes per feature per thread); with ``early_stopping``, also the best epoch's copy
-        of the model and its state."""
+                    early_stopping: bool = False, adagrad_state: str = _DEFAULTS["adagrad_state"]) -> int:
+        """Bytes of the model (w0, w, V float32), its optimizer state (``adagrad_state``: AdaGrad's, per factor
+        or per row) and the per-thread feature->slot maps training needs (4 bytes per feature per thread); with
+        ``early_stopping``, also the best epoch's copy of the model and its state."""
         if optimizer not in kernels.STATE_ARRAYS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
-        floats = 1 + feature_dim + feature_dim * num_factors
-        copies = (1 + kernels.STATE_ARRAYS[optimizer]) * (2 if early_stopping else 1)
-        return 4 * floats * copies + 4 * feature_dim * max(1, n_threads)
+        layout = kernels.state_layout(optimizer, num_factors, adagrad_state)
+        floats = (1 + layout.n_state) + feature_dim * layout.width(num_factors)
+        return 4 * floats * (2 if early_stopping else 1) + 4 * feature_dim * max(1, n_threads)
 
     def warm_start_from(
         self, source: FactorizationMachines | Mapping[str, np.ndarray]
@@ -367,14 +390,33 @@ class FactorizationMachines(Estimator):
         self._warm_start = (*weights, state)
         return self
 
+    def _state_layout(self) -> kernels.StateLayout:
+        """The optimizer state of this fit's packed table (``kernels.StateLayout``)."""
+        params = self.resolved_params()
+        return kernels.state_layout(params["optimizer"], self.num_factors, params["adagrad_state"])
+
     def _continued_state(self, state: OptimizerState | None) -> OptimizerState | None:
-        """The earlier fit's optimizer state when this fit can continue it (logged either way), else None."""
+        """The earlier fit's optimizer state when this fit can continue it (logged either way), else None. An
+        element-wise AdaGrad state continues as a row-wise one exactly: the mean of a feature's per-factor h is
+        the h row-wise AdaGrad would have accumulated from the same gradients."""
         optimizer = self.resolved_params()["optimizer"]
+        width = self._state_layout().factor_width
+        if (state is not None and state.optimizer == optimizer == "adagrad" and width == 1
+                and state.matches(self.feature_dim, self.num_factors, self.num_factors)):
+            log.info("Warm start: the earlier model kept AdaGrad's h per factor; this fit keeps one per feature "
+                     "(adagrad_state=row), their mean")
+            state = OptimizerState(state.optimizer, state.steps, state.epochs, {
+                **state.arrays, "h_V": state.arrays["h_V"].mean(axis=1, keepdims=True, dtype=np.float64
+                                                               ).astype(np.float32)})
         if state is None:
             reason = "the earlier model carries no optimizer state"
         elif state.optimizer != optimizer:
             reason = f"the earlier model was trained with optimizer={state.optimizer}, this fit uses {optimizer}"
-        elif not state.matches(self.feature_dim, self.num_factors):
+        elif state.matches(self.feature_dim, self.num_factors) and not state.matches(
+                self.feature_dim, self.num_factors, width):
+            reason = ("the earlier model kept AdaGrad's h per feature (adagrad_state=row), this fit keeps one per "
+                      "factor (adagrad_state=element)")
+        elif not state.matches(self.feature_dim, self.num_factors, width):
             reason = "the earlier model's optimizer state does not fit this model's size"
         else:
             log.info("Warm start: the %s optimizer continues from its state after %d epoch(s) (%d steps)",
@@ -384,14 +426,14 @@ class FactorizationMachines(Estimator):
                     "steps are full-size and may undo part of the earlier training", optimizer, reason)
         return None
 
-    def _initial_table(self, n_state: int) -> tuple[np.ndarray, np.ndarray, int, int]:
+    def _initial_table(self, layout: kernels.StateLayout) -> tuple[np.ndarray, np.ndarray, int, int]:
         """The bias [w0, state...] and the packed training table (``kernels.pack``) at their initial values,
         the optimizer steps and the epochs already taken (0 unless a warm start continues an optimizer state).
         The table is filled in row blocks, so no full-size w or V exists beside it (the random stream is the
         same as drawing whole arrays)."""
         d, k = self.feature_dim, self.num_factors
-        bias = np.zeros(1 + n_state, dtype=np.float32)
-        table = np.zeros((d, (1 + k) * (1 + n_state)), dtype=np.float32)
+        bias = np.zeros(1 + layout.n_state, dtype=np.float32)
+        table = np.zeros((d, layout.width(k)), dtype=np.float32)
         steps = epochs = 0
         warm = getattr(self, "_warm_start", None)
         if warm is not None:
@@ -399,11 +441,10 @@ class FactorizationMachines(Estimator):
             state = self._continued_state(warm[3])
             if state is not None:
                 steps, epochs = state.steps, state.epochs
-                for j, name in enumerate(kernels.STATE_NAMES[state.optimizer], start=1):
-                    c = (1 + k) * j
+                for j, (name, c) in enumerate(zip(layout.names, layout.offsets(k)[1:], strict=True), start=1):
                     bias[j] = state.arrays[f"{name}_w0"][0]
                     table[:, c] = state.arrays[f"{name}_w"]
-                    table[:, c + 1:c + 1 + k] = state.arrays[f"{name}_V"]
+                    table[:, c + 1:c + 1 + layout.factor_width] = state.arrays[f"{name}_V"]
         else:
             rng = np.random.default_rng([self.seed, 0])
             params = self.resolved_params()
@@ -459,6 +500,11 @@ class FactorizationMachines(Estimator):
         chunk of rows (whole mini-batches, about ``CHUNK_SECONDS`` of training) with a checkpoint, raising
         ``TrainingStopped``. A resumed fit trains exactly as the uninterrupted one (deterministic or one
         thread, same threads): the row order is drawn from (seed, epoch), so the position in it suffices.
+
+        Training runs with the features renumbered by frequency (``algorithm.feature_layout``): the rows' ids are
+        rewritten once (a copy of the indices, int32 when the ids fit) and the table permuted in place to that
+        layout and back, so the fitted arrays, the optimizer state and checkpoints' meaning are in the users'
+        ids (a checkpoint keeps its tables in the layout, with the feature order).
         """
         self._check_params()
         optimizer = self.resolved_params()["optimizer"]
@@ -470,8 +516,8 @@ class FactorizationMachines(Estimator):
             eval_y = _as_labels(eval_set[1], eval_rows.n_rows, self.predictor_type, "eval_set y")
             evaluation = (eval_rows, eval_y)
 
-        n_state = kernels.STATE_ARRAYS[optimizer]
-        bias, table, step, first_epoch = self._initial_table(n_state)
+        state_layout = self._state_layout()
+        bias, table, step, first_epoch = self._initial_table(state_layout)
         hp = self._hyperparameter_vector()
         order = np.empty(rows.n_rows, dtype=np.int32 if rows.n_rows < 2**31 else np.int64)
         block_rows = self._block_rows(rows)
@@ -486,6 +532,7 @@ class FactorizationMachines(Estimator):
         identity = self._checkpoint_identity(rows, row_weight, evaluation)
         resumed = None if checkpoints is None else checkpoints.load("fm", identity)
         start, position, warned, resumed_loss = 0, 0, False, 0.0
+        layout = None  # (set below: the training rows of a resumed table, else by frequency)
         if resumed is not None:
             progress, arrays = resumed
             bias, table, row_scores = arrays["bias"], arrays["table"], arrays.get("row_scores", row_scores)
@@ -495,11 +542,20 @@ class FactorizationMachines(Estimator):
             best.resume(progress["best"], None if "best_table" not in arrays else
                         (arrays["best_bias"], arrays["best_table"], int(progress["best_steps"])))
             trend.losses = [float(loss) for loss in progress["losses"]]
+            if "feature_order" in arrays:  # (the tables are in its training rows)
+                layout = FeatureLayout.from_order(arrays["feature_order"])
             log.info("Resuming from checkpoint %s: epoch %d, row %d of %d (%d optimizer steps taken)",
                      checkpoints.meta_path if checkpoints else None, start, position, rows.n_rows, step)
             if self.deterministic and int(progress["n_threads"]) != n_threads:
                 log.warning("The checkpoint was written training on %s threads and this fit runs %d: the model "
                             "will differ from an uninterrupted run's", progress["n_threads"], n_threads)
+        if layout is None and self.renumber_features:
+            layout = FeatureLayout.by_frequency(rows.indices, d)
+            for array in (table, None if best.weights is None else best.weights[1]):
+                if array is not None:
+                    layout.to_training(array)
+        X = _renumbered(rows, layout)
+        eval_X = None if evaluation is None else _renumbered(evaluation[0], layout)
         with numba_threads(n_threads) as running:
             train_epoch, shares = self._epoch_kernel(n_threads, running)
             buffers = _training_buffers(shares, rows, self.mini_batch_size, d, k,
@@ -515,6 +571,8 @@ class FactorizationMachines(Estimator):
                          "warned": warned, "n_threads": n_threads,
                          "best_steps": None if best.weights is None else best.weights[2]}
                 arrays = {"bias": bias, "table": table}
+                if layout is not None:
+                    arrays["feature_order"] = layout.order
                 if position:
                     arrays["row_scores"] = row_scores
                 if best.weights is not None:
@@ -533,8 +591,8 @@ class FactorizationMachines(Estimator):
                     end = min(position + chunk, rows.n_rows)
                     started = time.perf_counter()
                     step = train_epoch(
-                        (rows.data, rows.indices, rows.indptr), y, row_weight, order[position:end],
-                        self.mini_batch_size, bias, table, k, kernels.OPTIMIZER_CODES[optimizer],
+                        X, y, row_weight, order[position:end],
+                        self.mini_batch_size, bias, table, k, state_layout.code,
                         kernels.LOGISTIC if logistic else kernels.REGRESSION, hp, self.use_bias, self.use_linear,
                         step, buffers, row_scores)
                     elapsed = time.perf_counter() - started
@@ -552,9 +610,9 @@ class FactorizationMachines(Estimator):
                 if not math.isfinite(loss):
                     raise DivergedError(self._divergence_message(epoch, f"the training loss became {loss}"))
                 test = None
-                if evaluation is not None:  # scored from views of the table, not copies
-                    test = train_metrics(self.predictor_type, evaluation[1], _score(
-                        evaluation[0], bias[:1], table[:, 0], table[:, 1:1 + k], logistic, n_threads))
+                if evaluation is not None and eval_X is not None:  # scored from views of the table, not copies
+                    test = train_metrics(self.predictor_type, evaluation[1], _score_arrays(
+                        eval_X, bias[:1], table[:, 0], table[:, 1:1 + k], logistic, n_threads))
                     best.update(epoch, test[STOPPING_METRIC[self.predictor_type]],
                                 partial(_training_snapshot, bias, table, step))
                 if on_epoch is not None:
@@ -572,7 +630,7 @@ class FactorizationMachines(Estimator):
                     if checkpoints is not None and checkpoints.stop_requested:
                         raise TrainingStopped(f"after epoch {epoch}", path)
         return self._keep_fit(bias, table, step, epoch, best, stopped, optimizer, first_epoch, n_threads,
-                              evaluated=evaluation is not None, early_stopping=early_stopping)
+                              evaluated=evaluation is not None, early_stopping=early_stopping, layout=layout)
 
     def fit_blocks(self, train: RowBlocks, eval_blocks: RowBlocks | None = None,
                    on_epoch: OnEpoch | None = None, on_block: OnBlock | None = None,
@@ -598,8 +656,8 @@ class FactorizationMachines(Estimator):
         self._check_params()
         optimizer = self.resolved_params()["optimizer"]
         d, k = self.feature_dim, self.num_factors
-        n_state = kernels.STATE_ARRAYS[optimizer]
-        bias, table, step, first_epoch = self._initial_table(n_state)
+        state_layout = self._state_layout()
+        bias, table, step, first_epoch = self._initial_table(state_layout)
         hp = self._hyperparameter_vector()
         logistic = self.predictor_type == "binary_classifier"
         early_stopping = eval_blocks is not None and self.early_stopping_patience > 0
@@ -694,11 +752,12 @@ class FactorizationMachines(Estimator):
                     if carried_loss is not None:
                         _carry_loss(buffers.loss, carried_loss)
                         carried_loss = None
-                    order = rng.permutation(rows.n_rows).astype(np.int32 if rows.n_rows < 2**31 else np.int64)
+                    order = rows_order(rows.n_rows, rng, self._run_rows()).astype(
+                        np.int32 if rows.n_rows < 2**31 else np.int64)
                     scores = np.zeros(rows.n_rows, dtype=np.float32)
                     step = train_epoch(
                         (rows.data, rows.indices, rows.indptr), y, row_weight, order, self.mini_batch_size, bias,
-                        table, k, kernels.OPTIMIZER_CODES[optimizer],
+                        table, k, state_layout.code,
                         kernels.LOGISTIC if logistic else kernels.REGRESSION, hp, self.use_bias, self.use_linear,
                         step, buffers, scores)
                     metrics.update(y, scores, weights)
@@ -766,10 +825,10 @@ class FactorizationMachines(Estimator):
 
     def _keep_fit(self, bias: np.ndarray, table: np.ndarray, step: int, epoch: int, best: BestEpoch,
                   stopped: str | None, optimizer: str, first_epoch: int, n_threads: int, *, evaluated: bool,
-                  early_stopping: bool) -> FactorizationMachines:
+                  early_stopping: bool, layout: FeatureLayout | None = None) -> FactorizationMachines:
         """Set the fitted state from the training table after the last ``epoch`` (or from the best epoch's copy
         that early stopping kept). The table is consumed: its memory is freed (the caller's name for it too)."""
-        k, n_state = self.num_factors, kernels.STATE_ARRAYS[optimizer]
+        k, state_layout = self.num_factors, self._state_layout()
         if best.weights is not None:
             if table.flags.owndata:  # (a table resumed from a checkpoint may be a view, which cannot shrink)
                 table.resize((0, table.shape[1]), refcheck=False)
@@ -777,7 +836,10 @@ class FactorizationMachines(Estimator):
             best.weights = None
         else:
             best_epoch = epoch
-        w, V, states = kernels.split_in_place(table, k, n_state)
+        if layout is not None:
+            layout.to_users(table)
+        w, V, states = kernels.split_in_place(table, k, state_layout.n_state,
+                                              factor_width=state_layout.factor_width)
         del table
         for name, array in (("w0", bias[:1]), ("w", w), ("V", V)):
             if not np.isfinite(array).all():
@@ -785,8 +847,7 @@ class FactorizationMachines(Estimator):
         self.w0_, self.w_, self.V_ = bias[:1].copy(), w, V
         state_arrays = {
             f"{name}_{part}": array
-            for j, (name, (w_state, V_state)) in enumerate(zip(kernels.STATE_NAMES[optimizer], states,
-                                                             strict=True), start=1)
+            for j, (name, (w_state, V_state)) in enumerate(zip(state_layout.names, states, strict=True), start=1)
             for part, array in (("w0", bias[j:j + 1].copy()), ("w", w_state), ("V", V_state))}
         self.optimizer_state_: OptimizerState | None = OptimizerState(
             optimizer, step, first_epoch + best_epoch + 1, state_arrays)
@@ -817,7 +878,8 @@ class FactorizationMachines(Estimator):
     def _shuffle(self, order: np.ndarray, epoch: int, block_rows: int) -> None:
         """Fill ``order`` with the row order of epoch ``epoch`` (counting every epoch the weights were trained,
         warm starts included), drawn from (seed, epoch) alone: a permutation of every row (shuffle=full), or
-        the blocks of ``block_rows`` stored rows in a shuffled order with the rows of each shuffled (blocks)."""
+        the blocks of ``block_rows`` stored rows in a shuffled order with the rows of each in ``rows_order``
+        (blocks: shuffled; runs: runs of ``RUN_ROWS`` rows shuffled), as ``fit_blocks`` visits them."""
         rng = self._epoch_rng(epoch)
         if self.shuffle == "full":
             order[:] = np.arange(order.size, dtype=order.dtype)
@@ -827,8 +889,12 @@ class FactorizationMachines(Estimator):
         for b in block_order(-(-order.size // block_rows), rng):
             r0 = b * block_rows
             n = min(block_rows, order.size - r0)
-            order[at:at + n] = r0 + rng.permutation(n)
+            order[at:at + n] = r0 + rows_order(n, rng, self._run_rows())
             at += n
+
+    def _run_rows(self) -> int:
+        """Rows per run of ``rows_order`` under this ``shuffle`` (1: every row shuffled)."""
+        return RUN_ROWS if self.shuffle == "runs" else 1
 
     def _epoch_rng(self, epoch: int) -> np.random.Generator:
         """The random stream of epoch ``epoch``'s row order."""
@@ -1087,10 +1153,24 @@ def _json_params(params: Mapping[str, Any]) -> dict[str, Any]:
 
 def _score(rows: CSR, w0: np.ndarray, w: np.ndarray, V: np.ndarray, logistic: bool,
            n_threads: int) -> np.ndarray:
-    out = np.empty(rows.n_rows, dtype=np.float32)
-    if n_threads > 1 and rows.n_rows > 1:
-        kernels.score_parallel(rows.data, rows.indices, rows.indptr, w0, w, V, logistic, out,
-                               min(n_threads, rows.n_rows))
+    return _score_arrays((rows.data, rows.indices, rows.indptr), w0, w, V, logistic, n_threads)
+
+
+def _score_arrays(X: tuple[np.ndarray, np.ndarray, np.ndarray], w0: np.ndarray, w: np.ndarray, V: np.ndarray,
+                  logistic: bool, n_threads: int) -> np.ndarray:
+    """Scores of the CSR rows ``X`` = (data, indices, indptr), whose indices are rows of (w, V)."""
+    data, indices, indptr = X
+    n_rows = indptr.size - 1
+    out = np.empty(n_rows, dtype=np.float32)
+    if n_threads > 1 and n_rows > 1:
+        kernels.score_parallel(data, indices, indptr, w0, w, V, logistic, out, min(n_threads, n_rows))
     else:
-        kernels.score_serial(rows.data, rows.indices, rows.indptr, w0, w, V, logistic, out)
+        kernels.score_serial(data, indices, indptr, w0, w, V, logistic, out)
     return out
+
+
+def _renumbered(rows: CSR, layout: FeatureLayout | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(data, indices, indptr) of ``rows`` with the indices as ``layout``'s training rows (as they are without
+    one)."""
+    indices = rows.indices if layout is None else layout.renumbered(rows.indices)
+    return rows.data, indices, rows.indptr

@@ -1,8 +1,11 @@
-"""Rows in blocks: what a streamed FM fit (``FactorizationMachines.fit_blocks``) reads, one block at a time.
+"""Rows in blocks: what a streamed FM fit (``FactorizationMachines.fit_blocks``) reads, one block at a time, and
+the row order within a block that streamed and in-memory fits share.
 
 A ``RowBlocks`` gives the rows of one pass as a sequence of ``CSR`` blocks with labels. A source that holds
 its blocks (in memory, or in an on-disk cache) visits them in the order its ``order_rng`` draws; a stream
-(a Pipe-mode FIFO) yields them as they arrive and ignores it.
+(a Pipe-mode FIFO) yields them as they arrive and ignores it. Within a block, ``rows_order`` gives the order
+of an epoch: a permutation of every row, or (``shuffle=runs``) runs of ``RUN_ROWS`` consecutive stored rows in
+a shuffled order, which the kernels read nearly sequentially.
 """
 
 from __future__ import annotations
@@ -14,6 +17,10 @@ from typing import Protocol
 import numpy as np
 
 from algorithm.csr import CSR
+
+# Rows per run of shuffle=runs: mini-batches of 1,000 rows mix about 30 runs, and a run's rows are read as one
+# stretch of memory (docs/benchmarks.md, "FM row order").
+RUN_ROWS = 32
 
 
 class RowBlocks(Protocol):
@@ -35,6 +42,17 @@ def row_range(rows: CSR, r0: int, r1: int) -> CSR:
 def block_order(n_blocks: int, order_rng: np.random.Generator | None) -> np.ndarray:
     """The order to visit ``n_blocks`` blocks in: drawn from ``order_rng``, or as stored without one."""
     return np.arange(n_blocks) if order_rng is None else order_rng.permutation(n_blocks)
+
+
+def rows_order(n_rows: int, rng: np.random.Generator, run_rows: int) -> np.ndarray:
+    """An epoch's order of the ``n_rows`` rows of a block, drawn from ``rng``: a permutation of every row
+    (``run_rows`` = 1), or the runs of ``run_rows`` consecutive rows (the last one shorter) in a shuffled order,
+    the rows of each run in stored order."""
+    if run_rows == 1:
+        return rng.permutation(n_rows)
+    runs = rng.permutation(-(-n_rows // run_rows))
+    order = (runs[:, None] * run_rows + np.arange(run_rows)).ravel()
+    return order[order < n_rows] if n_rows % run_rows else order
 
 
 @dataclass(frozen=True)

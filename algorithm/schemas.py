@@ -133,6 +133,11 @@ FM_SCHEMA: Schema = make_schema(
           f"{BUILTIN_OPTIMIZER}, the built-in's optimizer, so that those values mean what they mean for the "
           f"built-in. optimizer={BUILTIN_OPTIMIZER} trains as the built-in does.",
           choices=("adam", "sgd", "adagrad", "ftrl")),
+    Param("adagrad_state", str,
+          "AdaGrad's second moment of the factors: element (one per factor of each feature) or row (one shared by "
+          "the k factors of a feature, accumulating the mean of their squared gradients, as row-wise AdaGrad "
+          "keeps it): the optimizer state takes 2 floats per feature instead of 1 + k, at the same quality on "
+          "the bench sets. Other optimizers ignore it.", default="row", choices=("element", "row")),
     Param("positive_class_weight", float, "Loss weight of label 1 rows (binary_classifier only).",
           default=1.0, low=0, low_open=True),
     *_COMMON_RUNTIME,
@@ -148,9 +153,11 @@ FM_SCHEMA: Schema = make_schema(
           "and trained on one after another. Also the block size of shuffle=blocks.",
           default=256, low=4),
     Param("shuffle", str,
-          "Row order of each epoch when the data is in memory: full (a permutation of every row) or blocks "
-          "(the order streaming uses: the blocks in a shuffled order, the rows within each block shuffled). "
-          "Streaming always uses blocks.", default="full", choices=("full", "blocks")),
+          "Row order of each epoch: full (a permutation of every row; in memory only), blocks (the blocks of "
+          "stream_buffer_mb / 4 in a shuffled order, the rows within each block shuffled) or runs (as blocks, "
+          "but within each block runs of 32 consecutive stored rows in a shuffled order, which trains faster "
+          "on rows stored in random order and worse on rows sorted by some key). Streaming uses blocks for "
+          "full.", default="full", choices=("full", "blocks", "runs")),
     _CHECKPOINT_INTERVAL,
 )
 

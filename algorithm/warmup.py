@@ -3,9 +3,10 @@ JIT cost.
 
 Runs at ``docker build`` (``container.warmup``, with ``NUMBA_CACHE_DIR`` pointing at a writable folder baked into
 the image). Rows: the ``CSR`` check and summing of repeated columns. FM: each optimizer x predictor type through
-the public API on tiny data (serial, Hogwild and deterministic parallel, with an eval set), with writable and
-read-only input arrays (decoders hand out read-only views of request bytes, a distinct numba type). WALS: both
-solvers and both forms through the public API, then the parallel variant of each kernel.
+the public API on tiny data (serial, Hogwild and deterministic parallel, with an eval set; in memory with either
+width of renumbered ids, and streamed), with writable and read-only input arrays (decoders hand out read-only
+views of request bytes, a distinct numba type). WALS: both solvers and both forms through the public API, then
+the parallel variant of each kernel.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ from algorithm.csr import CSR
 from algorithm.fm import OPTIMIZERS, PREDICTOR_TYPES, FactorizationMachines, _score
 from algorithm.fm_topk import Candidates, FMTopK, TopKQuery
 from algorithm.ranking_metrics import ranking_metrics, top_k
+from algorithm.row_blocks import MemoryBlocks
 from algorithm.wals import WALS, _entries
 
 
-def _tiny_rows(read_only: bool) -> CSR:
+def _tiny_rows(read_only: bool, n_cols: int = 4) -> CSR:
     rows = CSR(np.array([1.0, 0.5, 2.0, 1.0], dtype=np.float32), np.array([0, 2, 1, 3], dtype=np.int64),
-               np.array([0, 2, 3, 4], dtype=np.int64), n_cols=4)
+               np.array([0, 2, 3, 4], dtype=np.int64), n_cols=n_cols)
     for array in (rows.data, rows.indices, rows.indptr):
         array.flags.writeable = not read_only
     return rows
@@ -48,16 +50,20 @@ def warm_up_rows() -> None:
 def warm_up_fm() -> None:
     """Compile (or load from the numba cache) every FM training and scoring kernel signature in use."""
     labels = np.array([1.0, 0.0, 1.0], dtype=np.float32)
-    for read_only in (False, True):
-        rows = _tiny_rows(read_only)
+    for read_only, feature_dim in itertools.product((False, True), (4, 2**15 + 1)):
+        rows = _tiny_rows(read_only, feature_dim)  # fit trains with int16 ids, or int32 past 32,768 features
+        blocks = MemoryBlocks(CSR(rows.data, rows.indices, rows.indptr, feature_dim, labels), 2)
         for predictor_type in PREDICTOR_TYPES:
             for optimizer in OPTIMIZERS:
                 for threads, deterministic in ((1, False), (2, False), (2, True)):
-                    model = FactorizationMachines(feature_dim=4, num_factors=2, predictor_type=predictor_type,
-                                                  optimizer=optimizer, mini_batch_size=2, num_threads=threads,
+                    model = FactorizationMachines(feature_dim=feature_dim, num_factors=2,
+                                                  predictor_type=predictor_type, optimizer=optimizer,
+                                                  mini_batch_size=2, num_threads=threads,
                                                   deterministic=deterministic)
                     model.fit(rows, labels, eval_set=(rows, labels))
                     model.predict_scores(rows)
+                    if feature_dim == 4:
+                        model.fit_blocks(blocks)  # streamed blocks train with the users' int64 ids
             for threads in (1, 2):
                 _score(rows, model.w0_, model.w_, model.V_, predictor_type == "binary_classifier", threads)
 

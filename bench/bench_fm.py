@@ -23,12 +23,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from algorithm.schemas import FM_SCHEMA
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"
 SAGEMAKER_ROWS_PER_S = 105_000  # the built-in's logged throughput on a multi-core instance
 # Our variants: "default" leaves the optimizer unset (what a job that sets nothing trains with), the others
 # set it and leave its rates at their defaults.
 OUR_OPTIMIZERS = ("default", "adam", "sgd", "adagrad", "ftrl")
+ADAGRAD_STATE_DEFAULT = FM_SCHEMA["adagrad_state"].default  # --adagrad-state names the others' runs
 DIGITS = {"k": 10, "mini_batch_size": 100, "epochs": 100}
 
 # Goals (seconds per epoch at the full data set size; scaled by rows when --rows subsamples).
@@ -39,6 +42,8 @@ ADAM_VS_FASTEST_GOAL, MEMORY_GOAL, QUALITY_EPOCHS = 1.5, 1.5, 10
 # Against the anchors on one thread (epoch seconds): our SGD <= libFM's SGD, our default optimizer <= 1.5x libFM's
 # and <= 0.5x xLearn's (the faster of its variants run).
 LIBFM_SGD_GOAL, LIBFM_DEFAULT_GOAL, XLEARN_DEFAULT_GOAL = 1.0, 1.5, 0.5
+# CTR epoch of the default optimizer and of our fastest one, at most this share of tuned xLearn's, by threads.
+CTR_VS_XLEARN_GOALS = {1: 0.6, 2: 0.5}
 
 LEGEND = """\
 ratio   = this row's median epoch seconds / our Adam's at the same data, k and threads (> 1: we are faster)
@@ -93,8 +98,10 @@ def _quality_per_epoch(task: str, test: dict[str, float] | None) -> dict[str, fl
 
 
 def _optimizer_param(variant: str) -> str | None:
-    """The ``optimizer`` argument of our variant ("default": unset)."""
-    return None if variant == "default" else variant
+    """The ``optimizer`` argument of our variant ("default": unset; "<optimizer>/<order>" for a shuffle other than
+    full)."""
+    optimizer = variant.split("/")[0]
+    return None if optimizer == "default" else optimizer
 
 
 def warm_up_ours(data: Any, k: int, threads: int, optimizer: str, task: str) -> float:
@@ -112,9 +119,9 @@ def warm_up_ours(data: Any, k: int, threads: int, optimizer: str, task: str) -> 
 
 
 def run_ours(data: Any, k: int, threads: int, epochs: int, optimizer: str, seed: int,
-             mini_batch_size: int = 1000) -> Any:
+             mini_batch_size: int = 1000, shuffle: str = "full", adagrad_state: str | None = None) -> Any:
     """Our FM with the default learning rates of ``optimizer`` (a variant of ``OUR_OPTIMIZERS``); times from
-    ``on_epoch``."""
+    ``on_epoch``. ``adagrad_state``: AdaGrad's (None: the product default)."""
     from algorithm.fm import FactorizationMachines
     from bench.fm_anchors import RunResult, held_out_metrics
 
@@ -130,18 +137,22 @@ def run_ours(data: Any, k: int, threads: int, epochs: int, optimizer: str, seed:
 
     model = FactorizationMachines(feature_dim=data.feature_dim, num_factors=k, predictor_type=data.task,
                                   epochs=epochs, mini_batch_size=mini_batch_size,
-                                  optimizer=_optimizer_param(optimizer), num_threads=threads, seed=seed)
+                                  optimizer=_optimizer_param(optimizer), num_threads=threads, seed=seed,
+                                  shuffle=shuffle,
+                                  **({} if adagrad_state is None else {"adagrad_state": adagrad_state}))
     if cpu is None:
         model.fit(data.train, data.train.labels, eval_set=(data.test, data.test.labels), on_epoch=on_epoch)
     else:
         with cpu:
             model.fit(data.train, data.train.labels, eval_set=(data.test, data.test.labels), on_epoch=on_epoch)
     score = model.predict_scores(data.test)
-    state = FactorizationMachines.state_bytes(data.feature_dim, k, model.resolved_params()["optimizer"], threads)
+    params = model.resolved_params()
+    state = FactorizationMachines.state_bytes(data.feature_dim, k, params["optimizer"], threads,
+                                              adagrad_state=params["adagrad_state"])
     quality = held_out_metrics(data.task, data.test.labels, score)
     return RunResult("ours", data.name, k, threads, optimizer, seconds, quality, per_epoch, data.train.n_rows,
-                     state, f"mini_batch_size={mini_batch_size}; default learning rates; epoch time excludes "
-                     "the per-epoch test scoring", cpu_seconds=[] if cpu is None else cpu.seconds)
+                     state, f"mini_batch_size={mini_batch_size}; shuffle={shuffle}; default learning rates; epoch "
+                     "time excludes the per-epoch test scoring", cpu_seconds=[] if cpu is None else cpu.seconds)
 
 
 class _KernelCpu:
@@ -199,7 +210,7 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     if trainer == "ours":
         result = run_ours(data, k, threads, spec["epochs"], spec["variant"], spec["seed"],
-                          spec.get("mini_batch_size", 1000))
+                          spec.get("mini_batch_size", 1000), spec.get("shuffle", "full"), spec.get("adagrad_state"))
     elif trainer == "xlearn":
         result = fm_anchors.run_xlearn(data, k, threads, spec["epochs"], tuned=spec["variant"] == "tuned")
     elif trainer == "libfm":
@@ -215,6 +226,10 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     peak = _status_kb("VmHWM") if peak_reset else _peak_rusage_kb()
     out = result.to_dict()
     data_bytes = data.train.nbytes + data.test.nbytes
+    if trainer == "ours" and spec.get("shuffle", "full") != "full":
+        out["variant"] = f"{out['variant']}/{spec['shuffle']}"
+    if trainer == "ours" and spec.get("adagrad_state") not in (None, ADAGRAD_STATE_DEFAULT):
+        out["variant"] = f"{out['variant']}/{spec['adagrad_state'][:4]}"
     out.update(load_avg_1min=os.getloadavg()[0], wall_seconds=wall, warm_up_seconds=warm_up_seconds,
                rss_import_mb=rss_import / 1024,
                rss_base_mb=rss_base / 1024, rss_loaded_mb=rss_loaded / 1024, peak_mb=peak / 1024,
@@ -288,8 +303,10 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
                         "repeat": rep}
                 epochs = DIGITS["epochs"] if name == "digits" else args.epochs
                 batch = {"mini_batch_size": DIGITS["mini_batch_size"]} if name == "digits" else {}
-                ours = [dict(base, trainer="ours", variant=o, epochs=epochs, **batch)
-                        for o in ([] if args.skip_ours else args.optimizers)]
+                ours = [dict(base, trainer="ours", variant=o, epochs=epochs, shuffle=order, adagrad_state=state,
+                             **batch)
+                        for o in ([] if args.skip_ours else args.optimizers) for order in args.shuffle
+                        for state in (args.adagrad_state if o in ("default", "adagrad") else [None])]
                 others: list[dict[str, Any]] = []
                 if "xlearn" in anchors:
                     variants = ["tuned"] if name != "digits" else []
@@ -387,7 +404,8 @@ def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def print_table(rows: list[dict[str, Any]]) -> None:
     ours_adam = {(r["dataset"], r["k"], r["threads"]): r["epoch_s"] for r in rows
                  if r["trainer"] == "ours" and r["variant"] == "adam"}
-    head = (f"{'data':8}{'k':>3}{'thr':>4} {'trainer':7}{'variant':9}{'JIT s':>6}{'1st s':>8}{'epoch s':>9}{'CPU s':>7}"
+    head = (f"{'data':8}{'k':>3}{'thr':>4} {'trainer':7}{'variant':13}{'JIT s':>6}{'1st s':>8}{'epoch s':>9}"
+            f"{'CPU s':>7}"
             f"{'rows/s':>11}{'/core':>10}{'ratio':>7}  {'held-out quality (best epoch)':33}{'peak MB':>8}"
             f"{'used MB':>8}{'need MB':>8}")
     print("\n" + head + "\n" + "-" * len(head))
@@ -397,7 +415,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         ratio = r["epoch_s"] / base if base else math.nan
         unit = "it" if r["trainer"] == "myfm" else ""
         jit = f"{r['warm_up_s']:6.2f}" if r["trainer"] == "ours" else f"{'-':>6}"
-        print(f"{r['dataset']:8}{r['k']:>3}{r['threads']:>4} {r['trainer']:7}{r['variant'][:8]:9}{jit}"
+        print(f"{r['dataset']:8}{r['k']:>3}{r['threads']:>4} {r['trainer']:7}{r['variant'][:12]:13}{jit}"
               f"{r['first_s']:>8.3f}{r['epoch_s']:>8.3f}{unit:1}{r.get('cpu_s', math.nan):>7.3f}"
               f"{r['rows_per_s']:>11,.0f}"
               f"{r['rows_per_s'] / r['threads']:>10,.0f}{ratio:>7.2f}  {r['quality']:33}"
@@ -477,10 +495,20 @@ def goals(rows: list[dict[str, Any]], full_rows: dict[str, int]) -> list[tuple[s
             out.append((f"digits 'is it a 0' {optimizer}: accuracy >= {DIGITS_ACCURACY_GOAL}",
                         verdict(acc >= DIGITS_ACCURACY_GOAL) if optimizer in ("default", "adam") else "info",
                         f"accuracy {acc:.4f} after {r['epochs']} epochs"))
+    xlearn = {(r["dataset"], r["k"], r["threads"]): r for r in rows
+              if r["trainer"] == "xlearn" and r["variant"] == "tuned"}
     for (name, k, threads) in sorted({key[:3] for key in ours}):
         if name == "digits":
             continue
         rs = [r for key, r in ours.items() if key[:3] == (name, k, threads)]
+        anchor, share = xlearn.get((name, k, threads)), CTR_VS_XLEARN_GOALS.get(threads)
+        if name == "ctr" and anchor is not None and share is not None:
+            fastest = min(rs, key=lambda r: r["epoch_s"])
+            for r in {id(r): r for r in rs if r["variant"].split("/")[0] == "default" or r is fastest}.values():
+                ratio = r["epoch_s"] / anchor["epoch_s"]
+                out.append((f"ctr k={k} thr={threads} {r['variant']}: epoch <= {share}x tuned xLearn's",
+                            verdict(ratio <= share),
+                            f"{ratio:.2f}x ({r['epoch_s']:.3f} s against {anchor['epoch_s']:.3f} s)"))
         adam = next((r for r in rs if r["variant"] == "adam"), None)
         fastest = min(rs, key=lambda r: r["epoch_s"])
         if adam and len(rs) > 1:
@@ -540,6 +568,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="the libFM binary (default: $LIBFM, else libFM on PATH; the runs are skipped when absent)")
     p.add_argument("--optimizers", nargs="+", default=list(OUR_OPTIMIZERS), choices=OUR_OPTIMIZERS)
     p.add_argument("--skip-ours", action="store_true", help="run the anchors only")
+    p.add_argument("--shuffle", nargs="+", choices=("full", "blocks", "runs"), default=["full"],
+                   help="our row orders (each a variant of ours; other than full, named optimizer/order)")
+    p.add_argument("--adagrad-state", nargs="+", choices=("element", "row"), default=[ADAGRAD_STATE_DEFAULT],
+                   help="AdaGrad's second moment, for the default and adagrad variants (each a variant; other "
+                   "than the product default, named optimizer/elem or optimizer/row)")
     p.add_argument("--floor-epochs", type=int, default=2, help="epochs of the numpy floor (timing only)")
     p.add_argument("--myfm-iters", default="", help="e.g. ctr=3,ratings=30 (defaults: ctr 3, others 30)")
     p.add_argument("--myfm-methods", default="",

@@ -1,17 +1,21 @@
-"""The memory floor of an FM training epoch, timed between our own epochs: what any epoch in a freshly shuffled
-row order has to touch, with no maths and no updates.
+"""The memory floors of an FM training epoch, timed between our own epochs: what an epoch has to touch, with no
+maths and no updates, in two layouts: a fresh permutation of every row with the users' feature ids (the
+"permuted floor") and the layout our fit trains in (features renumbered by frequency, ``algorithm.feature_layout``,
+and the row order of its ``shuffle``: the "layout floor").
 
     .venv/bin/python -m bench.bench_fm_floor --dataset ratings --k 8 --threads 1
-    .venv/bin/python -m bench.bench_fm_floor --dataset ctr --k 8 32 --threads 1 2
+    .venv/bin/python -m bench.bench_fm_floor --dataset ctr --k 8 32 --threads 1 2 --shuffle runs
 
-For each (k, threads) it fits our FM (Adam, the built-in's optimizer, unless ``--optimizer``) in a fresh
-subprocess, and after every epoch (``on_epoch``, same process, same threads) times on the same data:
-``shuffle`` (the fit's own per-epoch shuffle of an int32 row order), ``rows`` (each row's offsets, nonzeros
-and label read and its score written, in a shuffled order, prefetched like our kernel), ``rows+table``
-(``rows`` plus the read of each nonzero's [w, V] from a table with our training row stride) and
-``rows+table r/w`` (plus one read-modify-write of each touched table row per mini-batch, as the lazy update
-does). Prints the medians, ``epoch floor`` = shuffle + rows+table r/w, ``ours / floor``
-and the cell's goal (``bench_fm.EPOCH_GOALS``).
+For each (k, threads) it fits our FM (Adam, the built-in's optimizer, unless ``--optimizer``; ``--shuffle``,
+default full) in a fresh subprocess, and after every epoch (``on_epoch``, same process, same threads) times on
+the same data: ``shuffle`` (a per-epoch permutation of an int32 row order), ``rows`` (each row's offsets,
+nonzeros and label read and its score written, in that order, prefetched like our kernel), ``rows+table``
+(``rows`` plus the read of each nonzero's [w, V] from a table with our training row stride, in the users' ids)
+and ``rows+table r/w`` (plus one read-modify-write of each touched table row per mini-batch, as the lazy update
+does): ``permuted floor`` = shuffle + rows+table r/w. Then ``layout order`` (the fit's own order of the epoch)
+and ``layout r/w`` (rows+table r/w in that order with the renumbered ids): ``layout floor`` = their sum.
+Prints the medians, ours over each floor and the cell's goal (``bench_fm.EPOCH_GOALS``), and ``renumbering``:
+what fit does once for the layout (count, order, renumber the ids, permute the table there and back).
 """
 
 from __future__ import annotations
@@ -89,6 +93,7 @@ def touch_rows(data, indices, indptr, y, order, scores, flat, stride, width, wri
 def worker(spec: dict[str, Any]) -> dict[str, Any]:
     """Fit ours on the set and time the floors after each epoch; returns the per-epoch seconds."""
     from algorithm import _fm_kernels as kernels
+    from algorithm.feature_layout import FeatureLayout
     from algorithm.fm import FactorizationMachines
     from bench import fm_data
 
@@ -97,11 +102,28 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     k, threads = spec["k"], spec["threads"]
     stride = (1 + k) * (1 + kernels.STATE_ARRAYS[spec["optimizer"]])
     table = np.zeros(train.n_cols * stride, np.float32)
+    compiled = min(train.n_cols, 2**15 + 1)  # the layout's kernels for the width of these ids, outside the timing
+    warm = FeatureLayout.from_order(np.arange(compiled))
+    warm.to_training(np.zeros((compiled, stride), np.float32))
+    warm.renumbered(train.indices[:8])
+    t0 = time.perf_counter()  # what fit adds once: count, order, renumber, permute the table there and back
+    layout = FeatureLayout.by_frequency(train.indices, train.n_cols)
+    renumbered = layout.renumbered(train.indices)
+    layout.to_training(table.reshape(train.n_cols, stride))
+    layout.to_users(table.reshape(train.n_cols, stride))
+    renumbering = time.perf_counter() - t0
     marks = np.full((threads, train.n_cols), -1, np.int32)
     order = np.arange(train.n_rows, dtype=np.int32)
     scores = np.zeros(train.n_rows, np.float32)
     rng = np.random.default_rng(spec["seed"])
-    times: dict[str, list[float]] = {"ours": [], "shuffle": [], "rows": [], "rows+table": [], "rows+table r/w": []}
+    times: dict[str, list[float]] = {"ours": [], "shuffle": [], "rows": [], "rows+table": [], "rows+table r/w": [],
+                                     "layout order": [], "layout r/w": []}
+    model = FactorizationMachines(feature_dim=train.n_cols, num_factors=k, predictor_type=data.task,
+                                  epochs=spec["epochs"], mini_batch_size=spec["mini_batch_size"],
+                                  optimizer=spec["optimizer"], num_threads=threads, seed=spec["seed"],
+                                  shuffle=spec["shuffle"])
+    block_rows = model._block_rows(train)
+    epochs = iter(range(10**9))
 
     def floors() -> None:
         t0 = time.perf_counter()
@@ -114,6 +136,14 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
             touch_rows(train.data, train.indices, train.indptr, train.labels, order, scores, table, stride,
                        width, write, spec["mini_batch_size"], marks)
             times[name].append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        model._shuffle(order, next(epochs), block_rows)
+        times["layout order"].append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        marks[:] = -1
+        touch_rows(train.data, renumbered, train.indptr, train.labels, order, scores, table, stride, 1 + k, True,
+                   spec["mini_batch_size"], marks)
+        times["layout r/w"].append(time.perf_counter() - t0)
 
     def on_epoch(epoch: int, train_metrics: dict[str, float], test: Any, seconds: float) -> None:
         times["ours"].append(seconds)
@@ -122,23 +152,23 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     floors()  # compiles the floor kernel (or loads its cache) outside the timed epochs
     for values in times.values():
         values.clear()
-    model = FactorizationMachines(feature_dim=train.n_cols, num_factors=k, predictor_type=data.task,
-                                  epochs=spec["epochs"], mini_batch_size=spec["mini_batch_size"],
-                                  optimizer=spec["optimizer"], num_threads=threads, seed=spec["seed"])
     model.fit(train, train.labels, on_epoch=on_epoch)
-    return {**spec, "times": times, "load_avg_1min": os.getloadavg()[0]}
+    return {**spec, "times": times, "renumbering": renumbering, "load_avg_1min": os.getloadavg()[0]}
 
 
 def summarize(result: dict[str, Any]) -> str:
     """One table row: medians over the epochs after the first."""
     med = {name: statistics.median(values[1:] or values) for name, values in result["times"].items()}
     floor = med["shuffle"] + med["rows+table r/w"]
+    layout = med["layout order"] + med["layout r/w"]
     goal = EPOCH_GOALS.get((result["dataset"], result["k"], result["threads"]))
-    goal_text = "-" if goal is None else f"{goal:.2f} ({'above' if goal >= floor else 'BELOW'} the floor)"
-    return (f"| {result['dataset']} | {result['k']} | {result['threads']} | {med['shuffle']:.4f} | "
-            f"{med['rows']:.4f} | {med['rows+table']:.4f} | {med['rows+table r/w']:.4f} | {floor:.4f} | "
-            f"{med['ours']:.4f} | "
-            f"{med['ours'] / floor:.2f} | {goal_text} | {result['load_avg_1min']:.1f} |")
+    goal_text = "-" if goal is None else f"{goal:.2f} ({'above' if goal >= layout else 'BELOW'} the layout floor)"
+    return (f"| {result['dataset']} | {result['k']} | {result['threads']} | {result['shuffle']} | "
+            f"{med['shuffle']:.4f} | {med['rows']:.4f} | {med['rows+table']:.4f} | {med['rows+table r/w']:.4f} | "
+            f"{floor:.4f} | {med['layout order']:.4f} | {med['layout r/w']:.4f} | {layout:.4f} | "
+            f"{result['renumbering']:.3f} | "
+            f"{med['ours']:.4f} | {med['ours'] / floor:.2f} | {med['ours'] / layout:.2f} | {goal_text} | "
+            f"{result['load_avg_1min']:.1f} |")
 
 
 def main() -> None:
@@ -149,6 +179,8 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--optimizer", default="adam")
     p.add_argument("--mini-batch-size", type=int, default=1000)
+    p.add_argument("--shuffle", choices=("full", "blocks", "runs"), default="full",
+                   help="our fit's row order, and the layout floor's")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds per (k, threads) run")
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -158,13 +190,15 @@ def main() -> None:
         with open(args.result, "w") as fh:
             json.dump(worker(json.loads(args.worker)), fh)
         return
-    print("| set | k | threads | shuffle s | rows s | rows+table s | rows+table r/w s | epoch floor s | ours s "
-          "| ours / floor | goal s | load |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| set | k | threads | order | shuffle s | rows s | rows+table s | rows+table r/w s | permuted floor s "
+          "| layout order s | layout r/w s | layout floor s | renumbering s (once) | ours s | ours / permuted floor "
+          "| ours / layout floor | goal s | load |")
+    print("|" + " --- |" * 18)
     for k in args.k:
         for threads in args.threads:
             spec = {"dataset": args.dataset, "k": k, "threads": threads, "epochs": args.epochs,
-                    "optimizer": args.optimizer, "seed": args.seed, "mini_batch_size": args.mini_batch_size}
+                    "optimizer": args.optimizer, "seed": args.seed, "mini_batch_size": args.mini_batch_size,
+                    "shuffle": args.shuffle}
             result = _launch(spec, args.timeout, module="bench.bench_fm_floor")
             if "error" in result:
                 raise SystemExit(f"k={k} threads={threads}: {result['error']}")

@@ -7,7 +7,8 @@ time, and the memory and throughput of streaming jobs.
 
 ``shuffle``: the CTR and ratings sets trained with shuffle=full (a permutation of every row per epoch) and
 with the block order streaming uses (``fit_blocks`` over the rows in stored order, cut into blocks as a
-streaming job cuts them for ``--buffer-mb``), held-out metrics after each epoch; also on the ratings rows sorted
+streaming job cuts them for ``--buffer-mb``; ``--orders``: the rows within each block shuffled, ``blocks``, or
+in shuffled runs of stored rows, ``runs``), held-out metrics after each epoch; also on the ratings rows sorted
 by user (data that arrives clustered). ``cache``: the anchor is the in-memory epoch (``fit``) on the same
 rows, threads and settings; the cache is read through the page cache (the second and later epochs).
 ``jobs``: ``train`` as a subprocess on generated sparse RecordIO (Pipe mode through a FIFO per epoch, and File
@@ -65,16 +66,16 @@ def _sorted_by_first_column(rows: CSR) -> CSR:
     return CSR(rows.data[take], rows.indices[take], indptr, rows.n_cols, rows.labels[order])
 
 
-def shuffle_quality(sets: list[str], epochs: int, threads: int, buffers: list[int], seeds: list[int]
-                    ) -> list[dict[str, Any]]:
+def shuffle_quality(sets: list[str], epochs: int, threads: int, buffers: list[int], seeds: list[int],
+                    orders: list[str]) -> list[dict[str, Any]]:
     results = []
     for name in sets:
         data = fm_data.load(name.split("-")[0])
         train = _sorted_by_first_column(data.train) if name.endswith("by-user") else data.train
         test = data.test
-        variants = [("full", None)] + [(f"blocks {mb} MB", mb) for mb in buffers]
-        for (label, buffer_mb), seed in ((variant, seed) for variant in variants for seed in seeds):
-            model = _model(data, 1, threads, deterministic=True, seed=seed)
+        variants = [("full", None, "full")] + [(f"{order} {mb} MB", mb, order) for order in orders for mb in buffers]
+        for (label, buffer_mb, order), seed in ((variant, seed) for variant in variants for seed in seeds):
+            model = _model(data, 1, threads, deterministic=True, seed=seed, shuffle=order)
             per_epoch: list[dict[str, float]] = []
             for epoch in range(epochs):  # one epoch per fit, warm-started: held-out metrics after each
                 if epoch:
@@ -214,12 +215,14 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", default=["ctr", "ratings", "ratings-by-user"],
                         choices=("ctr", "ratings", "ratings-by-user"), help="shuffle: the data sets")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="shuffle: seeds of each variant")
+    parser.add_argument("--orders", nargs="+", default=["blocks"], choices=("blocks", "runs"),
+                        help="shuffle: the streamed orders (the shuffle setting) set against shuffle=full")
     parser.add_argument("--multiples", type=float, nargs="+", default=[1, 3, 10],
                         help="jobs: data sizes, in multiples of --limit-mb")
     parser.add_argument("--limit-mb", type=int, default=256, help="jobs: the memory the data is measured against")
     args = parser.parse_args()
     if args.part == "shuffle":
-        result: Any = shuffle_quality(args.sets, args.epochs, args.threads, args.buffer_mb, args.seeds)
+        result: Any = shuffle_quality(args.sets, args.epochs, args.threads, args.buffer_mb, args.seeds, args.orders)
     elif args.part == "cache":
         result = cache_speed(args.epochs, args.threads, args.buffer_mb[0], args.repeat)
     else:

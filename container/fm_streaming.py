@@ -15,10 +15,10 @@ The FIFOs of a job are numbered from 0 (``ChannelPasses`` counts the passes of t
 numbers them in every container it starts, a restarted one included: the resumed epoch, whatever its number,
 reads ``<channel>_0``, the next ``<channel>_1``, and so on.
 
-What is shuffled: within each block, every row (a permutation per block per epoch); across blocks, their
-order, in File mode (every Pipe-mode epoch sees the blocks in the order of the data). Rows never move between
-blocks, so data sorted by some key stays clustered within a block (``docs/benchmarks.md`` measures the
-effect).
+What is shuffled: within each block, every row (a permutation per block per epoch; with shuffle=runs, runs of
+``algorithm.row_blocks.RUN_ROWS`` stored rows); across blocks, their order, in File mode (every Pipe-mode
+epoch sees the blocks in the order of the data). Rows never move between blocks, so data sorted by some key
+stays clustered within a block (``docs/benchmarks.md`` measures the effect).
 """
 
 from __future__ import annotations
