@@ -216,9 +216,9 @@ class FactorizationMachines(Estimator):
     the optimizer and values training uses): Adam's are the built-in's, the others' were tuned for mean batch
     gradients on CTR-like and ratings data (AdaGrad's large eps makes rarely seen features take small SGD-like
     steps). Unset ``rescale_grad`` is 1 / rows in the batch; unset ``clip_gradient`` means no clipping. A
-    learning rate of 0 freezes its group. ``adagrad_state=row`` (the default) keeps one AdaGrad second moment
-    per feature for its k factors (the mean of their squared gradients) instead of one per factor: 2 state
-    floats per feature instead of 1 + k, the same quality on the bench sets, shorter CTR epochs.
+    learning rate of 0 freezes its group. ``adagrad_state=row`` keeps one AdaGrad second moment per feature for
+    its k factors (the mean of their squared gradients) instead of one per factor (``element``, the default):
+    2 state floats per feature instead of 1 + k, at the same quality on the bench sets.
     FTRL uses MXNet's λ1 = 0.01 and β = 1. All four optimizers share one
     kernel (a branch per update), so each costs no more than Adam.
 
