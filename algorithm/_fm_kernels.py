@@ -201,13 +201,14 @@ def unpack(table: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def split_in_place(table: np.ndarray, k: int, n_state: int, block_rows: int = 65_536,
-                   factor_width: int | None = None
+                   rows: np.ndarray | None = None, factor_width: int | None = None
                    ) -> tuple[np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
     """(w, V) and the ``n_state`` optimizer-state copies [(of w, of V), ...] of a packed table that owns its
     memory, as contiguous arrays (a copy's V part is (feature_dim, ``factor_width``), default k). Rows are
     copied in blocks from the last one back and the table is shrunk past each block as it goes (realloc frees
     the tail), so the copies and the table never hold much more memory together than the table did. The table
-    must not be used (nor any view of it exist) after."""
+    must not be used (nor any view of it exist) after.
+    ``rows``: the row of the copies each table row goes to (a permutation; default: the same row)."""
     d, width = table.shape
     c = k if factor_width is None else factor_width
     w, V = np.empty(d, np.float32), np.empty((d, k), np.float32)
@@ -215,9 +216,10 @@ def split_in_place(table: np.ndarray, k: int, n_state: int, block_rows: int = 65
     offsets = [0] + [1 + k + j * (1 + c) for j in range(n_state)]
     for r1 in range(d, 0, -block_rows):
         r0 = max(0, r1 - block_rows)
+        to = slice(r0, r1) if rows is None else rows[r0:r1]
         for at, (to_w, to_V) in zip(offsets, [(w, V), *states], strict=True):
-            to_w[r0:r1] = table[r0:r1, at]
-            to_V[r0:r1] = table[r0:r1, at + 1:at + 1 + to_V.shape[1]]
+            to_w[to] = table[r0:r1, at]
+            to_V[to] = table[r0:r1, at + 1:at + 1 + to_V.shape[1]]
         table.resize((r0, width), refcheck=False)
     return w, V, states
 

@@ -3,9 +3,10 @@ table (``algorithm._fm_kernels``) in the order of how many training nonzeros use
 (ties in the users' id order), so the rows most nonzeros touch share cache lines and pages. The training rows'
 feature ids are rewritten into that space once, in the narrowest integer type that holds them (int16 up to 32,768
 features, int32 up to 2**31: a quarter or half the bytes of the users' int64 ids, for the copy and for the kernels'
-reads), and the table is permuted in place to it at the start and back at the end: artifacts, warm starts,
-checkpoints' meaning and serving all stay in the users' ids. Features no training row uses come last and keep
-their initial values (the lazy updates never touch them).
+reads). The table's rows are moved in place into the layout at the start (``to_training``) and written back
+to the users' ids as the table is split at the end (``_fm_kernels.split_in_place(..., rows=order)``):
+artifacts, warm starts, checkpoints' meaning and serving all stay in the users' ids. Features no training row
+uses come last and keep their initial values (the lazy updates never touch them).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def _permute_rows(table, target):
     small ``target`` array rather than on the table's rows."""
     n, width = table.shape
     placed = np.zeros(n, np.bool_)
-    carry = np.empty(width, table.dtype)
+    carry = np.empty(width, table.dtype)  # (a view of some columns of a wider table is moved as its rows)
     spare = np.empty(width, table.dtype)
     for start in range(n):
         if placed[start]:
@@ -102,11 +103,8 @@ class FeatureLayout:
         _gather(self.rank, indices, out)
         return out
 
-    def to_training(self, table: np.ndarray) -> None:
+    def to_training(self, table: np.ndarray, columns: int | None = None) -> None:
         """Reorder the rows of the 2-D ``table`` (one per feature, in the users' ids) into training rows, in
-        place."""
-        _permute_rows(table, self.rank)
-
-    def to_users(self, table: np.ndarray) -> None:
-        """Reorder the rows of the 2-D ``table`` (training rows) back into the users' ids, in place."""
-        _permute_rows(table, self.order)
+        place: all its columns, or the first ``columns`` (those that differ between rows: a fresh optimizer
+        state is zeros). The way back is ``_fm_kernels.split_in_place(..., rows=order)``."""
+        _permute_rows(table[:, :table.shape[1] if columns is None else columns], self.rank)  # (one numba type)

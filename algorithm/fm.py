@@ -502,9 +502,10 @@ class FactorizationMachines(Estimator):
         thread, same threads): the row order is drawn from (seed, epoch), so the position in it suffices.
 
         Training runs with the features renumbered by frequency (``algorithm.feature_layout``): the rows' ids are
-        rewritten once (a copy of the indices, int32 when the ids fit) and the table permuted in place to that
-        layout and back, so the fitted arrays, the optimizer state and checkpoints' meaning are in the users'
-        ids (a checkpoint keeps its tables in the layout, with the feature order).
+        rewritten once (a copy of the indices, int16 or int32 when the ids fit), the table's rows are moved in
+        place to that layout and written back as the table is split at the end, so the fitted arrays, the
+        optimizer state and checkpoints' meaning are in the users' ids (a checkpoint keeps its tables in the
+        layout, with the feature order).
         """
         self._check_params()
         optimizer = self.resolved_params()["optimizer"]
@@ -551,9 +552,10 @@ class FactorizationMachines(Estimator):
                             "will differ from an uninterrupted run's", progress["n_threads"], n_threads)
         if layout is None and self.renumber_features:
             layout = FeatureLayout.by_frequency(rows.indices, d)
+            fresh = resumed is None and step == 0  # the optimizer state is zeros: only [w, V] differ by row
             for array in (table, None if best.weights is None else best.weights[1]):
                 if array is not None:
-                    layout.to_training(array)
+                    layout.to_training(array, 1 + k if fresh else None)
         X = _renumbered(rows, layout)
         eval_X = None if evaluation is None else _renumbered(evaluation[0], layout)
         with numba_threads(n_threads) as running:
@@ -836,9 +838,8 @@ class FactorizationMachines(Estimator):
             best.weights = None
         else:
             best_epoch = epoch
-        if layout is not None:
-            layout.to_users(table)
         w, V, states = kernels.split_in_place(table, k, state_layout.n_state,
+                                              rows=None if layout is None else layout.order,
                                               factor_width=state_layout.factor_width)
         del table
         for name, array in (("w0", bias[:1]), ("w", w), ("V", V)):

@@ -137,8 +137,8 @@ FM_SCHEMA: Schema = make_schema(
           "AdaGrad's second moment of the factors: element (one per factor of each feature) or row (one shared by "
           "the k factors of a feature, accumulating the mean of their squared gradients, as row-wise AdaGrad "
           "keeps it): the optimizer state takes 2 floats per feature instead of 1 + k (39-47% less memory for "
-          "model and state on the bench sets) at the same quality; epoch time within the noise of a loaded "
-          "machine, not yet shown shorter. Other optimizers ignore it.", default="element",
+          "model and state on the bench sets) at the same quality; CTR epochs 6-14% shorter at k=32, not "
+          "shown shorter at k=8 (docs/benchmarks.md). Other optimizers ignore it.", default="element",
           choices=("element", "row")),
     Param("positive_class_weight", float, "Loss weight of label 1 rows (binary_classifier only).",
           default=1.0, low=0, low_open=True),

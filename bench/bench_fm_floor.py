@@ -15,7 +15,8 @@ and ``rows+table r/w`` (plus one read-modify-write of each touched table row per
 does): ``permuted floor`` = shuffle + rows+table r/w. Then ``layout order`` (the fit's own order of the epoch)
 and ``layout r/w`` (rows+table r/w in that order with the renumbered ids): ``layout floor`` = their sum.
 Prints the medians, ours over each floor and the cell's goal (``bench_fm.EPOCH_GOALS``), and ``renumbering``:
-what fit does once for the layout (count, order, renumber the ids, permute the table there and back).
+what a fresh fit does once for the layout (count, order, renumber the ids, move [w, V] into it; the way back is
+part of the split of the table that every fit ends with).
 """
 
 from __future__ import annotations
@@ -104,13 +105,12 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     table = np.zeros(train.n_cols * stride, np.float32)
     compiled = min(train.n_cols, 2**15 + 1)  # the layout's kernels for the width of these ids, outside the timing
     warm = FeatureLayout.from_order(np.arange(compiled))
-    warm.to_training(np.zeros((compiled, stride), np.float32))
+    warm.to_training(np.zeros((compiled, stride), np.float32), 1 + k)
     warm.renumbered(train.indices[:8])
-    t0 = time.perf_counter()  # what fit adds once: count, order, renumber, permute the table there and back
+    t0 = time.perf_counter()  # what a fresh fit adds once: count, order, renumber, move [w, V] into the layout
     layout = FeatureLayout.by_frequency(train.indices, train.n_cols)
     renumbered = layout.renumbered(train.indices)
-    layout.to_training(table.reshape(train.n_cols, stride))
-    layout.to_users(table.reshape(train.n_cols, stride))
+    layout.to_training(table.reshape(train.n_cols, stride), 1 + k)
     renumbering = time.perf_counter() - t0
     marks = np.full((threads, train.n_cols), -1, np.int32)
     order = np.arange(train.n_rows, dtype=np.int32)

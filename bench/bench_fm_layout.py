@@ -58,15 +58,21 @@ def main() -> None:
     initial = np.zeros((d, states[args.adagrad_state[0]].width(k)), np.float32)
     initial[:, 1:1 + k] = factors
     moved = initial.copy()
-    layout.to_training(moved)  # compiles
+    layout.to_training(moved, 1 + k)  # compiles
     moved[:] = initial
     t0 = time.perf_counter()
-    layout.to_training(moved)
-    layout.to_users(moved)
-    permuted = time.perf_counter() - t0
-    layout.to_training(moved)
-    print(f"renumbering (once per fit): count, order and renumber the ids {counted:.3f} s; permute the table there "
-          f"and back {permuted:.3f} s", flush=True)
+    layout.to_training(moved, 1 + k)
+    there = time.perf_counter() - t0
+    back = []
+    for rows in (None, layout.order, None, layout.order):  # the table's split at a fit's end, plain and permuting
+        spare = moved.copy()
+        t0 = time.perf_counter()
+        first = states[args.adagrad_state[0]]
+        kernels.split_in_place(spare, k, first.n_state, rows=rows, factor_width=first.factor_width)
+        back.append(time.perf_counter() - t0)
+    print(f"renumbering (once per fit): count, order and renumber the ids {counted:.3f} s; move [w, V] into the "
+          f"layout {there:.3f} s; split the table at the end {min(back[0::2]):.3f} s in place, "
+          f"{min(back[1::2]):.3f} s back into the users' ids", flush=True)
 
     def full(rng: np.random.Generator) -> np.ndarray:
         order = np.arange(n, dtype=np.int32)

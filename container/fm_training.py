@@ -9,6 +9,7 @@ import numpy as np
 
 from algorithm.checkpoint import Checkpoints
 from algorithm.csr import CSR
+from algorithm.feature_layout import index_dtype
 from algorithm.fm import FactorizationMachines
 from algorithm.metrics import STOPPING_METRIC, train_metrics
 from algorithm.schemas import JOB_SETTINGS
@@ -132,7 +133,9 @@ def _train_in_memory(paths: SageMakerPaths, params: dict[str, Any], train_config
         log.info("test: %d rows, %d nonzeros", test.n_rows, test.nnz)
 
     early_stopping = test is not None and params["early_stopping_patience"] > 0
-    _check_memory(params, train.nbytes + (test.nbytes if test else 0), early_stopping)
+    nonzeros = train.nnz + (test.nnz if test else 0)  # fit trains on a renumbered copy of their feature ids
+    ids_copy = nonzeros * np.dtype(index_dtype(params["feature_dim"])).itemsize
+    _check_memory(params, train.nbytes + (test.nbytes if test else 0) + ids_copy, early_stopping)
     model = _model(paths, params)
 
     with checkpoints.stop.deferred():  # SIGTERM from here on: the fit stops at a safe point, model/ stays whole

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from algorithm import _fm_kernels as kernels
 from algorithm import fm as fm_module
 from algorithm.checkpoint import Checkpoints, TrainingStopped
 from algorithm.csr import CSR
@@ -48,12 +49,15 @@ def test_the_layout_orders_features_by_descending_count_ties_in_id_order() -> No
     assert layout.rank.dtype == np.int16
     assert FeatureLayout.from_order(np.arange(2**15 + 1)).rank.dtype == np.int32
     np.testing.assert_array_equal(layout.order[layout.renumbered(indices)], indices)
-    table = np.arange(7 * 3, dtype=np.float32).reshape(7, 3)
+    table = np.arange(7 * 4, dtype=np.float32).reshape(7, 4)
     moved = table.copy()
     layout.to_training(moved)
     np.testing.assert_array_equal(moved, table[layout.order])
-    layout.to_users(moved)
-    np.testing.assert_array_equal(moved, table)
+    w, V, [(h_w, h_V)] = kernels.split_in_place(moved, 1, 1, block_rows=3, rows=layout.order)  # the way back
+    np.testing.assert_array_equal(np.column_stack([w, V, h_w, h_V]), table)
+    first_columns = table.copy()
+    layout.to_training(first_columns, 2)
+    np.testing.assert_array_equal(first_columns, np.column_stack([table[layout.order, :2], table[:, 2:]]))
 
 
 @pytest.mark.parametrize("order", [[0, 0, 2], [0, 1, 3], [-1, 0, 1]])
