@@ -9,11 +9,12 @@ loss-agnostic. Features, weights and optimizer state are float32, ``indices``/``
 many rows (the loss, the bias gradient) are float64. The epoch loop, shuffling and metrics stay in Python
 (``algorithm.fm``); one call here runs every mini-batch of one epoch.
 
-Training layout ("packed table"): row i of the float32 table ``P`` (feature_dim, (1 + k)·(1 + s)) holds
-[w_i, V_i0 … V_ik-1] followed by the s optimizer-state copies of those 1 + k numbers (Adam: m then v). A
-feature the batch touches is then one contiguous run of memory for the forward pass, the gradient and the
-update, instead of six scattered arrays: rare features cost one cache miss, not six. ``pack``/``unpack``
-convert. The bias w0 and its state live in ``bias`` (1 + s,).
+Training layout ("packed table"): row i of the float32 table ``P`` (feature_dim, (1 + k) + s·(1 + c)) holds
+[w_i, V_i0 … V_ik-1] followed by the s optimizer-state copies (Adam: m then v), each the state of w_i and c
+values for the factors: c = k, one per factor, or c = 1 for row-wise AdaGrad (``StateLayout``). A feature the
+batch touches is then one contiguous run of memory for the forward pass, the gradient and the update, instead
+of six scattered arrays: rare features cost one cache miss, not six. ``pack``/``unpack`` convert. The bias w0
+and its state live in ``bias`` (1 + s,).
 
 Threads. Every thread keeps its batch gradient in its own compact buffer: one slot per distinct feature it
 touches. ``slot_of[t, feature]`` maps a feature to its slot as a sparse set (valid only when
@@ -42,7 +43,14 @@ latency-bound; the kernels issue software prefetches (``_prefetch``) a few rows 
 helpers are inlined at the numba IR level: a call with exploded array arguments costs more than the work.
 The optimizer loops index views from 0 and the update kernels use numpy's error model (no
 ZeroDivisionError check), so LLVM vectorizes their square roots and divisions (this makes the k = 32 Adam
-and FTRL epoch about a quarter shorter).
+and FTRL epoch about a quarter shorter). The optimizer steps index the flat table at unsigned offsets
+instead of taking views of each row: a view made per feature (inside the optimizer's branch) kept its
+reference counting, two atomic operations, and the update pass took 3-5x as long.
+
+Short rows: when every row has at most two nonzeros (``Buffers.short_rows``: one-hot user x item ratings),
+``_short_rows_pass`` replaces ``_rows_pass``: a row is one dot product and two scaled adds (x_a x_b <V_a, V_b>,
+∂z/∂V_a = x_a x_b V_b), with the prefetches such a row needs; the same model up to float reassociation, in
+less than half the rows pass's time.
 
 Sparse (lazy) updates, like MXNet's ``lazy_update`` for row_sparse gradients:
     only the ``w`` entries and ``V`` rows of features present in the batch are updated, weight decay
@@ -54,6 +62,8 @@ Optimizer steps follow MXNet's update rules with g = rescale · gradient:
              lr_t = lr √(1−β2^t) / (1−β1^t)
     sgd      clip; w −= lr (g + wd·w)
     adagrad  clip; h += g²; w −= lr (g / √(h + eps) + wd·w)
+             row-wise (adagrad_state=row): the k factors of a row share one h, h += mean_f g_f², as row-wise
+             AdaGrad and Adafactor keep it (w and w0 keep their own h)
     ftrl     clip; z += g − (√(n + g²) − √n) w / lr; n += g²;
              w = (sign(z) λ1 − z) / ((β + √n) / lr + wd) if |z| > λ1 else 0
 A learning rate of 0 freezes its group.
@@ -73,11 +83,41 @@ from numba.extending import intrinsic
 
 from algorithm._fastmath import FASTMATH
 
-ADAM, SGD, ADAGRAD, FTRL = 0, 1, 2, 3
+ADAM, SGD, ADAGRAD, FTRL, ADAGRAD_ROW = 0, 1, 2, 3, 4
 OPTIMIZER_CODES = {"adam": ADAM, "sgd": SGD, "adagrad": ADAGRAD, "ftrl": FTRL}
 # The optimizer state copies of the model, in table order (Adam: m then v; FTRL: z then n; AdaGrad: h).
 STATE_NAMES = {"adam": ("m", "v"), "sgd": (), "adagrad": ("h",), "ftrl": ("z", "n")}
 STATE_ARRAYS = {optimizer: len(names) for optimizer, names in STATE_NAMES.items()}
+ADAGRAD_STATES = ("element", "row")  # AdaGrad's second moment: one per factor, or one per table row
+
+
+class StateLayout(NamedTuple):
+    """The optimizer state a packed table row holds: the kernels' optimizer ``code``, the state copies'
+    ``names`` and ``factor_width``, the values each copy keeps for the k factors (k, or 1 for row-wise
+    AdaGrad)."""
+
+    code: int
+    names: tuple[str, ...]
+    factor_width: int
+
+    @property
+    def n_state(self) -> int:
+        return len(self.names)
+
+    def offsets(self, k: int) -> list[int]:
+        """Column of each copy in a table row: the weights [w, V] at 0, then each state copy."""
+        return [0] + [1 + k + j * (1 + self.factor_width) for j in range(self.n_state)]
+
+    def width(self, k: int) -> int:
+        """Floats per packed table row."""
+        return 1 + k + self.n_state * (1 + self.factor_width)
+
+
+def state_layout(optimizer: str, k: int, adagrad_state: str = "element") -> StateLayout:
+    """The ``StateLayout`` of ``optimizer`` for k factors (``adagrad_state``: AdaGrad's, see ADAGRAD_STATES)."""
+    if optimizer == "adagrad" and adagrad_state == "row":
+        return StateLayout(ADAGRAD_ROW, STATE_NAMES[optimizer], 1)
+    return StateLayout(OPTIMIZER_CODES[optimizer], STATE_NAMES[optimizer], k)
 
 REGRESSION, LOGISTIC = 0, 1
 
@@ -111,6 +151,7 @@ class Buffers(NamedTuple):
     squares: np.ndarray  # (T, >= k) float32: per-factor sums of squares of the row
     row_slots: np.ndarray  # (T, >= longest row) int64: the slot of each nonzero of the row in hand
     loss: np.ndarray  # (T,) float64: weighted training loss summed over the epoch
+    short_rows: bool  # every row of the data in hand has at most 2 nonzeros (``_short_rows_pass``)
 
 
 def _prefetch_codegen(context, builder, sig, args):
@@ -144,10 +185,11 @@ _prefetch_2d = cast(Callable[[np.ndarray, int, int], None], intrinsic(_prefetch_
 # --------------------------------------------------------------------------------------------- layout
 
 
-def pack(w: np.ndarray, V: np.ndarray, n_state: int) -> np.ndarray:
-    """The packed training table of (w, V) with ``n_state`` zeroed optimizer-state copies."""
+def pack(w: np.ndarray, V: np.ndarray, n_state: int, factor_width: int | None = None) -> np.ndarray:
+    """The packed training table of (w, V) with ``n_state`` zeroed optimizer-state copies of ``factor_width``
+    factor values each (default k)."""
     d, k = V.shape
-    table = np.zeros((d, (1 + k) * (1 + n_state)), dtype=np.float32)
+    table = np.zeros((d, 1 + k + n_state * (1 + (k if factor_width is None else factor_width))), dtype=np.float32)
     table[:, 0] = w
     table[:, 1:1 + k] = V
     return table
@@ -159,22 +201,25 @@ def unpack(table: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def split_in_place(table: np.ndarray, k: int, n_state: int, block_rows: int = 65_536,
-                   rows: np.ndarray | None = None
+                   rows: np.ndarray | None = None, factor_width: int | None = None
                    ) -> tuple[np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
     """(w, V) and the ``n_state`` optimizer-state copies [(of w, of V), ...] of a packed table that owns its
-    memory, as contiguous arrays. Rows are copied in blocks from the last one back and the table is shrunk
-    past each block as it goes (realloc frees the tail), so the copies and the table never hold much more
-    memory together than the table did. The table must not be used (nor any view of it exist) after.
+    memory, as contiguous arrays (a copy's V part is (feature_dim, ``factor_width``), default k). Rows are
+    copied in blocks from the last one back and the table is shrunk past each block as it goes (realloc frees
+    the tail), so the copies and the table never hold much more memory together than the table did. The table
+    must not be used (nor any view of it exist) after.
     ``rows``: the row of the copies each table row goes to (a permutation; default: the same row)."""
     d, width = table.shape
+    c = k if factor_width is None else factor_width
     w, V = np.empty(d, np.float32), np.empty((d, k), np.float32)
-    states = [(np.empty(d, np.float32), np.empty((d, k), np.float32)) for _ in range(n_state)]
+    states = [(np.empty(d, np.float32), np.empty((d, c), np.float32)) for _ in range(n_state)]
+    offsets = [0] + [1 + k + j * (1 + c) for j in range(n_state)]
     for r1 in range(d, 0, -block_rows):
         r0 = max(0, r1 - block_rows)
         to = slice(r0, r1) if rows is None else rows[r0:r1]
-        for c, (to_w, to_V) in zip(range(0, width, 1 + k), [(w, V), *states], strict=True):
-            to_w[to] = table[r0:r1, c]
-            to_V[to] = table[r0:r1, c + 1:c + 1 + k]
+        for at, (to_w, to_V) in zip(offsets, [(w, V), *states], strict=True):
+            to_w[to] = table[r0:r1, at]
+            to_V[to] = table[r0:r1, at + 1:at + 1 + to_V.shape[1]]
         table.resize((r0, width), refcheck=False)
     return w, V, states
 
@@ -240,48 +285,89 @@ def score_parallel(data, indices, indptr, w0, w, V, logistic, out, n_chunks):
 
 
 @njit(fastmath=FASTMATH, cache=True, inline="always")
-def _step(opt, row, lo, hi, block, grad, g0, coef, scale, wd, eps, clip, lr):
-    """One optimizer step on ``row[lo:hi]`` with gradient ``grad[g0:g0 + hi - lo]``; the optimizer state of
-    ``row[j]`` is ``row[j + block]`` (and ``row[j + 2·block]``). ``coef`` is lr_t for Adam, else lr. The
-    loops index separate views from 0, which lets LLVM vectorize them."""
-    n = hi - lo
-    w = row[lo:hi]
-    g = grad[g0:g0 + n]
+def _step_one(opt, row, j, block, grad, coef, scale, wd, eps, clip, lr):
+    """One optimizer step on the single weight ``row[j]`` (a linear weight, the bias) with gradient ``grad``; its
+    state is ``row[j + block]`` (and ``row[j + 2·block]``). ``coef`` is lr_t for Adam, else lr."""
+    w = row[j]
     if opt == ADAM:
-        m = row[lo + block:hi + block]
-        v = row[lo + 2 * block:hi + 2 * block]
-        for j in range(n):
-            gj = min(max(g[j] * scale + wd * w[j], -clip), clip)
-            mj = np.float32(ADAM_BETA1) * m[j] + np.float32(1.0 - ADAM_BETA1) * gj
-            vj = np.float32(ADAM_BETA2) * v[j] + np.float32(1.0 - ADAM_BETA2) * gj * gj
-            m[j] = mj
-            v[j] = vj
-            w[j] -= coef * mj / (math.sqrt(vj) + eps)
+        gj = min(max(grad * scale + wd * w, -clip), clip)
+        mj = np.float32(ADAM_BETA1) * row[j + block] + np.float32(1.0 - ADAM_BETA1) * gj
+        vj = np.float32(ADAM_BETA2) * row[j + 2 * block] + np.float32(1.0 - ADAM_BETA2) * gj * gj
+        row[j + block] = mj
+        row[j + 2 * block] = vj
+        row[j] = w - coef * mj / (math.sqrt(vj) + eps)
     elif opt == SGD:
-        for j in range(n):
-            gj = min(max(g[j] * scale, -clip), clip)
-            w[j] -= coef * (gj + wd * w[j])
-    elif opt == ADAGRAD:
-        h = row[lo + block:hi + block]
-        for j in range(n):
-            gj = min(max(g[j] * scale, -clip), clip)
-            hj = h[j] + gj * gj
-            h[j] = hj
-            w[j] -= coef * (gj / math.sqrt(hj + eps) + wd * w[j])
+        gj = min(max(grad * scale, -clip), clip)
+        row[j] = w - coef * (gj + wd * w)
+    elif opt == ADAGRAD or opt == ADAGRAD_ROW:  # noqa: SIM109 (two integer compares in numba)
+        gj = min(max(grad * scale, -clip), clip)
+        hj = row[j + block] + gj * gj
+        row[j + block] = hj
+        row[j] = w - coef * (gj / math.sqrt(hj + eps) + wd * w)
     else:
-        zs = row[lo + block:hi + block]
-        ns = row[lo + 2 * block:hi + 2 * block]
-        for j in range(n):
-            gj = min(max(g[j] * scale, -clip), clip)
-            nj = ns[j]
+        gj = min(max(grad * scale, -clip), clip)
+        nj = row[j + 2 * block]
+        n_new = nj + gj * gj
+        z = row[j + block] + gj - (math.sqrt(n_new) - math.sqrt(nj)) * w / lr
+        row[j + block] = z
+        row[j + 2 * block] = n_new
+        if abs(z) > FTRL_LAMBDA1:
+            row[j] = (math.copysign(FTRL_LAMBDA1, z) - z) / ((FTRL_BETA + math.sqrt(n_new)) / lr + wd)
+        else:
+            row[j] = 0.0
+
+
+@njit(fastmath=FASTMATH, cache=True, inline="always")
+def _step_factors(opt, flat, at, block, grad, g_at, coef, scale, wd, eps, clip, lr):
+    """One optimizer step on the k = block - 1 factors ``flat[at + 1:at + block]`` of a packed table row with
+    gradient ``grad[g_at + 1:g_at + block]``; their state is ``block`` (and 2·block) further on (row-wise
+    AdaGrad: the one h at ``at + block + 1``, after the linear weight's). The offsets are
+    unsigned, so numba indexes without its negative-index wraparound and LLVM vectorizes the loops; views of the
+    row (the earlier form) kept their reference counting, two atomic operations each, in every step, and the
+    update pass took 3-5x as long on short rows."""
+    one = np.uint64(1)
+    second = block + block
+    if opt == ADAM:
+        for j in range(one, block):
+            gj = min(max(grad[g_at + j] * scale + wd * flat[at + j], -clip), clip)
+            mj = np.float32(ADAM_BETA1) * flat[at + block + j] + np.float32(1.0 - ADAM_BETA1) * gj
+            vj = np.float32(ADAM_BETA2) * flat[at + second + j] + np.float32(1.0 - ADAM_BETA2) * gj * gj
+            flat[at + block + j] = mj
+            flat[at + second + j] = vj
+            flat[at + j] -= coef * mj / (math.sqrt(vj) + eps)
+    elif opt == SGD:
+        for j in range(one, block):
+            gj = min(max(grad[g_at + j] * scale, -clip), clip)
+            flat[at + j] -= coef * (gj + wd * flat[at + j])
+    elif opt == ADAGRAD:
+        for j in range(one, block):
+            gj = min(max(grad[g_at + j] * scale, -clip), clip)
+            hj = flat[at + block + j] + gj * gj
+            flat[at + block + j] = hj
+            flat[at + j] -= coef * (gj / math.sqrt(hj + eps) + wd * flat[at + j])
+    elif opt == ADAGRAD_ROW:
+        squares = np.float32(0.0)
+        for j in range(one, block):
+            gj = min(max(grad[g_at + j] * scale, -clip), clip)
+            squares += gj * gj
+        h = flat[at + block + one] + squares / np.float32(block - one)
+        flat[at + block + one] = h
+        inverse = np.float32(1.0) / np.float32(math.sqrt(h + eps))
+        for j in range(one, block):
+            gj = min(max(grad[g_at + j] * scale, -clip), clip)
+            flat[at + j] -= coef * (gj * inverse + wd * flat[at + j])
+    else:
+        for j in range(one, block):
+            gj = min(max(grad[g_at + j] * scale, -clip), clip)
+            nj = flat[at + second + j]
             n_new = nj + gj * gj
-            z = zs[j] + gj - (math.sqrt(n_new) - math.sqrt(nj)) * w[j] / lr
-            zs[j] = z
-            ns[j] = n_new
+            z = flat[at + block + j] + gj - (math.sqrt(n_new) - math.sqrt(nj)) * flat[at + j] / lr
+            flat[at + block + j] = z
+            flat[at + second + j] = n_new
             if abs(z) > FTRL_LAMBDA1:
-                w[j] = (math.copysign(FTRL_LAMBDA1, z) - z) / ((FTRL_BETA + math.sqrt(n_new)) / lr + wd)
+                flat[at + j] = (math.copysign(FTRL_LAMBDA1, z) - z) / ((FTRL_BETA + math.sqrt(n_new)) / lr + wd)
             else:
-                w[j] = 0.0
+                flat[at + j] = 0.0
 
 
 @njit(fastmath=FASTMATH, cache=True)
@@ -345,7 +431,10 @@ def _rows_pass(t, r0, r1, X, y, row_weight, order, bias, P, k, loss_kind, buffer
     thread_loss = 0.0
     w0 = bias[0]
     flat = P.reshape(P.size)
+    grads = gt.reshape(gt.size)
     stride = P.shape[1]
+    one = np.uint64(1)
+    block = np.uint64(1 + k)
     weighted = row_weight.size > 0
     for r in range(r0, r1):
         _prefetch_rows(r, r1, X, y, row_weight, order, flat, stride, k, slots, row_scores)
@@ -366,12 +455,12 @@ def _rows_pass(t, r0, r1, X, y, row_weight, order, bias, P, k, loss_kind, buffer
                 features[slot] = i
                 gt[slot, :] = 0.0
             row_slots[p - start] = slot
-            lin += P[i, 0] * x
-            v = P[i, 1:1 + k]
-            for f in range(k):
-                vx = v[f] * x
-                s[f] += vx
-                q[f] += vx * vx
+            at = np.uint64(i * stride)  # (unsigned offsets, no views: see _step_factors)
+            lin += flat[at] * x
+            for f in range(one, block):
+                vx = flat[at + f] * x
+                s[f - one] += vx
+                q[f - one] += vx * vx
         pair = np.float32(0.0)
         for f in range(k):
             pair += s[f] * s[f] - q[f]
@@ -393,16 +482,127 @@ def _rows_pass(t, r0, r1, X, y, row_weight, order, bias, P, k, loss_kind, buffer
         for p in range(start, end):
             i = indices[p]
             x = data[p]
-            slot = row_slots[p - start]
-            v = P[i, 1:1 + k]
-            grad = gt[slot, 1:]
+            at = np.uint64(i * stride)
+            g_at = np.uint64(row_slots[p - start]) * block
             mx = mult * x
-            gt[slot, 0] += mx
-            for f in range(k):
-                grad[f] += mx * (s[f] - v[f] * x)
+            grads[g_at] += mx
+            for f in range(one, block):
+                grads[g_at + f] += mx * (s[f - one] - flat[at + f] * x)
     buffers.n_slots[t] = n
     buffers.bias_grad[t] = g0
     buffers.loss[t] += thread_loss
+
+
+@njit(fastmath=FASTMATH, cache=True)
+def _short_rows_pass(t, r0, r1, X, y, row_weight, order, bias, P, k, loss_kind, buffers, row_scores):
+    """``_rows_pass`` for rows of at most two nonzeros (a user and an item, one-hot), the same gradients up to
+    float reassociation. With nonzeros (a, x_a), (b, x_b) the pairwise term is x_a x_b <V_a, V_b> and
+    ∂z/∂V_a = x_a x_b V_b, so a row is one dot product and two scaled adds, with no per-factor sums; the
+    prefetches are those such a row needs (its index, nonzeros, label, score and two parameter rows), not
+    the general loop's over every nonzero, which cost more than the row's arithmetic."""
+    data, indices, indptr = X
+    gt = buffers.grad[t]
+    slots = buffers.slot_of[t]
+    features = buffers.slot_feature[t]
+    n = 0
+    g0 = 0.0
+    thread_loss = 0.0
+    w0 = bias[0]
+    flat = P.reshape(P.size)
+    stride = P.shape[1]
+    weighted = row_weight.size > 0
+    for r in range(r0, r1):
+        if r + 2 * PREFETCH_ROWS < r1:
+            _prefetch(indptr, order[r + 2 * PREFETCH_ROWS])
+        if r + PREFETCH_ROWS < r1:
+            ahead = order[r + PREFETCH_ROWS]
+            _prefetch(indices, indptr[ahead])
+            _prefetch(data, indptr[ahead])
+            _prefetch(y, ahead)
+            _prefetch(row_scores, ahead)
+            if weighted:
+                _prefetch(row_weight, ahead)
+        if r + PREFETCH_PARAMS < r1:
+            ahead = order[r + PREFETCH_PARAMS]
+            p = indptr[ahead]
+            for q in range(p, min(p + 2, indptr[ahead + 1])):
+                i = indices[q] * stride
+                _prefetch(flat, i)
+                _prefetch(flat, i + k)  # [w, V] may straddle a line boundary
+        row = order[r]
+        start = indptr[row]
+        size = indptr[row + 1] - start
+        z32 = w0
+        sa = sb = 0
+        ia = ib = 0
+        xa = xb = np.float32(0.0)
+        if size >= 1:
+            ia = indices[start]
+            xa = data[start]
+            sa = slots[ia]
+            if sa >= n or features[sa] != ia:
+                sa = n
+                n += 1
+                slots[ia] = sa
+                features[sa] = ia
+                gt[sa, :] = 0.0
+            z32 += P[ia, 0] * xa
+        if size == 2:
+            ib = indices[start + 1]
+            xb = data[start + 1]
+            sb = slots[ib]
+            if sb >= n or features[sb] != ib:
+                sb = n
+                n += 1
+                slots[ib] = sb
+                features[sb] = ib
+                gt[sb, :] = 0.0
+            pa = P[ia]
+            pb = P[ib]
+            dot = np.float32(0.0)
+            for f in range(1, k + 1):
+                dot += pa[f] * pb[f]
+            z32 += pb[0] * xb + xa * xb * dot
+        z = float(z32)
+        label = float(y[row])
+        weight = float(row_weight[row]) if weighted else 1.0
+        if loss_kind == LOGISTIC:
+            e = math.exp(-abs(z))  # one exp for the sigmoid and the loss
+            score = 1.0 / (1.0 + e) if z >= 0.0 else e / (1.0 + e)
+            dl = score - label
+            thread_loss += weight * (math.log1p(e) + max(z, 0.0) - label * z)
+        else:
+            score = z
+            dl = z - label
+            thread_loss += weight * dl * dl
+        row_scores[row] = score
+        mult = np.float32(weight * dl)
+        g0 += float(mult)
+        if size >= 1:
+            gt[sa, 0] += mult * xa
+        if size == 2:
+            ga = gt[sa]
+            gb = gt[sb]
+            pa = P[ia]
+            pb = P[ib]
+            gb[0] += mult * xb
+            mab = mult * xa * xb
+            for f in range(1, k + 1):
+                ga[f] += mab * pb[f]
+                gb[f] += mab * pa[f]
+    buffers.n_slots[t] = n
+    buffers.bias_grad[t] = g0
+    buffers.loss[t] += thread_loss
+
+
+@njit(fastmath=FASTMATH, cache=True, inline="always")
+def _batch_rows(t, r0, r1, X, y, row_weight, order, bias, P, k, loss_kind, buffers, row_scores):
+    """Forward + backward of batch rows ``order[r0:r1]``: ``_short_rows_pass`` when every row has at most two
+    nonzeros, else ``_rows_pass``."""
+    if buffers.short_rows:
+        _short_rows_pass(t, r0, r1, X, y, row_weight, order, bias, P, k, loss_kind, buffers, row_scores)
+    else:
+        _rows_pass(t, r0, r1, X, y, row_weight, order, bias, P, k, loss_kind, buffers, row_scores)
 
 
 @njit(fastmath=FASTMATH, cache=True, inline="always")
@@ -434,6 +634,7 @@ def _update_pass(t, T, P, k, opt, hp, coef, scale, train_linear, buffers):
     lr_factors = np.float32(hp[HP_LR + FACTORS])
     step_linear = train_linear and lr_linear > 0.0
     flat = P.reshape(P.size)
+    grads = gt.reshape(gt.size)
     stride = P.shape[1]
     count = buffers.n_slots[t]
     for j in range(count):
@@ -443,7 +644,6 @@ def _update_pass(t, T, P, k, opt, hp, coef, scale, train_linear, buffers):
                 _prefetch(flat, ahead + c)
             _prefetch(flat, ahead + stride - 1)
         i = slot_feature[t, j]
-        grad = gt[j]
         if T > 1:
             owner = t
             for step in range(T):
@@ -453,19 +653,21 @@ def _update_pass(t, T, P, k, opt, hp, coef, scale, train_linear, buffers):
                     break
             if owner != t:
                 continue
-            grad = total
-            grad[:] = 0.0
+            total[:] = 0.0
             for u in range(T):
                 su = _slot(buffers, u, i)
                 if su >= 0:
                     for f in range(block):
-                        grad[f] += G[u, su, f]
-        row = P[i]
+                        total[f] += G[u, su, f]
+            for f in range(block):  # thread t owns feature i: no other thread reads its slot j now
+                gt[j, f] = total[f]
+        at = np.uint64(i * stride)
+        g_at = np.uint64(j * block)
         if step_linear:
-            _step(opt, row, 0, 1, block, grad, 0, coef[LINEAR], scale32, wd_linear, eps, clip, lr_linear)
+            _step_one(opt, flat, at, block, grads[g_at], coef[LINEAR], scale32, wd_linear, eps, clip, lr_linear)
         if lr_factors > 0.0:
-            _step(opt, row, 1, block, block, grad, 1, coef[FACTORS], scale32, wd_factors, eps, clip,
-                  lr_factors)
+            _step_factors(opt, flat, at, np.uint64(block), grads, g_at, coef[FACTORS], scale32, wd_factors, eps,
+                          clip, lr_factors)
 
 
 @njit(fastmath=FASTMATH, cache=True, error_model="numpy")
@@ -478,9 +680,8 @@ def _bias_step(t0, t1, bias, opt, hp, coef, scale, buffers):
     total = 0.0
     for t in range(t0, t1):
         total += bias_grad[t]
-    grad = np.full(1, total, np.float32)
-    _step(opt, bias, 0, 1, 1, grad, 0, coef[BIAS], np.float32(scale), np.float32(hp[HP_WD + BIAS]),
-          np.float32(hp[HP_EPS]), np.float32(hp[HP_CLIP]), lr)
+    _step_one(opt, bias, 0, 1, np.float32(total), coef[BIAS], np.float32(scale), np.float32(hp[HP_WD + BIAS]),
+              np.float32(hp[HP_EPS]), np.float32(hp[HP_CLIP]), lr)
 
 
 @njit(fastmath=FASTMATH, cache=True, inline="always")
@@ -494,7 +695,7 @@ def _serial_batch(t, b0, b1, X, y, row_weight, order, bias, P, k, opt, loss_kind
     """Optimizer step ``step`` on batch rows ``order[b0:b1]``, all on thread t with thread t's buffers."""
     scale = _batch_scale(hp, b0, b1)
     coef = _group_coefficients(opt, hp, step)
-    _rows_pass(t, b0, b1, X, y, row_weight, order, bias, P, k, loss_kind, buffers, row_scores)
+    _batch_rows(t, b0, b1, X, y, row_weight, order, bias, P, k, loss_kind, buffers, row_scores)
     _update_pass(t, 1, P, k, opt, hp, coef, scale, train_linear, buffers)
     if train_bias:
         _bias_step(t, t + 1, bias, opt, hp, coef, scale, buffers)
@@ -549,7 +750,7 @@ def train_epoch_parallel(X, y, row_weight, order, batch_size, bias, P, k, opt, l
         coef = _group_coefficients(opt, hp, step)
         for t in prange(T):
             r0, r1 = _chunk(t, T, b0, b1)
-            _rows_pass(t, r0, r1, X, y, row_weight, order, bias, P, k, loss_kind, buffers, row_scores)
+            _batch_rows(t, r0, r1, X, y, row_weight, order, bias, P, k, loss_kind, buffers, row_scores)
         for t in prange(T):
             _update_pass(t, T, P, k, opt, hp, coef, scale, train_linear, buffers)
         if train_bias:

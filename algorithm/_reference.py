@@ -46,9 +46,12 @@ def _step(opt: int, W: np.ndarray, state: np.ndarray, rows: np.ndarray, grad: np
         W[rows] = w - lr_t * m / (np.sqrt(v) + eps)
     elif opt == kernels.SGD:
         W[rows] = w - lr * (np.clip(grad * scale, -clip, clip) + wd * w)
-    elif opt == kernels.ADAGRAD:
+    elif opt in (kernels.ADAGRAD, kernels.ADAGRAD_ROW):
         g = np.clip(grad * scale, -clip, clip)
-        h = state[0][rows] + g * g
+        squares = g * g
+        if opt == kernels.ADAGRAD_ROW and g.ndim == 2:  # the factors of a row share one h (state (d, 1))
+            squares = squares.mean(axis=1, keepdims=True)
+        h = state[0][rows] + squares
         state[0][rows] = h
         W[rows] = w - lr * (g / np.sqrt(h + eps) + wd * w)
     else:

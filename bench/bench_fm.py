@@ -1,5 +1,5 @@
-"""FM training benchmark: our ``algorithm.fm.FactorizationMachines`` against xLearn, myfm and a numpy/scipy
-SGD floor, interleaved per configuration, one subprocess per run (so peak RSS is per run).
+"""FM training benchmark: our ``algorithm.fm.FactorizationMachines`` against xLearn, libFM (when built: ``--libfm``),
+myfm and a numpy/scipy SGD floor, interleaved per configuration, one subprocess per run (so peak RSS is per run).
 
     .venv/bin/python -m bench.bench_fm --dataset all                      # the full comparison
     .venv/bin/python -m bench.bench_fm --dataset ctr --rows 100000 --k 8 --threads 2 --epochs 3
@@ -19,8 +19,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from algorithm.schemas import FM_SCHEMA
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / "bench" / "results"
@@ -28,6 +31,7 @@ SAGEMAKER_ROWS_PER_S = 105_000  # the built-in's logged throughput on a multi-co
 # Our variants: "default" leaves the optimizer unset (what a job that sets nothing trains with), the others
 # set it and leave its rates at their defaults.
 OUR_OPTIMIZERS = ("default", "adam", "sgd", "adagrad", "ftrl")
+ADAGRAD_STATE_DEFAULT = FM_SCHEMA["adagrad_state"].default  # --adagrad-state names the others' runs
 DIGITS = {"k": 10, "mini_batch_size": 100, "epochs": 100}
 
 # Goals (seconds per epoch at the full data set size; scaled by rows when --rows subsamples).
@@ -35,6 +39,9 @@ EPOCH_GOALS = {("ctr", 8, 2): 0.6, ("ctr", 32, 2): 1.2, ("ctr", 8, 1): 1.3, ("ct
                ("ratings", 8, 1): 0.05}
 CTR_AUC_GOAL, CTR_LOGLOSS_GOAL, RATINGS_RMSE_GOAL, DIGITS_ACCURACY_GOAL = 0.767, 0.478, 0.805, 0.98
 ADAM_VS_FASTEST_GOAL, MEMORY_GOAL, QUALITY_EPOCHS = 1.5, 1.5, 10
+# Against the anchors on one thread (epoch seconds): our SGD <= libFM's SGD, our default optimizer <= 1.5x libFM's
+# and <= 0.5x xLearn's (the faster of its variants run).
+LIBFM_SGD_GOAL, LIBFM_DEFAULT_GOAL, XLEARN_DEFAULT_GOAL = 1.0, 1.5, 0.5
 # CTR epoch of the default optimizer and of our fastest one, at most this share of tuned xLearn's, by threads.
 CTR_VS_XLEARN_GOALS = {1: 0.6, 2: 0.5}
 
@@ -42,6 +49,8 @@ LEGEND = """\
 ratio   = this row's median epoch seconds / our Adam's at the same data, k and threads (> 1: we are faster)
 JIT s   = our warm-up fit on 256 rows before the data is loaded (numba compiling, or loading its cache)
 1st s   = first timed epoch; epoch s = median of the other epochs (myfm: per sampler iteration, "it")
+CPU s   = CPU seconds of the epoch (median of the others): ours on 1 thread, the epoch kernel calls' thread time;
+          libFM, its time_learn (its epoch s too); not measured elsewhere (nan)
 quality = held-out, at the epoch (@n) of lowest test logloss/RMSE among the first 10 (myfm, digits: final);
           the goals also give epoch 10's, the model a job of 10 epochs keeps
 default = our FM with the optimizer unset (adagrad), as a job that sets nothing
@@ -50,10 +59,10 @@ used MB = peak RSS - RSS after imports (and our warm-up); need MB = data + model
 
 # Not measured here: reference figures on real data of the same shape as each set.
 QUOTED = {
-    "ctr": "libFM: not on PyPI, not measured. Reference on a real CTR set of this shape: xLearn AUC "
-           "0.738 / logloss 0.490 (defaults), 0.767 / 0.478 (tuned); myfm Gibbs 0.783 / 0.459.",
-    "ratings": "libFM: not on PyPI, not measured. Reference on MovieLens-1M: libFM SGD RMSE 0.806, "
-               "xLearn 0.816, myfm Gibbs (k=16) 0.791.",
+    "ctr": "Reference on a real CTR set of this shape: xLearn AUC 0.738 / logloss 0.490 (defaults), "
+           "0.767 / 0.478 (tuned); myfm Gibbs 0.783 / 0.459.",
+    "ratings": "Reference on MovieLens-1M: libFM SGD RMSE 0.806, xLearn 0.816, myfm Gibbs (k=16) 0.791. libFM's "
+               "epoch seconds are its rlog time_learn (user CPU time), ours and xLearn's wall-clock.",
 }
 
 
@@ -110,30 +119,74 @@ def warm_up_ours(data: Any, k: int, threads: int, optimizer: str, task: str) -> 
 
 
 def run_ours(data: Any, k: int, threads: int, epochs: int, optimizer: str, seed: int,
-             mini_batch_size: int = 1000, shuffle: str = "full") -> Any:
+             mini_batch_size: int = 1000, shuffle: str = "full", adagrad_state: str | None = None) -> Any:
     """Our FM with the default learning rates of ``optimizer`` (a variant of ``OUR_OPTIMIZERS``); times from
-    ``on_epoch``."""
+    ``on_epoch``. ``adagrad_state``: AdaGrad's (None: the product default)."""
     from algorithm.fm import FactorizationMachines
     from bench.fm_anchors import RunResult, held_out_metrics
 
     seconds: list[float] = []
     per_epoch: list[dict[str, float]] = []
+    cpu = _KernelCpu() if threads == 1 else None
 
     def on_epoch(epoch: int, train: dict[str, float], test: dict[str, float] | None, secs: float) -> None:
         seconds.append(secs)
         per_epoch.append(_quality_per_epoch(data.task, test))
+        if cpu is not None:
+            cpu.epoch_done()
 
     model = FactorizationMachines(feature_dim=data.feature_dim, num_factors=k, predictor_type=data.task,
                                   epochs=epochs, mini_batch_size=mini_batch_size,
                                   optimizer=_optimizer_param(optimizer), num_threads=threads, seed=seed,
-                                  shuffle=shuffle)
-    model.fit(data.train, data.train.labels, eval_set=(data.test, data.test.labels), on_epoch=on_epoch)
+                                  shuffle=shuffle,
+                                  **({} if adagrad_state is None else {"adagrad_state": adagrad_state}))
+    if cpu is None:
+        model.fit(data.train, data.train.labels, eval_set=(data.test, data.test.labels), on_epoch=on_epoch)
+    else:
+        with cpu:
+            model.fit(data.train, data.train.labels, eval_set=(data.test, data.test.labels), on_epoch=on_epoch)
     score = model.predict_scores(data.test)
-    state = FactorizationMachines.state_bytes(data.feature_dim, k, model.resolved_params()["optimizer"], threads)
+    params = model.resolved_params()
+    state = FactorizationMachines.state_bytes(data.feature_dim, k, params["optimizer"], threads,
+                                              adagrad_state=params["adagrad_state"])
     quality = held_out_metrics(data.task, data.test.labels, score)
     return RunResult("ours", data.name, k, threads, optimizer, seconds, quality, per_epoch, data.train.n_rows,
                      state, f"mini_batch_size={mini_batch_size}; shuffle={shuffle}; default learning rates; epoch "
-                     "time excludes the per-epoch test scoring")
+                     "time excludes the per-epoch test scoring", cpu_seconds=[] if cpu is None else cpu.seconds)
+
+
+class _KernelCpu:
+    """Within the block, the CPU seconds of this thread in the serial epoch kernel's calls, per epoch
+    (``epoch_done`` closes one): what libFM's ``time_learn`` measures, robust to the other processes of a shared
+    machine, which inflate wall-clock seconds. It wraps ``train_epoch_serial`` of this process (one run per
+    process); one thread only."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self.current = 0.0
+
+    def __enter__(self) -> None:
+        from algorithm import _fm_kernels
+
+        self.kernel = kernel = _fm_kernels.train_epoch_serial
+
+        def timed(*args: Any) -> Any:
+            started = time.thread_time()
+            try:
+                return kernel(*args)
+            finally:
+                self.current += time.thread_time() - started
+
+        _fm_kernels.train_epoch_serial = timed
+
+    def __exit__(self, *exc: object) -> None:
+        from algorithm import _fm_kernels
+
+        _fm_kernels.train_epoch_serial = self.kernel
+
+    def epoch_done(self) -> None:
+        self.seconds.append(self.current)
+        self.current = 0.0
 
 
 def worker(spec: dict[str, Any]) -> dict[str, Any]:
@@ -157,9 +210,11 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     if trainer == "ours":
         result = run_ours(data, k, threads, spec["epochs"], spec["variant"], spec["seed"],
-                          spec.get("mini_batch_size", 1000), spec.get("shuffle", "full"))
+                          spec.get("mini_batch_size", 1000), spec.get("shuffle", "full"), spec.get("adagrad_state"))
     elif trainer == "xlearn":
         result = fm_anchors.run_xlearn(data, k, threads, spec["epochs"], tuned=spec["variant"] == "tuned")
+    elif trainer == "libfm":
+        result = fm_anchors.run_libfm(data, k, spec["epochs"], spec["libfm"], seed=spec["seed"])
     elif trainer == "myfm":
         result = fm_anchors.run_myfm(data, k, spec["epochs"], method=spec["variant"], seed=spec["seed"])
     elif trainer == "numpy":
@@ -173,6 +228,8 @@ def worker(spec: dict[str, Any]) -> dict[str, Any]:
     data_bytes = data.train.nbytes + data.test.nbytes
     if trainer == "ours" and spec.get("shuffle", "full") != "full":
         out["variant"] = f"{out['variant']}/{spec['shuffle']}"
+    if trainer == "ours" and spec.get("adagrad_state") not in (None, ADAGRAD_STATE_DEFAULT):
+        out["variant"] = f"{out['variant']}/{spec['adagrad_state'][:4]}"
     out.update(load_avg_1min=os.getloadavg()[0], wall_seconds=wall, warm_up_seconds=warm_up_seconds,
                rss_import_mb=rss_import / 1024,
                rss_base_mb=rss_base / 1024, rss_loaded_mb=rss_loaded / 1024, peak_mb=peak / 1024,
@@ -246,14 +303,18 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
                         "repeat": rep}
                 epochs = DIGITS["epochs"] if name == "digits" else args.epochs
                 batch = {"mini_batch_size": DIGITS["mini_batch_size"]} if name == "digits" else {}
-                ours = [dict(base, trainer="ours", variant=o, epochs=epochs, shuffle=order, **batch)
-                        for o in ([] if args.skip_ours else args.optimizers) for order in args.shuffle]
+                ours = [dict(base, trainer="ours", variant=o, epochs=epochs, shuffle=order, adagrad_state=state,
+                             **batch)
+                        for o in ([] if args.skip_ours else args.optimizers) for order in args.shuffle
+                        for state in (args.adagrad_state if o in ("default", "adagrad") else [None])]
                 others: list[dict[str, Any]] = []
                 if "xlearn" in anchors:
                     variants = ["tuned"] if name != "digits" else []
                     if (k, threads) == (configs[0][0], max(t for _, t in configs)) or name == "digits":
                         variants.insert(0, "defaults")
                     others += [dict(base, trainer="xlearn", variant=v, epochs=epochs) for v in variants]
+                if "libfm" in anchors and threads == 1 and name != "digits" and args.libfm_path:
+                    others.append(dict(base, trainer="libfm", variant="sgd", epochs=epochs, libfm=args.libfm_path))
                 if "numpy" in anchors and threads == 1:
                     others.append(dict(base, trainer="numpy", variant="sgd",
                                        epochs=min(epochs, args.floor_epochs) if name != "digits" else epochs,
@@ -280,7 +341,7 @@ def prepare(runs: list[dict[str, Any]]) -> None:
     sets: dict[tuple, bool] = {}
     for r in runs:
         key = (r["dataset"], r["seed"], r["rows"])
-        sets[key] = sets.get(key, False) or r["trainer"] == "xlearn"
+        sets[key] = sets.get(key, False) or r["trainer"] in ("xlearn", "libfm")  # (libFM reads the same files)
     for (name, seed, rows), xlearn in sets.items():
         t0 = time.perf_counter()
         data = fm_data.load(name, seed=seed, rows=rows)
@@ -326,8 +387,10 @@ def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         steady = _median([_median(_steady(r)) for r in rs])
         first = _median([r["epoch_seconds"][0] for r in rs if r["epoch_seconds"]])
         n = rs[0]["train_rows"]
+        cpu = [_median(c[1:] if len(c) > 1 else c) for c in (r.get("cpu_seconds") or [] for r in rs) if c]
         rows.append({"dataset": name, "k": k, "threads": threads, "trainer": trainer, "variant": variant,
-                     "first_s": first, "epoch_s": steady, "rows_per_s": n / steady if steady else math.nan,
+                     "first_s": first, "epoch_s": steady, "cpu_s": _median(cpu),
+                     "rows_per_s": n / steady if steady else math.nan,
                      "epochs": len(rs[0]["epoch_seconds"]), "quality": _quality_text(rs[-1], best=True),
                      "metrics": rs[-1]["metrics"], "epoch_metrics": rs[-1]["epoch_metrics"],
                      "peak_mb": max(r["peak_mb"] for r in rs),
@@ -341,7 +404,8 @@ def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def print_table(rows: list[dict[str, Any]]) -> None:
     ours_adam = {(r["dataset"], r["k"], r["threads"]): r["epoch_s"] for r in rows
                  if r["trainer"] == "ours" and r["variant"] == "adam"}
-    head = (f"{'data':8}{'k':>3}{'thr':>4} {'trainer':7}{'variant':13}{'JIT s':>6}{'1st s':>8}{'epoch s':>9}"
+    head = (f"{'data':8}{'k':>3}{'thr':>4} {'trainer':7}{'variant':18}{'JIT s':>6}{'1st s':>8}{'epoch s':>9}"
+            f"{'CPU s':>7}"
             f"{'rows/s':>11}{'/core':>10}{'ratio':>7}  {'held-out quality (best epoch)':33}{'peak MB':>8}"
             f"{'used MB':>8}{'need MB':>8}")
     print("\n" + head + "\n" + "-" * len(head))
@@ -351,8 +415,9 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         ratio = r["epoch_s"] / base if base else math.nan
         unit = "it" if r["trainer"] == "myfm" else ""
         jit = f"{r['warm_up_s']:6.2f}" if r["trainer"] == "ours" else f"{'-':>6}"
-        print(f"{r['dataset']:8}{r['k']:>3}{r['threads']:>4} {r['trainer']:7}{r['variant'][:12]:13}{jit}"
-              f"{r['first_s']:>8.3f}{r['epoch_s']:>8.3f}{unit:1}{r['rows_per_s']:>11,.0f}"
+        print(f"{r['dataset']:8}{r['k']:>3}{r['threads']:>4} {r['trainer']:7}{r['variant'][:17]:18}{jit}"
+              f"{r['first_s']:>8.3f}{r['epoch_s']:>8.3f}{unit:1}{r.get('cpu_s', math.nan):>7.3f}"
+              f"{r['rows_per_s']:>11,.0f}"
               f"{r['rows_per_s'] / r['threads']:>10,.0f}{ratio:>7.2f}  {r['quality']:33}"
               f"{r['peak_mb']:>8.0f}{r['used_mb']:>8.0f}{r['expected_mb']:>8.0f}")
     print(LEGEND.format(sagemaker=SAGEMAKER_ROWS_PER_S))
@@ -396,6 +461,7 @@ def goals(rows: list[dict[str, Any]], full_rows: dict[str, int]) -> list[tuple[s
     def ran(r: dict[str, Any]) -> str:
         return "" if r["epochs"] >= QUALITY_EPOCHS else f" (only {r['epochs']} epochs run)"
 
+    out += _anchor_goals(rows, ours, verdict)
     for (name, k, threads), limit in EPOCH_GOALS.items():
         r = ours.get((name, k, threads, "adam"))
         label = f"{name} k={k} {threads} thread{'s' if threads > 1 else ''}: Adam epoch <= {limit} s"
@@ -459,6 +525,35 @@ def goals(rows: list[dict[str, Any]], full_rows: dict[str, int]) -> list[tuple[s
     return out
 
 
+def _anchor_goals(rows: list[dict[str, Any]], ours: dict[tuple, dict[str, Any]],
+                  verdict: Callable[[bool | None], str]) -> list[tuple[str, str, str]]:
+    """Epoch-time goals against libFM's SGD and xLearn at the same data, k and one thread."""
+    out: list[tuple[str, str, str]] = []
+    for lib in (r for r in rows if r["trainer"] == "libfm"):
+        name, k, threads = lib["dataset"], lib["k"], lib["threads"]
+        where = f"{name} k={k} {threads} thread"
+        xlearn = [r for r in rows if r["trainer"] == "xlearn" and (r["dataset"], r["k"], r["threads"]) ==
+                  (name, k, threads)]
+        fastest_xlearn = min(xlearn, key=lambda r: r["epoch_s"]) if xlearn else None
+        sgd, default = ours.get((name, k, threads, "sgd")), ours.get((name, k, threads, "default"))
+        for r, label, limit in ((sgd, "our SGD", LIBFM_SGD_GOAL), (default, "default optimizer's", LIBFM_DEFAULT_GOAL)):
+            if r is None:
+                continue
+            cpu = r.get("cpu_s", math.nan)
+            mine, what = (cpu, "CPU") if math.isfinite(cpu) else (r["epoch_s"], "wall-clock")
+            ratio = mine / lib["epoch_s"]
+            out.append((f"{where}: {label} epoch <= {limit}x libFM's SGD epoch (CPU seconds: its time_learn)",
+                        verdict(ratio <= limit), f"{mine:.3f} s {what} / {lib['epoch_s']:.3f} s = {ratio:.2f}x "
+                        f"(wall-clock {r['epoch_s']:.3f} s)"))
+        if default and fastest_xlearn:
+            ratio = default["epoch_s"] / fastest_xlearn["epoch_s"]
+            out.append((f"{where}: default optimizer's epoch <= {XLEARN_DEFAULT_GOAL}x xLearn's",
+                        verdict(ratio <= XLEARN_DEFAULT_GOAL),
+                        f"{default['epoch_s']:.3f} s / {fastest_xlearn['epoch_s']:.3f} s "
+                        f"({fastest_xlearn['variant']}) = {ratio:.2f}x"))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """The benchmark CLI (see the module docstring)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -468,11 +563,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=10, help="epochs for ours and xLearn (digits: 100)")
     p.add_argument("--repeat", type=int, default=1, help="runs per configuration (medians over them)")
     p.add_argument("--rows", type=int, default=None, help="subsample the training rows (quick runs)")
-    p.add_argument("--anchors", default="xlearn,myfm,numpy", help="comma list of xlearn, myfm, numpy")
+    p.add_argument("--anchors", default="xlearn,libfm,myfm,numpy", help="comma list of xlearn, libfm, myfm, numpy")
+    p.add_argument("--libfm", default=None, metavar="PATH",
+                   help="the libFM binary (default: $LIBFM, else libFM on PATH; the runs are skipped when absent)")
     p.add_argument("--optimizers", nargs="+", default=list(OUR_OPTIMIZERS), choices=OUR_OPTIMIZERS)
     p.add_argument("--skip-ours", action="store_true", help="run the anchors only")
     p.add_argument("--shuffle", nargs="+", choices=("full", "blocks", "runs"), default=["full"],
                    help="our row orders (each a variant of ours; other than full, named optimizer/order)")
+    p.add_argument("--adagrad-state", nargs="+", choices=("element", "row"), default=[ADAGRAD_STATE_DEFAULT],
+                   help="AdaGrad's second moment, for the default and adagrad variants (each a variant; other "
+                   "than the product default, named optimizer/elem or optimizer/row)")
     p.add_argument("--floor-epochs", type=int, default=2, help="epochs of the numpy floor (timing only)")
     p.add_argument("--myfm-iters", default="", help="e.g. ctr=3,ratings=30 (defaults: ctr 3, others 30)")
     p.add_argument("--myfm-methods", default="",
@@ -497,6 +597,13 @@ def main(argv: list[str] | None = None) -> int:
         saved = [json.loads(Path(f).read_text()) for f in args.from_results]
         report([r for s in saved for r in s["runs"]])
         return 0
+    args.libfm_path = None
+    if "libfm" in args.anchors.split(","):
+        from bench.fm_anchors import libfm_binary
+
+        args.libfm_path, why = libfm_binary(args.libfm)
+        if why:
+            print(f"# {why}", flush=True)
     runs = plan(args)
     print(f"# {len(runs)} runs: " + " ".join(sys.argv[1:]), flush=True)
     if args.env:

@@ -3,6 +3,10 @@ renumbered by frequency (``algorithm.feature_layout``), in a full permutation of
 runs of ``shuffle=runs``, interleaved in one process; and what the renumbering costs once.
 
     .venv/bin/python -m bench.bench_fm_layout --dataset ctr --k 8 --optimizer adam --repeat 8
+    .venv/bin/python -m bench.bench_fm_layout --dataset ctr --k 8 --optimizer adagrad --adagrad-state element row
+
+``--adagrad-state element row``: each layout with AdaGrad's second moment per factor and per row (its own table of
+that width), interleaved too.
 
 Every variant trains its own copy of one table (the same initial values, permuted for the renumbered ids) with
 the kernel ``fit`` runs (serial for one thread, Hogwild for more); each round runs every variant once, with the
@@ -34,6 +38,7 @@ def main() -> None:
     p.add_argument("--dataset", choices=("ctr", "ratings"), default="ctr")
     p.add_argument("--k", type=int, default=8)
     p.add_argument("--optimizer", default="adam", choices=tuple(kernels.STATE_NAMES))
+    p.add_argument("--adagrad-state", nargs="+", choices=kernels.ADAGRAD_STATES, default=["element"])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeat", type=int, default=8, help="rounds (the first is left out)")
     p.add_argument("--mini-batch-size", type=int, default=1000)
@@ -48,9 +53,10 @@ def main() -> None:
     layout = FeatureLayout.by_frequency(train.indices, d)
     renumbered = layout.renumbered(train.indices)
     counted = time.perf_counter() - t0
-    n_state = kernels.STATE_ARRAYS[args.optimizer]
-    initial = np.zeros((d, (1 + k) * (1 + n_state)), np.float32)
-    initial[:, 1:1 + k] = np.random.default_rng(0).standard_normal((d, k), dtype=np.float32) * np.float32(0.01)
+    states = {state: kernels.state_layout(args.optimizer, k, state) for state in args.adagrad_state}
+    factors = np.random.default_rng(0).standard_normal((d, k), dtype=np.float32) * np.float32(0.01)
+    initial = np.zeros((d, states[args.adagrad_state[0]].width(k)), np.float32)
+    initial[:, 1:1 + k] = factors
     moved = initial.copy()
     layout.to_training(moved, 1 + k)  # compiles
     moved[:] = initial
@@ -61,7 +67,8 @@ def main() -> None:
     for rows in (None, layout.order, None, layout.order):  # the table's split at a fit's end, plain and permuting
         spare = moved.copy()
         t0 = time.perf_counter()
-        kernels.split_in_place(spare, k, n_state, rows=rows)
+        first = states[args.adagrad_state[0]]
+        kernels.split_in_place(spare, k, first.n_state, rows=rows, factor_width=first.factor_width)
         back.append(time.perf_counter() - t0)
     print(f"renumbering (once per fit): count, order and renumber the ids {counted:.3f} s; move [w, V] into the "
           f"layout {there:.3f} s; split the table at the end {min(back[0::2]):.3f} s in place, "
@@ -75,12 +82,20 @@ def main() -> None:
     def runs(rng: np.random.Generator) -> np.ndarray:
         return rows_order(n, rng, RUN_ROWS).astype(np.int32)
 
-    variants: dict[str, tuple[np.ndarray, np.ndarray, Callable[[np.random.Generator], np.ndarray]]] = {
-        "users' ids, full": (train.indices, initial.copy(), full),
-        "renumbered, full": (renumbered, moved.copy(), full),
-        "users' ids, runs": (train.indices, initial.copy(), runs),
-        "renumbered, runs": (renumbered, moved, runs),
-    }
+    variants: dict[str, tuple[np.ndarray, np.ndarray, Callable[[np.random.Generator], np.ndarray],
+                              kernels.StateLayout]] = {}
+    for state, state_layout in states.items():
+        start = np.zeros((d, state_layout.width(k)), np.float32)
+        start[:, 1:1 + k] = factors
+        start_moved = start.copy()
+        layout.to_training(start_moved)
+        suffix = f", h per {state}" if len(states) > 1 else ""
+        variants.update({
+            f"users' ids, full{suffix}": (train.indices, start.copy(), full, state_layout),
+            f"renumbered, full{suffix}": (renumbered, start_moved.copy(), full, state_layout),
+            f"users' ids, runs{suffix}": (train.indices, start, runs, state_layout),
+            f"renumbered, runs{suffix}": (renumbered, start_moved, runs, state_layout),
+        })
     model = FactorizationMachines(feature_dim=d, num_factors=k, predictor_type=data.task, optimizer=args.optimizer)
     hp = model._hyperparameter_vector()
     loss = kernels.LOGISTIC if data.task == "binary_classifier" else kernels.REGRESSION
@@ -91,18 +106,18 @@ def main() -> None:
     epochs: dict[str, list[float]] = {name: [] for name in variants}
     orders: dict[str, list[float]] = {name: [] for name in variants}
     for rnd in range(args.repeat):
-        for name, (indices, table, draw) in variants.items():
+        for name, (indices, table, draw, state_layout) in variants.items():
             t0 = time.perf_counter()
             order = draw(np.random.default_rng([0, rnd]))
             drawn = time.perf_counter() - t0
             t0 = clock()
             kernel((train.data, indices, train.indptr), train.labels, np.empty(0, np.float32), order, batch,
-                   np.zeros(1 + n_state, np.float32), table, k, kernels.OPTIMIZER_CODES[args.optimizer], loss, hp,
+                   np.zeros(1 + state_layout.n_state, np.float32), table, k, state_layout.code, loss, hp,
                    True, True, rnd * n // batch, buffers, scores)
             if rnd:
                 epochs[name].append(clock() - t0)
                 orders[name].append(drawn)
-    base = statistics.median(epochs["users' ids, full"])
+    base = statistics.median(epochs[next(iter(variants))])
     print(f"| variant | epoch s | order s | / users' ids, full |  ({args.dataset}, k={k}, {args.optimizer}, "
           f"{args.threads} thread(s), {args.repeat - 1} rounds, load {os.getloadavg()[0]:.1f})")
     print("| --- | --- | --- | --- |")

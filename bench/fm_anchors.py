@@ -1,5 +1,5 @@
-"""Anchor FM trainers for the benchmark: xLearn (C++, file input), myfm (Bayesian: Gibbs / variational) and a
-plain numpy/scipy minibatch SGD (the floor of effort).
+"""Anchor FM trainers for the benchmark: xLearn (C++, file input), libFM (C++, built from its public source:
+not on PyPI), myfm (Bayesian: Gibbs / variational) and a plain numpy/scipy minibatch SGD (the floor of effort).
 
 Every runner returns a :class:`RunResult` with one wall-clock time per epoch (or per sampler iteration) and
 the held-out quality, computed here with the same metric functions for every trainer. Runners are meant to
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -25,6 +27,9 @@ from algorithm.csr import CSR
 from bench.fm_data import DATA_DIR, BenchData, accuracy, auc, logloss, rmse
 
 XLEARN_DEFAULTS = {"lr": 0.2, "lambda": 0.00002}  # xLearn's own defaults (opt=adagrad, instance-wise norm on)
+# libFM's plain SGD as its documentation runs MovieLens: per-row steps in file order, 2-way factors N(0, 0.1²).
+LIBFM_SGD = {"learn_rate": "0.01", "regular": "0,0,0.04", "init_stdev": "0.1"}
+LIBFM_ENV = "LIBFM"  # path of the libFM binary (its source's bin/libFM after `make all`)
 # Best of a small grid (lr, lambda, instance-wise norm) on the seed-0 sets at k=8, 2 threads (see README).
 XLEARN_TUNED = {"ctr": {"lr": 0.05, "lambda": 0.0002, "norm": False},
                 "ratings": {"lr": 0.3, "lambda": 0.0001, "norm": True}}
@@ -45,6 +50,7 @@ class RunResult:
     train_rows: int = 0
     state_bytes: int = 0
     notes: str = ""
+    cpu_seconds: list[float] = field(default_factory=list)  # per epoch, where measured (libFM: its time_learn)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -161,6 +167,50 @@ def run_xlearn(data: BenchData, k: int, threads: int, epochs: int, tuned: bool =
     return RunResult("xlearn", data.name, k, threads, "tuned" if tuned else "defaults", epoch_seconds,
                      held_out_metrics(data.task, data.test.labels, pred), epoch_metrics, data.train.n_rows,
                      state, notes)
+
+
+def libfm_binary(path: str | None = None) -> tuple[str | None, str]:
+    """The libFM executable: ``path``, else $LIBFM, else ``libFM`` on PATH; (None, why) when there is none."""
+    wanted = path or os.environ.get(LIBFM_ENV) or shutil.which("libFM")
+    if not wanted:
+        return None, (f"libFM: not run (not on PyPI; build it from github.com/srendle/libfm with `make all` "
+                      f"and pass --libfm PATH/bin/libFM or set ${LIBFM_ENV})")
+    if not (os.path.isfile(wanted) and os.access(wanted, os.X_OK)):
+        return None, f"libFM: not run ({wanted} is not an executable file)"
+    return wanted, ""
+
+
+def run_libfm(data: BenchData, k: int, epochs: int, binary: str, seed: int = 0) -> RunResult:
+    """libFM's plain SGD (``-method sgd``, ``LIBFM_SGD``; one thread, rows in file order, one step per row) on the
+    libsvm files xLearn reads. Seconds per epoch are its own ``-rlog`` ``time_learn`` (user CPU time of the
+    training pass; ours are wall-clock), the per-epoch test RMSE / accuracy its own ``rlog`` columns, the final
+    quality from its ``-out`` predictions."""
+    train_path, test_path = xlearn_files(data)
+    classifier = data.task == "binary_classifier"
+    with tempfile.TemporaryDirectory() as tmp:
+        rlog, out = os.path.join(tmp, "rlog.txt"), os.path.join(tmp, "pred.txt")
+        cmd = [binary, "-task", "c" if classifier else "r", "-train", str(train_path), "-test", str(test_path),
+               "-dim", f"1,1,{k}", "-iter", str(epochs), "-method", "sgd", "-learn_rate", LIBFM_SGD["learn_rate"],
+               "-regular", LIBFM_SGD["regular"], "-init_stdev", LIBFM_SGD["init_stdev"], "-seed", str(seed),
+               "-rlog", rlog, "-out", out]
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise RuntimeError(f"libFM exited {proc.returncode}: {(proc.stderr or proc.stdout)[-1500:]}")
+        lines = [line.split("\t") for line in Path(rlog).read_text().splitlines() if line.strip()]
+        pred = np.loadtxt(out, dtype=np.float64).reshape(-1)
+    table = [dict(zip(lines[0], map(float, row), strict=True)) for row in lines[1:]]
+    epoch_seconds = [row["time_learn"] for row in table]
+    key = "accuracy" if classifier else "rmse"
+    epoch_metrics = [{key: row[key]} for row in table]
+    state = (data.feature_dim * (k + 1) + 1) * 8  # model, float64 (plain SGD keeps no optimizer state)
+    notes = (f"-method sgd -learn_rate {LIBFM_SGD['learn_rate']} -regular '{LIBFM_SGD['regular']}' -init_stdev "
+             f"{LIBFM_SGD['init_stdev']}; epoch time = its rlog time_learn (user CPU seconds); run wall "
+             f"{wall:.2f}s incl. reading the text files")
+    return RunResult("libfm", data.name, k, 1, "sgd", epoch_seconds,
+                     held_out_metrics(data.task, data.test.labels, pred), epoch_metrics, data.train.n_rows, state,
+                     notes, cpu_seconds=epoch_seconds)
 
 
 class _capture_fd1:  # noqa: N801 - used as a context manager

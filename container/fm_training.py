@@ -47,7 +47,7 @@ def _check_labels(data: CSR, channel: str, predictor_type: str) -> np.ndarray:
 
 def _check_memory(hp: dict[str, Any], data_bytes: int, early_stopping: bool) -> None:
     state = FactorizationMachines.state_bytes(hp["feature_dim"], hp["num_factors"], hp["optimizer"],
-                                              early_stopping=early_stopping)
+                                              early_stopping=early_stopping, adagrad_state=hp["adagrad_state"])
     limit = memory_limit_bytes()
     gib = 2.0**30
     log.info("Model and %s optimizer state need %.3f GiB (feature_dim=%d x num_factors=%d); data %.3f GiB; "

@@ -63,7 +63,8 @@ def test_invalid_values_fail_when_set_with_the_container_message():
     )
     with pytest.raises(InvalidHyperparameterError) as caught:
         fm.set_hyperparameters(learning_rate=0.1)
-    assert "unknown hyperparameter 'learning_rate' (known: algorithm, bias_init_method" in str(caught.value)
+    assert ("unknown hyperparameter 'learning_rate' (known: adagrad_state, algorithm, bias_init_method"
+            in str(caught.value))
     with pytest.raises(
         InvalidHyperparameterError, match="predictor_type='classifier' is not valid: expected one"
     ):

@@ -129,3 +129,34 @@ def test_write_libsvm_matches_rows(tmp_path: Path) -> None:
     fm_anchors.write_libsvm(digits, tmp_path / "dense.txt")
     first = (tmp_path / "dense.txt").read_text().splitlines()[0].split()
     assert len(first) - 1 == digits.indptr[1] - digits.indptr[0]
+
+
+def test_libfm_binary_is_found_or_skipped_with_the_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(fm_anchors.LIBFM_ENV, raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    path, why = fm_anchors.libfm_binary(None)
+    assert path is None and "not run" in why and "--libfm" in why
+    script = tmp_path / "libFM"
+    script.write_text("#!/bin/sh\n")
+    path, why = fm_anchors.libfm_binary(str(script))
+    assert path is None and "not an executable file" in why
+    script.chmod(0o755)
+    assert fm_anchors.libfm_binary(None) == (str(script), "")  # found on PATH
+    monkeypatch.setenv(fm_anchors.LIBFM_ENV, str(tmp_path / "missing"))
+    assert fm_anchors.libfm_binary(None)[0] is None
+
+
+def test_libfm_runs_sgd_on_the_ratings_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real libFM run (skipped without a binary: --libfm / $LIBFM / PATH): per-epoch CPU seconds and test RMSE
+    from its rlog, the final RMSE from its predictions."""
+    binary, why = fm_anchors.libfm_binary(None)
+    if binary is None:
+        pytest.skip(why)
+    monkeypatch.setattr(fm_anchors, "DATA_DIR", tmp_path)
+    train, test, meta = fm_data._ratings_sets(fm_data.generate_ratings(0, **SMALL_RATINGS), 60, 80)
+    data = fm_data.BenchData("ratings", "regressor", train, test, {"seed": 0, **meta})
+    result = fm_anchors.run_libfm(data, 4, 3, binary)
+    assert len(result.epoch_seconds) == 3 and result.cpu_seconds == result.epoch_seconds
+    assert all(s >= 0 for s in result.epoch_seconds)
+    assert [set(m) for m in result.epoch_metrics] == [{"rmse"}] * 3
+    assert result.metrics["rmse"] == pytest.approx(result.epoch_metrics[-1]["rmse"], abs=1e-3)

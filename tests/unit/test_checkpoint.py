@@ -171,13 +171,15 @@ def test_fm_stopped_after_an_epoch_or_within_one_resumes_to_the_uninterrupted_mo
     assert epochs_seen == [0, 1, 2, 3, 4, 5]
 
 
-def test_fm_killed_after_an_epoch_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+@pytest.mark.parametrize("optimizer", [{"optimizer": "adam"}, {"optimizer": "adagrad", "adagrad_state": "row"}],
+                         ids=["adam", "adagrad_row"])
+def test_fm_killed_after_an_epoch_resumes_from_its_checkpoint(tmp_path: Path, optimizer: dict) -> None:
     X, y, X_test, y_test = _data()
-    whole = _fm().fit(X, y, eval_set=(X_test, y_test))
-    _fm(epochs=3).fit(X, y, eval_set=(X_test, y_test), checkpoints=Checkpoints(tmp_path))  # as if killed after 2
+    whole = _fm(**optimizer).fit(X, y, eval_set=(X_test, y_test))
+    _fm(epochs=3, **optimizer).fit(X, y, eval_set=(X_test, y_test), checkpoints=Checkpoints(tmp_path))  # killed after 2
     progress = json.loads((tmp_path / META_FILE).read_text())["progress"]
     assert (progress["epoch"], progress["position"]) == (2, 0)
-    _same_model(whole, _fm().fit(X, y, eval_set=(X_test, y_test), checkpoints=Checkpoints(tmp_path)))
+    _same_model(whole, _fm(**optimizer).fit(X, y, eval_set=(X_test, y_test), checkpoints=Checkpoints(tmp_path)))
 
 
 def test_fm_refuses_a_checkpoint_of_other_settings(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -65,24 +66,31 @@ def test_an_order_that_is_not_a_permutation_is_refused(order: list[int]) -> None
         FeatureLayout.from_order(np.array(order))
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "adagrad", "sgd", "ftrl"])
+@pytest.mark.parametrize(("optimizer", "adagrad_state"),
+                         [("adam", "row"), ("adagrad", "row"), ("adagrad", "element"), ("sgd", "row"), ("ftrl", "row")])
 @pytest.mark.parametrize("shuffle", ["full", "runs"])
-def test_renumbered_training_gives_the_model_of_the_users_ids(optimizer: str, shuffle: str) -> None:
+def test_renumbered_training_gives_the_model_of_the_users_ids(optimizer: str, adagrad_state: str,
+                                                              shuffle: str) -> None:
     rows = _rows()
     models = []
     for renumber in (True, False):
-        model = _model(rows, optimizer=optimizer, shuffle=shuffle, stream_buffer_mb=4)
+        model = _model(rows, optimizer=optimizer, shuffle=shuffle, stream_buffer_mb=4, adagrad_state=adagrad_state)
         model.renumber_features = renumber
         model.fit(rows, rows.labels, eval_set=(rows, rows.labels))
         models.append(model)
     renumbered, plain = models
-    # One thread, a fixed row order: the same sums in the same order, so the same floats.
-    np.testing.assert_array_equal(renumbered.V_, plain.V_)
-    np.testing.assert_array_equal(renumbered.w_, plain.w_)
-    np.testing.assert_array_equal(renumbered.w0_, plain.w0_)
+    # One thread, a fixed row order: the same sums in the same order, so the same floats; row-wise AdaGrad's
+    # sum over a row's factors is vectorized by the compiler, which may add in another order at other table
+    # addresses (up to float reassociation).
+    same = (partial(np.testing.assert_allclose, rtol=1e-5, atol=1e-9)
+            if (optimizer, adagrad_state) == ("adagrad", "row") else np.testing.assert_array_equal)
+    same(renumbered.V_, plain.V_)
+    same(renumbered.w_, plain.w_)
+    same(renumbered.w0_, plain.w0_)
     for name, array in plain.optimizer_state_.arrays.items():
-        np.testing.assert_array_equal(renumbered.optimizer_state_.arrays[name], array)
-    _, initial, _, _ = _model(rows, optimizer=optimizer)._initial_table(kernels.STATE_ARRAYS[optimizer])
+        same(renumbered.optimizer_state_.arrays[name], array)
+    fresh = _model(rows, optimizer=optimizer, adagrad_state=adagrad_state)
+    _, initial, _, _ = fresh._initial_table(fresh._state_layout())
     k = renumbered.num_factors
     np.testing.assert_array_equal(renumbered.V_[-UNSEEN:], initial[-UNSEEN:, 1:1 + k])  # never seen: as drawn
     assert not np.array_equal(renumbered.V_[:-UNSEEN], initial[:-UNSEEN, 1:1 + k])

@@ -39,15 +39,18 @@ def _model(rows: CSR, classifier: bool = True, **params: object) -> Factorizatio
     return FactorizationMachines(**settings)
 
 
-@pytest.mark.parametrize(("classifier", "shuffle"), [(True, "blocks"), (False, "blocks"), (True, "runs")])
-def test_fit_blocks_trains_the_model_fit_trains_with_block_shuffle(classifier: bool, shuffle: str) -> None:
+@pytest.mark.parametrize(("classifier", "shuffle", "adagrad_state"),
+                         [(True, "blocks", "element"), (False, "blocks", "element"), (True, "runs", "element"),
+                          (True, "blocks", "row")])
+def test_fit_blocks_trains_the_model_fit_trains_with_block_shuffle(classifier: bool, shuffle: str,
+                                                                   adagrad_state: str) -> None:
     rows = _rows(classifier=classifier)
-    reference = _model(rows, classifier, shuffle=shuffle)
+    reference = _model(rows, classifier, shuffle=shuffle, adagrad_state=adagrad_state)
     block_rows = reference._block_rows(rows)
     assert block_rows % 100 == 0 and block_rows < rows.n_rows  # several blocks of whole mini-batches
     history: list = []
     reference.fit(rows, rows.labels, on_epoch=lambda e, train, test, s: history.append(train))
-    streamed = _model(rows, classifier, shuffle=shuffle)
+    streamed = _model(rows, classifier, shuffle=shuffle, adagrad_state=adagrad_state)
     streamed_history: list = []
     blocks_seen: list = []
     streamed.fit_blocks(MemoryBlocks(rows, block_rows),

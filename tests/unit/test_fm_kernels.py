@@ -55,7 +55,7 @@ def _hyperparameters(opt: int, clip: float = np.inf, rescale: float = 0.0) -> np
     hp = np.zeros(kernels.HP_SIZE)
     hp[kernels.HP_LR:kernels.HP_LR + 3] = [0.05, 0.02, 0.03]
     hp[kernels.HP_WD:kernels.HP_WD + 3] = [0.01, 0.001, 0.0001]
-    hp[kernels.HP_EPS] = 1e-7 if opt == kernels.ADAGRAD else 1e-8
+    hp[kernels.HP_EPS] = 1e-7 if opt in (kernels.ADAGRAD, kernels.ADAGRAD_ROW) else 1e-8
     hp[kernels.HP_CLIP] = clip
     hp[kernels.HP_RESCALE] = rescale
     return hp
@@ -64,10 +64,15 @@ def _hyperparameters(opt: int, clip: float = np.inf, rescale: float = 0.0) -> np
 def _start(opt: int, model: Model) -> tuple[np.ndarray, np.ndarray, int]:
     """The kernels' bias [w0, state...], packed table and optimizer state count for ``model``."""
     w0, w, V = model
-    n_state = {kernels.ADAM: 2, kernels.SGD: 0, kernels.ADAGRAD: 1, kernels.FTRL: 2}[opt]
+    n_state = {kernels.ADAM: 2, kernels.SGD: 0, kernels.ADAGRAD: 1, kernels.FTRL: 2, kernels.ADAGRAD_ROW: 1}[opt]
     bias = np.zeros(1 + n_state, np.float32)
     bias[0] = w0[0]
-    return bias, kernels.pack(w, V, n_state), n_state
+    return bias, kernels.pack(w, V, n_state, _factor_width(opt)), n_state
+
+
+def _factor_width(opt: int) -> int:
+    """State values per table row for the factors: one for row-wise AdaGrad, else one per factor."""
+    return 1 if opt == kernels.ADAGRAD_ROW else K
 
 
 def _share_order(order: np.ndarray, batch_size: int, shares: int) -> np.ndarray:
@@ -91,7 +96,7 @@ def _run_both(opt: int, loss_kind: int, n_threads: int, hp: np.ndarray, train_bi
     model = _model(rng)
     bias, table, n_state = _start(opt, model)
     ref_model = tuple(a.astype(np.float64) for a in model)
-    ref_state = (np.zeros((n_state, 1)), np.zeros((n_state, d)), np.zeros((n_state, d, K)))
+    ref_state = (np.zeros((n_state, 1)), np.zeros((n_state, d)), np.zeros((n_state, d, _factor_width(opt))))
     buffers = _training_buffers(n_threads, rows, batch_size, d, K, split_batches=not hogwild)
     train_epoch = (kernels.train_epoch_hogwild if hogwild else
                    kernels.train_epoch_serial if n_threads == 1 else kernels.train_epoch_parallel)
@@ -118,13 +123,13 @@ def _run_both(opt: int, loss_kind: int, n_threads: int, hp: np.ndarray, train_bi
 
 @pytest.mark.parametrize("n_threads", [1, 3])
 @pytest.mark.parametrize("loss_kind", [kernels.REGRESSION, kernels.LOGISTIC])
-@pytest.mark.parametrize("opt", [kernels.ADAM, kernels.SGD, kernels.ADAGRAD, kernels.FTRL])
+@pytest.mark.parametrize("opt", [kernels.ADAM, kernels.SGD, kernels.ADAGRAD, kernels.FTRL, kernels.ADAGRAD_ROW])
 def test_training_epoch_matches_reference(opt: int, loss_kind: int, n_threads: int) -> None:
     _run_both(opt, loss_kind, n_threads, _hyperparameters(opt))
 
 
 @pytest.mark.parametrize(("opt", "shares"), [(kernels.ADAM, 1), (kernels.FTRL, 1), (kernels.SGD, 2),
-                                            (kernels.ADAGRAD, 3), (kernels.FTRL, 2)])
+                                            (kernels.ADAGRAD, 3), (kernels.FTRL, 2), (kernels.ADAGRAD_ROW, 2)])
 def test_hogwild_shares_match_reference(opt: int, shares: int) -> None:
     """Hogwild shares run on one thread are the serial kernel on the batches in share order (the step count
     of a batch is its place in the epoch, so Adam's bias correction is only checked with one share)."""
@@ -209,15 +214,70 @@ def test_warm_up_compiles_writable_and_read_only_variants() -> None:
     assert kernels.score_parallel.signatures
 
 
-@pytest.mark.parametrize("n_state", [0, 1, 2])
-def test_split_in_place_gives_the_weights_and_each_state_copy(n_state: int) -> None:
+@pytest.mark.parametrize(("n_state", "width"), [(0, 3), (1, 3), (2, 3), (1, 1)])
+def test_split_in_place_gives_the_weights_and_each_state_copy(n_state: int, width: int) -> None:
     rng = np.random.default_rng(6)
     d, k = 10, 3
-    table = rng.standard_normal((d, (1 + k) * (1 + n_state))).astype(np.float32)
-    expected = [(table[:, c].copy(), table[:, c + 1:c + 1 + k].copy()) for c in range(0, table.shape[1], 1 + k)]
-    w, V, states = kernels.split_in_place(table, k, n_state, block_rows=4)
-    assert table.shape == (0, (1 + k) * (1 + n_state))  # shrunk as it went
+    table = rng.standard_normal((d, 1 + k + n_state * (1 + width))).astype(np.float32)
+    expected = [(table[:, 0].copy(), table[:, 1:1 + k].copy())] + [
+        (table[:, c].copy(), table[:, c + 1:c + 1 + width].copy()) for c in range(1 + k, table.shape[1], 1 + width)]
+    w, V, states = kernels.split_in_place(table, k, n_state, block_rows=4, factor_width=width)
+    assert table.shape == (0, 1 + k + n_state * (1 + width))  # shrunk as it went
     for (got_w, got_V), (want_w, want_V) in zip([(w, V), *states], expected, strict=True):
         assert got_w.flags.c_contiguous and got_V.flags.c_contiguous
         np.testing.assert_array_equal(got_w, want_w)
         np.testing.assert_array_equal(got_V, want_V)
+
+
+def _short_rows(seed: int = 3, n: int = 64, d: int = FEATURE_DIM) -> CSR:
+    """Rows of 0, 1 or 2 nonzeros (the short-row kernel's case), values off 1."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(0, 3, n)
+    sizes[:3] = [2, 1, 0]
+    indices = np.concatenate([rng.choice(d, size, replace=False) for size in sizes]).astype(np.int64)
+    indptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    return CSR(rng.uniform(0.5, 2.0, indices.size).astype(np.float32), indices, indptr, d)
+
+
+def test_buffers_say_whether_every_row_is_short() -> None:
+    short, long = _short_rows(), _rows()
+    assert _training_buffers(1, short, 16, FEATURE_DIM, K).short_rows
+    grown = _training_buffers(1, long, 16, FEATURE_DIM, K)
+    assert not grown.short_rows
+    reused = _training_buffers(1, short, 16, FEATURE_DIM, K, current=grown)  # a later streamed block
+    assert reused.short_rows and reused.grad is grown.grad
+    assert not _training_buffers(1, long, 16, FEATURE_DIM, K, current=reused).short_rows
+
+
+@pytest.mark.parametrize("n_threads", [1, 3])
+@pytest.mark.parametrize("loss_kind", [kernels.REGRESSION, kernels.LOGISTIC])
+@pytest.mark.parametrize("opt", [kernels.ADAM, kernels.SGD, kernels.ADAGRAD, kernels.FTRL])
+def test_short_row_kernel_trains_the_general_kernels_model(opt: int, loss_kind: int, n_threads: int) -> None:
+    """On rows of at most two nonzeros the short-row pass gives the general pass's loss, scores and model,
+    up to float reassociation (serial and deterministic kernels, weighted rows, two epochs)."""
+    rng = np.random.default_rng(opt * 10 + loss_kind)
+    rows = _short_rows()
+    n = rows.n_rows
+    y = ((rng.random(n) < 0.5) if loss_kind == kernels.LOGISTIC else rng.normal(size=n)).astype(np.float32)
+    row_weight = (rng.random(n) + 0.5).astype(np.float32)
+    model = _model(rng)
+    hp = _hyperparameters(opt)
+    short = _training_buffers(n_threads, rows, 8, FEATURE_DIM, K)
+    assert short.short_rows
+    runs = []
+    for buffers in (short, _training_buffers(n_threads, rows, 8, FEATURE_DIM, K)._replace(short_rows=False)):
+        bias, table, _ = _start(opt, model)
+        train_epoch = kernels.train_epoch_serial if n_threads == 1 else kernels.train_epoch_parallel
+        step, losses, scores = 0, [], np.zeros(n, np.float32)
+        for epoch in range(2):
+            buffers.loss[:] = 0.0
+            step = train_epoch(_arrays(rows), y, row_weight, np.random.default_rng(epoch).permutation(n), 8, bias,
+                               table, K, opt, loss_kind, hp, True, True, step, buffers, scores)
+            losses.append(float(buffers.loss.sum()))
+        runs.append((losses, scores, bias, table))
+    (short_loss, short_scores, short_bias, short_table), (loss, scores, bias, table) = runs
+    np.testing.assert_allclose(short_loss, loss, rtol=1e-6)
+    np.testing.assert_allclose(short_scores, scores, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(short_bias, bias, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(short_table, table, rtol=1e-4, atol=1e-5)  # (Adam: steps of ~lr for tiny gradients)
+    assert not np.array_equal(table, _start(opt, model)[1])  # it trained

@@ -252,13 +252,14 @@ def test_divergence_names_the_epoch_and_the_fix() -> None:
     assert issubclass(DivergedError, ValueError)
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "sgd", "adagrad", "ftrl"])
-def test_a_warm_start_continues_the_optimizer(optimizer: str) -> None:
+@pytest.mark.parametrize(("optimizer", "adagrad_state"),
+                         [("adam", "row"), ("sgd", "row"), ("adagrad", "row"), ("adagrad", "element"), ("ftrl", "row")])
+def test_a_warm_start_continues_the_optimizer(optimizer: str, adagrad_state: str) -> None:
     """3 epochs and a warm start of 3 more train as 6 epochs do: the optimizer's state, its step count (Adam's
     bias correction) and the epochs' row orders continue."""
     X, _, target = _toy(n=600)
     train, test = slice(0, 450), slice(450, 600)
-    params = dict(predictor_type="regressor", optimizer=optimizer, num_factors=4)
+    params = dict(predictor_type="regressor", optimizer=optimizer, num_factors=4, adagrad_state=adagrad_state)
     six = _model(epochs=6, **params).fit(X[train], target[train])
     three = _model(epochs=3, **params).fit(X[train], target[train])
     continued = _model(epochs=3, **params).warm_start_from(three).fit(X[train], target[train])
@@ -297,6 +298,33 @@ def test_a_warm_start_without_a_matching_state_starts_fresh_and_says_why(caplog)
     assert "starts fresh (the earlier model carries no optimizer state)" in caplog.text
     with pytest.raises(TypeError, match="fitted FactorizationMachines"):
         _model().warm_start_from([first.w0_, first.w_, first.V_])
+
+
+def test_adagrad_state_per_row_and_per_factor_in_warm_starts(caplog) -> None:
+    """Row-wise AdaGrad keeps one h per feature for its factors; an element-wise state continues as a row-wise
+    one with each feature's mean h (what row-wise AdaGrad accumulates from the same gradients); a row-wise state
+    does not continue an element-wise fit, which starts fresh and says why."""
+    X, y, _ = _toy()
+    row = _model(epochs=2, optimizer="adagrad", adagrad_state="row").fit(X, y)
+    element = _model(epochs=2, optimizer="adagrad", adagrad_state="element").fit(X, y)
+    assert row.optimizer_state_.arrays["h_V"].shape == (50, 1)
+    assert element.optimizer_state_.arrays["h_V"].shape == (50, 3)
+    assert row.optimizer_state_.arrays["h_w"].shape == element.optimizer_state_.arrays["h_w"].shape == (50,)
+    caplog.set_level(logging.INFO, logger="algorithm.fm")
+    frozen = dict(bias_lr=0.0, linear_lr=0.0, factors_lr=0.0)
+    continued = _model(optimizer="adagrad", adagrad_state="row", **frozen).warm_start_from(element).fit(X, y)
+    assert "this fit keeps one per feature (adagrad_state=row), their mean" in caplog.text
+    np.testing.assert_allclose(continued.optimizer_state_.arrays["h_V"],
+                               element.optimizer_state_.arrays["h_V"].mean(axis=1, keepdims=True), rtol=1e-6)
+    caplog.clear()
+    _model(optimizer="adagrad", adagrad_state="element").warm_start_from(row).fit(X, y)
+    assert "adagrad optimizer starts fresh (the earlier model kept AdaGrad's h per feature" in caplog.text
+    meta, arrays = row.artifact_optimizer_state()
+    loaded = _model(optimizer="adagrad")
+    loaded.w0_, loaded.w_, loaded.V_ = row.w0_, row.w_, row.V_
+    loaded.restore_optimizer_state(meta, arrays)  # either width is a state of AdaGrad
+    with pytest.raises(ValueError, match="not the state of that optimizer"):
+        loaded.restore_optimizer_state(meta, {**arrays, "h_V": np.zeros((50, 2), np.float32)})
 
 
 def test_warm_start_continues_from_earlier_weights() -> None:
@@ -349,7 +377,9 @@ def test_state_bytes() -> None:
     model = 4 * (1 + d + d * k)
     assert FactorizationMachines.state_bytes(d, k, "sgd") == model + 4 * d
     assert FactorizationMachines.state_bytes(d, k, "adam") == 3 * model + 4 * d
-    assert FactorizationMachines.state_bytes(d, k, "adagrad", n_threads=4) == 2 * model + 16 * d
+    assert FactorizationMachines.state_bytes(d, k, "adagrad", n_threads=4, adagrad_state="element") == (
+        2 * model + 16 * d)
+    assert FactorizationMachines.state_bytes(d, k, "adagrad", adagrad_state="row") == model + 4 * (1 + 2 * d) + 4 * d
     assert FactorizationMachines.state_bytes(d, k, "adam", early_stopping=True) == 6 * model + 4 * d
 
 
