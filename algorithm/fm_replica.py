@@ -122,6 +122,7 @@ class FMReplica:
         model._check_params()
         self.model, self.rank = model, rank
         self.optimizer = model.resolved_params()["optimizer"]
+        self.layout = model._state_layout()
         self.rows, self.y, self.weights, self.row_weight = model._training_rows(X, y, sample_weight)
         self.n_threads = model.num_threads or numba.get_num_threads()
         self.hp = model._hyperparameter_vector()
@@ -174,7 +175,7 @@ class FMReplica:
             rows = self.rows
             self.step = kernel(
                 (rows.data, rows.indices, rows.indptr), self.y, self.row_weight, order, size, self.bias,
-                self.table, model.num_factors, kernels.OPTIMIZER_CODES[self.optimizer],
+                self.table, model.num_factors, self.layout.code,
                 kernels.LOGISTIC if model.predictor_type == "binary_classifier" else kernels.REGRESSION, self.hp,
                 model.use_bias, model.use_linear, self.step, self._buffers, self.row_scores)
         self.n_touched = _mark_features(self.rows.indices, self.rows.indptr, order, self.mark, self.touched,
@@ -236,23 +237,24 @@ def initial_state(model: FactorizationMachines) -> tuple[np.ndarray, np.ndarray,
     """The fit's starting bias row, packed table, optimizer steps and earlier epochs (initialization from the
     seed, or the warm start ``model.warm_start_from`` set)."""
     model._check_params()
-    return model._initial_table(kernels.STATE_ARRAYS[model.resolved_params()["optimizer"]])
+    return model._initial_table(model._state_layout())
 
 
 class Combiner:
     """The rule that combines the replicas' changes of a round (``__call__``), with its scratch kept between rounds
-    (a slot per feature), for ``optimizer`` and ``num_factors``.
+    (a slot per feature), for table rows of ``layout`` (the optimizer state, ``FMReplica.layout``) and
+    ``num_factors``.
 
     Per table row, over the replicas that touched it, the changes add up (as if the replicas' mini-batches had run
     one after another: the weights and the accumulators of AdaGrad and FTRL take every replica's steps), but
     Adam's moving averages take the replicas' mean.
     """
 
-    def __init__(self, feature_dim: int, optimizer: str, num_factors: int) -> None:
+    def __init__(self, feature_dim: int, layout: kernels.StateLayout, num_factors: int) -> None:
         weights = 1 + num_factors
         self.slot = np.full(feature_dim, -1, dtype=np.int64)
-        self.averaged = np.zeros(weights * (1 + kernels.STATE_ARRAYS[optimizer]), dtype=np.bool_)  # take the mean
-        if optimizer == "adam":
+        self.averaged = np.zeros(layout.width(num_factors), dtype=np.bool_)  # the columns that take the mean
+        if layout.code == kernels.OPTIMIZER_CODES["adam"]:
             self.averaged[weights:] = True
 
     def __call__(self, changes: list[Update], base: np.ndarray, base_bias: np.ndarray) -> Update:

@@ -79,7 +79,7 @@ def warm_up_fm_replica() -> None:
     replica.start(*initial_state(model))
     replica.begin_epoch(0)
     replica.train(1)
-    replica.apply(Combiner(4, replica.optimizer, 2)([replica.changes()], replica.base, replica.base_bias))
+    replica.apply(Combiner(4, replica.layout, 2)([replica.changes()], replica.base, replica.base_bias))
 
 
 def warm_up_fm_top_k() -> None:

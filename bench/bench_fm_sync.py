@@ -27,7 +27,7 @@ def run(data: fm_data.BenchData, hosts: int, sync_every: int, epochs: int, k: in
     shares = [CSR.from_matrix(matrix[r::hosts], labels=data.train.labels[r::hosts]) for r in range(hosts)]
     replicas = [FMReplica(FactorizationMachines(**params), s, s.labels, None, r) for r, s in enumerate(shares)]
     start = initial_state(FactorizationMachines(**params))
-    combine = Combiner(data.feature_dim, replicas[0].optimizer, k)
+    combine = Combiner(data.feature_dim, replicas[0].layout, k)
     for replica in replicas:
         replica.start(*start)
     out = []

@@ -241,7 +241,7 @@ def _train_epoch(cluster: Cluster, key: str, batches: int, checkpoints: Checkpoi
     driver's own replica (its worker runs in this process) trains on ``pool``'s thread meanwhile, hands over its
     changes and takes the update in memory."""
     local, remote = _replicas[key], cluster.hosts[1:]
-    combine = Combiner(local.model.feature_dim, local.optimizer, local.model.num_factors)
+    combine = Combiner(local.model.feature_dim, local.layout, local.model.num_factors)
     update: Update | None = None
     syncs = sent = 0
     waited = 0.0

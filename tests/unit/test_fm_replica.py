@@ -1,8 +1,10 @@
 """Data-parallel FM: the rule that combines the replicas' changes, and replicas that end a round equal."""
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 
+from algorithm import _fm_kernels as kernels
 from algorithm.csr import CSR
 from algorithm.fm import FactorizationMachines
 from algorithm.fm_replica import Combiner, FMReplica, Update, initial_state
@@ -12,7 +14,7 @@ def test_changes_add_up_and_adams_moments_are_averaged():
     base, base_bias = np.full((4, 6), 10.0, np.float32), np.full(3, 10.0, np.float32)
     a = Update(np.array([0, 2]), np.ones((2, 6), np.float32), np.ones(3, np.float32))
     b = Update(np.array([2, 3]), np.full((2, 6), 2.0, np.float32), np.full(3, 2.0, np.float32))
-    out = Combiner(4, "adam", 1)([a, b], base, base_bias)  # (1 + k) weights, m, v
+    out = Combiner(4, kernels.state_layout("adam", 1), 1)([a, b], base, base_bias)  # (1 + k) weights, m, v
     rows = dict(zip(out.features.tolist(), out.rows.tolist(), strict=True))
     assert sorted(rows) == [0, 2, 3]
     assert rows[0] == [11.0] * 6 and rows[3] == [12.0] * 6
@@ -20,18 +22,20 @@ def test_changes_add_up_and_adams_moments_are_averaged():
     assert out.bias.tolist() == [13.0, 11.5, 11.5]
 
 
-def test_replicas_hold_the_same_model_after_a_round():
+@pytest.mark.parametrize("adagrad_state", ["element", "row"])
+def test_replicas_hold_the_same_model_after_a_round(adagrad_state):
     rng = np.random.default_rng(0)
     cols = (rng.integers(0, 20, (400, 5)) + np.arange(5) * 20).ravel()
     x = CSR.from_matrix(sp.csr_matrix(
         (np.ones(2000, np.float32), cols, np.arange(0, 2001, 5)), shape=(400, 100)),
         labels=(rng.random(400) < 0.3).astype(np.float32))
     params = dict(feature_dim=100, num_factors=3, predictor_type="binary_classifier", mini_batch_size=20,
-                  num_threads=1)
+                  num_threads=1, adagrad_state=adagrad_state)
     halves = [CSR.from_matrix(x.to_scipy()[r::2], labels=x.labels[r::2]) for r in range(2)]
     replicas = [FMReplica(FactorizationMachines(**params), h, h.labels, None, r) for r, h in enumerate(halves)]
     start = initial_state(FactorizationMachines(**params))
-    combine = Combiner(100, replicas[0].optimizer, 3)
+    combine = Combiner(100, replicas[0].layout, 3)
+    assert start[1].shape[1] == replicas[0].layout.width(3) == (6 if adagrad_state == "row" else 8)
     for replica in replicas:
         replica.start(*start)
         replica.begin_epoch(0)
