@@ -3,11 +3,37 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from fmwals.backends.hosts import Channel, HostJob
+
+@dataclass(frozen=True)
+class Shard:
+    """The files of a ``ShardedByS3Key`` channel that one host receives, each placed at its path under
+    ``root`` (its name when ``root`` is a file)."""
+
+    root: Path
+    files: tuple[Path, ...]
+
+    def placements(self) -> list[tuple[Path, str]]:
+        """(file, path relative to the channel directory) of each file."""
+        if self.root.is_file():
+            return [(f, f.name) for f in self.files]
+        return [(f, str(f.relative_to(self.root))) for f in self.files]
+
+
+# A File-mode channel as an engine mounts it: a file or directory whole, or one host's shard.
+Channel = Path | Shard
+
+
+@dataclass(frozen=True)
+class HostJob:
+    """What one host of a job runs on: its name, its /opt/ml tree, its File-mode channels."""
+
+    host: str
+    opt_ml: Path
+    channels: dict[str, Channel]
 
 
 class Running(Protocol):

@@ -14,43 +14,14 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from container.channel_files import channel_files
-from fmwals.backends.engine import Running
+from fmwals.backends.engine import Channel, HostJob, Running, Shard
 
 HOST_FAILURE_GRACE_SECONDS = float(os.environ.get("FMWALS_HOST_FAILURE_GRACE_SECONDS", "30"))
 KILL_AFTER_SECONDS = 20.0
 SHARDED = "ShardedByS3Key"
-
-
-@dataclass(frozen=True)
-class Shard:
-    """The files of a ``ShardedByS3Key`` channel that one host receives, each placed at its path under
-    ``root`` (its name when ``root`` is a file)."""
-
-    root: Path
-    files: tuple[Path, ...]
-
-    def placements(self) -> list[tuple[Path, str]]:
-        """(file, path relative to the channel directory) of each file."""
-        if self.root.is_file():
-            return [(f, f.name) for f in self.files]
-        return [(f, str(f.relative_to(self.root))) for f in self.files]
-
-
-# A File-mode channel as an engine mounts it: a file or directory whole, or one host's shard.
-Channel = Path | Shard
-
-
-@dataclass(frozen=True)
-class HostJob:
-    """What one host of a job runs on: its name, its /opt/ml tree, its File-mode channels."""
-
-    host: str
-    opt_ml: Path
-    channels: dict[str, Channel]
 
 
 def opt_ml_dir(job_dir: Path, hosts: tuple[str, ...], host: str) -> Path:

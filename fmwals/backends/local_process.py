@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from fmwals.backends import processes
-from fmwals.backends.hosts import Channel, HostJob, HostsRun, Shard
+from fmwals.backends.engine import Channel, HostJob, Shard
+from fmwals.backends.hosts import HostsRun
 from fmwals.errors import BackendUnavailableError
 
 STOP_GRACE_SECONDS = 30.0

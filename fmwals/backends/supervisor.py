@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from fmwals import jobs
-from fmwals.backends.engine import Running
+from fmwals.backends.engine import HostJob, Running
 from fmwals.backends.engines import engine_for
-from fmwals.backends.hosts import HostJob, HostsRun, opt_ml_dir, share, share_files
+from fmwals.backends.hosts import HostsRun, opt_ml_dir, share, share_files
 from fmwals.backends.hosts import failure_reason as hosts_failure_reason
 from fmwals.backends.pipe import PipeFeeder
 from fmwals.inputs import is_local, local_path

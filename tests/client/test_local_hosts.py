@@ -16,7 +16,8 @@ import pytest
 from algorithm import artifact
 from container.formats.recordio import write_numpy_to_dense_tensor
 from fmwals import FactorizationMachines, JobFailedError, TrainingInput, jobs
-from fmwals.backends.hosts import Shard, share
+from fmwals.backends.engine import Shard
+from fmwals.backends.hosts import share
 from fmwals.backends.local_docker import client
 
 FM_ARGS = {
