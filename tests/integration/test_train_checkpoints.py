@@ -255,7 +255,7 @@ def test_streamed_fm_stopped_mid_epoch_resumes_to_the_uninterrupted_model(
     pipes = _Pipes(base, clicks) if mode == "Pipe" else None
     proc = _start(base)
     _wait_for_position(proc, base, 1, 0 if stop == "sigterm" else 4)
-    time.sleep(0.2 if stop == "sigterm" else 0.0)  # a few blocks into epoch 1
+    time.sleep(0.05 if stop == "sigterm" else 0.0)  # a block or more into epoch 1, well before its end
     proc.send_signal(signal.SIGTERM if stop == "sigterm" else signal.SIGKILL)
     sent = time.monotonic()
     out, _ = proc.communicate(timeout=60)
