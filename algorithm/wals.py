@@ -363,16 +363,7 @@ class WALS(Estimator):
                          higher_is_better=self.alpha is not None)
         n_threads = self.num_threads or numba.get_num_threads()
         identity = self._checkpoint_identity((n, m), rows.nnz, test, row_weights, col_weights, scale)
-        resumed = None if checkpoints is None else checkpoints.load("wals", identity)
-        start, half = 0, 0
-        if resumed is not None:
-            progress, arrays = resumed
-            U, V = arrays["row_factors"], arrays["col_factors"]
-            start, half = int(progress["sweep"]), int(progress["half"])
-            best.resume(progress["best"], (arrays["best_row_factors"], arrays["best_col_factors"])
-                        if "best_row_factors" in arrays else None)
-            log.info("Resuming from checkpoint %s: sweep %d%s", checkpoints.meta_path if checkpoints else None,
-                     start, " after its row half" if half else "")
+        U, V, start, half = self.resume(checkpoints, identity, best, (U, V))
 
         def saved(sweep: int, half: int) -> Path | None:
             """Write the checkpoint of the fit before ``half`` (0: rows, 1: columns) of ``sweep``."""
@@ -427,6 +418,22 @@ class WALS(Estimator):
         self.n_sweeps_ = sweep + 1
         self.n_threads_ = n_threads
         return self
+
+    @staticmethod
+    def resume(checkpoints: Checkpoints | None, identity: dict[str, Any], best: BestEpoch,
+               factors: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, int, int]:
+        """The factors, sweep and half a fit starts from: a matching checkpoint's (``best`` resumed from it,
+        logged), else ``factors`` at sweep 0."""
+        resumed = None if checkpoints is None else checkpoints.load("wals", identity)
+        if resumed is None or checkpoints is None:
+            return factors[0], factors[1], 0, 0
+        progress, arrays = resumed
+        start, half = int(progress["sweep"]), int(progress["half"])
+        best.resume(progress["best"], (arrays["best_row_factors"], arrays["best_col_factors"])
+                    if "best_row_factors" in arrays else None)
+        log.info("Resuming from checkpoint %s: sweep %d%s", checkpoints.meta_path, start,
+                 " after its row half" if half else "")
+        return arrays["row_factors"], arrays["col_factors"], start, half
 
     def _checkpoint_identity(self, shape: tuple[int, int], nnz: int, test: sp.csr_matrix | None,
                              row_weights: np.ndarray, col_weights: np.ndarray, scale: np.ndarray | None

@@ -372,16 +372,7 @@ def _sweeps(hosts: _Hosts, model: WALS, sides: tuple[_Blocks, _Blocks], factors:
     best = BestEpoch(model.early_stopping_tolerance, keep_weights=early_stopping,
                      higher_is_better=model.alpha is not None)
     identity = model._checkpoint_identity((n, m), seen.nnz, test, weights[0], weights[1], None)
-    resumed = checkpoints.load("wals", identity)
-    start, half = 0, 0
-    if resumed is not None:
-        progress, arrays = resumed
-        U, V = arrays["row_factors"], arrays["col_factors"]
-        start, half = int(progress["sweep"]), int(progress["half"])
-        best.resume(progress["best"], (arrays["best_row_factors"], arrays["best_col_factors"])
-                    if "best_row_factors" in arrays else None)
-        log.info("Resuming from checkpoint %s: sweep %d%s", checkpoints.meta_path, start,
-                 " after its row half" if half else "")
+    U, V, start, half = WALS.resume(checkpoints, identity, best, (U, V))
     for side, current in ((rows, U), (cols, V)):
         side.factors = [hosts.to(r, current[side.bounds[r]:side.bounds[r + 1]], "sending the initial factors")
                         for r in range(len(hosts))]
