@@ -1,11 +1,21 @@
 """Data-parallel FM: one replica's share of a fit (its rows, the packed weights and optimizer state it trains with
 the estimator's epoch kernels) and the rule that combines the replicas' changes (``combine``).
 
-A fit on N replicas: each starts from the same table (``FactorizationMachines`` initialization or warm start),
-trains its rows in rounds of mini-batches, and after each round sends how the table rows of the features it
-touched changed in the round (``changes``: deltas from the round's start); ``Combiner`` merges every replica's
-deltas into the round's start (they add up; Adam's moving averages take the mean), and every replica applies
-the result (``apply``). After the last round of an epoch every replica holds the same table.
+A fit on N replicas: each starts from the same table, its rows renumbered by how many training rows of *all*
+replicas use each feature (``sync_plan``: one ``FeatureLayout`` for every replica), and trains its rows in rounds
+of mini-batches. After a round a replica sends how a leading block of the table changed since it was last combined
+(``changes``): after most rounds the weights of the **hot** rows (the features a round's rows use many times, whose
+steps would pile up if the replicas took them apart for long), after an epoch's last round the weights of every row
+a training row uses; the optimizer state (AdaGrad's and FTRL's accumulators, Adam's moments) stays with each
+replica, which steps by its own gradients, and is combined only when the fit needs it whole (early stopping's best
+epoch, the end). ``combine`` adds the replicas' changes (as if their mini-batches had run one after another; Adam's
+moving averages take the mean over the replicas that changed a row); every replica takes the result (``apply``),
+also while it trains on (its own changes since it sent are kept). After an epoch's last combination every replica
+holds the same weights.
+
+Rare features are thus combined once per epoch, the frequent ones every round: both blocks are contiguous rows of
+the renumbered table, so a round sends and adds plain arrays (no per-feature lists) and costs little beside
+training (docs/distributed.md measures the rule against combining every touched row every round).
 """
 
 from __future__ import annotations
@@ -19,21 +29,54 @@ import numpy as np
 from algorithm import _fm_kernels as kernels
 from algorithm._threads import numba_threads
 from algorithm.best_epoch import BestEpoch
-from algorithm.fm import FactorizationMachines, _constant_prediction_loss, _score, _training_buffers
+from algorithm.feature_layout import FeatureLayout
+from algorithm.fm import (
+    FactorizationMachines,
+    _constant_prediction_loss,
+    _renumbered,
+    _score_arrays,
+    _training_buffers,
+)
 from algorithm.metrics import train_metrics
+
+HOT_TOUCHES = 10  # a feature is hot when a round's rows (all replicas') are expected to use it this often
+HOT, WEIGHTS, STATE = "hot", "weights", "state"  # the blocks ``changes`` sends: see there
 
 
 @dataclass(frozen=True)
-class Update:
-    """Table rows by feature (``features`` sorted, ``rows`` the packed table rows of them) and the bias row."""
+class Block:
+    """A block of the renumbered table: its rows [0, ``rows.shape[0]``) in the first ``rows.shape[1]`` columns
+    (changes, or the combined values), and the bias row (empty: unchanged)."""
 
-    features: np.ndarray
     rows: np.ndarray
     bias: np.ndarray
 
     @property
     def nbytes(self) -> int:
-        return int(self.features.nbytes + self.rows.nbytes + self.bias.nbytes)
+        return int(self.rows.nbytes + self.bias.nbytes)
+
+
+@dataclass(frozen=True)
+class SyncPlan:
+    """How the replicas of a fit share their table: ``order`` the users' feature of each training row (most used
+    first), ``hot`` the leading rows combined every round, ``used`` the leading rows some training row uses (the
+    others never change)."""
+
+    order: np.ndarray
+    hot: int
+    used: int
+
+
+def sync_plan(counts: np.ndarray, rows_per_round: int, total_rows: int) -> SyncPlan:
+    """The plan of a fit whose replicas' rows use feature ``i`` ``counts[i]`` times in all (``total_rows`` rows),
+    ``rows_per_round`` of them trained between two combinations (0: one combination per epoch, no hot rows)."""
+    order = np.argsort(-counts, kind="stable")
+    sorted_counts = counts[order]
+    used = int(np.count_nonzero(sorted_counts))
+    hot = 0
+    if rows_per_round > 0 and total_rows > 0:
+        hot = int(np.count_nonzero(sorted_counts * (rows_per_round / total_rows) >= HOT_TOUCHES))
+    return SyncPlan(order, hot, used)
 
 
 @dataclass(frozen=True)
@@ -46,71 +89,6 @@ class EpochSums:
     loss: float
     metrics: dict[str, float]
     constant_loss: float
-
-
-@numba.njit(cache=True, nogil=True)
-def _mark_features(indices, indptr, order, mark, touched, n_touched):  # pragma: no cover - numba
-    """Append to ``touched`` (from ``n_touched`` on) the features of rows ``order`` not yet marked; the new count."""
-    for r in order:
-        for j in range(indptr[r], indptr[r + 1]):
-            f = indices[j]
-            if not mark[f]:
-                mark[f] = True
-                touched[n_touched] = f
-                n_touched += 1
-    return n_touched
-
-
-@numba.njit(cache=True, nogil=True)
-def _deltas(features, table, base, mark, out):  # pragma: no cover - numba
-    """``out[i] = table[f] - base[f]`` for each ``features[i] = f``, unmarking f."""
-    for i in range(features.size):
-        f = features[i]
-        mark[f] = False
-        for c in range(table.shape[1]):
-            out[i, c] = table[f, c] - base[f, c]
-
-
-@numba.njit(cache=True, nogil=True)
-def _put(features, rows, table, base):  # pragma: no cover - numba
-    for i in range(features.size):
-        f = features[i]
-        for c in range(table.shape[1]):
-            table[f, c] = rows[i, c]
-            base[f, c] = rows[i, c]
-
-
-@numba.njit(cache=True, nogil=True)
-def _add_changes(features, deltas, slot, union, n_union, sums, counts, starts, base):  # pragma: no cover - numba
-    """Add one replica's ``deltas`` of ``features`` into ``sums`` (rows by ``slot[f]``, new features appended to
-    ``union`` with their ``base`` row copied to ``starts``: each touched row is read from the table once); the new
-    union size."""
-    for i in range(features.size):
-        f = features[i]
-        s = slot[f]
-        if s < 0:
-            s = n_union
-            slot[f] = s
-            union[s] = f
-            n_union += 1
-            for c in range(sums.shape[1]):
-                sums[s, c] = 0.0
-                starts[s, c] = base[f, c]
-            counts[s] = 0.0
-        for c in range(sums.shape[1]):
-            sums[s, c] += deltas[i, c]
-        counts[s] += 1.0
-    return n_union
-
-
-@numba.njit(cache=True, nogil=True)
-def _finish_rows(union, sums, counts, starts, averaged, slot):  # pragma: no cover - numba
-    """``sums`` rows become their start + summed deltas (the mean in ``averaged`` columns); ``slot`` cleared."""
-    for s in range(union.size):
-        slot[union[s]] = -1
-        for c in range(sums.shape[1]):
-            value = sums[s, c] / counts[s] if averaged[c] else sums[s, c]
-            sums[s, c] = starts[s, c] + value
 
 
 class FMReplica:
@@ -128,22 +106,32 @@ class FMReplica:
         self.hp = model._hyperparameter_vector()
         self.order = np.arange(self.rows.n_rows, dtype=np.int64)
         self.row_scores = np.zeros(self.rows.n_rows, dtype=np.float32)
-        self.mark = np.zeros(model.feature_dim, dtype=np.bool_)  # features trained since the round's start
-        self.touched = np.zeros(model.feature_dim, dtype=np.int64)  # ... listed: touched[:n_touched]
-        self.n_touched = 0
         self.position = 0
         self.trained = False  # since the last ``changes``
+        self.sent: Block | None = None  # the block and bias as they were when ``changes`` last sent their changes
+        self.features: FeatureLayout | None = None  # the plan's renumbering (``start``)
+        self.X: tuple[np.ndarray, np.ndarray, np.ndarray] = (self.rows.data, self.rows.indices, self.rows.indptr)
+        self.hot = self.used = 0
         self.bias = np.zeros(0, dtype=np.float32)
         self.table = np.zeros((0, 0), dtype=np.float32)
         self.base_bias = self.bias
-        self.base = self.table  # the table at the round's start (the same on every replica)
+        self.base = self.table  # the used rows as last combined (the same on every replica)
         self.step = self.first_epoch = 0
         self._buffers: kernels.Buffers | None = None
 
-    def start(self, bias: np.ndarray, table: np.ndarray, step: int, first_epoch: int) -> None:
-        """Begin from the fit's initial bias row, packed table, optimizer steps and earlier epochs."""
+    def feature_counts(self) -> np.ndarray:
+        """How many of this replica's rows use each feature (``sync_plan`` takes every replica's sum)."""
+        return np.bincount(self.rows.indices, minlength=self.model.feature_dim)
+
+    def start(self, bias: np.ndarray, table: np.ndarray, step: int, first_epoch: int, plan: SyncPlan) -> None:
+        """Begin from the fit's initial bias row, packed table (users' ids), optimizer steps and earlier epochs,
+        renumbered by ``plan`` (the same on every replica)."""
+        self.features = FeatureLayout.from_order(plan.order)
+        self.X = _renumbered(self.rows, self.features)
+        self.hot, self.used = plan.hot, plan.used
         self.bias, self.table = np.array(bias, dtype=np.float32), np.array(table, dtype=np.float32)
-        self.base_bias, self.base = self.bias.copy(), self.table.copy()
+        self.features.to_training(self.table)
+        self.base_bias, self.base = self.bias.copy(), self.table[:self.used].copy()
         self.step, self.first_epoch = int(step), int(first_epoch)
 
     def begin_epoch(self, epoch: int) -> None:
@@ -172,35 +160,41 @@ class FMReplica:
             if self._buffers is None:
                 self._buffers = _training_buffers(shares, self.rows, size, model.feature_dim, model.num_factors,
                                                   split_batches=kernel is kernels.train_epoch_parallel)
-            rows = self.rows
             self.step = kernel(
-                (rows.data, rows.indices, rows.indptr), self.y, self.row_weight, order, size, self.bias,
-                self.table, model.num_factors, self.layout.code,
+                self.X, self.y, self.row_weight, order, size, self.bias, self.table, model.num_factors,
+                self.layout.code,
                 kernels.LOGISTIC if model.predictor_type == "binary_classifier" else kernels.REGRESSION, self.hp,
                 model.use_bias, model.use_linear, self.step, self._buffers, self.row_scores)
-        self.n_touched = _mark_features(self.rows.indices, self.rows.indptr, order, self.mark, self.touched,
-                                        self.n_touched)
         self.position, self.trained = end, True
         return int(order.size)
 
-    def changes(self) -> Update:
-        """How the table rows of the features trained since the round's start, and the bias row, changed (empty
-        when nothing was trained)."""
-        features = np.sort(self.touched[:self.n_touched])  # ascending: table rows read in memory order
-        deltas = np.empty((features.size, self.table.shape[1]), dtype=np.float32)
-        _deltas(features, self.table, self.base, self.mark, deltas)
-        self.n_touched = 0
+    def changes(self, part: str) -> Block:
+        """How a block of the table changed since it was last combined: the hot rows' weights (``HOT``), every
+        used row's weights (``WEIGHTS``) or every used row, weights and optimizer state (``STATE``); and the bias
+        row (empty when nothing was trained). Its combination is taken by ``apply``, before the next changes."""
+        n = self.hot if part == HOT else self.used
+        columns = self.table.shape[1] if part == STATE else 1 + self.model.num_factors
+        now = Block(self.table[:n, :columns].copy(), self.bias.copy())
+        self.sent = now
         bias = self.bias - self.base_bias if self.trained else np.zeros(0, dtype=np.float32)
         self.trained = False
-        return Update(features, deltas, bias)
+        return Block(np.subtract(now.rows, self.base[:n, :columns]), bias)
 
-    def apply(self, update: Update) -> None:
-        """Take the combined rows and bias of a round (``combine``): the next round starts from them."""
-        if update.features.size:
-            _put(update.features, update.rows, self.table, self.base)
-        if update.bias.size:
-            self.bias[:] = update.bias
-            self.base_bias[:] = update.bias
+    def apply(self, combined: Block) -> None:
+        """Take the combination of the block ``changes`` last sent (``combine``): the changes trained since it
+        was sent stay on top of it."""
+        sent, self.sent = self.sent, None
+        if sent is None or sent.rows.shape != combined.rows.shape:
+            raise ValueError(f"a combined block of shape {combined.rows.shape} does not match the block sent")
+        n, columns = combined.rows.shape
+        block = self.table[:n, :columns]
+        block -= sent.rows  # the changes since (exactly 0 where none), then on top of the combination
+        block += combined.rows
+        self.base[:n, :columns] = combined.rows
+        if combined.bias.size:
+            self.bias -= sent.bias
+            self.bias += combined.bias
+            self.base_bias[:] = combined.bias
 
     def epoch_sums(self) -> EpochSums:
         """This replica's epoch so far (``EpochSums``)."""
@@ -212,12 +206,12 @@ class FMReplica:
                          _constant_prediction_loss(self.y, self.row_weight, logistic))
 
     def scores(self, X: Any) -> np.ndarray:
-        """Scores of rows ``X`` with the replica's current weights (the model's once every replica applied the
-        epoch's last update)."""
-        rows = X
+        """Scores of rows ``X`` (users' ids) with the replica's current weights (the model's once every replica
+        applied the epoch's last update)."""
         k = self.model.num_factors
-        return _score(rows, self.bias[:1], self.table[:, 0], self.table[:, 1:1 + k],
-                      self.model.predictor_type == "binary_classifier", self.n_threads)
+        return _score_arrays(_renumbered(X, self.features), self.bias[:1], self.table[:, 0],
+                             self.table[:, 1:1 + k], self.model.predictor_type == "binary_classifier",
+                             self.n_threads)
 
     def snapshot(self) -> tuple[np.ndarray, np.ndarray, int]:
         """A copy of the weights and state (for early stopping's best epoch)."""
@@ -226,11 +220,12 @@ class FMReplica:
     def keep_fit(self, epoch: int, best: BestEpoch, stopped: str | None, *, evaluated: bool,
                  early_stopping: bool) -> FactorizationMachines:
         """Set ``model``'s fitted state from this replica's table after the last ``epoch`` (or the best epoch's
-        copy): the model's artifact is that of a one-host fit. The replica's table is consumed."""
+        copy), back in the users' ids: the model's artifact is that of a one-host fit. The replica's table is
+        consumed."""
         table, self.table = self.table, np.zeros((0, 0), dtype=np.float32)
         return self.model._keep_fit(self.bias, table, self.step, epoch, best, stopped, self.optimizer,
                                     self.first_epoch, self.n_threads, evaluated=evaluated,
-                                    early_stopping=early_stopping)
+                                    early_stopping=early_stopping, layout=self.features)
 
 
 def initial_state(model: FactorizationMachines) -> tuple[np.ndarray, np.ndarray, int, int]:
@@ -240,40 +235,33 @@ def initial_state(model: FactorizationMachines) -> tuple[np.ndarray, np.ndarray,
     return model._initial_table(model._state_layout())
 
 
-class Combiner:
-    """The rule that combines the replicas' changes of a round (``__call__``), with its scratch kept between rounds
-    (a slot per feature), for table rows of ``layout`` (the optimizer state, ``FMReplica.layout``) and
-    ``num_factors``.
+def averaged_columns(layout: kernels.StateLayout, num_factors: int) -> np.ndarray:
+    """The columns of the packed table whose changes take the replicas' mean (Adam's moving averages)."""
+    averaged = np.zeros(layout.width(num_factors), dtype=np.bool_)
+    if layout.code == kernels.OPTIMIZER_CODES["adam"]:
+        averaged[1 + num_factors:] = True
+    return averaged
 
-    Per table row, over the replicas that touched it, the changes add up (as if the replicas' mini-batches had run
-    one after another: the weights and the accumulators of AdaGrad and FTRL take every replica's steps), but
-    Adam's moving averages take the replicas' mean.
-    """
 
-    def __init__(self, feature_dim: int, layout: kernels.StateLayout, num_factors: int) -> None:
-        weights = 1 + num_factors
-        self.slot = np.full(feature_dim, -1, dtype=np.int64)
-        self.averaged = np.zeros(layout.width(num_factors), dtype=np.bool_)  # the columns that take the mean
-        if layout.code == kernels.OPTIMIZER_CODES["adam"]:
-            self.averaged[weights:] = True
-
-    def __call__(self, changes: list[Update], base: np.ndarray, base_bias: np.ndarray) -> Update:
-        """The round's result every replica applies: the start (``base``, ``base_bias``) and the replicas'
-        changes combined by the rule."""
-        bound = min(self.slot.size, sum(change.features.size for change in changes))
-        union = np.empty(bound, dtype=np.int64)
-        sums = np.empty((bound, base.shape[1]), dtype=np.float32)
-        counts = np.empty(bound, dtype=np.float32)
-        starts = np.empty_like(sums)  # the union's rows of ``base``
-        n = 0
+def combine(changes: list[Block], base: np.ndarray, base_bias: np.ndarray, averaged: np.ndarray) -> Block:
+    """The block every replica applies: the rows as last combined (``base``, ``base_bias``) plus the replicas'
+    ``changes`` (all of one shape) added up, except the ``averaged`` columns (``averaged_columns``), which take
+    the mean over the replicas that changed the row."""
+    n, columns = changes[0].rows.shape
+    total = changes[0].rows.copy()
+    for change in changes[1:]:
+        total += change.rows
+    mean = averaged[:columns]
+    if mean.any():
+        changed = np.zeros(n, dtype=np.float32)
         for change in changes:
-            n = _add_changes(change.features, change.rows, self.slot, union, n, sums, counts, starts, base)
-        union, sums, counts = union[:n], sums[:n], counts[:n]
-        _finish_rows(union, sums, counts, starts, self.averaged, self.slot)
-        biases = [change.bias for change in changes if change.bias.size]
-        bias = base_bias.copy()
-        if biases:
-            bias += np.sum(biases, axis=0)
-            if self.averaged.any():  # Adam: the bias's moving averages take the mean
-                bias[1:] = base_bias[1:] + np.mean(biases, axis=0)[1:]
-        return Update(union, sums, bias.astype(np.float32))
+            changed += np.any(change.rows != 0.0, axis=1)
+        total[:, mean] /= np.maximum(changed, 1.0)[:, None]
+    total += base[:n, :columns]
+    biases = [change.bias for change in changes if change.bias.size]
+    bias = base_bias.copy()
+    if biases:
+        bias += np.sum(biases, axis=0)
+        if averaged.any():  # Adam: the bias's moving averages take the mean
+            bias[1:] = base_bias[1:] + np.mean(biases, axis=0)[1:]
+    return Block(total, bias.astype(np.float32))

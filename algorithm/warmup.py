@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from algorithm import _wals_kernels, artifact
 from algorithm.csr import CSR
 from algorithm.fm import OPTIMIZERS, PREDICTOR_TYPES, FactorizationMachines, _score
-from algorithm.fm_replica import Combiner, FMReplica, initial_state
+from algorithm.fm_replica import HOT, FMReplica, averaged_columns, combine, initial_state, sync_plan
 from algorithm.fm_topk import Candidates, FMTopK, TopKQuery
 from algorithm.ranking_metrics import ranking_metrics, top_k
 from algorithm.row_blocks import MemoryBlocks
@@ -71,15 +71,16 @@ def warm_up_fm() -> None:
 
 
 def warm_up_fm_replica() -> None:
-    """Compile the kernels of a data-parallel FM round (touched features, changes, their combination)."""
+    """Compile the kernels of a data-parallel FM round (its rows renumbered by the replicas' feature counts)."""
     labels = np.array([1.0, 0.0, 1.0], dtype=np.float32)
     model = FactorizationMachines(feature_dim=4, num_factors=2, predictor_type="binary_classifier",
                                   mini_batch_size=2, num_threads=1)
     replica = FMReplica(model, _tiny_rows(False), labels)
-    replica.start(*initial_state(model))
+    replica.start(*initial_state(model), sync_plan(replica.feature_counts(), 2, 3))
     replica.begin_epoch(0)
     replica.train(1)
-    replica.apply(Combiner(4, replica.layout, 2)([replica.changes()], replica.base, replica.base_bias))
+    replica.apply(combine([replica.changes(HOT)], replica.base, replica.base_bias,
+                          averaged_columns(replica.layout, 2)))
 
 
 def warm_up_fm_top_k() -> None:

@@ -4,9 +4,11 @@
     .venv/bin/python -m bench.bench_fm_sync --hosts 2 --sync-every 10 0 --rows 200000 --epochs 1
 
 Each of N ``algorithm.fm_replica.FMReplica`` trains every N-th training row (FullyReplicated's shares) in rounds
-of ``sync_every`` mini-batches (0: one round per epoch), combined by ``Combiner`` as the first host combines them;
-one host is N=1. Per epoch: the test AUC and the megabytes a round sends over the network on average (every host
-but the first sends its changes and receives the combined rows). No timings: replicas run one after another.
+of ``sync_every`` mini-batches (0: one round per epoch), combined by ``combine`` as the first host combines them
+(the hot rows' weights of each round while the replicas train the next, every used row's weights at the epoch's
+end; the optimizer state stays with each replica); one host is N=1. Per epoch: the test
+AUC and the megabytes a round sends over the network on average (every host but the first sends its changes and
+receives the combined rows). No timings: replicas run one after another.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import sys
 
 from algorithm.csr import CSR
 from algorithm.fm import FactorizationMachines
-from algorithm.fm_replica import Combiner, FMReplica, initial_state
+from algorithm.fm_replica import HOT, WEIGHTS, FMReplica, averaged_columns, combine, initial_state, sync_plan
 from bench import fm_data
 
 
@@ -27,23 +29,35 @@ def run(data: fm_data.BenchData, hosts: int, sync_every: int, epochs: int, k: in
     shares = [CSR.from_matrix(matrix[r::hosts], labels=data.train.labels[r::hosts]) for r in range(hosts)]
     replicas = [FMReplica(FactorizationMachines(**params), s, s.labels, None, r) for r, s in enumerate(shares)]
     start = initial_state(FactorizationMachines(**params))
-    combine = Combiner(data.feature_dim, replicas[0].layout, k)
+    size = sync_every * replicas[0].model.mini_batch_size
+    plan = sync_plan(sum(replica.feature_counts() for replica in replicas), hosts * size, data.train.n_rows)
+    averaged = averaged_columns(replicas[0].layout, k)
+    n_rounds = 1 if sync_every == 0 else max(-(-replica.rows.n_rows // size) for replica in replicas)
     for replica in replicas:
-        replica.start(*start)
+        replica.start(*start, plan)
     out = []
     for epoch in range(epochs):
-        syncs = sent = 0
+        sent = syncs = 0
         for replica in replicas:
             replica.begin_epoch(epoch)
-        while not all(replica.epoch_done for replica in replicas):
+        update = None
+        for number in range(n_rounds + 1):  # the calls of container.fm_distributed's pipelined rounds
+            part = None if number == 0 else WEIGHTS if number == n_rounds else HOT
+            train = None if number == n_rounds else 0 if number == n_rounds - 1 else sync_every
+            changes = []
             for replica in replicas:
-                replica.train(sync_every)
-            changes = [replica.changes() for replica in replicas]
-            update = combine(changes, replicas[0].base, replicas[0].base_bias)
-            for replica in replicas:
-                replica.apply(update)
-            syncs += 1
-            sent += sum(change.nbytes for change in changes[1:]) + (hosts - 1) * update.nbytes
+                if update is not None:
+                    replica.apply(update)
+                if part is not None:
+                    changes.append(replica.changes(part))
+                if train is not None:
+                    replica.train(train)
+            update = None if part is None else combine(changes, replicas[0].base, replicas[0].base_bias, averaged)
+            if update is not None:
+                syncs += 1
+                sent += sum(change.nbytes for change in changes[1:]) + (hosts - 1) * update.nbytes
+        for replica in replicas:
+            replica.apply(update)
         out.append((fm_data.auc(data.test.labels, replicas[0].scores(data.test)), sent / syncs / 1e6))
     return out
 

@@ -1,7 +1,7 @@
 """FM on several hosts, data parallel: each host's worker trains an ``FMReplica`` on its share of the ``train``
-channel with the epoch kernels; the driver combines the replicas' changed table rows every ``sync_every``
-mini-batches (0: once per epoch), scores the ``test`` channel once per epoch, stops early and writes ``model/``
-as a one-host job does (docs/distributed.md).
+channel with the epoch kernels; the driver combines the replicas' hot rows every ``sync_every`` mini-batches and
+every used row at each epoch's end (``algorithm.fm_replica``), scores the ``test`` channel once per epoch, stops
+early and writes ``model/`` as a one-host job does (docs/distributed.md).
 
 Shares: a ``ShardedByS3Key`` channel is the host's own shard, whole; a ``FullyReplicated`` one is every N-th row
 from the host's rank (row r stays on host r % N), so N hosts still split the work. The driver never gathers the
@@ -14,7 +14,7 @@ import logging
 import math
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -23,7 +23,19 @@ from algorithm.best_epoch import BestEpoch
 from algorithm.checkpoint import Checkpoints, TrainingStopped
 from algorithm.csr import CSR
 from algorithm.fm import FactorizationMachines
-from algorithm.fm_replica import Combiner, EpochSums, FMReplica, Update, initial_state
+from algorithm.fm_replica import (
+    HOT,
+    STATE,
+    WEIGHTS,
+    Block,
+    EpochSums,
+    FMReplica,
+    SyncPlan,
+    averaged_columns,
+    combine,
+    initial_state,
+    sync_plan,
+)
 from algorithm.loss_trend import RisingLoss
 from algorithm.metrics import STOPPING_METRIC, train_metrics
 from algorithm.schemas import JOB_SETTINGS
@@ -74,31 +86,45 @@ def _load_share(key: str, hp: dict[str, Any], rank: int, n_hosts: int, early_sto
     return data.n_rows, data.nnz, config.distribution
 
 
-def _start(key: str, state: tuple[np.ndarray, np.ndarray, int, int]) -> None:
-    _replicas[key].start(*state)
+def _feature_counts(key: str) -> np.ndarray:
+    return _replicas[key].feature_counts()
+
+
+def _start(key: str, state: tuple[np.ndarray, np.ndarray, int, int], plan: SyncPlan) -> None:
+    _replicas[key].start(*state, plan)
 
 
 def _begin_epoch(key: str, epoch: int) -> None:
     _replicas[key].begin_epoch(epoch)
 
 
-def _round(key: str, update: Update | None, batches: int, send: bool) -> tuple[Update | None, bool]:
-    """Apply the last round's combined update, train ``batches`` mini-batches (0: the rest of the epoch, -1:
-    none); this replica's changes (when ``send``: the driver reads its own replica in-process) and whether its
-    epoch is done."""
-    replica = _replicas[key]
-    if update is not None:
-        replica.apply(update)
-    if batches >= 0:
-        replica.train(batches)
-    return (replica.changes() if send else None), replica.epoch_done
-
-
 class Rounds:
-    """Held by each host's worker (a dask Actor): the rounds of the job's replica, called straight by the driver."""
+    """The rounds of this host's replica of a job, pipelined: a call waits for the replica's round in training,
+    takes the combination of the block it sent the call before, sends this round's changes and starts the next
+    round at once, so a host trains on while the driver combines. Held by each other host's worker (a dask Actor,
+    called straight by the driver) and, in-process, by the driver for its own replica."""
 
-    def round(self, key: str, update: Update | None, batches: int) -> tuple[Update | None, bool]:
-        return _round(key, update, batches, True)
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="fm-round")
+        self._training: Future[int] | None = None
+
+    def round(self, key: str, update: Block | None, part: str | None, batches: int | None) -> Block | None:
+        """Wait for the round in training; apply ``update`` (the combination of the block sent last); the changes
+        of block ``part`` (``FMReplica.changes``; None: none); then start training ``batches`` mini-batches (0:
+        the rest of the epoch; None: none)."""
+        replica = _replicas[key]
+        if self._training is not None:
+            training, self._training = self._training, None
+            training.result()
+        if update is not None:
+            replica.apply(update)
+        changes = None if part is None else replica.changes(part)
+        if batches is not None:
+            self._training = self._pool.submit(replica.train, batches)
+        return changes
+
+    def close(self) -> None:
+        self._pool.shutdown()
 
 
 def _epoch_sums(key: str) -> EpochSums:
@@ -172,30 +198,40 @@ def _fit(cluster: Cluster, paths: SageMakerPaths, hp: dict[str, Any], channels: 
         log.info("test: %d rows, %d nonzeros (scored on %s)", test.n_rows, test.nnz, host)
 
     model = _model(paths, {**params, "num_threads": job.thread_count(params["num_threads"])})
-    state = initial_state(model)
-    state_future = cluster.client.scatter(state, broadcast=True, hash=False)
-    cluster.results({h: cluster.submit(h, _start, key, state_future) for h in hosts})
-    del state, state_future
-    local = _replicas[key]  # the driver's own worker runs in this process: its replica holds the combined model
     batches = hp["sync_every"]
-    log.info("Training on %d hosts, combining weights and optimizer state %s", n,
-             "once per epoch" if batches == 0 else f"every {batches} mini-batches")
+    counts = sum(cluster.results({h: cluster.submit(h, _feature_counts, key) for h in hosts}).values())
+    plan = sync_plan(np.asarray(counts), n * batches * model.mini_batch_size, total_rows)
+    state = initial_state(model)
+    state_future, plan_future = (cluster.client.scatter(part, broadcast=True, hash=False) for part in (state, plan))
+    cluster.results({h: cluster.submit(h, _start, key, state_future, plan_future) for h in hosts})
+    del state, state_future, plan_future, counts
+    local = _replicas[key]  # the driver's own worker runs in this process: its replica holds the combined model
+    log.info("Training on %d hosts, combining the weights of the %d most used features every %d mini-batches and "
+             "of all %d used features at each epoch's end; each host keeps its own optimizer state between (combined "
+             "for early stopping's best epoch and the model)", n, plan.hot, batches, plan.used)
+    size = batches * model.mini_batch_size
+    n_rounds = 1 if batches == 0 else max(math.ceil(rows / size) for rows, _, _ in loaded.values())
 
-    rounds = {h: cluster.actor(h, Rounds) for h in hosts[1:]}
-    pool = ThreadPoolExecutor(1, thread_name_prefix="fm-round")
+    exchange = _Exchange(cluster, key)
     best = BestEpoch(params["early_stopping_tolerance"], keep_weights=early_stopping)
     trend: RisingLoss | None = None
     epoch_log = job.EpochLog(host, epochs, total_rows)
     stopped, warned, fit_seconds, epoch = None, False, 0.0, -1
+
+    def snapshot() -> tuple[np.ndarray, np.ndarray, int]:
+        exchange.state()  # the best epoch's copy holds every host's optimizer state
+        return local.snapshot()
+
     for epoch in range(epochs):
         started = time.monotonic()
         cluster.each(_begin_epoch, key, epoch)
-        syncs, sent, waiting = _train_epoch(cluster, key, batches, checkpoints, epoch, rounds, pool)
+        syncs, sent, waited = exchange.syncs, exchange.sent, exchange.waited
+        exchange.epoch(n_rounds, batches, checkpoints, epoch)
         seconds = time.monotonic() - started
         fit_seconds += seconds
         log.info("Epoch %d: %d synchronisation(s) of the %d hosts, %.2f MB sent per synchronisation on average; "
-                 "%.2f s of the epoch's %.2f s waiting for the hosts' rounds, the rest combining and sending", epoch,
-                 syncs, n, sent / max(syncs, 1) / 1e6, waiting, seconds)
+                 "%.2f s of the epoch's %.2f s waiting for the other hosts", epoch, exchange.syncs - syncs, n,
+                 (exchange.sent - sent) / max(exchange.syncs - syncs, 1) / 1e6, exchange.waited - waited, seconds)
         sums = list(cluster.each(_epoch_sums, key).values())
         loss = sum(s.loss for s in sums)
         weight = sum(s.weight for s in sums)
@@ -206,7 +242,7 @@ def _fit(cluster: Cluster, paths: SageMakerPaths, hp: dict[str, Any], channels: 
         test_metrics = None
         if test is not None and y_test is not None:
             test_metrics = train_metrics(predictor_type, y_test, local.scores(test))
-            best.update(epoch, test_metrics[STOPPING_METRIC[predictor_type]], local.snapshot)
+            best.update(epoch, test_metrics[STOPPING_METRIC[predictor_type]], snapshot)
         epoch_log(epoch, _weighted([(s.rows, s.metrics) for s in sums]), test_metrics, seconds)
         if trend.update(loss / weight) and not warned:
             warned = True
@@ -216,7 +252,9 @@ def _fit(cluster: Cluster, paths: SageMakerPaths, hp: dict[str, Any], channels: 
         if early_stopping and best.stale >= params["early_stopping_patience"]:
             stopped = "early_stopping"
             break
-    pool.shutdown()
+    if best.weights is None:
+        exchange.state()  # the model's optimizer state: every host's
+    exchange.close()
     rollback = best.weights
     finals = cluster.each(_final_sums, key, rollback)
     fitted = local.keep_fit(epoch, best, stopped, evaluated=test is not None, early_stopping=early_stopping)
@@ -233,35 +271,63 @@ def _fit(cluster: Cluster, paths: SageMakerPaths, hp: dict[str, Any], channels: 
     checkpoints.stop.complete()
 
 
-def _train_epoch(cluster: Cluster, key: str, batches: int, checkpoints: Checkpoints, epoch: int,
-                 rounds: dict[str, Any], pool: ThreadPoolExecutor) -> tuple[int, int, float]:
-    """One epoch in rounds of ``batches`` mini-batches per host (0: one round), each round's changes combined
-    and applied by every host; (synchronisations, bytes sent over the network in them, seconds waiting for the
-    rounds). The other hosts' rounds are calls on their ``Rounds`` actors (the update sent with the call); the
-    driver's own replica (its worker runs in this process) trains on ``pool``'s thread meanwhile, hands over its
-    changes and takes the update in memory."""
-    local, remote = _replicas[key], cluster.hosts[1:]
-    combine = Combiner(local.model.feature_dim, local.layout, local.model.num_factors)
-    update: Update | None = None
-    syncs = sent = 0
-    waited = 0.0
-    while True:
-        if checkpoints.stop_requested:
-            raise TrainingStopped(f"in epoch {epoch}", None)
+class _Exchange:
+    """The driver's side of the rounds (``Rounds`` on every host, pipelined): each epoch's rounds, the combination
+    of every host's optimizer state when the fit needs it whole, and what they cost (combinations, bytes sent over
+    the network, seconds waiting for the other hosts)."""
+
+    def __init__(self, cluster: Cluster, key: str) -> None:
+        self.cluster, self.key = cluster, key
+        self.local = _replicas[key]
+        self.own = Rounds()  # the driver's replica: its worker runs in this process
+        self.remote = {h: cluster.actor(h, Rounds) for h in cluster.hosts[1:]}
+        self.averaged = averaged_columns(self.local.layout, self.local.model.num_factors)
+        self.pending: Block | None = None  # the last combination, which the other hosts take with their next call
+        self.syncs = self.sent = 0
+        self.waited = 0.0
+
+    def _call(self, update: Block | None, own_update: Block | None, part: str | None, batches: int | None
+              ) -> Block | None:
+        """One call on every host (``Rounds.round``); the combination of their changes of ``part``."""
+        futures = {h: rounds.round(self.key, update, part, batches) for h, rounds in self.remote.items()}
+        own = self.own.round(self.key, own_update, part, batches)
         started = time.monotonic()
-        futures = {h: rounds[h].round(key, update, batches) for h in remote}
-        own = pool.submit(_round, key, None, batches, False)
-        results = cluster.actor_results(futures)
-        results[cluster.hosts[0]] = own.result()
-        waited += time.monotonic() - started
-        changes = [local.changes()] + [results[h][0] for h in remote]
-        update = combine(changes, local.base, local.base_bias)
-        syncs += 1
-        sent += sum(change.nbytes for change in changes[1:]) + len(remote) * update.nbytes
-        local.apply(update)
-        if all(done for _, done in results.values()):
-            cluster.actor_results({h: rounds[h].round(key, update, -1) for h in remote})
-            return syncs, sent, waited
+        results = self.cluster.actor_results(futures)
+        self.waited += time.monotonic() - started
+        if update is not None:
+            self.sent += len(self.remote) * update.nbytes
+        if own is None:
+            return None
+        changes = [own] + [results[h] for h in self.remote]
+        self.syncs += 1
+        self.sent += sum(change.nbytes for change in changes[1:])
+        return combine(changes, self.local.base, self.local.base_bias, self.averaged)
+
+    def epoch(self, n_rounds: int, batches: int, checkpoints: Checkpoints, epoch: int) -> None:
+        """Train an epoch in ``n_rounds`` rounds of ``batches`` mini-batches per host (the last: the rest): each
+        call takes the combination of the hot rows' changes of two rounds before while the hosts train on; the
+        epoch ends when every used row's weights are combined (the driver's replica takes them at once)."""
+        update, own_update = self.pending, None
+        for number in range(n_rounds + 1):
+            if checkpoints.stop_requested:
+                raise TrainingStopped(f"in epoch {epoch}", None)
+            part = None if number == 0 else WEIGHTS if number == n_rounds else HOT
+            train = None if number == n_rounds else 0 if number == n_rounds - 1 else batches
+            update = own_update = self._call(update, own_update, part, train)
+        if update is not None:
+            self.local.apply(update)
+        self.pending = update
+
+    def state(self) -> None:
+        """Combine every host's optimizer state (and weights) into the driver's replica."""
+        combined = self._call(self.pending, None, STATE, None)
+        if combined is not None:
+            self.local.apply(combined)
+        self.pending = combined
+
+    def close(self) -> None:
+        self.cluster.actor_results({h: rounds.close() for h, rounds in self.remote.items()})
+        self.own.close()
 
 
 def _weighted(parts: list[tuple[int, dict[str, float]]]) -> dict[str, float]:

@@ -127,7 +127,7 @@ def test_two_hosts_train_one_model_as_good_as_one_host(tmp_path):
                                                                       "optimizer_state.npz"]
     two = float(TEST_AUC.findall(driver_log)[-1])
     one = _one_host_auc(tmp_path)
-    assert abs(two - one) <= 0.003, (one, two)
+    assert two >= one - 0.003, (one, two)  # (the hosts' summed steps may also train it further in 4 epochs)
 
 
 def test_three_hosts_on_sharded_data(tmp_path):

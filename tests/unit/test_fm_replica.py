@@ -1,58 +1,131 @@
-"""Data-parallel FM: the rule that combines the replicas' changes, and replicas that end a round equal."""
+"""Data-parallel FM: the plan of hot and used rows, the rule that combines the replicas' changes, and replicas
+that end a round equal."""
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
 from algorithm import _fm_kernels as kernels
+from algorithm.best_epoch import BestEpoch
 from algorithm.csr import CSR
 from algorithm.fm import FactorizationMachines
-from algorithm.fm_replica import Combiner, FMReplica, Update, initial_state
+from algorithm.fm_replica import (
+    HOT,
+    HOT_TOUCHES,
+    STATE,
+    WEIGHTS,
+    Block,
+    FMReplica,
+    averaged_columns,
+    combine,
+    initial_state,
+    sync_plan,
+)
+
+
+def test_plan_orders_features_by_count_and_marks_the_hot_and_the_used_ones():
+    counts = np.array([0, 50, 7, 0, 50, 400])
+    plan = sync_plan(counts, rows_per_round=100, total_rows=1000)  # a round's rows use feature i counts[i] / 10
+    assert plan.order.tolist() == [5, 1, 4, 2, 0, 3]  # most used first, ties in id order
+    assert plan.hot == int(np.count_nonzero(counts / 10 >= HOT_TOUCHES)) == 1
+    assert plan.used == 4
+    assert sync_plan(counts, rows_per_round=0, total_rows=1000).hot == 0  # one combination per epoch
 
 
 def test_changes_add_up_and_adams_moments_are_averaged():
     base, base_bias = np.full((4, 6), 10.0, np.float32), np.full(3, 10.0, np.float32)
-    a = Update(np.array([0, 2]), np.ones((2, 6), np.float32), np.ones(3, np.float32))
-    b = Update(np.array([2, 3]), np.full((2, 6), 2.0, np.float32), np.full(3, 2.0, np.float32))
-    out = Combiner(4, kernels.state_layout("adam", 1), 1)([a, b], base, base_bias)  # (1 + k) weights, m, v
-    rows = dict(zip(out.features.tolist(), out.rows.tolist(), strict=True))
-    assert sorted(rows) == [0, 2, 3]
-    assert rows[0] == [11.0] * 6 and rows[3] == [12.0] * 6
-    assert rows[2] == [13.0, 13.0, 11.5, 11.5, 11.5, 11.5]
+    a = np.zeros((3, 6), np.float32)
+    a[0], a[2] = 1.0, 1.0
+    b = np.zeros((3, 6), np.float32)
+    b[2] = 2.0
+    averaged = averaged_columns(kernels.state_layout("adam", 1), 1)  # (1 + k) weights, m, v
+    assert averaged.tolist() == [False, False, True, True, True, True]
+    out = combine([Block(a, np.ones(3, np.float32)), Block(b, np.full(3, 2.0, np.float32))], base, base_bias,
+                  averaged)
+    assert out.rows.shape == (3, 6)  # the changed block only: row 3 is not part of it
+    assert out.rows[0].tolist() == [11.0] * 6
+    assert out.rows[1].tolist() == [10.0] * 6
+    assert out.rows[2].tolist() == [13.0, 13.0, 11.5, 11.5, 11.5, 11.5]
     assert out.bias.tolist() == [13.0, 11.5, 11.5]
+    weights = combine([Block(a[:, :2], np.zeros(0, np.float32)), Block(b[:, :2], np.zeros(0, np.float32))],
+                      base, base_bias, averaged)  # the hot rows' weights: they add up, the bias stays
+    assert weights.rows[2].tolist() == [13.0, 13.0] and weights.bias.tolist() == [10.0] * 3
 
 
 @pytest.mark.parametrize("adagrad_state", ["element", "row"])
-def test_replicas_hold_the_same_model_after_a_round(adagrad_state):
+def test_replicas_hold_the_same_model_after_the_rounds_of_an_epoch(adagrad_state):
     rng = np.random.default_rng(0)
-    cols = (rng.integers(0, 20, (400, 5)) + np.arange(5) * 20).ravel()
+    cols = (rng.zipf(1.5, (400, 5)) % 20 + np.arange(5) * 20).ravel()  # some features far more used than others
     x = CSR.from_matrix(sp.csr_matrix(
-        (np.ones(2000, np.float32), cols, np.arange(0, 2001, 5)), shape=(400, 100)),
+        (np.ones(2000, np.float32), cols, np.arange(0, 2001, 5)), shape=(400, 120)),
         labels=(rng.random(400) < 0.3).astype(np.float32))
-    params = dict(feature_dim=100, num_factors=3, predictor_type="binary_classifier", mini_batch_size=20,
+    params = dict(feature_dim=120, num_factors=3, predictor_type="binary_classifier", mini_batch_size=20,
                   num_threads=1, adagrad_state=adagrad_state)
     halves = [CSR.from_matrix(x.to_scipy()[r::2], labels=x.labels[r::2]) for r in range(2)]
     replicas = [FMReplica(FactorizationMachines(**params), h, h.labels, None, r) for r, h in enumerate(halves)]
     start = initial_state(FactorizationMachines(**params))
-    combine = Combiner(100, replicas[0].layout, 3)
+    plan = sync_plan(sum(replica.feature_counts() for replica in replicas), 2 * 3 * 20, 400)
+    assert 0 < plan.hot < plan.used < 120  # features 100-119 are never used
+    averaged = averaged_columns(replicas[0].layout, 3)
     assert start[1].shape[1] == replicas[0].layout.width(3) == (6 if adagrad_state == "row" else 8)
     for replica in replicas:
-        replica.start(*start)
+        replica.start(*start, plan)
         replica.begin_epoch(0)
-        assert replica.train(3) == 60
-    changes = [replica.changes() for replica in replicas]
-    update = combine(changes, replicas[0].base, replicas[0].base_bias)
+    before = replicas[0].table.copy()
+    assert replicas[0].train(3) == replicas[1].train(3) == 60
+    hot = [replica.changes(HOT) for replica in replicas]
+    assert hot[0].rows.shape == (plan.hot, 4)  # the hot rows' weights
+    update = combine(hot, replicas[0].base, replicas[0].base_bias, averaged)
+    for replica in replicas:
+        replica.apply(update)
+    assert np.array_equal(replicas[0].table[:plan.hot, :4], replicas[1].table[:plan.hot, :4])
+    assert np.allclose(replicas[0].table[:plan.hot, :4], before[:plan.hot, :4] + hot[0].rows + hot[1].rows,
+                       atol=1e-6)
+    assert not np.array_equal(replicas[0].table[plan.hot:], replicas[1].table[plan.hot:])  # the rest: apart
+    mid = replicas[0].table.copy()
+    for replica in replicas:
+        replica.train(0)
+    full = [replica.changes(STATE) for replica in replicas]
+    assert full[0].rows.shape == (plan.used, start[1].shape[1])
+    update = combine(full, replicas[0].base, replicas[0].base_bias, averaged)
     for replica in replicas:
         replica.apply(update)
     assert np.array_equal(replicas[0].table, replicas[1].table)
     assert np.array_equal(replicas[0].bias, replicas[1].bias)
-    touched = np.union1d(changes[0].features, changes[1].features)
-    assert np.array_equal(np.sort(update.features), touched)
-    untouched = np.setdiff1d(np.arange(100), touched)
-    assert np.array_equal(replicas[0].table[untouched], start[1][untouched])
-    # each row: the start plus both replicas' changes (AdaGrad: weights and accumulators add up)
-    expected = start[1].copy()
-    for change in changes:
-        expected[change.features] += change.rows
+    # the epoch's changes of each replica add up (AdaGrad: weights and accumulators), in the hot rows' weights
+    # since the hot round, elsewhere since the start
+    expected = before.copy()
+    expected[:plan.hot, :4] = mid[:plan.hot, :4]
+    expected[:plan.used] += full[0].rows + full[1].rows
     assert np.allclose(replicas[0].table, expected, atol=1e-6)
-    assert np.array_equal(combine.slot, np.full(100, -1))  # scratch cleared for the next round
+    assert np.array_equal(replicas[0].table[plan.used:], before[plan.used:])  # unused rows keep their start
+    fitted = replicas[0].keep_fit(0, BestEpoch(0.0, keep_weights=False), None, evaluated=False,
+                                  early_stopping=False)
+    order = plan.order
+    assert np.array_equal(fitted.w_[order[plan.used:]], start[1][order[plan.used:], 0])  # users' ids again
+
+
+
+def test_a_replica_training_on_keeps_its_changes_on_top_of_the_combination():
+    rng = np.random.default_rng(1)
+    x = CSR.from_matrix(sp.random(300, 50, density=0.1, random_state=2, format="csr", dtype=np.float32),
+                        labels=(rng.random(300) < 0.5).astype(np.float32))
+    params = dict(feature_dim=50, num_factors=2, predictor_type="binary_classifier", mini_batch_size=10,
+                  num_threads=1)
+    replica = FMReplica(FactorizationMachines(**params), x, x.labels)
+    replica.start(*initial_state(FactorizationMachines(**params)), sync_plan(replica.feature_counts(), 300, 300))
+    replica.begin_epoch(0)
+    replica.train(5)
+    changes = replica.changes(WEIGHTS)
+    assert changes.rows.shape == (replica.used, 3)
+    sent = replica.table[:replica.used, :3].copy()
+    other = np.full_like(changes.rows, 0.25)  # another replica's changes
+    combined = combine([changes, Block(other, np.zeros(0, np.float32))], replica.base, replica.base_bias,
+                       averaged_columns(replica.layout, 2))
+    replica.train(5)  # the replica trains on before the combination comes back
+    since = replica.table[:replica.used, :3] - sent
+    replica.apply(combined)
+    assert np.allclose(replica.table[:replica.used, :3], sent + 0.25 + since, atol=1e-6)
+    assert np.array_equal(replica.base[:, :3], combined.rows)
+    with pytest.raises(ValueError, match="does not match the block sent"):
+        replica.apply(combined)  # taken once
