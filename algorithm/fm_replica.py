@@ -67,15 +67,17 @@ class SyncPlan:
     used: int
 
 
-def sync_plan(counts: np.ndarray, rows_per_round: int, total_rows: int) -> SyncPlan:
+def sync_plan(counts: np.ndarray, rows_per_round: int, total_rows: int, hot_touches: float = HOT_TOUCHES
+              ) -> SyncPlan:
     """The plan of a fit whose replicas' rows use feature ``i`` ``counts[i]`` times in all (``total_rows`` rows),
-    ``rows_per_round`` of them trained between two combinations (0: one combination per epoch, no hot rows)."""
+    ``rows_per_round`` of them trained between two combinations (0: one combination per epoch, no hot rows); a
+    feature is hot when a round's rows are expected to use it at least ``hot_touches`` times."""
     order = np.argsort(-counts, kind="stable")
     sorted_counts = counts[order]
     used = int(np.count_nonzero(sorted_counts))
     hot = 0
     if rows_per_round > 0 and total_rows > 0:
-        hot = int(np.count_nonzero(sorted_counts * (rows_per_round / total_rows) >= HOT_TOUCHES))
+        hot = int(np.count_nonzero(sorted_counts * (rows_per_round / total_rows) >= hot_touches))
     return SyncPlan(order, hot, used)
 
 
@@ -118,6 +120,7 @@ class FMReplica:
         self.base = self.table  # the used rows as last combined (the same on every replica)
         self.step = self.first_epoch = 0
         self._buffers: kernels.Buffers | None = None
+        self._blocks: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # per part: (changes, as sent), reused
 
     def feature_counts(self) -> np.ndarray:
         """How many of this replica's rows use each feature (``sync_plan`` takes every replica's sum)."""
@@ -171,14 +174,19 @@ class FMReplica:
     def changes(self, part: str) -> Block:
         """How a block of the table changed since it was last combined: the hot rows' weights (``HOT``), every
         used row's weights (``WEIGHTS``) or every used row, weights and optimizer state (``STATE``); and the bias
-        row (empty when nothing was trained). Its combination is taken by ``apply``, before the next changes."""
+        row (empty when nothing was trained). Its combination is taken by ``apply``, before the next changes. The
+        arrays are the replica's own, overwritten by the next changes of the same part."""
         n = self.hot if part == HOT else self.used
         columns = self.table.shape[1] if part == STATE else 1 + self.model.num_factors
-        now = Block(self.table[:n, :columns].copy(), self.bias.copy())
-        self.sent = now
+        if part not in self._blocks:  # (reused: new arrays of this size would page-fault on every round)
+            self._blocks[part] = (np.empty((n, columns), np.float32), np.empty((n, columns), np.float32))
+        rows, now = self._blocks[part]
+        np.copyto(now, self.table[:n, :columns])
+        np.subtract(now, self.base[:n, :columns], out=rows)
+        self.sent = Block(now, self.bias.copy())
         bias = self.bias - self.base_bias if self.trained else np.zeros(0, dtype=np.float32)
         self.trained = False
-        return Block(np.subtract(now.rows, self.base[:n, :columns]), bias)
+        return Block(rows, bias)
 
     def apply(self, combined: Block) -> None:
         """Take the combination of the block ``changes`` last sent (``combine``): the changes trained since it
@@ -243,12 +251,14 @@ def averaged_columns(layout: kernels.StateLayout, num_factors: int) -> np.ndarra
     return averaged
 
 
-def combine(changes: list[Block], base: np.ndarray, base_bias: np.ndarray, averaged: np.ndarray) -> Block:
+def combine(changes: list[Block], base: np.ndarray, base_bias: np.ndarray, averaged: np.ndarray,
+            out: np.ndarray | None = None) -> Block:
     """The block every replica applies: the rows as last combined (``base``, ``base_bias``) plus the replicas'
     ``changes`` (all of one shape) added up, except the ``averaged`` columns (``averaged_columns``), which take
-    the mean over the replicas that changed the row."""
+    the mean over the replicas that changed the row. ``out``: an array of that shape to hold the rows."""
     n, columns = changes[0].rows.shape
-    total = changes[0].rows.copy()
+    total = np.empty((n, columns), np.float32) if out is None else out
+    np.add(changes[0].rows, base[:n, :columns], out=total)
     for change in changes[1:]:
         total += change.rows
     mean = averaged[:columns]
@@ -256,8 +266,8 @@ def combine(changes: list[Block], base: np.ndarray, base_bias: np.ndarray, avera
         changed = np.zeros(n, dtype=np.float32)
         for change in changes:
             changed += np.any(change.rows != 0.0, axis=1)
-        total[:, mean] /= np.maximum(changed, 1.0)[:, None]
-    total += base[:n, :columns]
+        summed = np.sum([change.rows[:, mean] for change in changes], axis=0)
+        total[:, mean] = base[:n, :columns][:, mean] + summed / np.maximum(changed, 1.0)[:, None]
     biases = [change.bias for change in changes if change.bias.size]
     bias = base_bias.copy()
     if biases:

@@ -1,7 +1,7 @@
 """Quality of data-parallel FM against one host, by hosts and ``sync_every``: replicas trained in one process.
 
     .venv/bin/python -m bench.bench_fm_sync                                 # CTR set, 2 and 3 hosts, 3 epochs
-    .venv/bin/python -m bench.bench_fm_sync --hosts 2 --sync-every 10 0 --rows 200000 --epochs 1
+    .venv/bin/python -m bench.bench_fm_sync --hosts 2 --sync-every 10 --hot-touches 1 10 100 1000
 
 Each of N ``algorithm.fm_replica.FMReplica`` trains every N-th training row (FullyReplicated's shares) in rounds
 of ``sync_every`` mini-batches (0: one round per epoch), combined by ``combine`` as the first host combines them
@@ -14,15 +14,26 @@ receives the combined rows). No timings: replicas run one after another.
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 
 from algorithm.csr import CSR
 from algorithm.fm import FactorizationMachines
-from algorithm.fm_replica import HOT, WEIGHTS, FMReplica, averaged_columns, combine, initial_state, sync_plan
+from algorithm.fm_replica import (
+    HOT,
+    HOT_TOUCHES,
+    WEIGHTS,
+    FMReplica,
+    averaged_columns,
+    combine,
+    initial_state,
+    sync_plan,
+)
 from bench import fm_data
 
 
-def run(data: fm_data.BenchData, hosts: int, sync_every: int, epochs: int, k: int) -> list[tuple[float, float]]:
+def run(data: fm_data.BenchData, hosts: int, sync_every: int, epochs: int, k: int,
+        hot_touches: float = HOT_TOUCHES) -> list[tuple[float, float]]:
     """(test AUC, MB sent per synchronisation) after each epoch."""
     params = dict(feature_dim=data.feature_dim, num_factors=k, predictor_type=data.task, num_threads=1)
     matrix = data.train.to_scipy()
@@ -30,7 +41,8 @@ def run(data: fm_data.BenchData, hosts: int, sync_every: int, epochs: int, k: in
     replicas = [FMReplica(FactorizationMachines(**params), s, s.labels, None, r) for r, s in enumerate(shares)]
     start = initial_state(FactorizationMachines(**params))
     size = sync_every * replicas[0].model.mini_batch_size
-    plan = sync_plan(sum(replica.feature_counts() for replica in replicas), hosts * size, data.train.n_rows)
+    plan = sync_plan(sum(replica.feature_counts() for replica in replicas), hosts * size, data.train.n_rows,
+                     hot_touches)
     averaged = averaged_columns(replicas[0].layout, k)
     n_rounds = 1 if sync_every == 0 else max(-(-replica.rows.n_rows // size) for replica in replicas)
     for replica in replicas:
@@ -68,17 +80,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--k", type=int, default=8)
     parser.add_argument("--hosts", type=int, nargs="+", default=[2, 3])
-    parser.add_argument("--sync-every", type=int, nargs="+", default=[10, 50, 0])
+    parser.add_argument("--sync-every", type=int, nargs="+", default=[5, 10, 20])
+    parser.add_argument("--hot-touches", type=float, nargs="+", default=[HOT_TOUCHES],
+                        help="a feature is hot when a round's rows use it this often (algorithm.fm_replica)")
     args = parser.parse_args(argv)
     data = fm_data.load("ctr", rows=args.rows)
     print(f"CTR set: {data.train.n_rows} train rows, k={args.k}; test AUC by epoch", flush=True)
     one = run(data, 1, 0, args.epochs, args.k)
     print(f"one host                 AUC {' '.join(f'{auc:.4f}' for auc, _ in one)}", flush=True)
     for hosts in args.hosts:
-        for sync_every in args.sync_every:
-            epochs = run(data, hosts, sync_every, args.epochs, args.k)
-            print(f"{hosts} hosts, sync_every={sync_every:<3d}  AUC {' '.join(f'{auc:.4f}' for auc, _ in epochs)}  "
-                  f"vs one host {epochs[-1][0] - one[-1][0]:+.4f}  MB per sync {epochs[-1][1]:.2f}", flush=True)
+        for sync_every, hot in itertools.product(args.sync_every, args.hot_touches):
+            epochs = run(data, hosts, sync_every, args.epochs, args.k, hot)
+            aucs = " ".join(f"{auc:.4f}" for auc, _ in epochs)
+            print(f"{hosts} hosts, sync_every={sync_every:<3d} hot_touches={hot:g}  AUC {aucs}  vs one host "
+                  f"{epochs[-1][0] - one[-1][0]:+.4f}  MB per sync {epochs[-1][1]:.2f}", flush=True)
     return 0
 
 

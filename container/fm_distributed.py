@@ -94,10 +94,6 @@ def _start(key: str, state: tuple[np.ndarray, np.ndarray, int, int], plan: SyncP
     _replicas[key].start(*state, plan)
 
 
-def _begin_epoch(key: str, epoch: int) -> None:
-    _replicas[key].begin_epoch(epoch)
-
-
 class Rounds:
     """The rounds of this host's replica of a job, pipelined: a call waits for the replica's round in training,
     takes the combination of the block it sent the call before, sends this round's changes and starts the next
@@ -108,10 +104,11 @@ class Rounds:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="fm-round")
         self._training: Future[int] | None = None
 
-    def round(self, key: str, update: Block | None, part: str | None, batches: int | None) -> Block | None:
+    def round(self, key: str, update: Block | None, part: str | None, batches: int | None,
+              epoch: int | None = None) -> Block | None:
         """Wait for the round in training; apply ``update`` (the combination of the block sent last); the changes
-        of block ``part`` (``FMReplica.changes``; None: none); then start training ``batches`` mini-batches (0:
-        the rest of the epoch; None: none)."""
+        of block ``part`` (``FMReplica.changes``; None: none); begin ``epoch`` (when given); then start training
+        ``batches`` mini-batches (0: the rest of the epoch; None: none)."""
         replica = _replicas[key]
         if self._training is not None:
             training, self._training = self._training, None
@@ -119,6 +116,8 @@ class Rounds:
         if update is not None:
             replica.apply(update)
         changes = None if part is None else replica.changes(part)
+        if epoch is not None:
+            replica.begin_epoch(epoch)
         if batches is not None:
             self._training = self._pool.submit(replica.train, batches)
         return changes
@@ -224,7 +223,6 @@ def _fit(cluster: Cluster, paths: SageMakerPaths, hp: dict[str, Any], channels: 
 
     for epoch in range(epochs):
         started = time.monotonic()
-        cluster.each(_begin_epoch, key, epoch)
         syncs, sent, waited = exchange.syncs, exchange.sent, exchange.waited
         exchange.epoch(n_rounds, batches, checkpoints, epoch)
         seconds = time.monotonic() - started
@@ -283,14 +281,15 @@ class _Exchange:
         self.remote = {h: cluster.actor(h, Rounds) for h in cluster.hosts[1:]}
         self.averaged = averaged_columns(self.local.layout, self.local.model.num_factors)
         self.pending: Block | None = None  # the last combination, which the other hosts take with their next call
+        self._out: dict[str | None, np.ndarray] = {}  # a combination's rows by part, reused (see ``_call``)
         self.syncs = self.sent = 0
         self.waited = 0.0
 
-    def _call(self, update: Block | None, own_update: Block | None, part: str | None, batches: int | None
-              ) -> Block | None:
+    def _call(self, update: Block | None, own_update: Block | None, part: str | None, batches: int | None,
+              epoch: int | None = None) -> Block | None:
         """One call on every host (``Rounds.round``); the combination of their changes of ``part``."""
-        futures = {h: rounds.round(self.key, update, part, batches) for h, rounds in self.remote.items()}
-        own = self.own.round(self.key, own_update, part, batches)
+        futures = {h: rounds.round(self.key, update, part, batches, epoch) for h, rounds in self.remote.items()}
+        own = self.own.round(self.key, own_update, part, batches, epoch)
         started = time.monotonic()
         results = self.cluster.actor_results(futures)
         self.waited += time.monotonic() - started
@@ -301,7 +300,9 @@ class _Exchange:
         changes = [own] + [results[h] for h in self.remote]
         self.syncs += 1
         self.sent += sum(change.nbytes for change in changes[1:])
-        return combine(changes, self.local.base, self.local.base_bias, self.averaged)
+        # A part's last combination has reached every host (they answered a call that carried it): its rows reused
+        out = self._out.setdefault(part, np.empty(own.rows.shape, np.float32))
+        return combine(changes, self.local.base, self.local.base_bias, self.averaged, out)
 
     def epoch(self, n_rounds: int, batches: int, checkpoints: Checkpoints, epoch: int) -> None:
         """Train an epoch in ``n_rounds`` rounds of ``batches`` mini-batches per host (the last: the rest): each
@@ -313,7 +314,7 @@ class _Exchange:
                 raise TrainingStopped(f"in epoch {epoch}", None)
             part = None if number == 0 else WEIGHTS if number == n_rounds else HOT
             train = None if number == n_rounds else 0 if number == n_rounds - 1 else batches
-            update = own_update = self._call(update, own_update, part, train)
+            update = own_update = self._call(update, own_update, part, train, epoch if number == 0 else None)
         if update is not None:
             self.local.apply(update)
         self.pending = update
