@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from algorithm.best_epoch import BestEpoch
-from algorithm.checkpoint import Checkpoints, TrainingStopped
+from algorithm.checkpoint import CheckpointError, Checkpoints, TrainingStopped
 from algorithm.csr import CSR
 from algorithm.fm import FactorizationMachines
 from algorithm.fm_replica import Combiner, EpochSums, FMReplica, Update, initial_state
@@ -28,6 +28,7 @@ from algorithm.loss_trend import RisingLoss
 from algorithm.metrics import STOPPING_METRIC, train_metrics
 from algorithm.schemas import JOB_SETTINGS
 from container import data_loading, job, metrics_log
+from container import fm_distributed_checkpoints as host_checkpoints
 from container.channels import read_channel
 from container.cluster import Cluster
 from container.config import ChannelConfig, read_input_data_config
@@ -74,8 +75,20 @@ def _load_share(key: str, hp: dict[str, Any], rank: int, n_hosts: int, early_sto
     return data.n_rows, data.nnz, config.distribution
 
 
-def _start(key: str, state: tuple[np.ndarray, np.ndarray, int, int]) -> None:
-    _replicas[key].start(*state)
+def _start(key: str, state: tuple[np.ndarray, np.ndarray, int, int], steps: int) -> None:
+    """Start this host's replica from ``state`` (``initial_state``'s) with its own ``steps`` optimizer steps."""
+    _replicas[key].start(state[0], state[1], steps, state[3])
+
+
+def _share_facts(key: str) -> tuple[int, int, bool]:
+    """This host's share for the checkpoint identity: rows, nonzeros, whether its rows carry loss weights."""
+    replica = _replicas[key]
+    return replica.rows.n_rows, replica.rows.nnz, bool(replica.row_weight.size)
+
+
+def _steps(key: str) -> int:
+    """The optimizer steps this host's replica took (a host counts its own mini-batches)."""
+    return _replicas[key].step
 
 
 def _begin_epoch(key: str, epoch: int) -> None:
@@ -142,12 +155,14 @@ def train_fm_distributed(cluster: Cluster, paths: SageMakerPaths, hp: dict[str, 
         train_fm(paths, hp, channels, host, checkpoints)
         return
     if checkpoints.enabled:
-        log.warning("Checkpoints are not written when training on several hosts: a stopped job trains again from "
-                    "the beginning")
+        log.info("Checkpoints on several hosts: the first host writes one at every epoch end (not within epochs)")
     key = uuid.uuid4().hex
     try:
         with checkpoints.stop.deferred():  # SIGTERM: the driver stops between rounds, model/ stays whole
             _fit(cluster, paths, hp, channels, checkpoints, key)
+    except CheckpointError as err:
+        raise ClientError(str(err)) from None
+    else:
         cluster.each(_drop, key)
     finally:
         _replicas.pop(key, None)
@@ -172,25 +187,34 @@ def _fit(cluster: Cluster, paths: SageMakerPaths, hp: dict[str, Any], channels: 
         log.info("test: %d rows, %d nonzeros (scored on %s)", test.n_rows, test.nnz, host)
 
     model = _model(paths, {**params, "num_threads": job.thread_count(params["num_threads"])})
-    state = initial_state(model)
-    state_future = cluster.client.scatter(state, broadcast=True, hash=False)
-    cluster.results({h: cluster.submit(h, _start, key, state_future) for h in hosts})
-    del state, state_future
     local = _replicas[key]  # the driver's own worker runs in this process: its replica holds the combined model
+    best = BestEpoch(params["early_stopping_tolerance"], keep_weights=early_stopping)
+    identity = host_checkpoints.identity(model, cluster.each(_share_facts, key).values(),
+                                         None if test is None else test.n_rows)
+    resumed = host_checkpoints.resume(checkpoints, identity, best, n, local.n_threads, model.deterministic)
+    state = initial_state(model) if resumed is None else resumed.state
+    steps = [state[2]] * n if resumed is None else resumed.host_steps
+    state_future = cluster.client.scatter(state, broadcast=True, hash=False)
+    cluster.results({h: cluster.submit(h, _start, key, state_future, steps[rank]) for rank, h in enumerate(hosts)})
+    start, warned, losses = (0, False, []) if resumed is None else (resumed.epoch, resumed.warned, resumed.losses)
+    checkpoint = None if resumed is None else checkpoints.meta_path  # the last one written: a stop resumes it
+    del state, state_future, resumed
     batches = hp["sync_every"]
     log.info("Training on %d hosts, combining weights and optimizer state %s", n,
              "once per epoch" if batches == 0 else f"every {batches} mini-batches")
 
     rounds = {h: cluster.actor(h, Rounds) for h in hosts[1:]}
     pool = ThreadPoolExecutor(1, thread_name_prefix="fm-round")
-    best = BestEpoch(params["early_stopping_tolerance"], keep_weights=early_stopping)
     trend: RisingLoss | None = None
     epoch_log = job.EpochLog(host, epochs, total_rows)
-    stopped, warned, fit_seconds, epoch = None, False, 0.0, -1
-    for epoch in range(epochs):
+    stopped, fit_seconds, epoch = None, 0.0, start - 1
+    for epoch in range(start, epochs):
         started = time.monotonic()
         cluster.each(_begin_epoch, key, epoch)
-        syncs, sent, waiting = _train_epoch(cluster, key, batches, checkpoints, epoch, rounds, pool)
+        try:
+            syncs, sent, waiting = _train_epoch(cluster, key, batches, checkpoints, epoch, rounds, pool)
+        except TrainingStopped as stopping:  # between rounds: a restarted job resumes the last epoch end's checkpoint
+            raise TrainingStopped(stopping.where, checkpoint) from None
         seconds = time.monotonic() - started
         fit_seconds += seconds
         log.info("Epoch %d: %d synchronisation(s) of the %d hosts, %.2f MB sent per synchronisation on average; "
@@ -203,6 +227,7 @@ def _fit(cluster: Cluster, paths: SageMakerPaths, hp: dict[str, Any], channels: 
             raise ClientError(model._divergence_message(epoch, f"the training loss became {loss}"))
         if trend is None:
             trend = RisingLoss(sum(s.constant_loss * s.weight for s in sums) / weight)
+            trend.losses = list(losses)  # (a resumed fit's earlier epochs)
         test_metrics = None
         if test is not None and y_test is not None:
             test_metrics = train_metrics(predictor_type, y_test, local.scores(test))
@@ -216,6 +241,13 @@ def _fit(cluster: Cluster, paths: SageMakerPaths, hp: dict[str, Any], channels: 
         if early_stopping and best.stale >= params["early_stopping_patience"]:
             stopped = "early_stopping"
             break
+        if epoch + 1 < epochs:
+            if checkpoints.enabled:
+                host_steps = cluster.each(_steps, key)
+                checkpoint = host_checkpoints.save(checkpoints, identity, epoch + 1, local,
+                                                   [host_steps[h] for h in hosts], best, trend.losses, warned, loss)
+            if checkpoints.stop_requested:
+                raise TrainingStopped(f"after epoch {epoch}", checkpoint)
     pool.shutdown()
     rollback = best.weights
     finals = cluster.each(_final_sums, key, rollback)
