@@ -214,7 +214,8 @@ def _fit(cluster: Cluster, paths: SageMakerPaths, hp: dict[str, Any], channels: 
         try:
             syncs, sent, waiting = _train_epoch(cluster, key, batches, checkpoints, epoch, rounds, pool)
         except TrainingStopped as stopping:  # between rounds: a restarted job resumes the last epoch end's checkpoint
-            raise TrainingStopped(stopping.where, checkpoint) from None
+            where = f"{stopping.where}, before its end (a restarted job trains it again from its start)"
+            raise TrainingStopped(where if checkpoint is not None else stopping.where, checkpoint) from None
         seconds = time.monotonic() - started
         fit_seconds += seconds
         log.info("Epoch %d: %d synchronisation(s) of the %d hosts, %.2f MB sent per synchronisation on average; "

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import psutil
+import pytest
 import scipy.sparse as sp
 
 from algorithm import artifact
@@ -268,11 +269,17 @@ def _assert_same_model(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> No
         np.testing.assert_allclose(a[name], b[name], rtol=1e-6, atol=1e-7, err_msg=name)
 
 
-def test_two_hosts_stopped_by_sigterm_resume_to_the_uninterrupted_model(tmp_path):
-    whole = [_job(tmp_path / "whole" / host, host, HOSTS[:2], hp=CHECKPOINT_HP) for host in HOSTS[:2]]
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
+    """The model of the two hosts' job with CHECKPOINT_HP, not stopped."""
+    whole = [_job(tmp_path_factory.mktemp("whole") / host, host, HOSTS[:2], hp=CHECKPOINT_HP) for host in HOSTS[:2]]
     results = _run_hosts(whole, _env())
     assert [code for code, _, _ in results] == [0, 0], [failure for _, _, failure in results]
+    return _model_arrays(whole[0])
 
+
+@pytest.mark.parametrize("signalled", ["first", "every"])
+def test_two_hosts_stopped_by_sigterm_resume_to_the_uninterrupted_model(tmp_path, uninterrupted, signalled):
     bases = [_checkpointed(_job(tmp_path / host, host, HOSTS[:2], hp=CHECKPOINT_HP)) for host in HOSTS[:2]]
     env = _env()
     driver, worker = (_start(base, env) for base in bases)
@@ -280,19 +287,27 @@ def test_two_hosts_stopped_by_sigterm_resume_to_the_uninterrupted_model(tmp_path
     while (progress := _progress(bases[0])) is None or progress["epoch"] < 2:  # written after epoch 1
         assert driver.poll() is None and time.monotonic() < deadline, (bases[0] / "train.log").read_text()
         time.sleep(0.02)
-    driver.send_signal(signal.SIGTERM)
+    for proc in (driver, worker) if signalled == "every" else (driver,):  # SageMaker stops every host
+        proc.send_signal(signal.SIGTERM)
     sent = time.monotonic()
     code, log, failure = _finish(driver, bases[0], timeout=60)
-    assert time.monotonic() - sent < 10  # SageMaker's SIGTERM-to-SIGKILL allowance
     worker_code, _, worker_failure = _finish(worker, bases[1], timeout=60)
+    assert time.monotonic() - sent < 10  # SageMaker's SIGTERM-to-SIGKILL allowance
     assert code == 128 + signal.SIGTERM, log
-    assert failure.startswith("Training stopped by SIGTERM ") and "checkpoints/checkpoint.json written" in failure
-    assert worker_code == 1 and worker_failure.startswith("The job failed on the first host 127.0.0.1")
+    stopped = _progress(bases[0])  # the checkpoint of the last epoch end: the stop came after it
+    assert stopped["hosts"] == 2 and stopped["position"] == 0 and stopped["best_steps"] is not None
+    assert failure.startswith((f"Training stopped by SIGTERM after epoch {stopped['epoch'] - 1}; ",
+                               f"Training stopped by SIGTERM in epoch {stopped['epoch']}, before its end")), failure
+    assert f"checkpoint {bases[0] / 'checkpoints/checkpoint.json'} written" in failure
+    if signalled == "every":  # the worker serves on until the first host ends the job, then ends as stopped
+        assert worker_code == 128 + signal.SIGTERM and worker_failure.startswith(
+            "Training stopped by SIGTERM on host 127.0.0.2 (The job failed on the first host 127.0.0.1: "), \
+            worker_failure
+        assert "the first host 127.0.0.1 writes the job's checkpoints" in worker_failure
+    else:
+        assert worker_code == 1 and worker_failure.startswith("The job failed on the first host 127.0.0.1")
     assert not (bases[0] / "model").exists() or not any((bases[0] / "model").iterdir())
     assert not any((bases[1] / "checkpoints").iterdir())  # only the first host writes checkpoints
-    stopped = _progress(bases[0])
-    assert stopped["hosts"] == 2 and stopped["position"] == 0 and stopped["best_steps"] is not None
-    assert "Training stopped by SIGTERM after epoch 1" in failure or stopped["epoch"] >= 2
 
     for base in bases:  # restarted on both hosts, the checkpoint directory as the platform restores it
         (base / "output/failure").unlink()
@@ -301,7 +316,9 @@ def test_two_hosts_stopped_by_sigterm_resume_to_the_uninterrupted_model(tmp_path
     assert f"Resuming from checkpoint {bases[0] / 'checkpoints/checkpoint.json'}: epoch {stopped['epoch']} (" \
            in results[0][1]
     assert f"Epoch {stopped['epoch'] - 1}: " not in results[0][1]  # the epochs before it are not trained again
-    _assert_same_model(_model_arrays(bases[0]), _model_arrays(whole[0]))
+    _assert_same_model(_model_arrays(bases[0]), uninterrupted)
+    if signalled == "first":
+        return
 
     # the last checkpoint (epoch 28's start) holds early stopping's best epoch, which a job resuming it keeps:
     # on two hosts, and on one (the same format and identity: a one-host job resumes the hosts' checkpoint)
@@ -317,7 +334,7 @@ def test_two_hosts_stopped_by_sigterm_resume_to_the_uninterrupted_model(tmp_path
         assert f"Resuming from checkpoint {job[0] / 'checkpoints/checkpoint.json'}: epoch {last['epoch']}" \
                in logs[0][1]
         assert f"the model holds epoch {last['best']['epoch']}" in logs[0][1]
-        _assert_same_model(_model_arrays(job[0]), _model_arrays(whole[0]))
+        _assert_same_model(_model_arrays(job[0]), uninterrupted)
 
 
 def test_a_one_host_checkpoint_resumes_on_two_hosts_and_one_of_other_settings_fails(tmp_path):
