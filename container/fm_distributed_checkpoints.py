@@ -98,7 +98,7 @@ def save(checkpoints: Checkpoints, identity: dict[str, Any], epoch: int, replica
                 "loss": loss, "best": best.progress(), "losses": losses, "warned": warned,
                 "n_threads": replica.n_threads, "best_steps": None if best.weights is None else best.weights[2],
                 "hosts": len(host_steps), "host_steps": host_steps}
-    arrays = {"bias": replica.bias, "table": replica.table}
+    arrays = replica.checkpoint_arrays()
     if best.weights is not None:
         arrays["best_bias"], arrays["best_table"] = best.weights[:2]
     return checkpoints.save("fm", identity, progress, arrays)
