@@ -50,12 +50,14 @@ class CheckpointError(ValueError):
 
 class TrainingStopped(Exception):  # noqa: N818 - a stop request, not an error
     """A fit ended early because a stop was requested (SIGTERM); ``where`` says how far it got and
-    ``checkpoint`` is the file written for a restarted job to resume from (None when checkpoints are off)."""
+    ``checkpoint`` is the file written for a restarted job to resume from (None when checkpoints are off);
+    ``resumes`` says what a restarted job resumes when another host wrote the checkpoint."""
 
-    def __init__(self, where: str, checkpoint: Path | None) -> None:
+    def __init__(self, where: str, checkpoint: Path | None, resumes: str | None = None) -> None:
         super().__init__(where)
         self.where = where
         self.checkpoint = checkpoint
+        self.resumes = resumes
 
 
 class StopFlag:

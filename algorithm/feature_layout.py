@@ -108,3 +108,8 @@ class FeatureLayout:
         place: all its columns, or the first ``columns`` (those that differ between rows: a fresh optimizer
         state is zeros). The way back is ``_fm_kernels.split_in_place(..., rows=order)``."""
         _permute_rows(table[:, :table.shape[1] if columns is None else columns], self.rank)  # (one numba type)
+
+    def to_users(self, table: np.ndarray) -> None:
+        """Reorder the rows of the 2-D ``table`` (training rows, ``to_training``'s result) back into the users'
+        ids, in place."""
+        _permute_rows(table, self.order)

@@ -863,11 +863,17 @@ class FactorizationMachines(Estimator):
     def _checkpoint_identity(self, rows: CSR, row_weight: np.ndarray, evaluation: tuple[CSR, np.ndarray] | None
                              ) -> dict[str, Any]:
         """What a checkpoint of this fit belongs to: the settings that shape its state and the data's shape."""
+        return self._data_identity(rows.n_rows, rows.nnz, bool(row_weight.size),
+                                   None if evaluation is None else evaluation[0].n_rows)
+
+    def _data_identity(self, rows: int, nonzeros: int, weighted: bool, test_rows: int | None) -> dict[str, Any]:
+        """``_checkpoint_identity`` of training data of ``rows`` rows and ``nonzeros`` nonzeros (``weighted``:
+        with per-row loss weights) and ``test_rows`` evaluation rows (None: none), however the rows are held
+        (one host's, or every host's shares summed)."""
         params = {name: value for name, value in _json_params(self.resolved_params()).items()
                   if name not in RESUMABLE_CHANGES}
-        return {**params, "data_rows": rows.n_rows, "data_nonzeros": rows.nnz,
-                "data_weighted": bool(row_weight.size),
-                "test_rows": None if evaluation is None else evaluation[0].n_rows}
+        return {**params, "data_rows": int(rows), "data_nonzeros": int(nonzeros), "data_weighted": bool(weighted),
+                "test_rows": None if test_rows is None else int(test_rows)}
 
     def _stream_identity(self, evaluated: bool) -> dict[str, Any]:
         """What a checkpoint of a streamed fit belongs to: the settings that shape its state (a stream's shape is

@@ -225,6 +225,14 @@ class FMReplica:
         """A copy of the weights and state (for early stopping's best epoch)."""
         return self.bias.copy(), self.table.copy(), self.step
 
+    def checkpoint_arrays(self) -> dict[str, np.ndarray]:
+        """The arrays a checkpoint keeps of this replica's weights and state, named as a one-host fit's
+        (``FactorizationMachines.fit``): ``bias``, ``table`` and ``feature_order`` (the table is in its rows)."""
+        arrays = {"bias": self.bias, "table": self.table}
+        if self.features is not None:
+            arrays["feature_order"] = self.features.order
+        return arrays
+
     def keep_fit(self, epoch: int, best: BestEpoch, stopped: str | None, *, evaluated: bool,
                  early_stopping: bool) -> FactorizationMachines:
         """Set ``model``'s fitted state from this replica's table after the last ``epoch`` (or the best epoch's

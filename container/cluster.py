@@ -122,15 +122,19 @@ class Cluster:
 
         out = {}
         for host, future in futures.items():
-            try:
-                out[host] = future.result()
-            except ClientError as err:
-                raise type(err)(f"On host {host}: {err}") from None
-            except KilledWorker:  # the host's worker died while running the task
-                raise self.left([host]) from None
-            except Exception:  # a cancelled future or a broken connection: a host that left is named
-                self.name_lost_host(host)
-                raise
+            while True:
+                try:
+                    out[host] = future.result(timeout=POLL_SECONDS)
+                    break
+                except TimeoutError:  # its result was lost with a host that left since: waiting to be run again
+                    self.check_members()
+                except ClientError as err:
+                    raise type(err)(f"On host {host}: {err}") from None
+                except KilledWorker:  # the host's worker died while running the task
+                    raise self.left([host]) from None
+                except Exception:  # a cancelled future or a broken connection: a host that left is named
+                    self.name_lost_host(host)
+                    raise
         return out
 
     def left(self, hosts: list[str]) -> ClientError:

@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 
 from algorithm.best_epoch import BestEpoch
-from algorithm.checkpoint import Checkpoints, TrainingStopped
+from algorithm.checkpoint import CheckpointError, Checkpoints, TrainingStopped
 from algorithm.csr import CSR
+from algorithm.feature_layout import FeatureLayout
 from algorithm.fm import FactorizationMachines
 from algorithm.fm_replica import (
     HOT,
@@ -40,6 +41,7 @@ from algorithm.loss_trend import RisingLoss
 from algorithm.metrics import STOPPING_METRIC, train_metrics
 from algorithm.schemas import JOB_SETTINGS
 from container import data_loading, job, metrics_log
+from container import fm_distributed_checkpoints as host_checkpoints
 from container.channels import read_channel
 from container.cluster import Cluster
 from container.config import ChannelConfig, read_input_data_config
@@ -90,8 +92,21 @@ def _feature_counts(key: str) -> np.ndarray:
     return _replicas[key].feature_counts()
 
 
-def _start(key: str, state: tuple[np.ndarray, np.ndarray, int, int], plan: SyncPlan) -> None:
-    _replicas[key].start(*state, plan)
+def _share_facts(key: str) -> tuple[int, int, bool]:
+    """This host's share for the checkpoint identity: rows, nonzeros, whether its rows carry loss weights."""
+    replica = _replicas[key]
+    return replica.rows.n_rows, replica.rows.nnz, bool(replica.row_weight.size)
+
+
+def _steps(key: str) -> int:
+    """The optimizer steps this host's replica took (a host counts its own mini-batches)."""
+    return _replicas[key].step
+
+
+def _start(key: str, state: tuple[np.ndarray, np.ndarray, int, int], steps: int, plan: SyncPlan) -> None:
+    """Start this host's replica from ``state`` (``initial_state``'s) with its own ``steps`` optimizer steps,
+    renumbered by ``plan``."""
+    _replicas[key].start(state[0], state[1], steps, state[3], plan)
 
 
 class Rounds:
@@ -167,12 +182,14 @@ def train_fm_distributed(cluster: Cluster, paths: SageMakerPaths, hp: dict[str, 
         train_fm(paths, hp, channels, host, checkpoints)
         return
     if checkpoints.enabled:
-        log.warning("Checkpoints are not written when training on several hosts: a stopped job trains again from "
-                    "the beginning")
+        log.info("Checkpoints on several hosts: the first host writes one at every epoch end (not within epochs)")
     key = uuid.uuid4().hex
     try:
         with checkpoints.stop.deferred():  # SIGTERM: the driver stops between rounds, model/ stays whole
             _fit(cluster, paths, hp, channels, checkpoints, key)
+    except CheckpointError as err:
+        raise ClientError(str(err)) from None
+    else:
         cluster.each(_drop, key)
     finally:
         _replicas.pop(key, None)
@@ -197,34 +214,47 @@ def _fit(cluster: Cluster, paths: SageMakerPaths, hp: dict[str, Any], channels: 
         log.info("test: %d rows, %d nonzeros (scored on %s)", test.n_rows, test.nnz, host)
 
     model = _model(paths, {**params, "num_threads": job.thread_count(params["num_threads"])})
+    local = _replicas[key]  # the driver's own worker runs in this process: its replica holds the combined model
+    best = BestEpoch(params["early_stopping_tolerance"], keep_weights=early_stopping)
+    identity = host_checkpoints.identity(model, cluster.each(_share_facts, key).values(),
+                                         None if test is None else test.n_rows)
+    resumed = host_checkpoints.resume(checkpoints, identity, best, n, local.n_threads, model.deterministic)
+    state = initial_state(model) if resumed is None else resumed.state
+    steps = [state[2]] * n if resumed is None else resumed.host_steps
     batches = hp["sync_every"]
     counts = sum(cluster.results({h: cluster.submit(h, _feature_counts, key) for h in hosts}).values())
     plan = sync_plan(np.asarray(counts), n * batches * model.mini_batch_size, total_rows)
-    state = initial_state(model)
+    if best.weights is not None:  # a resumed best epoch's copy (users' ids) in the replicas' rows
+        FeatureLayout.from_order(plan.order).to_training(best.weights[1])
     state_future, plan_future = (cluster.client.scatter(part, broadcast=True, hash=False) for part in (state, plan))
-    cluster.results({h: cluster.submit(h, _start, key, state_future, plan_future) for h in hosts})
-    del state, state_future, plan_future, counts
-    local = _replicas[key]  # the driver's own worker runs in this process: its replica holds the combined model
+    cluster.results({h: cluster.submit(h, _start, key, state_future, steps[rank], plan_future)
+                     for rank, h in enumerate(hosts)})
+    start, warned, losses = (0, False, []) if resumed is None else (resumed.epoch, resumed.warned, resumed.losses)
+    checkpoint = None if resumed is None else checkpoints.meta_path  # the last one written: a stop resumes it
+    del state, state_future, plan_future, counts, resumed
     log.info("Training on %d hosts, combining the weights of the %d most used features every %d mini-batches and "
              "of all %d used features at each epoch's end; each host keeps its own optimizer state between (combined "
-             "for early stopping's best epoch and the model)", n, plan.hot, batches, plan.used)
+             "for early stopping's best epoch, checkpoints and the model)", n, plan.hot, batches, plan.used)
     size = batches * model.mini_batch_size
     n_rounds = 1 if batches == 0 else max(math.ceil(rows / size) for rows, _, _ in loaded.values())
 
     exchange = _Exchange(cluster, key)
-    best = BestEpoch(params["early_stopping_tolerance"], keep_weights=early_stopping)
     trend: RisingLoss | None = None
     epoch_log = job.EpochLog(host, epochs, total_rows)
-    stopped, warned, fit_seconds, epoch = None, False, 0.0, -1
+    stopped, fit_seconds, epoch = None, 0.0, start - 1
 
     def snapshot() -> tuple[np.ndarray, np.ndarray, int]:
         exchange.state()  # the best epoch's copy holds every host's optimizer state
         return local.snapshot()
 
-    for epoch in range(epochs):
+    for epoch in range(start, epochs):
         started = time.monotonic()
         syncs, sent, waited = exchange.syncs, exchange.sent, exchange.waited
-        exchange.epoch(n_rounds, batches, checkpoints, epoch)
+        try:
+            exchange.epoch(n_rounds, batches, checkpoints, epoch)
+        except TrainingStopped as stopping:  # between rounds: a restarted job resumes the last epoch end's checkpoint
+            where = f"{stopping.where}, before its end (a restarted job trains it again from its start)"
+            raise TrainingStopped(where if checkpoint is not None else stopping.where, checkpoint) from None
         seconds = time.monotonic() - started
         fit_seconds += seconds
         log.info("Epoch %d: %d synchronisation(s) of the %d hosts, %.2f MB sent per synchronisation on average; "
@@ -237,6 +267,7 @@ def _fit(cluster: Cluster, paths: SageMakerPaths, hp: dict[str, Any], channels: 
             raise ClientError(model._divergence_message(epoch, f"the training loss became {loss}"))
         if trend is None:
             trend = RisingLoss(sum(s.constant_loss * s.weight for s in sums) / weight)
+            trend.losses = list(losses)  # (a resumed fit's earlier epochs)
         test_metrics = None
         if test is not None and y_test is not None:
             test_metrics = train_metrics(predictor_type, y_test, local.scores(test))
@@ -250,6 +281,14 @@ def _fit(cluster: Cluster, paths: SageMakerPaths, hp: dict[str, Any], channels: 
         if early_stopping and best.stale >= params["early_stopping_patience"]:
             stopped = "early_stopping"
             break
+        if epoch + 1 < epochs:
+            if checkpoints.enabled:
+                exchange.state()  # the checkpoint holds every host's optimizer state
+                host_steps = cluster.each(_steps, key)
+                checkpoint = host_checkpoints.save(checkpoints, identity, epoch + 1, local,
+                                                   [host_steps[h] for h in hosts], best, trend.losses, warned, loss)
+            if checkpoints.stop_requested:
+                raise TrainingStopped(f"after epoch {epoch}", checkpoint)
     if best.weights is None:
         exchange.state()  # the model's optimizer state: every host's
     exchange.close()

@@ -27,7 +27,7 @@ from container.numba_cache import writable_cache
 from container.paths import SageMakerPaths
 
 if TYPE_CHECKING:
-    pass
+    from container.cluster import ClusterSpec
 
 log = logging.getLogger("train")
 
@@ -97,7 +97,7 @@ def _train_on_hosts(paths: SageMakerPaths, algorithm: str, hyperparameters: dict
              "drives the job" if spec.is_driver else f"a worker of {spec.hosts[0]}", spec.interface, spec.address)
     with logged_compilation(log):
         if not spec.is_driver:
-            cluster.serve_as_worker(spec)
+            _serve_as_worker(spec, checkpoints)
             return
         with cluster.driver(spec) as hosts:
             if algorithm == "fm":
@@ -113,6 +113,24 @@ def _train_on_hosts(paths: SageMakerPaths, algorithm: str, hyperparameters: dict
 
 
 
+def _serve_as_worker(spec: ClusterSpec, checkpoints: Checkpoints) -> None:
+    """Serve the first host's job (``cluster.serve_as_worker``). SIGTERM (SageMaker sends it to every host) is
+    deferred: the host serves on until the first host, stopping between two rounds or sweeps and writing the
+    job's checkpoint, ends the job; the host then ends with ``TrainingStopped``."""
+    from container import cluster
+
+    with checkpoints.stop.deferred():
+        try:
+            cluster.serve_as_worker(spec)
+        except ClientError as err:
+            if not checkpoints.stop_requested:
+                raise
+            where = f"on host {spec.current_host} ({' '.join(str(err).split())})"
+            raise TrainingStopped(where, None, f"the first host {spec.hosts[0]} writes the job's checkpoints (when "
+                                  "checkpoints are on): a job started again on every host resumes its last one"
+                                  ) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run training under ``$SAGEMAKER_BASE_DIR`` and return the process exit code."""
     del argv  # SageMaker passes "train"; there are no options.
@@ -124,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         run(paths, stop)
     except TrainingStopped as stopped:
         saved = (f"checkpoint {stopped.checkpoint} written: a job started with the same checkpoint directory "
-                 "resumes from it" if stopped.checkpoint is not None else
+                 "resumes from it" if stopped.checkpoint is not None else stopped.resumes or
                  f"no checkpoint written ({paths.checkpoint_dir} does not exist, or training had not started): a "
                  "job started again trains from the beginning")
         reason = f"Training stopped by SIGTERM {stopped.where}; {saved}"

@@ -5,6 +5,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import psutil
+import pytest
 import scipy.sparse as sp
 
 from algorithm import artifact
@@ -237,3 +239,129 @@ def test_wals_on_two_hosts_trains_the_one_host_model(tmp_path):
     assert list(together.col_ids.ids) == list(one.col_ids.ids)
     scores = [m.wals.row_factors_ @ m.wals.col_factors_.T for m in (together, one)]
     np.testing.assert_allclose(scores[0], scores[1], rtol=1e-3, atol=1e-4)
+
+
+# Checkpoints: the first host writes one at every epoch end. Early stopping ends the job before the last of the 60
+# epochs, keeping an epoch two before its stop (its copy is in the last checkpoint); the epochs after the stop the
+# test sends (after epoch 1) take seconds.
+CHECKPOINT_HP = dict(HP, epochs="60", seed="7", early_stopping_patience="2", sync_every="20")
+
+
+def _checkpointed(base: Path) -> Path:
+    (base / "checkpoints").mkdir()
+    return base
+
+
+def _progress(base: Path) -> dict | None:
+    try:
+        return json.loads((base / "checkpoints/checkpoint.json").read_text())["progress"]
+    except (FileNotFoundError, json.JSONDecodeError):  # not there yet (the rename makes it whole)
+        return None
+
+
+def _model_arrays(base: Path) -> dict[str, np.ndarray]:
+    return artifact.read(base / "model")[1]
+
+
+def _assert_same_model(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-6, atol=1e-7, err_msg=name)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
+    """The model of the two hosts' job with CHECKPOINT_HP and checkpoints (each epoch end then combines the hosts'
+    optimizer state, which the checkpoint holds), not stopped."""
+    root = tmp_path_factory.mktemp("whole")
+    whole = [_checkpointed(_job(root / host, host, HOSTS[:2], hp=CHECKPOINT_HP)) for host in HOSTS[:2]]
+    results = _run_hosts(whole, _env())
+    assert [code for code, _, _ in results] == [0, 0], [failure for _, _, failure in results]
+    return _model_arrays(whole[0])
+
+
+@pytest.mark.parametrize("signalled", ["first", "every"])
+def test_two_hosts_stopped_by_sigterm_resume_to_the_uninterrupted_model(tmp_path, uninterrupted, signalled):
+    bases = [_checkpointed(_job(tmp_path / host, host, HOSTS[:2], hp=CHECKPOINT_HP)) for host in HOSTS[:2]]
+    env = _env()
+    driver, worker = (_start(base, env) for base in bases)
+    deadline = time.monotonic() + 120
+    while (progress := _progress(bases[0])) is None or progress["epoch"] < 2:  # written after epoch 1
+        assert driver.poll() is None and time.monotonic() < deadline, (bases[0] / "train.log").read_text()
+        time.sleep(0.02)
+    for proc in (driver, worker) if signalled == "every" else (driver,):  # SageMaker stops every host
+        proc.send_signal(signal.SIGTERM)
+    sent = time.monotonic()
+    code, log, failure = _finish(driver, bases[0], timeout=60)
+    worker_code, _, worker_failure = _finish(worker, bases[1], timeout=60)
+    assert time.monotonic() - sent < 10  # SageMaker's SIGTERM-to-SIGKILL allowance
+    assert code == 128 + signal.SIGTERM, log
+    stopped = _progress(bases[0])  # the checkpoint of the last epoch end: the stop came after it
+    assert stopped["hosts"] == 2 and stopped["position"] == 0 and stopped["best_steps"] is not None
+    assert failure.startswith((f"Training stopped by SIGTERM after epoch {stopped['epoch'] - 1}; ",
+                               f"Training stopped by SIGTERM in epoch {stopped['epoch']}, before its end")), failure
+    assert f"checkpoint {bases[0] / 'checkpoints/checkpoint.json'} written" in failure
+    if signalled == "every":  # the worker serves on until the first host ends the job, then ends as stopped
+        assert worker_code == 128 + signal.SIGTERM and worker_failure.startswith(
+            "Training stopped by SIGTERM on host 127.0.0.2 (The job failed on the first host 127.0.0.1: "), \
+            worker_failure
+        assert "the first host 127.0.0.1 writes the job's checkpoints" in worker_failure
+    else:
+        assert worker_code == 1 and worker_failure.startswith("The job failed on the first host 127.0.0.1")
+    assert not (bases[0] / "model").exists() or not any((bases[0] / "model").iterdir())
+    assert not any((bases[1] / "checkpoints").iterdir())  # only the first host writes checkpoints
+
+    for base in bases:  # restarted on both hosts, the checkpoint directory as the platform restores it
+        (base / "output/failure").unlink()
+    results = _run_hosts(bases, _env())
+    assert [code for code, _, _ in results] == [0, 0], [failure for _, _, failure in results]
+    assert f"Resuming from checkpoint {bases[0] / 'checkpoints/checkpoint.json'}: epoch {stopped['epoch']} (" \
+           in results[0][1]
+    assert f"Epoch {stopped['epoch'] - 1}: " not in results[0][1]  # the epochs before it are not trained again
+    _assert_same_model(_model_arrays(bases[0]), uninterrupted)
+    if signalled == "first":
+        return
+
+    # the last checkpoint (the stop epoch's start) holds early stopping's best epoch, which a job resuming it keeps:
+    # on two hosts, and on one (the same format and identity: a one-host job resumes the hosts' checkpoint)
+    last = _progress(bases[0])
+    assert last["best"]["epoch"] < last["epoch"] - 1 and "Early stopping ended training" in results[0][1]
+    again = [_job(tmp_path / "again" / host, host, HOSTS[:2], hp=CHECKPOINT_HP) for host in HOSTS[:2]]
+    alone = _job(tmp_path / "alone", HOSTS[0], HOSTS[:1], hp=CHECKPOINT_HP)
+    for base in (again[0], alone):
+        shutil.copytree(bases[0] / "checkpoints", base / "checkpoints")
+    (again[1] / "checkpoints").mkdir()
+    for job, logs in ((again, _run_hosts(again, _env())), ([alone], _run_hosts([alone], _env()))):
+        assert [code for code, _, _ in logs] == [0] * len(job), [failure for _, _, failure in logs]
+        assert f"Resuming from checkpoint {job[0] / 'checkpoints/checkpoint.json'}: epoch {last['epoch']}" \
+               in logs[0][1]
+        assert f"the model holds epoch {last['best']['epoch']}" in logs[0][1]
+        _assert_same_model(_model_arrays(job[0]), uninterrupted)
+
+
+def test_a_one_host_checkpoint_resumes_on_two_hosts_and_one_of_other_settings_fails(tmp_path):
+    hp = dict(HP, epochs="2", seed="7")
+    alone = _checkpointed(_job(tmp_path / "alone", HOSTS[0], HOSTS[:1], hp=hp))
+    assert _run_hosts([alone], _env())[0][0] == 0  # leaves its checkpoint of epoch 0's end
+    assert _progress(alone)["epoch"] == 1
+
+    def two_hosts(name: str, settings: dict[str, str]) -> list[tuple[int, str, str | None]]:
+        bases = [_job(tmp_path / name / host, host, HOSTS[:2], hp=settings) for host in HOSTS[:2]]
+        shutil.copytree(alone / "checkpoints", bases[0] / "checkpoints")
+        (bases[1] / "checkpoints").mkdir()
+        return _run_hosts(bases, _env())
+
+    (code, log, failure), (worker_code, _, _) = two_hosts("resumed", dict(hp, epochs="3"))
+    assert (code, worker_code) == (0, 0), failure
+    assert re.search(r"Resuming from checkpoint \S+: epoch 1 \(\d+ optimizer steps taken\), written by a job on "
+                     r"1 host\(s\)", log)
+    assert "Epoch 0: " not in log and "Epoch 2: " in log
+    assert artifact.load(tmp_path / "resumed" / HOSTS[0] / "model").n_epochs_ == 3
+
+    (code, log, failure), (worker_code, _, worker_failure) = two_hosts("other", dict(hp, num_factors="5"))
+    assert (code, worker_code) == (1, 1), log
+    checkpoint = tmp_path / "other" / HOSTS[0] / "checkpoints/checkpoint.json"
+    assert failure.startswith(f"Checkpoint {checkpoint} belongs to another job (num_factors: checkpoint 4, this "
+                              "job 5)") and "empty the checkpoint directory" in failure, failure
+    assert worker_failure.startswith("The job failed on the first host 127.0.0.1")
+    assert not (tmp_path / "other" / HOSTS[0] / "model/model.json").exists()

@@ -58,6 +58,9 @@ def test_the_layout_orders_features_by_descending_count_ties_in_id_order() -> No
     first_columns = table.copy()
     layout.to_training(first_columns, 2)
     np.testing.assert_array_equal(first_columns, np.column_stack([table[layout.order, :2], table[:, 2:]]))
+    back = table[layout.order]  # training rows, as a checkpoint of a one-host fit keeps them
+    layout.to_users(back)
+    np.testing.assert_array_equal(back, table)
 
 
 @pytest.mark.parametrize("order", [[0, 0, 2], [0, 1, 3], [-1, 0, 1]])
