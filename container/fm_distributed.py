@@ -320,6 +320,7 @@ class _Exchange:
         self.remote = {h: cluster.actor(h, Rounds) for h in cluster.hosts[1:]}
         self.averaged = averaged_columns(self.local.layout, self.local.model.num_factors)
         self.pending: Block | None = None  # the last combination, which the other hosts take with their next call
+        self.state_pending = False  # pending combines the optimizer state (``state``): taken before training on
         self._out: dict[str | None, np.ndarray] = {}  # a combination's rows by part, reused (see ``_call``)
         self.syncs = self.sent = 0
         self.waited = 0.0
@@ -345,25 +346,31 @@ class _Exchange:
 
     def epoch(self, n_rounds: int, batches: int, checkpoints: Checkpoints, epoch: int) -> None:
         """Train an epoch in ``n_rounds`` rounds of ``batches`` mini-batches per host (the last: the rest): each
-        call takes the combination of the hot rows' changes of two rounds before while the hosts train on; the
-        epoch ends when every used row's weights are combined (the driver's replica takes them at once)."""
-        update, own_update = self.pending, None
+        call takes the combination of the hot rows' changes of two rounds before while the hosts train on (the
+        second call the last epoch's weights: the other hosts start the epoch without waiting for their bytes; a
+        combined optimizer state, ``state``, is taken before the epoch's first round, so that a checkpoint's
+        table is where every host starts from, exactly);
+        the epoch ends when every used row's weights are combined (the driver's replica takes them at once)."""
+        update: Block | None = self.pending if self.state_pending else None  # (a checkpoint's state: exact)
+        own_update: Block | None = None
         for number in range(n_rounds + 1):
             if checkpoints.stop_requested:
                 raise TrainingStopped(f"in epoch {epoch}", None)
             part = None if number == 0 else WEIGHTS if number == n_rounds else HOT
             train = None if number == n_rounds else 0 if number == n_rounds - 1 else batches
+            if number == 1 and not self.state_pending:
+                update = self.pending
             update = own_update = self._call(update, own_update, part, train, epoch if number == 0 else None)
         if update is not None:
             self.local.apply(update)
-        self.pending = update
+        self.pending, self.state_pending = update, False
 
     def state(self) -> None:
         """Combine every host's optimizer state (and weights) into the driver's replica."""
         combined = self._call(self.pending, None, STATE, None)
         if combined is not None:
             self.local.apply(combined)
-        self.pending = combined
+        self.pending, self.state_pending = combined, True
 
     def close(self) -> None:
         self.cluster.actor_results({h: rounds.close() for h, rounds in self.remote.items()})

@@ -76,6 +76,8 @@ def main(out_dir):
                 if stype == "row_sparse":
                     params = {key: value.tostype("row_sparse") if value.shape[0] == d else value
                               for key, value in params.items()}
+                    mx.nd.waitall()  # (MXNet's engine converts asynchronously: once in ~30 runs a row_sparse array
+                    # was saved with its index but not yet its rows)
                 case = out / name
                 case.mkdir()
                 mx.nd.save(str(case / "params"), {f"arg:{key}": value for key, value in params.items()})
