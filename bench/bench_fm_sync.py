@@ -59,7 +59,8 @@ def run(data: fm_data.BenchData, hosts: int, sync_every: int, epochs: int, k: in
             train = None if number == n_rounds else 0 if number == n_rounds - 1 else sync_every
             changes = []
             for rank, replica in enumerate(replicas):
-                if number == 1 and pending is not None and rank > 0:  # the last epoch's end, on the other hosts
+                late = 1 if n_rounds > 1 else 0  # the call that takes the last epoch's end on the other hosts
+                if number == late and pending is not None and rank > 0:
                     replica.apply(pending)
                 if update is not None:
                     replica.apply(update)

@@ -348,17 +348,18 @@ class _Exchange:
         """Train an epoch in ``n_rounds`` rounds of ``batches`` mini-batches per host (the last: the rest): each
         call takes the combination of the hot rows' changes of two rounds before while the hosts train on (the
         second call the last epoch's weights: the other hosts start the epoch without waiting for their bytes; a
-        combined optimizer state, ``state``, is taken before the epoch's first round, so that a checkpoint's
-        table is where every host starts from, exactly);
+        combined optimizer state, ``state``, or anything before an epoch of one round is taken before the first
+        round, so that a checkpoint's table is where every host starts from, exactly);
         the epoch ends when every used row's weights are combined (the driver's replica takes them at once)."""
-        update: Block | None = self.pending if self.state_pending else None  # (a checkpoint's state: exact)
+        late = n_rounds > 1 and not self.state_pending  # (a checkpoint's state, or one round: taken at once)
+        update: Block | None = None if late else self.pending
         own_update: Block | None = None
         for number in range(n_rounds + 1):
             if checkpoints.stop_requested:
                 raise TrainingStopped(f"in epoch {epoch}", None)
             part = None if number == 0 else WEIGHTS if number == n_rounds else HOT
             train = None if number == n_rounds else 0 if number == n_rounds - 1 else batches
-            if number == 1 and not self.state_pending:
+            if number == 1 and late:
                 update = self.pending
             update = own_update = self._call(update, own_update, part, train, epoch if number == 0 else None)
         if update is not None:
