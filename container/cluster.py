@@ -80,44 +80,19 @@ class Cluster:
 
     def actor(self, host: str, cls: type) -> Any:
         """An instance of ``cls`` held by ``host``'s worker, as a dask Actor: its methods are called straight on
-        that worker (no scheduler in between) and return futures for ``actor_results``."""
+        that worker (no scheduler in between) and return futures for ``results``."""
         return self.client.submit(cls, workers=[self.workers[host]], allow_other_workers=False, actor=True,
                                   pure=False).result()
-
-    def actor_results(self, futures: dict[str, Any]) -> dict[str, Any]:
-        """The results of actor calls by host, waiting as long as every host stays in the cluster (``results``)."""
-        out = {}
-        for host, future in futures.items():
-            while True:
-                try:
-                    out[host] = future.result(timeout=POLL_SECONDS)
-                    break
-                except TimeoutError:
-                    self.check_members()
-                except ClientError as err:
-                    raise type(err)(f"On host {host}: {err}") from None
-                except Exception:  # a broken connection, "Worker holding Actor was lost", a cancelled future
-                    self.name_lost_host(host)
-                    raise
-        return out
 
     def each(self, function: Callable[..., T], *args: Any) -> dict[str, T]:
         """``function(*args)`` run on every host's worker at once; the results by host (``results``)."""
         return self.results({host: self.submit(host, function, *args) for host in self.hosts})
 
-    def results(self, futures: dict[str, distributed.Future]) -> dict[str, Any]:
-        """The result of each host's future, waiting as long as every host stays in the cluster. A host that leaves
-        (its process or container died, its network went away: the scheduler drops a worker whose connection
-        breaks or that is silent for ``worker_ttl_seconds()``) is a ``ClientError`` naming it; a ``ClientError``
-        a task raised is re-raised naming the host it ran on."""
-        from distributed import wait
-
-        while True:
-            try:
-                wait(list(futures.values()), timeout=POLL_SECONDS)
-                break
-            except TimeoutError:
-                self.check_members()
+    def results(self, futures: dict[str, Any]) -> dict[str, Any]:
+        """The result of each host's future (a task's or an actor call's), waiting as long as every host stays in
+        the cluster. A host that leaves (its process or container died, its network went away: the scheduler drops
+        a worker whose connection breaks or that is silent for ``worker_ttl_seconds()``) is a ``ClientError``
+        naming it; a ``ClientError`` a task raised is re-raised naming the host it ran on."""
         from distributed.scheduler import KilledWorker
 
         out = {}
@@ -126,13 +101,13 @@ class Cluster:
                 try:
                     out[host] = future.result(timeout=POLL_SECONDS)
                     break
-                except TimeoutError:  # its result was lost with a host that left since: waiting to be run again
+                except TimeoutError:  # still running, or its result lost with a host that left since
                     self.check_members()
                 except ClientError as err:
                     raise type(err)(f"On host {host}: {err}") from None
                 except KilledWorker:  # the host's worker died while running the task
                     raise self.left([host]) from None
-                except Exception:  # a cancelled future or a broken connection: a host that left is named
+                except Exception:  # a broken connection, "Worker holding Actor was lost", a cancelled future
                     self.name_lost_host(host)
                     raise
         return out

@@ -331,7 +331,7 @@ class _Exchange:
         futures = {h: rounds.round(self.key, update, part, batches, epoch) for h, rounds in self.remote.items()}
         own = self.own.round(self.key, own_update, part, batches, epoch)
         started = time.monotonic()
-        results = self.cluster.actor_results(futures)
+        results = self.cluster.results(futures)
         self.waited += time.monotonic() - started
         if update is not None:
             self.sent += len(self.remote) * update.nbytes
@@ -374,7 +374,7 @@ class _Exchange:
         self.pending, self.state_pending = combined, True
 
     def close(self) -> None:
-        self.cluster.actor_results({h: rounds.close() for h, rounds in self.remote.items()})
+        self.cluster.results({h: rounds.close() for h, rounds in self.remote.items()})
         self.own.close()
 
 
