@@ -167,7 +167,8 @@ def _training_buffers(n_threads: int, rows: CSR, batch_size: int, feature_dim: i
     ``split_batches``: each batch is cut into one chunk per thread (the deterministic kernel); otherwise every
     thread runs whole batches (serial and Hogwild kernels). ``current``: buffers of earlier rows (a streamed
     fit's earlier blocks), returned as they are when large enough, else grown (their feature map kept);
-    ``short_rows`` always tells whether ``rows`` has at most two nonzeros in every row."""
+    ``short_rows`` and ``pair_rows`` always tell whether every row of ``rows`` has at most two nonzeros, and
+    exactly two (then row r's are at 2r)."""
     chunk = min(batch_size, rows.n_rows)  # rows per thread per batch
     if split_batches:
         chunk = -(-chunk // n_threads)
@@ -175,10 +176,12 @@ def _training_buffers(n_threads: int, rows: CSR, batch_size: int, feature_dim: i
     slots = max(1, min(feature_dim, int(longest.sum())))
     row_length = _line_padded(max(1, int(longest.max())), 8)
     short_rows = int(longest.max()) <= 2  # (kernels._short_rows_pass)
+    # (at most two a row and 2·n in all: exactly two each; kernels._pair_rows_pass)
+    pair_rows = short_rows and int(rows.indptr[-1]) == 2 * rows.n_rows
     T, k = n_threads, num_factors
     if current is not None:
         if slots <= current.grad.shape[1] and row_length <= current.row_slots.shape[1]:
-            return current._replace(short_rows=short_rows)
+            return current._replace(short_rows=short_rows, pair_rows=pair_rows)
         slots, row_length = max(slots, current.grad.shape[1]), max(row_length, current.row_slots.shape[1])
     return kernels.Buffers(
         slot_of=np.zeros((T, feature_dim), dtype=np.int32) if current is None else current.slot_of,
@@ -191,6 +194,7 @@ def _training_buffers(n_threads: int, rows: CSR, batch_size: int, feature_dim: i
         row_slots=np.zeros((T, row_length), dtype=np.int64),
         loss=np.zeros(T, dtype=np.float64) if current is None else current.loss,
         short_rows=short_rows,
+        pair_rows=pair_rows,
     )
 
 

@@ -239,33 +239,47 @@ def _short_rows(seed: int = 3, n: int = 64, d: int = FEATURE_DIM) -> CSR:
     return CSR(rng.uniform(0.5, 2.0, indices.size).astype(np.float32), indices, indptr, d)
 
 
+def _pair_rows(seed: int = 4, n: int = 64, d: int = FEATURE_DIM) -> CSR:
+    """Rows of exactly two nonzeros each (the pair-row kernel's case), values off 1."""
+    rng = np.random.default_rng(seed)
+    indices = np.concatenate([rng.choice(d, 2, replace=False) for _ in range(n)]).astype(np.int64)
+    return CSR(rng.uniform(0.5, 2.0, indices.size).astype(np.float32), indices,
+               np.arange(0, 2 * n + 1, 2, dtype=np.int64), d)
+
+
 def test_buffers_say_whether_every_row_is_short() -> None:
-    short, long = _short_rows(), _rows()
-    assert _training_buffers(1, short, 16, FEATURE_DIM, K).short_rows
+    short, pairs, long = _short_rows(), _pair_rows(), _rows()
+    first = _training_buffers(1, short, 16, FEATURE_DIM, K)
+    assert first.short_rows and not first.pair_rows
     grown = _training_buffers(1, long, 16, FEATURE_DIM, K)
-    assert not grown.short_rows
-    reused = _training_buffers(1, short, 16, FEATURE_DIM, K, current=grown)  # a later streamed block
-    assert reused.short_rows and reused.grad is grown.grad
+    assert not grown.short_rows and not grown.pair_rows
+    reused = _training_buffers(1, pairs, 16, FEATURE_DIM, K, current=grown)  # a later streamed block
+    assert reused.short_rows and reused.pair_rows and reused.grad is grown.grad
+    assert not _training_buffers(1, short, 16, FEATURE_DIM, K, current=reused).pair_rows
     assert not _training_buffers(1, long, 16, FEATURE_DIM, K, current=reused).short_rows
 
 
+@pytest.mark.parametrize("pairs", [False, True])
 @pytest.mark.parametrize("n_threads", [1, 3])
 @pytest.mark.parametrize("loss_kind", [kernels.REGRESSION, kernels.LOGISTIC])
 @pytest.mark.parametrize("opt", [kernels.ADAM, kernels.SGD, kernels.ADAGRAD, kernels.FTRL])
-def test_short_row_kernel_trains_the_general_kernels_model(opt: int, loss_kind: int, n_threads: int) -> None:
-    """On rows of at most two nonzeros the short-row pass gives the general pass's loss, scores and model,
-    up to float reassociation (serial and deterministic kernels, weighted rows, two epochs)."""
+def test_short_row_kernel_trains_the_general_kernels_model(opt: int, loss_kind: int, n_threads: int,
+                                                           pairs: bool) -> None:
+    """On rows of at most two nonzeros (and of exactly two: the pair-row pass) the short-row pass gives the
+    general pass's loss, scores and model, up to float reassociation (serial and deterministic kernels,
+    weighted rows, two epochs)."""
     rng = np.random.default_rng(opt * 10 + loss_kind)
-    rows = _short_rows()
+    rows = _pair_rows() if pairs else _short_rows()
     n = rows.n_rows
     y = ((rng.random(n) < 0.5) if loss_kind == kernels.LOGISTIC else rng.normal(size=n)).astype(np.float32)
     row_weight = (rng.random(n) + 0.5).astype(np.float32)
     model = _model(rng)
     hp = _hyperparameters(opt)
     short = _training_buffers(n_threads, rows, 8, FEATURE_DIM, K)
-    assert short.short_rows
+    assert short.short_rows and short.pair_rows == pairs
+    general = _training_buffers(n_threads, rows, 8, FEATURE_DIM, K)._replace(short_rows=False, pair_rows=False)
     runs = []
-    for buffers in (short, _training_buffers(n_threads, rows, 8, FEATURE_DIM, K)._replace(short_rows=False)):
+    for buffers in (short, general):
         bias, table, _ = _start(opt, model)
         train_epoch = kernels.train_epoch_serial if n_threads == 1 else kernels.train_epoch_parallel
         step, losses, scores = 0, [], np.zeros(n, np.float32)
