@@ -21,7 +21,8 @@ touches. ``slot_of[t, feature]`` maps a feature to its slot as a sparse set (val
 ``slot_feature[t, slot]`` points back), so the map is never reset between batches; it costs 4 bytes per
 feature per thread. A row's slots are looked up in its forward loop, next to the loads of its parameter rows
 (the cache misses of both overlap), and kept for the backward loop (overlapping the two misses makes the
-1-thread CTR epoch 8-21% shorter).
+1-thread CTR epoch 8-21% shorter). Whether a feature is new in the batch is a select, not a branch (it is
+mispredicted on rare features): a new slot's gradient starts from zero at its first add.
 T = 1 uses the serial kernel (no parallel region). For T > 1 there are two kernels:
     Hogwild (``train_epoch_hogwild``, the default): one parallel region per epoch. Thread t runs batches
     t, t + T, t + 2T, ... of the shuffled order exactly as the serial kernel does and writes its updates
@@ -150,7 +151,7 @@ class Buffers(NamedTuple):
     bias_grad: np.ndarray  # (T,) float64: bias gradient of the current batch
     sums: np.ndarray  # (T, >= 1 + k) float32: per-factor sums of the row (reused as a gradient sum)
     squares: np.ndarray  # (T, >= k) float32: per-factor sums of squares of the row
-    row_slots: np.ndarray  # (T, >= longest row) int64: the slot of each nonzero of the row in hand
+    row_slots: np.ndarray  # (T, >= longest row) int64: the slot of each nonzero of the row in hand (+ 2^32: new)
     loss: np.ndarray  # (T,) float64: weighted training loss summed over the epoch
     short_rows: bool  # every row of the data in hand has at most 2 nonzeros (``_short_rows_pass``)
     pair_rows: bool  # every row has exactly 2 nonzeros, row r's at 2r and 2r + 1 (``_pair_rows_pass``)
@@ -450,13 +451,12 @@ def _rows_pass(t, r0, r1, X, y, row_weight, order, bias, P, k, loss_kind, buffer
             x = data[p]
             i = indices[p]
             slot = slots[i]
-            if slot >= n or features[slot] != i:  # not yet touched in this batch
-                slot = n
-                n += 1
-                slots[i] = slot
-                features[slot] = i
-                gt[slot, :] = 0.0
-            row_slots[p - start] = slot
+            new = (slot >= n) | (features[slot] != i)  # not yet touched in this batch (a select, no branch)
+            slot = n if new else slot
+            n += new
+            slots[i] = slot
+            features[slot] = i
+            row_slots[p - start] = slot | (np.int64(new) << 32)  # the backward loop starts a new slot at zero
             at = np.uint64(i * stride)  # (unsigned offsets, no views: see _step_factors)
             lin += flat[at] * x
             for f in range(one, block):
@@ -485,11 +485,14 @@ def _rows_pass(t, r0, r1, X, y, row_weight, order, bias, P, k, loss_kind, buffer
             i = indices[p]
             x = data[p]
             at = np.uint64(i * stride)
-            g_at = np.uint64(row_slots[p - start]) * block
+            coded = row_slots[p - start]
+            new = (coded >> 32) != 0
+            g_at = np.uint64(coded & 0xFFFFFFFF) * block
             mx = mult * x
-            grads[g_at] += mx
+            zero = np.float32(0.0)
+            grads[g_at] = (zero if new else grads[g_at]) + mx
             for f in range(one, block):
-                grads[g_at + f] += mx * (s[f - one] - flat[at + f] * x)
+                grads[g_at + f] = (zero if new else grads[g_at + f]) + mx * (s[f - one] - flat[at + f] * x)
     buffers.n_slots[t] = n
     buffers.bias_grad[t] = g0
     buffers.loss[t] += thread_loss
@@ -501,8 +504,7 @@ def _short_rows_body(t, r0, r1, X, y, row_weight, order, bias, P, k, loss_kind, 
     float reassociation. With nonzeros (a, x_a), (b, x_b) the pairwise term is x_a x_b <V_a, V_b> and
     ∂z/∂V_a = x_a x_b V_b, so a row is one dot product and two scaled adds, with no per-factor sums; the
     prefetches are those such a row needs (its index, nonzeros, label, score and two parameter rows), not
-    the general loop's over every nonzero, which cost more than the row's arithmetic. Whether a feature is
-    new in the batch is a select, not a branch (mispredicted on about every other row). ``pairs`` (a constant
+    the general loop's over every nonzero, which cost more than the row's arithmetic. ``pairs`` (a constant
     of the caller): every row has exactly two nonzeros, row r's at 2r, so ``indptr`` is never read (one random
     cache line a row less: the pass takes about 0.7x the time)."""
     data, indices, indptr = X

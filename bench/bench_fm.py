@@ -404,9 +404,9 @@ def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def print_table(rows: list[dict[str, Any]]) -> None:
     ours_adam = {(r["dataset"], r["k"], r["threads"]): r["epoch_s"] for r in rows
                  if r["trainer"] == "ours" and r["variant"] == "adam"}
-    head = (f"{'data':8}{'k':>3}{'thr':>4} {'trainer':7}{'variant':18}{'JIT s':>6}{'1st s':>8}{'epoch s':>9}"
+    head = (f"{'data':8}{'k':>3}{'thr':>4} {'trainer':8}{'variant':18}{'JIT s':>6}{'1st s':>8}{'epoch s':>9}"
             f"{'CPU s':>7}"
-            f"{'rows/s':>11}{'/core':>10}{'ratio':>7}  {'held-out quality (best epoch)':33}{'peak MB':>8}"
+            f"{'rows/s':>12}{'/core':>12}{'ratio':>7}  {'held-out quality (best epoch)':33}{'peak MB':>8}"
             f"{'used MB':>8}{'need MB':>8}")
     print("\n" + head + "\n" + "-" * len(head))
     for r in sorted(rows, key=lambda r: (r["dataset"], r["k"], r["threads"], r["trainer"] != "ours",
@@ -415,10 +415,10 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         ratio = r["epoch_s"] / base if base else math.nan
         unit = "it" if r["trainer"] == "myfm" else ""
         jit = f"{r['warm_up_s']:6.2f}" if r["trainer"] == "ours" else f"{'-':>6}"
-        print(f"{r['dataset']:8}{r['k']:>3}{r['threads']:>4} {r['trainer']:7}{r['variant'][:17]:18}{jit}"
+        print(f"{r['dataset']:8}{r['k']:>3}{r['threads']:>4} {r['trainer']:8}{r['variant'][:17]:18}{jit}"
               f"{r['first_s']:>8.3f}{r['epoch_s']:>8.3f}{unit:1}{r.get('cpu_s', math.nan):>7.3f}"
-              f"{r['rows_per_s']:>11,.0f}"
-              f"{r['rows_per_s'] / r['threads']:>10,.0f}{ratio:>7.2f}  {r['quality']:33}"
+              f"{r['rows_per_s']:>12,.0f}"
+              f"{r['rows_per_s'] / r['threads']:>12,.0f}{ratio:>7.2f}  {r['quality']:33}"
               f"{r['peak_mb']:>8.0f}{r['used_mb']:>8.0f}{r['expected_mb']:>8.0f}")
     print(LEGEND.format(sagemaker=SAGEMAKER_ROWS_PER_S))
 
