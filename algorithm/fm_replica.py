@@ -41,6 +41,7 @@ from algorithm.metrics import train_metrics
 
 HOT_TOUCHES = 10  # a feature is hot when a round's rows (all replicas') are expected to use it this often
 HOT, WEIGHTS, STATE = "hot", "weights", "state"  # the blocks ``changes`` sends: see there
+SUMMED_HOSTS = 2  # a row's changes add up over at most this many replicas' worth (``combine``)
 
 
 @dataclass(frozen=True)
@@ -251,35 +252,55 @@ def initial_state(model: FactorizationMachines) -> tuple[np.ndarray, np.ndarray,
     return model._initial_table(model._state_layout())
 
 
-def averaged_columns(layout: kernels.StateLayout, num_factors: int) -> np.ndarray:
-    """The columns of the packed table whose changes take the replicas' mean (Adam's moving averages)."""
+@dataclass(frozen=True)
+class ColumnRules:
+    """How ``combine`` treats the columns of the packed table: the ``averaged`` ones (Adam's moving averages)
+    take the mean over the replicas that changed a row; the leading ``weights`` ones ([w, V]) add up over at
+    most ``SUMMED_HOSTS`` replicas' worth; the others (accumulated optimizer state) add up."""
+
+    averaged: np.ndarray
+    weights: int
+
+
+def column_rules(layout: kernels.StateLayout, num_factors: int) -> ColumnRules:
+    """The ``ColumnRules`` of a packed table of ``layout`` with ``num_factors`` factors."""
     averaged = np.zeros(layout.width(num_factors), dtype=np.bool_)
     if layout.code == kernels.OPTIMIZER_CODES["adam"]:
         averaged[1 + num_factors:] = True
-    return averaged
+    return ColumnRules(averaged, 1 + num_factors)
 
 
-def combine(changes: list[Block], base: np.ndarray, base_bias: np.ndarray, averaged: np.ndarray,
+def combine(changes: list[Block], base: np.ndarray, base_bias: np.ndarray, rules: ColumnRules,
             out: np.ndarray | None = None) -> Block:
     """The block every replica applies: the rows as last combined (``base``, ``base_bias``) plus the replicas'
-    ``changes`` (all of one shape) added up, except the ``averaged`` columns (``averaged_columns``), which take
-    the mean over the replicas that changed the row. ``out``: an array of that shape to hold the rows."""
+    ``changes`` (all of one shape) added up, except that the averaged columns take the mean over the replicas
+    that changed the row, and the weights of a row (or the bias) that more than ``SUMMED_HOSTS`` replicas
+    changed take their mean times ``SUMMED_HOSTS``: each replica steps a frequent feature most of the way to
+    where its own rows pull it, and the sum of three or more such steps overshoots by more than it corrects
+    (docs/distributed.md). ``out``: an array of that shape to hold the rows."""
     n, columns = changes[0].rows.shape
     total = np.empty((n, columns), np.float32) if out is None else out
-    np.add(changes[0].rows, base[:n, :columns], out=total)
+    np.copyto(total, changes[0].rows)
     for change in changes[1:]:
         total += change.rows
-    mean = averaged[:columns]
-    if mean.any():
+    mean = rules.averaged[:columns]
+    capped = len(changes) > SUMMED_HOSTS
+    if mean.any() or capped:
         changed = np.zeros(n, dtype=np.float32)
         for change in changes:
             changed += np.any(change.rows != 0.0, axis=1)
-        summed = np.sum([change.rows[:, mean] for change in changes], axis=0)
-        total[:, mean] = base[:n, :columns][:, mean] + summed / np.maximum(changed, 1.0)[:, None]
+        np.maximum(changed, 1.0, out=changed)
+        if capped:
+            total[:, :rules.weights] *= (np.minimum(changed, SUMMED_HOSTS) / changed)[:, None]
+        if mean.any():
+            total[:, mean] = np.sum([change.rows[:, mean] for change in changes], axis=0) / changed[:, None]
+    total += base[:n, :columns]
     biases = [change.bias for change in changes if change.bias.size]
     bias = base_bias.copy()
     if biases:
-        bias += np.sum(biases, axis=0)
-        if averaged.any():  # Adam: the bias's moving averages take the mean
+        summed = np.sum(biases, axis=0)
+        summed[0] *= min(len(biases), SUMMED_HOSTS) / len(biases)
+        bias += summed
+        if rules.averaged.any():  # Adam: the bias's moving averages take the mean
             bias[1:] = base_bias[1:] + np.mean(biases, axis=0)[1:]
     return Block(total, bias.astype(np.float32))

@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from algorithm import _wals_kernels, artifact
 from algorithm.csr import CSR
 from algorithm.fm import OPTIMIZERS, PREDICTOR_TYPES, FactorizationMachines, _score
-from algorithm.fm_replica import HOT, FMReplica, averaged_columns, combine, initial_state, sync_plan
+from algorithm.fm_replica import HOT, FMReplica, column_rules, combine, initial_state, sync_plan
 from algorithm.fm_topk import Candidates, FMTopK, TopKQuery
 from algorithm.ranking_metrics import ranking_metrics, top_k
 from algorithm.row_blocks import MemoryBlocks
@@ -80,7 +80,7 @@ def warm_up_fm_replica() -> None:
     replica.begin_epoch(0)
     replica.train(1)
     replica.apply(combine([replica.changes(HOT)], replica.base, replica.base_bias,
-                          averaged_columns(replica.layout, 2)))
+                          column_rules(replica.layout, 2)))
 
 
 def warm_up_fm_top_k() -> None:

@@ -24,7 +24,7 @@ from algorithm.fm_replica import (
     HOT_TOUCHES,
     WEIGHTS,
     FMReplica,
-    averaged_columns,
+    column_rules,
     combine,
     initial_state,
     sync_plan,
@@ -43,7 +43,7 @@ def run(data: fm_data.BenchData, hosts: int, sync_every: int, epochs: int, k: in
     size = sync_every * replicas[0].model.mini_batch_size
     plan = sync_plan(sum(replica.feature_counts() for replica in replicas), hosts * size, data.train.n_rows,
                      hot_touches)
-    averaged = averaged_columns(replicas[0].layout, k)
+    rules = column_rules(replicas[0].layout, k)
     n_rounds = 1 if sync_every == 0 else max(-(-replica.rows.n_rows // size) for replica in replicas)
     for replica in replicas:
         replica.start(*start, plan)
@@ -68,7 +68,7 @@ def run(data: fm_data.BenchData, hosts: int, sync_every: int, epochs: int, k: in
                     changes.append(replica.changes(part))
                 if train is not None:
                     replica.train(train)
-            update = None if part is None else combine(changes, replicas[0].base, replicas[0].base_bias, averaged)
+            update = None if part is None else combine(changes, replicas[0].base, replicas[0].base_bias, rules)
             if update is not None:
                 syncs += 1
                 sent += sum(change.nbytes for change in changes[1:]) + (hosts - 1) * update.nbytes

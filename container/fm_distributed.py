@@ -32,7 +32,7 @@ from algorithm.fm_replica import (
     EpochSums,
     FMReplica,
     SyncPlan,
-    averaged_columns,
+    column_rules,
     combine,
     initial_state,
     sync_plan,
@@ -318,7 +318,7 @@ class _Exchange:
         self.local = _replicas[key]
         self.own = Rounds()  # the driver's replica: its worker runs in this process
         self.remote = {h: cluster.actor(h, Rounds) for h in cluster.hosts[1:]}
-        self.averaged = averaged_columns(self.local.layout, self.local.model.num_factors)
+        self.rules = column_rules(self.local.layout, self.local.model.num_factors)
         self.pending: Block | None = None  # the last combination, which the other hosts take with their next call
         self.state_pending = False  # pending combines the optimizer state (``state``): taken before training on
         self._out: dict[str | None, np.ndarray] = {}  # a combination's rows by part, reused (see ``_call``)
@@ -342,7 +342,7 @@ class _Exchange:
         self.sent += sum(change.nbytes for change in changes[1:])
         # A part's last combination has reached every host (they answered a call that carried it): its rows reused
         out = self._out.setdefault(part, np.empty(own.rows.shape, np.float32))
-        return combine(changes, self.local.base, self.local.base_bias, self.averaged, out)
+        return combine(changes, self.local.base, self.local.base_bias, self.rules, out)
 
     def epoch(self, n_rounds: int, batches: int, checkpoints: Checkpoints, epoch: int) -> None:
         """Train an epoch in ``n_rounds`` rounds of ``batches`` mini-batches per host (the last: the rest): each

@@ -15,8 +15,9 @@ from algorithm.fm_replica import (
     STATE,
     WEIGHTS,
     Block,
+    ColumnRules,
     FMReplica,
-    averaged_columns,
+    column_rules,
     combine,
     initial_state,
     sync_plan,
@@ -38,18 +39,39 @@ def test_changes_add_up_and_adams_moments_are_averaged():
     a[0], a[2] = 1.0, 1.0
     b = np.zeros((3, 6), np.float32)
     b[2] = 2.0
-    averaged = averaged_columns(kernels.state_layout("adam", 1), 1)  # (1 + k) weights, m, v
-    assert averaged.tolist() == [False, False, True, True, True, True]
+    rules = column_rules(kernels.state_layout("adam", 1), 1)  # (1 + k) weights, m, v
+    assert rules.averaged.tolist() == [False, False, True, True, True, True] and rules.weights == 2
     out = combine([Block(a, np.ones(3, np.float32)), Block(b, np.full(3, 2.0, np.float32))], base, base_bias,
-                  averaged)
+                  rules)
     assert out.rows.shape == (3, 6)  # the changed block only: row 3 is not part of it
     assert out.rows[0].tolist() == [11.0] * 6
     assert out.rows[1].tolist() == [10.0] * 6
     assert out.rows[2].tolist() == [13.0, 13.0, 11.5, 11.5, 11.5, 11.5]
     assert out.bias.tolist() == [13.0, 11.5, 11.5]
     weights = combine([Block(a[:, :2], np.zeros(0, np.float32)), Block(b[:, :2], np.zeros(0, np.float32))],
-                      base, base_bias, averaged)  # the hot rows' weights: they add up, the bias stays
+                      base, base_bias, rules)  # the hot rows' weights: they add up, the bias stays
     assert weights.rows[2].tolist() == [13.0, 13.0] and weights.bias.tolist() == [10.0] * 3
+
+
+def test_weights_changed_by_more_than_two_replicas_take_two_replicas_worth():
+    """Three replicas: a row's weights changed by all three take twice their mean, by two or one their sum; the
+    accumulated state adds up and Adam's moments take the mean; the bias's weight as the rows'."""
+    base, base_bias = np.zeros((3, 4), np.float32), np.zeros(2, np.float32)
+    changes = []
+    for r in range(3):
+        rows = np.zeros((3, 4), np.float32)
+        rows[0] = 3.0  # every replica
+        rows[1] = 1.0 if r < 2 else 0.0  # two of them
+        rows[2] = 5.0 if r == 0 else 0.0  # one
+        changes.append(Block(rows, np.full(2, 3.0, np.float32)))
+    adagrad = combine(changes, base, base_bias, column_rules(kernels.state_layout("adagrad", 1), 1))
+    assert adagrad.rows.tolist() == [[6.0, 6.0, 9.0, 9.0], [2.0, 2.0, 2.0, 2.0], [5.0] * 4]
+    assert adagrad.bias.tolist() == [6.0, 9.0]
+    adam = combine([Block(c.rows[:, :4], c.bias) for c in changes], np.zeros((3, 4), np.float32), base_bias,
+                   ColumnRules(np.array([False, False, True, True]), 2))
+    assert adam.rows[0].tolist() == [6.0, 6.0, 3.0, 3.0] and adam.bias.tolist() == [6.0, 3.0]
+    two = combine(changes[:2], base, base_bias, column_rules(kernels.state_layout("adagrad", 1), 1))
+    assert two.rows[0].tolist() == [6.0] * 4 and two.bias.tolist() == [6.0, 6.0]  # two replicas: the sum
 
 
 @pytest.mark.parametrize("adagrad_state", ["element", "row"])
@@ -66,7 +88,7 @@ def test_replicas_hold_the_same_model_after_the_rounds_of_an_epoch(adagrad_state
     start = initial_state(FactorizationMachines(**params))
     plan = sync_plan(sum(replica.feature_counts() for replica in replicas), 2 * 3 * 20, 400)
     assert 0 < plan.hot < plan.used < 120  # features 100-119 are never used
-    averaged = averaged_columns(replicas[0].layout, 3)
+    rules = column_rules(replicas[0].layout, 3)
     assert start[1].shape[1] == replicas[0].layout.width(3) == (6 if adagrad_state == "row" else 8)
     for replica in replicas:
         replica.start(*start, plan)
@@ -75,7 +97,7 @@ def test_replicas_hold_the_same_model_after_the_rounds_of_an_epoch(adagrad_state
     assert replicas[0].train(3) == replicas[1].train(3) == 60
     hot = [replica.changes(HOT) for replica in replicas]
     assert hot[0].rows.shape == (plan.hot, 4)  # the hot rows' weights
-    update = combine(hot, replicas[0].base, replicas[0].base_bias, averaged)
+    update = combine(hot, replicas[0].base, replicas[0].base_bias, rules)
     for replica in replicas:
         replica.apply(update)
     assert np.array_equal(replicas[0].table[:plan.hot, :4], replicas[1].table[:plan.hot, :4])
@@ -87,7 +109,7 @@ def test_replicas_hold_the_same_model_after_the_rounds_of_an_epoch(adagrad_state
         replica.train(0)
     full = [replica.changes(STATE) for replica in replicas]
     assert full[0].rows.shape == (plan.used, start[1].shape[1])
-    update = combine(full, replicas[0].base, replicas[0].base_bias, averaged)
+    update = combine(full, replicas[0].base, replicas[0].base_bias, rules)
     for replica in replicas:
         replica.apply(update)
     assert np.array_equal(replicas[0].table, replicas[1].table)
@@ -121,7 +143,7 @@ def test_a_replica_training_on_keeps_its_changes_on_top_of_the_combination():
     sent = replica.table[:replica.used, :3].copy()
     other = np.full_like(changes.rows, 0.25)  # another replica's changes
     combined = combine([changes, Block(other, np.zeros(0, np.float32))], replica.base, replica.base_bias,
-                       averaged_columns(replica.layout, 2))
+                       column_rules(replica.layout, 2))
     replica.train(5)  # the replica trains on before the combination comes back
     since = replica.table[:replica.used, :3] - sent
     replica.apply(combined)
