@@ -166,8 +166,9 @@ def single_host_reason(paths: SageMakerPaths, hp: dict[str, Any], channels: dict
     """Why this job trains on the first host alone (the user's settings), None when it trains on every host."""
     train_config = job.required_channel(paths, channels, "train")
     if data_loading.streams(paths, train_config, hp["data_loading"], IN_MEMORY_BYTES_PER_BYTE):
-        return ("the 'train' channel is streamed (Pipe mode, data_loading=stream, or more data than memory); "
-                "training on several hosts needs it in memory (data_loading=memory and File mode)")
+        return ("the 'train' channel is streamed (Pipe mode with data_loading=auto, data_loading=stream, or more "
+                "data than memory); training on several hosts reads each host's share into memory: set "
+                "data_loading=memory (File or Pipe mode) when a host's share fits")
     return None
 
 

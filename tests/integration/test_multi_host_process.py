@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -202,6 +203,28 @@ def test_a_streamed_job_trains_on_the_first_host_alone(tmp_path):
            "the 'train' channel is streamed" in driver_log
     assert "The job on 127.0.0.1 is done; host 127.0.0.2 ends" in worker_log
     assert artifact.load(bases[0] / "model").n_epochs_ == 2
+
+
+def test_pipe_mode_read_into_memory_trains_on_every_host(tmp_path):
+    """Pipe mode with data_loading=memory: each host reads its own FIFO (its shard) into memory and every host
+    trains."""
+    x, y = TRAIN
+    hp = dict(HP, data_loading="memory", epochs="2")
+    bases = [_job(tmp_path / host, host, HOSTS[:2], hp=hp, distribution="ShardedByS3Key") for host in HOSTS[:2]]
+    for rank, base in enumerate(bases):
+        shutil.rmtree(base / "input/data/train")
+        config = base / "input/config/inputdataconfig.json"
+        config.write_text(json.dumps({**json.loads(config.read_text()), "train": {
+            "TrainingInputMode": "Pipe", "S3DistributionType": "ShardedByS3Key",
+            "ContentType": "application/x-recordio-protobuf"}}))
+        fifo = base / "input/data/train_0"
+        os.mkfifo(fifo)
+        body = _recordio(x[rank::2], y[rank::2])
+        threading.Thread(target=fifo.write_bytes, args=(body,), daemon=True).start()  # as the platform feeds it
+    (driver_code, driver_log, failure), (worker_code, _, _) = _run_hosts(bases, _env())
+    assert (driver_code, worker_code) == (0, 0), failure
+    assert "train: 40000 rows on 2 hosts (127.0.0.1: 20000 rows, ShardedByS3Key" in driver_log
+    assert "alone" not in driver_log and artifact.load(bases[0] / "model").n_epochs_ == 2
 
 
 def test_duplicate_hosts_fail_on_every_host(tmp_path):
