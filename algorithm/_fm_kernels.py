@@ -387,6 +387,17 @@ def _group_coefficients(opt, hp, t):
 
 
 @njit(fastmath=FASTMATH, cache=True, inline="always")
+def _row_loss(z, label, loss_kind):
+    """A row's score (probability for log loss), loss derivative dl and unweighted loss at logit ``z``."""
+    if loss_kind == LOGISTIC:
+        e = math.exp(-abs(z))  # one exp for the sigmoid and the loss
+        score = 1.0 / (1.0 + e) if z >= 0.0 else e / (1.0 + e)
+        return score, score - label, math.log1p(e) + max(z, 0.0) - label * z
+    dl = z - label
+    return z, dl, dl * dl
+
+
+@njit(fastmath=FASTMATH, cache=True, inline="always")
 def _chunk(t, T, b0, b1):
     size = (b1 - b0 + T - 1) // T
     return min(b0 + t * size, b1), min(b0 + (t + 1) * size, b1)
@@ -467,17 +478,9 @@ def _rows_pass(t, r0, r1, X, y, row_weight, order, bias, P, k, loss_kind, buffer
         for f in range(k):
             pair += s[f] * s[f] - q[f]
         z = float(w0 + lin + np.float32(0.5) * pair)
-        label = float(y[row])
         weight = float(row_weight[row]) if weighted else 1.0
-        if loss_kind == LOGISTIC:
-            e = math.exp(-abs(z))  # one exp for the sigmoid and the loss
-            score = 1.0 / (1.0 + e) if z >= 0.0 else e / (1.0 + e)
-            dl = score - label
-            thread_loss += weight * (math.log1p(e) + max(z, 0.0) - label * z)
-        else:
-            score = z
-            dl = z - label
-            thread_loss += weight * dl * dl
+        score, dl, loss = _row_loss(z, float(y[row]), loss_kind)
+        thread_loss += weight * loss
         row_scores[row] = score
         mult = np.float32(weight * dl)
         g0 += float(mult)
@@ -574,17 +577,9 @@ def _short_rows_body(t, r0, r1, X, y, row_weight, order, bias, P, k, loss_kind, 
                 dot += flat[at_a + f] * flat[at_b + f]
             z32 += flat[at_b] * xb + xa * xb * dot
         z = float(z32)
-        label = float(y[row])
         weight = float(row_weight[row]) if weighted else 1.0
-        if loss_kind == LOGISTIC:
-            e = math.exp(-abs(z))  # one exp for the sigmoid and the loss
-            score = 1.0 / (1.0 + e) if z >= 0.0 else e / (1.0 + e)
-            dl = score - label
-            thread_loss += weight * (math.log1p(e) + max(z, 0.0) - label * z)
-        else:
-            score = z
-            dl = z - label
-            thread_loss += weight * dl * dl
+        score, dl, loss = _row_loss(z, float(y[row]), loss_kind)
+        thread_loss += weight * loss
         row_scores[row] = score
         mult = np.float32(weight * dl)
         g0 += float(mult)
