@@ -8,8 +8,9 @@ of mini-batches. After a round a replica sends how a leading block of the table 
 steps would pile up if the replicas took them apart for long), after an epoch's last round the weights of every row
 a training row uses; the optimizer state (AdaGrad's and FTRL's accumulators, Adam's moments) stays with each
 replica, which steps by its own gradients, and is combined only when the fit needs it whole (early stopping's best
-epoch, the end). ``combine`` adds the replicas' changes (as if their mini-batches had run one after another; Adam's
-moving averages take the mean over the replicas that changed a row); every replica takes the result (``apply``),
+epoch, the end). ``combine`` adds the replicas' changes (as if their mini-batches had run one after another; a row
+more than two replicas changed takes two replicas' worth; Adam's moving averages take the mean over the replicas
+that changed a row); every replica takes the result (``apply``),
 also while it trains on (its own changes since it sent are kept). After an epoch's last combination every replica
 holds the same weights.
 
