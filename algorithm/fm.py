@@ -758,8 +758,8 @@ class FactorizationMachines(Estimator):
                     if carried_loss is not None:
                         _carry_loss(buffers.loss, carried_loss)
                         carried_loss = None
-                    order = rows_order(rows.n_rows, rng, self._run_rows()).astype(
-                        np.int32 if rows.n_rows < 2**31 else np.int64)
+                    order = rows_order(rows.n_rows, rng, self._run_rows(), out=np.empty(
+                        rows.n_rows, dtype=np.int32 if rows.n_rows < 2**31 else np.int64))
                     scores = np.zeros(rows.n_rows, dtype=np.float32)
                     step = train_epoch(
                         (rows.data, rows.indices, rows.indptr), y, row_weight, order, self.mini_batch_size, bias,
@@ -900,7 +900,7 @@ class FactorizationMachines(Estimator):
         for b in block_order(-(-order.size // block_rows), rng):
             r0 = b * block_rows
             n = min(block_rows, order.size - r0)
-            order[at:at + n] = r0 + rows_order(n, rng, self._run_rows())
+            rows_order(n, rng, self._run_rows(), out=order[at:at + n], offset=r0)
             at += n
 
     def _run_rows(self) -> int:

@@ -39,20 +39,37 @@ def row_range(rows: CSR, r0: int, r1: int) -> CSR:
                None if rows.weights is None else rows.weights[r0:r1])
 
 
+ORDER_CHUNK_ROWS = 65_536  # rows of ``rows_order`` written at a time
+
+
 def block_order(n_blocks: int, order_rng: np.random.Generator | None) -> np.ndarray:
     """The order to visit ``n_blocks`` blocks in: drawn from ``order_rng``, or as stored without one."""
     return np.arange(n_blocks) if order_rng is None else order_rng.permutation(n_blocks)
 
 
-def rows_order(n_rows: int, rng: np.random.Generator, run_rows: int) -> np.ndarray:
+def rows_order(n_rows: int, rng: np.random.Generator, run_rows: int, out: np.ndarray | None = None,
+               offset: int = 0) -> np.ndarray:
     """An epoch's order of the ``n_rows`` rows of a block, drawn from ``rng``: a permutation of every row
     (``run_rows`` = 1), or the runs of ``run_rows`` consecutive rows (the last one shorter) in a shuffled order,
-    the rows of each run in stored order."""
+    the rows of each run in stored order; each plus ``offset``, written to ``out`` (a new int64 array when None)
+    a chunk of rows at a time, so no temporary is as large as the order (on a small set they were its largest
+    allocation)."""
+    order = np.empty(n_rows, dtype=np.int64) if out is None else out
+    for start in range(0, n_rows, ORDER_CHUNK_ROWS):
+        stop = min(start + ORDER_CHUNK_ROWS, n_rows)
+        order[start:stop] = np.arange(offset + start, offset + stop)
     if run_rows == 1:
-        return rng.permutation(n_rows)
+        rng.shuffle(order)  # (the permutation ``rng.permutation(n_rows)`` draws)
+        return order
     runs = rng.permutation(-(-n_rows // run_rows))
-    order = (runs[:, None] * run_rows + np.arange(run_rows)).ravel()
-    return order[order < n_rows] if n_rows % run_rows else order
+    at = 0
+    per_chunk = max(1, ORDER_CHUNK_ROWS // run_rows)
+    for first in range(0, runs.size, per_chunk):
+        rows = (runs[first:first + per_chunk, None] * run_rows + np.arange(run_rows)).ravel()
+        rows = rows[rows < n_rows]
+        order[at:at + rows.size] = rows + offset
+        at += rows.size
+    return order
 
 
 @dataclass(frozen=True)

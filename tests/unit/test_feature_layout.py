@@ -155,6 +155,23 @@ def test_errors_name_the_users_feature_index() -> None:
         model.predict(bad)
 
 
+@pytest.mark.parametrize("n_rows", [1, 31, 1000, 200_003])
+@pytest.mark.parametrize("run_rows", [1, 32])
+def test_row_order_written_in_chunks_is_the_whole_array_formula(n_rows: int, run_rows: int) -> None:
+    """``rows_order`` writes in chunks (no whole-size temporaries) the order the whole-array formula draws, into a
+    given int32 array and with an offset too."""
+    rng = np.random.default_rng(3)
+    if run_rows == 1:
+        want = rng.permutation(n_rows)
+    else:
+        whole = (rng.permutation(-(-n_rows // run_rows))[:, None] * run_rows + np.arange(run_rows)).ravel()
+        want = whole[whole < n_rows]
+    np.testing.assert_array_equal(rows_order(n_rows, np.random.default_rng(3), run_rows), want)
+    out = np.empty(n_rows, np.int32)
+    assert rows_order(n_rows, np.random.default_rng(3), run_rows, out=out, offset=7) is out
+    np.testing.assert_array_equal(out, want + 7)
+
+
 def test_runs_visit_every_row_once_in_runs_of_stored_rows() -> None:
     rng = np.random.default_rng(0)
     order = rows_order(1000, rng, 32)
