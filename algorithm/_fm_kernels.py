@@ -449,6 +449,7 @@ def _rows_pass(t, r0, r1, X, y, row_weight, order, bias, P, k, loss_kind, buffer
     stride = P.shape[1]
     one = np.uint64(1)
     block = np.uint64(1 + k)
+    zero = np.float32(0.0)
     weighted = row_weight.size > 0
     for r in range(r0, r1):
         _prefetch_rows(r, r1, X, y, row_weight, order, flat, stride, k, slots, row_scores)
@@ -492,7 +493,6 @@ def _rows_pass(t, r0, r1, X, y, row_weight, order, bias, P, k, loss_kind, buffer
             new = (coded >> 32) != 0
             g_at = np.uint64(coded & 0xFFFFFFFF) * block
             mx = mult * x
-            zero = np.float32(0.0)
             grads[g_at] = (zero if new else grads[g_at]) + mx
             for f in range(one, block):
                 grads[g_at + f] = (zero if new else grads[g_at + f]) + mx * (s[f - one] - flat[at + f] * x)
@@ -523,6 +523,7 @@ def _short_rows_body(t, r0, r1, X, y, row_weight, order, bias, P, k, loss_kind, 
     stride = P.shape[1]
     one = np.uint64(1)
     block = np.uint64(1 + k)
+    zero = np.float32(0.0)
     weighted = row_weight.size > 0
     for r in range(r0, r1):
         if not pairs and r + 2 * PREFETCH_ROWS < r1:
@@ -584,7 +585,6 @@ def _short_rows_body(t, r0, r1, X, y, row_weight, order, bias, P, k, loss_kind, 
         mult = np.float32(weight * dl)
         g0 += float(mult)
         ga = np.uint64(sa) * block  # a new slot's gradient starts from zero (selects, not branches)
-        zero = np.float32(0.0)
         if size >= 1:
             grads[ga] = (zero if new_a else grads[ga]) + mult * xa
         if size == 1:

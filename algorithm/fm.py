@@ -893,8 +893,7 @@ class FactorizationMachines(Estimator):
         (blocks: shuffled; runs: runs of ``RUN_ROWS`` rows shuffled), as ``fit_blocks`` visits them."""
         rng = self._epoch_rng(epoch)
         if self.shuffle == "full":
-            order[:] = np.arange(order.size, dtype=order.dtype)
-            rng.shuffle(order)
+            rows_order(order.size, rng, 1, out=order)
             return
         at = 0
         for b in block_order(-(-order.size // block_rows), rng):

@@ -55,10 +55,10 @@ def rows_order(n_rows: int, rng: np.random.Generator, run_rows: int, out: np.nda
     a chunk of rows at a time, so no temporary is as large as the order (on a small set they were its largest
     allocation)."""
     order = np.empty(n_rows, dtype=np.int64) if out is None else out
-    for start in range(0, n_rows, ORDER_CHUNK_ROWS):
-        stop = min(start + ORDER_CHUNK_ROWS, n_rows)
-        order[start:stop] = np.arange(offset + start, offset + stop)
     if run_rows == 1:
+        for start in range(0, n_rows, ORDER_CHUNK_ROWS):
+            stop = min(start + ORDER_CHUNK_ROWS, n_rows)
+            order[start:stop] = np.arange(offset + start, offset + stop)
         rng.shuffle(order)  # (the permutation ``rng.permutation(n_rows)`` draws)
         return order
     runs = rng.permutation(-(-n_rows // run_rows))
