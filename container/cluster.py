@@ -231,10 +231,9 @@ def _mark_end(status: str, reason: str) -> None:
     _job_end.update(status=status, reason=reason)
 
 
-def _dask_config() -> Any:
-    import dask
-
-    return dask.config.set({
+def dask_settings() -> dict[str, Any]:
+    """The dask configuration of every host's scheduler, worker and client."""
+    return {
         "distributed.scheduler.worker-ttl": f"{worker_ttl_seconds()}s",
         "distributed.comm.timeouts.connect": "10s",
         "distributed.comm.timeouts.tcp": "30s",
@@ -243,7 +242,20 @@ def _dask_config() -> Any:
         "distributed.worker.memory.target": False, "distributed.worker.memory.spill": False,
         "distributed.worker.memory.pause": False, "distributed.worker.memory.terminate": False,
         "distributed.scheduler.allowed-failures": 0,
-    })
+        # Each host has one core for its training: none of dask's own sampling on it (its profiler every
+        # 10 ms, system and memory monitors, work stealing: every task is pinned to its host)
+        "distributed.worker.profile.enabled": False,
+        "distributed.admin.system-monitor.interval": "10s",
+        "distributed.worker.memory.monitor-interval": "10s",
+        "distributed.scheduler.work-stealing": False,
+        "distributed.admin.tick.interval": "1s",
+    }
+
+
+def _dask_config() -> Any:
+    import dask
+
+    return dask.config.set(dask_settings())
 
 
 def _quiet_dask_logs() -> None:

@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.sparse as sp
-from distributed import Future, wait
+from distributed import Future
+from distributed.scheduler import KilledWorker
 
 from algorithm.best_epoch import BestEpoch
 from algorithm.checkpoint import CheckpointError, Checkpoints, TrainingStopped
@@ -100,14 +101,15 @@ class _Hosts:
     def result(self, futures: Sequence[Future], what: str) -> list[Any]:
         """The futures' results in order; a task's error is raised as it is, a host that leaves the job while
         they run is a ``HostLostError`` naming it."""
+        results = []
         with self._connections(what):
-            while True:
-                try:
-                    wait(list(futures), timeout=POLL_SECONDS)
-                    break
-                except TimeoutError:
-                    self._check_alive(what)
-            results = self.client.gather(list(futures))
+            for future in futures:  # each wait bounded: a done result whose host then died is waited for again
+                while True:
+                    try:
+                        results.append(future.result(timeout=POLL_SECONDS))
+                        break
+                    except TimeoutError:
+                        self._check_alive(what)
         self.received += sum(_nbytes(value) for value in results)
         return list(results)
 
@@ -118,7 +120,8 @@ class _Hosts:
         ``LOST_SECONDS``), else the error as it is."""
         try:
             yield
-        except (OSError, TimeoutError, CancelledError):  # CancelledError: tasks whose data a lost host held
+        # CancelledError: tasks whose data a lost host held; KilledWorker: a task its host was running
+        except (OSError, TimeoutError, CancelledError, KilledWorker):
             deadline = time.monotonic() + LOST_SECONDS
             while time.monotonic() < deadline:
                 self._check_alive(what)
@@ -135,6 +138,8 @@ class _Hosts:
 def _nbytes(value: Any) -> int:
     if isinstance(value, np.ndarray):
         return value.nbytes
+    if isinstance(value, wals_shards.Solved):
+        return value.factors.nbytes + value.gram.nbytes
     if isinstance(value, tuple | list):
         return sum(_nbytes(v) for v in value)
     return 0
@@ -201,12 +206,12 @@ def block_bounds(counts: np.ndarray, n_hosts: int) -> np.ndarray:
 
 @dataclass
 class _Blocks:
-    """One side's blocks on the hosts: their bounds, the blocks, and the factors each host last solved (the
-    next half-sweep's warm start)."""
+    """One side's blocks on the hosts: their bounds, the blocks, and each block's last ``Solved`` (its factors:
+    the other side's fixed side and this side's next warm start; its Gramian)."""
 
     bounds: np.ndarray
     blocks: list[Future]
-    factors: list[Future]
+    solved: list[Future]
 
 
 def _weight_vectors(paths: SageMakerPaths, hp: dict[str, Any], channels: dict[str, ChannelConfig],
@@ -258,30 +263,42 @@ def _seen(hosts: _Hosts, rows: _Blocks, shape: tuple[int, int]) -> tuple[sp.csr_
     return seen, math.fsum(f[0] for f in facts)
 
 
-def _gramian(gram: np.ndarray, settings: dict[str, Any]) -> np.ndarray:
-    """G = w0 YᵀY + λI of the fixed side (``kernels.gramian``) from YᵀY in float64."""
-    k = gram.shape[0]
-    G = float(settings["unobserved_weight"]) * gram + float(settings["regularization_coeff"]) * np.eye(k)
-    return np.ascontiguousarray(G, dtype=np.float32)
+def _half(hosts: _Hosts, side: _Blocks, other: _Blocks, settings: dict[str, Any], with_loss: bool) -> list[Future]:
+    """Every host re-solves its block of ``side`` against the other side's last solves (fetched from the hosts
+    that hold them); each block's ``sums_of`` future, ``side.solved`` set to the new solves."""
+    side.solved = [hosts.on(r, wals_shards.solve, side.blocks[r], side.solved[r], settings, with_loss,
+                            *other.solved) for r in range(len(hosts))]
+    return [hosts.on(r, wals_shards.sums_of, side.solved[r]) for r in range(len(hosts))]
 
 
-def _solve(hosts: _Hosts, side: _Blocks, other: _Blocks, gram: np.ndarray, settings: dict[str, Any],
-           with_loss: bool, what: str) -> list[Future]:
-    """Every host re-solves its block of ``side`` against the other side's blocks (fetched from the hosts
-    that hold them) and G from ``gram`` (sent to each); the solves' futures, ``side.factors`` set to the new
-    blocks."""
-    G = hosts.sending(_gramian(gram, settings))
-    solved = [hosts.on(r, wals_shards.solve, side.blocks[r], G, side.factors[r], settings, with_loss,
-                       *other.factors) for r in range(len(hosts))]
-    side.factors = [hosts.on(r, wals_shards.factors_of, solved[r]) for r in range(len(hosts))]
-    return solved
+@dataclass
+class _Sweep:
+    """A sweep's tasks on the hosts: each half's ``sums_of`` futures (rows: none when the sweep resumes at its
+    column half) and the solves it ends with."""
+
+    row_sums: list[Future]
+    col_sums: list[Future]
+    rows: list[Future]
+    cols: list[Future]
+
+    def futures(self) -> list[Future]:
+        return [*self.row_sums, *self.col_sums, *self.rows, *self.cols]
 
 
-def _sums(hosts: _Hosts, solved: list[Future], what: str) -> tuple[np.ndarray, float, list[wals_shards.Solved]]:
+def _submit_sweep(hosts: _Hosts, rows: _Blocks, cols: _Blocks, settings: dict[str, Any], from_columns: bool
+                  ) -> _Sweep:
+    """A whole sweep's tasks (from its column half ``from_columns``): dask starts each half as soon as the
+    blocks it needs are solved, without the driver in between."""
+    row_sums = [] if from_columns else _half(hosts, rows, cols, settings, False)
+    col_sums = _half(hosts, cols, rows, settings, True)
+    return _Sweep(row_sums, col_sums, list(rows.solved), list(cols.solved))
+
+
+def _sums(hosts: _Hosts, sums: list[Future], what: str) -> tuple[np.ndarray, float, list[wals_shards.Solved]]:
     """Σ of the hosts' Gramians (float64) and sparse loss parts of a half-sweep, and each host's result
     without its factors (for its timings)."""
-    sums = hosts.result([hosts.on(r, wals_shards.sums_of, solved[r]) for r in range(len(hosts))], what)
-    return np.sum([s.gram for s in sums], axis=0), math.fsum(s.loss for s in sums), sums
+    parts = hosts.result(sums, what)
+    return np.sum([s.gram for s in parts], axis=0), math.fsum(s.loss for s in parts), parts
 
 
 def _per_host(*halves: list[wals_shards.Solved]) -> list[wals_shards.Solved]:
@@ -291,9 +308,9 @@ def _per_host(*halves: list[wals_shards.Solved]) -> list[wals_shards.Solved]:
                                sum(h[r].cpu_seconds for h in halves if h)) for r in range(hosts)]
 
 
-def _assemble(hosts: _Hosts, side: _Blocks, what: str) -> np.ndarray:
-    """The side's factors, its hosts' blocks in order."""
-    return np.concatenate(hosts.result(side.factors, what))
+def _assemble(hosts: _Hosts, solved: list[Future], what: str) -> np.ndarray:
+    """A side's factors from its blocks' solves, in order."""
+    return np.concatenate([block.factors for block in hosts.result(solved, what)])
 
 
 def train_wals_distributed(cluster: Cluster, paths: SageMakerPaths, hp: dict[str, Any],
@@ -373,56 +390,66 @@ def _sweeps(hosts: _Hosts, model: WALS, sides: tuple[_Blocks, _Blocks], factors:
                      higher_is_better=model.alpha is not None)
     identity = model._checkpoint_identity((n, m), seen.nnz, test, weights[0], weights[1], None)
     U, V, start, half = WALS.resume(checkpoints, identity, best, (U, V))
-    for side, current in ((rows, U), (cols, V)):
-        side.factors = [hosts.to(r, current[side.bounds[r]:side.bounds[r + 1]], "sending the initial factors")
-                        for r in range(len(hosts))]
-    gram_u, gram_v = gram64(U), gram64(V)
+    for side, values in ((rows, U), (cols, V)):
+        side.solved = [hosts.to(r, wals_shards.placed(values[side.bounds[r]:side.bounds[r + 1]]),
+                                "sending the initial factors") for r in range(len(hosts))]
+    gram_u = gram64(U)  # (a sweep resumed at its column half solves against it)
     exclude = seen if model.alpha is not None else None
     every_sweep = test is not None or checkpoints.enabled  # the factors are needed after every sweep
     workers = model.num_threads or 1
     sweep = start - 1
-    for sweep in range(start, model.max_sweeps):
-        sent, received, started = hosts.sent, hosts.received, time.perf_counter()
-        timings: list[wals_shards.Solved] = []
-        if not half:
-            what = f"solving the rows of sweep {sweep}"
-            gram_u, _, timings = _sums(hosts, _solve(hosts, rows, cols, gram_v, settings, False, what), what)
-        half = 0
-        what = f"solving the columns of sweep {sweep}"
-        solved = _solve(hosts, cols, rows, gram_u, settings, True, what)
-        if every_sweep:
-            U = _assemble(hosts, rows, what)  # while the hosts solve the columns
-        gram_v, sparse_part, col_timings = _sums(hosts, solved, what)
-        if every_sweep:
-            V = _assemble(hosts, cols, what)
-        seconds = time.perf_counter() - started
-        between = (len(hosts) - 1) * (U.nbytes + V.nbytes) / 2**20
-        log.info("Sweep %d: %.3f s on %d hosts (solving, per host, wall/CPU s: %s); %.1f MiB of factors between "
-                 "the hosts, %.1f MiB sent by the driver, %.1f MiB gathered", sweep, seconds, len(hosts),
-                 ", ".join(f"{h} {t.seconds:.2f}/{t.cpu_seconds:.2f}" for h, t in
-                           zip(hosts.names, _per_host(timings, col_timings), strict=True)),
-                 between, (hosts.sent - sent) / 2**20, (hosts.received - received) / 2**20)
-        train = model.train_metrics(sparse_part, gram_u, gram_v, sum_weights)
-        if not math.isfinite(train["loss"]):
-            raise ClientError(model._divergence_message(sweep, f"the loss became {train['loss']}"))
-        metrics = None
-        if test is not None:
-            metrics = model._test_metrics(test, exclude, U, V, workers)
-            # U and V are new arrays every sweep (assembled from the hosts' blocks): the best one is kept as it is
-            best.update(sweep, metrics[model.stopping_metric], partial(tuple, (U, V)))
-        on_epoch(sweep, train, metrics, seconds)
-        if early_stopping and best.stale >= model.early_stopping_patience:
-            break
-        if sweep + 1 < model.max_sweeps:
-            arrays = {"row_factors": U, "col_factors": V}
-            if best.weights is not None:
-                arrays["best_row_factors"], arrays["best_col_factors"] = best.weights
-            path = checkpoints.save("wals", identity, {"sweep": sweep + 1, "half": 0, "best": best.progress()},
-                                    arrays)
-            if checkpoints.stop_requested:
-                raise TrainingStopped(f"after sweep {sweep}", path)
-    if not every_sweep:
-        U, V = _assemble(hosts, rows, "gathering the row factors"), _assemble(hosts, cols, "gathering the columns")
+    current: _Sweep | None = None
+    upcoming: _Sweep | None = None
+    if start < model.max_sweeps:
+        upcoming = _submit_sweep(hosts, rows, cols, settings, from_columns=bool(half))
+    done = time.perf_counter()
+    try:
+        for sweep in range(start, model.max_sweeps):
+            sent, received = hosts.sent, hosts.received
+            current = upcoming
+            if current is None:
+                break
+            if sweep + 1 < model.max_sweeps:  # the hosts solve the next sweep while the driver reads this one
+                upcoming = _submit_sweep(hosts, rows, cols, settings, from_columns=False)
+            timings: list[wals_shards.Solved] = []
+            if current.row_sums:
+                gram_u, _, timings = _sums(hosts, current.row_sums, f"solving the rows of sweep {sweep}")
+            what = f"solving the columns of sweep {sweep}"
+            gram_v, sparse_part, col_timings = _sums(hosts, current.col_sums, what)
+            seconds, done = time.perf_counter() - done, time.perf_counter()
+            if every_sweep:
+                U, V = _assemble(hosts, current.rows, what), _assemble(hosts, current.cols, what)
+            between = (len(hosts) - 1) * (U.nbytes + V.nbytes) / 2**20
+            log.info("Sweep %d: %.3f s on %d hosts (solving, per host, wall/CPU s: %s); %.1f MiB of factors between "
+                     "the hosts, %.1f MiB sent by the driver, %.1f MiB gathered", sweep, seconds, len(hosts),
+                     ", ".join(f"{h} {t.seconds:.2f}/{t.cpu_seconds:.2f}" for h, t in
+                               zip(hosts.names, _per_host(timings, col_timings), strict=True)),
+                     between, (hosts.sent - sent) / 2**20, (hosts.received - received) / 2**20)
+            train = model.train_metrics(sparse_part, gram_u, gram_v, sum_weights)
+            if not math.isfinite(train["loss"]):
+                raise ClientError(model._divergence_message(sweep, f"the loss became {train['loss']}"))
+            metrics = None
+            if test is not None:
+                metrics = model._test_metrics(test, exclude, U, V, workers)
+                # U and V are new arrays every sweep (assembled from the hosts' blocks): the best one is kept as it is
+                best.update(sweep, metrics[model.stopping_metric], partial(tuple, (U, V)))
+            on_epoch(sweep, train, metrics, seconds)
+            if early_stopping and best.stale >= model.early_stopping_patience:
+                break
+            if sweep + 1 < model.max_sweeps:
+                arrays = {"row_factors": U, "col_factors": V}
+                if best.weights is not None:
+                    arrays["best_row_factors"], arrays["best_col_factors"] = best.weights
+                path = checkpoints.save("wals", identity, {"sweep": sweep + 1, "half": 0, "best": best.progress()},
+                                        arrays)
+                if checkpoints.stop_requested:
+                    raise TrainingStopped(f"after sweep {sweep}", path)
+    finally:  # a sweep submitted ahead and not read (early stopping, a stop, an error) stops on the hosts
+        if upcoming is not None and upcoming is not current:
+            hosts.client.cancel(upcoming.futures())
+    if not every_sweep and current is not None:
+        U = _assemble(hosts, current.rows, "gathering the row factors")
+        V = _assemble(hosts, current.cols, "gathering the column factors")
     best_sweep = sweep
     if best.weights is not None:
         (U, V), best_sweep = best.weights, best.epoch

@@ -173,30 +173,39 @@ class Solved:
     cpu_seconds: float
 
 
-def solve(part: Block, gram: np.ndarray, start: np.ndarray, settings: dict[str, Any], with_loss: bool,
-          *other: np.ndarray) -> Solved:
-    """The block's new factors re-solved against the fixed other side, given as its hosts' blocks in order
-    (``other``; dask brings them from the hosts that solved them) with its Gramian ``gram`` from the driver,
-    warm-started from ``start`` (cg); with ``with_loss`` also the sparse part of the training loss over the
-    block's entries (``kernels.row_losses`` summed)."""
+def placed(factors: np.ndarray) -> Solved:
+    """A block's starting factors as a ``Solved`` (their Gramian with them), placed on its host by the driver."""
+    factors = np.ascontiguousarray(factors, dtype=np.float32)
+    return Solved(factors, gram64(factors), 0.0, 0.0, 0.0)
+
+
+def solve(part: Block, previous: Solved, settings: dict[str, Any], with_loss: bool, *other: Solved) -> Solved:
+    """The block's new factors re-solved against the fixed other side, given as its blocks' last ``Solved`` in
+    order (``other``; dask brings them from the hosts that solved them), whose Gramians sum to its G: each host
+    forms G itself, so a half-sweep starts as soon as the blocks it needs are solved. Warm-started from
+    ``previous`` (this block's last factors: cg); with ``with_loss`` also the sparse part of the training loss over
+    the block's entries (``kernels.row_losses`` summed)."""
     started, cpu = time.perf_counter(), time.thread_time()
-    fixed = np.concatenate(other) if len(other) > 1 else other[0]
-    factors = np.array(start, dtype=np.float32, order="C")
+    fixed = np.concatenate([block.factors for block in other]) if len(other) > 1 else other[0].factors
+    G = gramian(np.sum([block.gram for block in other], axis=0), settings)
+    factors = np.array(previous.factors, dtype=np.float32, order="C")
     w0, lam = float(settings["unobserved_weight"]), float(settings["regularization_coeff"])
     with numba_threads(_threads(settings["num_threads"])) as workers:
         kernels.solve(part.entries, part.extra, fixed, factors, w0, lam, settings["solver"], settings["cg_steps"],
-                      workers, gram=gram)
+                      workers, gram=G)
         loss = float(kernels.row_losses(part.entries, part.extra, factors, fixed, w0, workers).sum()) \
             if with_loss else 0.0
     return Solved(factors, gram64(factors), loss, time.perf_counter() - started, time.thread_time() - cpu)
 
 
-def factors_of(result: Solved) -> np.ndarray:
-    """The factors of a ``solve`` result (kept on the host: the other side's next half-sweep and this
-    block's warm start read them there)."""
-    return result.factors
-
-
 def sums_of(result: Solved) -> Solved:
-    """A ``solve`` result without its factors: what the driver needs before the next half-sweep."""
+    """A ``solve`` result without its factors: what the driver reads of a half-sweep (Gramian, loss part,
+    timings)."""
     return Solved(np.zeros((0, 0), np.float32), result.gram, result.loss, result.seconds, result.cpu_seconds)
+
+
+def gramian(gram: np.ndarray, settings: dict[str, Any]) -> np.ndarray:
+    """G = w0 YᵀY + λI of the fixed side (``kernels.gramian``) from YᵀY in float64."""
+    k = gram.shape[0]
+    G = float(settings["unobserved_weight"]) * gram + float(settings["regularization_coeff"]) * np.eye(k)
+    return np.ascontiguousarray(G, dtype=np.float32)
