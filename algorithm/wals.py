@@ -313,8 +313,8 @@ class WALS(Estimator):
         ``eval_set``: held-out entries, a sparse matrix of the same shape, scored after every sweep (and
         driving early stopping). ``on_epoch(sweep, train, test_or_None, seconds)`` is called after each sweep
         with train metrics ``loss`` (the objective, regularization included) and ``rwse`` (TF's root weighted
-        squared error), the test metrics, and the seconds the sweep took (its two half-sweeps and its training
-        metrics, not the test metrics). Raises ``DivergedError`` when the loss or the factors become non-finite.
+        squared error), the test metrics, and the seconds the two half-sweeps took. Raises ``DivergedError``
+        when the loss or the factors become non-finite.
 
         ``checkpoints`` (``algorithm.checkpoint.Checkpoints``): the fit resumes the checkpoint found there (same
         settings, max_sweeps and num_threads aside, and data; ``CheckpointError`` otherwise), saves one after every
@@ -387,8 +387,8 @@ class WALS(Estimator):
                             raise TrainingStopped(f"in sweep {sweep} after its row half", path)
                 half = 0
                 kernels.solve(cols, col_extra, U, V, w0, lam, self.solver, self.cg_steps, workers)
-                train = self._train_metrics(rows, row_extra, U, V, sum_weights, workers)
                 seconds = time.perf_counter() - started
+                train = self._train_metrics(rows, row_extra, U, V, sum_weights, workers)
                 if not math.isfinite(train["loss"]):
                     raise DivergedError(self._divergence_message(sweep, f"the loss became {train['loss']}"))
                 metrics = None

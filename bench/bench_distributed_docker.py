@@ -12,14 +12,17 @@ log); optionally three hosts (on the two cores: their bytes per synchronisation 
 FM: the CTR bench set as RecordIO (k=8). WALS: the implicit bench set (100,000 x 20,000, 5M counts) as CSV
 triplets with string ids, k=64, ``alpha=40, unobserved_weight=1, regularization_coeff=10``, cholesky. The image
 (``$IMAGE``, default fm-wals:latest) must have the multi-host engine. Epoch seconds are the train rows (WALS:
-entries) over the driver's per-epoch ``#throughput_metric`` (the job's whole train channel, all hosts together):
-a one-host WALS sweep counts its two half-sweeps and its training loss, a distributed one the time from one
-sweep's end to the next (the hosts' solves and loss parts).
+entries) over the driver's per-epoch ``#throughput_metric`` (the job's whole train channel, all hosts together).
+WALS sweeps are timed from one sweep's line to the next (Docker's timestamps of the driver's output), on one host
+and on several alike: a sweep's half-sweeps and its training loss (one host's throughput line counts the
+half-sweeps alone; a distributed sweep's is this time), their mean after the first (a sweep whose line comes late
+makes the next look short).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -27,6 +30,7 @@ import re
 import statistics
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +88,13 @@ def _write_wals_set(root: Path, nnz: int, files: int) -> tuple[dict[str, tuple[P
     return {"train": tuple(paths)}, int(counts.nnz)
 
 
+def _sweep_seconds(stamped: str) -> list[float]:
+    """Seconds between consecutive ``#throughput_metric`` lines of a Docker log with ``--timestamps``."""
+    times = [datetime.fromisoformat(line.split(" ", 1)[0][:26]).timestamp()
+             for line in stamped.splitlines() if "#throughput_metric" in line]
+    return [b - a for a, b in itertools.pairwise(times)]
+
+
 def _run(image: str, root: Path, hosts: int, distribution: str, files: dict[str, tuple[Path, ...]],
          hp: dict[str, str], rows: int, timeout: float) -> dict[str, Any]:
     job = DockerHosts(image, root, hosts, prefix="bench-hosts")
@@ -95,15 +106,16 @@ def _run(image: str, root: Path, hosts: int, distribution: str, files: dict[str,
         job.start_all(cpus=[str(rank % 2) for rank in range(hosts)])
         codes = job.wait(timeout)
         output = job.logs("algo-1")
+        stamped = job.logs("algo-1", timestamps=True)
         if any(code != 0 for code in codes.values()):
             raise RuntimeError(f"run failed {codes}: {job.failure('algo-1')}\n{output[-3000:]}")
     finally:
         job.remove()
-    epochs = epoch_seconds(output, rows)
+    epochs = epoch_seconds(output, rows) if "test" in files else _sweep_seconds(stamped)
     syncs = [(int(n), float(mb)) for n, mb in _SYNC.findall(output)]
     losses = _LOSS.findall(output)
     return {"hosts": hosts, "distribution": distribution, "epoch_seconds": epochs,
-            "epoch_s": statistics.median(epochs[1:] or epochs),
+            "epoch_s": statistics.median(epochs[1:] or epochs) if "test" in files else statistics.fmean(epochs),
             "test_auc": final_test_auc(output) if "test" in files else math.nan,
             "train_loss": float(losses[-1]) if losses else math.nan,
             "syncs_per_epoch": [n for n, _ in syncs], "mb_per_sync": [mb for _, mb in syncs],

@@ -7,9 +7,10 @@ Distributed: a dask scheduler in this process (the driver, on the same core as h
 host) and one worker process per host pinned to its own core
 (taskset), each with its own ``/opt/ml`` holding a ShardedByS3Key-style share (entry i on host i mod N).
 Both with ``alpha=40, unobserved_weight=1, regularization_coeff=10``, cholesky (or ``--solver``), the same
-seed. Reported: the median seconds of the sweeps after the first as each logs them (one host: its two
-half-sweeps and its training loss; distributed: from one sweep's end to the next as the driver sees it, the
-hosts' solves and loss parts), their ratio, the CPU seconds per sweep of the one host (its metrics included)
+seed. Reported: the seconds per sweep after the first (each round's mean, the median over the rounds), from
+one sweep's end to the next (one host: its two half-sweeps and the sweep's training loss and Gramians;
+distributed: the same work on the hosts, as the driver sees it) and their ratio; one host's half-sweeps alone
+(what its log line counts) and that ratio; the CPU seconds per sweep of the one host (its metrics included)
 and of the busiest host (its solves, loss and Gramian), the training loss of the last sweep of each, and the
 MiB of factors moved per sweep (the driver's log line).
 
@@ -78,21 +79,23 @@ def _run(train: Any, *args: Any) -> list[str]:
     return handler.lines
 
 
-def _one_host(matrix: Any, params: dict[str, Any]) -> tuple[list[float], list[float], float]:
-    """Seconds (as its log line counts them: the half-sweeps and the training loss) and CPU seconds (this
-    process) of the sweeps after the first, and the last training loss, of ``WALS.fit`` on one core: the sweeps
-    ``train_wals`` runs."""
-    seconds, cpu, losses = [], [], []
-    last = [time.process_time()]
+def _one_host(matrix: Any, params: dict[str, Any]) -> tuple[list[float], list[float], list[float], float]:
+    """Of ``WALS.fit`` on one core, the sweeps ``train_wals`` runs, for the sweeps after the first: the seconds
+    from one sweep's end to the next (its two half-sweeps and its training loss and Gramians, the work a
+    distributed sweep does too), the seconds of its half-sweeps alone (what its log line counts), the CPU
+    seconds (this process), and the last training loss."""
+    seconds, solving, cpu, losses = [], [], [], []
+    last = [time.process_time(), time.perf_counter()]
 
     def record(sweep: int, train: dict, test: Any, took: float) -> None:
-        seconds.append(took)
+        seconds.append(time.perf_counter() - last[1])
+        solving.append(took)
         cpu.append(time.process_time() - last[0])
-        last[0] = time.process_time()
+        last[:] = [time.process_time(), time.perf_counter()]
         losses.append(train["loss"])
 
     WALS(**params).fit(matrix, on_epoch=record)
-    return seconds[1:], cpu[1:], losses[-1]
+    return seconds[1:], solving[1:], cpu[1:], losses[-1]
 
 
 def _sweep_seconds(lines: list[str], nnz: int) -> list[float]:
@@ -131,10 +134,10 @@ def main() -> None:
         data = wals_data.build_matrices(wals_data.read_triplets(one, channels["train"], hp), None, hp)
         matrix = data.train
         params = {k: v for k, v in hp.items() if k not in (*JOB_SETTINGS, "num_rows", "num_cols")}
-        single, multi, traffic, single_cpu, host_cpu = [], [], [], [], []
+        single, single_solving, multi, traffic, single_cpu, host_cpu = [], [], [], [], [], []
         with loopback_hosts(bases, cpus=[r % (os.cpu_count() or 1) for r in range(args.hosts)]) as cluster:
             for round_ in range(args.rounds):
-                one_seconds, one_cpu, one_loss = _one_host(matrix, params)
+                one_seconds, one_solving, one_cpu, one_loss = _one_host(matrix, params)
                 lines = _run(train_wals_distributed, cluster, SageMakerPaths(bases[0]), hp, channels,
                                 Checkpoints(None))
                 dist_seconds = _sweep_seconds(lines, R.nnz)[1:]
@@ -142,12 +145,14 @@ def main() -> None:
                 sent = [tuple(map(float, m.groups())) for line in lines if (m := TRAFFIC.search(line))]
                 cpu = [[float(x.split("/")[1]) for x in m.group(1).split(", ")]
                        for line in lines if (m := SOLVING.search(line))][1:]
-                single += one_seconds
+                single.append(statistics.fmean(one_seconds))
+                single_solving.append(statistics.fmean(one_solving))
                 single_cpu += one_cpu
                 host_cpu += [max(c) for c in cpu]
-                multi += dist_seconds
+                multi.append(statistics.fmean(dist_seconds))  # (a sweep read late makes the next look short)
                 traffic += sent
-                row = {"round": round_, "one_host_seconds": one_seconds, "distributed_seconds": dist_seconds,
+                row = {"round": round_, "one_host_seconds": one_seconds, "one_host_solving_seconds": one_solving,
+                       "distributed_seconds": dist_seconds,
                        "one_host_cpu_seconds": one_cpu, "busiest_host_cpu_seconds": [max(c) for c in cpu],
                        "one_host_loss": one_loss, "distributed_loss": dist_loss,
                        "mib_between_sent_gathered_per_sweep": sent, "loadavg": os.getloadavg()[0]}
@@ -156,6 +161,8 @@ def main() -> None:
     results["median_one_host"] = statistics.median(single)
     results["median_distributed"] = statistics.median(multi)
     results["speedup"] = results["median_one_host"] / results["median_distributed"]
+    results["median_one_host_solving"] = statistics.median(single_solving)
+    results["speedup_vs_solving_only"] = results["median_one_host_solving"] / results["median_distributed"]
     results["median_one_host_cpu"] = statistics.median(single_cpu)
     results["median_busiest_host_cpu"] = statistics.median(host_cpu)
     results["cpu_ratio"] = results["median_one_host_cpu"] / results["median_busiest_host_cpu"]

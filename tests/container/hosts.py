@@ -115,8 +115,9 @@ class DockerHosts:
     def exit_code(self, host: str) -> int:
         return int(docker("inspect", "--format", "{{.State.ExitCode}}", self.containers[host]).stdout.strip())
 
-    def logs(self, host: str) -> str:
-        result = docker("logs", self.containers[host], check=False)
+    def logs(self, host: str, timestamps: bool = False) -> str:
+        """The host's output (each line prefixed with Docker's RFC 3339 time of it with ``timestamps``)."""
+        result = docker("logs", *(["--timestamps"] if timestamps else []), self.containers[host], check=False)
         return result.stdout + result.stderr
 
     def wait_for_line(self, host: str, text: str, bound: float) -> None:
