@@ -3,20 +3,20 @@ the estimator's epoch kernels) and the rule that combines the replicas' changes 
 
 A fit on N replicas: each starts from the same table, its rows renumbered by how many training rows of *all*
 replicas use each feature (``sync_plan``: one ``FeatureLayout`` for every replica), and trains its rows in rounds
-of mini-batches. After a round a replica sends how a leading block of the table changed since it was last combined
-(``changes``): after most rounds the weights of the **hot** rows (the features a round's rows use many times, whose
-steps would pile up if the replicas took them apart for long), after an epoch's last round the weights of every row
-a training row uses; the optimizer state (AdaGrad's and FTRL's accumulators, Adam's moments) stays with each
-replica, which steps by its own gradients, and is combined only when the fit needs it whole (early stopping's best
-epoch, the end). ``combine`` adds the replicas' changes (as if their mini-batches had run one after another; a row
-more than two replicas changed takes two replicas' worth; Adam's moving averages take the mean over the replicas
-that changed a row); every replica takes the result (``apply``),
-also while it trains on (its own changes since it sent are kept). After an epoch's last combination every replica
-holds the same weights.
+of mini-batches. After a round a replica sends how a ``Part`` of the table changed since it was last combined
+(``changes``): the weights of the **hot** rows (the features a round's rows use many times, whose steps would pile
+up if the replicas took them apart for long) and of one slice of the other used rows (the features some training
+row uses), a different slice each round, so that an epoch's rounds combine every used row once and no round sends
+much more than another; the optimizer state (AdaGrad's and FTRL's accumulators, Adam's moments) stays with each
+replica, which steps by its own gradients, and is combined only when the fit needs it whole (``STATE``: early
+stopping's best epoch, checkpoints, the end). ``combine`` adds the replicas' changes (as if their mini-batches had
+run one after another; a row more than two replicas changed takes two replicas' worth; Adam's moving averages take
+the mean over the replicas that changed a row); every replica takes the result (``apply``), also while it trains
+on (its own changes since it sent are kept). After a ``STATE`` combination every replica holds the same weights.
 
-Rare features are thus combined once per epoch, the frequent ones every round: both blocks are contiguous rows of
-the renumbered table, so a round sends and adds plain arrays (no per-feature lists) and costs little beside
-training (docs/distributed.md measures the rule against combining every touched row every round).
+Rare features are thus combined once per epoch, the frequent ones every round: the hot rows and each slice are
+contiguous rows of the renumbered table, so a round sends and adds plain arrays (no per-feature lists) and costs
+little beside training (docs/distributed.md measures the rule against combining every touched row every round).
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ from algorithm.fm import (
 from algorithm.metrics import train_metrics
 
 HOT_TOUCHES = 10  # a feature is hot when a round's rows (all replicas') are expected to use it this often
-HOT, WEIGHTS, STATE = "hot", "weights", "state"  # the blocks ``changes`` sends: see there
 SUMMED_HOSTS = 2  # a row's changes add up over at most this many replicas' worth (``combine``)
 
 
@@ -56,6 +55,21 @@ class Block:
     @property
     def nbytes(self) -> int:
         return int(self.rows.nbytes + self.bias.nbytes)
+
+
+@dataclass(frozen=True)
+class Part:
+    """The rows and columns of the renumbered table a block holds: the hot rows' and the ``index``-th of
+    ``count`` slices of the other used rows' weights (an epoch's round ``index`` of ``count``), or every used row,
+    weights and optimizer state (``state``)."""
+
+    index: int = 0
+    count: int = 1
+    state: bool = False
+
+
+WEIGHTS = Part()  # every used row's weights (the hot rows and the one slice of all the others)
+STATE = Part(state=True)
 
 
 @dataclass(frozen=True)
@@ -113,6 +127,8 @@ class FMReplica:
         self.position = 0
         self.trained = False  # since the last ``changes``
         self.sent: Block | None = None  # the block and bias as they were when ``changes`` last sent their changes
+        self.sent_ranges: tuple[tuple[int, int], ...] = ()  # the table's rows of that block
+        self.sent_base: np.ndarray = np.zeros((0, 0), dtype=np.float32)  # those rows as last combined
         self.features: FeatureLayout | None = None  # the plan's renumbering (``start``)
         self.X: tuple[np.ndarray, np.ndarray, np.ndarray] = (self.rows.data, self.rows.indices, self.rows.indptr)
         self.hot = self.used = 0
@@ -122,7 +138,7 @@ class FMReplica:
         self.base = self.table  # the used rows as last combined (the same on every replica)
         self.step = self.first_epoch = 0
         self._buffers: kernels.Buffers | None = None
-        self._blocks: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # per part: (changes, as sent), reused
+        self._blocks: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}  # per shape: changes, as sent, base
 
     def feature_counts(self) -> np.ndarray:
         """How many of this replica's rows use each feature (``sync_plan`` takes every replica's sum)."""
@@ -173,19 +189,31 @@ class FMReplica:
         self.position, self.trained = end, True
         return int(order.size)
 
-    def changes(self, part: str) -> Block:
-        """How a block of the table changed since it was last combined: the hot rows' weights (``HOT``), every
-        used row's weights (``WEIGHTS``) or every used row, weights and optimizer state (``STATE``); and the bias
-        row (empty when nothing was trained). Its combination is taken by ``apply``, before the next changes. The
-        arrays are the replica's own, overwritten by the next changes of the same part."""
-        n = self.hot if part == HOT else self.used
-        columns = self.table.shape[1] if part == STATE else 1 + self.model.num_factors
-        if part not in self._blocks:  # (reused: new arrays of this size would page-fault on every round)
-            self._blocks[part] = (np.empty((n, columns), np.float32), np.empty((n, columns), np.float32))
-        rows, now = self._blocks[part]
-        np.copyto(now, self.table[:n, :columns])
-        np.subtract(now, self.base[:n, :columns], out=rows)
-        self.sent = Block(now, self.bias.copy())
+    def ranges(self, part: Part) -> tuple[tuple[int, int], ...]:
+        """The table's rows [start, stop) of ``part``, in order."""
+        if part.state:
+            return ((0, self.used),)
+        cold = self.used - self.hot
+        start, stop = (self.hot + cold * i // part.count for i in (part.index, part.index + 1))
+        if start == self.hot:
+            return ((0, stop),)
+        return tuple(r for r in ((0, self.hot), (start, stop)) if r[1] > r[0])
+
+    def changes(self, part: Part) -> Block:
+        """How ``part`` of the table changed since it was last combined (its rows in order), and the bias row
+        (empty when nothing was trained). Its combination (``combine`` with ``sent_base``) is taken by ``apply``,
+        before the next changes. The arrays are the replica's own, overwritten by the next changes of that
+        shape."""
+        ranges = self.ranges(part)
+        columns = self.table.shape[1] if part.state else 1 + self.model.num_factors
+        shape = (sum(stop - start for start, stop in ranges), columns)
+        if shape not in self._blocks:  # (reused: new arrays of this size would page-fault on every round)
+            self._blocks[shape] = tuple(np.empty(shape, np.float32) for _ in range(3))
+        rows, now, base = self._blocks[shape]
+        _gather(self.table, ranges, now)
+        _gather(self.base, ranges, base)
+        np.subtract(now, base, out=rows)
+        self.sent, self.sent_ranges, self.sent_base = Block(now, self.bias.copy()), ranges, base
         bias = self.bias - self.base_bias if self.trained else np.zeros(0, dtype=np.float32)
         self.trained = False
         return Block(rows, bias)
@@ -196,11 +224,14 @@ class FMReplica:
         sent, self.sent = self.sent, None
         if sent is None or sent.rows.shape != combined.rows.shape:
             raise ValueError(f"a combined block of shape {combined.rows.shape} does not match the block sent")
-        n, columns = combined.rows.shape
-        block = self.table[:n, :columns]
-        block -= sent.rows  # the changes since (exactly 0 where none), then on top of the combination
-        block += combined.rows
-        self.base[:n, :columns] = combined.rows
+        columns, offset = combined.rows.shape[1], 0
+        for start, stop in self.sent_ranges:
+            rows = slice(offset, offset + stop - start)
+            block = self.table[start:stop, :columns]
+            block -= sent.rows[rows]  # the changes since (exactly 0 where none), then on top of the combination
+            block += combined.rows[rows]
+            self.base[start:stop, :columns] = combined.rows[rows]
+            offset += stop - start
         if combined.bias.size:
             self.bias -= sent.bias
             self.bias += combined.bias
@@ -246,6 +277,14 @@ class FMReplica:
                                     early_stopping=early_stopping, layout=self.features)
 
 
+def _gather(table: np.ndarray, ranges: tuple[tuple[int, int], ...], out: np.ndarray) -> None:
+    """Rows ``ranges`` of ``table``'s leading ``out.shape[1]`` columns, one after another, into ``out``."""
+    offset = 0
+    for start, stop in ranges:
+        out[offset:offset + stop - start] = table[start:stop, :out.shape[1]]
+        offset += stop - start
+
+
 def initial_state(model: FactorizationMachines) -> tuple[np.ndarray, np.ndarray, int, int]:
     """The fit's starting bias row, packed table, optimizer steps and earlier epochs (initialization from the
     seed, or the warm start ``model.warm_start_from`` set)."""
@@ -273,8 +312,8 @@ def column_rules(layout: kernels.StateLayout, num_factors: int) -> ColumnRules:
 
 def combine(changes: list[Block], base: np.ndarray, base_bias: np.ndarray, rules: ColumnRules,
             out: np.ndarray | None = None) -> Block:
-    """The block every replica applies: the rows as last combined (``base``, ``base_bias``) plus the replicas'
-    ``changes`` (all of one shape) added up, except that the averaged columns take the mean over the replicas
+    """The block every replica applies: the rows as last combined (``base``: ``FMReplica.sent_base``, and
+    ``base_bias``) plus the replicas' ``changes`` (all of one shape) added up, except that the averaged columns take the mean over the replicas
     that changed the row, and the weights of a row (or the bias) that more than ``SUMMED_HOSTS`` replicas
     changed take their mean times ``SUMMED_HOSTS``: each replica steps a frequent feature most of the way to
     where its own rows pull it, and the sum of three or more such steps overshoots by more than it corrects

@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from algorithm import _wals_kernels, artifact
 from algorithm.csr import CSR
 from algorithm.fm import OPTIMIZERS, PREDICTOR_TYPES, FactorizationMachines, _score
-from algorithm.fm_replica import HOT, FMReplica, column_rules, combine, initial_state, sync_plan
+from algorithm.fm_replica import FMReplica, Part, column_rules, combine, initial_state, sync_plan
 from algorithm.fm_topk import Candidates, FMTopK, TopKQuery
 from algorithm.ranking_metrics import ranking_metrics, top_k
 from algorithm.row_blocks import MemoryBlocks
@@ -79,7 +79,7 @@ def warm_up_fm_replica() -> None:
     replica.start(*initial_state(model), sync_plan(replica.feature_counts(), 2, 3))
     replica.begin_epoch(0)
     replica.train(1)
-    replica.apply(combine([replica.changes(HOT)], replica.base, replica.base_bias,
+    replica.apply(combine([replica.changes(Part(1, 2))], replica.sent_base, replica.base_bias,
                           column_rules(replica.layout, 2)))
 
 

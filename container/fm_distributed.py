@@ -1,6 +1,6 @@
 """FM on several hosts, data parallel: each host's worker trains an ``FMReplica`` on its share of the ``train``
-channel with the epoch kernels; the driver combines the replicas' hot rows every ``sync_every`` mini-batches and
-every used row at each epoch's end (``algorithm.fm_replica``), scores the ``test`` channel once per epoch, stops
+channel with the epoch kernels; every ``sync_every`` mini-batches the driver combines the replicas' hot rows and a
+slice of the other used rows, each used row once an epoch (``algorithm.fm_replica``), scores the ``test`` channel once per epoch, stops
 early and writes ``model/`` as a one-host job does (docs/distributed.md).
 
 Shares: a ``ShardedByS3Key`` channel is the host's own shard, whole; a ``FullyReplicated`` one is every N-th row
@@ -25,12 +25,11 @@ from algorithm.csr import CSR
 from algorithm.feature_layout import FeatureLayout
 from algorithm.fm import FactorizationMachines
 from algorithm.fm_replica import (
-    HOT,
     STATE,
-    WEIGHTS,
     Block,
     EpochSums,
     FMReplica,
+    Part,
     SyncPlan,
     column_rules,
     combine,
@@ -119,10 +118,10 @@ class Rounds:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="fm-round")
         self._training: Future[int] | None = None
 
-    def round(self, key: str, update: Block | None, part: str | None, batches: int | None,
+    def round(self, key: str, update: Block | None, part: Part | None, batches: int | None,
               epoch: int | None = None) -> Block | None:
         """Wait for the round in training; apply ``update`` (the combination of the block sent last); the changes
-        of block ``part`` (``FMReplica.changes``; None: none); begin ``epoch`` (when given); then start training
+        of ``part`` (``FMReplica.changes``; None: none); begin ``epoch`` (when given); then start training
         ``batches`` mini-batches (0: the rest of the epoch; None: none)."""
         replica = _replicas[key]
         if self._training is not None:
@@ -233,11 +232,12 @@ def _fit(cluster: Cluster, paths: SageMakerPaths, hp: dict[str, Any], channels: 
     start, warned, losses = (0, False, []) if resumed is None else (resumed.epoch, resumed.warned, resumed.losses)
     checkpoint = None if resumed is None else checkpoints.meta_path  # the last one written: a stop resumes it
     del state, state_future, plan_future, counts, resumed
-    log.info("Training on %d hosts, combining the weights of the %d most used features every %d mini-batches and "
-             "of all %d used features at each epoch's end; each host keeps its own optimizer state between (combined "
-             "for early stopping's best epoch, checkpoints and the model)", n, plan.hot, batches, plan.used)
     size = batches * model.mini_batch_size
     n_rounds = 1 if batches == 0 else max(math.ceil(rows / size) for rows, _, _ in loaded.values())
+    log.info("Training on %d hosts in %d round(s) an epoch, combining after each round the weights of the %d most "
+             "used features and of a slice of the other %d used ones (each once an epoch); each host keeps its own "
+             "optimizer state between (combined for early stopping's best epoch, checkpoints and the model)", n,
+             n_rounds, plan.hot, plan.used - plan.hot)
 
     exchange = _Exchange(cluster, key)
     trend: RisingLoss | None = None
@@ -322,11 +322,11 @@ class _Exchange:
         self.rules = column_rules(self.local.layout, self.local.model.num_factors)
         self.pending: Block | None = None  # the last combination, which the other hosts take with their next call
         self.state_pending = False  # pending combines the optimizer state (``state``): taken before training on
-        self._out: dict[str | None, np.ndarray] = {}  # a combination's rows by part, reused (see ``_call``)
+        self._out: dict[tuple[int, ...], np.ndarray] = {}  # a combination's rows by shape, reused (``_call``)
         self.syncs = self.sent = 0
         self.waited = 0.0
 
-    def _call(self, update: Block | None, own_update: Block | None, part: str | None, batches: int | None,
+    def _call(self, update: Block | None, own_update: Block | None, part: Part | None, batches: int | None,
               epoch: int | None = None) -> Block | None:
         """One call on every host (``Rounds.round``); the combination of their changes of ``part``."""
         futures = {h: rounds.round(self.key, update, part, batches, epoch) for h, rounds in self.remote.items()}
@@ -341,24 +341,25 @@ class _Exchange:
         changes = [own] + [results[h] for h in self.remote]
         self.syncs += 1
         self.sent += sum(change.nbytes for change in changes[1:])
-        # A part's last combination has reached every host (they answered a call that carried it): its rows reused
-        out = self._out.setdefault(part, np.empty(own.rows.shape, np.float32))
-        return combine(changes, self.local.base, self.local.base_bias, self.rules, out)
+        # The last combination of this shape has reached every host (they answered a call that carried it): reused
+        out = self._out.setdefault(own.rows.shape, np.empty(own.rows.shape, np.float32))
+        return combine(changes, self.local.sent_base, self.local.base_bias, self.rules, out)
 
     def epoch(self, n_rounds: int, batches: int, checkpoints: Checkpoints, epoch: int) -> None:
         """Train an epoch in ``n_rounds`` rounds of ``batches`` mini-batches per host (the last: the rest): each
-        call takes the combination of the hot rows' changes of two rounds before while the hosts train on (the
+        call sends the changes of the hot rows and of the round's slice of the other used rows (``Part``) and
+        takes the combination of those of the round before while the hosts train on (the
         second call the last epoch's weights: the other hosts start the epoch without waiting for their bytes; a
         combined optimizer state, ``state``, or anything before an epoch of one round is taken before the first
         round, so that a checkpoint's table is where every host starts from, exactly);
-        the epoch ends when every used row's weights are combined (the driver's replica takes them at once)."""
+        the epoch ends when its last round's changes are combined (the driver's replica takes them at once)."""
         late = n_rounds > 1 and not self.state_pending  # (a checkpoint's state, or one round: taken at once)
         update: Block | None = None if late else self.pending
         own_update: Block | None = None
         for number in range(n_rounds + 1):
             if checkpoints.stop_requested:
                 raise TrainingStopped(f"in epoch {epoch}", None)
-            part = None if number == 0 else WEIGHTS if number == n_rounds else HOT
+            part = None if number == 0 else Part(number - 1, n_rounds)
             train = None if number == n_rounds else 0 if number == n_rounds - 1 else batches
             if number == 1 and late:
                 update = self.pending
@@ -375,6 +376,10 @@ class _Exchange:
         self.pending, self.state_pending = combined, True
 
     def close(self) -> None:
+        """Every host takes the last combination (their weights are then the driver's), and the rounds end."""
+        if self.pending is not None:
+            self._call(self.pending, None, None, None)
+            self.pending = None
         self.cluster.results({h: rounds.close() for h, rounds in self.remote.items()})
         self.own.close()
 

@@ -10,13 +10,13 @@ from algorithm.best_epoch import BestEpoch
 from algorithm.csr import CSR
 from algorithm.fm import FactorizationMachines
 from algorithm.fm_replica import (
-    HOT,
     HOT_TOUCHES,
     STATE,
     WEIGHTS,
     Block,
     ColumnRules,
     FMReplica,
+    Part,
     column_rules,
     combine,
     initial_state,
@@ -85,46 +85,52 @@ def test_replicas_hold_the_same_model_after_the_rounds_of_an_epoch(adagrad_state
                   num_threads=1, adagrad_state=adagrad_state)
     halves = [CSR.from_matrix(x.to_scipy()[r::2], labels=x.labels[r::2]) for r in range(2)]
     replicas = [FMReplica(FactorizationMachines(**params), h, h.labels, None, r) for r, h in enumerate(halves)]
-    start = initial_state(FactorizationMachines(**params))
+    start_state = initial_state(FactorizationMachines(**params))
     plan = sync_plan(sum(replica.feature_counts() for replica in replicas), 2 * 3 * 20, 400)
     assert 0 < plan.hot < plan.used < 120  # features 100-119 are never used
     rules = column_rules(replicas[0].layout, 3)
-    assert start[1].shape[1] == replicas[0].layout.width(3) == (6 if adagrad_state == "row" else 8)
+    assert start_state[1].shape[1] == replicas[0].layout.width(3) == (6 if adagrad_state == "row" else 8)
     for replica in replicas:
-        replica.start(*start, plan)
+        replica.start(*start_state, plan)
         replica.begin_epoch(0)
     before = replicas[0].table.copy()
     assert replicas[0].train(3) == replicas[1].train(3) == 60
-    hot = [replica.changes(HOT) for replica in replicas]
-    assert hot[0].rows.shape == (plan.hot, 4)  # the hot rows' weights
-    update = combine(hot, replicas[0].base, replicas[0].base_bias, rules)
+    first = [replica.changes(Part(1, 3)) for replica in replicas]  # the hot rows and the second slice of the rest
+    cold = plan.used - plan.hot
+    start, stop = plan.hot + cold // 3, plan.hot + 2 * cold // 3
+    assert replicas[0].ranges(Part(1, 3)) == ((0, plan.hot), (start, stop))
+    assert first[0].rows.shape == (plan.hot + stop - start, 4)  # their weights
+    update = combine(first, replicas[0].sent_base, replicas[0].base_bias, rules)
     for replica in replicas:
         replica.apply(update)
-    assert np.array_equal(replicas[0].table[:plan.hot, :4], replicas[1].table[:plan.hot, :4])
-    assert np.allclose(replicas[0].table[:plan.hot, :4], before[:plan.hot, :4] + hot[0].rows + hot[1].rows,
-                       atol=1e-6)
-    assert not np.array_equal(replicas[0].table[plan.hot:], replicas[1].table[plan.hot:])  # the rest: apart
+    for rows in (slice(0, plan.hot), slice(start, stop)):
+        assert np.array_equal(replicas[0].table[rows, :4], replicas[1].table[rows, :4])
+    sent = np.concatenate([before[:plan.hot, :4], before[start:stop, :4]])
+    assert np.allclose(np.concatenate([replicas[0].table[:plan.hot, :4], replicas[0].table[start:stop, :4]]),
+                       sent + first[0].rows + first[1].rows, atol=1e-6)
+    assert not np.array_equal(replicas[0].table[plan.hot:start], replicas[1].table[plan.hot:start])  # apart
     mid = replicas[0].table.copy()
     for replica in replicas:
         replica.train(0)
     full = [replica.changes(STATE) for replica in replicas]
-    assert full[0].rows.shape == (plan.used, start[1].shape[1])
-    update = combine(full, replicas[0].base, replicas[0].base_bias, rules)
+    assert full[0].rows.shape == (plan.used, start_width := start_state[1].shape[1])
+    update = combine(full, replicas[0].sent_base, replicas[0].base_bias, rules)
     for replica in replicas:
         replica.apply(update)
     assert np.array_equal(replicas[0].table, replicas[1].table)
     assert np.array_equal(replicas[0].bias, replicas[1].bias)
-    # the epoch's changes of each replica add up (AdaGrad: weights and accumulators), in the hot rows' weights
-    # since the hot round, elsewhere since the start
+    # the epoch's changes of each replica add up (AdaGrad: weights and accumulators), in the first round's rows'
+    # weights since that round, elsewhere since the start
     expected = before.copy()
-    expected[:plan.hot, :4] = mid[:plan.hot, :4]
-    expected[:plan.used] += full[0].rows + full[1].rows
+    for rows in (slice(0, plan.hot), slice(start, stop)):
+        expected[rows, :4] = mid[rows, :4]
+    expected[:plan.used, :start_width] += full[0].rows + full[1].rows
     assert np.allclose(replicas[0].table, expected, atol=1e-6)
     assert np.array_equal(replicas[0].table[plan.used:], before[plan.used:])  # unused rows keep their start
     fitted = replicas[0].keep_fit(0, BestEpoch(0.0, keep_weights=False), None, evaluated=False,
                                   early_stopping=False)
     order = plan.order
-    assert np.array_equal(fitted.w_[order[plan.used:]], start[1][order[plan.used:], 0])  # users' ids again
+    assert np.array_equal(fitted.w_[order[plan.used:]], start_state[1][order[plan.used:], 0])  # users' ids again
 
 
 
@@ -142,7 +148,7 @@ def test_a_replica_training_on_keeps_its_changes_on_top_of_the_combination():
     assert changes.rows.shape == (replica.used, 3)
     sent = replica.table[:replica.used, :3].copy()
     other = np.full_like(changes.rows, 0.25)  # another replica's changes
-    combined = combine([changes, Block(other, np.zeros(0, np.float32))], replica.base, replica.base_bias,
+    combined = combine([changes, Block(other, np.zeros(0, np.float32))], replica.sent_base, replica.base_bias,
                        column_rules(replica.layout, 2))
     replica.train(5)  # the replica trains on before the combination comes back
     since = replica.table[:replica.used, :3] - sent
@@ -151,3 +157,22 @@ def test_a_replica_training_on_keeps_its_changes_on_top_of_the_combination():
     assert np.array_equal(replica.base[:, :3], combined.rows)
     with pytest.raises(ValueError, match="does not match the block sent"):
         replica.apply(combined)  # taken once
+
+
+def test_an_epochs_rounds_combine_every_used_row_once():
+    """The parts of an epoch's rounds: the hot rows every round, the other used rows in slices that cover them
+    once; one round: every used row (``WEIGHTS``)."""
+    x = CSR.from_matrix(sp.random(200, 40, density=0.2, random_state=3, format="csr", dtype=np.float32),
+                        labels=np.ones(200, np.float32))
+    params = dict(feature_dim=50, num_factors=2, predictor_type="regressor", num_threads=1)  # 40-49 unused
+    replica = FMReplica(FactorizationMachines(**params), x, x.labels)
+    plan = sync_plan(replica.feature_counts(), 50, 200, hot_touches=10)
+    replica.start(*initial_state(FactorizationMachines(**params)), plan)
+    assert 0 < plan.hot < plan.used
+    for rounds in (1, 2, 7, plan.used):
+        parts = [replica.ranges(Part(i, rounds)) for i in range(rounds)]
+        assert all(ranges[0][0] == 0 and ranges[0][1] >= plan.hot for ranges in parts)
+        covered = np.concatenate([np.arange(a, b) for ranges in parts for a, b in ranges])
+        assert np.array_equal(np.unique(covered[covered >= plan.hot]), np.arange(plan.hot, plan.used))
+        assert np.count_nonzero(covered >= plan.hot) == plan.used - plan.hot  # each once
+    assert replica.ranges(WEIGHTS) == replica.ranges(STATE) == ((0, plan.used),)
