@@ -1,7 +1,7 @@
 """FM on several hosts, data parallel: each host's worker trains an ``FMReplica`` on its share of the ``train``
 channel with the epoch kernels; every ``sync_every`` mini-batches the driver combines the replicas' hot rows and a
-slice of the other used rows, each used row once an epoch (``algorithm.fm_replica``), scores the ``test`` channel once per epoch, stops
-early and writes ``model/`` as a one-host job does (docs/distributed.md).
+slice of the other used rows, each used row once an epoch (``algorithm.fm_replica``); it scores the ``test``
+channel once per epoch, stops early and writes ``model/`` as a one-host job does (docs/distributed.md).
 
 Shares: a ``ShardedByS3Key`` channel is the host's own shard, whole; a ``FullyReplicated`` one is every N-th row
 from the host's rank (row r stays on host r % N), so N hosts still split the work. The driver never gathers the

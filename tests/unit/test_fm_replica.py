@@ -113,7 +113,8 @@ def test_replicas_hold_the_same_model_after_the_rounds_of_an_epoch(adagrad_state
     for replica in replicas:
         replica.train(0)
     full = [replica.changes(STATE) for replica in replicas]
-    assert full[0].rows.shape == (plan.used, start_width := start_state[1].shape[1])
+    start_width = start_state[1].shape[1]
+    assert full[0].rows.shape == (plan.used, start_width)
     update = combine(full, replicas[0].sent_base, replicas[0].base_bias, rules)
     for replica in replicas:
         replica.apply(update)
