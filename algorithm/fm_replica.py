@@ -314,10 +314,10 @@ def combine(changes: list[Block], base: np.ndarray, base_bias: np.ndarray, rules
             out: np.ndarray | None = None) -> Block:
     """The block every replica applies: the rows as last combined (``base``: ``FMReplica.sent_base``, and
     ``base_bias``) plus the replicas' ``changes`` (all of one shape) added up, except that the averaged columns
-    take the mean over the replicas that changed the row, and the weights of a row (or the bias) that more than ``SUMMED_HOSTS`` replicas
-    changed take their mean times ``SUMMED_HOSTS``: each replica steps a frequent feature most of the way to
-    where its own rows pull it, and the sum of three or more such steps overshoots by more than it corrects
-    (docs/distributed.md). ``out``: an array of that shape to hold the rows."""
+    take the mean over the replicas that changed the row, and the weights of a row (or the bias) that more than
+    ``SUMMED_HOSTS`` replicas changed take their mean times ``SUMMED_HOSTS``: each replica steps a frequent feature
+    most of the way to where its own rows pull it, and the sum of three or more such steps overshoots by more than
+    it corrects (docs/distributed.md). ``out``: an array of that shape to hold the rows."""
     n, columns = changes[0].rows.shape
     total = np.empty((n, columns), np.float32) if out is None else out
     np.copyto(total, changes[0].rows)
