@@ -28,6 +28,7 @@ import numba
 import numpy as np
 
 from algorithm import _fm_kernels as kernels
+from algorithm import _replica_kernels as replica_kernels
 from algorithm._threads import numba_threads
 from algorithm.best_epoch import BestEpoch
 from algorithm.feature_layout import FeatureLayout
@@ -127,7 +128,7 @@ class FMReplica:
         self.position = 0
         self.trained = False  # since the last ``changes``
         self.sent: Block | None = None  # the block and bias as they were when ``changes`` last sent their changes
-        self.sent_ranges: tuple[tuple[int, int], ...] = ()  # the table's rows of that block
+        self.sent_ranges = np.zeros((0, 2), dtype=np.int64)  # the table's rows of that block ([start, stop) pairs)
         self.sent_base: np.ndarray = np.zeros((0, 0), dtype=np.float32)  # those rows as last combined
         self.features: FeatureLayout | None = None  # the plan's renumbering (``start``)
         self.X: tuple[np.ndarray, np.ndarray, np.ndarray] = (self.rows.data, self.rows.indices, self.rows.indptr)
@@ -210,10 +211,9 @@ class FMReplica:
         if shape not in self._blocks:  # (reused: new arrays of this size would page-fault on every round)
             self._blocks[shape] = tuple(np.empty(shape, np.float32) for _ in range(3))
         rows, now, base = self._blocks[shape]
-        _gather(self.table, ranges, now)
-        _gather(self.base, ranges, base)
-        np.subtract(now, base, out=rows)
-        self.sent, self.sent_ranges, self.sent_base = Block(now, self.bias.copy()), ranges, base
+        rows_of = np.array(ranges, dtype=np.int64).reshape(-1, 2)
+        replica_kernels.take_changes(self.table, self.base, rows_of, now, base, rows)
+        self.sent, self.sent_ranges, self.sent_base = Block(now, self.bias.copy()), rows_of, base
         bias = self.bias - self.base_bias if self.trained else np.zeros(0, dtype=np.float32)
         self.trained = False
         return Block(rows, bias)
@@ -224,14 +224,7 @@ class FMReplica:
         sent, self.sent = self.sent, None
         if sent is None or sent.rows.shape != combined.rows.shape:
             raise ValueError(f"a combined block of shape {combined.rows.shape} does not match the block sent")
-        columns, offset = combined.rows.shape[1], 0
-        for start, stop in self.sent_ranges:
-            rows = slice(offset, offset + stop - start)
-            block = self.table[start:stop, :columns]
-            block -= sent.rows[rows]  # the changes since (exactly 0 where none), then on top of the combination
-            block += combined.rows[rows]
-            self.base[start:stop, :columns] = combined.rows[rows]
-            offset += stop - start
+        replica_kernels.apply_combination(self.table, self.base, self.sent_ranges, sent.rows, combined.rows)
         if combined.bias.size:
             self.bias -= sent.bias
             self.bias += combined.bias
@@ -275,14 +268,6 @@ class FMReplica:
         return self.model._keep_fit(self.bias, table, self.step, epoch, best, stopped, self.optimizer,
                                     self.first_epoch, self.n_threads, evaluated=evaluated,
                                     early_stopping=early_stopping, layout=self.features)
-
-
-def _gather(table: np.ndarray, ranges: tuple[tuple[int, int], ...], out: np.ndarray) -> None:
-    """Rows ``ranges`` of ``table``'s leading ``out.shape[1]`` columns, one after another, into ``out``."""
-    offset = 0
-    for start, stop in ranges:
-        out[offset:offset + stop - start] = table[start:stop, :out.shape[1]]
-        offset += stop - start
 
 
 def initial_state(model: FactorizationMachines) -> tuple[np.ndarray, np.ndarray, int, int]:

@@ -10,6 +10,7 @@ training data: only table rows (and metrics) cross the network.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -18,6 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+from distributed.protocol import to_serialize
 
 from algorithm.best_epoch import BestEpoch
 from algorithm.checkpoint import CheckpointError, Checkpoints, TrainingStopped
@@ -42,7 +44,7 @@ from algorithm.schemas import JOB_SETTINGS
 from container import data_loading, job, metrics_log
 from container import fm_distributed_checkpoints as host_checkpoints
 from container.channels import read_channel
-from container.cluster import Cluster
+from container.cluster import Cluster, worker_handler
 from container.config import ChannelConfig, read_input_data_config
 from container.errors import ClientError
 from container.fm_training import IN_MEMORY_BYTES_PER_BYTE, _check_labels, _check_memory, _model, train_fm
@@ -111,11 +113,12 @@ def _start(key: str, state: tuple[np.ndarray, np.ndarray, int, int], steps: int,
 class Rounds:
     """The rounds of this host's replica of a job, pipelined: a call waits for the replica's round in training,
     takes the combination of the block it sent the call before, sends this round's changes and starts the next
-    round at once, so a host trains on while the driver combines. Held by each other host's worker (a dask Actor,
-    called straight by the driver) and, in-process, by the driver for its own replica."""
+    round at once, so a host trains on while the driver combines. Held by each other host's worker (called by the
+    driver on a connection of its own: ``ROUND``) and, in-process, by the driver for its own replica."""
 
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="fm-round")
+        self.calls = ThreadPoolExecutor(1, thread_name_prefix="fm-call")  # a worker's calls, off its event loop
         self._training: Future[int] | None = None
 
     def round(self, key: str, update: Block | None, part: Part | None, batches: int | None,
@@ -138,6 +141,31 @@ class Rounds:
 
     def close(self) -> None:
         self._pool.shutdown()
+        self.calls.shutdown()
+
+
+ROUND = "fm_round"  # the worker handler of the driver's round calls
+_rounds: dict[str, Rounds] = {}  # this host's rounds of each running job (held by its worker)
+
+
+async def _round(key: str, call: tuple[Block | None, Part | None, int | None, int | None]) -> Any:
+    """A driver's round call on this host (``ROUND``): ``Rounds.round`` of job ``key`` with ``call``'s
+    arguments, in the rounds' own thread; its changes."""
+    rounds = _rounds[key]
+    changes = await asyncio.get_running_loop().run_in_executor(rounds.calls, rounds.round, key, *call)
+    return None if changes is None else to_serialize(changes)
+
+
+def _open_rounds(key: str) -> None:
+    """Hold this host's rounds of job ``key``, and serve the driver's round calls."""
+    _rounds[key] = Rounds()
+    worker_handler(ROUND, _round)
+
+
+def _close_rounds(key: str) -> None:
+    rounds = _rounds.pop(key, None)
+    if rounds is not None:
+        rounds.close()
 
 
 def _epoch_sums(key: str) -> EpochSums:
@@ -318,7 +346,9 @@ class _Exchange:
         self.cluster, self.key = cluster, key
         self.local = _replicas[key]
         self.own = Rounds()  # the driver's replica: its worker runs in this process
-        self.remote = {h: cluster.actor(h, Rounds) for h in cluster.hosts[1:]}
+        self.remote = cluster.hosts[1:]
+        cluster.results({h: cluster.submit(h, _open_rounds, key) for h in self.remote})
+        self.comms = {h: cluster.connect(h) for h in self.remote}
         self.rules = column_rules(self.local.layout, self.local.model.num_factors)
         self.pending: Block | None = None  # the last combination, which the other hosts take with their next call
         self.state_pending = False  # pending combines the optimizer state (``state``): taken before training on
@@ -329,7 +359,8 @@ class _Exchange:
     def _call(self, update: Block | None, own_update: Block | None, part: Part | None, batches: int | None,
               epoch: int | None = None) -> Block | None:
         """One call on every host (``Rounds.round``); the combination of their changes of ``part``."""
-        futures = {h: rounds.round(self.key, update, part, batches, epoch) for h, rounds in self.remote.items()}
+        call = to_serialize((update, part, batches, epoch))
+        futures = {h: self.cluster.call(comm, ROUND, key=self.key, call=call) for h, comm in self.comms.items()}
         own = self.own.round(self.key, own_update, part, batches, epoch)
         started = time.monotonic()
         results = self.cluster.results(futures)
@@ -380,7 +411,9 @@ class _Exchange:
         if self.pending is not None:
             self._call(self.pending, None, None, None)
             self.pending = None
-        self.cluster.results({h: rounds.close() for h, rounds in self.remote.items()})
+        self.cluster.results({h: self.cluster.submit(h, _close_rounds, self.key) for h in self.remote})
+        for comm in self.comms.values():
+            self.cluster.client.sync(comm.close)
         self.own.close()
 
 
