@@ -110,7 +110,7 @@ def transport(repeats: int, calls: int) -> None:
     import asyncio
 
     import dask
-    from distributed import Client, Scheduler, Worker
+    from distributed import Client, Scheduler
     from distributed.comm import connect
     from distributed.core import send_recv
     from distributed.protocol import to_serialize
@@ -154,9 +154,9 @@ def transport(repeats: int, calls: int) -> None:
                 actor.round(update).result()
 
             runs: dict[str, list[float]] = {"actor": [], "call": []}
-            for name, run in (("actor", by_actor), ("call", by_call)):
+            for warm_up in (by_actor, by_call):
                 for _ in range(20):
-                    run()
+                    warm_up()
             for _ in range(repeats):
                 for name, run in (("actor", by_actor), ("call", by_call)):
                     started = time.process_time()
