@@ -118,8 +118,7 @@ class Rounds:
 
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="fm-round")
-        self.calls = ThreadPoolExecutor(1, thread_name_prefix="fm-call")  # a worker's calls, off its event loop
-        self._training: Future[int] | None = None
+        self.training: Future[int] | None = None  # the round in training
 
     def round(self, key: str, update: Block | None, part: Part | None, batches: int | None,
               epoch: int | None = None) -> Block | None:
@@ -127,8 +126,8 @@ class Rounds:
         of ``part`` (``FMReplica.changes``; None: none); begin ``epoch`` (when given); then start training
         ``batches`` mini-batches (0: the rest of the epoch; None: none)."""
         replica = _replicas[key]
-        if self._training is not None:
-            training, self._training = self._training, None
+        if self.training is not None:
+            training, self.training = self.training, None
             training.result()
         if update is not None:
             replica.apply(update)
@@ -136,12 +135,11 @@ class Rounds:
         if epoch is not None:
             replica.begin_epoch(epoch)
         if batches is not None:
-            self._training = self._pool.submit(replica.train, batches)
+            self.training = self._pool.submit(replica.train, batches)
         return changes
 
     def close(self) -> None:
         self._pool.shutdown()
-        self.calls.shutdown()
 
 
 ROUND = "fm_round"  # the worker handler of the driver's round calls
@@ -150,9 +148,12 @@ _rounds: dict[str, Rounds] = {}  # this host's rounds of each running job (held 
 
 async def _round(key: str, call: tuple[Block | None, Part | None, int | None, int | None]) -> Any:
     """A driver's round call on this host (``ROUND``): ``Rounds.round`` of job ``key`` with ``call``'s
-    arguments, in the rounds' own thread; its changes."""
+    arguments once the round in training is done (the worker's event loop waits for it, then takes and sends the
+    changes itself: no thread in between); its changes."""
     rounds = _rounds[key]
-    changes = await asyncio.get_running_loop().run_in_executor(rounds.calls, rounds.round, key, *call)
+    if rounds.training is not None:
+        await asyncio.wrap_future(rounds.training)
+    changes = rounds.round(key, *call)
     return None if changes is None else to_serialize(changes)
 
 
