@@ -53,8 +53,8 @@ _CHECKPOINT_INTERVAL = Param(
 )
 _SYNC_EVERY = Param(
     "sync_every", int, "Training on several hosts (instance_count > 1): the mini-batches each host trains between "
-    "two combinations of the hot features' weights (those a round's rows use at least 10 times; every used "
-    "feature's weights are combined at each epoch's end). Larger values cost fewer rounds but let the hosts' steps "
+    "two combinations of the hot features' weights (those a round's rows use at least 10 times) and of a slice of "
+    "the other used features' (each once an epoch). Larger values cost fewer rounds but let the hosts' steps "
     "pile up on the frequent features (CTR bench set, two hosts: one host's AUC within 0.001 at 5 and 10, 0.0028 "
     "behind it at 20; docs/distributed.md). 0: once per epoch (unstable there). One host: no effect.",
     default=10, low=0,
