@@ -21,7 +21,7 @@ from algorithm._threads import numba_threads
 from algorithm.base import DivergedError, Estimator, NotFittedError
 from algorithm.best_epoch import BestEpoch
 from algorithm.block_position import BlockPosition, check_pass, skip_blocks
-from algorithm.checkpoint import Checkpoints, TrainingStopped
+from algorithm.checkpoint import START_OVER, CheckpointError, Checkpoints, TrainingStopped
 from algorithm.csr import CSR
 from algorithm.feature_layout import FeatureLayout
 from algorithm.hyperparameters import defaults
@@ -540,6 +540,11 @@ class FactorizationMachines(Estimator):
         layout = None  # (set below: the training rows of a resumed table, else by frequency)
         if resumed is not None:
             progress, arrays = resumed
+            if "host_positions" in progress:
+                raise CheckpointError(
+                    f"Checkpoint {checkpoints.meta_path if checkpoints else None} is within epoch "
+                    f"{progress['epoch']} of a job on {progress['hosts']} hosts: it resumes on as many hosts with "
+                    f"the same data only; {START_OVER}")
             bias, table, row_scores = arrays["bias"], arrays["table"], arrays.get("row_scores", row_scores)
             step, first_epoch = int(progress["steps"]), int(progress["first_epoch"])
             start, position, warned = int(progress["epoch"]), int(progress["position"]), bool(progress["warned"])

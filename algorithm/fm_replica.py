@@ -126,6 +126,7 @@ class FMReplica:
         self.order = np.arange(self.rows.n_rows, dtype=np.int64)
         self.row_scores = np.zeros(self.rows.n_rows, dtype=np.float32)
         self.position = 0
+        self._carried_loss = 0.0  # the epoch's loss before a checkpoint it resumed (``resume_epoch``)
         self.trained = False  # since the last ``changes``
         self.sent: Block | None = None  # the block and bias as they were when ``changes`` last sent their changes
         self.sent_ranges = np.zeros((0, 2), dtype=np.int64)  # the table's rows of that block ([start, stop) pairs)
@@ -162,8 +163,41 @@ class FMReplica:
         self.order = rng.permutation(self.rows.n_rows).astype(np.int64)
         self.position = 0
         self.row_scores[:] = 0.0
+        self._carried_loss = 0.0
         if self._buffers is not None:
             self._buffers.loss[:] = 0.0
+
+    def round_arrays(self) -> dict[str, np.ndarray]:
+        """This replica's own weights and state between two rounds (``restore`` takes them back): its bias row and
+        table, the used rows and bias as last combined, and whether it trained since it last sent changes."""
+        return {"bias": self.bias, "table": self.table, "base": self.base, "base_bias": self.base_bias,
+                "trained": np.array([self.trained])}
+
+    def restore(self, arrays: dict[str, np.ndarray], step: int) -> None:
+        """Take back ``round_arrays`` and the optimizer steps after ``start`` (the same plan): nothing is in
+        flight (every combination sent was applied)."""
+        for name, array in self.round_arrays().items():
+            if arrays[name].shape != array.shape:
+                raise ValueError(f"a checkpoint's {name} of shape {arrays[name].shape} does not fit this replica's "
+                                 f"{array.shape}")
+        self.bias, self.table = arrays["bias"].copy(), arrays["table"].copy()
+        self.base, self.base_bias = arrays["base"].copy(), arrays["base_bias"].copy()
+        self.step, self.sent, self.trained = int(step), None, bool(arrays["trained"][0])
+
+    def epoch_progress(self) -> tuple[int, np.ndarray, float]:
+        """Where this replica is in its epoch: the rows trained, their scores (all rows: zeros for the others)
+        and their summed loss (what a checkpoint within the epoch keeps)."""
+        loss = self._carried_loss + (0.0 if self._buffers is None else float(self._buffers.loss.sum()))
+        return self.position, self.row_scores, loss
+
+    def resume_epoch(self, epoch: int, position: int, row_scores: np.ndarray, loss: float) -> None:
+        """Continue epoch ``epoch`` from ``epoch_progress``'s ``position``, ``row_scores`` and ``loss``."""
+        if not 0 <= position <= self.rows.n_rows or row_scores.shape != self.row_scores.shape:
+            raise ValueError(f"a position in the epoch at row {position} with {row_scores.size} scores does not fit "
+                             f"this replica's {self.rows.n_rows} rows")
+        self.begin_epoch(epoch)
+        self.position, self._carried_loss = int(position), float(loss)
+        self.row_scores[:] = row_scores
 
     @property
     def epoch_done(self) -> bool:
@@ -182,6 +216,9 @@ class FMReplica:
             if self._buffers is None:
                 self._buffers = _training_buffers(shares, self.rows, size, model.feature_dim, model.num_factors,
                                                   split_batches=kernel is kernels.train_epoch_parallel)
+            if self._carried_loss:  # (resumed within the epoch: it sums on, as a one-host fit's does)
+                self._buffers.loss[0] += self._carried_loss
+                self._carried_loss = 0.0
             self.step = kernel(
                 self.X, self.y, self.row_weight, order, size, self.bias, self.table, model.num_factors,
                 self.layout.code,
@@ -233,7 +270,7 @@ class FMReplica:
     def epoch_sums(self) -> EpochSums:
         """This replica's epoch so far (``EpochSums``)."""
         logistic = self.model.predictor_type == "binary_classifier"
-        loss = 0.0 if self._buffers is None else float(self._buffers.loss.sum())
+        loss = self.epoch_progress()[2]
         weight = float(self.row_weight.sum()) if self.row_weight.size else float(self.rows.n_rows)
         return EpochSums(self.rows.n_rows, weight, loss,
                          train_metrics(self.model.predictor_type, self.y, self.row_scores, self.weights),

@@ -48,7 +48,7 @@ _CHECKPOINT_INTERVAL = Param(
     "With checkpoints on (the job has a CheckpointConfig, i.e. /opt/ml/checkpoints exists), the longest time "
     "between two checkpoints within an epoch (FM) or sweep (WALS); a checkpoint is also written after every "
     "epoch or sweep and when the job is stopped (SIGTERM). 0: at epoch or sweep ends and on SIGTERM only. "
-    "On several hosts: at epoch or sweep ends only.",
+    "On several hosts: FM between two rounds, WALS at sweep ends only.",
     default=10.0, low=0,
 )
 _SYNC_EVERY = Param(

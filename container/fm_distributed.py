@@ -15,7 +15,9 @@ import logging
 import math
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -169,6 +171,21 @@ def _close_rounds(key: str) -> None:
         rounds.close()
 
 
+def _round_place(key: str) -> tuple[int, int, np.ndarray, float, dict[str, np.ndarray], int]:
+    """Between two rounds (nothing in training or in flight): this host's share's rows, its place in the epoch
+    (``FMReplica.epoch_progress``), its own table (``FMReplica.round_arrays``) and optimizer steps."""
+    replica = _replicas[key]
+    return (replica.rows.n_rows, *replica.epoch_progress(), replica.round_arrays(), replica.step)
+
+
+def _resume_round(key: str, epoch: int, position: int, row_scores: np.ndarray, loss: float,
+                  arrays: dict[str, np.ndarray], step: int) -> None:
+    """Put this host back where ``_round_place`` found it in ``epoch``."""
+    replica = _replicas[key]
+    replica.restore(arrays, step)
+    replica.resume_epoch(epoch, position, row_scores, loss)
+
+
 def _epoch_sums(key: str) -> EpochSums:
     return _replicas[key].epoch_sums()
 
@@ -247,7 +264,8 @@ def _fit(cluster: Cluster, paths: SageMakerPaths, hp: dict[str, Any], channels: 
     best = BestEpoch(params["early_stopping_tolerance"], keep_weights=early_stopping)
     identity = host_checkpoints.identity(model, cluster.each(_share_facts, key).values(),
                                          None if test is None else test.n_rows)
-    resumed = host_checkpoints.resume(checkpoints, identity, best, n, local.n_threads, model.deterministic)
+    resumed = host_checkpoints.resume(checkpoints, identity, best, [loaded[h][0] for h in hosts], local.n_threads,
+                                      model.deterministic)
     state = initial_state(model) if resumed is None else resumed.state
     steps = [state[2]] * n if resumed is None else resumed.host_steps
     batches = hp["sync_every"]
@@ -260,6 +278,13 @@ def _fit(cluster: Cluster, paths: SageMakerPaths, hp: dict[str, Any], channels: 
                      for rank, h in enumerate(hosts)})
     start, warned, losses = (0, False, []) if resumed is None else (resumed.epoch, resumed.warned, resumed.losses)
     checkpoint = None if resumed is None else checkpoints.meta_path  # the last one written: a stop resumes it
+    resumed_round = 0
+    if resumed is not None and resumed.within is not None:
+        within = resumed.within
+        cluster.results({h: cluster.submit(h, _resume_round, key, start, within.positions[rank], within.scores[rank],
+                                           within.losses[rank], within.arrays[rank], steps[rank])
+                         for rank, h in enumerate(hosts)})
+        resumed_round = within.round
     del state, state_future, plan_future, counts, resumed
     size = batches * model.mini_batch_size
     n_rounds = 1 if batches == 0 else max(math.ceil(rows / size) for rows, _, _ in loaded.values())
@@ -277,14 +302,27 @@ def _fit(cluster: Cluster, paths: SageMakerPaths, hp: dict[str, Any], channels: 
         exchange.state()  # the best epoch's copy holds every host's optimizer state
         return local.snapshot()
 
+    def save_within(epoch: int, rounds: int) -> Path | None:
+        """The checkpoint after ``rounds`` rounds of ``epoch``: every host's own table and place (the hosts
+        stopped between two rounds, every combination sent taken)."""
+        places = [cluster.each(_round_place, key)[h] for h in hosts]
+        rows, positions, scores, host_losses, arrays, host_steps = (list(column) for column in zip(*places,
+                                                                                                  strict=True))
+        within = host_checkpoints.Within(rounds, rows, positions, scores, host_losses, arrays)
+        return host_checkpoints.save(checkpoints, identity, epoch, local, host_steps, best,
+                                     losses if trend is None else trend.losses, warned, sum(host_losses), within)
+
     for epoch in range(start, epochs):
         started = time.monotonic()
         syncs, sent, waited = exchange.syncs, exchange.sent, exchange.waited
         try:
-            exchange.epoch(n_rounds, batches, checkpoints, epoch)
-        except TrainingStopped as stopping:  # between rounds: a restarted job resumes the last epoch end's checkpoint
-            where = f"{stopping.where}, before its end (a restarted job trains it again from its start)"
-            raise TrainingStopped(where if checkpoint is not None else stopping.where, checkpoint) from None
+            exchange.epoch(n_rounds, batches, checkpoints, epoch, save_within if checkpoints.enabled else None,
+                           resumed_round if epoch == start else 0)
+        except TrainingStopped as stopping:  # between rounds, the last checkpoint written: a restarted job resumes it
+            where = stopping.where
+            if stopping.checkpoint is None and checkpoint is not None:
+                where = f"{where}, before its end (a restarted job trains it again from its start)"
+            raise TrainingStopped(where, stopping.checkpoint or checkpoint) from None
         seconds = time.monotonic() - started
         fit_seconds += seconds
         log.info("Epoch %d: %d synchronisation(s) of the %d hosts, %.2f MB sent per synchronisation on average; "
@@ -377,24 +415,36 @@ class _Exchange:
         out = self._out.setdefault(own.rows.shape, np.empty(own.rows.shape, np.float32))
         return combine(changes, self.local.sent_base, self.local.base_bias, self.rules, out)
 
-    def epoch(self, n_rounds: int, batches: int, checkpoints: Checkpoints, epoch: int) -> None:
+    def epoch(self, n_rounds: int, batches: int, checkpoints: Checkpoints, epoch: int,
+              save_within: Callable[[int, int], Path | None] | None = None, resumed_round: int = 0) -> None:
         """Train an epoch in ``n_rounds`` rounds of ``batches`` mini-batches per host (the last: the rest): each
         call sends the changes of the hot rows and of the round's slice of the other used rows (``Part``) and
         takes the combination of those of the round before while the hosts train on (the
         second call the last epoch's weights: the other hosts start the epoch without waiting for their bytes; a
         combined optimizer state, ``state``, or anything before an epoch of one round is taken before the first
         round, so that a checkpoint's table is where every host starts from, exactly);
-        the epoch ends when its last round's changes are combined (the driver's replica takes them at once)."""
+        the epoch ends when its last round's changes are combined (the driver's replica takes them at once).
+        Between two rounds, when a checkpoint is due or a stop requested, the hosts take the last combination
+        and stop there, and ``save_within(epoch, rounds trained)`` writes every host's table and place (a stop
+        then raises ``TrainingStopped``); the next call goes on as it would have (the same arithmetic).
+        ``resumed_round``: the rounds every host already trained, put back from such a checkpoint."""
         late = n_rounds > 1 and not self.state_pending  # (a checkpoint's state, or one round: taken at once)
         update: Block | None = None if late else self.pending
         own_update: Block | None = None
-        for number in range(n_rounds + 1):
-            if checkpoints.stop_requested:
-                raise TrainingStopped(f"in epoch {epoch}", None)
+        for number in range(resumed_round, n_rounds + 1):
             part = None if number == 0 else Part(number - 1, n_rounds)
             train = None if number == n_rounds else 0 if number == n_rounds - 1 else batches
             if number == 1 and late:
                 update = self.pending
+            if 0 < number < n_rounds and save_within is not None and (checkpoints.due()
+                                                                      or checkpoints.stop_requested):
+                self._call(update, own_update, None, None)  # every host takes the combination and stops
+                path = save_within(epoch, number)
+                if checkpoints.stop_requested:
+                    raise TrainingStopped(f"in epoch {epoch} after {number} of its {n_rounds} rounds", path)
+                update = own_update = None
+            elif checkpoints.stop_requested:
+                raise TrainingStopped(f"in epoch {epoch}", None)
             update = own_update = self._call(update, own_update, part, train, epoch if number == 0 else None)
         if update is not None:
             self.local.apply(update)

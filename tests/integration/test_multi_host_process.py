@@ -319,10 +319,15 @@ def test_two_hosts_stopped_by_sigterm_resume_to_the_uninterrupted_model(tmp_path
     worker_code, _, worker_failure = _finish(worker, bases[1], timeout=60)
     assert time.monotonic() - sent < 10  # SageMaker's SIGTERM-to-SIGKILL allowance
     assert code == 128 + signal.SIGTERM, log
-    stopped = _progress(bases[0])  # the checkpoint of the last epoch end: the stop came after it
-    assert stopped["hosts"] == 2 and stopped["position"] == 0 and stopped["best_steps"] is not None
-    assert failure.startswith((f"Training stopped by SIGTERM after epoch {stopped['epoch'] - 1}; ",
-                               f"Training stopped by SIGTERM in epoch {stopped['epoch']}, before its end")), failure
+    stopped = _progress(bases[0])  # the checkpoint between the two rounds where it stopped, or of the last epoch end
+    assert stopped["hosts"] == 2 and stopped["best_steps"] is not None
+    if stopped["position"]:
+        assert failure.startswith(f"Training stopped by SIGTERM in epoch {stopped['epoch']} after "
+                                  f"{stopped['round']} of its 10 rounds; "), failure
+    else:
+        assert failure.startswith((f"Training stopped by SIGTERM after epoch {stopped['epoch'] - 1}; ",
+                                   f"Training stopped by SIGTERM in epoch {stopped['epoch']}, before its end")), \
+            failure
     assert f"checkpoint {bases[0] / 'checkpoints/checkpoint.json'} written" in failure
     if signalled == "every":  # the worker serves on until the first host ends the job, then ends as stopped
         assert worker_code == 128 + signal.SIGTERM and worker_failure.startswith(
@@ -338,7 +343,8 @@ def test_two_hosts_stopped_by_sigterm_resume_to_the_uninterrupted_model(tmp_path
         (base / "output/failure").unlink()
     results = _run_hosts(bases, _env())
     assert [code for code, _, _ in results] == [0, 0], [failure for _, _, failure in results]
-    assert f"Resuming from checkpoint {bases[0] / 'checkpoints/checkpoint.json'}: epoch {stopped['epoch']} (" \
+    where = f" after round {stopped['round']}" if stopped["position"] else ""
+    assert f"Resuming from checkpoint {bases[0] / 'checkpoints/checkpoint.json'}: epoch {stopped['epoch']}{where} (" \
            in results[0][1]
     assert f"Epoch {stopped['epoch'] - 1}: " not in results[0][1]  # the epochs before it are not trained again
     _assert_same_model(_model_arrays(bases[0]), uninterrupted)
@@ -360,6 +366,38 @@ def test_two_hosts_stopped_by_sigterm_resume_to_the_uninterrupted_model(tmp_path
                in logs[0][1]
         assert f"the model holds epoch {last['best']['epoch']}" in logs[0][1]
         _assert_same_model(_model_arrays(job[0]), uninterrupted)
+
+
+def test_checkpoints_between_rounds_leave_the_model_as_it_was_and_resume_on_the_same_hosts(tmp_path, uninterrupted):
+    """A checkpoint due at every round (each host's own table and place) changes nothing in the model; the last
+    one, within the epoch early stopping ended, resumes on two hosts to the same model, and is refused naming why
+    on one host and on three."""
+    hp = dict(CHECKPOINT_HP, checkpoint_interval_minutes="0.000001")
+    bases = [_checkpointed(_job(tmp_path / host, host, HOSTS[:2], hp=hp)) for host in HOSTS[:2]]
+    results = _run_hosts(bases, _env())
+    assert [code for code, _, _ in results] == [0, 0], [failure for _, _, failure in results]
+    _assert_same_model(_model_arrays(bases[0]), uninterrupted)
+    last = _progress(bases[0])
+    assert last["position"] > 0 and last["round"] == 9 and len(last["host_positions"]) == 2, last
+
+    again = [_job(tmp_path / "again" / host, host, HOSTS[:2], hp=hp) for host in HOSTS[:2]]
+    shutil.copytree(bases[0] / "checkpoints", again[0] / "checkpoints")
+    (again[1] / "checkpoints").mkdir()
+    results = _run_hosts(again, _env())
+    assert [code for code, _, _ in results] == [0, 0], [failure for _, _, failure in results]
+    assert f"epoch {last['epoch']} after round 9 (" in results[0][1]
+    assert f"Epoch {last['epoch'] - 1}: " not in results[0][1]
+    _assert_same_model(_model_arrays(again[0]), uninterrupted)
+
+    alone = _job(tmp_path / "alone", HOSTS[0], HOSTS[:1], hp=hp)
+    three = [_job(tmp_path / "three" / host, host, HOSTS, hp=hp) for host in HOSTS]
+    for job in ([alone], three):
+        shutil.copytree(bases[0] / "checkpoints", job[0] / "checkpoints")
+        results = _run_hosts(job, _env())
+        code, _, failure = results[0]
+        assert code == 1 and f"is within epoch {last['epoch']} of a job on 2 host" in failure, failure
+    assert "it resumes on as many hosts with the same data only" in (alone / "output/failure").read_text()
+    assert "with shares of 20000, 20000 rows; this job's hosts have" in (three[0] / "output/failure").read_text()
 
 
 def test_a_one_host_checkpoint_resumes_on_two_hosts_and_one_of_other_settings_fails(tmp_path):
