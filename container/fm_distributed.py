@@ -113,32 +113,49 @@ def _start(key: str, state: tuple[np.ndarray, np.ndarray, int, int], steps: int,
 
 
 class Rounds:
-    """The rounds of this host's replica of a job, pipelined: a call waits for the replica's round in training,
-    takes the combination of the block it sent the call before, sends this round's changes and starts the next
-    round at once, so a host trains on while the driver combines. Held by each other host's worker (called by the
-    driver on a connection of its own: ``ROUND``) and, in-process, by the driver for its own replica."""
+    """The rounds of this host's replica of a job, pipelined: a call queues a step behind the round in training,
+    which takes the combination of the block sent the call before, takes this round's changes for the call to send
+    and trains the next round at once, in the replica's one training thread (no thread in between when the call
+    comes before the round ends), so a host trains on while the driver combines. Held by each other host's worker
+    (called by the driver on a connection of its own: ``ROUND``) and, in-process, by the driver for its own
+    replica."""
 
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="fm-round")
-        self.training: Future[int] | None = None  # the round in training
+        self._last: Future[None] | None = None  # the last step queued
+
+    def submit(self, key: str, update: Block | None, part: Part | None, batches: int | None,
+               epoch: int | None = None) -> Future[Block | None]:
+        """Queue the step after the round in training: apply ``update`` (the combination of the block sent last),
+        take the changes of ``part`` (``FMReplica.changes``; None: none), begin ``epoch`` (when given), then train
+        ``batches`` mini-batches (0: the rest of the epoch; None: none). The changes, once taken (a failure of an
+        earlier round's training, or of this step, instead)."""
+        replica, before = _replicas[key], self._last
+        taken: Future[Block | None] = Future()
+
+        def step() -> None:
+            try:
+                if before is not None:
+                    before.result()  # (done: the one thread ran it) an earlier round's failure ends the rounds
+                if update is not None:
+                    replica.apply(update)
+                changes = None if part is None else replica.changes(part)
+                if epoch is not None:
+                    replica.begin_epoch(epoch)
+            except BaseException as err:
+                taken.set_exception(err)
+                raise
+            taken.set_result(changes)
+            if batches is not None:
+                replica.train(batches)
+
+        self._last = self._pool.submit(step)
+        return taken
 
     def round(self, key: str, update: Block | None, part: Part | None, batches: int | None,
               epoch: int | None = None) -> Block | None:
-        """Wait for the round in training; apply ``update`` (the combination of the block sent last); the changes
-        of ``part`` (``FMReplica.changes``; None: none); begin ``epoch`` (when given); then start training
-        ``batches`` mini-batches (0: the rest of the epoch; None: none)."""
-        replica = _replicas[key]
-        if self.training is not None:
-            training, self.training = self.training, None
-            training.result()
-        if update is not None:
-            replica.apply(update)
-        changes = None if part is None else replica.changes(part)
-        if epoch is not None:
-            replica.begin_epoch(epoch)
-        if batches is not None:
-            self.training = self._pool.submit(replica.train, batches)
-        return changes
+        """``submit``, waiting for the changes."""
+        return self.submit(key, update, part, batches, epoch).result()
 
     def close(self) -> None:
         self._pool.shutdown()
@@ -149,13 +166,9 @@ _rounds: dict[str, Rounds] = {}  # this host's rounds of each running job (held 
 
 
 async def _round(key: str, call: tuple[Block | None, Part | None, int | None, int | None]) -> Any:
-    """A driver's round call on this host (``ROUND``): ``Rounds.round`` of job ``key`` with ``call``'s
-    arguments once the round in training is done (the worker's event loop waits for it, then takes and sends the
-    changes itself: no thread in between); its changes."""
-    rounds = _rounds[key]
-    if rounds.training is not None:
-        await asyncio.wrap_future(rounds.training)
-    changes = rounds.round(key, *call)
+    """A driver's round call on this host (``ROUND``): ``Rounds.submit`` of job ``key`` with ``call``'s
+    arguments; its changes once taken."""
+    changes = await asyncio.wrap_future(_rounds[key].submit(key, *call))
     return None if changes is None else to_serialize(changes)
 
 
