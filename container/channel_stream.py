@@ -11,11 +11,15 @@ Lines bodies are decoded whole, one block per body.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from typing import BinaryIO, TypeVar
 
-from algorithm.csr import CSR
+import numpy as np
+import scipy.sparse as sp
+
+from algorithm.csr import CSR, concatenate
 from container.byte_streams import Peekable, StreamError, gunzipped, read_all, unwrapped
 from container.channel_files import channel_files
 from container.channels import (
@@ -66,6 +70,27 @@ def iter_channel_blocks(
             yield source, block
     if not any_rows:
         raise missing_channel_error(paths, config, epoch)
+
+
+def read_every_nth(paths: SageMakerPaths, config: ChannelConfig, *, feature_dim: int, first: int, step: int,
+                   block_bytes: int = DEFAULT_BLOCK_BYTES) -> CSR:
+    """Rows ``first``, ``first + step``, ``first + 2 step``, ... of a channel, as ``read_channel`` would give them
+    (weights on every row when any row of the channel carries one), read block by block: memory holds those rows
+    and one block, not the whole channel."""
+    parts, weighted, offset = [], False, 0
+    for _, block in iter_channel_blocks(paths, config, feature_dim=feature_dim, block_bytes=block_bytes):
+        weighted = weighted or block.weights is not None
+        keep = np.arange((first - offset) % step, block.n_rows, step)
+        if keep.size:
+            parts.append(CSR.from_matrix(block.to_scipy()[keep], None if block.labels is None else block.labels[keep],
+                                         None if block.weights is None else block.weights[keep]))
+        offset += block.n_rows
+    if not parts:
+        return CSR.from_matrix(sp.csr_matrix((0, feature_dim), dtype=np.float32), np.zeros(0, np.float32))
+    rows = concatenate(parts, n_cols=feature_dim)
+    if weighted and rows.weights is None:
+        rows = dataclasses.replace(rows, weights=np.ones(rows.n_rows, np.float32))
+    return rows
 
 
 def channel_sources(paths: SageMakerPaths, config: ChannelConfig, epoch: int = 0,

@@ -35,9 +35,11 @@ def channel_bytes(paths: SageMakerPaths, config: ChannelConfig) -> int | None:
     return total
 
 
-def streams(paths: SageMakerPaths, config: ChannelConfig, setting: str, bytes_per_byte: float) -> bool:
+def streams(paths: SageMakerPaths, config: ChannelConfig, setting: str, bytes_per_byte: float,
+            share: float = 1.0) -> bool:
     """Whether the job streams ``config``'s channel: ``setting`` is the data_loading hyperparameter,
-    ``bytes_per_byte`` the in-memory path's peak memory per byte of data. The choice is logged."""
+    ``bytes_per_byte`` the in-memory path's peak memory per byte of data, ``share`` the part of the channel's rows
+    this host holds (a host of several keeping every N-th row: 1/N). The choice is logged."""
     if setting != "auto":
         log.info("data_loading=%s: %s the %r channel", setting,
                  "streaming" if setting == "stream" else "decoding into memory", config.name)
@@ -50,9 +52,9 @@ def streams(paths: SageMakerPaths, config: ChannelConfig, setting: str, bytes_pe
     what = "memory limit"
     if limit is None:  # a SageMaker instance gives the container the machine's memory
         limit, what = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "no memory limit; the machine's memory"
-    need = size * bytes_per_byte
+    need = size * share * bytes_per_byte
     stream = need > MEMORY_SHARE * limit
-    log.info("data_loading=auto: %s the %r channel (%.3f GiB of data, about %.3f GiB in memory; %s %.2f GiB)",
-             "streaming" if stream else "decoding into memory", config.name, size / GIB, need / GIB, what,
-             limit / GIB)
+    log.info("data_loading=auto: %s the %r channel (%.3f GiB of data%s, about %.3f GiB in memory; %s %.2f GiB)",
+             "streaming" if stream else "decoding into memory", config.name, size / GIB,
+             "" if share == 1.0 else f", this host's share {share:.3g} of it", need / GIB, what, limit / GIB)
     return stream

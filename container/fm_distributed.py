@@ -25,7 +25,6 @@ from distributed.protocol import to_serialize
 
 from algorithm.best_epoch import BestEpoch
 from algorithm.checkpoint import CheckpointError, Checkpoints, TrainingStopped
-from algorithm.csr import CSR
 from algorithm.feature_layout import FeatureLayout
 from algorithm.fm import FactorizationMachines
 from algorithm.fm_replica import (
@@ -45,6 +44,7 @@ from algorithm.metrics import STOPPING_METRIC, train_metrics
 from algorithm.schemas import JOB_SETTINGS
 from container import data_loading, job, metrics_log
 from container import fm_distributed_checkpoints as host_checkpoints
+from container.channel_stream import read_every_nth
 from container.channels import read_channel
 from container.cluster import Cluster, worker_handler
 from container.config import ChannelConfig, read_input_data_config
@@ -60,17 +60,6 @@ _replicas: dict[str, FMReplica] = {}  # this host's replica of each running job 
 # ------------------------------------------------------------------------------------- tasks on each host
 
 
-def share(data: CSR, distribution: str, rank: int, n_hosts: int) -> CSR:
-    """This host's rows of a channel: all of a sharded one, every ``n_hosts``-th from ``rank`` of a replicated
-    one."""
-    if distribution == "ShardedByS3Key" or n_hosts == 1:
-        return data
-    keep = np.arange(rank, data.n_rows, n_hosts)
-    matrix = data.to_scipy()[keep]
-    return CSR.from_matrix(matrix, None if data.labels is None else data.labels[keep],
-                           None if data.weights is None else data.weights[keep])
-
-
 def _load_share(key: str, hp: dict[str, Any], rank: int, n_hosts: int, early_stopping: bool) -> tuple[int, int, str]:
     """Read this host's ``train`` channel, keep its share and hold its replica; (rows, nonzeros, distribution)."""
     paths = SageMakerPaths.from_env()
@@ -78,8 +67,10 @@ def _load_share(key: str, hp: dict[str, Any], rank: int, n_hosts: int, early_sto
     config = job.required_channel(paths, channels, "train")
     params = {k: v for k, v in hp.items() if k not in JOB_SETTINGS}
     params["num_threads"] = job.thread_count(params["num_threads"])
-    data = share(read_channel(paths, config, feature_dim=params["feature_dim"]), config.distribution, rank,
-                 n_hosts)
+    if config.distribution == "ShardedByS3Key" or n_hosts == 1:
+        data = read_channel(paths, config, feature_dim=params["feature_dim"])
+    else:  # every n-th row, read block by block: the host never holds the whole channel
+        data = read_every_nth(paths, config, feature_dim=params["feature_dim"], first=rank, step=n_hosts)
     if data.n_rows == 0:
         raise ClientError(f"The 'train' channel of this host has no rows for it ({config.distribution}, host "
                           f"{rank + 1} of {n_hosts}): give every host training data")
@@ -220,10 +211,13 @@ def _drop(key: str) -> None:
 # ------------------------------------------------------------------------------------------- the driver
 
 
-def single_host_reason(paths: SageMakerPaths, hp: dict[str, Any], channels: dict[str, ChannelConfig]) -> str | None:
-    """Why this job trains on the first host alone (the user's settings), None when it trains on every host."""
+def single_host_reason(paths: SageMakerPaths, hp: dict[str, Any], channels: dict[str, ChannelConfig], n_hosts: int
+                       ) -> str | None:
+    """Why this job trains on the first host alone (the user's settings), None when it trains on every host.
+    With ``data_loading=auto`` a host's share decides: a FullyReplicated channel's size over ``n_hosts``."""
     train_config = job.required_channel(paths, channels, "train")
-    if data_loading.streams(paths, train_config, hp["data_loading"], IN_MEMORY_BYTES_PER_BYTE):
+    share = 1.0 if train_config.distribution == "ShardedByS3Key" else 1.0 / n_hosts
+    if data_loading.streams(paths, train_config, hp["data_loading"], IN_MEMORY_BYTES_PER_BYTE, share):
         return ("the 'train' channel is streamed (Pipe mode with data_loading=auto, data_loading=stream, or more "
                 "data than memory); training on several hosts reads each host's share into memory: set "
                 "data_loading=memory (File or Pipe mode) when a host's share fits")
@@ -234,7 +228,7 @@ def train_fm_distributed(cluster: Cluster, paths: SageMakerPaths, hp: dict[str, 
                          channels: dict[str, ChannelConfig], checkpoints: Checkpoints) -> None:
     """Fit one FM model on every host's share of ``train`` (``test`` scored here) and write it to ``model/``."""
     host = cluster.hosts[0]
-    reason = single_host_reason(paths, hp, channels)
+    reason = single_host_reason(paths, hp, channels, len(cluster.hosts))
     if reason is not None:
         log.warning("This job trains on the first host %s alone, the other hosts (%s) end without training: %s",
                     host, ", ".join(cluster.hosts[1:]), reason)

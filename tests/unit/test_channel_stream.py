@@ -444,3 +444,26 @@ def test_what_follows_a_gzip_member_is_read_as_gzip_decompress_reads_it(paths, t
         assert str(streamed.value) == str(whole) and "corrupt gzip data" in str(whole)
     else:
         _assert_same_rows(_streamed(body, source, config, 3, 500), whole)
+
+
+@pytest.mark.parametrize("name", ["recordio-sparse", "recordio-multipart", "csv", "libsvm"])
+@pytest.mark.parametrize(("first", "step"), [(0, 2), (1, 2), (2, 3), (0, 1)])
+def test_every_nth_row_read_block_by_block_is_the_whole_channels(paths, name, first, step):
+    """A host's share of a FullyReplicated channel (``read_every_nth``): the rows of the whole read from ``first``
+    every ``step``, however the blocks fall (two files, blocks of a few rows), weights as the whole read's."""
+    from container.channel_stream import read_every_nth
+
+    content_type, body = FORMATS[name]
+    for part in ("part-0", "part-1"):  # two files: the rows go on across them
+        _whole(paths, body(), content_type, part)
+    config = ChannelConfig("train", content_type=content_type)
+    whole = read_channel(paths, config, feature_dim=FEATURE_DIM)
+    for block_bytes in (1 << 10, 64 << 20):
+        rows = read_every_nth(paths, config, feature_dim=FEATURE_DIM, first=first, step=step, block_bytes=block_bytes)
+        expected = whole.to_scipy()[first::step]
+        assert rows.n_rows == expected.shape[0] and (rows.to_scipy() != expected).nnz == 0
+        np.testing.assert_array_equal(rows.labels, whole.labels[first::step])
+        if whole.weights is None:
+            assert rows.weights is None
+        else:
+            np.testing.assert_array_equal(rows.weights, whole.weights[first::step])

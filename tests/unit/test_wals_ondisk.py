@@ -363,6 +363,9 @@ def test_auto_streams_what_does_not_fit(tmp_path: Path, monkeypatch: pytest.Monk
         monkeypatch.setattr(data_loading, "memory_limit_bytes", lambda limit=limit: limit)
         assert data_loading.streams(paths, configs["train"], "auto", 2.0) is expected
     assert "data_loading=auto: streaming the 'train' channel (0.000 GiB of data" in caplog.text
+    monkeypatch.setattr(data_loading, "memory_limit_bytes", lambda: 6000)
+    assert not data_loading.streams(paths, configs["train"], "auto", 2.0, share=0.25)  # a host's quarter fits
+    assert "decoding into memory the 'train' channel (0.000 GiB of data, this host's share 0.25 of it" in caplog.text
     assert data_loading.streams(paths, ChannelConfig("train", input_mode="Pipe"), "auto", 2.0)
     wrapped = ChannelConfig("train", input_mode="Pipe", record_wrapper="RecordIO")
     assert data_loading.streams(paths, wrapped, "auto", 2.0)
