@@ -56,9 +56,14 @@ def read_triplets(paths: SageMakerPaths, config: ChannelConfig, hp: dict[str, An
     parts = decode_channel(paths, config, {CSV: from_csv, RECORDIO: from_recordio})
     parts = [p for p in parts if len(p)]
     if not parts:
-        raise ChannelError(f"Channel {config.name!r} has no entries ({config.input_mode} mode, looked in "
-                           f"{paths.channel_dir(config.name)}); expected {triplets.FIELDS} lines or RecordIO")
+        raise no_entries(paths, config)
     return triplets.concatenate(parts)
+
+
+def no_entries(paths: SageMakerPaths, config: ChannelConfig) -> ChannelError:
+    """The error for a channel without entries."""
+    return ChannelError(f"Channel {config.name!r} has no entries ({config.input_mode} mode, looked in "
+                        f"{paths.channel_dir(config.name)}); expected {triplets.FIELDS} lines or RecordIO")
 
 
 def entry_values(data: triplets.Triplets, alpha: float | None) -> np.ndarray:

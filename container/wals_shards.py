@@ -2,7 +2,8 @@
 drives them through dask).
 
 A host reads its share of the ``train`` channel (``read_share``: ShardedByS3Key, all of its files;
-FullyReplicated, the entries whose index in the channel is ``rank`` modulo the host count), tells the driver
+FullyReplicated, the entries whose index in the channel is ``rank`` modulo the host count, read a chunk at a time
+so that the host never holds the whole channel), tells the driver
 its distinct ids and their entry counts (``id_summary``), cuts its entries by the owner of their row and of
 their column (``split``), and, once the pieces have moved between the hosts, holds one contiguous block of
 rows and one of columns (``block``) whose factors it re-solves every half-sweep (``solve``) with the
@@ -22,9 +23,10 @@ from algorithm import _wals_kernels as kernels
 from algorithm._threads import numba_threads
 from algorithm.csr import CSR
 from algorithm.wals import entry_terms, gram64
-from container import wals_data
+from container import wals_data, wals_ondisk
 from container.config import ChannelConfig
 from container.errors import ChannelError
+from container.formats import triplets
 from container.paths import SageMakerPaths
 from container.resources import usable_cpus
 
@@ -75,17 +77,36 @@ def read_share(rank: int, n_hosts: int, config: ChannelConfig, hp: dict[str, Any
     objects), the driver refusing a job whose hosts have none at all."""
     paths = SageMakerPaths.from_env()
     try:
-        data = wals_data.read_triplets(paths, config, hp)
+        if config.distribution == "FullyReplicated" and n_hosts > 1:
+            data = _every_nth(paths, config, hp, rank, n_hosts)
+        else:
+            data = wals_data.read_triplets(paths, config, hp)
     except ChannelError:
         if not paths.channel_dir(config.name).exists() and config.input_mode == "File":
             raise
         empty = np.zeros(0, np.int64)
         return Share(empty, empty, np.zeros(0, np.float32), None, None)
     values = wals_data.entry_values(data, hp["alpha"])
-    if config.distribution == "FullyReplicated" and n_hosts > 1:
-        keep = np.arange(len(data)) % n_hosts == rank
-        return Share(data.rows[keep], data.cols[keep], values[keep], data.row_names, data.col_names)
     return Share(data.rows, data.cols, values, data.row_names, data.col_names)
+
+
+def _every_nth(paths: SageMakerPaths, config: ChannelConfig, hp: dict[str, Any], first: int, step: int
+               ) -> triplets.Triplets:
+    """Entries ``first``, ``first + step``, ... of a channel, read a chunk at a time (``wals_ondisk``): the host
+    holds its share, never the whole channel; ChannelError when the channel has no entries."""
+    parts, offset = [], 0
+    for chunk in wals_ondisk.iter_triplets(paths, config, hp):
+        keep = np.arange((first - offset) % step, len(chunk), step)
+        if keep.size:
+            parts.append(triplets.Triplets(chunk.rows[keep], chunk.cols[keep], chunk.values[keep],
+                                           None if chunk.weights is None else chunk.weights[keep],
+                                           chunk.row_names, chunk.col_names))
+        offset += len(chunk)
+    if offset == 0:
+        raise wals_data.no_entries(paths, config)
+    if not parts:  # fewer entries than hosts
+        return triplets.Triplets(*(np.zeros(0, np.int64),) * 2, np.zeros(0, np.float32))
+    return triplets.concatenate(parts)
 
 
 def _used(codes: np.ndarray, names: np.ndarray | None) -> tuple[np.ndarray | None, np.ndarray]:

@@ -371,3 +371,31 @@ def test_auto_streams_what_does_not_fit(tmp_path: Path, monkeypatch: pytest.Monk
     assert data_loading.streams(paths, wrapped, "auto", 2.0)
     assert not data_loading.streams(paths, configs["train"], "memory", 2.0)
     assert data_loading.streams(paths, configs["train"], "stream", 2.0)
+
+
+@pytest.mark.parametrize("hp", [{}, {"alpha": "1"}, {"num_rows": "70", "num_cols": "30"}])
+def test_a_hosts_share_of_a_replicated_channel_read_a_chunk_at_a_time_is_the_whole_reads(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, small_blocks: None, hp: dict[str, str]) -> None:
+    """Several hosts, FullyReplicated: each host's share (``wals_shards.read_share``) read chunk by chunk is
+    the whole channel's entries ``rank``, ``rank + n``, ... with the same ids and values; the shares cover the
+    channel once."""
+    from container import wals_data, wals_shards
+
+    ids = ("{}", "{}") if "num_rows" in hp else ("u{}", "item {}")
+    files = {name: _csv(*_ratings(seed, 350, 70, 30), ids=ids).encode() for name, seed in (("a.csv", 3), ("b.csv", 4))}
+    paths, configs = _job(tmp_path, {"train": files})
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path))
+    _, parsed = parse_for_algorithm({"algorithm": "wals", "embedding_dimension": "3", **hp})
+    whole = wals_data.read_triplets(paths, configs["train"], parsed)
+    values = wals_data.entry_values(whole, parsed["alpha"])
+    entries = list(zip(whole.row_ids().tolist(), whole.col_ids().tolist(), values.tolist(), strict=True))
+    for n in (2, 3):
+        covered = []
+        for rank in range(n):
+            share = wals_shards.read_share(rank, n, configs["train"], parsed)
+            rows = share.rows if share.row_names is None else share.row_names[share.rows]
+            cols = share.cols if share.col_names is None else share.col_names[share.cols]
+            got = list(zip(rows.tolist(), cols.tolist(), share.values.tolist(), strict=True))
+            assert got == entries[rank::n]
+            covered += got
+        assert sorted(covered) == sorted(entries)
