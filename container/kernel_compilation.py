@@ -31,6 +31,8 @@ class _Compilations(event.Listener):
                 self.log.info("Compiling numba kernels, first run on this machine only (or after an upgrade): "
                               "this takes tens of seconds%s; they are cached in %s for the next runs", self.note,
                               cache_location())
+            self.log.debug("Compiling %s%s", getattr(ev.data["dispatcher"], "__qualname__", "a kernel"),
+                           ev.data["args"])
             self.started = time.monotonic()
         self.depth += 1
 

@@ -100,6 +100,8 @@ def test_two_hosts_on_one_core_each_train_one_model_as_good_as_one_host(docker_i
     assert list((two_job.opt_ml("algo-2") / "model").iterdir()) == []  # only the first host writes the model
     artifact.read(two_job.opt_ml("algo-1") / "model")
     assert "#quality_metric: host=algo-1, epoch=2, train auc" in two["algo-1"]  # combined per-epoch lines
+    for output in two.values():  # the rounds' kernels too come from the image's numba cache
+        assert "numba kernel(s)" not in output, output[-3000:]
 
 
 @pytest.mark.slow
@@ -134,6 +136,8 @@ def test_wals_on_two_hosts_trains_the_one_host_model(docker_image, hosts, tmp_pa
                                             "text/csv")})
         output = _run(job, cpus)
         assert count == 1 or "on 2 hosts" in output["algo-1"]
+        for text in output.values():  # every kernel comes from the image's numba cache
+            assert "numba kernel(s)" not in text, text[-3000:]
         models[count] = artifact.load(job.opt_ml("algo-1") / "model")
     one, two = models[1], models[2]
     assert list(two.row_ids.ids) == list(one.row_ids.ids) and list(two.col_ids.ids) == list(one.col_ids.ids)
