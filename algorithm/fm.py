@@ -524,7 +524,7 @@ class FactorizationMachines(Estimator):
         state_layout = self._state_layout()
         bias, table, step, first_epoch = self._initial_table(state_layout)
         hp = self._hyperparameter_vector()
-        order = np.empty(rows.n_rows, dtype=np.int32 if rows.n_rows < 2**31 else np.int64)
+        order: np.ndarray = np.empty(rows.n_rows, dtype=order_dtype(rows.n_rows))
         block_rows = self._block_rows(rows)
         row_scores = np.zeros(rows.n_rows, dtype=np.float32)
         logistic = self.predictor_type == "binary_classifier"
@@ -764,7 +764,7 @@ class FactorizationMachines(Estimator):
                         _carry_loss(buffers.loss, carried_loss)
                         carried_loss = None
                     order = rows_order(rows.n_rows, rng, self._run_rows(), out=np.empty(
-                        rows.n_rows, dtype=np.int32 if rows.n_rows < 2**31 else np.int64))
+                        rows.n_rows, dtype=order_dtype(rows.n_rows)))
                     scores = np.zeros(rows.n_rows, dtype=np.float32)
                     step = train_epoch(
                         (rows.data, rows.indices, rows.indptr), y, row_weight, order, self.mini_batch_size, bias,
@@ -1182,6 +1182,11 @@ def _score_arrays(X: tuple[np.ndarray, np.ndarray, np.ndarray], w0: np.ndarray, 
     else:
         kernels.score_serial(data, indices, indptr, w0, w, V, logistic, out)
     return out
+
+
+def order_dtype(n_rows: int) -> type:
+    """The dtype of an epoch's row order over ``n_rows`` rows (the training kernels are compiled for it)."""
+    return np.int32 if n_rows < 2**31 else np.int64
 
 
 def _renumbered(rows: CSR, layout: FeatureLayout | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -38,6 +38,7 @@ from algorithm.fm import (
     _renumbered,
     _score_arrays,
     _training_buffers,
+    order_dtype,
 )
 from algorithm.metrics import train_metrics
 
@@ -69,7 +70,6 @@ class Part:
     state: bool = False
 
 
-WEIGHTS = Part()  # every used row's weights (the hot rows and the one slice of all the others)
 STATE = Part(state=True)
 
 
@@ -123,7 +123,7 @@ class FMReplica:
         self.rows, self.y, self.weights, self.row_weight = model._training_rows(X, y, sample_weight)
         self.n_threads = model.num_threads or numba.get_num_threads()
         self.hp = model._hyperparameter_vector()
-        self.order: np.ndarray = np.arange(self.rows.n_rows, dtype=_order_dtype(self.rows.n_rows))
+        self.order: np.ndarray = np.arange(self.rows.n_rows, dtype=order_dtype(self.rows.n_rows))
         self.row_scores = np.zeros(self.rows.n_rows, dtype=np.float32)
         self.position = 0
         self._carried_loss = 0.0  # the epoch's loss before a checkpoint it resumed (``resume_epoch``)
@@ -160,7 +160,7 @@ class FMReplica:
     def begin_epoch(self, epoch: int) -> None:
         """Draw epoch ``epoch``'s row order (from seed, epoch and rank) and reset its loss."""
         rng = np.random.default_rng([self.model.seed, 1, self.first_epoch + epoch, self.rank])
-        self.order = rng.permutation(self.rows.n_rows).astype(_order_dtype(self.rows.n_rows))
+        self.order = rng.permutation(self.rows.n_rows).astype(order_dtype(self.rows.n_rows))
         self.position = 0
         self.row_scores[:] = 0.0
         self._carried_loss = 0.0
@@ -305,11 +305,6 @@ class FMReplica:
         return self.model._keep_fit(self.bias, table, self.step, epoch, best, stopped, self.optimizer,
                                     self.first_epoch, self.n_threads, evaluated=evaluated,
                                     early_stopping=early_stopping, layout=self.features)
-
-
-def _order_dtype(n_rows: int) -> type:
-    """The dtype of an epoch's row order: a one-host fit's (the kernels compiled for it at the image's build)."""
-    return np.int32 if n_rows < 2**31 else np.int64
 
 
 def initial_state(model: FactorizationMachines) -> tuple[np.ndarray, np.ndarray, int, int]:

@@ -312,7 +312,8 @@ def _fit(cluster: Cluster, paths: SageMakerPaths, hp: dict[str, Any], channels: 
     def save_within(epoch: int, rounds: int) -> Path | None:
         """The checkpoint after ``rounds`` rounds of ``epoch``: every host's own table and place (the hosts
         stopped between two rounds, every combination sent taken)."""
-        places = [cluster.each(_round_place, key)[h] for h in hosts]
+        placed = cluster.each(_round_place, key)
+        places = [placed[h] for h in hosts]
         rows, positions, scores, host_losses, arrays, host_steps = (list(column) for column in zip(*places,
                                                                                                   strict=True))
         within = host_checkpoints.Within(rounds, rows, positions, scores, host_losses, arrays)

@@ -12,7 +12,6 @@ from algorithm.fm import FactorizationMachines
 from algorithm.fm_replica import (
     HOT_TOUCHES,
     STATE,
-    WEIGHTS,
     Block,
     ColumnRules,
     FMReplica,
@@ -145,7 +144,7 @@ def test_a_replica_training_on_keeps_its_changes_on_top_of_the_combination():
     replica.start(*initial_state(FactorizationMachines(**params)), sync_plan(replica.feature_counts(), 300, 300))
     replica.begin_epoch(0)
     replica.train(5)
-    changes = replica.changes(WEIGHTS)
+    changes = replica.changes(Part())
     assert changes.rows.shape == (replica.used, 3)
     sent = replica.table[:replica.used, :3].copy()
     other = np.full_like(changes.rows, 0.25)  # another replica's changes
@@ -162,7 +161,7 @@ def test_a_replica_training_on_keeps_its_changes_on_top_of_the_combination():
 
 def test_an_epochs_rounds_combine_every_used_row_once():
     """The parts of an epoch's rounds: the hot rows every round, the other used rows in slices that cover them
-    once; one round: every used row (``WEIGHTS``)."""
+    once; one round: every used row (``Part()``)."""
     x = CSR.from_matrix(sp.random(200, 40, density=0.2, random_state=3, format="csr", dtype=np.float32),
                         labels=np.ones(200, np.float32))
     params = dict(feature_dim=50, num_factors=2, predictor_type="regressor", num_threads=1)  # 40-49 unused
@@ -176,4 +175,4 @@ def test_an_epochs_rounds_combine_every_used_row_once():
         covered = np.concatenate([np.arange(a, b) for ranges in parts for a, b in ranges])
         assert np.array_equal(np.unique(covered[covered >= plan.hot]), np.arange(plan.hot, plan.used))
         assert np.count_nonzero(covered >= plan.hot) == plan.used - plan.hot  # each once
-    assert replica.ranges(WEIGHTS) == replica.ranges(STATE) == ((0, plan.used),)
+    assert replica.ranges(Part()) == replica.ranges(STATE) == ((0, plan.used),)
